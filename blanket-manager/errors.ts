@@ -1,0 +1,131 @@
+/**
+ * Typed errors with stable codes. Every failure a user can meet has one class here
+ * (or in the module that owns it, extending SupercloudError) and a line in docs/errors.md.
+ */
+export class SupercloudError extends Error {
+  /** Stable machine-readable code, e.g. SC_SPEC_INVALID. Never reworded. */
+  readonly code: string
+  /** Process exit code used by the CLI when this error ends a command. */
+  readonly exitCode: number
+  constructor (code: string, message: string, options?: { cause?: unknown, exitCode?: number }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined)
+    this.name = new.target.name
+    this.code = code
+    this.exitCode = options?.exitCode ?? 1
+  }
+}
+
+/** One problem found in a spec, located in its file. */
+export interface SpecIssue {
+  file: string
+  line: number
+  column: number
+  /** Dotted path of the field, e.g. "vms.web1.memory". */
+  field: string
+  message: string
+}
+
+/** Thrown when supercloud.yaml cannot be parsed or fails validation. */
+export class SpecError extends SupercloudError {
+  readonly issues: SpecIssue[]
+  constructor (issues: SpecIssue[]) {
+    super('SC_SPEC_INVALID', issues.map(i => `${i.file}:${i.line}:${i.column}: ${i.field}: ${i.message}`).join('\n'), { exitCode: 2 })
+    this.issues = issues
+  }
+}
+
+/** A host could not be reached over SSH (connection refused, timeout, no route). */
+export class HostUnreachableError extends SupercloudError {
+  constructor (host: string, detail: string, cause?: unknown) {
+    super('SC_HOST_UNREACHABLE', `host ${host} is unreachable over SSH: ${detail}`, { cause })
+  }
+}
+
+/** SSH authentication failed (wrong or missing key). */
+export class HostAuthError extends SupercloudError {
+  constructor (host: string, detail: string, cause?: unknown) {
+    super('SC_HOST_AUTH', `host ${host} refused our SSH key: ${detail}`, { cause })
+  }
+}
+
+/** A remote command exited non-zero; carries its exit code and stderr tail. */
+export class RemoteCommandError extends SupercloudError {
+  readonly command: string
+  readonly status: number | null
+  readonly stderr: string
+  constructor (host: string, command: string, status: number | null, stderr: string) {
+    super('SC_REMOTE_COMMAND', `on ${host}: \`${command}\` exited ${status ?? 'by signal'}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`)
+    this.command = command
+    this.status = status
+    this.stderr = stderr
+  }
+}
+
+/** The Blanket bootstrap found something missing that it could not install. */
+export class BootstrapError extends SupercloudError {
+  constructor (host: string, detail: string, cause?: unknown) {
+    super('SC_BOOTSTRAP', `bootstrap of host ${host} failed: ${detail}`, { cause })
+  }
+}
+
+/** A VM does not fit on the host it was placed on (memory or vCPUs). */
+export class CapacityError extends SupercloudError {
+  constructor (message: string) {
+    super('SC_CAPACITY', message, { exitCode: 2 })
+  }
+}
+
+/** A guest did not reach its ready marker in time; message carries its console tail. */
+export class GuestBootError extends SupercloudError {
+  readonly consoleTail: string
+  constructor (vm: string, detail: string, consoleTail: string) {
+    super('SC_GUEST_BOOT', `guest ${vm} failed to boot: ${detail}\n--- last console lines ---\n${consoleTail}`)
+    this.consoleTail = consoleTail
+  }
+}
+
+/** A QMP command failed or timed out. */
+export class QmpError extends SupercloudError {
+  constructor (detail: string, cause?: unknown) {
+    super('SC_QMP', detail, { cause })
+  }
+}
+
+/** The host agent answered with an error or could not be reached. */
+export class AgentError extends SupercloudError {
+  constructor (code: string, message: string) {
+    super(code, message)
+  }
+}
+
+/** The local driver could not create or remove a namespace, link or process. */
+export class LocalDriverError extends SupercloudError {
+  constructor (detail: string, cause?: unknown) {
+    super('SC_LOCAL_DRIVER', detail, { cause })
+  }
+}
+
+/** Another supercloud command holds the state lock. */
+export class StateLockedError extends SupercloudError {
+  constructor (path: string, pid: number) {
+    super('SC_STATE_LOCKED', `state ${path} is locked by running process ${pid}; wait for it or stop it`)
+  }
+}
+
+/** Operation cancelled through its AbortSignal (Ctrl-C). */
+export class CancelledError extends SupercloudError {
+  constructor (what: string) {
+    super('SC_CANCELLED', `${what} cancelled`, { exitCode: 130 })
+  }
+}
+
+/** Named object does not exist in the spec or state. */
+export class NotFoundError extends SupercloudError {
+  constructor (kind: string, name: string) {
+    super('SC_NOT_FOUND', `no ${kind} named '${name}'`, { exitCode: 2 })
+  }
+}
+
+export function throwIfAborted (signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted === true) throw new CancelledError(what)
+}

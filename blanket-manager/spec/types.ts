@@ -1,0 +1,78 @@
+/**
+ * The normalized, validated supercloud spec. `loadSpec` (spec/load.ts) turns a
+ * supercloud.yaml into this shape; everything downstream uses only these types.
+ * Sizes are bytes, durations milliseconds, bandwidths bits per second.
+ */
+export interface Spec {
+  /** Absolute path of the file the spec came from. */
+  file: string
+  /** Supercloud name: `name:` in the file, default the file's directory name. [a-z0-9-], max 20 chars. */
+  name: string
+  sites: Record<string, SiteSpec>
+  wan: WanSpec
+  hosts: Record<string, HostSpec>
+  images: Record<string, ImageSpec>
+  vms: Record<string, VmSpec>
+}
+
+export interface SiteSpec {
+  name: string
+  /** IPv4 CIDR of the site network, e.g. 198.18.1.0/24 (required when the site has local hosts). */
+  subnet?: string
+  /** Gateway address inside the subnet; default: first address of the subnet. */
+  gateway?: string
+}
+
+/** The emulated WAN joining local sites. */
+export interface WanSpec {
+  /** Per-direction rate limit in bits/s (tbf); undefined = unlimited. */
+  bandwidthBps?: number
+  /** One-way delay added by the user-space relay, ms; 0 = none. */
+  delayMs: number
+}
+
+export type DriverName = 'local' | 'ssh'
+export type Accel = 'auto' | 'kvm' | 'tcg'
+
+export interface HostSpec {
+  name: string
+  site: string
+  driver: DriverName
+  /** vCPUs offered to guests. Default 2. */
+  cpus: number
+  /** Memory offered to guests in bytes. Default 2G. */
+  memoryBytes: number
+  hypervisor: { backend: 'qemu', accel: Accel }
+  /** Options of the `local` driver. */
+  local?: { address?: string }
+  /** Options of the `ssh` driver. */
+  ssh?: { address: string, port: number, user: string, key: string, guestBridge?: string }
+}
+
+export type ImageSpec =
+  | { name: string, kind: 'builtin', builtin: 'tiny' }
+  | { name: string, kind: 'qcow2', path: string }
+  | { name: string, kind: 'kernel', kernel: string, initrd?: string, append?: string }
+
+export interface DiskSpec {
+  name: string
+  sizeBytes: number
+}
+
+export interface NicSpec {
+  name: string
+  /** IPv4 address with prefix, e.g. 198.18.1.101/24. Allocated from the host's site subnet when absent. */
+  address?: string
+  mac?: string
+}
+
+export interface VmSpec {
+  name: string
+  image: string
+  /** Host placement; when absent the planner places the VM (first fit decreasing by memory). */
+  host?: string
+  cpus: number
+  memory: { requestedBytes: number, allocatedBytes: number }
+  disks: DiskSpec[]
+  nics: NicSpec[]
+}

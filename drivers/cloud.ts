@@ -1,0 +1,69 @@
+/**
+ * Cloud drivers provision hosts. Each driver returns, for every host, how to reach it
+ * over SSH; everything after that (Blanket bootstrap, agent, guests) goes over SSH only.
+ */
+import type { HostSpec, SiteSpec, WanSpec } from '../blanket-manager/spec/types.ts'
+import type { OperationOptions } from '../blanket-manager/progress.ts'
+
+/** How the controller reaches a host over SSH. */
+export interface SshEndpoint {
+  host: string
+  port: number
+  username: string
+  /** Path of the private key file on the controller's machine. */
+  privateKeyPath: string
+  /** Path of a known_hosts-style file pinning the host key, or undefined to accept any (ssh driver with trust on first use). */
+  hostKeyPath?: string
+  /**
+   * A command whose stdin/stdout is a byte stream to host:port (like OpenSSH ProxyCommand),
+   * e.g. ['ip','netns','exec','sc1234-wan','socat','-','TCP:198.18.1.10:22'].
+   * Used by the local driver so the root namespace needs no routes to the sites.
+   */
+  proxyCommand?: string[]
+}
+
+/** What a driver knows about one host it made. Stored as JSON in the state store. */
+export interface HostRecord {
+  name: string
+  site: string
+  driver: string
+  /** The host's address on its site network. */
+  address: string
+  ssh: SshEndpoint
+  /** Directory on the host where the Blanket layer keeps its files (agent, guests, sockets). */
+  stateDir: string
+  /** Bridge on the host that guest NICs attach to (foundation guest networking). */
+  guestBridge: string
+  /** Driver-private data needed to destroy the host (namespace names, pids...). */
+  driverData: Record<string, unknown>
+}
+
+export type HostHealth = 'running' | 'gone' | 'unreachable'
+
+/** Everything a driver needs to know about the supercloud it works for. */
+export interface DriverContext {
+  /** Supercloud name. */
+  name: string
+  /** Short per-supercloud prefix for kernel object names (namespaces, links), e.g. "sc3f2a". */
+  prefix: string
+  /** Controller-side directory of this supercloud (keys, driver files). */
+  dir: string
+  /** Path of the supercloud's SSH private key (public key at `${path}.pub`). */
+  keyPath: string
+  sites: Record<string, SiteSpec>
+  wan: WanSpec
+}
+
+export interface CloudDriver {
+  readonly name: string
+  /** Create the shared networks (sites, WAN) this driver needs. Idempotent. */
+  ensureNetwork (ctx: DriverContext, opts?: OperationOptions): Promise<void>
+  /** Remove the shared networks. Idempotent; succeeds when already gone. */
+  destroyNetwork (ctx: DriverContext, opts?: OperationOptions): Promise<void>
+  /** Create (or adopt, when it already exists from an interrupted run) one host. Idempotent. */
+  createHost (ctx: DriverContext, spec: HostSpec, opts?: OperationOptions): Promise<HostRecord>
+  /** Whether the host still exists. */
+  describeHost (ctx: DriverContext, record: HostRecord): Promise<HostHealth>
+  /** Remove the host and everything the driver made for it. Idempotent; succeeds when already gone. */
+  destroyHost (ctx: DriverContext, record: HostRecord, opts?: OperationOptions): Promise<void>
+}
