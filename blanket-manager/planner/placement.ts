@@ -1,0 +1,141 @@
+/**
+ * Pure placement and addressing: which host runs each VM, which address and MAC
+ * each NIC gets, and whether everything fits. No I/O.
+ */
+import { createHash } from 'node:crypto'
+import type { HostSpec, Spec, VmSpec } from '../spec/types.ts'
+import { CapacityError } from '../errors.ts'
+
+export interface ResolvedNic {
+  name: string
+  /** CIDR, e.g. 198.18.1.101/24. */
+  address: string
+  mac: string
+  /** TAP device name on the host (<= 15 chars, unique per supercloud and NIC). */
+  tap: string
+}
+
+/** A VM with everything the planner decided for it. */
+export interface ResolvedVm {
+  spec: VmSpec
+  host: string
+  nics: ResolvedNic[]
+  /** Default gateway for the guest: its site's gateway, when the site has a subnet. */
+  gateway?: string
+}
+
+export function ipToInt (ip: string): number {
+  const p = ip.split('.').map(Number)
+  return (((p[0] ?? 0) << 24) >>> 0) + ((p[1] ?? 0) << 16) + ((p[2] ?? 0) << 8) + (p[3] ?? 0)
+}
+
+export function intToIp (n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
+}
+
+export function parseCidr (cidr: string): { base: number, bits: number, size: number } {
+  const [ip, bitsText] = cidr.split('/')
+  const bits = Number(bitsText ?? '32')
+  const size = 2 ** (32 - bits)
+  const base = ipToInt(ip ?? '0.0.0.0') & (bits === 0 ? 0 : (~(size - 1) >>> 0))
+  return { base: base >>> 0, bits, size }
+}
+
+/** The site gateway: explicit, else the first address of the subnet. */
+export function siteGateway (spec: Spec, site: string): string | undefined {
+  const s = spec.sites[site]
+  if (s === undefined || s.subnet === undefined) return undefined
+  return s.gateway ?? intToIp(parseCidr(s.subnet).base + 1)
+}
+
+function shortHash (...parts: string[]): string {
+  return createHash('sha256').update(parts.join('\0')).digest('hex')
+}
+
+/** Deterministic locally administered MAC (52:54:00 is QEMU's prefix; we set the local bit too). */
+export function macFor (supercloud: string, vm: string, nic: string): string {
+  const h = shortHash('mac', supercloud, vm, nic)
+  return `52:54:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}`
+}
+
+/** TAP name: "<prefix>t" + 6 hex chars of (vm, nic) — unique per supercloud, <= 15 chars. */
+export function tapFor (prefix: string, vm: string, nic: string): string {
+  return `${prefix}t${shortHash('tap', vm, nic).slice(0, 6)}`.slice(0, 15)
+}
+
+/**
+ * Places VMs on hosts (explicit `host:` first, then first-fit-decreasing by
+ * allocated memory) and checks that every host's VMs fit its memory and vCPUs.
+ */
+export function place (spec: Spec): Record<string, string> {
+  const free = new Map<string, number>()
+  const users = new Map<string, string[]>()
+  for (const h of Object.values(spec.hosts)) { free.set(h.name, h.memoryBytes); users.set(h.name, []) }
+  const out: Record<string, string> = {}
+  const take = (vm: VmSpec, host: HostSpec): void => {
+    free.set(host.name, (free.get(host.name) ?? 0) - vm.memory.allocatedBytes)
+    users.get(host.name)?.push(vm.name)
+    out[vm.name] = host.name
+  }
+  const vms = Object.values(spec.vms)
+  for (const vm of vms.filter(v => v.host !== undefined)) {
+    const host = spec.hosts[vm.host ?? '']
+    if (host === undefined) throw new CapacityError(`vms.${vm.name}.host: no host named '${vm.host ?? ''}'`)
+    if (vm.cpus > host.cpus) throw new CapacityError(`vms.${vm.name}: needs ${vm.cpus} vCPUs but host ${host.name} offers ${host.cpus}`)
+    const left = free.get(host.name) ?? 0
+    if (vm.memory.allocatedBytes > left) {
+      throw new CapacityError(`vms.${vm.name}: needs ${mib(vm.memory.allocatedBytes)} of memory but host ${host.name} has ${mib(Math.max(0, left))} left of ${mib(host.memoryBytes)}` +
+        ((users.get(host.name) ?? []).length > 0 ? ` (already placed: ${(users.get(host.name) ?? []).join(', ')})` : ''))
+    }
+    take(vm, host)
+  }
+  const unplaced = vms.filter(v => v.host === undefined)
+    .sort((a, b) => b.memory.allocatedBytes - a.memory.allocatedBytes || a.name.localeCompare(b.name))
+  for (const vm of unplaced) {
+    const host = Object.values(spec.hosts)
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .find(h => vm.cpus <= h.cpus && vm.memory.allocatedBytes <= (free.get(h.name) ?? 0))
+    if (host === undefined) throw new CapacityError(`vms.${vm.name}: no host has ${mib(vm.memory.allocatedBytes)} of memory and ${vm.cpus} vCPUs free`)
+    take(vm, host)
+  }
+  return out
+}
+
+function mib (bytes: number): string {
+  return bytes % (1024 ** 3) === 0 ? `${bytes / 1024 ** 3}G` : `${Math.round(bytes / 1024 ** 2)}M`
+}
+
+/** Places VMs and fills in NIC addresses (from the host's site subnet, from .100 up), MACs and TAP names. */
+export function resolveVms (spec: Spec, prefix: string): Record<string, ResolvedVm> {
+  const placement = place(spec)
+  const used = new Set<string>()
+  for (const vm of Object.values(spec.vms)) for (const n of vm.nics) if (n.address !== undefined) used.add(n.address.split('/')[0] ?? '')
+  for (const h of Object.values(spec.hosts)) if (h.local?.address !== undefined) used.add(h.local.address)
+  const out: Record<string, ResolvedVm> = {}
+  for (const vm of Object.values(spec.vms).sort((a, b) => a.name.localeCompare(b.name))) {
+    const hostName = placement[vm.name] ?? ''
+    const host = spec.hosts[hostName]
+    const site = host !== undefined ? spec.sites[host.site] : undefined
+    const gateway = host !== undefined ? siteGateway(spec, host.site) : undefined
+    const nics: ResolvedNic[] = vm.nics.map(n => {
+      let address = n.address
+      if (address === undefined) {
+        if (site?.subnet === undefined) throw new CapacityError(`vms.${vm.name}.nics.${n.name}: no address given and site ${host?.site ?? '?'} has no subnet to allocate from`)
+        const { base, bits, size } = parseCidr(site.subnet)
+        let found: string | undefined
+        for (let i = 100; i < size - 1; i++) {
+          const ip = intToIp(base + i)
+          if (!used.has(ip) && ip !== gateway) { found = ip; break }
+        }
+        if (found === undefined) throw new CapacityError(`vms.${vm.name}.nics.${n.name}: site ${host?.site ?? '?'} subnet ${site.subnet} has no free address`)
+        used.add(found)
+        address = `${found}/${bits}`
+      }
+      return { name: n.name, address, mac: n.mac ?? macFor(spec.name, vm.name, n.name), tap: tapFor(prefix, vm.name, n.name) }
+    })
+    const r: ResolvedVm = { spec: vm, host: hostName, nics }
+    if (gateway !== undefined) r.gateway = gateway
+    out[vm.name] = r
+  }
+  return out
+}

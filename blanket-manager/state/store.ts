@@ -1,0 +1,299 @@
+/**
+ * The controller's record of what exists where: one SQLite file per supercloud
+ * (better-sqlite3, WAL, every change in a transaction). Each action is recorded
+ * *before* it runs (status 'creating' / 'destroying') and again when it finished,
+ * so an interrupted `up` or `down` (Ctrl-C, kill -9) is finished by the next run
+ * without duplicates or leaks.
+ */
+import Database from 'better-sqlite3'
+import { mkdirSync, openSync, closeSync, writeSync, readFileSync, unlinkSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import type { HostRecord } from '../../drivers/cloud.ts'
+import { StateLockedError } from '../errors.ts'
+
+export type ResourceStatus = 'creating' | 'ready' | 'destroying' | 'failed'
+
+export interface HostRow {
+  name: string
+  site: string
+  driver: string
+  specHash: string
+  status: ResourceStatus
+  /** Present once the driver created the host. */
+  record?: HostRecord
+  /** Hypervisor acceleration the bootstrap chose ('kvm' | 'tcg'), once bootstrapped. */
+  accel?: string
+  /** Reason given by the accel probe. */
+  accelReason?: string
+  bootstrapped: boolean
+}
+
+/** What the controller launched for one VM (the agent's view of it is authoritative for run state). */
+export interface VmRecord {
+  host: string
+  nics: Array<{ name: string, address: string, mac: string, tap: string }>
+  memory: { requestedBytes: number, allocatedBytes: number }
+  cpus: number
+  image: string
+}
+
+export interface VmRow {
+  name: string
+  host: string
+  specHash: string
+  status: ResourceStatus
+  record?: VmRecord
+  error?: string
+}
+
+export interface NetworkRow {
+  driver: string
+  specHash: string
+  status: ResourceStatus
+}
+
+export interface JournalEntry {
+  seq: number
+  ts: string
+  kind: string
+  subject: string
+  detail: Record<string, unknown>
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS networks (driver TEXT PRIMARY KEY, spec_hash TEXT NOT NULL, status TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+  name TEXT PRIMARY KEY, site TEXT NOT NULL, driver TEXT NOT NULL, spec_hash TEXT NOT NULL,
+  status TEXT NOT NULL, record TEXT, accel TEXT, accel_reason TEXT, bootstrapped INTEGER NOT NULL DEFAULT 0, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vms (
+  name TEXT PRIMARY KEY, host TEXT NOT NULL, spec_hash TEXT NOT NULL, status TEXT NOT NULL,
+  record TEXT, error TEXT, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
+`
+
+export interface StateSnapshot {
+  networks: NetworkRow[]
+  hosts: HostRow[]
+  vms: VmRow[]
+}
+
+export class StateStore {
+  readonly dir: string
+  readonly path: string
+  private readonly db: Database.Database
+  private lockPath?: string
+
+  private constructor (dir: string) {
+    this.dir = dir
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    this.path = join(dir, 'state.db')
+    this.db = new Database(this.path)
+    this.db.pragma('journal_mode = WAL')
+    this.db.pragma('synchronous = FULL')
+    this.db.pragma('busy_timeout = 5000')
+    this.db.exec(SCHEMA)
+  }
+
+  static open (dir: string): StateStore {
+    return new StateStore(dir)
+  }
+
+  /**
+   * Takes the supercloud's exclusive lock (one mutating command at a time).
+   * A lock left by a dead process (kill -9) is taken over.
+   */
+  lock (): void {
+    const p = join(this.dir, 'lock')
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(p, 'wx', 0o600)
+        writeSync(fd, String(process.pid))
+        closeSync(fd)
+        this.lockPath = p
+        return
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        const pid = Number(readFileSync(p, 'utf8').trim())
+        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new StateLockedError(this.path, pid)
+        unlinkSync(p)
+      }
+    }
+    throw new StateLockedError(this.path, -1)
+  }
+
+  unlock (): void {
+    if (this.lockPath === undefined) return
+    try { unlinkSync(this.lockPath) } catch { /* already gone */ }
+    this.lockPath = undefined
+  }
+
+  close (): void {
+    this.unlock()
+    this.db.close()
+  }
+
+  getMeta (key: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined
+    return row?.value
+  }
+
+  setMeta (key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value)
+  }
+
+  /** The per-supercloud prefix for kernel object names, chosen once and kept. */
+  prefix (isTaken: (p: string) => boolean = () => false): string {
+    const existing = this.getMeta('prefix')
+    if (existing !== undefined) return existing
+    for (;;) {
+      const p = 'sc' + randomBytes(2).toString('hex')
+      if (!isTaken(p)) { this.setMeta('prefix', p); return p }
+    }
+  }
+
+  snapshot (): StateSnapshot {
+    return { networks: this.networks(), hosts: this.hosts(), vms: this.vms() }
+  }
+
+  networks (): NetworkRow[] {
+    return (this.db.prepare('SELECT * FROM networks ORDER BY driver').all() as Array<Record<string, string>>)
+      .map(r => ({ driver: r.driver ?? '', specHash: r.spec_hash ?? '', status: r.status as ResourceStatus }))
+  }
+
+  putNetwork (row: NetworkRow): void {
+    this.db.prepare(`INSERT INTO networks (driver, spec_hash, status, updated) VALUES (@driver, @specHash, @status, @now)
+      ON CONFLICT(driver) DO UPDATE SET spec_hash = excluded.spec_hash, status = excluded.status, updated = excluded.updated`)
+      .run({ ...row, now: new Date().toISOString() })
+  }
+
+  deleteNetwork (driver: string): void {
+    this.db.prepare('DELETE FROM networks WHERE driver = ?').run(driver)
+  }
+
+  hosts (): HostRow[] {
+    return (this.db.prepare('SELECT * FROM hosts ORDER BY name').all() as Array<Record<string, unknown>>).map(hostFromRow)
+  }
+
+  host (name: string): HostRow | undefined {
+    const r = this.db.prepare('SELECT * FROM hosts WHERE name = ?').get(name) as Record<string, unknown> | undefined
+    return r === undefined ? undefined : hostFromRow(r)
+  }
+
+  putHost (row: HostRow): void {
+    this.db.prepare(`INSERT INTO hosts (name, site, driver, spec_hash, status, record, accel, accel_reason, bootstrapped, updated)
+      VALUES (@name, @site, @driver, @specHash, @status, @record, @accel, @accelReason, @bootstrapped, @now)
+      ON CONFLICT(name) DO UPDATE SET site = excluded.site, driver = excluded.driver, spec_hash = excluded.spec_hash,
+        status = excluded.status, record = excluded.record, accel = excluded.accel, accel_reason = excluded.accel_reason,
+        bootstrapped = excluded.bootstrapped, updated = excluded.updated`)
+      .run({
+        name: row.name,
+        site: row.site,
+        driver: row.driver,
+        specHash: row.specHash,
+        status: row.status,
+        record: row.record === undefined ? null : JSON.stringify(row.record),
+        accel: row.accel ?? null,
+        accelReason: row.accelReason ?? null,
+        bootstrapped: row.bootstrapped ? 1 : 0,
+        now: new Date().toISOString()
+      })
+  }
+
+  deleteHost (name: string): void {
+    this.db.prepare('DELETE FROM hosts WHERE name = ?').run(name)
+  }
+
+  vms (): VmRow[] {
+    return (this.db.prepare('SELECT * FROM vms ORDER BY name').all() as Array<Record<string, unknown>>).map(vmFromRow)
+  }
+
+  vm (name: string): VmRow | undefined {
+    const r = this.db.prepare('SELECT * FROM vms WHERE name = ?').get(name) as Record<string, unknown> | undefined
+    return r === undefined ? undefined : vmFromRow(r)
+  }
+
+  putVm (row: VmRow): void {
+    this.db.prepare(`INSERT INTO vms (name, host, spec_hash, status, record, error, updated)
+      VALUES (@name, @host, @specHash, @status, @record, @error, @now)
+      ON CONFLICT(name) DO UPDATE SET host = excluded.host, spec_hash = excluded.spec_hash, status = excluded.status,
+        record = excluded.record, error = excluded.error, updated = excluded.updated`)
+      .run({
+        name: row.name,
+        host: row.host,
+        specHash: row.specHash,
+        status: row.status,
+        record: row.record === undefined ? null : JSON.stringify(row.record),
+        error: row.error ?? null,
+        now: new Date().toISOString()
+      })
+  }
+
+  deleteVm (name: string): void {
+    this.db.prepare('DELETE FROM vms WHERE name = ?').run(name)
+  }
+
+  /** Appends to the journal (bounded: keeps the newest `keep` entries). */
+  journal (kind: string, subject: string, detail: Record<string, unknown> = {}, keep = 10000): number {
+    const tx = this.db.transaction(() => {
+      const info = this.db.prepare('INSERT INTO journal (ts, kind, subject, detail) VALUES (?, ?, ?, ?)')
+        .run(new Date().toISOString(), kind, subject, JSON.stringify(detail))
+      const seq = Number(info.lastInsertRowid)
+      if (seq % 100 === 0) this.db.prepare('DELETE FROM journal WHERE seq <= ?').run(seq - keep)
+      return seq
+    })
+    return tx()
+  }
+
+  journalSince (seq: number, limit = 1000): JournalEntry[] {
+    return (this.db.prepare('SELECT * FROM journal WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as Array<Record<string, string | number>>)
+      .map(r => ({ seq: Number(r.seq), ts: String(r.ts), kind: String(r.kind), subject: String(r.subject), detail: JSON.parse(String(r.detail)) as Record<string, unknown> }))
+  }
+
+  /** Runs `fn` in one transaction. */
+  transaction<T> (fn: () => T): T {
+    return this.db.transaction(fn)()
+  }
+
+  isEmpty (): boolean {
+    const s = this.snapshot()
+    return s.networks.length === 0 && s.hosts.length === 0 && s.vms.length === 0
+  }
+}
+
+function hostFromRow (r: Record<string, unknown>): HostRow {
+  const row: HostRow = {
+    name: String(r.name),
+    site: String(r.site),
+    driver: String(r.driver),
+    specHash: String(r.spec_hash),
+    status: r.status as ResourceStatus,
+    bootstrapped: Number(r.bootstrapped) === 1
+  }
+  if (typeof r.record === 'string') row.record = JSON.parse(r.record) as HostRecord
+  if (typeof r.accel === 'string') row.accel = r.accel
+  if (typeof r.accel_reason === 'string') row.accelReason = r.accel_reason
+  return row
+}
+
+function vmFromRow (r: Record<string, unknown>): VmRow {
+  const row: VmRow = {
+    name: String(r.name),
+    host: String(r.host),
+    specHash: String(r.spec_hash),
+    status: r.status as ResourceStatus
+  }
+  if (typeof r.record === 'string') row.record = JSON.parse(r.record) as VmRecord
+  if (typeof r.error === 'string') row.error = r.error
+  return row
+}
+
+export function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
