@@ -1,0 +1,105 @@
+/** Controller side of the agent protocol: RPC over a stream opened through SSH. */
+import type { Duplex } from 'node:stream'
+import { AgentError, CancelledError } from '../errors.ts'
+import { encode, splitLines, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import type { SshConnection } from '../ssh/client.ts'
+
+interface Pending {
+  resolve: (v: unknown) => void
+  reject: (e: Error) => void
+  timer: NodeJS.Timeout
+}
+
+export class AgentClient {
+  readonly host: string
+  private readonly stream: Duplex
+  private readonly pending = new Map<number, Pending>()
+  private nextId = 1
+  private buffer = ''
+  private closedError?: Error
+  private readonly listeners = new Set<(ev: AgentPush['event']) => void>()
+
+  constructor (host: string, stream: Duplex) {
+    this.host = host
+    this.stream = stream
+    stream.setEncoding('utf8')
+    stream.on('data', (chunk: string) => {
+      this.buffer = splitLines(this.buffer + chunk, line => this.onLine(line))
+    })
+    const fail = (why: string): void => {
+      this.closedError = new AgentError('SC_AGENT_GONE', `agent on ${host}: ${why}`)
+      for (const p of this.pending.values()) { clearTimeout(p.timer); p.reject(this.closedError) }
+      this.pending.clear()
+    }
+    stream.on('close', () => fail('connection closed'))
+    stream.on('error', (err: Error) => fail(err.message))
+  }
+
+  /** Connects to the agent's unix socket through an SSH connection. */
+  static async connect (host: string, ssh: SshConnection, socketPath: string): Promise<AgentClient> {
+    const ch = await ssh.openUnixSocket(socketPath)
+    return new AgentClient(host, ch)
+  }
+
+  private onLine (line: string): void {
+    let msg: AgentResponse | AgentPush
+    try { msg = JSON.parse(line) as AgentResponse | AgentPush } catch { return }
+    if ('event' in msg) { for (const l of this.listeners) l(msg.event); return }
+    const p = this.pending.get(msg.id)
+    if (p === undefined) return
+    this.pending.delete(msg.id)
+    clearTimeout(p.timer)
+    if (msg.ok) p.resolve(msg.result)
+    else p.reject(new AgentError(msg.error.code, `${this.host}: ${msg.error.message}`))
+  }
+
+  onEvent (fn: (ev: AgentPush['event']) => void): () => void {
+    this.listeners.add(fn)
+    return () => this.listeners.delete(fn)
+  }
+
+  async call<T> (method: AgentMethod, params: unknown, opts: { timeoutMs?: number, signal?: AbortSignal } = {}): Promise<T> {
+    if (this.closedError !== undefined) throw this.closedError
+    const id = this.nextId++
+    return await new Promise<T>((resolve, reject) => {
+      const timeoutMs = opts.timeoutMs ?? 30000
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new AgentError('SC_AGENT_TIMEOUT', `agent on ${this.host} did not answer ${method} within ${timeoutMs} ms`))
+      }, timeoutMs)
+      const onAbort = (): void => {
+        clearTimeout(timer)
+        this.pending.delete(id)
+        reject(new CancelledError(`${method} on ${this.host}`))
+      }
+      opts.signal?.addEventListener('abort', onAbort, { once: true })
+      this.pending.set(id, {
+        resolve: v => { opts.signal?.removeEventListener('abort', onAbort); resolve(v as T) },
+        reject: e => { opts.signal?.removeEventListener('abort', onAbort); reject(e) },
+        timer
+      })
+      this.stream.write(encode({ id, method, params }))
+    })
+  }
+
+  async hello (): Promise<HelloResult> { return await this.call('agent.hello', {}) }
+  async probe (p: ProbeParams, signal?: AbortSignal): Promise<{ mode: 'kvm' | 'tcg', reason: string }> {
+    return await this.call('host.probe', p, { timeoutMs: p.timeoutMs + 30000, signal })
+  }
+
+  async createVm (l: VmLaunch, signal?: AbortSignal): Promise<VmInfo> {
+    return await this.call('vm.create', l, { timeoutMs: l.bootTimeoutMs + 60000, signal })
+  }
+
+  async destroyVm (name: string, nics: Array<{ tap: string }> = []): Promise<void> { await this.call('vm.destroy', { name, nics }, { timeoutMs: 60000 }) }
+  async vmStatus (name: string): Promise<VmInfo> { return await this.call('vm.status', { name }) }
+  async listVms (): Promise<VmInfo[]> { return await this.call('vm.list', {}) }
+  async vmStats (name: string): Promise<VmStats> { return await this.call('vm.stats', { name }) }
+  async balloon (name: string, bytes: number): Promise<void> { await this.call('vm.balloon', { name, bytes }) }
+  async consoleSocket (name: string): Promise<string> { return (await this.call<{ path: string }>('vm.console', { name })).path }
+
+  close (): void {
+    this.stream.end()
+    this.stream.destroy()
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Entry point of the host agent (bundled to one file and uploaded by the Blanket bootstrap).
+ * Usage: node agent.mjs --dir <blanket dir> --bridge <guest bridge> [--qemu <binary>]
+ */
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { createQemuBackend } from '../../drivers/qemu/backend.ts'
+import { Agent } from './server.ts'
+
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({ options: { dir: { type: 'string' }, bridge: { type: 'string' }, qemu: { type: 'string' }, build: { type: 'string' } } })
+  if (values.dir === undefined || values.bridge === undefined) {
+    process.stderr.write('usage: agent --dir DIR --bridge BRIDGE [--qemu BINARY]\n')
+    process.exit(2)
+  }
+  const backend = createQemuBackend(values.qemu !== undefined ? { binary: values.qemu } : {})
+  const agent = new Agent({ dir: values.dir, bridge: values.bridge, build: values.build ?? 'dev', backend })
+  await agent.start()
+  await writeFile(join(values.dir, 'agent.pid'), String(process.pid))
+  const bye = (): void => { void agent.stop().finally(() => process.exit(0)) }
+  process.on('SIGTERM', bye)
+  process.on('SIGINT', bye)
+  process.stdout.write(`supercloud agent ${process.pid} listening on ${agent.socketPath}\n`)
+}
+
+main().catch(err => {
+  process.stderr.write(`agent failed: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})

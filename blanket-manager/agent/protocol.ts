@@ -1,0 +1,103 @@
+/**
+ * The host agent's wire protocol: newline-delimited JSON over a unix socket on the host,
+ * reached by the controller only through SSH (direct-streamlocal). One request, one response,
+ * matched by `id`; the agent may also push `event` messages.
+ */
+export const AGENT_PROTOCOL_VERSION = 1
+
+export interface AgentRequest {
+  id: number
+  method: AgentMethod
+  params: unknown
+}
+
+export type AgentResponse =
+  | { id: number, ok: true, result: unknown }
+  | { id: number, ok: false, error: { code: string, message: string } }
+
+export interface AgentPush {
+  event: { type: string, ts: string, [k: string]: unknown }
+}
+
+export type AgentMethod =
+  | 'agent.hello'
+  | 'host.probe'
+  | 'vm.create'
+  | 'vm.destroy'
+  | 'vm.status'
+  | 'vm.list'
+  | 'vm.stats'
+  | 'vm.balloon'
+  | 'vm.console'
+  | 'agent.shutdown'
+
+export interface HelloResult {
+  protocol: number
+  /** Hash of the agent bundle that is running. */
+  build: string
+  pid: number
+  hostname: string
+  stateDir: string
+  bridge: string
+  qemuVersion: string
+  /** Memory and CPUs the host has (not what the spec offers). */
+  memTotalBytes: number
+  cpus: number
+  accel?: { mode: 'kvm' | 'tcg', reason: string }
+}
+
+export interface ProbeParams {
+  kernel: string
+  initrd: string
+  timeoutMs: number
+  /** 'auto' probes KVM; 'kvm' or 'tcg' force the mode. */
+  want: 'auto' | 'kvm' | 'tcg'
+}
+
+export type VmImage =
+  | { kind: 'kernel', kernel: string, initrd?: string, append?: string, readyMarker?: string }
+  | { kind: 'qcow2', path: string }
+
+export interface VmLaunch {
+  name: string
+  cpus: number
+  memory: { requestedBytes: number, allocatedBytes: number }
+  image: VmImage
+  disks: Array<{ name: string, sizeBytes: number }>
+  nics: Array<{ name: string, mac: string, tap: string, address: string }>
+  gateway?: string
+  /** How long to wait for the guest's ready marker on its console. */
+  bootTimeoutMs: number
+}
+
+export interface VmInfo {
+  name: string
+  state: 'running' | 'paused' | 'shutdown' | 'absent' | 'other'
+  pid?: number
+  detail?: string
+  accel?: string
+}
+
+export interface VmStats {
+  name: string
+  memoryBytes: number
+  balloonActualBytes: number
+  residentBytes: number
+}
+
+/** Encodes one message as a line. */
+export function encode (msg: AgentRequest | AgentResponse | AgentPush): string {
+  return JSON.stringify(msg) + '\n'
+}
+
+/** Splits a byte stream into JSON lines; returns the unconsumed tail. */
+export function splitLines (buffer: string, onLine: (line: string) => void): string {
+  let rest = buffer
+  for (;;) {
+    const i = rest.indexOf('\n')
+    if (i < 0) return rest
+    const line = rest.slice(0, i)
+    rest = rest.slice(i + 1)
+    if (line.trim() !== '') onLine(line)
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The agent's guest manager: disks, TAP devices on the host bridge, and the
+ * hypervisor backend. Everything here touches the host (processes, kernel links, files).
+ */
+import { execFile } from 'node:child_process'
+import { mkdir, readdir, readFile, rm, writeFile, access } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import type { GuestDefinition, HypervisorBackend, AccelMode } from '../../drivers/hypervisor.ts'
+import { waitForConsole } from '../../drivers/qemu/backend.ts'
+import { guestCmdline } from '../../images/guest/cmdline.ts'
+import { SupercloudError } from '../errors.ts'
+import type { VmInfo, VmLaunch, VmStats } from './protocol.ts'
+
+const run = promisify(execFile)
+
+export class VmManager {
+  constructor (
+    private readonly dir: string,
+    private readonly bridge: string,
+    private readonly backend: HypervisorBackend,
+    private readonly accel: () => AccelMode
+  ) {}
+
+  vmDir (name: string): string { return join(this.dir, 'vms', name) }
+  runDir (name: string): string { return join(this.vmDir(name), 'run') }
+
+  async create (l: VmLaunch, signal?: AbortSignal): Promise<VmInfo> {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(l.name)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad VM name '${l.name}'`)
+    const current = await this.backend.status(l.name, this.runDir(l.name))
+    if (current.state === 'running' || current.state === 'paused') return { ...current, accel: this.accel() }
+    const vmDir = this.vmDir(l.name)
+    await mkdir(this.runDir(l.name), { recursive: true })
+    await writeFile(join(vmDir, 'launch.json'), JSON.stringify(l, null, 2))
+
+    const disks: GuestDefinition['disks'] = []
+    let boot: GuestDefinition['boot']
+    if (l.image.kind === 'qcow2') {
+      const root = join(vmDir, 'root.qcow2')
+      if (!await exists(root)) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', l.image.path, root])
+      disks.push({ id: 'root', path: root, format: 'qcow2' })
+      boot = { kind: 'disk' }
+    } else {
+      const append = [
+        'console=ttyS0',
+        guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}) }),
+        l.image.append ?? ''
+      ].join(' ').trim()
+      boot = { kind: 'kernel', kernel: l.image.kernel, append, ...(l.image.initrd !== undefined ? { initrd: l.image.initrd } : {}) }
+    }
+    for (const d of l.disks) {
+      const p = join(vmDir, `disk-${d.name}.qcow2`)
+      if (!await exists(p)) await run('qemu-img', ['create', '-q', '-f', 'qcow2', p, String(d.sizeBytes)])
+      disks.push({ id: `disk-${d.name}`, path: p, format: 'qcow2' })
+    }
+    for (const n of l.nics) await this.ensureTap(n.tap)
+
+    const def: GuestDefinition = {
+      name: l.name,
+      cpus: l.cpus,
+      memoryBytes: l.memory.requestedBytes,
+      accel: this.accel(),
+      boot,
+      disks,
+      nics: l.nics.map(n => ({ id: n.name, tap: n.tap, mac: n.mac })),
+      runDir: this.runDir(l.name)
+    }
+    if (l.memory.allocatedBytes < l.memory.requestedBytes) def.balloonTargetBytes = l.memory.allocatedBytes
+    try {
+      const st = await this.backend.start(def, signal !== undefined ? { signal } : {})
+      if (l.image.kind === 'kernel' && l.image.readyMarker !== undefined) {
+        await waitForConsole(def.runDir, `${l.image.readyMarker} ${l.name}`, l.bootTimeoutMs, signal)
+      }
+      return { ...st, accel: def.accel }
+    } catch (err) {
+      // A guest that failed to start or boot is removed: no orphaned QEMU or TAP.
+      await this.backend.destroy(l.name, def.runDir).catch(() => {})
+      for (const n of l.nics) await this.deleteTap(n.tap)
+      throw err
+    }
+  }
+
+  async destroy (name: string, taps: string[]): Promise<void> {
+    await this.backend.destroy(name, this.runDir(name))
+    let all = taps
+    try {
+      const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+      all = [...new Set([...taps, ...l.nics.map(n => n.tap)])]
+    } catch { /* no launch record */ }
+    for (const t of all) await this.deleteTap(t)
+    await rm(this.vmDir(name), { recursive: true, force: true })
+  }
+
+  async status (name: string): Promise<VmInfo> {
+    return { ...await this.backend.status(name, this.runDir(name)), accel: this.accel() }
+  }
+
+  async list (): Promise<VmInfo[]> {
+    const names = await readdir(join(this.dir, 'vms')).catch(() => [] as string[])
+    return await Promise.all(names.sort().map(async n => await this.status(n)))
+  }
+
+  async stats (name: string): Promise<VmStats> {
+    return { name, ...await this.backend.stats(name, this.runDir(name)) }
+  }
+
+  async balloon (name: string, bytes: number): Promise<void> {
+    await this.backend.setBalloon(name, this.runDir(name), bytes)
+    const p = join(this.vmDir(name), 'launch.json')
+    const l = JSON.parse(await readFile(p, 'utf8')) as VmLaunch
+    l.memory.allocatedBytes = bytes
+    await writeFile(p, JSON.stringify(l, null, 2))
+  }
+
+  consoleSocket (name: string): string {
+    return this.backend.consoleSocket(this.runDir(name))
+  }
+
+  private async ensureTap (tap: string): Promise<void> {
+    if (!/^[a-zA-Z0-9_-]{1,15}$/.test(tap)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad TAP name '${tap}'`)
+    try {
+      await run('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap'])
+    } catch (err) {
+      if (!/exists|busy/i.test(String((err as { stderr?: string }).stderr))) throw new SupercloudError('SC_AGENT_TAP', `cannot create TAP ${tap}: ${String((err as { stderr?: string }).stderr ?? err)}`)
+    }
+    await run('ip', ['link', 'set', tap, 'master', this.bridge])
+    await run('ip', ['link', 'set', tap, 'up'])
+  }
+
+  private async deleteTap (tap: string): Promise<void> {
+    await run('ip', ['link', 'del', tap]).catch(() => {})
+  }
+}
+
+async function exists (p: string): Promise<boolean> {
+  try { await access(p); return true } catch { return false }
+}

@@ -1,0 +1,148 @@
+/**
+ * The Blanket bootstrap: over SSH only, check a host, install what is missing, upload and
+ * start the host agent, upload the guest image, and choose the hypervisor mode
+ * (KVM only if a test guest actually boots under it, else QEMU TCG).
+ */
+import type { HostRecord } from '../../drivers/cloud.ts'
+import type { Accel } from '../spec/types.ts'
+import type { OperationOptions } from '../progress.ts'
+import { AgentClient } from '../agent/client.ts'
+import type { HelloResult } from '../agent/protocol.ts'
+import { agentBundle } from '../agent/bundle.ts'
+import { BootstrapError, SupercloudError, throwIfAborted } from '../errors.ts'
+import { shq, type SshConnection } from '../ssh/client.ts'
+import { ensureImageOnHost } from './images.ts'
+
+/** Debian packages that provide each command the Blanket layer needs on a host. */
+export const HOST_PACKAGES: Record<string, string> = {
+  'qemu-system-x86_64': 'qemu-system-x86',
+  'qemu-img': 'qemu-utils',
+  ip: 'iproute2',
+  node: 'nodejs'
+}
+
+export interface GuestImageFiles {
+  id: string
+  kernel: string
+  initrd: string
+}
+
+export interface BootstrapOptions extends OperationOptions {
+  accel: Accel
+  /** Install missing Debian packages with apt-get (default true). */
+  install?: boolean
+  /** QEMU binary on the host (default qemu-system-x86_64 from PATH). */
+  qemuBinary?: string
+  /** The builtin guest image, uploaded to the host (also used by the KVM probe). */
+  image?: GuestImageFiles
+  /** How long the KVM probe waits for the probe guest (default 20 s). */
+  probeTimeoutMs?: number
+}
+
+export interface BootstrapResult {
+  agent: AgentClient
+  hello: HelloResult
+  accel: { mode: 'kvm' | 'tcg', reason: string }
+  /** Paths of the uploaded image on the host. */
+  image?: { kernel: string, initrd: string }
+}
+
+/** Hypervisor missing on a host and not installable. */
+export class HypervisorMissingOnHostError extends SupercloudError {
+  constructor (host: string, detail: string) {
+    super('SC_HYPERVISOR_MISSING', `QEMU is not available on host ${host}: ${detail}`)
+  }
+}
+
+/** Parses the output of the check script: one `name=path-or-empty` line per command. */
+export function parseCheck (out: string): Record<string, string> {
+  const r: Record<string, string> = {}
+  for (const line of out.split('\n')) {
+    const i = line.indexOf('=')
+    if (i > 0) r[line.slice(0, i)] = line.slice(i + 1).trim()
+  }
+  return r
+}
+
+export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts: BootstrapOptions): Promise<BootstrapResult> {
+  const say = (phase: string, message: string): void => opts.onProgress?.({ subject: `host ${host.name}`, phase, message })
+  const dir = host.stateDir
+  const qemu = opts.qemuBinary ?? 'qemu-system-x86_64'
+
+  say('check', 'checking host')
+  const checkScript = [
+    ...Object.keys(HOST_PACKAGES).map(c => `echo "${c}=$(command -v ${c === 'qemu-system-x86_64' ? shq(qemu) : c} 2>/dev/null)"`),
+    'echo "apt=$(command -v apt-get 2>/dev/null)"',
+    'echo "uid=$(id -u)"',
+    'echo "node_major=$(node -p process.versions.node.split\\(\\".\\"\\)[0] 2>/dev/null)"'
+  ].join('; ')
+  let found = parseCheck((await ssh.exec(checkScript, opts.signal !== undefined ? { signal: opts.signal } : {})).stdout)
+  if (found.uid !== '0') throw new BootstrapError(host.name, `the Blanket layer needs root on the host (logged in as uid ${found.uid ?? '?'})`)
+  let missing = Object.keys(HOST_PACKAGES).filter(c => (found[c] ?? '') === '')
+  if (missing.length > 0) {
+    const canInstall = opts.install !== false && (found.apt ?? '') !== '' && !(missing.includes('qemu-system-x86_64') && qemu.includes('/'))
+    if (!canInstall) {
+      if (missing.includes('qemu-system-x86_64')) throw new HypervisorMissingOnHostError(host.name, `${qemu} not found${opts.install === false ? ' and installing is disabled' : ''}; install the Debian package qemu-system-x86`)
+      throw new BootstrapError(host.name, `missing commands: ${missing.join(', ')}; install Debian packages ${missing.map(m => HOST_PACKAGES[m]).join(' ')}`)
+    }
+    const pkgs = [...new Set(missing.map(m => HOST_PACKAGES[m] ?? m))]
+    say('install', `installing ${pkgs.join(' ')}`)
+    await ssh.exec(`DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs.join(' ')}`, { timeoutMs: 20 * 60000, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
+    found = parseCheck((await ssh.exec(checkScript)).stdout)
+    missing = Object.keys(HOST_PACKAGES).filter(c => (found[c] ?? '') === '')
+    if (missing.length > 0) throw new BootstrapError(host.name, `still missing after install: ${missing.join(', ')}`)
+  }
+  if (Number(found.node_major ?? '0') < 18) throw new BootstrapError(host.name, `the agent needs Node.js >= 18 on the host, found ${found.node_major ?? 'none'}`)
+  throwIfAborted(opts.signal, `bootstrap of ${host.name}`)
+
+  // Agent: upload when the running build differs, (re)start, connect.
+  const bundle = await agentBundle()
+  await ssh.exec(`mkdir -p ${shq(dir)}/images ${shq(dir)}/vms && chmod 700 ${shq(dir)}`)
+  const remoteBuild = (await ssh.exec(`cat ${shq(dir)}/agent.build 2>/dev/null`, { allowFailure: true })).stdout.trim()
+  const running = (await ssh.exec(`p=$(cat ${shq(dir)}/agent.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && test -S ${shq(dir)}/agent.sock && echo yes`, { allowFailure: true })).stdout.trim() === 'yes'
+  if (remoteBuild !== bundle.hash || !running) {
+    say('agent', remoteBuild === bundle.hash ? 'starting host agent' : `installing host agent ${bundle.hash}`)
+    if (remoteBuild !== bundle.hash) {
+      await ssh.writeFile(`${dir}/agent.mjs`, bundle.code)
+      await ssh.exec(`echo ${bundle.hash} > ${shq(dir)}/agent.build`)
+    }
+    const start = [
+      `cd ${shq(dir)}`,
+      'p=$(cat agent.pid 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill "$p"; for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; fi',
+      'rm -f agent.sock agent.pid',
+      `setsid nohup node agent.mjs --dir ${shq(dir)} --bridge ${shq(host.guestBridge)} --qemu ${shq(qemu)} --build ${bundle.hash} </dev/null >>agent.log 2>&1 &`,
+      'for i in $(seq 100); do test -S agent.sock && test -s agent.pid && exit 0; sleep 0.1; done',
+      'echo "agent did not start; last log lines:" >&2; tail -n 20 agent.log >&2; exit 1'
+    ].join('\n')
+    await ssh.exec(start)
+  }
+  const agent = await AgentClient.connect(host.name, ssh, `${dir}/agent.sock`)
+  try {
+    const hello = await agent.hello()
+    if (hello.build !== bundle.hash) throw new BootstrapError(host.name, `agent build ${hello.build} answered, expected ${bundle.hash}`)
+
+    // Guest image (also the KVM probe's guest).
+    let image: BootstrapResult['image']
+    if (opts.image !== undefined) {
+      const files = await ensureImageOnHost(ssh, dir, opts.image.id, { vmlinuz: opts.image.kernel, 'initrd.img': opts.image.initrd }, opts)
+      image = { kernel: files.vmlinuz ?? '', initrd: files['initrd.img'] ?? '' }
+    }
+
+    // Hypervisor mode.
+    let accel = hello.accel
+    const wantMatches = accel !== undefined && (opts.accel === 'auto' || opts.accel === accel.mode)
+    if (!wantMatches) {
+      if (opts.accel !== 'tcg' && image === undefined) throw new BootstrapError(host.name, 'the KVM probe needs the builtin guest image')
+      say('probe', opts.accel === 'tcg' ? 'using TCG (forced by spec)' : 'probing KVM with a test guest')
+      accel = await agent.probe({ kernel: image?.kernel ?? '', initrd: image?.initrd ?? '', timeoutMs: opts.probeTimeoutMs ?? 20000, want: opts.accel }, opts.signal)
+    }
+    if (accel === undefined) throw new BootstrapError(host.name, 'no hypervisor mode chosen')
+    say('ready', `agent ${hello.build} up, hypervisor ${accel.mode} (${accel.reason})`)
+    const result: BootstrapResult = { agent, hello, accel }
+    if (image !== undefined) result.image = image
+    return result
+  } catch (err) {
+    agent.close()
+    throw err
+  }
+}

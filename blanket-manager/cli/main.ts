@@ -1,0 +1,166 @@
+/**
+ * The `supercloud` command line. Every command reads ./supercloud.yaml (or -f FILE) to
+ * know which supercloud it acts on.
+ */
+import { Command, Option } from 'commander'
+import { spawn } from 'node:child_process'
+import { basename, dirname, resolve } from 'node:path'
+import { Controller } from '../controller.ts'
+import { SupercloudError, SpecError } from '../errors.ts'
+import { loadSpec } from '../spec/load.ts'
+import type { Spec } from '../spec/types.ts'
+import { makeProgressPrinter } from './progress.ts'
+import { runConsole, runInConsole } from './console.ts'
+import { renderStatus } from './status.ts'
+
+interface GlobalOpts { file: string }
+
+function specPath (cmd: Command): string {
+  return resolve((cmd.optsWithGlobals() as GlobalOpts).file)
+}
+
+async function withController<T> (cmd: Command, fn: (c: Controller, spec: Spec | undefined) => Promise<T>, needSpec = true): Promise<T> {
+  const file = specPath(cmd)
+  let spec: Spec | undefined
+  let name: string
+  try {
+    spec = await loadSpec(file)
+    name = spec.name
+  } catch (err) {
+    if (needSpec || !(err instanceof SpecError)) throw err
+    name = basename(dirname(file)).toLowerCase().replace(/[^a-z0-9-]/g, '-')
+  }
+  const c = new Controller(name, { onProgress: makeProgressPrinter() })
+  try {
+    return await fn(c, spec)
+  } finally {
+    c.close()
+  }
+}
+
+/** An AbortSignal fired by the first Ctrl-C / SIGTERM; a second one exits at once. */
+function interruptSignal (): AbortSignal {
+  const ac = new AbortController()
+  let count = 0
+  const on = (): void => {
+    count++
+    if (count === 1) { process.stderr.write('\ninterrupted: stopping after the current steps (Ctrl-C again to exit now; `supercloud up` resumes)\n'); ac.abort() } else process.exit(130)
+  }
+  process.on('SIGINT', on)
+  process.on('SIGTERM', on)
+  return ac.signal
+}
+
+const program = new Command()
+program
+  .name('supercloud')
+  .description('Run your own cloud on top of other clouds.')
+  .option('-f, --file <path>', 'the supercloud spec', 'supercloud.yaml')
+  .showHelpAfterError()
+
+program.command('up')
+  .description('create or update everything the spec describes (idempotent; resumes an interrupted run)')
+  .action(async (_o: unknown, cmd: Command) => {
+    await withController(cmd, async (c, spec) => {
+      if (spec === undefined) return
+      const signal = interruptSignal()
+      const t0 = Date.now()
+      const r = await c.up(spec, {
+        signal,
+        onPlan: lines => {
+          process.stderr.write(lines.length === 0 ? 'plan: nothing to change\n' : `plan (${lines.length} change${lines.length === 1 ? '' : 's'}):\n${lines.map(l => `  ${l}`).join('\n')}\n`)
+        }
+      })
+      process.stderr.write(`up: ${r.applied} change${r.applied === 1 ? '' : 's'} applied in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`)
+    })
+  })
+
+program.command('plan')
+  .description('show what `up` would change, without changing anything')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { json?: boolean }, cmd: Command) => {
+    await withController(cmd, async (c, spec) => {
+      if (spec === undefined) return
+      const p = await c.plan(spec)
+      if (o.json === true) process.stdout.write(JSON.stringify({ actions: p.actions.map(a => ({ kind: a.kind, reason: a.reason })) }, null, 2) + '\n')
+      else {
+        const { describePlan } = await import('../planner/plan.ts')
+        const lines = describePlan(p)
+        process.stdout.write(lines.length === 0 ? 'nothing to change\n' : lines.join('\n') + '\n')
+      }
+    })
+  })
+
+program.command('down')
+  .description('remove everything `up` made, including the local state')
+  .action(async (_o: unknown, cmd: Command) => {
+    await withController(cmd, async c => {
+      await c.down({ signal: interruptSignal() })
+      process.stderr.write('down: everything removed\n')
+    }, false)
+  })
+
+program.command('status')
+  .description('hosts and guests, as recorded and as observed now')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { json?: boolean }, cmd: Command) => {
+    await withController(cmd, async c => {
+      const s = await c.status()
+      process.stdout.write(o.json === true ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s))
+    }, false)
+  })
+
+program.command('console')
+  .description("attach to a guest's serial console (Ctrl-] to leave)")
+  .argument('<vm>', 'VM name')
+  .addOption(new Option('--run <command>', 'run one shell command in the guest, print its output and exit with its status'))
+  .addOption(new Option('--timeout <seconds>', 'with --run: how long to wait').default('60'))
+  .action(async (vm: string, o: { run?: string, timeout: string }, cmd: Command) => {
+    await withController(cmd, async c => {
+      const stream = await c.openConsole(vm)
+      if (o.run !== undefined) {
+        const r = await runInConsole(stream, o.run, Number(o.timeout) * 1000)
+        process.stdout.write(r.output)
+        process.exitCode = r.status
+      } else {
+        await runConsole(stream, vm)
+      }
+    }, false)
+  })
+
+program.command('ssh')
+  .description('open a shell (or run a command) on a host')
+  .argument('<host>', 'host name')
+  .argument('[command...]', 'command to run instead of a shell')
+  .action(async (host: string, command: string[], _o: unknown, cmd: Command) => {
+    const code = await withController(cmd, async c => {
+      const r = c.hostRecord(host)
+      const args = ['-i', r.ssh.privateKeyPath, '-p', String(r.ssh.port), '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR']
+      if (r.ssh.hostKeyPath !== undefined) args.push('-o', `UserKnownHostsFile=${r.ssh.hostKeyPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', `HostKeyAlias=${r.ssh.host}`)
+      if (r.ssh.proxyCommand !== undefined) args.push('-o', `ProxyCommand=${r.ssh.proxyCommand.join(' ')}`)
+      if (command.length === 0 && process.stdin.isTTY) args.push('-t')
+      args.push(`${r.ssh.username}@${r.ssh.host}`, ...command)
+      return await new Promise<number>(resolve => {
+        const child = spawn('ssh', args, { stdio: 'inherit' })
+        child.on('exit', code => resolve(code ?? 1))
+      })
+    }, false)
+    process.exitCode = code
+  })
+
+async function main (): Promise<void> {
+  try {
+    await program.parseAsync(process.argv)
+  } catch (err) {
+    if (err instanceof SupercloudError) {
+      process.stderr.write(`error[${err.code}]: ${err.message}\n`)
+      process.exit(err.exitCode)
+    }
+    process.stderr.write(`error: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(1)
+  }
+  // Open handles (ssh keepalives) must not hold the process once the command finished.
+  process.exit(process.exitCode ?? 0)
+}
+
+void main()

@@ -1,0 +1,430 @@
+/**
+ * The controller: one supercloud's spec, state, drivers and host connections, and the
+ * operations the CLI exposes (up, down, status, console). Holds no logic of its own that
+ * could be pure: planning lives in planner/, placement in planner/placement.ts.
+ */
+import { rm } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import type { CloudDriver, DriverContext, HostRecord } from '../drivers/cloud.ts'
+import { createLocalDriver } from '../drivers/local/driver.ts'
+import { ensureSupercloudKey } from '../drivers/local/keys.ts'
+import { createSshDriver } from '../drivers/ssh/driver.ts'
+import { buildTinyImage } from '../images/guest/build.ts'
+import { AgentClient } from './agent/client.ts'
+import type { VmInfo, VmLaunch } from './agent/protocol.ts'
+import { bootstrapHost } from './bootstrap/blanket.ts'
+import { ensureImageOnHost } from './bootstrap/images.ts'
+import { CancelledError, NotFoundError, SupercloudError, throwIfAborted } from './errors.ts'
+import { describePlan, plan, type Action, type Observation, type Plan } from './planner/plan.ts'
+import type { ResolvedVm } from './planner/placement.ts'
+import type { OperationOptions, ProgressEvent } from './progress.ts'
+import type { Spec } from './spec/types.ts'
+import { SshConnection } from './ssh/client.ts'
+import { supercloudDir } from './state/paths.ts'
+import { StateStore, type HostRow } from './state/store.ts'
+
+export interface ControllerOptions {
+  /** Override the state root (tests); default from the environment. */
+  env?: NodeJS.ProcessEnv
+  onProgress?: (ev: ProgressEvent) => void
+}
+
+export interface UpResult {
+  plan: string[]
+  applied: number
+}
+
+export interface HostStatus {
+  name: string
+  site: string
+  driver: string
+  address?: string
+  status: string
+  health: 'running' | 'gone' | 'unreachable' | 'unknown'
+  accel?: string
+  accelReason?: string
+}
+
+export interface VmStatus {
+  name: string
+  host: string
+  status: string
+  state: VmInfo['state'] | 'unknown'
+  addresses: string[]
+  memory?: { requestedBytes: number, allocatedBytes: number }
+  cpus?: number
+  accel?: string
+  error?: string
+}
+
+export interface StatusReport {
+  name: string
+  prefix?: string
+  stateFile: string
+  hosts: HostStatus[]
+  vms: VmStatus[]
+}
+
+/** Default time a guest may take to print its ready marker (TCG on a busy 2-core machine). */
+export function bootTimeoutMs (env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.SUPERCLOUD_BOOT_TIMEOUT_MS ?? '')
+  return Number.isFinite(v) && v > 0 ? v : 180000
+}
+
+export class Controller {
+  readonly store: StateStore
+  readonly dir: string
+  private readonly drivers: Record<string, CloudDriver> = { local: createLocalDriver(), ssh: createSshDriver() }
+  private readonly ssh = new Map<string, Promise<SshConnection>>()
+  private readonly agents = new Map<string, Promise<AgentClient>>()
+  private readonly progress: (ev: ProgressEvent) => void
+
+  constructor (readonly name: string, private readonly opts: ControllerOptions = {}) {
+    this.dir = supercloudDir(name, opts.env)
+    this.store = StateStore.open(this.dir)
+    this.progress = opts.onProgress ?? (() => {})
+  }
+
+  /** Driver context: from the spec when given (and remembered), else the remembered one. */
+  async context (spec?: Spec): Promise<DriverContext> {
+    const prefix = this.store.prefix(p => namespaceTaken(p))
+    const keyPath = await ensureSupercloudKey(this.dir)
+    if (spec !== undefined) {
+      const ctx: DriverContext = { name: this.name, prefix, dir: this.dir, keyPath, sites: spec.sites, wan: spec.wan }
+      this.store.setMeta('context', JSON.stringify({ sites: ctx.sites, wan: ctx.wan }))
+      return ctx
+    }
+    const saved = JSON.parse(this.store.getMeta('context') ?? '{"sites":{},"wan":{"delayMs":0}}') as Pick<DriverContext, 'sites' | 'wan'>
+    return { name: this.name, prefix, dir: this.dir, keyPath, ...saved }
+  }
+
+  private driver (name: string): CloudDriver {
+    const d = this.drivers[name]
+    if (d === undefined) throw new SupercloudError('SC_UNKNOWN_DRIVER', `no driver named '${name}'`)
+    return d
+  }
+
+  /** SSH connection to a host (cached; reconnects when closed). */
+  async connect (host: string, signal?: AbortSignal): Promise<SshConnection> {
+    const row = this.store.host(host)
+    if (row?.record === undefined) throw new NotFoundError('host', host)
+    const record = row.record
+    let p = this.ssh.get(host)
+    if (p !== undefined) {
+      const c = await p.catch(() => undefined)
+      if (c !== undefined && !c.isClosed) return c
+    }
+    p = SshConnection.connect(host, record.ssh, signal !== undefined ? { signal } : {})
+    this.ssh.set(host, p)
+    p.catch(() => this.ssh.delete(host))
+    return await p
+  }
+
+  /** The host agent's RPC client (cached). */
+  async agent (host: string): Promise<AgentClient> {
+    let p = this.agents.get(host)
+    if (p === undefined) {
+      p = (async () => {
+        const row = this.store.host(host)
+        if (row?.record === undefined) throw new NotFoundError('host', host)
+        const ssh = await this.connect(host)
+        return await AgentClient.connect(host, ssh, `${row.record.stateDir}/agent.sock`)
+      })()
+      this.agents.set(host, p)
+      p.catch(() => this.agents.delete(host))
+    }
+    return await p
+  }
+
+  private dropHostConnections (host: string): void {
+    void this.agents.get(host)?.then(a => a.close()).catch(() => {})
+    this.agents.delete(host)
+    void this.ssh.get(host)?.then(c => c.close()).catch(() => {})
+    this.ssh.delete(host)
+  }
+
+  /** Looks at the hosts and guests that the state says exist. */
+  async observe (): Promise<Observation> {
+    const ctx = await this.context()
+    const obs: Observation = { hosts: {}, vms: {} }
+    await Promise.all(this.store.hosts().map(async row => {
+      if (row.record === undefined || row.status !== 'ready') return
+      const health = await this.driver(row.driver).describeHost(ctx, row.record).catch(() => 'unreachable' as const)
+      obs.hosts[row.name] = health
+      if (health !== 'running') return
+      try {
+        const agent = await this.agent(row.name)
+        for (const vm of await agent.listVms()) obs.vms[vm.name] = vm.state
+      } catch {
+        obs.hosts[row.name] = 'unreachable'
+      }
+    }))
+    for (const vm of this.store.vms()) {
+      if (obs.vms[vm.name] === undefined && obs.hosts[vm.host] === 'running') obs.vms[vm.name] = 'absent'
+    }
+    return obs
+  }
+
+  async plan (spec: Spec): Promise<Plan> {
+    const ctx = await this.context(spec)
+    return plan(spec, this.store.snapshot(), ctx.prefix, await this.observe())
+  }
+
+  /** Reconciles reality with the spec. Safe to interrupt and re-run. */
+  async up (spec: Spec, opts: OperationOptions & { onPlan?: (lines: string[]) => void } = {}): Promise<UpResult> {
+    this.store.lock()
+    try {
+      const p = await this.plan(spec)
+      const lines = describePlan(p)
+      opts.onPlan?.(lines)
+      await this.apply(spec, p, opts)
+      return { plan: lines, applied: p.actions.length }
+    } finally {
+      this.store.unlock()
+    }
+  }
+
+  private async apply (spec: Spec, p: Plan, opts: OperationOptions): Promise<void> {
+    const ctx = await this.context(spec)
+    const signal = opts.signal
+    const progress = (ev: ProgressEvent): void => { this.progress(ev); opts.onProgress?.(ev) }
+    const byKind = (k: Action['kind']): Action[] => p.actions.filter(a => a.kind === k)
+    const journal = (kind: string, subject: string, detail: Record<string, unknown> = {}): void => { this.store.journal(kind, subject, detail) }
+
+    await allSettledOrThrow(byKind('vm.delete').map(async a => {
+      if (a.kind !== 'vm.delete') return
+      await this.deleteVm(a.name, progress)
+      journal('vm.deleted', a.name, { host: a.host, reason: a.reason })
+    }))
+    await allSettledOrThrow(byKind('host.delete').map(async a => {
+      if (a.kind !== 'host.delete') return
+      await this.deleteHost(ctx, a.name, progress)
+      journal('host.deleted', a.name, { reason: a.reason })
+    }))
+    for (const a of byKind('network.delete')) {
+      if (a.kind !== 'network.delete') continue
+      progress({ subject: `network ${a.driver}`, phase: 'delete', message: 'removing sites and WAN' })
+      await this.driver(a.driver).destroyNetwork(ctx, { signal, onProgress: progress })
+      this.store.deleteNetwork(a.driver)
+    }
+    for (const a of byKind('network.create')) {
+      if (a.kind !== 'network.create') continue
+      throwIfAborted(signal, 'up')
+      this.store.putNetwork({ driver: a.driver, specHash: a.specHash, status: 'creating' })
+      progress({ subject: `network ${a.driver}`, phase: 'create', message: 'creating sites and WAN' })
+      await this.driver(a.driver).ensureNetwork(ctx, { signal, onProgress: progress })
+      this.store.putNetwork({ driver: a.driver, specHash: a.specHash, status: 'ready' })
+      journal('network.ready', a.driver)
+    }
+
+    // Guest images needed on hosts.
+    const needsTiny = Object.values(spec.images).some(i => i.kind === 'builtin') || byKind('host.create').some(a => a.kind === 'host.create' && a.host.hypervisor.accel !== 'tcg')
+    const tiny = needsTiny || byKind('host.create').length > 0 ? await buildTinyImage({ signal, onProgress: progress }) : undefined
+
+    await allSettledOrThrow(byKind('host.create').map(async a => {
+      if (a.kind !== 'host.create') return
+      const h = a.host
+      const prev = this.store.host(h.name)
+      const row: HostRow = { name: h.name, site: h.site, driver: h.driver, specHash: a.specHash, status: 'creating', bootstrapped: false }
+      if (prev?.record !== undefined) row.record = prev.record
+      this.store.putHost(row)
+      this.dropHostConnections(h.name)
+      progress({ subject: `host ${h.name}`, phase: 'provision', message: `creating with driver ${h.driver}` })
+      row.record = await this.driver(h.driver).createHost(ctx, h, { signal, onProgress: progress })
+      this.store.putHost(row)
+      const ssh = await this.connect(h.name, signal)
+      const boot = await bootstrapHost(row.record, ssh, {
+        accel: h.hypervisor.accel,
+        ...(tiny !== undefined ? { image: { id: tiny.id, kernel: tiny.kernel, initrd: tiny.initrd } } : {}),
+        ...(signal !== undefined ? { signal } : {}),
+        onProgress: progress
+      })
+      this.agents.set(h.name, Promise.resolve(boot.agent))
+      this.store.putHost({ ...row, status: 'ready', bootstrapped: true, accel: boot.accel.mode, accelReason: boot.accel.reason })
+      journal('host.ready', h.name, { accel: boot.accel.mode, reason: boot.accel.reason, address: row.record.address })
+    }))
+
+    await allSettledOrThrow([...byKind('vm.create'), ...byKind('vm.balloon')].map(async a => {
+      throwIfAborted(signal, 'up')
+      if (a.kind === 'vm.balloon') {
+        const agent = await this.agent(a.host)
+        await agent.balloon(a.name, a.allocatedBytes)
+        const row = this.store.vm(a.name)
+        if (row?.record !== undefined) this.store.putVm({ ...row, specHash: a.specHash, record: { ...row.record, memory: { ...row.record.memory, allocatedBytes: a.allocatedBytes } } })
+        journal('vm.ballooned', a.name, { allocatedBytes: a.allocatedBytes })
+        return
+      }
+      if (a.kind !== 'vm.create') return
+      await this.createVm(spec, a.vm, a.specHash, tiny, progress, signal)
+      journal('vm.running', a.vm.spec.name, { host: a.vm.host })
+    }))
+  }
+
+  private async createVm (spec: Spec, vm: ResolvedVm, specHash: string, tiny: { id: string, kernel: string, initrd: string } | undefined, progress: (ev: ProgressEvent) => void, signal?: AbortSignal): Promise<void> {
+    const name = vm.spec.name
+    const record = {
+      host: vm.host,
+      nics: vm.nics,
+      memory: vm.spec.memory,
+      cpus: vm.spec.cpus,
+      image: vm.spec.image
+    }
+    this.store.putVm({ name, host: vm.host, specHash, status: 'creating', record })
+    const hostRow = this.store.host(vm.host)
+    if (hostRow?.record === undefined) throw new NotFoundError('host', vm.host)
+    const ssh = await this.connect(vm.host, signal)
+    const agent = await this.agent(vm.host)
+    const img = spec.images[vm.spec.image]
+    if (img === undefined) throw new NotFoundError('image', vm.spec.image)
+    let image: VmLaunch['image']
+    if (img.kind === 'builtin') {
+      if (tiny === undefined) throw new SupercloudError('SC_IMAGE', 'builtin image not built')
+      const f = await ensureImageOnHost(ssh, hostRow.record.stateDir, tiny.id, { vmlinuz: tiny.kernel, 'initrd.img': tiny.initrd }, { onProgress: progress })
+      image = { kind: 'kernel', kernel: f.vmlinuz ?? '', initrd: f['initrd.img'] ?? '', readyMarker: 'SUPERCLOUD-GUEST-READY' }
+    } else if (img.kind === 'kernel') {
+      const files: Record<string, string> = { vmlinuz: img.kernel }
+      if (img.initrd !== undefined) files['initrd.img'] = img.initrd
+      const f = await ensureImageOnHost(ssh, hostRow.record.stateDir, `user-${img.name}`, files, { onProgress: progress })
+      image = { kind: 'kernel', kernel: f.vmlinuz ?? '', ...(f['initrd.img'] !== undefined ? { initrd: f['initrd.img'] } : {}), ...(img.append !== undefined ? { append: img.append } : {}) }
+    } else {
+      const f = await ensureImageOnHost(ssh, hostRow.record.stateDir, `user-${img.name}`, { 'disk.qcow2': img.path }, { onProgress: progress })
+      image = { kind: 'qcow2', path: f['disk.qcow2'] ?? '' }
+    }
+    progress({ subject: `vm ${name}`, phase: 'boot', message: `booting on ${vm.host}` })
+    const launch: VmLaunch = {
+      name,
+      cpus: vm.spec.cpus,
+      memory: vm.spec.memory,
+      image,
+      disks: vm.spec.disks,
+      nics: vm.nics.map(n => ({ name: n.name, mac: n.mac, tap: n.tap, address: n.address })),
+      bootTimeoutMs: bootTimeoutMs(this.opts.env)
+    }
+    if (vm.gateway !== undefined) launch.gateway = vm.gateway
+    try {
+      await agent.createVm(launch, signal)
+    } catch (err) {
+      this.store.putVm({ name, host: vm.host, specHash, status: 'failed', record, error: (err as Error).message })
+      throw err
+    }
+    this.store.putVm({ name, host: vm.host, specHash, status: 'ready', record })
+    progress({ subject: `vm ${name}`, phase: 'running', message: `running on ${vm.host}` })
+  }
+
+  private async deleteVm (name: string, progress: (ev: ProgressEvent) => void): Promise<void> {
+    const row = this.store.vm(name)
+    if (row === undefined) return
+    this.store.putVm({ ...row, status: 'destroying' })
+    progress({ subject: `vm ${name}`, phase: 'delete', message: `removing from ${row.host}` })
+    const host = this.store.host(row.host)
+    if (host?.record !== undefined) {
+      try {
+        const agent = await this.agent(row.host)
+        await agent.destroyVm(name, row.record?.nics ?? [])
+      } catch (err) {
+        // A host that is gone took its guests with it; anything else is a real failure.
+        const ctx = await this.context()
+        const health = await this.driver(host.driver).describeHost(ctx, host.record).catch(() => 'gone' as const)
+        if (health === 'running') throw err
+      }
+    }
+    this.store.deleteVm(name)
+  }
+
+  private async deleteHost (ctx: DriverContext, name: string, progress: (ev: ProgressEvent) => void, signal?: AbortSignal): Promise<void> {
+    const row = this.store.host(name)
+    if (row === undefined) return
+    this.store.putHost({ ...row, status: 'destroying' })
+    this.dropHostConnections(name)
+    progress({ subject: `host ${name}`, phase: 'delete', message: `removing with driver ${row.driver}` })
+    if (row.record !== undefined) await this.driver(row.driver).destroyHost(ctx, row.record, signal !== undefined ? { signal } : {})
+    this.store.deleteHost(name)
+  }
+
+  /** Removes everything `up` made (also from a partial or interrupted `up`), then the state itself. */
+  async down (opts: OperationOptions = {}): Promise<void> {
+    this.store.lock()
+    const ctx = await this.context()
+    const progress = (ev: ProgressEvent): void => { this.progress(ev); opts.onProgress?.(ev) }
+    await allSettledOrThrow(this.store.vms().map(async vm => { await this.deleteVm(vm.name, progress) }))
+    await allSettledOrThrow(this.store.hosts().map(async h => { await this.deleteHost(ctx, h.name, progress, opts.signal) }))
+    for (const n of this.store.networks()) {
+      progress({ subject: `network ${n.driver}`, phase: 'delete', message: 'removing sites and WAN' })
+      await this.driver(n.driver).destroyNetwork(ctx, opts)
+      this.store.deleteNetwork(n.driver)
+    }
+    // Networks of drivers that never recorded one (interrupted before the first record) are cleaned too.
+    if (this.store.getMeta('context') !== undefined) await this.driver('local').destroyNetwork(ctx, opts)
+    this.close()
+    await rm(this.dir, { recursive: true, force: true })
+  }
+
+  async status (): Promise<StatusReport> {
+    const obs = await this.observe()
+    const hosts: HostStatus[] = this.store.hosts().map(h => {
+      const s: HostStatus = { name: h.name, site: h.site, driver: h.driver, status: h.status, health: obs.hosts[h.name] ?? 'unknown' }
+      if (h.record !== undefined) s.address = h.record.address
+      if (h.accel !== undefined) s.accel = h.accel
+      if (h.accelReason !== undefined) s.accelReason = h.accelReason
+      return s
+    })
+    const vms: VmStatus[] = this.store.vms().map(v => {
+      const observed = obs.vms[v.name]
+      const s: VmStatus = {
+        name: v.name,
+        host: v.host,
+        status: v.status,
+        state: (observed ?? 'unknown') as VmStatus['state'],
+        addresses: v.record?.nics.map(n => n.address) ?? []
+      }
+      if (v.record !== undefined) { s.memory = v.record.memory; s.cpus = v.record.cpus }
+      const h = this.store.host(v.host)
+      if (h?.accel !== undefined) s.accel = h.accel
+      if (v.error !== undefined) s.error = v.error
+      return s
+    })
+    const r: StatusReport = { name: this.name, stateFile: this.store.path, hosts, vms }
+    const prefix = this.store.getMeta('prefix')
+    if (prefix !== undefined) r.prefix = prefix
+    return r
+  }
+
+  /** The host record of a host, for `supercloud ssh`. */
+  hostRecord (name: string): HostRecord {
+    const row = this.store.host(name)
+    if (row?.record === undefined) throw new NotFoundError('host', name)
+    return row.record
+  }
+
+  /** Opens a raw byte stream to a VM's serial console. */
+  async openConsole (vm: string): Promise<import('ssh2').ClientChannel> {
+    const row = this.store.vm(vm)
+    if (row === undefined) throw new NotFoundError('vm', vm)
+    const agent = await this.agent(row.host)
+    const path = await agent.consoleSocket(vm)
+    const ssh = await this.connect(row.host)
+    return await ssh.openUnixSocket(path)
+  }
+
+  close (): void {
+    for (const h of [...this.ssh.keys()]) this.dropHostConnections(h)
+    try { this.store.close() } catch { /* closed */ }
+  }
+}
+
+function namespaceTaken (prefix: string): boolean {
+  try {
+    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').some(l => l.startsWith(prefix))
+  } catch {
+    return false
+  }
+}
+
+/** Waits for all; rethrows the first failure (others were already recorded in state). */
+async function allSettledOrThrow (ps: Array<Promise<unknown>>): Promise<void> {
+  const rs = await Promise.allSettled(ps)
+  const failed = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map(r => r.reason as Error)
+  const real = failed.find(e => !(e instanceof CancelledError))
+  if (real !== undefined) throw real
+  if (failed[0] !== undefined) throw failed[0]
+}
