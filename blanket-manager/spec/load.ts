@@ -1,0 +1,563 @@
+/**
+ * Loads supercloud.yaml: YAML (with source positions) → JSON Schema validation (schema.ts)
+ * → semantic checks (references, subnets, addresses, names) → the normalized Spec of types.ts.
+ * Every problem becomes a SpecIssue naming file, line, column and dotted field; all issues
+ * are reported together in one SpecError, sorted by line.
+ */
+import { readFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import { LineCounter, parseDocument } from 'yaml'
+import { SpecError, type SpecIssue } from '../errors.ts'
+import type { Accel, DiskSpec, HostSpec, ImageSpec, NicSpec, SiteSpec, Spec, VmSpec, WanSpec } from './types.ts'
+import { checkValue, specSchema, VALUE_EXAMPLES, type ValueKind } from './schema.ts'
+import { formatPath, Locator, pointerToPath, type SpecPath } from './locate.ts'
+import { formatBytes, parseBandwidth, parseDuration, parseSize } from './units.ts'
+import { broadcastOf, cidrContains, cidrsOverlap, firstHostOf, formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4, type Cidr } from './ipv4.ts'
+
+export interface ParseOptions {
+  /** Directory `~` expands to in paths (ssh keys, images). Default: os.homedir(). */
+  homeDir?: string
+}
+
+/** Name limits (DNS-label-like: lowercase letters, digits, '-', starting with a letter). */
+export const NAME_LIMITS = { supercloud: 20, site: 20, host: 20, image: 32, vm: 32, disk: 32, nic: 15 } as const
+
+const DEFAULT_HOST_CPUS = 2
+const DEFAULT_HOST_MEMORY = 2 * 1024 ** 3
+const DEFAULT_VM_CPUS = 1
+const DEFAULT_SSH_PORT = 22
+const DEFAULT_SSH_USER = 'root'
+const MIB = 1024 ** 2
+
+let validator: ValidateFunction | undefined
+
+function schemaValidator (): ValidateFunction {
+  if (validator !== undefined) return validator
+  const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true })
+  ajv.addKeyword({
+    keyword: 'parse',
+    schemaType: 'string',
+    validate: (kind: ValueKind, data: unknown) => checkValue(kind, data) === undefined
+  })
+  validator = ajv.compile(specSchema)
+  return validator
+}
+
+/** Reads and parses a spec file. A missing or unreadable file is a SpecError at line 0. */
+export async function loadSpec (file: string, opts: ParseOptions = {}): Promise<Spec> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    const message = code === 'ENOENT'
+      ? 'spec file not found'
+      : code === 'EISDIR'
+        ? 'is a directory; expected a supercloud.yaml file'
+        : `cannot read spec file: ${(err as Error).message}`
+    throw new SpecError([{ file, line: 0, column: 0, field: '(file)', message }])
+  }
+  return parseSpec(text, file, opts)
+}
+
+/** Parses and validates spec text (no I/O). `file` is used in messages and to resolve relative paths. */
+export function parseSpec (text: string, file: string, opts: ParseOptions = {}): Spec {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
+  const issues: SpecIssue[] = []
+
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) {
+      const p = lines.linePos(e.pos[0])
+      issues.push({ file, line: p.line, column: p.col, field: '(yaml)', message: yamlMessage(e.message) })
+    }
+    throw new SpecError(sortIssues(issues))
+  }
+
+  const locator = new Locator(doc, lines)
+  const seen = new Set<string>()
+  const report = (p: SpecPath, message: string, which: 'key' | 'value' = 'value'): void => {
+    const field = formatPath(p)
+    const pos = locator.position(p, which)
+    const id = `${field}\0${message}`
+    if (seen.has(id)) return
+    seen.add(id)
+    issues.push({ file, line: pos.line, column: pos.column, field, message })
+  }
+
+  let raw: unknown
+  try {
+    raw = doc.toJS({ maxAliasCount: 1000 })
+  } catch (err) {
+    report([], `cannot read the YAML: ${(err as Error).message}`)
+    throw new SpecError(issues)
+  }
+  if (raw === null || raw === undefined) {
+    report([], 'the spec is empty; expected a map with sites, hosts, images and vms')
+    throw new SpecError(issues)
+  }
+
+  const validate = schemaValidator()
+  const schemaFields = new Set<string>()
+  if (validate(raw) !== true) {
+    for (const e of validate.errors ?? []) {
+      const mapped = schemaIssue(e, raw)
+      if (mapped === undefined) continue
+      schemaFields.add(formatPath(mapped.path))
+      report(mapped.path, mapped.message, mapped.which)
+    }
+  }
+  if (!isObject(raw)) throw new SpecError(sortIssues(issues))
+
+  const spec = normalize(raw, file, opts, (p, message, which) => {
+    // A field the schema already rejected needs no second, derived complaint.
+    if (!schemaFields.has(formatPath(p))) report(p, message, which)
+  })
+  if (issues.length > 0) throw new SpecError(sortIssues(issues))
+  return spec
+}
+
+function sortIssues (issues: SpecIssue[]): SpecIssue[] {
+  return issues.sort((a, b) => a.line - b.line || a.column - b.column || a.field.localeCompare(b.field))
+}
+
+function yamlMessage (message: string): string {
+  // yaml's messages sometimes end with a source excerpt even without prettyErrors; keep the first line.
+  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '').trim()
+}
+
+// ---------------------------------------------------------------- schema errors → issues
+
+interface MappedIssue { path: SpecPath, message: string, which: 'key' | 'value' }
+
+function schemaIssue (e: ErrorObject, data: unknown): MappedIssue | undefined {
+  const at = pointerToPath(e.instancePath, data)
+  const parent = (e.parentSchema ?? {}) as Record<string, unknown>
+  const params = e.params as Record<string, unknown>
+  switch (e.keyword) {
+    case 'if':
+      return undefined // the failing branch reports the details
+    case 'additionalProperties': {
+      const key = String(params.additionalProperty)
+      const known = Object.keys((parent.properties ?? {}) as Record<string, unknown>)
+      const guess = suggest(key, known)
+      const hint = guess !== undefined ? ` (did you mean '${guess}'?)` : known.length > 0 ? `; known keys: ${known.join(', ')}` : ''
+      return { path: [...at, key], message: `unknown key '${key}'${hint}`, which: 'key' }
+    }
+    case 'required':
+      return { path: at, message: `missing required field '${String(params.missingProperty)}'`, which: 'key' }
+    case 'type': {
+      const kind = parent.parse as ValueKind | undefined
+      const expected = kind !== undefined ? VALUE_EXAMPLES[kind] : describeTypes(String(params.type))
+      return { path: at, message: `expected ${expected}, got ${describeValue(e.data)}`, which: 'value' }
+    }
+    case 'parse':
+      return { path: at, message: checkValue(e.schema as ValueKind, e.data) ?? 'invalid value', which: 'value' }
+    case 'enum': {
+      const allowed = (params.allowedValues as unknown[]).map(String)
+      const guess = typeof e.data === 'string' ? suggest(e.data, allowed) : undefined
+      return {
+        path: at,
+        message: `expected one of ${allowed.join(', ')}, got ${describeValue(e.data)}${guess !== undefined ? ` (did you mean '${guess}'?)` : ''}`,
+        which: 'value'
+      }
+    }
+    case 'minimum':
+      return { path: at, message: `must be at least ${String(params.limit)}, got ${describeValue(e.data)}`, which: 'value' }
+    case 'maximum':
+      return { path: at, message: `must be at most ${String(params.limit)}, got ${describeValue(e.data)}`, which: 'value' }
+    case 'minLength':
+      return { path: at, message: 'must not be empty', which: 'value' }
+    default:
+      return { path: at, message: e.message ?? `fails ${e.keyword}`, which: 'value' }
+  }
+}
+
+function describeTypes (types: string): string {
+  const names: Record<string, string> = {
+    object: 'a map', array: 'a list', string: 'text', integer: 'a whole number', number: 'a number', boolean: 'true or false'
+  }
+  return types.split(',').filter(t => t !== 'null').map(t => names[t] ?? t).join(' or ')
+}
+
+function describeValue (value: unknown): string {
+  if (value === null || value === undefined) return 'nothing'
+  if (Array.isArray(value)) return 'a list'
+  if (typeof value === 'object') return 'a map'
+  if (typeof value === 'string') return `'${value}'`
+  return String(value)
+}
+
+/** The closest candidate within a small edit distance, for "did you mean" hints. */
+export function suggest (input: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Infinity
+  const limit = Math.max(1, Math.floor(input.length / 3))
+  for (const c of candidates) {
+    const d = editDistance(input.toLowerCase(), c.toLowerCase())
+    if (d <= limit && d < bestDistance) { best = c; bestDistance = d }
+  }
+  return best
+}
+
+/** Optimal string alignment distance (Levenshtein plus adjacent transpositions). */
+function editDistance (a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
+  const at = (i: number, j: number): number => d[i]?.[j] ?? Infinity
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, at(i - 2, j - 2) + 1)
+      const row = d[i]
+      if (row !== undefined) row[j] = v
+    }
+  }
+  return at(a.length, b.length)
+}
+
+// ---------------------------------------------------------------- semantic checks and normalization
+
+type Report = (path: SpecPath, message: string, which?: 'key' | 'value') => void
+type Obj = Record<string, unknown>
+
+function isObject (v: unknown): v is Obj {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+function entries (v: unknown): Array<[string, unknown]> {
+  return isObject(v) ? Object.entries(v) : []
+}
+
+function str (v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined
+}
+
+function tryParse (fn: (v: string | number) => number, v: unknown): number | undefined {
+  if (typeof v !== 'string' && typeof v !== 'number') return undefined
+  try { return fn(v) } catch { return undefined }
+}
+
+const NAME = /^[a-z]([a-z0-9-]*[a-z0-9])?$/
+
+/** Checks a DNS-label-like name; returns a message or undefined. */
+export function nameProblem (kind: string, name: string, max: number): string | undefined {
+  if (!NAME.test(name)) {
+    return `${kind} name '${name}' must use only lowercase letters, digits and '-', start with a letter and not end with '-'`
+  }
+  if (name.length > max) return `${kind} name '${name}' is ${name.length} characters long; the limit is ${max}`
+  return undefined
+}
+
+/** A supercloud name derived from a directory name: lowercased, other characters → '-', max 20. */
+export function sanitizeName (dirName: string): string {
+  const s = dirName.toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^[^a-z]+/, '')
+    .slice(0, NAME_LIMITS.supercloud)
+    .replace(/-+$/, '')
+  return s === '' ? 'supercloud' : s
+}
+
+function unknownRef (kind: string, name: string, known: string[]): string {
+  const guess = suggest(name, known)
+  const list = known.length > 0 ? `; defined ${kind}s: ${known.join(', ')}` : `; no ${kind}s are defined`
+  return `unknown ${kind} '${name}'${guess !== undefined ? ` (did you mean '${guess}'?)` : list}`
+}
+
+function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report): Spec {
+  const absFile = path.resolve(file)
+  const baseDir = path.dirname(absFile)
+  const home = opts.homeDir ?? os.homedir()
+  const resolvePath = (p: string): string => {
+    if (p === '~') return home
+    if (p.startsWith('~/')) return path.join(home, p.slice(2))
+    return path.resolve(baseDir, p)
+  }
+  const checkName = (kind: keyof typeof NAME_LIMITS, name: string, at: SpecPath): void => {
+    const problem = nameProblem(kind, name, NAME_LIMITS[kind])
+    if (problem !== undefined) report(at, problem, 'key')
+  }
+
+  // name
+  let name = sanitizeName(path.basename(baseDir))
+  const rawName = str(raw.name)
+  if (rawName !== undefined) {
+    const problem = nameProblem('supercloud', rawName, NAME_LIMITS.supercloud)
+    if (problem !== undefined) report(['name'], problem)
+    name = rawName
+  }
+
+  // Every address in use, to reject duplicates: number → who uses it.
+  const used = new Map<number, string>()
+  const claim = (addr: number, owner: string, at: SpecPath): boolean => {
+    const other = used.get(addr)
+    if (other !== undefined) {
+      report(at, `${formatIpv4(addr)} is already used by ${other}`)
+      return false
+    }
+    used.set(addr, owner)
+    return true
+  }
+
+  // sites
+  const sites: Record<string, SiteSpec> = {}
+  const nets = new Map<string, Cidr>()
+  const gateways = new Map<string, number>()
+  for (const [siteName, v] of entries(raw.sites)) {
+    checkName('site', siteName, ['sites', siteName])
+    const s = isObject(v) ? v : {}
+    const site: SiteSpec = { name: siteName }
+    sites[siteName] = site
+    const at: SpecPath = ['sites', siteName, 'subnet']
+    const c = typeof s.subnet === 'string' ? parseCidr(s.subnet) : undefined
+    if (c !== undefined) {
+      const net = networkOf(c)
+      if (c.address !== net) {
+        report(at, `${formatCidr(c)} has host bits set; did you mean ${formatIpv4(net)}/${c.prefix}?`)
+      } else if (c.prefix > 30) {
+        report(at, `a /${c.prefix} subnet has no room for a gateway and hosts; use /30 or larger, e.g. /24`)
+      } else {
+        for (const [other, oc] of nets) {
+          if (cidrsOverlap(c, oc)) report(at, `${formatCidr(c)} overlaps ${formatCidr(oc)} of site '${other}'`)
+        }
+        nets.set(siteName, c)
+        site.subnet = formatCidr(c)
+      }
+    }
+    const gw = typeof s.gateway === 'string' ? parseIpv4(s.gateway) : undefined
+    const gAt: SpecPath = ['sites', siteName, 'gateway']
+    if (gw !== undefined) {
+      const sub = nets.get(siteName)
+      if (s.subnet === undefined) report(gAt, 'a gateway needs a subnet on the same site')
+      else if (sub !== undefined) {
+        if (!cidrContains(sub, gw)) report(gAt, `gateway ${formatIpv4(gw)} is outside the site subnet ${formatCidr(sub)}`)
+        else if (gw === networkOf(sub) || gw === broadcastOf(sub)) report(gAt, `gateway ${formatIpv4(gw)} is the ${gw === networkOf(sub) ? 'network' : 'broadcast'} address of ${formatCidr(sub)}`)
+        else gateways.set(siteName, gw)
+      }
+    } else {
+      const sub = nets.get(siteName)
+      if (sub !== undefined && s.gateway === undefined) gateways.set(siteName, firstHostOf(sub))
+    }
+    const g = gateways.get(siteName)
+    if (g !== undefined) {
+      site.gateway = formatIpv4(g)
+      claim(g, `the gateway of site '${siteName}'`, s.gateway !== undefined ? gAt : at)
+    }
+  }
+  const rawSites = isObject(raw.sites) ? raw.sites : {}
+  const siteNames = Object.keys(rawSites)
+
+  // wan
+  const wan: WanSpec = { delayMs: 0 }
+  const rawWan = isObject(raw.wan) ? raw.wan : {}
+  if (rawWan.bandwidth !== undefined) {
+    const bps = tryParse(parseBandwidth, rawWan.bandwidth)
+    if (bps === 0) report(['wan', 'bandwidth'], 'must be above 0; leave bandwidth out for an unlimited WAN')
+    else if (bps !== undefined) wan.bandwidthBps = bps
+  }
+  if (rawWan.delay !== undefined) {
+    const ms = tryParse(parseDuration, rawWan.delay)
+    if (ms !== undefined) wan.delayMs = ms
+  }
+
+  // hosts
+  const hosts: Record<string, HostSpec> = {}
+  const rawHosts = isObject(raw.hosts) ? raw.hosts : {}
+  for (const [hostName, v] of entries(rawHosts)) {
+    const at: SpecPath = ['hosts', hostName]
+    checkName('host', hostName, at)
+    if (!isObject(v)) continue
+    const driver = v.driver === 'ssh' ? 'ssh' : 'local'
+    const siteName = str(v.site) ?? ''
+    if (siteName !== '' && !(siteName in rawSites)) {
+      report([...at, 'site'], unknownRef('site', siteName, siteNames))
+    } else if (siteName !== '' && driver === 'local' && !nets.has(siteName)) {
+      const rs = rawSites[siteName]
+      if (!isObject(rs) || rs.subnet === undefined) report([...at, 'site'], `local hosts need a site with a subnet; site '${siteName}' has none`)
+    }
+    let memoryBytes = DEFAULT_HOST_MEMORY
+    if (v.memory !== undefined) {
+      const m = tryParse(parseSize, v.memory)
+      if (m === 0) report([...at, 'memory'], 'must be above 0')
+      else if (m !== undefined) memoryBytes = m
+    }
+    const hv = isObject(v.hypervisor) ? v.hypervisor : {}
+    const accel: Accel = hv.accel === 'kvm' || hv.accel === 'tcg' ? hv.accel : 'auto'
+    const host: HostSpec = {
+      name: hostName,
+      site: siteName,
+      driver,
+      cpus: typeof v.cpus === 'number' ? v.cpus : DEFAULT_HOST_CPUS,
+      memoryBytes,
+      hypervisor: { backend: 'qemu', accel }
+    }
+    hosts[hostName] = host
+    if (driver === 'local') {
+      if (v.ssh !== undefined) report([...at, 'ssh'], "ssh settings are only used with 'driver: ssh'", 'key')
+      host.local = {}
+      const addr = typeof v.address === 'string' ? parseIpv4(v.address) : undefined
+      const sub = nets.get(siteName)
+      if (addr !== undefined && sub !== undefined) {
+        const aAt: SpecPath = [...at, 'address']
+        const a = formatIpv4(addr)
+        if (!cidrContains(sub, addr)) report(aAt, `${a} is outside the subnet ${formatCidr(sub)} of site '${siteName}'`)
+        else if (addr === networkOf(sub) || addr === broadcastOf(sub)) report(aAt, `${a} is the ${addr === networkOf(sub) ? 'network' : 'broadcast'} address of ${formatCidr(sub)}`)
+        else if (addr === gateways.get(siteName)) report(aAt, `${a} is the gateway of site '${siteName}'; pick another address`)
+        else if (claim(addr, `host '${hostName}'`, aAt)) host.local.address = a
+      }
+    } else {
+      if (v.address !== undefined) report([...at, 'address'], "'address' is for local hosts; ssh hosts are reached at ssh.address", 'key')
+      if (v.ssh === undefined) report(at, "hosts with 'driver: ssh' need an 'ssh' section with address and key", 'key')
+      if (isObject(v.ssh)) {
+        const s = v.ssh
+        host.ssh = {
+          address: str(s.address) ?? '',
+          port: typeof s.port === 'number' ? s.port : DEFAULT_SSH_PORT,
+          user: str(s.user) ?? DEFAULT_SSH_USER,
+          key: resolvePath(str(s.key) ?? '')
+        }
+        const bridge = str(s.guestBridge)
+        if (bridge !== undefined) host.ssh.guestBridge = bridge
+      }
+    }
+  }
+  const hostNames = Object.keys(rawHosts)
+
+  // images
+  const images: Record<string, ImageSpec> = {}
+  const rawImages = isObject(raw.images) ? raw.images : {}
+  for (const [imageName, v] of entries(rawImages)) {
+    const at: SpecPath = ['images', imageName]
+    checkName('image', imageName, at)
+    if (!isObject(v)) continue
+    const kinds = (['builtin', 'qcow2', 'kernel'] as const).filter(k => v[k] !== undefined)
+    const [kind, second] = kinds
+    if (kind === undefined) {
+      report(at, 'an image needs one of builtin, qcow2 or kernel', 'key')
+      continue
+    }
+    if (second !== undefined) report([...at, second], `an image is either builtin, qcow2 or kernel; '${imageName}' has both ${kind} and ${second}`, 'key')
+    if (kind !== 'kernel') {
+      for (const k of ['initrd', 'append'] as const) {
+        if (v[k] !== undefined) report([...at, k], `'${k}' is only used with kernel images`, 'key')
+      }
+    }
+    if (kind === 'builtin') images[imageName] = { name: imageName, kind: 'builtin', builtin: 'tiny' }
+    else if (kind === 'qcow2') images[imageName] = { name: imageName, kind: 'qcow2', path: resolvePath(str(v.qcow2) ?? '') }
+    else {
+      const img: ImageSpec & { kind: 'kernel' } = { name: imageName, kind: 'kernel', kernel: resolvePath(str(v.kernel) ?? '') }
+      const initrd = str(v.initrd)
+      if (initrd !== undefined) img.initrd = resolvePath(initrd)
+      if (typeof v.append === 'string') img.append = v.append
+      images[imageName] = img
+    }
+  }
+  const imageNames = Object.keys(rawImages)
+
+  // vms
+  const vms: Record<string, VmSpec> = {}
+  const macs = new Map<string, string>()
+  for (const [vmName, v] of entries(raw.vms)) {
+    const at: SpecPath = ['vms', vmName]
+    checkName('vm', vmName, at)
+    if (!isObject(v)) continue
+    const image = str(v.image) ?? ''
+    if (image !== '' && !(image in rawImages)) report([...at, 'image'], unknownRef('image', image, imageNames))
+    const hostName = str(v.host)
+    if (hostName !== undefined && !(hostName in rawHosts)) report([...at, 'host'], unknownRef('host', hostName, hostNames))
+
+    // memory: a size (requested = allocated) or { requested, allocated }
+    let requested: number | undefined
+    let allocated: number | undefined
+    const mAt: SpecPath = [...at, 'memory']
+    if (isObject(v.memory)) {
+      requested = tryParse(parseSize, v.memory.requested)
+      allocated = v.memory.allocated === undefined ? requested : tryParse(parseSize, v.memory.allocated)
+      if (requested !== undefined) checkVmMemory(requested, [...mAt, 'requested'], report)
+      if (allocated === 0) report([...mAt, 'allocated'], 'must be above 0')
+      else if (allocated !== undefined && requested !== undefined && allocated > requested) {
+        report([...mAt, 'allocated'], `${formatBytes(allocated)} is above requested ${formatBytes(requested)}`)
+      }
+    } else {
+      requested = allocated = tryParse(parseSize, v.memory)
+      if (requested !== undefined) checkVmMemory(requested, mAt, report)
+    }
+
+    // disks
+    const disks: DiskSpec[] = []
+    const diskNames = new Set<string>()
+    const rawDisks = Array.isArray(v.disks) ? v.disks : []
+    rawDisks.forEach((d: unknown, i: number) => {
+      if (!isObject(d)) return
+      const dAt: SpecPath = [...at, 'disks', i]
+      const explicit = str(d.name)
+      const diskName = explicit ?? `disk${i}`
+      if (explicit !== undefined) {
+        const problem = nameProblem('disk', explicit, NAME_LIMITS.disk)
+        if (problem !== undefined) report([...dAt, 'name'], problem)
+      }
+      if (diskNames.has(diskName)) report(explicit !== undefined ? [...dAt, 'name'] : dAt, `disk name '${diskName}' is used twice in vm '${vmName}'`)
+      diskNames.add(diskName)
+      const sizeBytes = tryParse(parseSize, d.size)
+      if (sizeBytes === 0) report([...dAt, 'size'], 'must be above 0')
+      disks.push({ name: diskName, sizeBytes: sizeBytes ?? 0 })
+    })
+
+    // nics
+    const nics: NicSpec[] = []
+    const nicNames = new Set<string>()
+    const rawNics: unknown[] = v.nics === undefined ? [{}] : Array.isArray(v.nics) ? v.nics : []
+    rawNics.forEach((n: unknown, i: number) => {
+      if (!isObject(n)) return
+      const nAt: SpecPath = [...at, 'nics', i]
+      const explicit = str(n.name)
+      const nicName = explicit ?? `eth${i}`
+      if (explicit !== undefined) {
+        const problem = nameProblem('nic', explicit, NAME_LIMITS.nic)
+        if (problem !== undefined) report([...nAt, 'name'], problem)
+      }
+      if (nicNames.has(nicName)) report(explicit !== undefined ? [...nAt, 'name'] : nAt, `nic name '${nicName}' is used twice in vm '${vmName}'`)
+      nicNames.add(nicName)
+      const nic: NicSpec = { name: nicName }
+      const c = typeof n.address === 'string' ? parseCidr(n.address) : undefined
+      if (c !== undefined) {
+        const aAt: SpecPath = [...nAt, 'address']
+        if (c.prefix <= 30 && (c.address === networkOf(c) || c.address === broadcastOf(c))) {
+          report(aAt, `${formatIpv4(c.address)} is the ${c.address === networkOf(c) ? 'network' : 'broadcast'} address of ${formatIpv4(networkOf(c))}/${c.prefix}`)
+        } else if (claim(c.address, `vm '${vmName}' (nic ${nicName})`, aAt)) {
+          nic.address = formatCidr(c)
+        }
+      }
+      if (typeof n.mac === 'string' && checkValue('mac', n.mac) === undefined) {
+        const mac = n.mac.toLowerCase()
+        const other = macs.get(mac)
+        if (other !== undefined) report([...nAt, 'mac'], `MAC address ${mac} is already used by ${other}`)
+        else macs.set(mac, `vm '${vmName}' (nic ${nicName})`)
+        nic.mac = mac
+      }
+      nics.push(nic)
+    })
+
+    const vm: VmSpec = {
+      name: vmName,
+      image,
+      cpus: typeof v.cpus === 'number' ? v.cpus : DEFAULT_VM_CPUS,
+      memory: { requestedBytes: requested ?? 0, allocatedBytes: allocated ?? 0 },
+      disks,
+      nics
+    }
+    if (hostName !== undefined) vm.host = hostName
+    vms[vmName] = vm
+  }
+
+  return { file: absFile, name, sites, wan, hosts, images, vms }
+}
+
+function checkVmMemory (bytes: number, at: SpecPath, report: Report): void {
+  if (bytes === 0) report(at, 'must be above 0')
+  else if (bytes % MIB !== 0) report(at, `${formatBytes(bytes)} is not a whole number of MiB; QEMU sizes guest memory in MiB`)
+}
