@@ -35,9 +35,8 @@ export interface Plan {
 const NETWORK_DRIVERS = new Set<string>(['local'])
 
 export function networkHash (spec: Spec, driver: string): string {
-  const sites = Object.values(spec.hosts).filter(h => h.driver === driver).map(h => h.site)
-  const wanted = [...new Set(sites)].sort().map(s => spec.sites[s])
-  return stableHash({ driver, sites: wanted, wan: spec.wan })
+  const sites = Object.values(spec.sites).filter(s => s.subnet !== undefined).sort((a, b) => a.name.localeCompare(b.name))
+  return stableHash({ driver, sites, wan: spec.wan })
 }
 
 export function hostHash (host: HostSpec): string {

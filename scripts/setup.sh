@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything supercloud needs on this machine (Debian, as root): system packages,
+# npm dependencies, and the cached guest image. Idempotent and quick when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  qemu-system-x86 qemu-utils          # second-layer hypervisor (TCG/KVM) and disk images
+  openssh-server openssh-client       # one sshd per namespaced host; `supercloud ssh`
+  iproute2 socat procps kmod          # namespaces, veth, bridges, VXLAN, tc; proxy command
+  busybox-static cpio xz-utils zstd   # guest image: userland, initramfs, module decompression
+  linux-image-amd64                   # guest kernel (Debian's, with virtio modules)
+  gcc libc6-dev                       # guest tools (memload, netprobe), built static
+  iperf3 openvpn libfuse2             # VirtualWire benchmarks, extenders, endpoint interface
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  [[ "$p" == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} > 0)); then
+  if [[ $(id -u) != 0 ]]; then echo "setup: need root to install: ${missing[*]}" >&2; exit 1; fi
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+mkdir -p /run/sshd
+
+if [[ ! -d node_modules/.package-lock.json && ! -f node_modules/.package-lock.json ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "setup: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# Build (or find in the cache) the guest image used by examples and tests.
+node --import tsx images/guest/build-cli.ts >/dev/null
+echo "setup: ready" >&2

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: what `npm test` and .ci/run run. Installs what the tests need first.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+npx tsc -p tsconfig.json || { echo "typecheck failed"; exit 1; }
+
+log=$(mktemp)
+# Unit tests first (fast), then integration and end-to-end tests that run real hosts and guests.
+if (($# > 0)); then files=("$@"); else mapfile -t files < <(find test/unit test/integration test/e2e -name '*.spec.ts' | sort); fi
+export SC_TEST_RUN="${SC_TEST_RUN:-$$}"
+npx tap --reporter=tap "${files[@]}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+# Every namespace this run made is gone, also when a test failed.
+node --import tsx test/helpers/sweep.ts || status=1
+
+# A plain closing line for CI.
+summary=$(grep -E '^# \{ total: ' "$log" | tail -n 1)
+total=$(sed -nE 's/.*total: ([0-9]+).*/\1/p' <<<"$summary")
+pass=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$summary")
+fail=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$summary")
+skip=$(sed -nE 's/.*skip: ([0-9]+).*/\1/p' <<<"$summary")
+rm -f "$log"
+echo "tests: ${pass:-0} passed, ${fail:-0} failed, ${skip:-0} skipped"
+if [[ -z "$total" ]]; then exit 1; fi
+exit "$status"

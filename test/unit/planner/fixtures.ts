@@ -1,0 +1,32 @@
+import type { Spec, VmSpec, HostSpec } from '../../../blanket-manager/spec/types.ts'
+
+const M = 1024 * 1024
+
+export function host (name: string, site: string, memMiB = 1024, cpus = 2): HostSpec {
+  return { name, site, driver: 'local', cpus, memoryBytes: memMiB * M, hypervisor: { backend: 'qemu', accel: 'tcg' } }
+}
+
+export function vm (name: string, opts: Partial<VmSpec> & { mem?: number, alloc?: number } = {}): VmSpec {
+  const mem = (opts.mem ?? 128) * M
+  return {
+    name,
+    image: opts.image ?? 'tiny',
+    cpus: opts.cpus ?? 1,
+    memory: { requestedBytes: mem, allocatedBytes: (opts.alloc ?? opts.mem ?? 128) * M },
+    disks: opts.disks ?? [],
+    nics: opts.nics ?? [{ name: 'eth0' }],
+    ...(opts.host !== undefined ? { host: opts.host } : {})
+  }
+}
+
+export function spec (hosts: HostSpec[], vms: VmSpec[]): Spec {
+  return {
+    file: '/tmp/supercloud.yaml',
+    name: 'test',
+    sites: { a: { name: 'a', subnet: '198.18.1.0/24' }, b: { name: 'b', subnet: '198.18.2.0/24' } },
+    wan: { delayMs: 0 },
+    hosts: Object.fromEntries(hosts.map(h => [h.name, h])),
+    images: { tiny: { name: 'tiny', kind: 'builtin', builtin: 'tiny' } },
+    vms: Object.fromEntries(vms.map(v => [v.name, v]))
+  }
+}

@@ -1,0 +1,83 @@
+import t from 'tap'
+import { plan, describePlan, vmHash, hostHash, networkHash } from '../../../blanket-manager/planner/plan.ts'
+import type { StateSnapshot } from '../../../blanket-manager/state/store.ts'
+import { host, spec, vm } from './fixtures.ts'
+
+const empty: StateSnapshot = { networks: [], hosts: [], vms: [] }
+
+/** The state `up` leaves behind after applying a plan for `s`. */
+function applied (s: ReturnType<typeof spec>): StateSnapshot {
+  const p = plan(s, empty, 'scx')
+  return {
+    networks: [{ driver: 'local', specHash: networkHash(s, 'local'), status: 'ready' }],
+    hosts: Object.values(s.hosts).map(h => ({ name: h.name, site: h.site, driver: h.driver, specHash: hostHash(h), status: 'ready' as const, bootstrapped: true })),
+    vms: Object.values(p.resolved).map(r => ({
+      name: r.spec.name,
+      host: r.host,
+      specHash: vmHash(r),
+      status: 'ready' as const,
+      record: { host: r.host, nics: r.nics, memory: r.spec.memory, cpus: r.spec.cpus, image: r.spec.image }
+    }))
+  }
+}
+
+const base = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1' }), vm('db1', { host: 'h2' })])
+
+t.test('from nothing: network, hosts, then VMs', async t => {
+  const p = plan(base, empty, 'scx')
+  t.same(p.actions.map(a => a.kind), ['network.create', 'host.create', 'host.create', 'vm.create', 'vm.create'])
+  t.match(describePlan(p)[0], /^\+ network local/)
+})
+
+t.test('an unchanged spec on a healthy supercloud plans nothing', async t => {
+  const st = applied(base)
+  t.same(plan(base, st, 'scx').actions, [])
+  t.same(plan(base, st, 'scx', { hosts: { h1: 'running', h2: 'running' }, vms: { web1: 'running', db1: 'running' } }).actions, [])
+})
+
+t.test('interrupted creation is finished, not duplicated', async t => {
+  const st = applied(base)
+  st.hosts[0] = { ...st.hosts[0]!, status: 'creating', bootstrapped: false }
+  const db1 = st.vms.findIndex(v => v.name === 'db1')
+  st.vms[db1] = { ...st.vms[db1]!, status: 'creating' }
+  const p = plan(base, st, 'scx')
+  t.same(p.actions.map(a => `${a.kind}:${'host' in a && typeof a.host === 'object' ? a.host.name : 'vm' in a ? a.vm.spec.name : ''}`),
+    ['host.create:h1', 'vm.create:db1', 'vm.create:web1'], 'h1 is finished; db1 is finished; web1 on h1 is re-ensured')
+  t.match(describePlan(p).join('\n'), /finishing interrupted creation/)
+})
+
+t.test('removed VM and host are deleted, VMs before hosts', async t => {
+  const st = applied(base)
+  const smaller = spec([host('h1', 'a')], [vm('web1', { host: 'h1' })])
+  const p = plan(smaller, st, 'scx')
+  t.same(p.actions.map(a => a.kind), ['vm.delete', 'host.delete'])
+})
+
+t.test('changing allocated memory balloons in place; changing requested replaces', async t => {
+  const st = applied(base)
+  const ballooned = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1', mem: 128, alloc: 64 }), vm('db1', { host: 'h2' })])
+  t.same(plan(ballooned, st, 'scx').actions.map(a => a.kind), ['vm.balloon'])
+  const bigger = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1', mem: 256 }), vm('db1', { host: 'h2' })])
+  t.same(plan(bigger, st, 'scx').actions.map(a => a.kind), ['vm.delete', 'vm.create'])
+})
+
+t.test('observed drift is repaired: dead VM restarted, vanished host recreated with its VMs', async t => {
+  const st = applied(base)
+  const p1 = plan(base, st, 'scx', { hosts: { h1: 'running', h2: 'running' }, vms: { web1: 'absent', db1: 'running' } })
+  t.same(p1.actions.map(a => a.kind), ['vm.create'])
+  t.match(describePlan(p1)[0], /VM is absent: restarting/)
+  const p2 = plan(base, st, 'scx', { hosts: { h1: 'gone', h2: 'running' }, vms: { db1: 'running' } })
+  t.same(p2.actions.map(a => a.kind), ['host.create', 'vm.create'])
+})
+
+t.test('WAN change re-ensures the network only', async t => {
+  const st = applied(base)
+  const s2 = { ...base, wan: { delayMs: 5, bandwidthBps: 200e6 } }
+  t.same(plan(s2, st, 'scx').actions.map(a => a.kind), ['network.create'])
+})
+
+t.test('last local host gone removes the network', async t => {
+  const st = applied(base)
+  const none = spec([], [])
+  t.same(plan(none, st, 'scx').actions.map(a => a.kind), ['vm.delete', 'vm.delete', 'host.delete', 'host.delete', 'network.delete'])
+})
