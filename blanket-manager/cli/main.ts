@@ -4,7 +4,9 @@
  */
 import { Command, Option } from 'commander'
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
+import { supercloudDir } from '../state/paths.ts'
 import { Controller } from '../controller.ts'
 import { SupercloudError, SpecError } from '../errors.ts'
 import { loadSpec } from '../spec/load.ts'
@@ -19,7 +21,7 @@ function specPath (cmd: Command): string {
   return resolve((cmd.optsWithGlobals() as GlobalOpts).file)
 }
 
-async function withController<T> (cmd: Command, fn: (c: Controller, spec: Spec | undefined) => Promise<T>, needSpec = true): Promise<T> {
+async function withController<T> (cmd: Command, fn: (c: Controller, spec: Spec | undefined) => Promise<T>, needSpec = true, ifAbsent?: (name: string) => T): Promise<T> {
   const file = specPath(cmd)
   let spec: Spec | undefined
   let name: string
@@ -30,6 +32,8 @@ async function withController<T> (cmd: Command, fn: (c: Controller, spec: Spec |
     if (needSpec || !(err instanceof SpecError)) throw err
     name = basename(dirname(file)).toLowerCase().replace(/[^a-z0-9-]/g, '-')
   }
+  // Read-only commands on a supercloud that does not exist must not create its state.
+  if (ifAbsent !== undefined && !existsSync(supercloudDir(name))) return ifAbsent(name)
   const c = new Controller(name, { onProgress: makeProgressPrinter() })
   try {
     return await fn(c, spec)
@@ -107,7 +111,10 @@ program.command('status')
     await withController(cmd, async c => {
       const s = await c.status()
       process.stdout.write(o.json === true ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s))
-    }, false)
+    }, false, name => {
+      const s = { name, stateFile: '', hosts: [], vms: [] }
+      process.stdout.write(o.json === true ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s))
+    })
   })
 
 program.command('console')

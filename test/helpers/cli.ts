@@ -1,0 +1,68 @@
+/** Runs the real `supercloud` CLI as a user would, against a private state directory. */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Test } from 'tap'
+import { registerPrefix, sweepPrefix } from './sweep-lib.ts'
+import { StateStore } from '../../blanket-manager/state/store.ts'
+
+export const ROOT = resolve(import.meta.dirname, '..', '..')
+export const CLI = join(ROOT, 'bin', 'supercloud')
+
+export interface CliResult { code: number, stdout: string, stderr: string }
+
+export interface Sandbox {
+  dir: string
+  stateRoot: string
+  env: NodeJS.ProcessEnv
+  spec: string
+  run: (args: string[], opts?: { timeoutMs?: number, stdin?: string }) => Promise<CliResult>
+  /** Starts the CLI and returns the child (for interrupt tests). */
+  start: (args: string[]) => import('node:child_process').ChildProcess
+  /** The prefix of the supercloud named `name` in this sandbox, once `up` chose it (registered for sweeping). */
+  prefix: (name: string) => string | undefined
+}
+
+/**
+ * A private state root and spec file for one test; teardown runs `down` and sweeps
+ * anything left with the supercloud's prefix.
+ */
+export function sandbox (t: Test, specText: string, name: string, extraEnv: NodeJS.ProcessEnv = {}): Sandbox {
+  const dir = mkdtempSync(join(tmpdir(), 'sc-e2e-'))
+  const stateRoot = join(dir, 'state')
+  const spec = join(dir, 'supercloud.yaml')
+  writeFileSync(spec, specText)
+  const env = { ...process.env, SUPERCLOUD_STATE_DIR: stateRoot, ...extraEnv }
+  const start = (args: string[]): import('node:child_process').ChildProcess =>
+    spawn(CLI, ['-f', spec, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+  const run = async (args: string[], opts: { timeoutMs?: number, stdin?: string } = {}): Promise<CliResult> => {
+    const child = start(args)
+    let stdout = ''
+    let stderr = ''
+    child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.stdin?.end(opts.stdin ?? '')
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600000)
+    const code = await new Promise<number>(resolve => child.on('exit', c => resolve(c ?? 137)))
+    clearTimeout(timer)
+    return { code, stdout, stderr }
+  }
+  const seen = new Set<string>()
+  const prefix = (n: string): string | undefined => {
+    try {
+      const s = StateStore.open(join(stateRoot, n))
+      const p = s.getMeta('prefix')
+      s.close()
+      if (p !== undefined && !seen.has(p)) { seen.add(p); registerPrefix(p) }
+      return p
+    } catch { return undefined }
+  }
+  t.teardown(async () => {
+    const p = prefix(name)
+    await run(['down'], { timeoutMs: 180000 }).catch(() => {})
+    if (p !== undefined) sweepPrefix(p)
+    if (process.env.SC_KEEP_TEST_DIRS === undefined) rmSync(dir, { recursive: true, force: true })
+  })
+  return { dir, stateRoot, env, spec, run, start, prefix }
+}
