@@ -194,7 +194,7 @@ function describeValue (value: unknown): string {
 export function suggest (input: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined
   let bestDistance = Infinity
-  const limit = Math.max(1, Math.floor(input.length / 3))
+  const limit = input.length <= 3 ? 1 : Math.max(2, Math.floor(input.length / 3))
   for (const c of candidates) {
     const d = editDistance(input.toLowerCase(), c.toLowerCase())
     if (d <= limit && d < bestDistance) { best = c; bestDistance = d }

@@ -173,6 +173,8 @@ export const specSchema: Schema = {
   title: 'supercloud.yaml',
   type: 'object',
   additionalProperties: false,
+  // `x-…` keys are ignored: a place for YAML anchors shared by several entries (as in compose files).
+  patternProperties: { '^x-': {} },
   properties: {
     name: str,
     sites: { type: ['object', 'null'], additionalProperties: site },

@@ -57,7 +57,7 @@ export function parseSize (input: string | number): number {
   const p = split(input)
   if (p === undefined) throw bad()
   const mult = SIZE_UNITS[p.unit]
-  if (mult === undefined) throw bad(`unknown unit '${p.unit}'; use K, M, G or T`)
+  if (mult === undefined) throw bad(p.unit.length <= 4 ? `unknown unit '${p.unit}'; use K, M, G or T` : undefined)
   const bytes = p.value * mult
   const rounded = Math.round(bytes)
   if (Math.abs(bytes - rounded) > 1e-6) throw bad('not a whole number of bytes')
@@ -77,7 +77,7 @@ export function formatBytes (bytes: number, opts: { approximate?: boolean } = {}
   for (const [suffix, mult] of units) {
     if (bytes < mult) continue
     const text = trimDecimals((bytes / mult).toFixed(opts.approximate === true ? 1 : 3))
-    if (opts.approximate === true || Math.round(Number(text) * mult) === bytes) return `${text}${suffix}`
+    if (opts.approximate === true || Math.abs(Number(text) * mult - bytes) <= 1e-6) return `${text}${suffix}`
   }
   return `${opts.approximate === true ? trimDecimals(bytes.toFixed(1)) : bytes}B`
 }
@@ -112,7 +112,7 @@ export function parseDuration (input: string | number): number {
   const p = split(input)
   if (p === undefined) throw bad()
   const mult = DURATION_UNITS[p.unit]
-  if (mult === undefined) throw bad(`unknown unit '${p.unit}'; use us, ms, s, m or h`)
+  if (mult === undefined) throw bad(p.unit.length <= 4 ? `unknown unit '${p.unit}'; use us, ms, s, m or h` : undefined)
   return p.value * mult
 }
 
@@ -157,7 +157,7 @@ export function parseBandwidth (input: string | number): number {
   if (mult === undefined) {
     const m = /^([kmgt]?)(bps|b\/s|bytes?)$/.exec(p.unit)
     if (m !== null) throw bad(`'${p.unit}' is ambiguous; write ${p.value}${m[1] ?? ''}bit for bits per second`)
-    throw bad(`unknown unit '${p.unit}'; use kbit, mbit or gbit`)
+    throw bad(p.unit.length <= 5 ? `unknown unit '${p.unit}'; use kbit, mbit or gbit` : undefined)
   }
   const bps = p.value * mult
   const rounded = Math.round(bps)
@@ -174,7 +174,7 @@ export function formatBandwidth (bps: number): string {
   for (const [suffix, mult] of units) {
     if (bps < mult) continue
     const text = trimDecimals((bps / mult).toFixed(3))
-    if (Math.round(Number(text) * mult) === bps) return `${text}${suffix}`
+    if (Math.abs(Number(text) * mult - bps) <= 1e-6) return `${text}${suffix}`
   }
   return `${bps}bit`
 }
