@@ -271,3 +271,14 @@ t.test('a wan with fewer than two local sites is accepted', async t => {
   t.equal(spec.wan.delayMs, 0.1)
   t.equal(spec.wan.bandwidthBps, undefined)
 })
+
+t.test('the complete example in docs/spec-reference.md is valid', async t => {
+  const { readFile } = await import('node:fs/promises')
+  const doc = await readFile(path.join(root, 'docs/spec-reference.md'), 'utf8')
+  const block = /```yaml\n([\s\S]*?)```/.exec(doc)?.[1]
+  t.ok(block, 'found the example')
+  const spec = parseSpec(block ?? '', path.join(root, 'docs/supercloud.yaml'), { homeDir: '/home/me' })
+  t.equal(spec.name, 'example')
+  t.strictSame(Object.keys(spec.vms), ['web1'])
+  t.equal(spec.hosts.srv1?.ssh?.key, '/home/me/.ssh/id_ed25519')
+})
