@@ -1,0 +1,85 @@
+/**
+ * The image build against the real inputs on this machine (kernel in /boot,
+ * busybox-static, gcc): content-addressed cache, concurrent builders,
+ * byte-for-byte reproducibility, cancellation.
+ */
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import { buildTinyImage } from '../../../images/guest/build.ts'
+import type { ProgressEvent } from '../../../blanket-manager/progress.ts'
+
+const sha = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex')
+const tmpCache = (t: { teardown: (fn: () => void) => void }): string => {
+  const d = mkdtempSync(join(tmpdir(), 'sct-imgcache-'))
+  t.teardown(() => rmSync(d, { recursive: true, force: true }))
+  return d
+}
+
+t.test('build lands in <cache>/images/tiny-<id> and a second call uses the cache', async t => {
+  const cacheDir = tmpCache(t)
+  const events: ProgressEvent[] = []
+  const img = await buildTinyImage({ cacheDir, onProgress: ev => events.push(ev) })
+  t.match(img.id, /^[0-9a-f]{12}$/)
+  t.equal(img.dir, join(cacheDir, 'images', `tiny-${img.id}`))
+  t.ok(statSync(img.kernel).size > 1_000_000, 'kernel copied')
+  t.ok(events.some(e => e.phase === 'compile'), 'reported compiling the tools')
+  t.equal(events.at(-1)?.phase, 'done')
+
+  const initrd = gunzipSync(readFileSync(img.initrd))
+  t.equal(initrd.subarray(0, 6).toString(), '070701', 'initrd is a gzip\'ed newc cpio')
+  const listing = spawnSync('cpio', ['-t', '--quiet'], { input: initrd, encoding: 'utf8' })
+  const files = new Set(listing.stdout.split('\n'))
+  for (const f of ['init', 'bin/busybox', 'bin/sh', 'bin/memload', 'bin/netprobe', 'dev/console', 'lib/modules/virtio_net.ko', 'lib/modules/virtio_pci.ko', 'etc/sc-modules']) {
+    t.ok(files.has(f), `initrd contains ${f}`)
+  }
+
+  const again: ProgressEvent[] = []
+  const cached = await buildTinyImage({ cacheDir, onProgress: ev => again.push(ev) })
+  t.same(cached, img, 'same result')
+  t.same(again.map(e => e.phase), ['inputs', 'cached'], 'no rebuild')
+  t.same(readdirSync(join(cacheDir, 'images')), [`tiny-${img.id}`], 'no temp dirs left behind')
+
+  const help = spawnSync(img.tools.netprobe, ['--help'], { encoding: 'utf8' })
+  t.match(help.stdout, /netprobe send <ipv4> <port>/, 'host copy of netprobe runs')
+})
+
+t.test('concurrent builders agree and leave one directory', async t => {
+  const cacheDir = tmpCache(t)
+  const [a, b, c] = await Promise.all([buildTinyImage({ cacheDir }), buildTinyImage({ cacheDir }), buildTinyImage({ cacheDir })])
+  t.same(a, b)
+  t.same(b, c)
+  t.same(readdirSync(join(cacheDir, 'images')), [`tiny-${a.id}`])
+})
+
+t.test('reproducible: a forced rebuild elsewhere gives identical bytes', async t => {
+  const one = await buildTinyImage({ cacheDir: tmpCache(t) })
+  const two = await buildTinyImage({ cacheDir: tmpCache(t), force: true })
+  t.equal(two.id, one.id)
+  t.equal(sha(two.initrd), sha(one.initrd), 'initrd identical')
+  t.equal(sha(two.kernel), sha(one.kernel), 'kernel identical')
+})
+
+t.test('force rebuilds over an existing image', async t => {
+  const cacheDir = tmpCache(t)
+  const first = await buildTinyImage({ cacheDir })
+  const phases: string[] = []
+  const second = await buildTinyImage({ cacheDir, force: true, onProgress: ev => phases.push(ev.phase) })
+  t.same(second, first)
+  t.ok(phases.includes('compile'), 'rebuilt')
+  t.same(readdirSync(join(cacheDir, 'images')), [`tiny-${first.id}`], 'old copy removed')
+})
+
+t.test('an aborted build throws SC_CANCELLED and leaves nothing', async t => {
+  const cacheDir = tmpCache(t)
+  const ac = new AbortController()
+  const p = buildTinyImage({ cacheDir, signal: ac.signal, onProgress: ev => { if (ev.phase === 'compile') ac.abort() } })
+  await t.rejects(p, { code: 'SC_CANCELLED' })
+  let left: string[] = []
+  try { left = readdirSync(join(cacheDir, 'images')) } catch {}
+  t.same(left, [], 'no partial image')
+})
