@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto'
 import type { HostSpec, Spec, VmSpec } from '../spec/types.ts'
 import { CapacityError } from '../errors.ts'
+import { broadcastOf, firstHostOf, formatIpv4, networkOf, parseCidr } from '../spec/ipv4.ts'
 
 export interface ResolvedNic {
   name: string
@@ -24,28 +25,12 @@ export interface ResolvedVm {
   gateway?: string
 }
 
-export function ipToInt (ip: string): number {
-  const p = ip.split('.').map(Number)
-  return (((p[0] ?? 0) << 24) >>> 0) + ((p[1] ?? 0) << 16) + ((p[2] ?? 0) << 8) + (p[3] ?? 0)
-}
-
-export function intToIp (n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
-}
-
-export function parseCidr (cidr: string): { base: number, bits: number, size: number } {
-  const [ip, bitsText] = cidr.split('/')
-  const bits = Number(bitsText ?? '32')
-  const size = 2 ** (32 - bits)
-  const base = ipToInt(ip ?? '0.0.0.0') & (bits === 0 ? 0 : (~(size - 1) >>> 0))
-  return { base: base >>> 0, bits, size }
-}
-
 /** The site gateway: explicit, else the first address of the subnet. */
 export function siteGateway (spec: Spec, site: string): string | undefined {
   const s = spec.sites[site]
-  if (s === undefined || s.subnet === undefined) return undefined
-  return s.gateway ?? intToIp(parseCidr(s.subnet).base + 1)
+  const c = s?.subnet !== undefined ? parseCidr(s.subnet) : undefined
+  if (s === undefined || c === undefined) return undefined
+  return s.gateway ?? formatIpv4(firstHostOf(c))
 }
 
 function shortHash (...parts: string[]): string {
@@ -121,15 +106,17 @@ export function resolveVms (spec: Spec, prefix: string): Record<string, Resolved
       let address = n.address
       if (address === undefined) {
         if (site?.subnet === undefined) throw new CapacityError(`vms.${vm.name}.nics.${n.name}: no address given and site ${host?.site ?? '?'} has no subnet to allocate from`)
-        const { base, bits, size } = parseCidr(site.subnet)
+        const c = parseCidr(site.subnet)
+        if (c === undefined) throw new CapacityError(`sites.${host?.site ?? '?'}.subnet: '${site.subnet}' is not a CIDR`)
+        const base = networkOf(c)
         let found: string | undefined
-        for (let i = 100; i < size - 1; i++) {
-          const ip = intToIp(base + i)
+        for (let i = 100; base + i < broadcastOf(c); i++) {
+          const ip = formatIpv4(base + i)
           if (!used.has(ip) && ip !== gateway) { found = ip; break }
         }
         if (found === undefined) throw new CapacityError(`vms.${vm.name}.nics.${n.name}: site ${host?.site ?? '?'} subnet ${site.subnet} has no free address`)
         used.add(found)
-        address = `${found}/${bits}`
+        address = `${found}/${c.prefix}`
       }
       return { name: n.name, address, mac: n.mac ?? macFor(spec.name, vm.name, n.name), tap: tapFor(prefix, vm.name, n.name) }
     })

@@ -6,7 +6,7 @@
 import type { HostSpec, Spec } from '../spec/types.ts'
 import type { StateSnapshot } from '../state/store.ts'
 import { resolveVms, type ResolvedVm } from './placement.ts'
-import { stableHash } from './stable-hash.ts'
+import { hashHost, stableHash } from '../spec/hash.ts'
 
 export type Action =
   | { kind: 'network.create', driver: string, specHash: string, reason: string }
@@ -40,7 +40,7 @@ export function networkHash (spec: Spec, driver: string): string {
 }
 
 export function hostHash (host: HostSpec): string {
-  return stableHash(host)
+  return hashHost(host)
 }
 
 /** A VM's hash covers everything but its allocated memory (which changes in place through the balloon). */

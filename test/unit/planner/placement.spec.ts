@@ -1,5 +1,5 @@
 import t from 'tap'
-import { place, resolveVms, macFor, tapFor, parseCidr, siteGateway } from '../../../blanket-manager/planner/placement.ts'
+import { place, resolveVms, macFor, tapFor, siteGateway } from '../../../blanket-manager/planner/placement.ts'
 import { CapacityError } from '../../../blanket-manager/errors.ts'
 import { host, spec, vm } from './fixtures.ts'
 
@@ -59,8 +59,7 @@ t.test('resolution is deterministic', async t => {
   t.not(tapFor('p', 'a', 'eth0'), tapFor('p', 'b', 'eth0'))
 })
 
-t.test('cidr helpers', async t => {
-  t.same(parseCidr('198.18.1.77/24'), { base: parseCidr('198.18.1.0/24').base, bits: 24, size: 256 })
+t.test('site gateway', async t => {
   t.equal(siteGateway(spec([], []), 'a'), '198.18.1.1')
   t.equal(siteGateway(spec([], []), 'nope'), undefined)
 })
