@@ -52,6 +52,11 @@ export interface DriverContext {
   keyPath: string
   sites: Record<string, SiteSpec>
   wan: WanSpec
+  /**
+   * All hosts of the spec, when the caller knows them. The local driver uses them to
+   * allocate host addresses deterministically (hosts of a site in name order).
+   */
+  hosts?: Record<string, HostSpec>
 }
 
 export interface CloudDriver {
