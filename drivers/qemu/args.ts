@@ -1,0 +1,148 @@
+/**
+ * Pure: the qemu-system-x86_64 command line for a GuestDefinition, and the
+ * layout of a guest's run directory. No I/O here.
+ *
+ * Run directory layout (every path is derived from def.runDir):
+ *   qemu.pid     pidfile written by QEMU (-pidfile)
+ *   qmp.sock     QMP control socket (server, no wait)
+ *   serial.sock  serial console ttyS0 as a raw byte stream (server, no wait; one client at a time)
+ *   console.log  everything the guest wrote on ttyS0 (logged whether or not a client is attached)
+ *   qemu.log     QEMU's own stdout/stderr
+ */
+import { join } from 'node:path'
+import type { GuestDefinition } from '../hypervisor.ts'
+import { GuestDefinitionError } from './errors.ts'
+
+export interface RunPaths {
+  runDir: string
+  pidfile: string
+  qmp: string
+  serial: string
+  consoleLog: string
+  qemuLog: string
+}
+
+export function runPaths (runDir: string): RunPaths {
+  return {
+    runDir,
+    pidfile: join(runDir, 'qemu.pid'),
+    qmp: join(runDir, 'qmp.sock'),
+    serial: join(runDir, 'serial.sock'),
+    consoleLog: join(runDir, 'console.log'),
+    qemuLog: join(runDir, 'qemu.log')
+  }
+}
+
+/** Linux limits unix socket paths to 107 bytes (sun_path is 108 with the NUL). */
+export const MAX_UNIX_SOCKET_PATH = 107
+
+export interface QemuArgsOptions {
+  /** Machine type; default q35. */
+  machine?: 'q35' | 'pc'
+  /** CPU model under TCG; default max. (Under KVM the CPU is always `host`.) */
+  tcgCpu?: 'max' | 'qemu64'
+}
+
+const MiB = 1024 * 1024
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** QEMU ids / node names: a letter first, then letters, digits, '-', '.', '_'. */
+const ID_RE = /^[A-Za-z][A-Za-z0-9._-]{0,26}$/
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i
+const TAP_RE = /^[A-Za-z0-9_.-]{1,15}$/
+
+/** Escapes a value inside QEMU's key=value,key=value option syntax (a comma is doubled). */
+export function qemuOptValue (v: string): string {
+  return v.replace(/,/g, ',,')
+}
+
+/** Memory size as QEMU's -m value (whole MiB). */
+export function memoryMiB (def: Pick<GuestDefinition, 'name' | 'memoryBytes'>): number {
+  if (!Number.isSafeInteger(def.memoryBytes) || def.memoryBytes <= 0 || def.memoryBytes % MiB !== 0) {
+    throw new GuestDefinitionError(def.name, `memory must be a positive whole number of MiB, got ${def.memoryBytes} bytes`)
+  }
+  return def.memoryBytes / MiB
+}
+
+/** Checks everything about a definition that QEMU would reject or misparse; throws GuestDefinitionError. */
+export function validateDefinition (def: GuestDefinition): void {
+  const bad = (detail: string): never => { throw new GuestDefinitionError(def.name, detail) }
+  if (!NAME_RE.test(def.name)) bad(`name '${def.name}' must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit)`)
+  if (!Number.isSafeInteger(def.cpus) || def.cpus < 1 || def.cpus > 255) bad(`cpus must be an integer 1..255, got ${def.cpus}`)
+  const mem = memoryMiB(def)
+  if (def.balloonTargetBytes !== undefined) {
+    if (!Number.isSafeInteger(def.balloonTargetBytes) || def.balloonTargetBytes <= 0) bad(`balloon target must be a positive number of bytes, got ${def.balloonTargetBytes}`)
+    if (def.balloonTargetBytes > mem * MiB) bad(`balloon target ${def.balloonTargetBytes} exceeds memory ${def.memoryBytes}`)
+  }
+  if (def.accel !== 'kvm' && def.accel !== 'tcg') bad(`accel must be kvm or tcg, got ${String(def.accel)}`)
+  if (!def.runDir.startsWith('/')) bad(`runDir must be an absolute path, got '${def.runDir}'`)
+  const p = runPaths(def.runDir)
+  for (const sock of [p.qmp, p.serial]) {
+    if (Buffer.byteLength(sock) > MAX_UNIX_SOCKET_PATH) bad(`socket path ${sock} is longer than ${MAX_UNIX_SOCKET_PATH} bytes; use a shorter runDir`)
+  }
+  if (def.boot.kind === 'kernel') {
+    if (def.boot.kernel === '') bad('kernel boot needs a kernel path')
+  } else if (def.disks.length === 0) {
+    bad('disk boot needs at least one disk')
+  }
+  const ids = new Set<string>()
+  const useId = (id: string, what: string): void => {
+    if (!ID_RE.test(id)) bad(`${what} id '${id}' must start with a letter and hold at most 27 letters, digits, '.', '_' or '-'`)
+    if (ids.has(id)) bad(`duplicate device id '${id}'`)
+    ids.add(id)
+  }
+  for (const d of def.disks) {
+    useId(d.id, 'disk')
+    if (d.format !== 'qcow2' && d.format !== 'raw') bad(`disk ${d.id}: format must be qcow2 or raw`)
+    if (!d.path.startsWith('/')) bad(`disk ${d.id}: path must be absolute, got '${d.path}'`)
+  }
+  for (const n of def.nics) {
+    useId(n.id, 'nic')
+    if (!TAP_RE.test(n.tap)) bad(`nic ${n.id}: tap name '${n.tap}' must be 1-15 letters, digits, '.', '_' or '-'`)
+    if (!MAC_RE.test(n.mac)) bad(`nic ${n.id}: mac '${n.mac}' is not a MAC address like 52:54:00:12:34:56`)
+    if (n.mtu !== undefined && (!Number.isSafeInteger(n.mtu) || n.mtu < 68 || n.mtu > 65535)) bad(`nic ${n.id}: mtu must be 68..65535, got ${n.mtu}`)
+  }
+}
+
+/**
+ * The argv (without the binary) that runs `def` in the foreground; the caller
+ * detaches it (setsid) so the guest survives the process that started it.
+ */
+export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {}): string[] {
+  validateDefinition(def)
+  const p = runPaths(def.runDir)
+  const esc = qemuOptValue
+  const machine = opts.machine ?? 'q35'
+  const cpu = def.accel === 'kvm' ? 'host' : (opts.tcgCpu ?? 'max')
+  const a: string[] = [
+    '-name', `guest=${esc(def.name)}`,
+    '-machine', `${machine},accel=${def.accel}`,
+    '-cpu', cpu,
+    '-smp', String(def.cpus),
+    '-m', String(memoryMiB(def)),
+    '-nodefaults', '-no-user-config',
+    '-display', 'none',
+    '-pidfile', p.pidfile,
+    '-chardev', `socket,id=qmp0,path=${esc(p.qmp)},server=on,wait=off`,
+    '-mon', 'chardev=qmp0,mode=control',
+    '-chardev', `socket,id=ser0,path=${esc(p.serial)},server=on,wait=off,logfile=${esc(p.consoleLog)},logappend=on`,
+    '-serial', 'chardev:ser0',
+    '-device', 'virtio-balloon-pci,id=balloon0'
+  ]
+  def.disks.forEach((d, i) => {
+    const node = `drv-${d.id}`
+    a.push('-blockdev', `driver=${d.format},node-name=${node},file.driver=file,file.filename=${esc(d.path)}`)
+    const bootindex = def.boot.kind === 'disk' && i === 0 ? ',bootindex=0' : ''
+    a.push('-device', `virtio-blk-pci,drive=${node},id=${d.id}${bootindex}`)
+  })
+  for (const n of def.nics) {
+    const netdev = `net-${n.id}`
+    a.push('-netdev', `tap,id=${netdev},ifname=${n.tap},script=no,downscript=no`)
+    a.push('-device', `virtio-net-pci,netdev=${netdev},id=${n.id},mac=${n.mac.toLowerCase()}${n.mtu !== undefined ? `,host_mtu=${n.mtu}` : ''}`)
+  }
+  if (def.boot.kind === 'kernel') {
+    a.push('-kernel', def.boot.kernel)
+    if (def.boot.initrd !== undefined) a.push('-initrd', def.boot.initrd)
+    a.push('-append', def.boot.append)
+  }
+  return a
+}
