@@ -154,10 +154,13 @@ t.test('two guests on a bridge in a namespace ping each other', { skip: haveQemu
     sh('ip', ['-n', ns, 'link', 'set', tap, 'up'])
   }
 
+  // The namespace side of the bridge gets an address too, for the host-side UDP probe below.
+  sh('ip', ['-n', ns, 'addr', 'add', '198.18.77.1/24', 'dev', br])
+
   const addrs = ['198.18.77.11', '198.18.77.12']
   for (const [i, tap] of taps.entries()) {
     const name = `${prefix}-g${i}`
-    const append = guestCmdline({ name, nics: [{ ifname: 'eth0', address: `${addrs[i]}/24` }], mtu: 1450 })
+    const append = guestCmdline({ name, nics: [{ ifname: 'eth0', address: `${addrs[i]}/24` }], mtu: 1450, udpEchoPort: 7007 })
     const mac = `52:54:00:${randomBytes(2).toString('hex').replace(/(..)(..)/, '$1:$2')}:0${i}`
     const args = qemuArgs(img, append, [
       '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
@@ -178,4 +181,26 @@ t.test('two guests on a bridge in a namespace ping each other', { skip: haveQemu
   t.ok(Number(ping[1]) >= 1, `${ping[1]}/3 replies from guest B`)
   const addr = await b.run('ip -4 addr show dev eth0', /inet (\S+)/)
   t.equal(addr[1], `${addrs[1]}/24`, 'guest B has the address from sc.net')
+
+  // sc.echo started netprobe's UDP echo in the guest; the host copy of netprobe probes it from the namespace.
+  const probe = spawnSync('ip', ['netns', 'exec', ns, img.tools.netprobe, 'send', addrs[0] ?? '', '7007', '--count', '50', '--interval-ms', '10', '--linger-ms', '2000'], { encoding: 'utf8', timeout: 30_000 })
+  const summary = JSON.parse(probe.stdout) as { sent: number, received: number, lost: number, maxGapMs: number }
+  t.equal(summary.sent, 50)
+  t.ok(summary.received > 0, `${summary.received}/50 datagrams echoed by guest A`)
+  t.equal(summary.lost, summary.sent - summary.received)
+})
+
+t.test('sc.swap formats and enables a virtio disk as swap', { skip: haveQemu ? false : 'qemu-system-x86_64 missing' }, async t => {
+  const img = await buildTinyImage({ cacheDir })
+  const disk = join(cacheDir, `${prefix}-swap.img`)
+  sh('qemu-img', ['create', '-q', '-f', 'raw', disk, '32M'])
+  const name = `${prefix}-swap`
+  const guest = new SerialGuest(name, 'qemu-system-x86_64', qemuArgs(img, guestCmdline({ name, nics: [], swapDevice: '/dev/vda' }), [
+    '-drive', `file=${disk},format=raw,if=virtio`
+  ]))
+  t.teardown(() => guest.kill())
+  await guest.waitFor(new RegExp(`^${guestReadyLine(name)}$`, 'm'), BOOT_TIMEOUT_MS)
+  await guest.prompt(30_000)
+  const swaps = await guest.run('cat /proc/swaps', /^\/dev\/vda\s+\S+\s+(\d+)/m)
+  t.ok(Number(swaps[1]) > 30_000, `/dev/vda is swap (${swaps[1]} KiB)`)
 })
