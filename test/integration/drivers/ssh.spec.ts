@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createLocalDriver, ensureSupercloudKey } from '../../../drivers/local/driver.ts'
@@ -37,7 +37,16 @@ const port = await freePort()
 const siteNs = `${localCtx.prefix}-s-a`
 const forward = spawn('socat', [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `EXEC:ip netns exec ${siteNs} socat - TCP\\:${server.address}\\:22`], { detached: true, stdio: 'ignore' })
 t.teardown(() => { if (forward.pid !== undefined) try { process.kill(-forward.pid, 'SIGKILL') } catch { /* gone */ } })
-await new Promise(resolve => setTimeout(resolve, 300))
+// Wait until the forward accepts connections.
+for (let i = 0; ; i++) {
+  const ok = await new Promise<boolean>(resolve => {
+    const c = connect(port, '127.0.0.1', () => { c.destroy(); resolve(true) })
+    c.on('error', () => resolve(false))
+  })
+  if (ok) break
+  if (i > 100) throw new Error('the loopback forward did not start')
+  await new Promise(resolve => setTimeout(resolve, 50))
+}
 
 const driver = createSshDriver()
 const sshCtx: DriverContext = { ...localCtx, name: `${localCtx.prefix}-ssh`, sites: { dc: { name: 'dc' } } }
