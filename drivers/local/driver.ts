@@ -281,37 +281,46 @@ async function ensureSshd (ctx: DriverContext, spec: HostSpec, ns: string, addre
   return { knownHosts, config, pidFile }
 }
 
+async function ensureNetworkLocked (ctx: DriverContext, opts?: OperationOptions): Promise<void> {
+  const plan = planNetwork(ctx.prefix, ctx.sites, ctx.wan)
+  await mkdir(driverDir(ctx), { recursive: true })
+  throwIfAborted(opts?.signal, 'creating the local network')
+  progress(opts, 'network', 'wan', `WAN namespace ${plan.wanNs}`)
+  await ensureNs(plan.wanNs)
+  await sysctl(plan.wanNs, 'net.ipv4.ip_forward', '1')
+  await sysctl(plan.wanNs, 'net.ipv4.conf.all.rp_filter', '0')
+  await sysctl(plan.wanNs, 'net.ipv4.conf.default.rp_filter', '0')
+  for (const sp of plan.sites) {
+    throwIfAborted(opts?.signal, 'creating the local network')
+    progress(opts, 'network', 'site', `site ${sp.site}: ${sp.subnet} in ${sp.ns}`)
+    await ensureSite(plan, sp)
+  }
+  await ensureDelay(ctx, plan, opts)
+}
+
+async function destroyNetworkLocked (ctx: DriverContext, opts?: OperationOptions): Promise<void> {
+  progress(opts, 'network', 'destroy', 'stopping the WAN delay relay')
+  await stopRelay(ctx)
+  const ours = (await listNamespaces()).filter(n => n.startsWith(`${ctx.prefix}-s-`) || n === `${ctx.prefix}-wan`)
+  for (const ns of ours) {
+    progress(opts, 'network', 'destroy', `deleting namespace ${ns}`)
+    await destroyNs(ns)
+  }
+}
+
 export function createLocalDriver (): CloudDriver {
   const driver: CloudDriver = {
     name: 'local',
 
     async ensureNetwork (ctx, opts) {
       checkPrefix(ctx.prefix)
-      const plan = planNetwork(ctx.prefix, ctx.sites, ctx.wan)
-      await mkdir(driverDir(ctx), { recursive: true })
-      throwIfAborted(opts?.signal, 'creating the local network')
-      progress(opts, 'network', 'wan', `WAN namespace ${plan.wanNs}`)
-      await ensureNs(plan.wanNs)
-      await sysctl(plan.wanNs, 'net.ipv4.ip_forward', '1')
-      await sysctl(plan.wanNs, 'net.ipv4.conf.all.rp_filter', '0')
-      await sysctl(plan.wanNs, 'net.ipv4.conf.default.rp_filter', '0')
-      for (const sp of plan.sites) {
-        throwIfAborted(opts?.signal, 'creating the local network')
-        progress(opts, 'network', 'site', `site ${sp.site}: ${sp.subnet} in ${sp.ns}`)
-        await ensureSite(plan, sp)
-      }
-      await ensureDelay(ctx, plan, opts)
+      // One network change at a time per supercloud (createHost calls in parallel may each ensure it).
+      await withFileLock(join(driverDir(ctx), 'network'), async () => { await ensureNetworkLocked(ctx, opts) })
     },
 
     async destroyNetwork (ctx, opts) {
       checkPrefix(ctx.prefix)
-      progress(opts, 'network', 'destroy', 'stopping the WAN delay relay')
-      await stopRelay(ctx)
-      const ours = (await listNamespaces()).filter(n => n.startsWith(`${ctx.prefix}-s-`) || n === `${ctx.prefix}-wan`)
-      for (const ns of ours) {
-        progress(opts, 'network', 'destroy', `deleting namespace ${ns}`)
-        await destroyNs(ns)
-      }
+      await withFileLock(join(driverDir(ctx), 'network'), async () => { await destroyNetworkLocked(ctx, opts) })
     },
 
     async createHost (ctx, spec, opts) {

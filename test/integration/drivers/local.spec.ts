@@ -41,9 +41,13 @@ t.test('two sites joined by the WAN', async t => {
     await driver.destroyNetwork(ctx).catch(() => {})
   })
 
-  await driver.ensureNetwork(ctx)
-  for (const s of specs) records.push(await driver.createHost(ctx, s))
+  // createHost makes the network when missing; hosts are created in parallel, as `up` may.
+  const made = await Promise.allSettled(specs.map(async s => await driver.createHost(ctx, s)))
+  for (const m of made) if (m.status === 'fulfilled') records.push(m.value)
+  for (const m of made) if (m.status === 'rejected') throw m.reason
   const [a1, a2, b1] = records as [HostRecord, HostRecord, HostRecord]
+  const relayPids = await run(['ip', 'netns', 'pids', `${ctx.prefix}-wan`])
+  t.equal(relayPids.stdout.trim().split('\n').length, 2, 'one relay and one socat in the WAN namespace')
 
   t.same(records.map(r => r.address), ['198.18.20.10', '198.18.20.11', '198.18.21.10'],
     'addresses come from the site subnets from .10, hosts in name order')
