@@ -377,11 +377,12 @@ export function createLocalDriver (): CloudDriver {
       }
     },
 
-    async describeHost (_ctx, record): Promise<HostHealth> {
-      const d = record.driverData as unknown as LocalHostData
-      if (!await nsExists(d.ns)) return 'gone'
-      const pid = await readPidFile(d.sshdPidFile)
-      return pid !== undefined && await pidInNs(pid, d.ns) ? 'running' : 'unreachable'
+    async describeHost (ctx, record): Promise<HostHealth> {
+      const d = record.driverData as unknown as Partial<LocalHostData>
+      const ns = d.ns ?? hostNs(ctx.prefix, record.name)
+      if (!await nsExists(ns)) return 'gone'
+      const pid = await readPidFile(d.sshdPidFile ?? join(hostDirOf(ctx, record.name), 'sshd', 'sshd.pid'))
+      return pid !== undefined && await pidInNs(pid, ns) ? 'running' : 'unreachable'
     },
 
     async destroyHost (ctx, record, opts) {
