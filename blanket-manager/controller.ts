@@ -90,11 +90,11 @@ export class Controller {
     const prefix = this.store.prefix(p => namespaceTaken(p))
     const keyPath = await ensureSupercloudKey(this.dir)
     if (spec !== undefined) {
-      const ctx: DriverContext = { name: this.name, prefix, dir: this.dir, keyPath, sites: spec.sites, wan: spec.wan }
-      this.store.setMeta('context', JSON.stringify({ sites: ctx.sites, wan: ctx.wan }))
+      const ctx: DriverContext = { name: this.name, prefix, dir: this.dir, keyPath, sites: spec.sites, wan: spec.wan, hosts: spec.hosts }
+      this.store.setMeta('context', JSON.stringify({ sites: ctx.sites, wan: ctx.wan, hosts: ctx.hosts }))
       return ctx
     }
-    const saved = JSON.parse(this.store.getMeta('context') ?? '{"sites":{},"wan":{"delayMs":0}}') as Pick<DriverContext, 'sites' | 'wan'>
+    const saved = JSON.parse(this.store.getMeta('context') ?? '{"sites":{},"wan":{"delayMs":0}}') as Pick<DriverContext, 'sites' | 'wan' | 'hosts'>
     return { name: this.name, prefix, dir: this.dir, keyPath, ...saved }
   }
 
@@ -218,8 +218,10 @@ export class Controller {
     }
 
     // Guest images needed on hosts.
-    const needsTiny = Object.values(spec.images).some(i => i.kind === 'builtin') || byKind('host.create').some(a => a.kind === 'host.create' && a.host.hypervisor.accel !== 'tcg')
-    const tiny = needsTiny || byKind('host.create').length > 0 ? await buildTinyImage({ signal, onProgress: progress }) : undefined
+    // The builtin guest image: for guests that use it and for new hosts (KVM probe guest).
+    const needsTiny = byKind('host.create').length > 0 ||
+      byKind('vm.create').some(a => a.kind === 'vm.create' && spec.images[a.vm.spec.image]?.kind === 'builtin')
+    const tiny = needsTiny ? await buildTinyImage({ signal, onProgress: progress }) : undefined
 
     await allSettledOrThrow(byKind('host.create').map(async a => {
       if (a.kind !== 'host.create') return

@@ -42,7 +42,6 @@ export class VmManager {
       boot = { kind: 'disk' }
     } else {
       const append = [
-        'console=ttyS0',
         guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}) }),
         l.image.append ?? ''
       ].join(' ').trim()

@@ -64,7 +64,7 @@ export async function runInConsole (stream: Duplex, command: string, timeoutMs: 
       const startMarker = `__SC_START_${token}__`
       const begin = buf.lastIndexOf(startMarker, m.index)
       let out = begin >= 0 ? buf.slice(begin + startMarker.length, m.index) : buf.slice(0, m.index)
-      out = out.replace(/\r/g, '').replace(/^\n/, '')
+      out = out.replace(/\x1b\[6n/g, '').replace(/\r/g, '').replace(/^\n/, '')
       stream.end()
       resolve({ output: out, status: Number(m[1]) })
     })

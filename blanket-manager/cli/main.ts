@@ -61,6 +61,7 @@ program
   .description('Run your own cloud on top of other clouds.')
   .option('-f, --file <path>', 'the supercloud spec', 'supercloud.yaml')
   .showHelpAfterError()
+  .enablePositionalOptions()
 
 program.command('up')
   .description('create or update everything the spec describes (idempotent; resumes an interrupted run)')
@@ -139,6 +140,8 @@ program.command('ssh')
   .description('open a shell (or run a command) on a host')
   .argument('<host>', 'host name')
   .argument('[command...]', 'command to run instead of a shell')
+  .passThroughOptions()
+  .allowUnknownOption()
   .action(async (host: string, command: string[], _o: unknown, cmd: Command) => {
     const code = await withController(cmd, async c => {
       const r = c.hostRecord(host)
