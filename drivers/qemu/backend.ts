@@ -284,17 +284,18 @@ class QemuBackend implements HypervisorBackend {
     if (await exists(p.consoleLog)) await rename(p.consoleLog, `${p.consoleLog}.1`)
     const log = await open(p.qemuLog, 'w')
     progress('qemu', `starting ${this.binary} (${def.accel})`)
+    let exited: { code: number | null, sig: NodeJS.Signals | null } | undefined
+    let spawnErr: Error | undefined
     let child
     try {
+      // Own session (setsid) and no pipes: the guest outlives the process that started it.
       child = spawn(this.binary, args, { detached: true, stdio: ['ignore', log.fd, log.fd] })
+      child.on('exit', (code, sig) => { exited = { code, sig } })
+      child.on('error', err => { spawnErr = err })
+      child.unref()
     } finally {
       await log.close()
     }
-    let exited: { code: number | null, sig: NodeJS.Signals | null } | undefined
-    let spawnErr: Error | undefined
-    child.on('exit', (code, sig) => { exited = { code, sig } })
-    child.on('error', err => { spawnErr = err })
-    child.unref()
     const kill = async (): Promise<void> => {
       if (exited === undefined && child.pid !== undefined) {
         signalIfQemu(child.pid, 'SIGKILL')
