@@ -11,6 +11,7 @@
  * gets no answer within its timeout rejects with QmpError (a late answer is
  * dropped); an error answer rejects with QmpCommandError (QEMU's class/desc).
  */
+import { channel } from 'node:diagnostics_channel'
 import { EventEmitter } from 'node:events'
 import { connect as netConnect, type Socket } from 'node:net'
 import { CancelledError, QmpError } from '../../blanket-manager/errors.ts'
@@ -40,6 +41,12 @@ export interface QmpConnectOptions {
   commandTimeoutMs?: number
   signal?: AbortSignal
 }
+
+/**
+ * Diagnostics channel carrying QMP traffic: messages `{ socket, dir: 'out', command, id }`,
+ * `{ socket, dir: 'in', id, ok, error? }` and `{ socket, dir: 'event', event }`.
+ */
+export const qmpDiagnostics = channel('supercloud:qemu:qmp')
 
 interface Pending {
   command: string
@@ -73,14 +80,16 @@ export class QmpClient extends EventEmitter {
   /** The greeting QEMU sent when we connected. */
   readonly greeting: QmpGreeting
   private readonly sock: Socket
+  private readonly path: string
   private readonly pending = new Map<number, Pending>()
   private readonly commandTimeoutMs: number
   private nextId = 1
   private closedErr: Error | undefined
 
-  private constructor (sock: Socket, greeting: QmpGreeting, commandTimeoutMs: number) {
+  private constructor (sock: Socket, path: string, greeting: QmpGreeting, commandTimeoutMs: number) {
     super()
     this.sock = sock
+    this.path = path
     this.greeting = greeting
     this.commandTimeoutMs = commandTimeoutMs
   }
@@ -123,7 +132,7 @@ export class QmpClient extends EventEmitter {
       sock.on('error', onError)
       sock.on('close', onClose)
     })
-    const client = new QmpClient(sock, greeting, opts.commandTimeoutMs ?? 30_000)
+    const client = new QmpClient(sock, path, greeting, opts.commandTimeoutMs ?? 30_000)
     client.attach(rest, partial)
     try {
       await client.execute('qmp_capabilities', undefined, { timeoutMs, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
@@ -161,6 +170,7 @@ export class QmpClient extends EventEmitter {
       return
     }
     if (typeof msg.event === 'string') {
+      if (qmpDiagnostics.hasSubscribers) qmpDiagnostics.publish({ socket: this.path, dir: 'event', event: msg })
       this.emit('event', msg as unknown as QmpEvent)
       return
     }
@@ -176,6 +186,7 @@ export class QmpClient extends EventEmitter {
     if (p === undefined) return // late answer to a timed-out or cancelled command
     this.pending.delete(id)
     p.cleanup()
+    if (qmpDiagnostics.hasSubscribers) qmpDiagnostics.publish({ socket: this.path, dir: 'in', id, ok: !('error' in msg), ...('error' in msg ? { error: msg.error } : {}) })
     if ('error' in msg) {
       const e = (msg.error ?? {}) as { class?: unknown, desc?: unknown }
       p.reject(new QmpCommandError(p.command, String(e.class ?? 'GenericError'), String(e.desc ?? 'unknown error')))
@@ -220,6 +231,7 @@ export class QmpClient extends EventEmitter {
       this.pending.set(id, { command, resolve: v => resolve(v as T), reject, cleanup })
       const msg: Record<string, unknown> = { execute: command, id }
       if (args !== undefined) msg.arguments = args
+      if (qmpDiagnostics.hasSubscribers) qmpDiagnostics.publish({ socket: this.path, dir: 'out', command, id })
       this.sock.write(JSON.stringify(msg) + '\n')
     })
   }

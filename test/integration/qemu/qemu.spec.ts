@@ -12,7 +12,7 @@ import { CancelledError, GuestBootError } from '../../../blanket-manager/errors.
 import type { GuestDefinition } from '../../../drivers/hypervisor.ts'
 import { createQemuBackend, GuestStartError, HypervisorMissingError, waitForConsole } from '../../../drivers/qemu/backend.ts'
 import { buildTinyImage } from '../../../images/guest/build.ts'
-import { processesMentioning, runHypervisorCompliance } from '../hypervisor/hypervisor.compliance.ts'
+import { pollUntil, processesMentioning, runHypervisorCompliance } from '../hypervisor/hypervisor.compliance.ts'
 
 const MiB = 1024 * 1024
 const prefix = `sct${randomBytes(2).toString('hex')}`
@@ -141,6 +141,30 @@ t.test('a guest keeps running after the process that started it exits', async t 
   const sid = (await readFile(`/proc/${String(now.pid)}/stat`, 'utf8')).split(') ')[1]?.split(' ')[3]
   t.equal(sid, String(now.pid), 'QEMU leads its own session (detached)')
   await backend.destroy(name, def.runDir)
+  t.equal((await backend.status(name, def.runDir)).state, 'absent')
+})
+
+t.test('a balloon target in the definition is applied at start', async t => {
+  const name = `${prefix}-bal`
+  const def = tinyGuest(name, { balloonTargetBytes: 160 * MiB })
+  t.teardown(() => backend.destroy(name, def.runDir))
+  await backend.start(def)
+  await waitForConsole(def.runDir, `SUPERCLOUD-GUEST-READY ${name}`, 180_000)
+  const shrunk = await pollUntil(async () => {
+    const s = await backend.stats(name, def.runDir)
+    return s.balloonActualBytes <= 160 * MiB ? s : undefined
+  }, 60_000)
+  t.ok(shrunk !== undefined, 'balloon actual reached the target given at start')
+  t.equal(shrunk?.memoryBytes, 256 * MiB, 'memory size is still the requested size')
+})
+
+t.test('start can be cancelled; nothing is left running', async t => {
+  const name = `${prefix}-cancel`
+  const def = tinyGuest(name)
+  const ac = new AbortController()
+  const p = backend.start(def, { signal: ac.signal, onProgress: ev => { if (ev.phase === 'qemu') ac.abort() } })
+  await t.rejects(p, CancelledError)
+  t.same(await processesMentioning(def.runDir), [], 'no QEMU left behind')
   t.equal((await backend.status(name, def.runDir)).state, 'absent')
 })
 
