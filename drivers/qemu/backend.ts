@@ -254,7 +254,7 @@ class QemuBackend implements HypervisorBackend {
   }
 
   start (def: GuestDefinition, opts: OperationOptions = {}): Promise<GuestStatus> {
-    validateDefinition(def)
+    try { validateDefinition(def) } catch (err) { return Promise.reject(err) }
     return this.serialize(def.runDir, () => this.startLocked(def, opts))
   }
 
