@@ -79,7 +79,10 @@ export class CapacityError extends SupercloudError {
 export class GuestBootError extends SupercloudError {
   readonly consoleTail: string
   constructor (vm: string, detail: string, consoleTail: string) {
-    super('SC_GUEST_BOOT', `guest ${vm} failed to boot: ${detail}\n--- last console lines ---\n${consoleTail}`)
+    const tail = consoleTail.trim() === ''
+      ? '(the console stayed empty: the guest did not get as far as starting its kernel console; too little memory for its kernel and initrd is a common cause)'
+      : consoleTail
+    super('SC_GUEST_BOOT', `guest ${vm} failed to boot: ${detail}\n--- last console lines ---\n${tail}`)
     this.consoleTail = consoleTail
   }
 }

@@ -62,8 +62,8 @@ t.test('a guest that fails to boot: error with its console tail, no orphaned QEM
 `), 'noboot', { SUPERCLOUD_BOOT_TIMEOUT_MS: '40000' })
   const r = await sb.run(['up'])
   t.not(r.code, 0)
-  t.match(r.stderr, /error\[SC_GUEST_BOOT\]: guest starved failed to boot/)
-  t.match(r.stderr, /last console lines/)
+  t.match(r.stderr, /error\[SC_GUEST_BOOT\]: h1: guest starved failed to boot/, 'names the host and the guest')
+  t.match(r.stderr, /last console lines ---\n\S/, 'shows the console tail (or says it was empty)')
   const prefix = sb.prefix('noboot') ?? ''
   const ns = leftovers(prefix).namespaces.find(n => n.includes('h1'))
   t.ok(ns, 'the host is still there')
