@@ -1,7 +1,7 @@
 /** Controller side of the agent protocol: RPC over a stream opened through SSH. */
 import type { Duplex } from 'node:stream'
 import { AgentError, CancelledError } from '../errors.ts'
-import { encode, splitLines, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import { encode, splitLines, type AccelChoice, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
 import type { SshConnection } from '../ssh/client.ts'
 
 interface Pending {
@@ -83,7 +83,7 @@ export class AgentClient {
   }
 
   async hello (): Promise<HelloResult> { return await this.call('agent.hello', {}) }
-  async probe (p: ProbeParams, signal?: AbortSignal): Promise<{ mode: 'kvm' | 'tcg', reason: string }> {
+  async probe (p: ProbeParams, signal?: AbortSignal): Promise<AccelChoice> {
     return await this.call('host.probe', p, { timeoutMs: p.timeoutMs + 30000, signal })
   }
 

@@ -43,7 +43,14 @@ export interface HelloResult {
   /** Memory and CPUs the host has (not what the spec offers). */
   memTotalBytes: number
   cpus: number
-  accel?: { mode: 'kvm' | 'tcg', reason: string }
+  accel?: AccelChoice
+}
+
+/** The hypervisor mode a host uses; `probed` when a test guest decided it (not forced by the spec). */
+export interface AccelChoice {
+  mode: 'kvm' | 'tcg'
+  reason: string
+  probed: boolean
 }
 
 export interface ProbeParams {

@@ -7,9 +7,9 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { readFile, rm, writeFile, chmod } from 'node:fs/promises'
 import { cpus, hostname, totalmem } from 'node:os'
 import { join } from 'node:path'
-import type { HypervisorBackend, AccelMode } from '../../drivers/hypervisor.ts'
+import type { HypervisorBackend } from '../../drivers/hypervisor.ts'
 import { SupercloudError } from '../errors.ts'
-import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type HelloResult, type ProbeParams, type VmLaunch } from './protocol.ts'
+import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type AccelChoice, type HelloResult, type ProbeParams, type VmLaunch } from './protocol.ts'
 import { VmManager } from './vms.ts'
 
 export interface AgentOptions {
@@ -19,7 +19,6 @@ export interface AgentOptions {
   backend: HypervisorBackend
 }
 
-interface AccelChoice { mode: AccelMode, reason: string }
 
 export class Agent {
   private server?: Server
@@ -119,11 +118,11 @@ export class Agent {
 
   private async probe (p: ProbeParams): Promise<AccelChoice> {
     let choice: AccelChoice
-    if (p.want === 'tcg') choice = { mode: 'tcg', reason: 'forced by spec (accel: tcg)' }
+    if (p.want === 'tcg') choice = { mode: 'tcg', reason: 'forced by spec (accel: tcg)', probed: false }
     else {
       const probed = await this.opts.backend.detectAccel({ kernel: p.kernel, initrd: p.initrd, readyMarker: 'SUPERCLOUD-GUEST-READY', timeoutMs: p.timeoutMs, runDir: join(this.opts.dir, 'probe') })
       if (p.want === 'kvm' && probed.mode !== 'kvm') throw new SupercloudError('SC_KVM_UNUSABLE', `spec asks for accel: kvm but ${probed.reason}`)
-      choice = probed
+      choice = { ...probed, probed: true }
     }
     this.accel = choice
     await writeFile(join(this.opts.dir, 'accel.json'), JSON.stringify(choice))

@@ -7,7 +7,7 @@ import type { HostRecord } from '../../drivers/cloud.ts'
 import type { Accel } from '../spec/types.ts'
 import type { OperationOptions } from '../progress.ts'
 import { AgentClient } from '../agent/client.ts'
-import type { HelloResult } from '../agent/protocol.ts'
+import type { AccelChoice, HelloResult } from '../agent/protocol.ts'
 import { agentBundle } from '../agent/bundle.ts'
 import { BootstrapError, SupercloudError, throwIfAborted } from '../errors.ts'
 import { shq, type SshConnection } from '../ssh/client.ts'
@@ -42,7 +42,7 @@ export interface BootstrapOptions extends OperationOptions {
 export interface BootstrapResult {
   agent: AgentClient
   hello: HelloResult
-  accel: { mode: 'kvm' | 'tcg', reason: string }
+  accel: AccelChoice
   /** Paths of the uploaded image on the host. */
   image?: { kernel: string, initrd: string }
 }
@@ -130,8 +130,9 @@ export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts:
 
     // Hypervisor mode.
     let accel = hello.accel
-    const wantMatches = accel !== undefined && (opts.accel === 'auto' || opts.accel === accel.mode)
-    if (!wantMatches) {
+    // A cached choice is reused when it answers the same question: a probe for 'auto', the mode itself otherwise.
+    const reusable = accel !== undefined && (opts.accel === 'auto' ? accel.probed : opts.accel === accel.mode)
+    if (!reusable) {
       if (opts.accel !== 'tcg' && image === undefined) throw new BootstrapError(host.name, 'the KVM probe needs the builtin guest image')
       say('probe', opts.accel === 'tcg' ? 'using TCG (forced by spec)' : 'probing KVM with a test guest')
       accel = await agent.probe({ kernel: image?.kernel ?? '', initrd: image?.initrd ?? '', timeoutMs: opts.probeTimeoutMs ?? 20000, want: opts.accel }, opts.signal)
