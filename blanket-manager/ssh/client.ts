@@ -34,7 +34,11 @@ function proxyStream (argv: string[]): { stream: Duplex, child: ChildProcess } {
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
   const stream = new Duplex({
     read () { child.stdout?.resume() },
-    write (chunk: Buffer, _enc, cb) { child.stdin?.write(chunk, cb) },
+    // A write to a proxy that already exited is dropped: the failure surfaces once, as the end of its output.
+    write (chunk: Buffer, _enc, cb) {
+      if (child.stdin === null || child.stdin.destroyed || child.exitCode !== null) { cb(); return }
+      child.stdin.write(chunk, () => cb())
+    },
     final (cb) { child.stdin?.end(); cb() },
     destroy (err, cb) { child.kill('SIGKILL'); cb(err) }
   })
@@ -100,10 +104,14 @@ export class SshConnection {
       cfg.sock = p.stream
     }
     await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => { client.end(); reject(new CancelledError(`connecting to ${hostName}`)) }
+      let settled = false
+      const onAbort = (): void => { settled = true; client.end(); reject(new CancelledError(`connecting to ${hostName}`)) }
       opts.signal?.addEventListener('abort', onAbort, { once: true })
-      client.once('ready', () => { opts.signal?.removeEventListener('abort', onAbort); resolve() })
-      client.once('error', (err: Error & { level?: string }) => {
+      client.once('ready', () => { settled = true; opts.signal?.removeEventListener('abort', onAbort); resolve() })
+      // `on`, not `once`: a failing handshake can report more than one error.
+      client.on('error', (err: Error & { level?: string }) => {
+        if (settled) return
+        settled = true
         opts.signal?.removeEventListener('abort', onAbort)
         conn.proxy?.kill('SIGKILL')
         if (err.level === 'client-authentication') reject(new HostAuthError(hostName, 'all authentication methods failed', err))
@@ -112,7 +120,6 @@ export class SshConnection {
       })
       client.connect(cfg)
     })
-    client.on('error', () => { /* later errors surface on the channels that use the connection */ })
     client.on('close', () => { conn.closed = true; conn.proxy?.kill('SIGKILL') })
     return conn
   }
