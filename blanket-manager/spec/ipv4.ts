@@ -71,3 +71,18 @@ export function cidrsOverlap (a: Cidr, b: Cidr): boolean {
 export function firstHostOf (c: Cidr): number {
   return networkOf(c) + 1
 }
+
+/** Number of addresses in the CIDR's network (2^(32 - prefix)). */
+export function sizeOf (c: Cidr): number {
+  return 2 ** (32 - c.prefix)
+}
+
+/**
+ * True when `address` may be given to a host inside the CIDR's network: inside it, and not its
+ * network or broadcast address (a /31 or /32 has neither, so all of its addresses are usable).
+ */
+export function isUsableHost (c: Cidr, address: number): boolean {
+  if (!cidrContains(c, address)) return false
+  if (c.prefix >= 31) return true
+  return address !== networkOf(c) && address !== broadcastOf(c)
+}

@@ -15,10 +15,24 @@
  */
 import type { SiteSpec, WanSpec } from '../../blanket-manager/spec/types.ts'
 import { LocalDriverError } from '../../blanket-manager/errors.ts'
-import { contains, firstHost, formatCidr, formatIp, isUsableHost, overlaps, parseCidr, parseIp, size } from './ipv4.ts'
+import { cidrContains, cidrsOverlap, firstHostOf, formatCidr, formatIpv4, isUsableHost, networkOf, parseCidr, parseIpv4, sizeOf, type Cidr } from '../../blanket-manager/spec/ipv4.ts'
 import { DELAY_TUN, siteNs, wanNs, wanSideLink } from './names.ts'
 
 export const TRANSIT_NET = '198.19.255.0/24'
+
+/** An address the driver was handed; anything else is a LocalDriverError. */
+function ipOf (text: string): number {
+  const ip = parseIpv4(text)
+  if (ip === undefined) throw new LocalDriverError(`not an IPv4 address: '${text}'`)
+  return ip
+}
+
+/** A CIDR the driver was handed, reduced to its network address. */
+function networkCidrOf (text: string): Cidr {
+  const c = parseCidr(text)
+  if (c === undefined) throw new LocalDriverError(`not an IPv4 CIDR: '${text}'`)
+  return { address: networkOf(c), prefix: c.prefix }
+}
 export const MAX_SITES = 64
 /** Routing table used in the WAN namespace to send cross-site packets through the delay relay. */
 export const DELAY_TABLE = 100
@@ -50,32 +64,32 @@ export interface NetworkPlan {
 }
 
 export function planNetwork (prefix: string, sites: Record<string, SiteSpec>, wan: WanSpec): NetworkPlan {
-  const transit = parseCidr(TRANSIT_NET)
+  const transit = networkCidrOf(TRANSIT_NET)
   const withSubnet = Object.values(sites).filter(s => s.subnet !== undefined).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
   if (withSubnet.length > MAX_SITES) throw new LocalDriverError(`the local driver supports at most ${MAX_SITES} sites with a subnet`)
   const plans: SitePlan[] = []
-  const seen: Array<{ site: string, cidr: ReturnType<typeof parseCidr> }> = []
+  const seen: Array<{ site: string, cidr: Cidr }> = []
   withSubnet.forEach((s, index) => {
-    const cidr = parseCidr(s.subnet as string)
-    if (cidr.prefixLen > 30) throw new LocalDriverError(`site ${s.name}: subnet ${s.subnet ?? ''} is too small (at most /30)`)
-    if (overlaps(cidr, transit)) throw new LocalDriverError(`site ${s.name}: subnet ${s.subnet ?? ''} overlaps the local driver's transit network ${TRANSIT_NET}`)
+    const cidr = networkCidrOf(s.subnet as string)
+    if (cidr.prefix > 30) throw new LocalDriverError(`site ${s.name}: subnet ${s.subnet ?? ''} is too small (at most /30)`)
+    if (cidrsOverlap(cidr, transit)) throw new LocalDriverError(`site ${s.name}: subnet ${s.subnet ?? ''} overlaps the local driver's transit network ${TRANSIT_NET}`)
     for (const o of seen) {
-      if (overlaps(cidr, o.cidr)) throw new LocalDriverError(`site ${s.name}: subnet ${s.subnet ?? ''} overlaps site ${o.site}`)
+      if (cidrsOverlap(cidr, o.cidr)) throw new LocalDriverError(`site ${s.name}: subnet ${s.subnet ?? ''} overlaps site ${o.site}`)
     }
     seen.push({ site: s.name, cidr })
-    const gw = s.gateway !== undefined ? parseIp(s.gateway) : firstHost(cidr)
+    const gw = s.gateway !== undefined ? ipOf(s.gateway) : firstHostOf(cidr)
     if (!isUsableHost(cidr, gw)) throw new LocalDriverError(`site ${s.name}: gateway ${s.gateway ?? ''} is not a host address of ${s.subnet ?? ''}`)
-    const base = transit.network + 4 * index
+    const base = transit.address + 4 * index
     plans.push({
       site: s.name,
       index,
       ns: siteNs(prefix, s.name),
       subnet: formatCidr(cidr),
-      prefixLen: cidr.prefixLen,
-      gateway: formatIp(gw),
+      prefixLen: cidr.prefix,
+      gateway: formatIpv4(gw),
       wanLink: wanSideLink(s.name),
-      transitWan: formatIp(base + 1),
-      transitSite: formatIp(base + 2)
+      transitWan: formatIpv4(base + 1),
+      transitSite: formatIpv4(base + 2)
     })
   })
   const plan: NetworkPlan = { wanNs: wanNs(prefix), sites: plans, delayMs: Math.max(0, wan.delayMs) }
@@ -122,28 +136,28 @@ export interface AllocationRequest {
 
 /** The address of one host (see the address plan at the top of this file). */
 export function allocateHostAddress (req: AllocationRequest): string {
-  const cidr = parseCidr(req.subnet)
-  const gw = parseIp(req.gateway)
+  const cidr = networkCidrOf(req.subnet)
+  const gw = ipOf(req.gateway)
   const check = (addr: string, what: string): string => {
-    const ip = parseIp(addr)
+    const ip = ipOf(addr)
     if (!isUsableHost(cidr, ip) || ip === gw) throw new LocalDriverError(`host ${req.host}: ${what} ${addr} is not a free host address of ${req.subnet}`)
-    return formatIp(ip)
+    return formatIpv4(ip)
   }
   if (req.explicit !== undefined) return check(req.explicit, 'address')
   const prior = req.assigned[req.host]
-  if (prior !== undefined && contains(cidr, parseIp(prior))) return check(prior, 'remembered address')
+  if (prior !== undefined && cidrContains(cidr, ipOf(prior))) return check(prior, 'remembered address')
   const taken = new Set<number>([gw])
-  for (const h of req.siteHosts) if (h.explicit !== undefined && h.name !== req.host) taken.add(parseIp(h.explicit))
-  for (const [name, addr] of Object.entries(req.assigned)) if (name !== req.host) taken.add(parseIp(addr))
+  for (const h of req.siteHosts) if (h.explicit !== undefined && h.name !== req.host) taken.add(ipOf(h.explicit))
+  for (const [name, addr] of Object.entries(req.assigned)) if (name !== req.host) taken.add(ipOf(addr))
   const names = [...new Set([...req.siteHosts.filter(h => h.explicit === undefined).map(h => h.name), req.host])]
     .filter(n => n === req.host || req.assigned[n] === undefined)
     .sort()
-  let next = cidr.network + HOST_OFFSET
-  const end = cidr.network + size(cidr)
+  let next = cidr.address + HOST_OFFSET
+  const end = cidr.address + sizeOf(cidr)
   for (const name of names) {
     while (next < end && (taken.has(next) || !isUsableHost(cidr, next))) next++
     if (next >= end) break
-    if (name === req.host) return formatIp(next)
+    if (name === req.host) return formatIpv4(next)
     taken.add(next)
   }
   throw new LocalDriverError(`site subnet ${req.subnet} has no free address left for host ${req.host}`)

@@ -3,6 +3,7 @@
  * Pure: builds and parses the `sc.*` parameters that images/guest/init.sh reads.
  */
 import { GuestCmdlineError } from './errors.ts'
+import { parseCidr, parseIpv4 } from '../../blanket-manager/spec/ipv4.ts'
 
 /** Printed once on the console when init has configured everything. */
 export const GUEST_READY_MARKER = 'SUPERCLOUD-GUEST-READY'
@@ -47,19 +48,6 @@ const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/
 const DEVICE_RE = /^\/dev\/[A-Za-z0-9_-]+$/
 const CONSOLE_RE = /^[A-Za-z0-9]+(,[0-9]+[noe]?[5-8]?)?$/
 
-export function isIPv4 (s: string): boolean {
-  const parts = s.split('.')
-  if (parts.length !== 4) return false
-  return parts.every(p => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255)
-}
-
-export function isIPv4Cidr (s: string): boolean {
-  const slash = s.indexOf('/')
-  if (slash < 0) return false
-  const prefix = s.slice(slash + 1)
-  return isIPv4(s.slice(0, slash)) && /^(0|[1-9][0-9]?)$/.test(prefix) && Number(prefix) <= 32
-}
-
 function checkPort (field: string, n: number): void {
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new GuestCmdlineError(field, `${n} is not a port number (1-65535)`)
 }
@@ -80,12 +68,12 @@ export function guestCmdline (o: GuestCmdlineOptions): string {
     if (!IFNAME_RE.test(nic.ifname)) throw new GuestCmdlineError(`nics[${i}].ifname`, `'${nic.ifname}' is not an interface name`)
     if (seen.has(nic.ifname)) throw new GuestCmdlineError(`nics[${i}].ifname`, `${nic.ifname} is listed twice`)
     seen.add(nic.ifname)
-    if (!isIPv4Cidr(nic.address)) throw new GuestCmdlineError(`nics[${i}].address`, `'${nic.address}' is not an IPv4 address with prefix (a.b.c.d/n)`)
+    if (parseCidr(nic.address) === undefined) throw new GuestCmdlineError(`nics[${i}].address`, `'${nic.address}' is not an IPv4 address with prefix (a.b.c.d/n)`)
     nets.push(`${nic.ifname}:${nic.address}`)
   }
   if (nets.length > 0) parts.push(`sc.net=${nets.join(',')}`)
   if (o.gateway !== undefined) {
-    if (!isIPv4(o.gateway)) throw new GuestCmdlineError('gateway', `'${o.gateway}' is not an IPv4 address`)
+    if (parseIpv4(o.gateway) === undefined) throw new GuestCmdlineError('gateway', `'${o.gateway}' is not an IPv4 address`)
     parts.push(`sc.gw=${o.gateway}`)
   }
   if (o.mtu !== undefined) {

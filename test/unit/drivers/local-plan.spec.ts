@@ -1,14 +1,11 @@
 import t from 'tap'
 import { allocateHostAddress, delayRouting, planNetwork, sitePlan, tbfArgs } from '../../../drivers/local/plan.ts'
-import { parseCidr, formatCidr, overlaps, parseIp, formatIp } from '../../../drivers/local/ipv4.ts'
 
-t.test('ipv4 helpers', async t => {
-  t.equal(formatCidr(parseCidr('198.18.1.77/24')), '198.18.1.0/24')
-  t.equal(formatIp(parseIp('198.19.255.254')), '198.19.255.254')
-  t.ok(overlaps(parseCidr('198.18.0.0/15'), parseCidr('198.19.255.0/24')))
-  t.notOk(overlaps(parseCidr('198.18.1.0/24'), parseCidr('198.18.2.0/24')))
-  t.throws(() => parseIp('300.1.1.1'))
-  t.throws(() => parseCidr('198.18.1.0'))
+t.test('malformed addresses handed to the driver are LocalDriverErrors', async t => {
+  t.throws(() => allocateHostAddress({ subnet: '198.18.1.0', gateway: '198.18.1.1', host: 'a', siteHosts: [], assigned: {} }), { code: 'SC_LOCAL_DRIVER', message: /not an IPv4 CIDR/ })
+  t.throws(() => allocateHostAddress({ subnet: '198.18.1.0/24', gateway: '300.1.1.1', host: 'a', siteHosts: [], assigned: {} }), { code: 'SC_LOCAL_DRIVER', message: /not an IPv4 address/ })
+  t.throws(() => planNetwork('p', { a: { name: 'a', subnet: '198.18.1.0/24', gateway: '198.18.1' } }, { delayMs: 0 }), { code: 'SC_LOCAL_DRIVER' })
+  t.equal(planNetwork('p', { a: { name: 'a', subnet: '198.18.1.77/24' } }, { delayMs: 0 }).sites[0]?.subnet, '198.18.1.0/24', 'a subnet with host bits is reduced to its network')
 })
 
 t.test('network plan: sites in name order, /30 transit links, gateways', async t => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import {
-  parseIpv4, formatIpv4, parseCidr, formatCidr, networkOf, broadcastOf, cidrContains, cidrsOverlap, firstHostOf, maskOf
+  parseIpv4, formatIpv4, parseCidr, formatCidr, networkOf, broadcastOf, cidrContains, cidrsOverlap, firstHostOf, maskOf, sizeOf, isUsableHost
 } from '../../../blanket-manager/spec/ipv4.ts'
 
 t.test('parseIpv4 / formatIpv4', async t => {
@@ -33,4 +33,21 @@ t.test('CIDR helpers', async t => {
   t.ok(cidrsOverlap(c('198.18.1.0/24'), c('198.18.0.0/15')))
   t.notOk(cidrsOverlap(c('198.18.1.0/24'), c('198.18.2.0/24')))
   t.notOk(cidrsOverlap(c('198.18.1.0/25'), c('198.18.1.128/25')))
+})
+
+t.test('sizeOf / isUsableHost', async t => {
+  const c = (s: string): NonNullable<ReturnType<typeof parseCidr>> => parseCidr(s) as NonNullable<ReturnType<typeof parseCidr>>
+  const ip = (s: string): number => parseIpv4(s) as number
+  t.equal(sizeOf(c('198.18.1.0/24')), 256)
+  t.equal(sizeOf(c('0.0.0.0/0')), 2 ** 32)
+  t.equal(sizeOf(c('198.18.1.7/32')), 1)
+  t.ok(isUsableHost(c('198.18.1.0/24'), ip('198.18.1.1')))
+  t.ok(isUsableHost(c('198.18.1.0/24'), ip('198.18.1.254')))
+  t.notOk(isUsableHost(c('198.18.1.0/24'), ip('198.18.1.0')), 'network address')
+  t.notOk(isUsableHost(c('198.18.1.0/24'), ip('198.18.1.255')), 'broadcast address')
+  t.notOk(isUsableHost(c('198.18.1.0/24'), ip('198.18.2.1')), 'outside')
+  t.ok(isUsableHost(c('198.18.1.101/24'), ip('198.18.1.5')), 'host bits of the CIDR do not matter')
+  t.ok(isUsableHost(c('198.18.1.0/31'), ip('198.18.1.0')), 'a /31 has no network or broadcast address')
+  t.ok(isUsableHost(c('198.18.1.9/32'), ip('198.18.1.9')))
+  t.notOk(isUsableHost(c('198.18.1.9/32'), ip('198.18.1.8')))
 })
