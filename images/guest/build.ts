@@ -1,7 +1,7 @@
 /**
  * Builds (or finds in the cache) the tiny guest image: the host's Debian kernel,
- * an initramfs with its virtio modules, busybox, our init script and the
- * memload / netprobe tools. The result is content-addressed: the id is a hash
+ * an initramfs with its virtio and 802.1Q modules, busybox, our init script and
+ * the memload / netprobe / l2fw tools. The result is content-addressed: the id is a hash
  * of every input, so the same inputs always give the same directory and the
  * same bytes.
  */
@@ -22,11 +22,14 @@ import { newestKernelVersion, parseModulesBuiltin, parseModulesDep, resolveModul
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
 export const RECIPE_VERSION = 1
 
-/** Modules loaded at boot (their dependencies are added from modules.dep). */
-export const GUEST_MODULES = ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_balloon', 'virtio_console']
+/**
+ * Modules loaded at boot (their dependencies are added from modules.dep).
+ * 8021q (with garp, mrp, stp, llc) gives guests VLAN subinterfaces (`ip link add link eth0 name eth0.10 type vlan id 10`).
+ */
+export const GUEST_MODULES = ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_balloon', 'virtio_console', '8021q']
 
 /** Tools compiled from images/guest/tools/<name>.c into /bin/<name>. */
-export const GUEST_TOOLS = ['memload', 'netprobe'] as const
+export const GUEST_TOOLS = ['memload', 'netprobe', 'l2fw'] as const
 
 export interface BuildTinyImageOptions extends OperationOptions {
   /** Cache root; the image goes to <cacheDir>/images/tiny-<id>/. Default $SUPERCLOUD_CACHE or ~/.cache/supercloud. */
@@ -47,7 +50,7 @@ export interface TinyImage {
   /** Kernel version the image was built from, e.g. 6.1.0-56-amd64. */
   kernelVersion: string
   /** Static host-runnable copies of the guest tools (e.g. netprobe on the host side of a test). */
-  tools: { memload: string, netprobe: string }
+  tools: { memload: string, netprobe: string, l2fw: string }
 }
 
 interface Manifest {
@@ -192,7 +195,7 @@ function resultFor (dir: string, id: string, kernelVersion: string): TinyImage {
     id,
     dir,
     kernelVersion,
-    tools: { memload: join(dir, 'bin', 'memload'), netprobe: join(dir, 'bin', 'netprobe') }
+    tools: { memload: join(dir, 'bin', 'memload'), netprobe: join(dir, 'bin', 'netprobe'), l2fw: join(dir, 'bin', 'l2fw') }
   }
 }
 
@@ -206,7 +209,7 @@ async function completeImage (dir: string, id: string): Promise<TinyImage | unde
   }
   if (manifest.id !== id) return undefined
   const img = resultFor(dir, id, manifest.kernelVersion)
-  for (const f of [img.kernel, img.initrd, img.tools.memload, img.tools.netprobe]) {
+  for (const f of [img.kernel, img.initrd, ...Object.values(img.tools)]) {
     if (!(await exists(f))) return undefined
   }
   return img

@@ -29,8 +29,28 @@ export interface GuestCmdlineOptions {
   swapDevice?: string
   /** Start `netprobe echo <port>` (UDP) at boot. */
   udpEchoPort?: number
+  /** Start the l2fw transparent firewall at boot (`sc.fw=`), making this guest a middlebox. */
+  firewall?: GuestFirewall
   /** Serial console device; default ttyS0. */
   console?: string
+}
+
+export type L2fwAction = 'allow' | 'drop'
+
+export interface L2fwRule {
+  action: L2fwAction
+  /** l2fw match: terms joined by '+', e.g. 'arp', 'icmp', 'udp:7', 'tcp:8000-8080', 'vlan:10+udp:53' (see `l2fw --help`). */
+  match: string
+}
+
+/** The l2fw firewall of a middlebox guest: forwards frames between two NICs except those the rules drop. */
+export interface GuestFirewall {
+  /** The two interfaces it joins, e.g. ['eth0', 'eth1']; they need no addresses. */
+  between: [string, string]
+  /** Tried in order; the first match decides. */
+  rules?: L2fwRule[]
+  /** What happens to a frame no rule matches; l2fw's default is 'allow'. */
+  default?: L2fwAction
 }
 
 /** What parseGuestCmdline() found; fields absent from the line are undefined. */
@@ -41,6 +61,7 @@ export interface ParsedGuestCmdline {
   mtu?: number
   swapDevice?: string
   udpEchoPort?: number
+  firewall?: GuestFirewall
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
@@ -54,7 +75,7 @@ function checkPort (field: string, n: number): void {
 
 /**
  * The kernel command line for a tiny-image guest:
- * `console=ttyS0 quiet panic=-1 sc.name=web1 sc.net=eth0:198.18.1.101/24 [sc.gw=..] [sc.mtu=..] [sc.swap=..] [sc.echo=..]`.
+ * `console=ttyS0 quiet panic=-1 sc.name=web1 sc.net=eth0:198.18.1.101/24 [sc.gw=..] [sc.mtu=..] [sc.swap=..] [sc.echo=..] [sc.fw=..]`.
  * Throws GuestCmdlineError for a value that does not fit the contract.
  */
 export function guestCmdline (o: GuestCmdlineOptions): string {
@@ -88,7 +109,78 @@ export function guestCmdline (o: GuestCmdlineOptions): string {
     checkPort('udpEchoPort', o.udpEchoPort)
     parts.push(`sc.echo=${o.udpEchoPort}`)
   }
+  if (o.firewall !== undefined) parts.push(`sc.fw=${l2fwArgs(o.firewall).join(',')}`)
   return parts.join(' ')
+}
+
+const PORT_RE = /^([1-9][0-9]{0,4})(?:-([1-9][0-9]{0,4}))?$/
+
+/** True when `term` is one l2fw match term (the grammar of images/guest/tools/l2fw.c). */
+function isL2fwTerm (term: string): boolean {
+  if (/^(any|untagged|arp|ipv4|ip|ipv6|ip6|icmp|icmp6|tcp|udp|sctp|vlan)$/.test(term)) return true
+  const colon = term.indexOf(':')
+  if (colon < 0) return false
+  const key = term.slice(0, colon)
+  const arg = term.slice(colon + 1)
+  switch (key) {
+    case 'ethertype': {
+      const m = /^(?:0x([0-9a-fA-F]{1,4})|(0|[1-9][0-9]{0,4}))$/.exec(arg)
+      return m !== null && (m[1] !== undefined || Number(m[2]) <= 0xffff)
+    }
+    case 'proto': return /^(0|[1-9][0-9]{0,2})$/.test(arg) && Number(arg) <= 255
+    case 'vlan': return /^(0|[1-9][0-9]{0,3})$/.test(arg) && Number(arg) <= 4094
+    case 'tcp': case 'udp': case 'sctp': {
+      const m = PORT_RE.exec(arg)
+      if (m === null) return false
+      const lo = Number(m[1])
+      const hi = m[2] !== undefined ? Number(m[2]) : lo
+      return lo <= 65535 && hi <= 65535 && hi >= lo
+    }
+    default: return false
+  }
+}
+
+/** True when `match` is a valid l2fw match (one or more terms joined by '+'). */
+export function isL2fwMatch (match: string): boolean {
+  return match !== '' && match.length < 256 && match.split('+').every(isL2fwTerm)
+}
+
+/** The l2fw argv (without the program name) for a firewall; throws GuestCmdlineError on a bad value. */
+export function l2fwArgs (fw: GuestFirewall): string[] {
+  const [a, b] = fw.between
+  for (const [i, ifname] of [a, b].entries()) {
+    if (!IFNAME_RE.test(ifname)) throw new GuestCmdlineError(`firewall.between[${i}]`, `'${ifname}' is not an interface name`)
+  }
+  if (a === b) throw new GuestCmdlineError('firewall.between', `the two interfaces must differ (${a})`)
+  const args = [a, b]
+  for (const [i, r] of (fw.rules ?? []).entries()) {
+    if (r.action !== 'allow' && r.action !== 'drop') throw new GuestCmdlineError(`firewall.rules[${i}].action`, `'${String(r.action)}' is not allow or drop`)
+    if (!isL2fwMatch(r.match)) throw new GuestCmdlineError(`firewall.rules[${i}].match`, `'${r.match}' is not an l2fw match (e.g. arp, icmp, udp:7, tcp:80-90, vlan:10+ipv4)`)
+    args.push(`--${r.action}`, r.match)
+  }
+  if (fw.default !== undefined) {
+    if (fw.default !== 'allow' && fw.default !== 'drop') throw new GuestCmdlineError('firewall.default', `'${String(fw.default)}' is not allow or drop`)
+    args.push('--default', fw.default)
+  }
+  return args
+}
+
+/** Reads an l2fw argv back into a GuestFirewall (undefined when it is not one l2fwArgs() could have made). */
+export function parseL2fwArgs (args: string[]): GuestFirewall | undefined {
+  const [a, b, ...rest] = args
+  if (a === undefined || b === undefined) return undefined
+  const fw: GuestFirewall = { between: [a, b] }
+  const rules: L2fwRule[] = []
+  for (let i = 0; i < rest.length; i += 2) {
+    const flag = rest[i]
+    const value = rest[i + 1]
+    if (value === undefined) return undefined
+    if (flag === '--allow' || flag === '--drop') rules.push({ action: flag === '--allow' ? 'allow' : 'drop', match: value })
+    else if (flag === '--default' && (value === 'allow' || value === 'drop')) fw.default = value
+    else return undefined
+  }
+  if (rules.length > 0) fw.rules = rules
+  return fw
 }
 
 /** Reads the sc.* parameters back from a command line (what init does, in TypeScript). Unknown words are ignored. */
@@ -111,6 +203,11 @@ export function parseGuestCmdline (cmdline: string): ParsedGuestCmdline {
       case 'sc.mtu': out.mtu = Number(value); break
       case 'sc.swap': out.swapDevice = value; break
       case 'sc.echo': out.udpEchoPort = Number(value); break
+      case 'sc.fw': {
+        const fw = parseL2fwArgs(value.split(','))
+        if (fw !== undefined) out.firewall = fw
+        break
+      }
     }
   }
   return out

@@ -8,6 +8,9 @@
 #   sc.mtu=<n>                              MTU of every listed interface
 #   sc.swap=/dev/vdX                        mkswap + swapon that disk
 #   sc.echo=<port>                          run 'netprobe echo <port>' (UDP)
+#   sc.fw=<if-a>,<if-b>[,--allow,<m>|,--drop,<m>]...[,--default,allow|drop]
+#                                           run 'l2fw' (commas become spaces); pid in
+#                                           /run/l2fw.pid, output (counters) in /run/l2fw.log
 # then prints exactly one line, "SUPERCLOUD-GUEST-READY <name>" (or
 # "SUPERCLOUD-GUEST-FAILED <name> <what failed>") and runs a root shell on
 # ttyS0, respawned when it exits, with the prompt "<name># ".
@@ -32,7 +35,7 @@ while read -r mod; do
   insmod "/lib/modules/$mod.ko" 2>/dev/null || fail "insmod $mod"
 done < /etc/sc-modules
 
-name=guest; net=""; gw=""; mtu=""; swap=""; echo_port=""
+name=guest; net=""; gw=""; mtu=""; swap=""; echo_port=""; fw=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     sc.name=*) name="${arg#sc.name=}" ;;
@@ -41,6 +44,7 @@ for arg in $(cat /proc/cmdline); do
     sc.mtu=*)  mtu="${arg#sc.mtu=}" ;;
     sc.swap=*) swap="${arg#sc.swap=}" ;;
     sc.echo=*) echo_port="${arg#sc.echo=}" ;;
+    sc.fw=*)   fw="${arg#sc.fw=}" ;;
   esac
 done
 
@@ -84,6 +88,20 @@ if [ -n "$swap" ]; then
 fi
 
 if [ -n "$echo_port" ]; then netprobe echo "$echo_port" >/dev/null 2>&1 & fi
+
+if [ -n "$fw" ]; then
+  fw_args=$(echo "$fw" | tr ',' ' ')
+  fw_a="${fw_args%% *}"; fw_rest="${fw_args#* }"; fw_b="${fw_rest%% *}"
+  if wait_for "/sys/class/net/$fw_a" && wait_for "/sys/class/net/$fw_b"; then
+    # shellcheck disable=SC2086 # word splitting is the point: one word per argument
+    l2fw $fw_args >/run/l2fw.log 2>&1 &
+    echo $! > /run/l2fw.pid
+    usleep 300000
+    kill -0 "$(cat /run/l2fw.pid)" 2>/dev/null || fail "l2fw: $(tail -n 1 /run/l2fw.log)"
+  else
+    fail "l2fw: no interface $fw_a or $fw_b"
+  fi
+fi
 
 cat > /etc/inittab <<'INITTAB'
 ttyS0::respawn:-/bin/sh

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { guestCmdline, guestReadyLine, parseGuestCmdline, GUEST_READY_MARKER } from '../../../images/guest/cmdline.ts'
+import { guestCmdline, guestReadyLine, isL2fwMatch, l2fwArgs, parseGuestCmdline, GUEST_READY_MARKER, type GuestFirewall } from '../../../images/guest/cmdline.ts'
 import { GuestCmdlineError } from '../../../images/guest/errors.ts'
 
 t.test('minimal guest: console, name, one nic', async t => {
@@ -75,4 +75,47 @@ t.test('rejects values that would break the command line or init', async t => {
 
 t.test('custom console', async t => {
   t.match(guestCmdline({ name: 'a', nics: [], console: 'ttyS1,115200' }), /^console=ttyS1,115200 /)
+})
+
+t.test('sc.fw: l2fw arguments joined by commas, parsed back', async t => {
+  const firewall = {
+    between: ['eth0', 'eth1'] as [string, string],
+    rules: [
+      { action: 'allow' as const, match: 'arp' },
+      { action: 'allow' as const, match: 'icmp' },
+      { action: 'allow' as const, match: 'udp:7' },
+      { action: 'drop' as const, match: 'vlan:10+tcp:8000-8080' }
+    ],
+    default: 'drop' as const
+  }
+  const line = guestCmdline({ name: 'fw1', nics: [], firewall })
+  t.equal(line, 'console=ttyS0 quiet panic=-1 sc.name=fw1 sc.fw=eth0,eth1,--allow,arp,--allow,icmp,--allow,udp:7,--drop,vlan:10+tcp:8000-8080,--default,drop')
+  t.same(parseGuestCmdline(line).firewall, firewall)
+  t.same(l2fwArgs({ between: ['eth1', 'eth2'] }), ['eth1', 'eth2'], 'no rules: forward everything')
+  t.same(parseGuestCmdline(guestCmdline({ name: 'fw2', nics: [], firewall: { between: ['eth1', 'eth2'] } })).firewall, { between: ['eth1', 'eth2'] })
+})
+
+t.test('l2fw matches: the grammar of l2fw --help', async t => {
+  for (const m of ['any', 'arp', 'ip', 'ipv4', 'ipv6', 'ip6', 'icmp', 'icmp6', 'tcp', 'udp', 'sctp', 'udp:7', 'tcp:1-65535',
+    'ethertype:0x88cc', 'ethertype:2048', 'proto:47', 'vlan', 'vlan:0', 'vlan:4094', 'untagged', 'vlan:10+udp:53', 'ipv4+untagged']) {
+    t.ok(isL2fwMatch(m), `${m} is a match`)
+  }
+  for (const m of ['', 'tcp:0', 'tcp:70000', 'udp:9-7', 'udp:', 'vlan:4095', 'proto:256', 'ethertype:0x12345', 'foo', 'arp+', '+arp', 'icmp:1', 'arp,icmp', 'udp:07']) {
+    t.notOk(isL2fwMatch(m), `'${m}' is not a match`)
+  }
+})
+
+t.test('bad firewall values are GuestCmdlineErrors naming the field', async t => {
+  const cases: Array<[string, GuestFirewall]> = [
+    ['firewall.between[1]', { between: ['eth0', 'eth 1'] }],
+    ['firewall.between', { between: ['eth0', 'eth0'] }],
+    ['firewall.rules[1].match', { between: ['eth0', 'eth1'], rules: [{ action: 'allow', match: 'arp' }, { action: 'allow', match: 'udp,7' }] }],
+    ['firewall.rules[0].action', { between: ['eth0', 'eth1'], rules: [{ action: 'accept' as 'allow', match: 'arp' }] }],
+    ['firewall.default', { between: ['eth0', 'eth1'], default: 'reject' as 'drop' }]
+  ]
+  for (const [field, firewall] of cases) {
+    let caught: unknown
+    try { guestCmdline({ name: 'fw', nics: [], firewall }) } catch (err) { caught = err }
+    t.ok(caught instanceof GuestCmdlineError && caught.field === field, `rejected with field ${field}`)
+  }
 })

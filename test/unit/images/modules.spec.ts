@@ -3,6 +3,7 @@ import { readFileSync, existsSync, readdirSync } from 'node:fs'
 import {
   compareKernelVersions, moduleName, newestKernelVersion, parseModulesBuiltin, parseModulesDep, resolveModules
 } from '../../../images/guest/modules.ts'
+import { GUEST_MODULES } from '../../../images/guest/build.ts'
 
 // An excerpt of Debian 6.1's modules.dep (deps listed in modprobe's order).
 const DEP = `
@@ -87,5 +88,14 @@ t.test('the installed kernel provides every guest module', { skip: depPath === '
   const order = resolveModules(dep, ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_balloon', 'virtio_console'])
   const names = order.map(m => m.name)
   for (const n of ['virtio_ring', 'virtio', 'virtio_pci', 'virtio_net', 'net_failover', 'failover', 'virtio_blk']) t.ok(names.includes(n), n)
+  assertDepsFirst(t, order, dep)
+})
+
+t.test('GUEST_MODULES includes 802.1Q with its dependencies, loaded first', { skip: depPath === '' || !existsSync(depPath) ? 'no kernel modules installed' : false }, async t => {
+  t.ok(GUEST_MODULES.includes('8021q'), 'the image loads 8021q')
+  const dep = parseModulesDep(readFileSync(depPath, 'utf8'))
+  const order = resolveModules(dep, GUEST_MODULES)
+  const names = order.map(m => m.name)
+  for (const n of ['8021q', 'garp', 'mrp', 'stp', 'llc']) t.ok(names.includes(n), `${n} is in the image`)
   assertDepsFirst(t, order, dep)
 })
