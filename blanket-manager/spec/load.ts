@@ -10,10 +10,13 @@ import path from 'node:path'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { LineCounter, parseDocument } from 'yaml'
 import { SpecError, type SpecIssue } from '../errors.ts'
-import type { Accel, DiskSpec, HostSpec, ImageSpec, NicSpec, SiteSpec, Spec, VmSpec, WanSpec } from './types.ts'
+import type { Accel, DiskSpec, HostSpec, ImageSpec, NetworkSpec, NicSpec, SiteSpec, Spec, VmSpec, WanSpec } from './types.ts'
+import type { WireSpec } from '../../virtualwire/types.ts'
+import { crossSiteProblems, emptyNetwork, parseWire, wireContext, wireProblems, formatWireEnd } from './network.ts'
 import { checkValue, specSchema, VALUE_EXAMPLES, type ValueKind } from './schema.ts'
 import { formatPath, Locator, pointerToPath, type SpecPath } from './locate.ts'
 import { formatBytes, parseBandwidth, parseDuration, parseSize } from './units.ts'
+import { suggest } from './suggest.ts'
 import { broadcastOf, cidrContains, cidrsOverlap, firstHostOf, formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4, type Cidr } from './ipv4.ts'
 
 export interface ParseOptions {
@@ -21,8 +24,10 @@ export interface ParseOptions {
   homeDir?: string
 }
 
+export { suggest } from './suggest.ts'
+
 /** Name limits (DNS-label-like: lowercase letters, digits, '-', starting with a letter). */
-export const NAME_LIMITS = { supercloud: 20, site: 20, host: 20, image: 32, vm: 32, disk: 32, nic: 15 } as const
+export const NAME_LIMITS = { supercloud: 20, site: 20, host: 20, image: 32, vm: 32, disk: 32, nic: 15, switch: 32 } as const
 
 const DEFAULT_HOST_CPUS = 2
 const DEFAULT_HOST_MEMORY = 2 * 1024 ** 3
@@ -188,34 +193,6 @@ function describeValue (value: unknown): string {
   if (typeof value === 'object') return 'a map'
   if (typeof value === 'string') return `'${value}'`
   return String(value)
-}
-
-/** The closest candidate within a small edit distance, for "did you mean" hints. */
-export function suggest (input: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined
-  let bestDistance = Infinity
-  const limit = input.length <= 3 ? 1 : Math.max(2, Math.floor(input.length / 3))
-  for (const c of candidates) {
-    const d = editDistance(input.toLowerCase(), c.toLowerCase())
-    if (d <= limit && d < bestDistance) { best = c; bestDistance = d }
-  }
-  return best
-}
-
-/** Optimal string alignment distance (Levenshtein plus adjacent transpositions). */
-function editDistance (a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
-  const at = (i: number, j: number): number => d[i]?.[j] ?? Infinity
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1
-      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, at(i - 2, j - 2) + 1)
-      const row = d[i]
-      if (row !== undefined) row[j] = v
-    }
-  }
-  return at(a.length, b.length)
 }
 
 // ---------------------------------------------------------------- semantic checks and normalization
@@ -554,7 +531,78 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
     vms[vmName] = vm
   }
 
-  return { file: absFile, name, sites, wan, hosts, images, vms }
+  const network = normalizeNetwork(raw.network, { hosts, vms, rawSites, rawHosts }, checkName, report)
+
+  return { file: absFile, name, sites, wan, hosts, images, vms, network }
+}
+
+const DEFAULT_VW_PORT = 4789
+
+interface NetworkInputs {
+  hosts: Record<string, HostSpec>
+  vms: Record<string, VmSpec>
+  rawSites: Obj
+  rawHosts: Obj
+}
+
+/** `network:` → NetworkSpec; rules in spec/network.ts, reported at `network.…` fields. */
+function normalizeNetwork (rawNetwork: unknown, ins: NetworkInputs, checkName: (kind: keyof typeof NAME_LIMITS, name: string, at: SpecPath) => void, report: Report): NetworkSpec {
+  const network = emptyNetwork(DEFAULT_VW_PORT)
+  if (!isObject(rawNetwork)) return network
+  if (typeof rawNetwork.port === 'number') network.port = rawNetwork.port
+  const hostNames = Object.keys(ins.rawHosts)
+
+  for (const [swName, v] of entries(rawNetwork.switches)) {
+    const at: SpecPath = ['network', 'switches', swName]
+    checkName('switch', swName, at)
+    if (ins.vms[swName] !== undefined) report(at, `'${swName}' is already the name of a vm; a switch needs its own name`, 'key')
+    if (!isObject(v)) continue
+    const host = str(v.host) ?? ''
+    if (host !== '' && !(host in ins.rawHosts)) report([...at, 'host'], unknownRef('host', host, hostNames))
+    network.switches[swName] = { name: swName, host }
+  }
+
+  for (const [site, v] of entries(rawNetwork.extenders)) {
+    const at: SpecPath = ['network', 'extenders', site]
+    const knownSite = site in ins.rawSites
+    if (!knownSite) report(at, unknownRef('site', site, Object.keys(ins.rawSites)), 'key')
+    if (!isObject(v)) continue
+    const gateway = str(v.gateway) ?? ''
+    const gwHost = ins.hosts[gateway]
+    if (gateway !== '' && !(gateway in ins.rawHosts)) report([...at, 'gateway'], unknownRef('host', gateway, hostNames))
+    else if (knownSite && gwHost !== undefined && gwHost.site !== '' && gwHost.site !== site) {
+      report([...at, 'gateway'], `host '${gateway}' is in site '${gwHost.site}', not '${site}'; an extender's gateway must be a host of its own site`)
+    }
+    network.extenders[site] = { site, gateway }
+  }
+
+  // Wires: syntax first, then the component rules and (for VMs with explicit hosts) the extender rule.
+  const parsed: WireSpec[] = []
+  const at: number[] = []
+  const rawWires = Array.isArray(rawNetwork.wires) ? rawNetwork.wires : []
+  rawWires.forEach((w: unknown, i: number) => {
+    if (typeof w !== 'string') return
+    const r = parseWire(w)
+    if (typeof r === 'string') report(['network', 'wires', i], r)
+    else { parsed.push(r); at.push(i) }
+  })
+  const ctx = wireContext({ vms: ins.vms, hosts: ins.hosts, network })
+  const problems = wireProblems(ctx, parsed)
+  for (const p of problems) report(['network', 'wires', at[p.index] ?? 0], p.message.replace(/network\.wires\[(\d+)\]/g, (_m, k: string) => `network.wires[${at[Number(k)] ?? k}]`))
+  const bad = new Set(problems.map(p => p.index))
+  const good = parsed.filter((_, i) => !bad.has(i))
+  const goodAt = at.filter((_, i) => !bad.has(i))
+  for (const p of crossSiteProblems(ctx, good)) report(['network', 'wires', goodAt[p.index] ?? 0], p.message)
+  good.forEach((w, i) => {
+    for (const e of [w.a, w.b]) {
+      const nic = ins.vms[e.component]?.nics.find(n => n.name === e.port)
+      if (nic !== undefined && nic.address === undefined) {
+        report(['network', 'wires', goodAt[i] ?? 0], `${formatWireEnd(e)} is on the virtual network but has no address; supercloud allocates addresses only on site networks, so give the nic an address`)
+      }
+    }
+  })
+  network.wires = parsed
+  return network
 }
 
 function checkVmMemory (bytes: number, at: SpecPath, report: Report): void {

@@ -166,6 +166,23 @@ const vm: Schema = {
   }
 }
 
+const network: Schema = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: {
+    port: { type: 'integer', minimum: 1, maximum: 65535 },
+    switches: {
+      type: ['object', 'null'],
+      additionalProperties: { type: 'object', additionalProperties: false, required: ['host'], properties: { host: str } }
+    },
+    wires: { type: ['array', 'null'], items: str },
+    extenders: {
+      type: ['object', 'null'],
+      additionalProperties: { type: 'object', additionalProperties: false, required: ['gateway'], properties: { gateway: str } }
+    }
+  }
+}
+
 /** The schema of a whole supercloud.yaml (as parsed YAML, before normalization). */
 export const specSchema: Schema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -181,6 +198,7 @@ export const specSchema: Schema = {
     wan,
     hosts: { type: ['object', 'null'], additionalProperties: host },
     images: { type: ['object', 'null'], additionalProperties: image },
-    vms: { type: ['object', 'null'], additionalProperties: vm }
+    vms: { type: ['object', 'null'], additionalProperties: vm },
+    network
   }
 }

@@ -3,6 +3,8 @@
  * supercloud.yaml into this shape; everything downstream uses only these types.
  * Sizes are bytes, durations milliseconds, bandwidths bits per second.
  */
+import type { WireSpec } from '../../virtualwire/types.ts'
+
 export interface Spec {
   /** Absolute path of the file the spec came from. */
   file: string
@@ -13,6 +15,8 @@ export interface Spec {
   hosts: Record<string, HostSpec>
   images: Record<string, ImageSpec>
   vms: Record<string, VmSpec>
+  /** The VirtualWire network (switches, wires, extenders); empty when the file has no `network:`. */
+  network: NetworkSpec
 }
 
 export interface SiteSpec {
@@ -75,4 +79,27 @@ export interface VmSpec {
   memory: { requestedBytes: number, allocatedBytes: number }
   disks: DiskSpec[]
   nics: NicSpec[]
+}
+
+/** The user's virtual network (VirtualWire, seed 002 ch. 5). See spec/network.ts for its rules. */
+export interface NetworkSpec {
+  /** UDP port of the connector data plane (VXLAN wire format) on every host. Default 4789. */
+  port: number
+  /** Domain-0 switches: a bridge on a host. */
+  switches: Record<string, SwitchSpec>
+  /** Point-to-point wires between VM NICs and switch ports, in file order. */
+  wires: WireSpec[]
+  /** Site name → its extender (the encrypted tunnel joining it to the other sites). */
+  extenders: Record<string, ExtenderSpec>
+}
+
+export interface SwitchSpec {
+  name: string
+  host: string
+}
+
+export interface ExtenderSpec {
+  site: string
+  /** Host of the site that terminates the extender tunnel. */
+  gateway: string
 }

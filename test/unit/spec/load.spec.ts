@@ -51,7 +51,8 @@ t.test('examples/local.yaml parses to the expected normalized spec', async t => 
       web1: { name: 'web1', image: 'tiny', host: 'host-a', cpus: 1, memory: { requestedBytes: 128 * M, allocatedBytes: 128 * M }, disks: [], nics: [{ name: 'eth0', address: '198.18.1.101/24' }] },
       app1: { name: 'app1', image: 'tiny', host: 'host-b', cpus: 1, memory: { requestedBytes: 160 * M, allocatedBytes: 160 * M }, disks: [], nics: [{ name: 'eth0', address: '198.18.1.102/24' }] },
       db1: { name: 'db1', image: 'tiny', host: 'host-c', cpus: 1, memory: { requestedBytes: 192 * M, allocatedBytes: 192 * M }, disks: [{ name: 'data', sizeBytes: 64 * M }], nics: [{ name: 'eth0', address: '198.18.2.101/24' }] }
-    }
+    },
+    network: { port: 4789, switches: {}, wires: [], extenders: {} }
   }
   t.strictSame(spec, expected)
   t.strictSame(Object.keys(spec.vms), ['web1', 'app1', 'db1'], 'file order is kept')
@@ -115,7 +116,7 @@ vms:
 
 t.test('minimal specs', async t => {
   const spec = parseSpec('sites:\nhosts:\nvms:\n', '/tmp/x/supercloud.yaml')
-  t.strictSame(spec, { file: '/tmp/x/supercloud.yaml', name: 'x', sites: {}, wan: { delayMs: 0 }, hosts: {}, images: {}, vms: {} })
+  t.strictSame(spec, { file: '/tmp/x/supercloud.yaml', name: 'x', sites: {}, wan: { delayMs: 0 }, hosts: {}, images: {}, vms: {}, network: { port: 4789, switches: {}, wires: [], extenders: {} } })
   t.equal(parseSpec('name: prod\n', '/a/b.yaml').name, 'prod')
   t.equal(parseSpec('x-defaults: &d { image: tiny, memory: 64M }\nimages: { tiny: { builtin: tiny } }\nvms:\n  a: *d\n', '/a/b.yaml').vms.a?.memory.requestedBytes, 64 * M, 'x- keys hold shared anchors')
 })
@@ -146,7 +147,9 @@ const bad: BadCase[] = [
   { file: 'host-address-is-gateway.yaml', line: 5, column: 37, field: 'hosts.host-a.address', message: "198.18.1.1 is the gateway of site 'cloud-a'; pick another address" },
   { file: 'bad-name.yaml', line: 7, column: 3, field: 'vms.Web_1', message: /vm name 'Web_1' must use only lowercase letters, digits and '-'/ },
   { file: 'duplicate-nic-name.yaml', line: 10, column: 17, field: 'vms.web1.nics[1].name', message: "nic name 'eth0' is used twice in vm 'web1'" },
-  { file: 'ssh-without-ssh-section.yaml', line: 5, column: 3, field: 'hosts.srv1', message: "hosts with 'driver: ssh' need an 'ssh' section with address and key" }
+  { file: 'ssh-without-ssh-section.yaml', line: 5, column: 3, field: 'hosts.srv1', message: "hosts with 'driver: ssh' need an 'ssh' section with address and key" },
+  { file: 'wire-crosses-sites.yaml', line: 18, column: 7, field: 'network.wires[1]', message: 'fw1.eth1 (site cloud-a) -- db1.eth0 (site cloud-b) crosses sites but site cloud-b has no extender' },
+  { file: 'wire-unknown-nic.yaml', line: 14, column: 7, field: 'network.wires[0]', message: "vm 'web1' has no nic 'eth1'; its nics: eth0" }
 ]
 
 for (const c of bad) {
