@@ -38,6 +38,8 @@ export interface GuestDefinition {
   nics: GuestNic[]
   /** Directory for this guest's pidfile, QMP socket, serial socket and console log. */
   runDir: string
+  /** Start paused, waiting for an incoming live migration (`-incoming defer`). */
+  incoming?: boolean
 }
 
 export type GuestRunState = 'running' | 'paused' | 'shutdown' | 'absent' | 'other'

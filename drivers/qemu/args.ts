@@ -17,6 +17,8 @@ export interface RunPaths {
   runDir: string
   pidfile: string
   qmp: string
+  /** Second QMP monitor, used only by live migration so status calls are never blocked by it. */
+  qmpMigration: string
   serial: string
   consoleLog: string
   qemuLog: string
@@ -27,6 +29,7 @@ export function runPaths (runDir: string): RunPaths {
     runDir,
     pidfile: join(runDir, 'qemu.pid'),
     qmp: join(runDir, 'qmp.sock'),
+    qmpMigration: join(runDir, 'qmp-mig.sock'),
     serial: join(runDir, 'serial.sock'),
     consoleLog: join(runDir, 'console.log'),
     qemuLog: join(runDir, 'qemu.log')
@@ -126,6 +129,8 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
     '-mon', 'chardev=qmp0,mode=control',
     '-chardev', `socket,id=ser0,path=${esc(p.serial)},server=on,wait=off,logfile=${esc(p.consoleLog)},logappend=on`,
     '-serial', 'chardev:ser0',
+    '-chardev', `socket,id=qmp1,path=${esc(p.qmpMigration)},server=on,wait=off`,
+    '-mon', 'chardev=qmp1,mode=control',
     '-device', 'virtio-balloon-pci,id=balloon0'
   ]
   def.disks.forEach((d, i) => {
@@ -144,5 +149,6 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
     if (def.boot.initrd !== undefined) a.push('-initrd', def.boot.initrd)
     a.push('-append', def.boot.append)
   }
+  if (def.incoming === true) a.push('-incoming', 'defer')
   return a
 }

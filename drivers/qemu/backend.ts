@@ -280,7 +280,7 @@ class QemuBackend implements HypervisorBackend {
     const args = buildQemuArgs(def)
 
     await mkdir(def.runDir, { recursive: true })
-    for (const f of [p.qmp, p.serial, p.pidfile]) await rm(f, { force: true })
+    for (const f of [p.qmp, p.qmpMigration, p.serial, p.pidfile]) await rm(f, { force: true })
     if (await exists(p.consoleLog)) await rename(p.consoleLog, `${p.consoleLog}.1`)
     const log = await open(p.qemuLog, 'w')
     progress('qemu', `starting ${this.binary} (${def.accel})`)
@@ -336,7 +336,8 @@ class QemuBackend implements HypervisorBackend {
         if (this.balloonStatsIntervalS > 0) {
           await qmp.execute('qom-set', { path: '/machine/peripheral/balloon0', property: 'guest-stats-polling-interval', value: this.balloonStatsIntervalS }, { timeoutMs: QMP_OP_TIMEOUT_MS })
         }
-        if (def.balloonTargetBytes !== undefined && def.balloonTargetBytes < def.memoryBytes) {
+        // An incoming guest gets its balloon state with the migrated device state.
+        if (def.incoming !== true && def.balloonTargetBytes !== undefined && def.balloonTargetBytes < def.memoryBytes) {
           progress('balloon', `setting balloon target to ${def.balloonTargetBytes} bytes`)
           await qmp.execute('balloon', { value: def.balloonTargetBytes }, { timeoutMs: QMP_OP_TIMEOUT_MS })
         }

@@ -27,6 +27,7 @@ export function spec (hosts: HostSpec[], vms: VmSpec[]): Spec {
     wan: { delayMs: 0 },
     hosts: Object.fromEntries(hosts.map(h => [h.name, h])),
     images: { tiny: { name: 'tiny', kind: 'builtin', builtin: 'tiny' } },
+    network: { port: 4789, switches: {}, wires: [], extenders: {} },
     vms: Object.fromEntries(vms.map(v => [v.name, v]))
   }
 }

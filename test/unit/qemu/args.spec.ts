@@ -38,7 +38,7 @@ function all (argv: string[], flag: string): string[] {
 }
 
 t.test('run paths all derive from runDir', async t => {
-  t.same(runPaths('/r'), { runDir: '/r', pidfile: '/r/qemu.pid', qmp: '/r/qmp.sock', serial: '/r/serial.sock', consoleLog: '/r/console.log', qemuLog: '/r/qemu.log' })
+  t.same(runPaths('/r'), { runDir: '/r', pidfile: '/r/qemu.pid', qmp: '/r/qmp.sock', qmpMigration: '/r/qmp-mig.sock', serial: '/r/serial.sock', consoleLog: '/r/console.log', qemuLog: '/r/qemu.log' })
 })
 
 t.test('TCG kernel-boot guest', async t => {
@@ -174,4 +174,12 @@ t.test('console text cleaning and tail', async t => {
   t.equal(lastLines('1\r\n2\r\n3\r\n4\r\n\r\n', 2), '3\n4')
   t.equal(lastLines('only', 5), 'only')
   t.equal(lastLines('x\ny', 0), '')
+})
+
+t.test('a second QMP monitor for migration, and -incoming defer for a migration target', async t => {
+  const a = buildQemuArgs({ ...def(), incoming: true })
+  t.ok(a.includes('socket,id=qmp1,path=/var/lib/sc/vms/web1/run/qmp-mig.sock,server=on,wait=off'))
+  t.ok(a.includes('chardev=qmp1,mode=control'))
+  t.same(a.slice(-2), ['-incoming', 'defer'])
+  t.notOk(buildQemuArgs(def()).includes('-incoming'), 'only when incoming')
 })
