@@ -12,7 +12,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 /** The issues match `expected` one to one (t.match alone lets extra issues through). */
 function exactly (t: Test, issues: SpecIssue[], expected: unknown[], message?: string): void {
   t.equal(issues.length, expected.length, `${message ?? 'issue count'}: ${JSON.stringify(issues)}`)
-  t.match(issues, expected, message)
+  t.match(issues, expected, message ?? 'issues')
 }
 
 function issuesOf (text: string): SpecIssue[] {
