@@ -10,13 +10,18 @@ import { createLocalDriver } from '../drivers/local/driver.ts'
 import { ensureSupercloudKey } from '../drivers/local/keys.ts'
 import { createSshDriver } from '../drivers/ssh/driver.ts'
 import { buildTinyImage } from '../images/guest/build.ts'
+
+type TinyImage = Awaited<ReturnType<typeof buildTinyImage>>
 import { AgentClient } from './agent/client.ts'
 import type { VmInfo, VmLaunch } from './agent/protocol.ts'
 import { bootstrapHost } from './bootstrap/blanket.ts'
+import { agentBundle } from './agent/bundle.ts'
 import { ensureImageOnHost } from './bootstrap/images.ts'
-import { CancelledError, NotFoundError, SupercloudError, throwIfAborted } from './errors.ts'
-import { describePlan, plan, type Action, type Observation, type Plan } from './planner/plan.ts'
-import type { ResolvedVm } from './planner/placement.ts'
+import { CancelledError, CapacityError, NotFoundError, SupercloudError, throwIfAborted } from './errors.ts'
+import type { MigrationMode, MigrationProgress } from './migration/progress.ts'
+import type { MigrationSummary } from '../drivers/qemu/migration.ts'
+import { describePlan, plan, vmHash, type Action, type Observation, type Plan } from './planner/plan.ts'
+import { resolveVms, withOverrides, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
 import type { OperationOptions, ProgressEvent } from './progress.ts'
 import type { Spec } from './spec/types.ts'
 import { SshConnection } from './ssh/client.ts'
@@ -27,6 +32,21 @@ export interface ControllerOptions {
   /** Override the state root (tests); default from the environment. */
   env?: NodeJS.ProcessEnv
   onProgress?: (ev: ProgressEvent) => void
+}
+
+export interface MigrateOptions {
+  mode?: MigrationMode
+  maxDowntimeMs?: number
+  /** Bytes/s. */
+  bandwidth?: number
+  deadlineMs?: number
+  signal?: AbortSignal
+  onProgress?: (p: MigrationProgress) => void
+}
+
+export interface MigrateResult extends MigrationSummary {
+  from: string
+  to: string
 }
 
 export interface UpResult {
@@ -146,7 +166,7 @@ export class Controller {
   /** Looks at the hosts and guests that the state says exist. */
   async observe (): Promise<Observation> {
     const ctx = await this.context()
-    const obs: Observation = { hosts: {}, vms: {} }
+    const obs: Observation = { hosts: {}, vms: {}, wantedAgentBuild: (await agentBundle()).hash }
     await Promise.all(this.store.hosts().map(async row => {
       if (row.record === undefined || row.status !== 'ready') return
       const health = await this.driver(row.driver).describeHost(ctx, row.record).catch(() => 'unreachable' as const)
@@ -155,6 +175,7 @@ export class Controller {
       try {
         const agent = await this.agent(row.name)
         for (const vm of await agent.listVms()) obs.vms[vm.name] = vm.state
+        ;(obs.agentBuilds ??= {})[row.name] = (await agent.hello()).build
       } catch {
         obs.hosts[row.name] = 'unreachable'
       }
@@ -165,9 +186,19 @@ export class Controller {
     return obs
   }
 
+  /** Placement changes made by `migrate`, which later `up`s keep (see planner/placement.ts). */
+  overrides (): Record<string, PlacementOverride> {
+    return JSON.parse(this.store.getMeta('placement-overrides') ?? '{}') as Record<string, PlacementOverride>
+  }
+
+  /** The spec as `up` applies it: the file plus the placement changes made by `migrate`. */
+  effectiveSpec (spec: Spec): Spec {
+    return withOverrides(spec, this.overrides())
+  }
+
   async plan (spec: Spec): Promise<Plan> {
     const ctx = await this.context(spec)
-    return plan(spec, this.store.snapshot(), ctx.prefix, await this.observe())
+    return plan(this.effectiveSpec(spec), this.store.snapshot(), ctx.prefix, await this.observe())
   }
 
   /** Reconciles reality with the spec. Safe to interrupt and re-run. */
@@ -177,7 +208,7 @@ export class Controller {
       const p = await this.plan(spec)
       const lines = describePlan(p)
       opts.onPlan?.(lines)
-      await this.apply(spec, p, opts)
+      await this.apply(this.effectiveSpec(spec), p, opts)
       return { plan: lines, applied: p.actions.length }
     } finally {
       this.store.unlock()
@@ -262,26 +293,34 @@ export class Controller {
     }))
   }
 
-  private async createVm (spec: Spec, vm: ResolvedVm, specHash: string, tiny: { id: string, kernel: string, initrd: string } | undefined, progress: (ev: ProgressEvent) => void, signal?: AbortSignal): Promise<void> {
+  private async createVm (spec: Spec, vm: ResolvedVm, specHash: string, tiny: TinyImage | undefined, progress: (ev: ProgressEvent) => void, signal?: AbortSignal): Promise<void> {
     const name = vm.spec.name
-    const record = {
-      host: vm.host,
-      nics: vm.nics,
-      memory: vm.spec.memory,
-      cpus: vm.spec.cpus,
-      image: vm.spec.image
-    }
+    const record = { host: vm.host, nics: vm.nics, memory: vm.spec.memory, cpus: vm.spec.cpus, image: vm.spec.image }
     this.store.putVm({ name, host: vm.host, specHash, status: 'creating', record })
-    const hostRow = this.store.host(vm.host)
-    if (hostRow?.record === undefined) throw new NotFoundError('host', vm.host)
-    const ssh = await this.connect(vm.host, signal)
     const agent = await this.agent(vm.host)
+    const launch = await this.buildLaunch(spec, vm, vm.host, tiny, progress, signal)
+    progress({ subject: `vm ${name}`, phase: 'boot', message: `booting on ${vm.host}` })
+    try {
+      await agent.createVm(launch, signal)
+    } catch (err) {
+      this.store.putVm({ name, host: vm.host, specHash, status: 'failed', record, error: (err as Error).message })
+      throw err
+    }
+    this.store.putVm({ name, host: vm.host, specHash, status: 'ready', record })
+    progress({ subject: `vm ${name}`, phase: 'running', message: `running on ${vm.host}` })
+  }
+
+  /** What the agent on `host` needs to run `vm`, with its image files put on that host. */
+  private async buildLaunch (spec: Spec, vm: ResolvedVm, host: string, tiny: TinyImage | undefined, progress: (ev: ProgressEvent) => void, signal?: AbortSignal): Promise<VmLaunch> {
+    const hostRow = this.store.host(host)
+    if (hostRow?.record === undefined) throw new NotFoundError('host', host)
+    const ssh = await this.connect(host, signal)
     const img = spec.images[vm.spec.image]
     if (img === undefined) throw new NotFoundError('image', vm.spec.image)
     let image: VmLaunch['image']
     if (img.kind === 'builtin') {
-      if (tiny === undefined) throw new SupercloudError('SC_IMAGE', 'builtin image not built')
-      const f = await ensureImageOnHost(ssh, hostRow.record.stateDir, tiny.id, { vmlinuz: tiny.kernel, 'initrd.img': tiny.initrd }, { onProgress: progress })
+      const t = tiny ?? await buildTinyImage({ signal, onProgress: progress })
+      const f = await ensureImageOnHost(ssh, hostRow.record.stateDir, t.id, { vmlinuz: t.kernel, 'initrd.img': t.initrd }, { onProgress: progress })
       image = { kind: 'kernel', kernel: f.vmlinuz ?? '', initrd: f['initrd.img'] ?? '', readyMarker: 'SUPERCLOUD-GUEST-READY' }
     } else if (img.kind === 'kernel') {
       const files: Record<string, string> = { vmlinuz: img.kernel }
@@ -292,9 +331,8 @@ export class Controller {
       const f = await ensureImageOnHost(ssh, hostRow.record.stateDir, `user-${img.name}`, { 'disk.qcow2': img.path }, { onProgress: progress })
       image = { kind: 'qcow2', path: f['disk.qcow2'] ?? '' }
     }
-    progress({ subject: `vm ${name}`, phase: 'boot', message: `booting on ${vm.host}` })
     const launch: VmLaunch = {
-      name,
+      name: vm.spec.name,
       cpus: vm.spec.cpus,
       memory: vm.spec.memory,
       image,
@@ -303,14 +341,7 @@ export class Controller {
       bootTimeoutMs: bootTimeoutMs(this.opts.env)
     }
     if (vm.gateway !== undefined) launch.gateway = vm.gateway
-    try {
-      await agent.createVm(launch, signal)
-    } catch (err) {
-      this.store.putVm({ name, host: vm.host, specHash, status: 'failed', record, error: (err as Error).message })
-      throw err
-    }
-    this.store.putVm({ name, host: vm.host, specHash, status: 'ready', record })
-    progress({ subject: `vm ${name}`, phase: 'running', message: `running on ${vm.host}` })
+    return launch
   }
 
   private async deleteVm (name: string, progress: (ev: ProgressEvent) => void): Promise<void> {
@@ -341,6 +372,109 @@ export class Controller {
     progress({ subject: `host ${name}`, phase: 'delete', message: `removing with driver ${row.driver}` })
     if (row.record !== undefined) await this.driver(row.driver).destroyHost(ctx, row.record, signal !== undefined ? { signal } : {})
     this.store.deleteHost(name)
+  }
+
+  /**
+   * Live-migrates a VM to another host (RAM and local disks, no shared storage). Before the
+   * switchover any failure or cancel leaves the VM running where it was.
+   */
+  async migrate (spec: Spec, vmName: string, to: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
+    const row = this.store.vm(vmName)
+    if (row === undefined || spec.vms[vmName] === undefined) throw new NotFoundError('vm', vmName)
+    const dest = this.store.host(to)
+    if (dest?.record === undefined || spec.hosts[to] === undefined) throw new NotFoundError('host', to)
+    if (row.host === to) throw new SupercloudError('SC_MIGRATE_SAME_HOST', `${vmName} already runs on ${to}`, { exitCode: 2 })
+    if (dest.status !== 'ready') throw new SupercloudError('SC_MIGRATE_DEST_NOT_READY', `host ${to} is ${dest.status}, not ready`)
+    const record = row.record
+    if (record === undefined) throw new NotFoundError('vm record', vmName)
+    const used = this.store.vms().filter(v => v.host === to && v.name !== vmName).reduce((a, v) => a + (v.record?.memory.allocatedBytes ?? 0), 0)
+    const cap = spec.hosts[to]?.memoryBytes ?? 0
+    if (used + record.memory.allocatedBytes > cap) {
+      throw new CapacityError(`${vmName} needs ${Math.round(record.memory.allocatedBytes / 1048576)}M but host ${to} has ${Math.round(Math.max(0, cap - used) / 1048576)}M free of ${Math.round(cap / 1048576)}M`)
+    }
+    // Claim the VM: one migration at a time, and `up` leaves a migrating VM alone.
+    const claimed = this.store.transaction(() => {
+      const cur = this.store.vm(vmName)
+      if (cur === undefined || cur.status === 'migrating') return false
+      this.store.putVm({ ...cur, status: 'migrating' })
+      return true
+    })
+    if (!claimed) throw new SupercloudError('SC_MIGRATION_IN_PROGRESS', `${vmName} is already being migrated`)
+    const from = row.host
+    const mode = opts.mode ?? 'auto'
+    const say = (message: string): void => this.progress({ subject: `vm ${vmName}`, phase: 'migrate', message })
+    this.store.setMeta(`migration:${vmName}`, JSON.stringify({ from, to, mode, startedAt: new Date().toISOString() }))
+    this.store.journal('migration.started', vmName, { from, to, mode })
+    const source = await this.agent(from)
+    const target = await this.agent(to)
+    let prepared = false
+    let switched = false
+    try {
+      const resolved: ResolvedVm = { spec: spec.vms[vmName], host: to, nics: record.nics }
+      const gw = resolveVms(this.effectiveSpec(spec), this.store.prefix())[vmName]?.gateway
+      if (gw !== undefined) resolved.gateway = gw
+      const launch = await this.buildLaunch(spec, resolved, to, undefined, this.progress, opts.signal)
+      say(`preparing ${to} to receive it`)
+      const inc = await target.prepareIncoming({ launch, listenIp: dest.record.address, mode })
+      prepared = true
+      const stop = source.onEvent(ev => {
+        if (ev.vm !== vmName) return
+        if (ev.type === 'migration.progress') opts.onProgress?.(ev as unknown as MigrationProgress)
+        if (ev.type === 'migration.switchover') { switched = true; say('switching over') }
+      })
+      const onAbort = (): void => { void source.cancelMigration(vmName).catch(() => {}) }
+      opts.signal?.addEventListener('abort', onAbort, { once: true })
+      let summary: MigrationSummary
+      try {
+        summary = await source.migrateOut({
+          name: vmName,
+          destIp: dest.record.address,
+          migrationPort: inc.migrationPort,
+          nbdPort: inc.nbdPort,
+          mode,
+          maxDowntimeMs: opts.maxDowntimeMs ?? 100,
+          ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
+          deadlineMs: opts.deadlineMs ?? 120000,
+          holdAtSwitchover: false
+        })
+      } finally {
+        stop()
+        opts.signal?.removeEventListener('abort', onAbort)
+      }
+      const st = await target.finishIncoming(vmName)
+      if (st.state !== 'running') throw new SupercloudError('SC_MIGRATION_FAILED', `${vmName} is ${st.state} on ${to} after the switch`)
+      // The VM runs on the destination: record it there, then remove the source copy.
+      const overrides = this.overrides()
+      overrides[vmName] = { host: to, ...(spec.vms[vmName]?.host !== undefined ? { specHost: spec.vms[vmName]?.host } : {}) }
+      this.store.setMeta('placement-overrides', JSON.stringify(overrides))
+      const moved = resolveVms(this.effectiveSpec(spec), this.store.prefix())[vmName]
+      this.store.putVm({ ...row, host: to, status: 'ready', record: { ...record, host: to }, specHash: moved !== undefined ? vmHash(moved) : row.specHash })
+      await source.destroyVm(vmName, record.nics).catch(() => {})
+      this.store.journal('migration.completed', vmName, { from, to, ...summary })
+      return { ...summary, from, to }
+    } catch (err) {
+      if (!switched) {
+        // Before the switch the source copy is authoritative: remove the destination copy.
+        if (prepared) await target.destroyVm(vmName, record.nics).catch(() => {})
+        const st = await source.vmStatus(vmName).catch(() => undefined)
+        this.store.putVm({ ...row, status: st?.state === 'running' ? 'ready' : 'failed', error: (err as Error).message })
+        this.store.journal(err instanceof CancelledError ? 'migration.cancelled' : 'migration.failed', vmName, { from, to, error: (err as Error).message })
+      } else {
+        this.store.putVm({ ...row, host: to, status: 'failed', record: { ...record, host: to }, error: (err as Error).message })
+        this.store.journal('migration.failed', vmName, { from, to, afterSwitchover: true, error: (err as Error).message })
+      }
+      throw err
+    } finally {
+      this.store.setMeta(`migration:${vmName}`, '')
+    }
+  }
+
+  /** Asks the source host to cancel a running migration (from another process, e.g. a second terminal). */
+  async cancelMigration (vmName: string): Promise<void> {
+    const row = this.store.vm(vmName)
+    if (row === undefined) throw new NotFoundError('vm', vmName)
+    if (row.status !== 'migrating') throw new SupercloudError('SC_MIGRATION_NOT_RUNNING', `${vmName} is not migrating`, { exitCode: 2 })
+    await (await this.agent(row.host)).cancelMigration(vmName)
   }
 
   /** Removes everything `up` made (also from a partial or interrupted `up`), then the state itself. */

@@ -1,7 +1,8 @@
 /** Controller side of the agent protocol: RPC over a stream opened through SSH. */
 import type { Duplex } from 'node:stream'
 import { AgentError, CancelledError } from '../errors.ts'
-import { encode, splitLines, type AccelChoice, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import { encode, splitLines, type AccelChoice, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { SshConnection } from '../ssh/client.ts'
 
 interface Pending {
@@ -96,6 +97,11 @@ export class AgentClient {
   async listVms (): Promise<VmInfo[]> { return await this.call('vm.list', {}) }
   async vmStats (name: string): Promise<VmStats> { return await this.call('vm.stats', { name }) }
   async balloon (name: string, bytes: number): Promise<void> { await this.call('vm.balloon', { name, bytes }) }
+  async prepareIncoming (p: IncomingParams): Promise<IncomingResult> { return await this.call('vm.migrate.incoming', p, { timeoutMs: 120000 }) }
+  async migrateOut (p: OutgoingParams): Promise<MigrationSummary> { return await this.call('vm.migrate.outgoing', p, { timeoutMs: p.deadlineMs + 120000 }) }
+  async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }
+  async cancelMigration (name: string): Promise<void> { await this.call('vm.migrate.cancel', { name }) }
+  async finishIncoming (name: string): Promise<VmInfo> { return await this.call('vm.migrate.finish', { name }, { timeoutMs: 60000 }) }
   async consoleSocket (name: string): Promise<string> { return (await this.call<{ path: string }>('vm.console', { name })).path }
 
   close (): void {

@@ -29,6 +29,11 @@ export type AgentMethod =
   | 'vm.stats'
   | 'vm.balloon'
   | 'vm.console'
+  | 'vm.migrate.incoming'
+  | 'vm.migrate.outgoing'
+  | 'vm.migrate.continue'
+  | 'vm.migrate.cancel'
+  | 'vm.migrate.finish'
   | 'agent.shutdown'
 
 export interface HelloResult {
@@ -107,4 +112,29 @@ export function splitLines (buffer: string, onLine: (line: string) => void): str
     rest = rest.slice(i + 1)
     if (line.trim() !== '') onLine(line)
   }
+}
+
+export interface IncomingParams {
+  launch: VmLaunch
+  /** Address the destination listens on (its site address). */
+  listenIp: string
+  mode: 'auto' | 'precopy' | 'postcopy' | 'hybrid'
+}
+
+export interface IncomingResult {
+  migrationPort: number
+  nbdPort: number
+}
+
+export interface OutgoingParams {
+  name: string
+  destIp: string
+  migrationPort: number
+  nbdPort: number
+  mode: 'auto' | 'precopy' | 'postcopy' | 'hybrid'
+  maxDowntimeMs: number
+  bandwidth?: number
+  deadlineMs: number
+  /** Pause at switchover until the controller calls vm.migrate.continue (to re-point the network). */
+  holdAtSwitchover: boolean
 }

@@ -9,7 +9,7 @@ import { cpus, hostname, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { HypervisorBackend } from '../../drivers/hypervisor.ts'
 import { SupercloudError } from '../errors.ts'
-import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type AccelChoice, type HelloResult, type ProbeParams, type VmLaunch } from './protocol.ts'
+import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type AccelChoice, type HelloResult, type IncomingParams, type OutgoingParams, type ProbeParams, type VmLaunch } from './protocol.ts'
 import { VmManager } from './vms.ts'
 
 export interface AgentOptions {
@@ -71,7 +71,8 @@ export class Agent {
       return
     }
     try {
-      const result = await this.dispatch(req)
+      const push = (event: Record<string, unknown>): void => { if (!sock.destroyed) sock.write(encode({ event: { ts: new Date().toISOString(), type: 'unknown', ...event } })) }
+      const result = await this.dispatch(req, push)
       if (!sock.destroyed) sock.write(encode({ id: req.id, ok: true, result: result ?? null }))
     } catch (err) {
       const code = err instanceof SupercloudError ? err.code : 'SC_AGENT_INTERNAL'
@@ -79,7 +80,7 @@ export class Agent {
     }
   }
 
-  private async dispatch (req: AgentRequest): Promise<unknown> {
+  private async dispatch (req: AgentRequest, push: (event: Record<string, unknown>) => void): Promise<unknown> {
     const p = (req.params ?? {}) as Record<string, unknown>
     const name = (): string => {
       if (typeof p.name !== 'string') throw new SupercloudError('SC_AGENT_BAD_REQUEST', `${req.method}: params.name must be a string`)
@@ -95,6 +96,11 @@ export class Agent {
       case 'vm.stats': return await this.vms.stats(name())
       case 'vm.balloon': return await this.vms.balloon(name(), Number(p.bytes))
       case 'vm.console': return { path: this.vms.consoleSocket(name()) }
+      case 'vm.migrate.incoming': return await this.vms.prepareIncoming(p as unknown as IncomingParams)
+      case 'vm.migrate.outgoing': return await this.vms.migrateOut(p as unknown as OutgoingParams, push)
+      case 'vm.migrate.continue': this.vms.continueMigration(name()); return null
+      case 'vm.migrate.cancel': this.vms.cancelMigration(name()); return null
+      case 'vm.migrate.finish': return await this.vms.finishIncoming(name())
       case 'agent.shutdown': setTimeout(() => { void this.stop().then(() => process.exit(0)) }, 50); return null
       default: throw new SupercloudError('SC_AGENT_UNKNOWN_METHOD', `unknown method '${String(req.method)}'`)
     }

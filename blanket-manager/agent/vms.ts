@@ -10,7 +10,8 @@ import type { GuestDefinition, HypervisorBackend, AccelMode } from '../../driver
 import { waitForConsole } from '../../drivers/qemu/backend.ts'
 import { guestCmdline } from '../../images/guest/cmdline.ts'
 import { SupercloudError } from '../errors.ts'
-import type { VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import type { IncomingParams, IncomingResult, OutgoingParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import { finishIncoming, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
 
 const run = promisify(execFile)
 
@@ -22,13 +23,32 @@ export class VmManager {
     private readonly accel: () => AccelMode
   ) {}
 
+  private readonly migrations = new Map<string, { ac: AbortController, release?: () => void }>()
+
   vmDir (name: string): string { return join(this.dir, 'vms', name) }
   runDir (name: string): string { return join(this.vmDir(name), 'run') }
 
   async create (l: VmLaunch, signal?: AbortSignal): Promise<VmInfo> {
-    if (!/^[a-z][a-z0-9-]{0,31}$/.test(l.name)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad VM name '${l.name}'`)
     const current = await this.backend.status(l.name, this.runDir(l.name))
     if (current.state === 'running' || current.state === 'paused') return { ...current, accel: this.accel() }
+    const def = await this.define(l)
+    try {
+      const st = await this.backend.start(def, signal !== undefined ? { signal } : {})
+      if (l.image.kind === 'kernel' && l.image.readyMarker !== undefined) {
+        await waitForConsole(def.runDir, `${l.image.readyMarker} ${l.name}`, l.bootTimeoutMs, signal)
+      }
+      return { ...st, accel: def.accel }
+    } catch (err) {
+      // A guest that failed to start or boot is removed: no orphaned QEMU or TAP.
+      await this.backend.destroy(l.name, def.runDir).catch(() => {})
+      for (const n of l.nics) await this.deleteTap(n.tap)
+      throw err
+    }
+  }
+
+  /** Disks, TAPs and the guest definition for a launch (shared by create and incoming migration). */
+  private async define (l: VmLaunch): Promise<GuestDefinition> {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(l.name)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad VM name '${l.name}'`)
     const vmDir = this.vmDir(l.name)
     await mkdir(this.runDir(l.name), { recursive: true })
     await writeFile(join(vmDir, 'launch.json'), JSON.stringify(l, null, 2))
@@ -53,7 +73,6 @@ export class VmManager {
       disks.push({ id: `disk-${d.name}`, path: p, format: 'qcow2' })
     }
     for (const n of l.nics) await this.ensureTap(n.tap)
-
     const def: GuestDefinition = {
       name: l.name,
       cpus: l.cpus,
@@ -65,18 +84,84 @@ export class VmManager {
       runDir: this.runDir(l.name)
     }
     if (l.memory.allocatedBytes < l.memory.requestedBytes) def.balloonTargetBytes = l.memory.allocatedBytes
+    return def
+  }
+
+  /** Block node names of a launch's disks, as the QEMU backend names them. */
+  diskNodes (l: VmLaunch): string[] {
+    return [...(l.image.kind === 'qcow2' ? ['root'] : []), ...l.disks.map(d => `disk-${d.name}`)].map(id => `drv-${id}`)
+  }
+
+  /** Destination side: start the guest waiting for an incoming migration and export its disks. */
+  async prepareIncoming (p: IncomingParams): Promise<IncomingResult> {
+    const current = await this.backend.status(p.launch.name, this.runDir(p.launch.name))
+    if (current.state !== 'absent') throw new SupercloudError('SC_MIGRATION_DEST_BUSY', `a guest named ${p.launch.name} already exists on this host (${current.state})`)
+    const def = { ...await this.define(p.launch), incoming: true }
+    const migrationPort = await freeMigrationPort(p.listenIp)
+    const nbdPort = await freeMigrationPort(p.listenIp, [migrationPort])
     try {
-      const st = await this.backend.start(def, signal !== undefined ? { signal } : {})
-      if (l.image.kind === 'kernel' && l.image.readyMarker !== undefined) {
-        await waitForConsole(def.runDir, `${l.image.readyMarker} ${l.name}`, l.bootTimeoutMs, signal)
-      }
-      return { ...st, accel: def.accel }
+      await this.backend.start(def)
+      await startIncoming({ runDir: def.runDir, listenIp: p.listenIp, migrationPort, nbdPort, diskNodes: this.diskNodes(p.launch), mode: p.mode })
+      return { migrationPort, nbdPort }
     } catch (err) {
-      // A guest that failed to start or boot is removed: no orphaned QEMU or TAP.
-      await this.backend.destroy(l.name, def.runDir).catch(() => {})
-      for (const n of l.nics) await this.deleteTap(n.tap)
+      await this.destroy(p.launch.name, p.launch.nics.map(n => n.tap)).catch(() => {})
       throw err
     }
+  }
+
+  /** Destination side, after the switch: stop the disk exports; the guest runs here now. */
+  async finishIncoming (name: string): Promise<VmInfo> {
+    const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+    await finishIncoming(this.runDir(name), this.diskNodes(l))
+    return await this.status(name)
+  }
+
+  /** Source side: run the migration; `push` reports progress to the caller. */
+  async migrateOut (p: OutgoingParams, push: (ev: Record<string, unknown>) => void): Promise<MigrationSummary> {
+    if (this.migrations.has(p.name)) throw new SupercloudError('SC_MIGRATION_IN_PROGRESS', `${p.name} is already migrating`)
+    const l = JSON.parse(await readFile(join(this.vmDir(p.name), 'launch.json'), 'utf8')) as VmLaunch
+    const ac = new AbortController()
+    const entry: { ac: AbortController, release?: () => void } = { ac }
+    this.migrations.set(p.name, entry)
+    try {
+      return await runOutgoing({
+        runDir: this.runDir(p.name),
+        destIp: p.destIp,
+        migrationPort: p.migrationPort,
+        nbdPort: p.nbdPort,
+        diskNodes: this.diskNodes(l),
+        ramBytes: l.memory.requestedBytes,
+        mode: p.mode,
+        maxDowntimeMs: p.maxDowntimeMs,
+        ...(p.bandwidth !== undefined ? { bandwidth: p.bandwidth } : {}),
+        deadlineMs: p.deadlineMs,
+        signal: ac.signal,
+        onProgress: pr => push({ type: 'migration.progress', vm: p.name, ...pr }),
+        onSwitchover: async () => {
+          push({ type: 'migration.switchover', vm: p.name })
+          if (!p.holdAtSwitchover) return
+          await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new SupercloudError('SC_MIGRATION_FAILED', 'the controller did not confirm the switchover within 30 s')), 30000)
+            entry.release = () => { clearTimeout(timer); resolve() }
+          })
+        }
+      })
+    } finally {
+      this.migrations.delete(p.name)
+    }
+  }
+
+  /** Lets a migration held at switchover continue. */
+  continueMigration (name: string): void {
+    const e = this.migrations.get(name)
+    if (e?.release === undefined) throw new SupercloudError('SC_MIGRATION_NOT_HELD', `${name} is not waiting at switchover`)
+    e.release()
+  }
+
+  cancelMigration (name: string): void {
+    const e = this.migrations.get(name)
+    if (e === undefined) throw new SupercloudError('SC_MIGRATION_NOT_RUNNING', `${name} is not migrating from this host`)
+    e.ac.abort()
   }
 
   async destroy (name: string, taps: string[]): Promise<void> {
@@ -133,4 +218,25 @@ export class VmManager {
 
 async function exists (p: string): Promise<boolean> {
   try { await access(p); return true } catch { return false }
+}
+
+/** Ports for migration streams and NBD disk exports (the range the EC2 security group opens). */
+export const MIGRATION_PORTS = { first: 49152, last: 49215 }
+
+/** A free TCP port in the migration range on `ip` (checked by binding it). */
+export async function freeMigrationPort (ip: string, avoid: number[] = []): Promise<number> {
+  const { createServer } = await import('node:net')
+  const span = MIGRATION_PORTS.last - MIGRATION_PORTS.first + 1
+  const start = Math.floor(Math.random() * span)
+  for (let i = 0; i < span; i++) {
+    const port = MIGRATION_PORTS.first + ((start + i) % span)
+    if (avoid.includes(port)) continue
+    const ok = await new Promise<boolean>(resolve => {
+      const srv = createServer()
+      srv.once('error', () => resolve(false))
+      srv.listen(port, ip, () => srv.close(() => resolve(true)))
+    })
+    if (ok) return port
+  }
+  throw new SupercloudError('SC_MIGRATION_NO_PORT', `no free port in ${MIGRATION_PORTS.first}-${MIGRATION_PORTS.last} on ${ip}`)
 }

@@ -14,6 +14,9 @@ import type { Spec } from '../spec/types.ts'
 import { makeProgressPrinter } from './progress.ts'
 import { runConsole, runInConsole } from './console.ts'
 import { renderStatus } from './status.ts'
+import { makeMigrationBar, formatMigrationSummary } from './migrate.ts'
+import { MIGRATION_MODES, type MigrationMode } from '../migration/progress.ts'
+import { parseBandwidth, parseDuration } from '../spec/units.ts'
 
 interface GlobalOpts { file: string }
 
@@ -156,6 +159,40 @@ program.command('ssh')
       })
     }, false)
     process.exitCode = code
+  })
+
+program.command('migrate')
+  .description('live-migrate a VM (memory and local disks) to another host')
+  .argument('<vm>', 'VM name')
+  .option('--to <host>', 'destination host')
+  .addOption(new Option('--mode <mode>', 'auto: precopy, postcopy if it does not converge; precopy (with auto-converge); postcopy; hybrid').choices(MIGRATION_MODES).default('auto'))
+  .option('--max-downtime <duration>', 'downtime QEMU aims for at the switch', '100ms')
+  .option('--bandwidth <rate>', 'cap the migration stream, e.g. 200M (bits/s)')
+  .option('--deadline <duration>', 'give up (VM stays on the source) if not done by then', '120s')
+  .option('--cancel', 'cancel the running migration of <vm>')
+  .option('--json', 'print the summary as JSON')
+  .action(async (vm: string, o: { to?: string, mode: MigrationMode, maxDowntime: string, bandwidth?: string, deadline: string, cancel?: boolean, json?: boolean }, cmd: Command) => {
+    await withController(cmd, async (c, spec) => {
+      if (spec === undefined) return
+      if (o.cancel === true) {
+        await c.cancelMigration(vm)
+        process.stderr.write(`migrate: asked the source to cancel ${vm}'s migration\n`)
+        return
+      }
+      if (o.to === undefined) throw new SupercloudError('SC_USAGE', 'migrate needs --to <host> (or --cancel)', { exitCode: 2 })
+      const bar = makeMigrationBar(vm, o.to)
+      const r = await c.migrate(spec, vm, o.to, {
+        mode: o.mode,
+        maxDowntimeMs: parseDuration(o.maxDowntime),
+        ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidth(o.bandwidth) / 8 } : {}),
+        deadlineMs: parseDuration(o.deadline),
+        signal: interruptSignal(),
+        onProgress: p => bar.update(p)
+      })
+      bar.done()
+      if (o.json === true) process.stdout.write(JSON.stringify(r, null, 2) + '\n')
+      else process.stdout.write(formatMigrationSummary(vm, r) + '\n')
+    })
   })
 
 async function main (): Promise<void> {

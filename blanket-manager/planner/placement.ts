@@ -126,3 +126,22 @@ export function resolveVms (spec: Spec, prefix: string): Record<string, Resolved
   }
   return out
 }
+
+/**
+ * Where `supercloud migrate` moved a VM. It stays there across later `up`s as long as the
+ * spec's own `host:` for that VM is what it was at migration time (`specHost`); once the
+ * user edits that line, the spec wins again.
+ */
+export interface PlacementOverride {
+  host: string
+  specHost?: string
+}
+
+export function withOverrides (spec: Spec, overrides: Record<string, PlacementOverride>): Spec {
+  const vms: Spec['vms'] = {}
+  for (const [name, vm] of Object.entries(spec.vms)) {
+    const o = overrides[name]
+    vms[name] = o !== undefined && spec.hosts[o.host] !== undefined && vm.host === o.specHost ? { ...vm, host: o.host } : vm
+  }
+  return { ...spec, vms }
+}

@@ -23,6 +23,10 @@ export interface Observation {
   hosts: Record<string, 'running' | 'gone' | 'unreachable'>
   /** VM name -> run state reported by its host's agent ('running', 'absent', ...). */
   vms: Record<string, string>
+  /** Host name -> build id of the agent answering there. */
+  agentBuilds?: Record<string, string>
+  /** Build id of the agent this controller ships; hosts running another one are upgraded. */
+  wantedAgentBuild?: string
 }
 
 export interface Plan {
@@ -73,6 +77,9 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
     } else if (health === 'gone' || health === 'unreachable') {
       createHosts.push({ kind: 'host.create', host, specHash: h, reason: `host is ${health}: repairing` })
       replacedHosts.add(host.name)
+    } else if (observed?.wantedAgentBuild !== undefined && observed.agentBuilds?.[host.name] !== undefined && observed.agentBuilds[host.name] !== observed.wantedAgentBuild) {
+      // Guests outlive the agent, so an upgrade touches no VM.
+      createHosts.push({ kind: 'host.create', host, specHash: h, reason: `upgrading host agent ${observed.agentBuilds[host.name] ?? ''} -> ${observed.wantedAgentBuild}` })
     }
   }
   for (const row of state.hosts) {
@@ -87,7 +94,9 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
     const row = state.vms.find(v => v.name === vm.spec.name)
     const h = vmHash(vm)
     const run = observed?.vms[vm.spec.name]
-    if (row === undefined) {
+    if (row?.status === 'migrating') {
+      continue // `supercloud migrate` owns it until it finishes or rolls back
+    } else if (row === undefined) {
       createVms.push({ kind: 'vm.create', vm, specHash: h, reason: 'new VM' })
     } else if (row.specHash !== h || row.host !== vm.host) {
       vmDeletes.push({ kind: 'vm.delete', name: row.name, host: row.host, reason: row.host !== vm.host ? `moving to ${vm.host}` : 'spec changed: replacing VM' })

@@ -35,7 +35,7 @@ export interface WanSpec {
   delayMs: number
 }
 
-export type DriverName = 'local' | 'ssh'
+export type DriverName = 'local' | 'ssh' | 'ec2'
 export type Accel = 'auto' | 'kvm' | 'tcg'
 
 export interface HostSpec {
@@ -51,6 +51,25 @@ export interface HostSpec {
   local?: { address?: string }
   /** Options of the `ssh` driver. */
   ssh?: { address: string, port: number, user: string, key: string, guestBridge?: string }
+  /** Options of the `ec2` driver (docs/ec2.md). */
+  ec2?: Ec2HostOptions
+}
+
+/** An EC2 instance as a host. */
+export interface Ec2HostOptions {
+  region: string
+  /** AMI id in that region (stock Debian 12 or Ubuntu; the bootstrap user-data does the rest). */
+  ami: string
+  instanceType: string
+  /** Launch as a spot instance (one-time, terminate on interruption). */
+  spot?: boolean
+  /** CIDR allowed to SSH in; default the operator's address as seen from outside (/32). */
+  sshFrom?: string
+  subnetId?: string
+  /** EC2 API endpoint override (tests, private endpoints); default the region's public endpoint. */
+  endpoint?: string
+  /** SSH user; default root (the user-data authorizes the supercloud key for root). */
+  user?: string
 }
 
 export type ImageSpec =

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto'
 import type { HostRecord } from '../../drivers/cloud.ts'
 import { StateLockedError } from '../errors.ts'
 
-export type ResourceStatus = 'creating' | 'ready' | 'destroying' | 'failed'
+export type ResourceStatus = 'creating' | 'ready' | 'destroying' | 'failed' | 'migrating'
 
 export interface HostRow {
   name: string
@@ -73,6 +73,16 @@ CREATE TABLE IF NOT EXISTS vms (
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
 `
 
+/** One stored event; `data` is the event's JSON (its shape is events/schema.ts's business). */
+export interface EventRow {
+  seq: number
+  ts: string
+  type: string
+  host?: string
+  vm?: string
+  data: string
+}
+
 export interface StateSnapshot {
   networks: NetworkRow[]
   hosts: HostRow[]
@@ -84,6 +94,7 @@ export class StateStore {
   readonly path: string
   private readonly db: Database.Database
   private lockPath?: string
+  private eventsReady = false
 
   private constructor (dir: string) {
     this.dir = dir
@@ -249,6 +260,55 @@ export class StateStore {
   journalSince (seq: number, limit = 1000): JournalEntry[] {
     return (this.db.prepare('SELECT * FROM journal WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as Array<Record<string, string | number>>)
       .map(r => ({ seq: Number(r.seq), ts: String(r.ts), kind: String(r.kind), subject: String(r.subject), detail: JSON.parse(String(r.detail)) as Record<string, unknown> }))
+  }
+
+  /** Creates the event history table on first use (events/hub.ts owns its contents). */
+  private ensureEvents (): void {
+    if (this.eventsReady) return
+    this.db.exec(`CREATE TABLE IF NOT EXISTS events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, type TEXT NOT NULL, host TEXT, vm TEXT, data TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS events_vm ON events (vm, seq);`)
+    this.eventsReady = true
+  }
+
+  /**
+   * Appends events to the bounded history in one transaction and returns their sequence
+   * numbers (strictly increasing across every process writing this supercloud, never reused
+   * after pruning). Keeps the newest `keep` events.
+   */
+  appendEvents (rows: Array<Omit<EventRow, 'seq'>>, keep = 20000): number[] {
+    this.ensureEvents()
+    const insert = this.db.prepare('INSERT INTO events (ts, type, host, vm, data) VALUES (?, ?, ?, ?, ?)')
+    return this.db.transaction(() => {
+      const seqs = rows.map(r => Number(insert.run(r.ts, r.type, r.host ?? null, r.vm ?? null, r.data).lastInsertRowid))
+      const last = seqs[seqs.length - 1]
+      if (last !== undefined) this.db.prepare('DELETE FROM events WHERE seq <= ?').run(last - keep)
+      return seqs
+    })()
+  }
+
+  /** Stored events after `seq`, oldest first, optionally only those about one VM or host. */
+  eventsSince (seq: number, opts: { limit?: number, vm?: string, host?: string } = {}): EventRow[] {
+    this.ensureEvents()
+    const where = ['seq > @seq']
+    if (opts.vm !== undefined) where.push('vm = @vm')
+    if (opts.host !== undefined) where.push('host = @host')
+    return (this.db.prepare(`SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT @limit`)
+      .all({ seq, vm: opts.vm ?? null, host: opts.host ?? null, limit: opts.limit ?? 1000 }) as Array<Record<string, unknown>>)
+      .map(r => {
+        const e: EventRow = { seq: Number(r.seq), ts: String(r.ts), type: String(r.type), data: String(r.data) }
+        if (typeof r.host === 'string') e.host = r.host
+        if (typeof r.vm === 'string') e.vm = r.vm
+        return e
+      })
+  }
+
+  /** Oldest stored sequence number (0 when empty) and the last one ever assigned (0 when none). */
+  eventBounds (): { oldest: number, head: number } {
+    this.ensureEvents()
+    const o = this.db.prepare('SELECT MIN(seq) AS oldest FROM events').get() as { oldest: number | null }
+    const h = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'events'").get() as { seq: number } | undefined
+    return { oldest: o.oldest ?? 0, head: h?.seq ?? 0 }
   }
 
   /** Runs `fn` in one transaction. */

@@ -63,3 +63,13 @@ t.test('site gateway', async t => {
   t.equal(siteGateway(spec([], []), 'a'), '198.18.1.1')
   t.equal(siteGateway(spec([], []), 'nope'), undefined)
 })
+
+t.test('a migrated VM stays where it was moved until the spec line changes', async t => {
+  const { withOverrides } = await import('../../../blanket-manager/planner/placement.ts')
+  const s = spec([host('h1', 'a'), host('h2', 'a')], [vm('web1', { host: 'h1' }), vm('free')])
+  const moved = withOverrides(s, { web1: { host: 'h2', specHost: 'h1' }, free: { host: 'h2' } })
+  t.equal(moved.vms.web1?.host, 'h2')
+  t.equal(moved.vms.free?.host, 'h2', 'an unpinned VM stays on its new host too')
+  t.equal(withOverrides({ ...s, vms: { ...s.vms, web1: { ...s.vms.web1!, host: 'h2' } } }, { web1: { host: 'h1', specHost: 'h1' } }).vms.web1?.host, 'h2', 'an edited spec line wins')
+  t.equal(withOverrides(s, { web1: { host: 'gone-host', specHost: 'h1' } }).vms.web1?.host, 'h1', 'an override to a removed host is ignored')
+})

@@ -81,3 +81,17 @@ t.test('last local host gone removes the network', async t => {
   const none = spec([], [])
   t.same(plan(none, st, 'scx').actions.map(a => a.kind), ['vm.delete', 'vm.delete', 'host.delete', 'host.delete', 'network.delete'])
 })
+
+t.test('a VM being migrated is left alone by up', async t => {
+  const st = applied(base)
+  const i = st.vms.findIndex(v => v.name === 'web1')
+  st.vms[i] = { ...st.vms[i]!, status: 'migrating', host: 'h2' }
+  t.same(plan(base, st, 'scx').actions, [])
+})
+
+t.test('hosts whose agent is another build are re-bootstrapped, their VMs untouched', async t => {
+  const st = applied(base)
+  const p = plan(base, st, 'scx', { hosts: { h1: 'running', h2: 'running' }, vms: { web1: 'running', db1: 'running' }, agentBuilds: { h1: 'old', h2: 'new' }, wantedAgentBuild: 'new' })
+  t.same(p.actions.map(a => a.kind), ['host.create'])
+  t.match(describePlan(p)[0], /host h1 .*upgrading host agent old -> new/)
+})
