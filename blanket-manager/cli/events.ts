@@ -69,11 +69,11 @@ export function registerEvents (program: Command, helpers: CliHelpers): void {
             cursor = page[page.length - 1]?.seq ?? cursor
             if (page.length < 1000) break
           }
-          cursor = Math.max(cursor, hub.bounds().head)
         } else {
           const all = hub.list(0, filter, Number.MAX_SAFE_INTEGER)
           all.slice(Math.max(0, all.length - limit)).forEach(print)
-          cursor = hub.bounds().head
+          // Following resumes after the last matching event shown (non-matching ones are skipped again).
+          cursor = all[all.length - 1]?.seq ?? 0
         }
         if (o.follow !== true) return
         hub.follow()
