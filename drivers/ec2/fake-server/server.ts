@@ -176,7 +176,9 @@ export class FakeEc2Server {
     /** The next `times` instances launched never become reachable. */
     unreachable: (times = 1): void => { this.unreachableLaunches += times },
     removeImage: (region: string, ami: string): void => { this.images.get(region)?.delete(ami) },
-    addImage: (region: string, ami: string): void => { this.images.get(region)?.add(ami) }
+    addImage: (region: string, ami: string): void => { this.images.get(region)?.add(ami) },
+    /** Drops pending throttling, quota and unreachable injections. */
+    clear: (): void => { this.throttles = []; this.quotaFailures = 0; this.unreachableLaunches = 0 }
   }
 
   instances (): FakeInstance[] {
