@@ -174,6 +174,9 @@ export function openVpnConfig (o: OpenVpnEndOptions): string {
     `peer-fingerprint ${normaliseFingerprint(o.peerFingerprint)}`,
     `data-ciphers ${cipher}`,
     `data-ciphers-fallback ${cipher}`,
+    // Traffic for the peer gateway's own site address is legitimate tunnel traffic (our
+    // policy routing keeps OpenVPN's packets on the underlay), not a routing loop.
+    'allow-recursive-routing',
     'persist-tun',
     `keepalive ${ka.intervalS} ${ka.timeoutS}`,
     `mark ${mark}`,

@@ -44,6 +44,7 @@ t.test('server end: the whole configuration', async t => {
     `peer-fingerprint ${FP_B}`,
     'data-ciphers AES-256-GCM',
     'data-ciphers-fallback AES-256-GCM',
+    'allow-recursive-routing',
     'persist-tun',
     'keepalive 5 30',
     `mark ${DEFAULT_UNDERLAY_POLICY.mark}`,
