@@ -15,12 +15,17 @@ type TinyImage = Awaited<ReturnType<typeof buildTinyImage>>
 import { AgentClient } from './agent/client.ts'
 import type { VmInfo, VmLaunch } from './agent/protocol.ts'
 import { bootstrapHost } from './bootstrap/blanket.ts'
+import { ensureEndpointManager, endpointRoot, VW_MTU } from './bootstrap/virtualwire.ts'
+import { readEndpoints, writeEndpoint } from './network/virtualwire.ts'
+import { assignConnectorIds, compileTopology, diffEndpoints, type EndpointWrite, type Topology } from '../virtualwire/topology/compile.ts'
+import { wireKey } from './spec/network.ts'
+import type { EndpointConfig, WireSpec } from '../virtualwire/types.ts'
 import { agentBundle } from './agent/bundle.ts'
 import { ensureImageOnHost } from './bootstrap/images.ts'
 import { CancelledError, CapacityError, NotFoundError, SupercloudError, throwIfAborted } from './errors.ts'
 import type { MigrationMode, MigrationProgress } from './migration/progress.ts'
 import type { MigrationSummary } from '../drivers/qemu/migration.ts'
-import { describePlan, plan, vmHash, type Action, type Observation, type Plan } from './planner/plan.ts'
+import { describePlan, plan, vmHash, wiringHash, type Action, type Observation, type Plan } from './planner/plan.ts'
 import { resolveVms, withOverrides, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
 import type { OperationOptions, ProgressEvent } from './progress.ts'
 import type { Spec } from './spec/types.ts'
@@ -98,6 +103,8 @@ export class Controller {
   private readonly ssh = new Map<string, Promise<SshConnection>>()
   private readonly agents = new Map<string, Promise<AgentClient>>()
   private readonly progress: (ev: ProgressEvent) => void
+  /** The VirtualWire topology of the current `up` (wired NICs join endpoint bridges). */
+  private currentTopology?: Topology
 
   constructor (readonly name: string, private readonly opts: ControllerOptions = {}) {
     this.dir = supercloudDir(name, opts.env)
@@ -198,7 +205,90 @@ export class Controller {
 
   async plan (spec: Spec): Promise<Plan> {
     const ctx = await this.context(spec)
-    return plan(this.effectiveSpec(spec), this.store.snapshot(), ctx.prefix, await this.observe())
+    const obs = await this.observe()
+    obs.wiringApplied = this.store.getMeta('wires-applied') ?? ''
+    return plan(this.effectiveSpec(spec), this.store.snapshot(), ctx.prefix, obs, this.wires(spec))
+  }
+
+  /** Wires in force: the spec's, plus `wire connect`, minus `wire disconnect`. */
+  wires (spec: Spec): WireSpec[] {
+    const ch = JSON.parse(this.store.getMeta('wire-changes') ?? '{"added":[],"removed":[]}') as { added: WireSpec[], removed: string[] }
+    const removed = new Set(ch.removed)
+    const out = spec.network.wires.filter(w => !removed.has(wireKey(w)))
+    for (const w of ch.added) if (!out.some(x => wireKey(x) === wireKey(w))) out.push(w)
+    return out
+  }
+
+  /** Records a runtime wiring change (`wire connect` / `wire disconnect`). */
+  setWireChange (w: WireSpec, connect: boolean): void {
+    const ch = JSON.parse(this.store.getMeta('wire-changes') ?? '{"added":[],"removed":[]}') as { added: WireSpec[], removed: string[] }
+    const k = wireKey(w)
+    ch.added = ch.added.filter(x => wireKey(x) !== k)
+    ch.removed = ch.removed.filter(x => x !== k)
+    if (connect) ch.added.push(w)
+    else ch.removed.push(k)
+    this.store.setMeta('wire-changes', JSON.stringify(ch))
+  }
+
+  /** The topology of the wires in force, with VMs where `resolved` places them. */
+  topology (spec: Spec, resolved: Record<string, ResolvedVm>, prefix: string, wires: WireSpec[] = this.wires(spec)): Topology {
+    const ids = assignConnectorIds(wires, JSON.parse(this.store.getMeta('connector-ids') ?? '{}') as Record<string, number>)
+    this.store.setMeta('connector-ids', JSON.stringify(ids))
+    const hostAddress: Record<string, string> = {}
+    for (const h of this.store.hosts()) if (h.record !== undefined) hostAddress[h.name] = h.record.address
+    return compileTopology({
+      spec: { ...spec, network: { ...spec.network, wires } },
+      placement: Object.fromEntries(Object.values(resolved).map(r => [r.spec.name, r.host])),
+      hostAddress,
+      ids,
+      prefix
+    })
+  }
+
+  /** Each ready host's endpoints, read through its endpoint interface. */
+  async currentEndpoints (): Promise<Record<string, EndpointConfig[]>> {
+    const out: Record<string, EndpointConfig[]> = {}
+    await Promise.all(this.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined).map(async h => {
+      const ssh = await this.connect(h.name)
+      out[h.name] = await readEndpoints(ssh, endpointRoot(h.record?.stateDir ?? ''))
+    }))
+    return out
+  }
+
+  /** Executes endpoint-interface writes over SSH, in order. */
+  async applyEndpointWrites (writes: EndpointWrite[], progress: (ev: ProgressEvent) => void = this.progress): Promise<void> {
+    for (const w of writes) {
+      const h = this.store.host(w.host)
+      if (h?.record === undefined) throw new NotFoundError('host', w.host)
+      progress({ subject: `host ${w.host}`, phase: 'virtualwire', message: `echo "${w.line}" > ${w.file}` })
+      await writeEndpoint(await this.connect(w.host), endpointRoot(h.record.stateDir), w)
+    }
+  }
+
+  /** Makes every host's endpoints and switches match the topology. */
+  private async syncWires (topo: Topology, prefix: string, progress: (ev: ProgressEvent) => void): Promise<void> {
+    const writes = diffEndpoints(await this.currentEndpoints(), topo.endpoints)
+    await this.applyEndpointWrites(writes, progress)
+    await Promise.all(this.store.hosts().filter(h => h.status === 'ready').map(async h => {
+      const switches = (topo.switches[h.name] ?? []).map(sw => ({ name: sw.name, bridge: sw.bridge, mtu: VW_MTU, ports: sw.ports.map(p => ({ port: p.port, endpointBridge: p.endpointBridge, link: p.link, peer: p.peer })) }))
+      await (await this.agent(h.name)).ensureSwitches({ prefix, switches })
+    }))
+  }
+
+  /** Puts running guests' TAPs on the bridge their NIC belongs on (after a wiring change). */
+  private async attachNics (topo: Topology): Promise<void> {
+    const byHost = new Map<string, Array<{ tap: string, bridge: string, mtu?: number }>>()
+    for (const vm of this.store.vms().filter(v => v.status === 'ready' && v.record !== undefined)) {
+      const host = this.store.host(vm.host)?.record
+      if (host === undefined) continue
+      for (const n of vm.record?.nics ?? []) {
+        const wired = topo.nics[vm.name]?.[n.name]
+        const list = byHost.get(vm.host) ?? []
+        list.push(wired !== undefined ? { tap: n.tap, bridge: wired.bridge, mtu: VW_MTU } : { tap: n.tap, bridge: host.guestBridge })
+        byHost.set(vm.host, list)
+      }
+    }
+    await Promise.all([...byHost].map(async ([host, taps]) => { await (await this.agent(host)).attach({ taps }) }))
   }
 
   /** Reconciles reality with the spec. Safe to interrupt and re-run. */
@@ -273,9 +363,22 @@ export class Controller {
         onProgress: progress
       })
       this.agents.set(h.name, Promise.resolve(boot.agent))
+      await ensureEndpointManager(ssh, row.record.stateDir, ctx.prefix, { onProgress: progress })
       this.store.putHost({ ...row, status: 'ready', bootstrapped: true, accel: boot.accel.mode, accelReason: boot.accel.reason })
       journal('host.ready', h.name, { accel: boot.accel.mode, reason: boot.accel.reason, address: row.record.address })
     }))
+
+    // VirtualWire: endpoints and switches before the guests whose NICs join them.
+    const wiresWanted = this.wires(spec)
+    this.currentTopology = this.topology(spec, p.resolved, ctx.prefix, wiresWanted)
+    for (const a of byKind('wires.sync')) {
+      if (a.kind !== 'wires.sync') continue
+      progress({ subject: 'virtualwire', phase: 'sync', message: `${a.wires} wire(s): ${a.reason}` })
+      await this.syncWires(this.currentTopology, ctx.prefix, progress)
+      await this.attachNics(this.currentTopology)
+      this.store.setMeta('wires-applied', a.wiringHash)
+      journal('wires.synced', 'virtualwire', { wires: a.wires })
+    }
 
     await allSettledOrThrow([...byKind('vm.create'), ...byKind('vm.balloon')].map(async a => {
       throwIfAborted(signal, 'up')
@@ -311,7 +414,7 @@ export class Controller {
   }
 
   /** What the agent on `host` needs to run `vm`, with its image files put on that host. */
-  private async buildLaunch (spec: Spec, vm: ResolvedVm, host: string, tiny: TinyImage | undefined, progress: (ev: ProgressEvent) => void, signal?: AbortSignal): Promise<VmLaunch> {
+  private async buildLaunch (spec: Spec, vm: ResolvedVm, host: string, tiny: TinyImage | undefined, progress: (ev: ProgressEvent) => void, signal?: AbortSignal, topo?: Topology): Promise<VmLaunch> {
     const hostRow = this.store.host(host)
     if (hostRow?.record === undefined) throw new NotFoundError('host', host)
     const ssh = await this.connect(host, signal)
@@ -337,7 +440,10 @@ export class Controller {
       memory: vm.spec.memory,
       image,
       disks: vm.spec.disks,
-      nics: vm.nics.map(n => ({ name: n.name, mac: n.mac, tap: n.tap, address: n.address })),
+      nics: vm.nics.map(n => {
+        const wired = (topo ?? this.currentTopology)?.nics[vm.spec.name]?.[n.name]
+        return { name: n.name, mac: n.mac, tap: n.tap, address: n.address, ...(wired !== undefined ? { bridge: wired.bridge, mtu: VW_MTU } : {}) }
+      }),
       bootTimeoutMs: bootTimeoutMs(this.opts.env)
     }
     if (vm.gateway !== undefined) launch.gateway = vm.gateway

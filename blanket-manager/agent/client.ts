@@ -1,7 +1,7 @@
 /** Controller side of the agent protocol: RPC over a stream opened through SSH. */
 import type { Duplex } from 'node:stream'
 import { AgentError, CancelledError } from '../errors.ts'
-import { encode, splitLines, type AccelChoice, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import { encode, splitLines, type AccelChoice, type AttachParams, type SwitchesParams, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { SshConnection } from '../ssh/client.ts'
 
@@ -51,6 +51,7 @@ export class AgentClient {
     this.pending.delete(msg.id)
     clearTimeout(p.timer)
     if (msg.ok) p.resolve(msg.result)
+    else if (msg.error.code === 'SC_CANCELLED') p.reject(new CancelledError(`${msg.error.message.replace(/ cancelled$/, '')} on ${this.host}`))
     else p.reject(new AgentError(msg.error.code, `${this.host}: ${msg.error.message}`))
   }
 
@@ -102,6 +103,8 @@ export class AgentClient {
   async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }
   async cancelMigration (name: string): Promise<void> { await this.call('vm.migrate.cancel', { name }) }
   async finishIncoming (name: string): Promise<VmInfo> { return await this.call('vm.migrate.finish', { name }, { timeoutMs: 60000 }) }
+  async ensureSwitches (p: SwitchesParams): Promise<void> { await this.call('vw.switches', p) }
+  async attach (p: AttachParams): Promise<void> { await this.call('vw.attach', p) }
   async consoleSocket (name: string): Promise<string> { return (await this.call<{ path: string }>('vm.console', { name })).path }
 
   close (): void {

@@ -34,6 +34,8 @@ export type AgentMethod =
   | 'vm.migrate.continue'
   | 'vm.migrate.cancel'
   | 'vm.migrate.finish'
+  | 'vw.switches'
+  | 'vw.attach'
   | 'agent.shutdown'
 
 export interface HelloResult {
@@ -76,7 +78,8 @@ export interface VmLaunch {
   memory: { requestedBytes: number, allocatedBytes: number }
   image: VmImage
   disks: Array<{ name: string, sizeBytes: number }>
-  nics: Array<{ name: string, mac: string, tap: string, address: string }>
+  /** `bridge`: where the TAP joins (a VirtualWire endpoint bridge); default the host's guest bridge. `mtu`: advertised to the guest. */
+  nics: Array<{ name: string, mac: string, tap: string, address: string, bridge?: string, mtu?: number }>
   gateway?: string
   /** How long to wait for the guest's ready marker on its console. */
   bootTimeoutMs: number
@@ -137,4 +140,15 @@ export interface OutgoingParams {
   deadlineMs: number
   /** Pause at switchover until the controller calls vm.migrate.continue (to re-point the network). */
   holdAtSwitchover: boolean
+}
+
+/** The Domain-0 switches a host should have (VirtualWire); others carrying the prefix are removed. */
+export interface SwitchesParams {
+  prefix: string
+  switches: Array<{ name: string, bridge: string, mtu: number, ports: Array<{ port: string, endpointBridge: string, link: string, peer: string }> }>
+}
+
+/** Moves TAPs of running guests to the bridge their NIC belongs on now (wiring changed). */
+export interface AttachParams {
+  taps: Array<{ tap: string, bridge: string, mtu?: number }>
 }

@@ -9,7 +9,7 @@ import { cpus, hostname, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { HypervisorBackend } from '../../drivers/hypervisor.ts'
 import { SupercloudError } from '../errors.ts'
-import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type AccelChoice, type HelloResult, type IncomingParams, type OutgoingParams, type ProbeParams, type VmLaunch } from './protocol.ts'
+import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type AccelChoice, type AttachParams, type HelloResult, type IncomingParams, type SwitchesParams, type OutgoingParams, type ProbeParams, type VmLaunch } from './protocol.ts'
 import { VmManager } from './vms.ts'
 
 export interface AgentOptions {
@@ -101,6 +101,8 @@ export class Agent {
       case 'vm.migrate.continue': this.vms.continueMigration(name()); return null
       case 'vm.migrate.cancel': this.vms.cancelMigration(name()); return null
       case 'vm.migrate.finish': return await this.vms.finishIncoming(name())
+      case 'vw.switches': return await this.vms.ensureSwitches(p as unknown as SwitchesParams)
+      case 'vw.attach': for (const a of (p as unknown as AttachParams).taps ?? []) await this.vms.attach(a.tap, a.bridge, a.mtu); return null
       case 'agent.shutdown': setTimeout(() => { void this.stop().then(() => process.exit(0)) }, 50); return null
       default: throw new SupercloudError('SC_AGENT_UNKNOWN_METHOD', `unknown method '${String(req.method)}'`)
     }

@@ -10,7 +10,7 @@ import type { GuestDefinition, HypervisorBackend, AccelMode } from '../../driver
 import { waitForConsole } from '../../drivers/qemu/backend.ts'
 import { guestCmdline } from '../../images/guest/cmdline.ts'
 import { SupercloudError } from '../errors.ts'
-import type { IncomingParams, IncomingResult, OutgoingParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
 import { finishIncoming, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
 
 const run = promisify(execFile)
@@ -72,7 +72,7 @@ export class VmManager {
       if (!await exists(p)) await run('qemu-img', ['create', '-q', '-f', 'qcow2', p, String(d.sizeBytes)])
       disks.push({ id: `disk-${d.name}`, path: p, format: 'qcow2' })
     }
-    for (const n of l.nics) await this.ensureTap(n.tap)
+    for (const n of l.nics) await this.ensureTap(n.tap, n.bridge, n.mtu)
     const def: GuestDefinition = {
       name: l.name,
       cpus: l.cpus,
@@ -80,7 +80,7 @@ export class VmManager {
       accel: this.accel(),
       boot,
       disks,
-      nics: l.nics.map(n => ({ id: n.name, tap: n.tap, mac: n.mac })),
+      nics: l.nics.map(n => ({ id: n.name, tap: n.tap, mac: n.mac, ...(n.mtu !== undefined ? { mtu: n.mtu } : {}) })),
       runDir: this.runDir(l.name)
     }
     if (l.memory.allocatedBytes < l.memory.requestedBytes) def.balloonTargetBytes = l.memory.allocatedBytes
@@ -200,15 +200,52 @@ export class VmManager {
     return this.backend.consoleSocket(this.runDir(name))
   }
 
-  private async ensureTap (tap: string): Promise<void> {
+  private async ensureTap (tap: string, bridge?: string, mtu?: number): Promise<void> {
     if (!/^[a-zA-Z0-9_-]{1,15}$/.test(tap)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad TAP name '${tap}'`)
     try {
       await run('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap'])
     } catch (err) {
       if (!/exists|busy/i.test(String((err as { stderr?: string }).stderr))) throw new SupercloudError('SC_AGENT_TAP', `cannot create TAP ${tap}: ${String((err as { stderr?: string }).stderr ?? err)}`)
     }
-    await run('ip', ['link', 'set', tap, 'master', this.bridge])
-    await run('ip', ['link', 'set', tap, 'up'])
+    await this.attach(tap, bridge ?? this.bridge, mtu)
+  }
+
+  /** Puts a TAP on a bridge (idempotent); the TAP takes the bridge's MTU unless one is given. */
+  async attach (tap: string, bridge: string, mtu?: number): Promise<void> {
+    if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad bridge name '${bridge}'`)
+    try {
+      if (mtu !== undefined) await run('ip', ['link', 'set', tap, 'mtu', String(mtu)])
+      await run('ip', ['link', 'set', tap, 'master', bridge])
+      await run('ip', ['link', 'set', tap, 'up'])
+    } catch (err) {
+      throw new SupercloudError('SC_AGENT_TAP', `cannot attach ${tap} to ${bridge}: ${String((err as { stderr?: string }).stderr ?? err).trim()}`)
+    }
+  }
+
+  /** Makes this host's Domain-0 switches exactly `p.switches` (bridges plus veth ports into endpoint bridges). */
+  async ensureSwitches (p: SwitchesParams): Promise<void> {
+    const links = await this.linkNames()
+    const wantedBridges = new Set(p.switches.map(s => s.bridge))
+    const wantedLinks = new Set(p.switches.flatMap(s => s.ports.map(x => x.link)))
+    for (const sw of p.switches) {
+      if (!links.has(sw.bridge)) await run('ip', ['link', 'add', sw.bridge, 'type', 'bridge'])
+      await run('ip', ['link', 'set', sw.bridge, 'mtu', String(sw.mtu), 'up'])
+      for (const port of sw.ports) {
+        if (!links.has(port.link)) await run('ip', ['link', 'add', port.link, 'mtu', String(sw.mtu), 'type', 'veth', 'peer', 'name', port.peer, 'mtu', String(sw.mtu)])
+        await this.attach(port.link, port.endpointBridge, sw.mtu)
+        await this.attach(port.peer, sw.bridge, sw.mtu)
+      }
+    }
+    // Switch ports and switches that are no longer wanted (names carry the prefix and a kind letter).
+    for (const l of links) {
+      if (l.startsWith(`${p.prefix}p`) && !wantedLinks.has(l)) await run('ip', ['link', 'del', l]).catch(() => {})
+      if (l.startsWith(`${p.prefix}s`) && !wantedBridges.has(l)) await run('ip', ['link', 'del', l]).catch(() => {})
+    }
+  }
+
+  private async linkNames (): Promise<Set<string>> {
+    const { stdout } = await run('ip', ['-j', 'link', 'show'])
+    return new Set((JSON.parse(stdout) as Array<{ ifname: string }>).map(l => l.ifname))
   }
 
   private async deleteTap (tap: string): Promise<void> {

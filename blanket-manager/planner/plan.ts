@@ -16,6 +16,7 @@ export type Action =
   | { kind: 'vm.create', vm: ResolvedVm, specHash: string, reason: string }
   | { kind: 'vm.delete', name: string, host: string, reason: string }
   | { kind: 'vm.balloon', name: string, host: string, allocatedBytes: number, specHash: string, reason: string }
+  | { kind: 'wires.sync', wires: number, wiringHash: string, reason: string }
 
 /** What the controller saw on the hosts just before planning (optional: planning works from state alone). */
 export interface Observation {
@@ -27,6 +28,14 @@ export interface Observation {
   agentBuilds?: Record<string, string>
   /** Build id of the agent this controller ships; hosts running another one are upgraded. */
   wantedAgentBuild?: string
+  /** VirtualWire: hash of the wiring last applied, and whether hosts' endpoints drifted from it. */
+  wiringApplied?: string
+  wiringDrift?: boolean
+}
+
+/** Hash of everything the VirtualWire topology depends on (wires, where components run, hosts). */
+export function wiringHash (spec: Spec, wires: Spec['network']['wires'], resolved: Record<string, ResolvedVm>): string {
+  return stableHash({ wires, switches: spec.network.switches, extenders: spec.network.extenders, port: spec.network.port, placement: Object.fromEntries(Object.values(resolved).map(r => [r.spec.name, r.host])), hosts: Object.keys(spec.hosts).sort() })
 }
 
 export interface Plan {
@@ -53,7 +62,7 @@ export function vmHash (vm: ResolvedVm): string {
   return stableHash({ spec: { ...rest, memory: { requestedBytes: memory.requestedBytes } }, host: vm.host, nics: vm.nics, gateway: vm.gateway })
 }
 
-export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed?: Observation): Plan {
+export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed?: Observation, wires: Spec['network']['wires'] = spec.network.wires): Plan {
   const resolved = resolveVms(spec, prefix)
   const actions: Action[] = []
   const deletes: Action[] = []
@@ -132,7 +141,15 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
     .filter(n => !wantedDrivers.has(n.driver))
     .map(n => ({ kind: 'network.delete' as const, driver: n.driver, reason: 'no hosts of this driver left' }))
 
-  actions.push(...vmDeletes, ...deletes, ...netDeletes, ...netCreates, ...createHosts, ...createVms)
+  // VirtualWire: endpoints follow wires and placement; re-synced when either changed or drifted.
+  const wiring: Action[] = []
+  const wh = wiringHash(spec, wires, resolved)
+  const hadWires = observed?.wiringApplied !== undefined && observed.wiringApplied !== ''
+  if ((wires.length > 0 || hadWires) && (observed?.wiringApplied !== wh || observed.wiringDrift === true)) {
+    wiring.push({ kind: 'wires.sync', wires: wires.length, wiringHash: wh, reason: observed?.wiringDrift === true ? 'endpoints drifted on a host' : 'wires or placement changed' })
+  }
+
+  actions.push(...vmDeletes, ...deletes, ...netDeletes, ...netCreates, ...createHosts, ...wiring, ...createVms)
   return { actions, resolved }
 }
 
@@ -147,6 +164,7 @@ export function describePlan (p: Plan): string[] {
       case 'vm.create': return `+ vm ${a.vm.spec.name} on ${a.vm.host} [${a.vm.nics.map(n => n.address).join(', ')}]  (${a.reason})`
       case 'vm.delete': return `- vm ${a.name} on ${a.host}  (${a.reason})`
       case 'vm.balloon': return `~ vm ${a.name} allocated memory -> ${Math.round(a.allocatedBytes / 1048576)}M  (${a.reason})`
+      case 'wires.sync': return `~ virtualwire ${a.wires} wire${a.wires === 1 ? '' : 's'}  (${a.reason})`
     }
     return ''
   })
