@@ -248,10 +248,12 @@ export async function startServer (opts: ServerOptions): Promise<RunningServer> 
     }
     sub.onClose(r => {
       if (r.kind === 'slow') {
-        if (ws.readyState === WebSocket.OPEN) {
+        // After the event a pending next() already took went out (it is in the reported lastSeq).
+        setImmediate(() => {
+          if (ws.readyState !== WebSocket.OPEN) return
           ws.send(JSON.stringify({ kind: 'error', code: r.error.code, message: r.error.message, lastSeq: r.error.lastSeq }))
           ws.close(WS_CLOSE.slowConsumer, closeReason(`slow consumer: fell more than ${opts.queueLimit ?? opts.hub.queueLimit} events behind; re-read state, resume from your last seq`))
-        }
+        })
       } else if (r.kind === 'hub-closed' && ws.readyState === WebSocket.OPEN) ws.close(WS_CLOSE.goingAway, 'server shutting down')
     })
     ws.on('close', () => { conns.events.delete(ws); sub.close() })
