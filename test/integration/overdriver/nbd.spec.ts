@@ -2,7 +2,7 @@
  * The NBD server against real clients: our TS client, and QEMU's own NBD client through
  * qemu-img and qemu-io, over TCP on loopback and over a unix socket.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { run } from './helpers.ts'
 import { join } from 'node:path'
 import { NbdClient } from '../../../overdriver/nbd/client.ts'
@@ -12,7 +12,7 @@ import { haveQemuUtils, pattern, tempDir } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
-async function serve (t: Tap.Test, opts: { unix?: boolean } = {}): Promise<{ server: NbdServer, where: { port: number } | { path: string }, disk: FileSwapPath, events: NbdServerEvent[], dir: string }> {
+async function serve (t: Test, opts: { unix?: boolean } = {}): Promise<{ server: NbdServer, where: { port: number } | { path: string }, disk: FileSwapPath, events: NbdServerEvent[], dir: string }> {
   const dir = tempDir(t, 'nbd')
   const disk = await FileSwapPath.open(join(dir, 'swap.img'), { sizeBytes: 16 * MiB })
   const events: NbdServerEvent[] = []
