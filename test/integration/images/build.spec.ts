@@ -34,7 +34,8 @@ t.test('build lands in <cache>/images/tiny-<id> and a second call uses the cache
   t.equal(initrd.subarray(0, 6).toString(), '070701', 'initrd is a gzip\'ed newc cpio')
   const listing = spawnSync('cpio', ['-t', '--quiet'], { input: initrd, encoding: 'utf8' })
   const files = new Set(listing.stdout.split('\n'))
-  for (const f of ['init', 'bin/busybox', 'bin/sh', 'bin/memload', 'bin/netprobe', 'dev/console', 'lib/modules/virtio_net.ko', 'lib/modules/virtio_pci.ko', 'etc/sc-modules']) {
+  for (const f of ['init', 'bin/busybox', 'bin/sh', 'bin/memload', 'bin/netprobe', 'bin/l2fw', 'dev/console', 'lib/modules/virtio_net.ko', 'lib/modules/virtio_pci.ko',
+    'lib/modules/8021q.ko', 'lib/modules/garp.ko', 'lib/modules/mrp.ko', 'lib/modules/stp.ko', 'lib/modules/llc.ko', 'etc/sc-modules']) {
     t.ok(files.has(f), `initrd contains ${f}`)
   }
 
@@ -46,6 +47,7 @@ t.test('build lands in <cache>/images/tiny-<id> and a second call uses the cache
 
   const help = spawnSync(img.tools.netprobe, ['--help'], { encoding: 'utf8' })
   t.match(help.stdout, /netprobe send <ipv4> <port>/, 'host copy of netprobe runs')
+  t.match(spawnSync(img.tools.l2fw, ['--help'], { encoding: 'utf8' }).stdout, /usage: l2fw <if-a> <if-b>/, 'host copy of l2fw runs')
 })
 
 t.test('concurrent builders agree and leave one directory', async t => {
