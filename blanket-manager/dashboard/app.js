@@ -173,7 +173,7 @@ function renderHost (hst) {
 function renderVmRow (v) {
   const live = model.vms.get(v.name)
   const st = live?.stats
-  const rate = st?.pagingRate ?? live?.samples[live.samples.length - 1]?.rate
+  const rate = live?.samples[live.samples.length - 1]?.rate ?? st?.pagingRate
   const ov = live?.overload
   const od = ov ? `overloaded${ov.classification ? ` (${ov.classification})` : ''}${ov.swap ? ', swap on' : ''}${ov.migrationTarget ? `, → ${ov.migrationTarget}` : ''}` : ''
   return h('tr', { 'data-vm': v.name, 'data-overloaded': ov !== undefined },
@@ -200,7 +200,7 @@ function renderGraphs () {
     const samples = live?.samples ?? []
     const threshold = model.thresholdFor(name)
     const now = Date.now()
-    const t0 = Math.min(samples[0]?.ts ?? now, now - 5 * 60 * 1000)
+    const t0 = Math.min(samples[0]?.ts ?? now, now - 2 * 60 * 1000)
     const t1 = Math.max(now, samples[samples.length - 1]?.ts ?? now)
     const maxRate = Math.max(1, threshold ?? 0, ...samples.map(p => p.rate)) * 1.15
     const x = (t) => PAD + (t - t0) / Math.max(1, t1 - t0) * (GW - PAD - 6)

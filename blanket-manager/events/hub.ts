@@ -206,11 +206,11 @@ export class EventHub {
     return () => { this.taps.delete(fn) }
   }
 
-  /** Polls the store for events other processes published (for long-lived processes). */
+  /** Polls the store for events other processes published (for long-lived processes; until close()). */
   follow (intervalMs = DEFAULT_FOLLOW_MS): void {
     if (this.followTimer !== undefined) return
+    // Keeps the process alive (a follower waits for events); close() stops it.
     this.followTimer = setInterval(() => { try { this.pump() } catch { /* store closed */ } }, intervalMs)
-    this.followTimer.unref()
   }
 
   /** Events in the history after `since` (oldest first), filtered. */

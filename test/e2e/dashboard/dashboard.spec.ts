@@ -164,6 +164,32 @@ if (!existsSync(CHROMIUM)) {
     t.ok(evs[0] !== undefined && evs[1] !== undefined && evs[0].seq < evs[1].seq)
   })
 
+  t.test('supercloud events --follow prints new events as they are stored', async t => {
+    const child = startCli(['events', '--follow', '--json', '--type', 'migration.*', '--limit', '0'])
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    // Wait until it is following (its first poll ran), then publish from another process.
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    const store = StateStore.open(join(sb.stateRoot, NAME))
+    const hub = new EventHub(store)
+    hub.publish({ type: 'migration.started', vm: 'web1', data: { migration: 'm-e2e', from: 'h1', to: 'h2' } })
+    hub.publish({ type: 'migration.progress', vm: 'web1', data: { migration: 'm-e2e', transferredBytes: 64 << 20, totalBytes: 128 << 20 } })
+    hub.close()
+    store.close()
+    while (out.split('\n').filter(Boolean).length < 2) {
+      if (child.exitCode !== null) break
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    const evs = out.trim().split('\n').map(l => JSON.parse(l) as { type: string })
+    t.same(evs.map(e => e.type), ['migration.started', 'migration.progress'])
+    child.kill('SIGINT')
+    t.equal(await new Promise(resolve => child.once('exit', resolve)), 0, 'Ctrl-C ends it cleanly')
+    // The dashboard shows the migration with its progress bar.
+    const bar = page.locator('.migration[data-migration="m-e2e"] progress')
+    await bar.waitFor({ timeout: 30000 })
+    t.equal(await bar.getAttribute('value'), '0.5')
+  })
+
   t.test('serve stops on SIGTERM and removes serve.json', async t => {
     serve?.kill('SIGTERM')
     const code = await new Promise<number | null>(resolve => serve?.once('exit', resolve))

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,14 +6,12 @@ import { StateStore } from '../../../blanket-manager/state/store.ts'
 import { EventHub, EventRejectedError, SlowConsumerError, ingestAgentEvents, type SubscriptionItem } from '../../../blanket-manager/events/hub.ts'
 import type { EventInput, SupercloudEvent } from '../../../blanket-manager/events/schema.ts'
 
-function fresh (t: Tap.Test): StateStore {
+function fresh (t: Test): StateStore {
   const dir = mkdtempSync(join(tmpdir(), 'sc-events-'))
   const store = StateStore.open(dir)
   t.teardown(() => { store.close(); rmSync(dir, { recursive: true, force: true }) })
   return store
 }
-// eslint-disable-next-line @typescript-eslint/no-namespace
-declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 const stats = (vm: string, rate: number): EventInput => ({ type: 'vm.stats', host: 'host-a', vm, data: { residentBytes: 1, balloonBytes: 2, pagingRate: rate } })
 const seqs = (items: Array<SubscriptionItem | undefined>): number[] => items.map(i => (i?.kind === 'event' ? i.event.seq : -1))

@@ -56,3 +56,9 @@ t.test('type patterns', async t => {
   t.notOk(typeMatches('!vm.stats', 'vm.stats'))
   t.ok(typeMatches('!vm.stats', 'vm.running'))
 })
+
+t.test('docs/events.md documents every event type', async t => {
+  const { readFileSync } = await import('node:fs')
+  const doc = readFileSync(new URL('../../../docs/events.md', import.meta.url), 'utf8')
+  for (const name of EVENT_TYPE_NAMES) t.match(doc, `| \`${name}\` |`, name)
+})
