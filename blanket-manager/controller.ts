@@ -17,6 +17,8 @@ import type { VmInfo, VmLaunch } from './agent/protocol.ts'
 import { bootstrapHost } from './bootstrap/blanket.ts'
 import { ensureEndpointManager, endpointRoot, VW_MTU } from './bootstrap/virtualwire.ts'
 import { readEndpoints, writeEndpoint } from './network/virtualwire.ts'
+import { applyExtenderRoutes, connectExtender, sshShell } from '../virtualwire/extender/manage.ts'
+import { extenderDevName, extenderRoutes, extenderTunnel, DEFAULT_EXTENDER_PORT, type ExtenderTunnelPlan } from '../virtualwire/extender/openvpn.ts'
 import { assignConnectorIds, compileTopology, diffEndpoints, type EndpointWrite, type Topology } from '../virtualwire/topology/compile.ts'
 import { wireKey } from './spec/network.ts'
 import type { EndpointConfig, WireSpec } from '../virtualwire/types.ts'
@@ -275,6 +277,56 @@ export class Controller {
     }))
   }
 
+  /**
+   * Extenders: an encrypted OpenVPN tunnel between the gateway hosts of every pair of sites
+   * that declare one, and routes on every host of those sites so traffic between sites
+   * (VirtualWire connectors among it) takes the tunnel instead of the underlay.
+   */
+  private async syncExtenders (spec: Spec, prefix: string, progress: (ev: ProgressEvent) => void): Promise<void> {
+    const sites = Object.keys(spec.network.extenders).filter(s => spec.sites[s]?.subnet !== undefined).sort()
+    if (sites.length < 2) return
+    const record = (h: string): HostRecord => {
+      const r = this.store.host(h)?.record
+      if (r === undefined) throw new NotFoundError('host', h)
+      return r
+    }
+    const gateways: Record<string, string> = {}
+    for (const s of sites) gateways[s] = spec.network.extenders[s]?.gateway ?? ''
+    const tunnels: ExtenderTunnelPlan[] = []
+    let index = 0
+    for (let i = 0; i < sites.length; i++) {
+      for (let j = i + 1; j < sites.length; j++) {
+        const [sa, sb] = [sites[i] ?? '', sites[j] ?? '']
+        const [ga, gb] = [record(gateways[sa] ?? ''), record(gateways[sb] ?? '')]
+        const name = `${prefix}-ext${index}`
+        const dev = extenderDevName(prefix, index)
+        const port = DEFAULT_EXTENDER_PORT + index
+        progress({ subject: 'virtualwire', phase: 'extender', message: `${sa} (${ga.name}) <-> ${sb} (${gb.name}) over OpenVPN` })
+        await connectExtender({
+          name,
+          index,
+          a: { shell: sshShell(await this.connect(ga.name)), ip: ga.address, port, dev, runDir: `${ga.stateDir}/extender` },
+          b: { shell: sshShell(await this.connect(gb.name)), ip: gb.address, port, dev, runDir: `${gb.stateDir}/extender` }
+        })
+        const t = extenderTunnel(index)
+        tunnels.push({ name, a: { site: sa, dev, tunnelIp: t.a, endpoint: ga.address }, b: { site: sb, dev, tunnelIp: t.b, endpoint: gb.address } })
+        index++
+      }
+    }
+    const hostsBySite: Record<string, Array<{ name: string, address: string }>> = {}
+    for (const h of this.store.hosts()) {
+      if (h.record === undefined || !sites.includes(h.site)) continue
+      ;(hostsBySite[h.site] ??= []).push({ name: h.name, address: h.record.address })
+    }
+    const plans = extenderRoutes({
+      sites: Object.fromEntries(sites.map(s => [s, { subnet: spec.sites[s]?.subnet ?? '' }])),
+      gateways,
+      hostsBySite,
+      tunnels
+    })
+    await Promise.all(Object.values(plans).map(async plan => { await applyExtenderRoutes(sshShell(await this.connect(plan.host)), plan) }))
+  }
+
   /** Puts running guests' TAPs on the bridge their NIC belongs on (after a wiring change). */
   private async attachNics (topo: Topology): Promise<void> {
     const byHost = new Map<string, Array<{ tap: string, bridge: string, mtu?: number }>>()
@@ -374,6 +426,7 @@ export class Controller {
     for (const a of byKind('wires.sync')) {
       if (a.kind !== 'wires.sync') continue
       progress({ subject: 'virtualwire', phase: 'sync', message: `${a.wires} wire(s): ${a.reason}` })
+      await this.syncExtenders(spec, ctx.prefix, progress)
       await this.syncWires(this.currentTopology, ctx.prefix, progress)
       await this.attachNics(this.currentTopology)
       this.store.setMeta('wires-applied', a.wiringHash)
@@ -447,6 +500,16 @@ export class Controller {
       bootTimeoutMs: bootTimeoutMs(this.opts.env)
     }
     if (vm.gateway !== undefined) launch.gateway = vm.gateway
+    const fw = vm.spec.firewall
+    if (fw !== undefined) {
+      // Spec NIC names -> the guest's interface names (NICs appear as eth0, eth1... in order).
+      const ifname = (nic: string): string => `eth${Math.max(0, vm.spec.nics.findIndex(n => n.name === nic))}`
+      launch.firewall = {
+        between: [ifname(fw.between[0]), ifname(fw.between[1])],
+        rules: [...fw.drop.map(match => ({ action: 'drop' as const, match })), ...fw.allow.map(match => ({ action: 'allow' as const, match }))],
+        default: fw.default
+      }
+    }
     return launch
   }
 

@@ -3,6 +3,8 @@
  * reached by the controller only through SSH (direct-streamlocal). One request, one response,
  * matched by `id`; the agent may also push `event` messages.
  */
+import type { GuestFirewall } from '../../images/guest/cmdline.ts'
+
 export const AGENT_PROTOCOL_VERSION = 1
 
 export interface AgentRequest {
@@ -81,6 +83,8 @@ export interface VmLaunch {
   /** `bridge`: where the TAP joins (a VirtualWire endpoint bridge); default the host's guest bridge. `mtu`: advertised to the guest. */
   nics: Array<{ name: string, mac: string, tap: string, address: string, bridge?: string, mtu?: number }>
   gateway?: string
+  /** Makes the guest a transparent L2 firewall between two of its interfaces (guest names, eth<i>). */
+  firewall?: GuestFirewall
   /** How long to wait for the guest's ready marker on its console. */
   bootTimeoutMs: number
 }

@@ -7,9 +7,9 @@ import { mkdir, readdir, readFile, rm, writeFile, access } from 'node:fs/promise
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { GuestDefinition, HypervisorBackend, AccelMode } from '../../drivers/hypervisor.ts'
-import { waitForConsole } from '../../drivers/qemu/backend.ts'
+import { readConsoleTail, waitForConsole } from '../../drivers/qemu/backend.ts'
 import { guestCmdline } from '../../images/guest/cmdline.ts'
-import { SupercloudError } from '../errors.ts'
+import { GuestBootError, SupercloudError } from '../errors.ts'
 import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
 import { finishIncoming, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
 
@@ -35,7 +35,12 @@ export class VmManager {
     try {
       const st = await this.backend.start(def, signal !== undefined ? { signal } : {})
       if (l.image.kind === 'kernel' && l.image.readyMarker !== undefined) {
-        await waitForConsole(def.runDir, `${l.image.readyMarker} ${l.name}`, l.bootTimeoutMs, signal)
+        // The guest's init prints READY, or FAILED with its reasons (then there is no point waiting).
+        const failed = `${l.image.readyMarker.replace(/READY$/, 'FAILED')} ${l.name}`
+        await waitForConsole(def.runDir, new RegExp(`(${escapeRe(`${l.image.readyMarker} ${l.name}`)}|${escapeRe(failed)})\\b`), l.bootTimeoutMs, signal)
+        const tail = await readConsoleTail(def.runDir, 40)
+        const line = tail.split('\n').find(x => x.includes(failed))
+        if (line !== undefined) throw new GuestBootError(l.name, `its init reported: ${line.slice(line.indexOf(failed) + failed.length).trim()}`, tail)
       }
       return { ...st, accel: def.accel }
     } catch (err) {
@@ -62,7 +67,7 @@ export class VmManager {
       boot = { kind: 'disk' }
     } else {
       const append = [
-        guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}) }),
+        guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}), ...(l.firewall !== undefined ? { firewall: l.firewall } : {}) }),
         l.image.append ?? ''
       ].join(' ').trim()
       boot = { kind: 'kernel', kernel: l.image.kernel, append, ...(l.image.initrd !== undefined ? { initrd: l.image.initrd } : {}) }
@@ -276,4 +281,8 @@ export async function freeMigrationPort (ip: string, avoid: number[] = []): Prom
     if (ok) return port
   }
   throw new SupercloudError('SC_MIGRATION_NO_PORT', `no free port in ${MIGRATION_PORTS.first}-${MIGRATION_PORTS.last} on ${ip}`)
+}
+
+function escapeRe (s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }

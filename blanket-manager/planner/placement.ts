@@ -121,7 +121,10 @@ export function resolveVms (spec: Spec, prefix: string): Record<string, Resolved
       return { name: n.name, address, mac: n.mac ?? macFor(spec.name, vm.name, n.name), tap: tapFor(prefix, vm.name, n.name) }
     })
     const r: ResolvedVm = { spec: vm, host: hostName, nics }
-    if (gateway !== undefined) r.gateway = gateway
+    const wired = wiredNicNames(spec, vm.name)
+    const onSite = vm.nics.some(n => !wired.has(n.name))
+    if (vm.gateway !== undefined) r.gateway = vm.gateway
+    else if (gateway !== undefined && onSite) r.gateway = gateway
     out[vm.name] = r
   }
   return out
@@ -144,4 +147,11 @@ export function withOverrides (spec: Spec, overrides: Record<string, PlacementOv
     vms[name] = o !== undefined && spec.hosts[o.host] !== undefined && vm.host === o.specHost ? { ...vm, host: o.host } : vm
   }
   return { ...spec, vms }
+}
+
+/** Names of a VM's NICs that are VirtualWire NICs (an end of some wire in the spec). */
+function wiredNicNames (spec: Spec, vm: string): Set<string> {
+  const out = new Set<string>()
+  for (const w of spec.network?.wires ?? []) for (const e of [w.a, w.b]) if (e.component === vm) out.add(e.port)
+  return out
 }

@@ -14,6 +14,7 @@ import type { Accel, DiskSpec, HostSpec, ImageSpec, NetworkSpec, NicSpec, SiteSp
 import type { WireSpec } from '../../virtualwire/types.ts'
 import { crossSiteProblems, emptyNetwork, parseWire, wireContext, wireProblems, formatWireEnd } from './network.ts'
 import { checkValue, specSchema, VALUE_EXAMPLES, type ValueKind } from './schema.ts'
+import { isL2fwMatch } from '../../images/guest/cmdline.ts'
 import { formatPath, Locator, pointerToPath, type SpecPath } from './locate.ts'
 import { formatBytes, parseBandwidth, parseDuration, parseSize } from './units.ts'
 import { suggest } from './suggest.ts'
@@ -528,6 +529,19 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
       nics
     }
     if (hostName !== undefined) vm.host = hostName
+    if (typeof v.gateway === 'string') vm.gateway = v.gateway
+    if (typeof v.firewall === 'object' && v.firewall !== null) {
+      const fw = v.firewall as { between?: unknown, allow?: unknown, drop?: unknown, default?: unknown }
+      const between = Array.isArray(fw.between) ? fw.between.map(String) : []
+      const names = nics.map(n => n.name)
+      between.forEach((b, i) => { if (!names.includes(b)) report([...at, 'firewall', 'between', i], `'${b}' is not a NIC of ${vmName} (${names.join(', ') || 'it has none'})`) })
+      if (between.length === 2 && between[0] === between[1]) report([...at, 'firewall', 'between'], 'the firewall needs two different NICs')
+      const list = (x: unknown): string[] => Array.isArray(x) ? x.map(String) : []
+      vm.firewall = { between: [between[0] ?? '', between[1] ?? ''], allow: list(fw.allow), drop: list(fw.drop), default: fw.default === 'allow' ? 'allow' : 'drop' }
+      for (const [k, rules] of [['allow', vm.firewall.allow], ['drop', vm.firewall.drop]] as const) {
+        rules.forEach((m, i) => { if (!isL2fwMatch(m)) report([...at, 'firewall', k, i], `'${m}' is not a firewall match (e.g. arp, icmp, udp:7, tcp:80-90, vlan:10+ipv4)`) })
+      }
+    }
     vms[vmName] = vm
   }
 

@@ -162,7 +162,19 @@ const vm: Schema = {
     cpus: count,
     memory,
     disks: { type: ['array', 'null'], items: disk },
-    nics: { type: ['array', 'null'], items: nic }
+    nics: { type: ['array', 'null'], items: nic },
+    gateway: ipv4,
+    firewall: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['between'],
+      properties: {
+        between: { type: 'array', items: str, minItems: 2, maxItems: 2 },
+        allow: { type: 'array', items: str },
+        drop: { type: 'array', items: str },
+        default: { enum: ['allow', 'drop'] }
+      }
+    }
   }
 }
 

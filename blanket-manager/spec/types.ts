@@ -98,6 +98,16 @@ export interface VmSpec {
   memory: { requestedBytes: number, allocatedBytes: number }
   disks: DiskSpec[]
   nics: NicSpec[]
+  /**
+   * The guest's default gateway. Default: its site's gateway when one of its NICs is on the
+   * site network; none when all its NICs are VirtualWire NICs (the user's network, the user's routes).
+   */
+  gateway?: string
+  /**
+   * Makes the VM a transparent L2 firewall (the guest image's l2fw) between two of its NICs:
+   * `drop` rules first, then `allow` rules, then `default` (l2fw match syntax: arp, icmp, udp:7, vlan:10+ipv4...).
+   */
+  firewall?: { between: [string, string], allow: string[], drop: string[], default: 'allow' | 'drop' }
 }
 
 /** The user's virtual network (VirtualWire, seed 002 ch. 5). See spec/network.ts for its rules. */
