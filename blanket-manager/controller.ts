@@ -9,6 +9,7 @@ import type { CloudDriver, DriverContext, HostRecord } from '../drivers/cloud.ts
 import { createLocalDriver } from '../drivers/local/driver.ts'
 import { ensureSupercloudKey } from '../drivers/local/keys.ts'
 import { createSshDriver } from '../drivers/ssh/driver.ts'
+import { createEc2Driver } from '../drivers/ec2/driver.ts'
 import { buildTinyImage } from '../images/guest/build.ts'
 
 type TinyImage = Awaited<ReturnType<typeof buildTinyImage>>
@@ -101,7 +102,7 @@ export function bootTimeoutMs (env: NodeJS.ProcessEnv = process.env): number {
 export class Controller {
   readonly store: StateStore
   readonly dir: string
-  private readonly drivers: Record<string, CloudDriver> = { local: createLocalDriver(), ssh: createSshDriver() }
+  private readonly drivers: Record<string, CloudDriver> = { local: createLocalDriver(), ssh: createSshDriver(), ec2: createEc2Driver() }
   private readonly ssh = new Map<string, Promise<SshConnection>>()
   private readonly agents = new Map<string, Promise<AgentClient>>()
   private readonly progress: (ev: ProgressEvent) => void
@@ -658,8 +659,12 @@ export class Controller {
       await this.driver(n.driver).destroyNetwork(ctx, opts)
       this.store.deleteNetwork(n.driver)
     }
-    // Networks of drivers that never recorded one (interrupted before the first record) are cleaned too.
-    if (this.store.getMeta('context') !== undefined) await this.driver('local').destroyNetwork(ctx, opts)
+    // Networks of drivers that never recorded one (interrupted before the first record) are cleaned
+    // too: the local sites, and the ec2 security group and key pair (it finds them by tag).
+    if (this.store.getMeta('context') !== undefined) {
+      await this.driver('local').destroyNetwork(ctx, opts)
+      if (Object.values(ctx.hosts ?? {}).some(h => h.driver === 'ec2')) await this.driver('ec2').destroyNetwork(ctx, opts)
+    }
     this.close()
     await rm(this.dir, { recursive: true, force: true })
   }
