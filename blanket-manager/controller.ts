@@ -35,6 +35,9 @@ import type { Spec } from './spec/types.ts'
 import { SshConnection } from './ssh/client.ts'
 import { supercloudDir } from './state/paths.ts'
 import { StateStore, type HostRow } from './state/store.ts'
+import { EventHub } from './events/hub.ts'
+import { reportMigration } from './events/migration.ts'
+import type { EventInput } from './events/schema.ts'
 
 export interface ControllerOptions {
   /** Override the state root (tests); default from the environment. */
@@ -109,9 +112,13 @@ export class Controller {
   /** The VirtualWire topology of the current `up` (wired NICs join endpoint bridges). */
   private currentTopology?: Topology
 
+  /** Typed, sequenced events (persisted in the state store; `supercloud events`, `serve`). */
+  readonly events: EventHub
+
   constructor (readonly name: string, private readonly opts: ControllerOptions = {}) {
     this.dir = supercloudDir(name, opts.env)
     this.store = StateStore.open(this.dir)
+    this.events = new EventHub(this.store)
     this.progress = opts.onProgress ?? (() => {})
   }
 
@@ -126,6 +133,11 @@ export class Controller {
     }
     const saved = JSON.parse(this.store.getMeta('context') ?? '{"sites":{},"wan":{"delayMs":0}}') as Pick<DriverContext, 'sites' | 'wan' | 'hosts'>
     return { name: this.name, prefix, dir: this.dir, keyPath, ...saved }
+  }
+
+  /** Publishes an event; a failure to record it never fails the operation it describes. */
+  private emit (ev: EventInput): void {
+    try { this.events.publish(ev) } catch { /* state closing */ }
   }
 
   private driver (name: string): CloudDriver {
@@ -210,7 +222,20 @@ export class Controller {
     const ctx = await this.context(spec)
     const obs = await this.observe()
     obs.wiringApplied = this.store.getMeta('wires-applied') ?? ''
-    return plan(this.effectiveSpec(spec), this.store.snapshot(), ctx.prefix, obs, this.wires(spec))
+    const eff = this.effectiveSpec(spec)
+    const wires = this.wires(spec)
+    if (wires.length > 0 && obs.wiringApplied !== '') obs.wiringDrift = await this.wiringDrifted(eff, ctx.prefix, wires)
+    return plan(eff, this.store.snapshot(), ctx.prefix, obs, wires)
+  }
+
+  /** Whether any host's endpoints differ from what the wires want (an endpoint manager lost them, a host came back empty). */
+  private async wiringDrifted (spec: Spec, prefix: string, wires: WireSpec[]): Promise<boolean> {
+    try {
+      const topo = this.topology(spec, resolveVms(spec, prefix), prefix, wires)
+      return diffEndpoints(await this.currentEndpoints(), topo.endpoints).length > 0
+    } catch {
+      return true
+    }
   }
 
   /** Wires in force: the spec's, plus `wire connect`, minus `wire disconnect`. */
@@ -408,6 +433,7 @@ export class Controller {
       progress({ subject: `host ${h.name}`, phase: 'provision', message: `creating with driver ${h.driver}` })
       row.record = await this.driver(h.driver).createHost(ctx, h, { signal, onProgress: progress })
       this.store.putHost(row)
+      this.emit({ type: 'host.created', host: h.name, data: { site: h.site, driver: h.driver, address: row.record.address } })
       const ssh = await this.connect(h.name, signal)
       const boot = await bootstrapHost(row.record, ssh, {
         accel: h.hypervisor.accel,
@@ -419,6 +445,7 @@ export class Controller {
       await ensureEndpointManager(ssh, row.record.stateDir, ctx.prefix, { onProgress: progress })
       this.store.putHost({ ...row, status: 'ready', bootstrapped: true, accel: boot.accel.mode, accelReason: boot.accel.reason })
       journal('host.ready', h.name, { accel: boot.accel.mode, reason: boot.accel.reason, address: row.record.address })
+      this.emit({ type: 'host.ready', host: h.name, data: { accel: boot.accel.mode, accelReason: boot.accel.reason, address: row.record.address } })
     }))
 
     // VirtualWire: endpoints and switches before the guests whose NICs join them.
@@ -427,6 +454,10 @@ export class Controller {
     for (const a of byKind('wires.sync')) {
       if (a.kind !== 'wires.sync') continue
       progress({ subject: 'virtualwire', phase: 'sync', message: `${a.wires} wire(s): ${a.reason}` })
+      // Endpoint managers first (one that died is restarted and reconciles from its saved state).
+      await Promise.all(this.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined).map(async h => {
+        await ensureEndpointManager(await this.connect(h.name), h.record?.stateDir ?? '', ctx.prefix, { onProgress: progress })
+      }))
       await this.syncExtenders(spec, ctx.prefix, progress)
       await this.syncWires(this.currentTopology, ctx.prefix, progress)
       await this.attachNics(this.currentTopology)
@@ -457,13 +488,17 @@ export class Controller {
     const agent = await this.agent(vm.host)
     const launch = await this.buildLaunch(spec, vm, vm.host, tiny, progress, signal)
     progress({ subject: `vm ${name}`, phase: 'boot', message: `booting on ${vm.host}` })
+    this.emit({ type: 'vm.created', host: vm.host, vm: name, data: { requestedBytes: vm.spec.memory.requestedBytes, allocatedBytes: vm.spec.memory.allocatedBytes, cpus: vm.spec.cpus } })
+    let info
     try {
-      await agent.createVm(launch, signal)
+      info = await agent.createVm(launch, signal)
     } catch (err) {
       this.store.putVm({ name, host: vm.host, specHash, status: 'failed', record, error: (err as Error).message })
+      this.emit({ type: 'vm.failed', host: vm.host, vm: name, data: { error: (err as Error).message, code: (err as { code?: string }).code ?? 'SC_UNKNOWN' } })
       throw err
     }
     this.store.putVm({ name, host: vm.host, specHash, status: 'ready', record })
+    this.emit({ type: 'vm.running', host: vm.host, vm: name, data: { accel: info.accel ?? 'tcg' } })
     progress({ subject: `vm ${name}`, phase: 'running', message: `running on ${vm.host}` })
   }
 
@@ -532,6 +567,7 @@ export class Controller {
       }
     }
     this.store.deleteVm(name)
+    this.emit({ type: 'vm.deleted', host: row.host, vm: name, data: { reason: 'removed' } })
   }
 
   private async deleteHost (ctx: DriverContext, name: string, progress: (ev: ProgressEvent) => void, signal?: AbortSignal): Promise<void> {
@@ -542,6 +578,7 @@ export class Controller {
     progress({ subject: `host ${name}`, phase: 'delete', message: `removing with driver ${row.driver}` })
     if (row.record !== undefined) await this.driver(row.driver).destroyHost(ctx, row.record, signal !== undefined ? { signal } : {})
     this.store.deleteHost(name)
+    this.emit({ type: 'host.gone', host: name, data: { reason: 'removed' } })
   }
 
   /**
@@ -575,6 +612,7 @@ export class Controller {
     const say = (message: string): void => this.progress({ subject: `vm ${vmName}`, phase: 'migrate', message })
     this.store.setMeta(`migration:${vmName}`, JSON.stringify({ from, to, mode, startedAt: new Date().toISOString() }))
     this.store.journal('migration.started', vmName, { from, to, mode })
+    const report = reportMigration(this.events, { vm: vmName, from, to })
     const source = await this.agent(from)
     const target = await this.agent(to)
     let prepared = false
@@ -589,8 +627,8 @@ export class Controller {
       prepared = true
       const stop = source.onEvent(ev => {
         if (ev.vm !== vmName) return
-        if (ev.type === 'migration.progress') opts.onProgress?.(ev as unknown as MigrationProgress)
-        if (ev.type === 'migration.switchover') { switched = true; say('switching over') }
+        if (ev.type === 'migration.progress') { opts.onProgress?.(ev as unknown as MigrationProgress); report.progress(ev as unknown as MigrationProgress) }
+        if (ev.type === 'migration.switchover') { switched = true; say('switching over'); report.switchover() }
       })
       const onAbort = (): void => { void source.cancelMigration(vmName).catch(() => {}) }
       opts.signal?.addEventListener('abort', onAbort, { once: true })
@@ -621,8 +659,11 @@ export class Controller {
       this.store.putVm({ ...row, host: to, status: 'ready', record: { ...record, host: to }, specHash: moved !== undefined ? vmHash(moved) : row.specHash })
       await source.destroyVm(vmName, record.nics).catch(() => {})
       this.store.journal('migration.completed', vmName, { from, to, ...summary })
+      report.completed(summary)
       return { ...summary, from, to }
     } catch (err) {
+      if (err instanceof CancelledError) report.cancelled(err.message)
+      else report.failed(err as Error)
       if (!switched) {
         // Before the switch the source copy is authoritative: remove the destination copy.
         if (prepared) await target.destroyVm(vmName, record.nics).catch(() => {})
@@ -718,6 +759,7 @@ export class Controller {
 
   close (): void {
     for (const h of [...this.ssh.keys()]) this.dropHostConnections(h)
+    try { this.events.close() } catch { /* closed */ }
     try { this.store.close() } catch { /* closed */ }
   }
 }

@@ -14,6 +14,10 @@ import type { Spec } from '../spec/types.ts'
 import { makeProgressPrinter } from './progress.ts'
 import { runConsole, runInConsole } from './console.ts'
 import { renderStatus } from './status.ts'
+import { registerServe } from './serve.ts'
+import { registerEvents } from './events.ts'
+import { resolveVms } from '../planner/placement.ts'
+import { connectWire, disconnectWire } from '../../virtualwire/topology/compile.ts'
 import { makeMigrationBar, formatMigrationSummary } from './migrate.ts'
 import { MIGRATION_MODES, type MigrationMode } from '../migration/progress.ts'
 import { parseBandwidth, parseDuration } from '../spec/units.ts'
@@ -194,6 +198,50 @@ program.command('migrate')
       else process.stdout.write(formatMigrationSummary(vm, r) + '\n')
     })
   })
+
+const wire = program.command('wire').description('VirtualWire: list, connect and disconnect wires at run time')
+
+wire.command('list')
+  .description('wires in force, their connector IDs and where their endpoints are')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { json?: boolean }, cmd: Command) => {
+    await withController(cmd, async (c, spec) => {
+      if (spec === undefined) return
+      const eff = c.effectiveSpec(spec)
+      const prefix = c.store.prefix()
+      const topo = c.topology(eff, resolveVms(eff, prefix), prefix)
+      const rows = topo.connectors.map(k => ({
+        id: k.id,
+        wire: `${k.a.component}.${k.a.port} -- ${k.b.component}.${k.b.port}`,
+        hosts: [k.a.host, k.b.host],
+        mode: k.collapsed ? 'collapsed' : 'encapsulated'
+      }))
+      if (o.json === true) process.stdout.write(JSON.stringify(rows, null, 2) + '\n')
+      else process.stdout.write(rows.length === 0 ? 'no wires\n' : rows.map(r => `${String(r.id).padStart(4)}  ${r.wire.padEnd(34)} ${r.hosts.join(' <-> ').padEnd(24)} ${r.mode}`).join('\n') + '\n')
+    })
+  })
+
+for (const [verb, connect] of [['connect', true], ['disconnect', false]] as const) {
+  wire.command(verb)
+    .description(connect ? 'add a wire between two ports (e.g. web1.eth0 sw1.p4) and apply it' : 'remove a wire and apply it')
+    .argument('<a>', 'component.port')
+    .argument('<b>', 'component.port')
+    .action(async (a: string, b: string, _o: unknown, cmd: Command) => {
+      await withController(cmd, async (c, spec) => {
+        if (spec === undefined) return
+        const eff = c.effectiveSpec(spec)
+        const placement = Object.fromEntries(Object.values(resolveVms(eff, c.store.prefix())).map(r => [r.spec.name, r.host]))
+        const next = connect ? connectWire(eff, c.wires(spec), a, b, placement) : disconnectWire(c.wires(spec), a, b)
+        const changed = connect ? next[next.length - 1] : c.wires(spec).find(w => !next.includes(w))
+        if (changed !== undefined) c.setWireChange(changed, connect)
+        const r = await c.up(spec, { signal: interruptSignal() })
+        process.stderr.write(`wire ${verb}: ${a} -- ${b} (${r.applied} change${r.applied === 1 ? '' : 's'} applied)\n`)
+      })
+    })
+}
+
+registerServe(program, { withController })
+registerEvents(program, { withController })
 
 async function main (): Promise<void> {
   try {
