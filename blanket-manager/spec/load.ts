@@ -10,7 +10,7 @@ import path from 'node:path'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { LineCounter, parseDocument } from 'yaml'
 import { SpecError, type SpecIssue } from '../errors.ts'
-import type { Accel, DiskSpec, HostSpec, ImageSpec, NetworkSpec, NicSpec, SiteSpec, Spec, VmSpec, WanSpec } from './types.ts'
+import type { Accel, DiskSpec, DriverName, Ec2HostOptions, HostSpec, ImageSpec, NetworkSpec, NicSpec, SiteSpec, Spec, VmSpec, WanSpec } from './types.ts'
 import type { WireSpec } from '../../virtualwire/types.ts'
 import { crossSiteProblems, emptyNetwork, parseWire, wireContext, wireProblems, formatWireEnd } from './network.ts'
 import { checkValue, specSchema, VALUE_EXAMPLES, type ValueKind } from './schema.ts'
@@ -349,11 +349,11 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
     const at: SpecPath = ['hosts', hostName]
     checkName('host', hostName, at)
     if (!isObject(v)) continue
-    const driver = v.driver === 'ssh' ? 'ssh' : 'local'
+    const driver: DriverName = v.driver === 'ssh' || v.driver === 'ec2' ? v.driver : 'local'
     const siteName = str(v.site) ?? ''
     if (siteName !== '' && !(siteName in rawSites)) {
       report([...at, 'site'], unknownRef('site', siteName, siteNames))
-    } else if (siteName !== '' && driver === 'local' && !nets.has(siteName)) {
+    } else if (siteName !== '' && driver === 'local' && (v.driver === undefined || v.driver === 'local') && !nets.has(siteName)) {
       const rs = rawSites[siteName]
       if (!isObject(rs) || rs.subnet === undefined) report([...at, 'site'], `local hosts need a site with a subnet; site '${siteName}' has none`)
     }
@@ -374,6 +374,7 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
       hypervisor: { backend: 'qemu', accel }
     }
     hosts[hostName] = host
+    if (driver !== 'ec2' && v.ec2 !== undefined) report([...at, 'ec2'], "ec2 settings are only used with 'driver: ec2'", 'key')
     if (driver === 'local') {
       if (v.ssh !== undefined) report([...at, 'ssh'], "ssh settings are only used with 'driver: ssh'", 'key')
       host.local = {}
@@ -387,6 +388,11 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
         else if (addr === gateways.get(siteName)) report(aAt, `${a} is the gateway of site '${siteName}'; pick another address`)
         else if (claim(addr, `host '${hostName}'`, aAt)) host.local.address = a
       }
+    } else if (driver === 'ec2') {
+      if (v.address !== undefined) report([...at, 'address'], "'address' is for local hosts; EC2 gives an ec2 host its addresses", 'key')
+      if (v.ssh !== undefined) report([...at, 'ssh'], "ssh settings are only used with 'driver: ssh' (an ec2 host's SSH user is ec2.user)", 'key')
+      if (v.ec2 === undefined) report(at, "hosts with 'driver: ec2' need an 'ec2' section with region, ami and instanceType", 'key')
+      if (isObject(v.ec2)) host.ec2 = normalizeEc2(v.ec2, [...at, 'ec2'], report)
     } else {
       if (v.address !== undefined) report([...at, 'address'], "'address' is for local hosts; ssh hosts are reached at ssh.address", 'key')
       if (v.ssh === undefined) report(at, "hosts with 'driver: ssh' need an 'ssh' section with address and key", 'key')
@@ -404,6 +410,14 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
     }
   }
   const hostNames = Object.keys(rawHosts)
+  // An ec2 host is not on a site subnet (EC2 gives its addresses): it does not share a site with local hosts.
+  for (const [siteName, site] of Object.entries(sites)) {
+    const members = Object.values(hosts).filter(h => h.site === siteName)
+    const local = members.find(h => h.driver === 'local')
+    for (const h of members.filter(h => h.driver === 'ec2')) {
+      if (local !== undefined) report(['hosts', h.name, 'site'], `site '${siteName}' has local host '${local.name}'; put ec2 hosts in a site of their own (EC2 gives their addresses${site.subnet !== undefined ? `, not ${site.subnet}` : ''})`)
+    }
+  }
 
   // images
   const images: Record<string, ImageSpec> = {}
@@ -547,7 +561,46 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
 
   const network = normalizeNetwork(raw.network, { hosts, vms, rawSites, rawHosts }, checkName, report)
 
-  return { file: absFile, name, sites, wan, hosts, images, vms, network }
+  const spec: Spec = { file: absFile, name, sites, wan, hosts, images, vms, network }
+  const prices = str(raw.prices)
+  if (prices !== undefined) spec.prices = resolvePath(prices)
+  return spec
+}
+
+/** `hosts.<name>.ec2` → Ec2HostOptions; the same value rules as the driver (drivers/ec2/plan.ts hostOptions). */
+function normalizeEc2 (e: Obj, at: SpecPath, report: Report): Ec2HostOptions {
+  const o: Ec2HostOptions = { region: str(e.region) ?? '', ami: str(e.ami) ?? '', instanceType: str(e.instanceType) ?? '' }
+  const check = (key: string, ok: boolean, message: string): void => { if (!ok) report([...at, key], message) }
+  if (o.region !== '') check('region', /^[a-z]{2}(-[a-z]+)+-\d+$/.test(o.region), `'${o.region}' is not an AWS region name (e.g. eu-west-1)`)
+  if (o.ami !== '') check('ami', /^ami-[0-9a-f]{8}([0-9a-f]{9})?$/.test(o.ami), `'${o.ami}' is not an AMI id (ami- and 8 or 17 hex digits, e.g. ami-0123456789abcdef0)`)
+  if (o.instanceType !== '') check('instanceType', /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/.test(o.instanceType), `'${o.instanceType}' is not an instance type (e.g. m5.large)`)
+  if (typeof e.spot === 'boolean') o.spot = e.spot
+  const sshFrom = str(e.sshFrom)
+  if (sshFrom !== undefined) {
+    const ip = parseIpv4(sshFrom)
+    const c = ip !== undefined ? { address: ip, prefix: 32 } : parseCidr(sshFrom)
+    if (c === undefined) report([...at, 'sshFrom'], `expected an IPv4 address or CIDR (who may SSH in) like 203.0.113.7/32, got '${sshFrom}'`)
+    else if (c.address !== networkOf(c)) report([...at, 'sshFrom'], `${formatCidr(c)} has host bits set; did you mean ${formatIpv4(networkOf(c))}/${c.prefix}, or ${formatIpv4(c.address)}/32?`)
+    else o.sshFrom = formatCidr(c)
+  }
+  const subnetId = str(e.subnetId)
+  if (subnetId !== undefined) {
+    check('subnetId', /^subnet-[0-9a-f]{8}([0-9a-f]{9})?$/.test(subnetId), `'${subnetId}' is not a subnet id (subnet- and 8 or 17 hex digits)`)
+    o.subnetId = subnetId
+  }
+  const endpoint = str(e.endpoint)
+  if (endpoint !== undefined) {
+    let ok = false
+    try { ok = ['http:', 'https:'].includes(new URL(endpoint).protocol) } catch { ok = false }
+    check('endpoint', ok, `'${endpoint}' is not an http(s) URL (e.g. https://ec2.eu-west-1.amazonaws.com)`)
+    o.endpoint = endpoint
+  }
+  const user = str(e.user)
+  if (user !== undefined) {
+    check('user', /^[a-z_][a-z0-9_-]*$/.test(user), `'${user}' is not a user name`)
+    o.user = user
+  }
+  return o
 }
 
 const DEFAULT_VW_PORT = 4789

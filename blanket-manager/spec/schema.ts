@@ -89,7 +89,7 @@ const host: Schema = {
   required: ['site'],
   properties: {
     site: str,
-    driver: { enum: ['local', 'ssh'] },
+    driver: { enum: ['local', 'ssh', 'ec2'] },
     cpus: count,
     memory: size,
     address: ipv4,
@@ -111,6 +111,21 @@ const host: Schema = {
         key: str,
         port: { type: 'integer', minimum: 1, maximum: 65535 },
         guestBridge: str
+      }
+    },
+    ec2: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['region', 'ami', 'instanceType'],
+      properties: {
+        region: str,
+        ami: str,
+        instanceType: str,
+        spot: { type: 'boolean' },
+        sshFrom: str,
+        subnetId: str,
+        endpoint: str,
+        user: str
       }
     }
   }
@@ -211,6 +226,7 @@ export const specSchema: Schema = {
     hosts: { type: ['object', 'null'], additionalProperties: host },
     images: { type: ['object', 'null'], additionalProperties: image },
     vms: { type: ['object', 'null'], additionalProperties: vm },
-    network
+    network,
+    prices: str
   }
 }

@@ -17,6 +17,8 @@ export interface Spec {
   vms: Record<string, VmSpec>
   /** The VirtualWire network (switches, wires, extenders); empty when the file has no `network:`. */
   network: NetworkSpec
+  /** Absolute path of the user's EC2 price table (`prices:`, drivers/ec2/pricing.ts); absent = the built-in table. */
+  prices?: string
 }
 
 export interface SiteSpec {

@@ -215,7 +215,7 @@ t.test('value problems found by the schema', async t => {
     { line: 4, column: 34, field: 'vms.web1.memory.alocated', message: "unknown key 'alocated' (did you mean 'allocated'?)" }
   ])
   t.match(issuesOf(() => parseSpec('sites:\n  a: { subnet: 198.18.1.0/24 }\nhosts:\n  h: { site: a, driver: lcoal, hypervisor: { accel: tgc } }\n', 'e.yaml')), [
-    { field: 'hosts.h.driver', message: "expected one of local, ssh, got 'lcoal' (did you mean 'local'?)" },
+    { field: 'hosts.h.driver', message: "expected one of local, ssh, ec2, got 'lcoal' (did you mean 'local'?)" },
     { field: 'hosts.h.hypervisor.accel', message: "expected one of auto, kvm, tcg, got 'tgc' (did you mean 'tcg'?)" }
   ])
   t.match(issuesOf(() => parseSpec('wan: { bandwidth: 200mbps, delay: 5 parsecs }\n', 'e.yaml')), [

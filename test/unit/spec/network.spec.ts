@@ -59,7 +59,7 @@ t.test('examples/virtualwire.yaml parses to the expected network', async t => {
     ],
     extenders: { 'cloud-a': { site: 'cloud-a', gateway: 'host-b' }, 'cloud-b': { site: 'cloud-b', gateway: 'host-c' } }
   })
-  t.strictSame(spec.vms.fw1?.nics.map(n => n.address), ['198.19.10.1/24', '198.19.20.1/24'], 'wired NICs keep their spec addresses')
+  t.strictSame(spec.vms.fw1?.nics.map(n => n.address), ['198.19.10.2/24', '198.19.10.3/24'], 'wired NICs keep their spec addresses')
   t.strictSame(wiredNics(spec.network.wires, spec.vms), { web1: ['eth0'], app1: ['eth0'], fw1: ['eth0', 'eth1'], db1: ['eth0'] })
 })
 
