@@ -354,9 +354,9 @@ export class Controller {
   }
 
   /** Puts running guests' TAPs on the bridge their NIC belongs on (after a wiring change). */
-  private async attachNics (topo: Topology): Promise<void> {
+  private async attachNics (topo: Topology, skip: Set<string> = new Set()): Promise<void> {
     const byHost = new Map<string, Array<{ tap: string, bridge: string, mtu?: number }>>()
-    for (const vm of this.store.vms().filter(v => v.status === 'ready' && v.record !== undefined)) {
+    for (const vm of this.store.vms().filter(v => v.status === 'ready' && v.record !== undefined && !skip.has(v.name))) {
       const host = this.store.host(vm.host)?.record
       if (host === undefined) continue
       for (const n of vm.record?.nics ?? []) {
@@ -460,7 +460,8 @@ export class Controller {
       }))
       await this.syncExtenders(spec, ctx.prefix, progress)
       await this.syncWires(this.currentTopology, ctx.prefix, progress)
-      await this.attachNics(this.currentTopology)
+      // Guests (re)created by this plan get their bridges at creation.
+      await this.attachNics(this.currentTopology, new Set(byKind('vm.create').map(x => x.kind === 'vm.create' ? x.vm.spec.name : '')))
       this.store.setMeta('wires-applied', a.wiringHash)
       journal('wires.synced', 'virtualwire', { wires: a.wires })
     }

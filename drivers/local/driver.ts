@@ -347,6 +347,10 @@ export function createLocalDriver (): CloudDriver {
       }
       await ip(sp.ns, ['link', 'set', siteLink, 'master', SITE_BRIDGE, 'up'])
       await ensureBridge(ns, HOST_BRIDGE)
+      // A MAC derived from the address: a host rebuilt after it vanished answers with the MAC its
+      // neighbours (site router, other hosts, their VXLAN peers) still have cached.
+      await ip(ns, ['link', 'set', HOST_BRIDGE, 'address', hostMac(address)])
+      await run(['ip', '-n', sp.ns, 'neigh', 'flush', 'to', address], { allowFailure: true })
       await ip(ns, ['link', 'set', HOST_UPLINK, 'master', HOST_BRIDGE, 'up'])
       await setOnlyAddress(ns, HOST_BRIDGE, `${address}/${sp.prefixLen}`)
       await ip(ns, ['route', 'replace', 'default', 'via', sp.gateway, 'dev', HOST_BRIDGE])
@@ -398,4 +402,9 @@ export function createLocalDriver (): CloudDriver {
     }
   }
   return driver
+}
+
+/** Locally administered MAC for a host bridge, from its IPv4 address (02:53:a:b:c:d). */
+export function hostMac (address: string): string {
+  return ['02', '53', ...address.split('.').map(o => Number(o).toString(16).padStart(2, '0'))].join(':')
 }
