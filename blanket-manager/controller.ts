@@ -618,18 +618,54 @@ export class Controller {
     const target = await this.agent(to)
     let prepared = false
     let switched = false
+    let vwPre: EndpointWrite[] = []
+    let vwSwitch: EndpointWrite[] = []
+    let vwPost: EndpointWrite[] = []
+    let vwCreated = false
     try {
       const resolved: ResolvedVm = { spec: spec.vms[vmName], host: to, nics: record.nics }
       const gw = resolveVms(this.effectiveSpec(spec), this.store.prefix())[vmName]?.gateway
       if (gw !== undefined) resolved.gateway = gw
-      const launch = await this.buildLaunch(spec, resolved, to, undefined, this.progress, opts.signal)
+      // VirtualWire: the topology once the VM runs on `to`. Endpoints for it are created on `to`
+      // first (pointing at the sister endpoints), sisters are re-pointed while both copies are
+      // paused at the switch, and the old endpoints are destroyed once the VM runs on `to`.
+      const prefix = this.store.prefix()
+      const wires = this.wires(spec)
+      const afterOverrides = { ...this.overrides(), [vmName]: { host: to, ...(spec.vms[vmName]?.host !== undefined ? { specHost: spec.vms[vmName]?.host } : {}) } }
+      const afterSpec = withOverrides(spec, afterOverrides)
+      const wired = wires.some(w => w.a.component === vmName || w.b.component === vmName)
+      let topoAfter: Topology | undefined
+      if (wired) {
+        topoAfter = this.topology(afterSpec, resolveVms(afterSpec, prefix), prefix, wires)
+        const writes = diffEndpoints(await this.currentEndpoints(), topoAfter.endpoints)
+        vwPre = writes.filter(w => w.file === 'create')
+        vwSwitch = writes.filter(w => /^\d+$/.test(w.file))
+        vwPost = writes.filter(w => w.file === 'destroy')
+        say(`creating ${vwPre.length} endpoint(s) on ${to}`)
+        await this.applyEndpointWrites(vwPre)
+        vwCreated = true
+      }
+      const launch = await this.buildLaunch(spec, resolved, to, undefined, this.progress, opts.signal, topoAfter)
       say(`preparing ${to} to receive it`)
       const inc = await target.prepareIncoming({ launch, listenIp: dest.record.address, mode })
       prepared = true
+      let switchWork: Promise<void> | undefined
       const stop = source.onEvent(ev => {
         if (ev.vm !== vmName) return
         if (ev.type === 'migration.progress') { opts.onProgress?.(ev as unknown as MigrationProgress); report.progress(ev as unknown as MigrationProgress) }
-        if (ev.type === 'migration.switchover') { switched = true; say('switching over'); report.switchover() }
+        if (ev.type === 'migration.switchover') {
+          switched = true
+          say('switching over')
+          report.switchover()
+          if (wired) {
+            // Both copies are paused: re-point the sister endpoints, then let QEMU switch.
+            switchWork = (async () => {
+              await this.applyEndpointWrites(vwSwitch)
+              await source.continueMigration(vmName)
+            })()
+            switchWork.catch(() => { void source.cancelMigration(vmName).catch(() => {}) })
+          }
+        }
       })
       const onAbort = (): void => { void source.cancelMigration(vmName).catch(() => {}) }
       opts.signal?.addEventListener('abort', onAbort, { once: true })
@@ -644,8 +680,9 @@ export class Controller {
           maxDowntimeMs: opts.maxDowntimeMs ?? 100,
           ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
           deadlineMs: opts.deadlineMs ?? 120000,
-          holdAtSwitchover: false
+          holdAtSwitchover: wired
         })
+        await switchWork
       } finally {
         stop()
         opts.signal?.removeEventListener('abort', onAbort)
@@ -659,6 +696,10 @@ export class Controller {
       const moved = resolveVms(this.effectiveSpec(spec), this.store.prefix())[vmName]
       this.store.putVm({ ...row, host: to, status: 'ready', record: { ...record, host: to }, specHash: moved !== undefined ? vmHash(moved) : row.specHash })
       await source.destroyVm(vmName, record.nics).catch(() => {})
+      if (wired) {
+        await this.applyEndpointWrites(vwPost)
+        this.store.setMeta('wires-applied', wiringHash(this.effectiveSpec(spec), wires, resolveVms(this.effectiveSpec(spec), prefix)))
+      }
       this.store.journal('migration.completed', vmName, { from, to, ...summary })
       report.completed(summary)
       return { ...summary, from, to }
@@ -668,6 +709,9 @@ export class Controller {
       if (!switched) {
         // Before the switch the source copy is authoritative: remove the destination copy.
         if (prepared) await target.destroyVm(vmName, record.nics).catch(() => {})
+        if (vwCreated) {
+          for (const w of vwPre) await this.applyEndpointWrites([{ host: w.host, file: 'destroy', line: w.line.split(' ')[0] ?? '' }]).catch(() => {})
+        }
         const st = await source.vmStatus(vmName).catch(() => undefined)
         this.store.putVm({ ...row, status: st?.state === 'running' ? 'ready' : 'failed', error: (err as Error).message })
         this.store.journal(err instanceof CancelledError ? 'migration.cancelled' : 'migration.failed', vmName, { from, to, error: (err as Error).message })

@@ -16,6 +16,7 @@ import { runConsole, runInConsole } from './console.ts'
 import { renderStatus } from './status.ts'
 import { registerServe } from './serve.ts'
 import { registerEvents } from './events.ts'
+import { registerCost } from './cost.ts'
 import { resolveVms } from '../planner/placement.ts'
 import { connectWire, disconnectWire } from '../../virtualwire/topology/compile.ts'
 import { makeMigrationBar, formatMigrationSummary } from './migrate.ts'
@@ -242,6 +243,7 @@ for (const [verb, connect] of [['connect', true], ['disconnect', false]] as cons
 
 registerServe(program, { withController })
 registerEvents(program, { withController })
+registerCost(program, { withController })
 
 async function main (): Promise<void> {
   try {
