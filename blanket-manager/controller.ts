@@ -373,6 +373,7 @@ export class Controller {
   async up (spec: Spec, opts: OperationOptions & { onPlan?: (lines: string[]) => void } = {}): Promise<UpResult> {
     this.store.lock()
     try {
+      for (const line of await this.recoverMigrations(spec)) this.progress({ subject: 'migration', phase: 'recover', message: line })
       const p = await this.plan(spec)
       const lines = describePlan(p)
       opts.onPlan?.(lines)
@@ -587,6 +588,9 @@ export class Controller {
    * switchover any failure or cancel leaves the VM running where it was.
    */
   async migrate (spec: Spec, vmName: string, to: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
+    if (this.store.vm(vmName)?.status === 'migrating' && !await this.migrationRunning(vmName)) {
+      for (const line of await this.recoverMigrations(spec)) this.progress({ subject: 'migration', phase: 'recover', message: line })
+    }
     const row = this.store.vm(vmName)
     if (row === undefined || spec.vms[vmName] === undefined) throw new NotFoundError('vm', vmName)
     const dest = this.store.host(to)
@@ -621,7 +625,9 @@ export class Controller {
     let vwPre: EndpointWrite[] = []
     let vwSwitch: EndpointWrite[] = []
     let vwPost: EndpointWrite[] = []
+    let vwUndo: EndpointWrite[] = []
     let vwCreated = false
+    let repointed = false
     try {
       const resolved: ResolvedVm = { spec: spec.vms[vmName], host: to, nics: record.nics }
       const gw = resolveVms(this.effectiveSpec(spec), this.store.prefix())[vmName]?.gateway
@@ -637,9 +643,12 @@ export class Controller {
       let topoAfter: Topology | undefined
       if (wired) {
         topoAfter = this.topology(afterSpec, resolveVms(afterSpec, prefix), prefix, wires)
-        const writes = diffEndpoints(await this.currentEndpoints(), topoAfter.endpoints)
+        const before = await this.currentEndpoints()
+        const writes = diffEndpoints(before, topoAfter.endpoints)
         vwPre = writes.filter(w => w.file === 'create')
         vwSwitch = writes.filter(w => /^\d+$/.test(w.file))
+        // The inverse re-points, for a switch that QEMU does not complete after all.
+        vwUndo = diffEndpoints(topoAfter.endpoints, before).filter(w => /^\d+$/.test(w.file))
         vwPost = writes.filter(w => w.file === 'destroy')
         say(`creating ${vwPre.length} endpoint(s) on ${to}`)
         await this.applyEndpointWrites(vwPre)
@@ -654,16 +663,19 @@ export class Controller {
         if (ev.vm !== vmName) return
         if (ev.type === 'migration.progress') { opts.onProgress?.(ev as unknown as MigrationProgress); report.progress(ev as unknown as MigrationProgress) }
         if (ev.type === 'migration.switchover') {
-          switched = true
           say('switching over')
           report.switchover()
           if (wired) {
             // Both copies are paused: re-point the sister endpoints, then let QEMU switch.
             switchWork = (async () => {
+              repointed = true
               await this.applyEndpointWrites(vwSwitch)
               await source.continueMigration(vmName)
+              switched = true
             })()
             switchWork.catch(() => { void source.cancelMigration(vmName).catch(() => {}) })
+          } else {
+            switched = true
           }
         }
       })
@@ -709,6 +721,7 @@ export class Controller {
       if (!switched) {
         // Before the switch the source copy is authoritative: remove the destination copy.
         if (prepared) await target.destroyVm(vmName, record.nics).catch(() => {})
+        if (repointed) await this.applyEndpointWrites(vwUndo).catch(() => {})
         if (vwCreated) {
           for (const w of vwPre) await this.applyEndpointWrites([{ host: w.host, file: 'destroy', line: w.line.split(' ')[0] ?? '' }]).catch(() => {})
         }
@@ -723,6 +736,53 @@ export class Controller {
     } finally {
       this.store.setMeta(`migration:${vmName}`, '')
     }
+  }
+
+  /**
+   * Finishes migrations whose controller died (kill -9, lost laptop): where the destination
+   * copy runs and the source copy stopped, the move is completed; where the source still runs
+   * and no migration is active on it, the destination copy is removed. A migration still
+   * running on the hosts is left alone. Returns what it did, one line per VM.
+   */
+  async recoverMigrations (spec: Spec): Promise<string[]> {
+    const done: string[] = []
+    for (const row of this.store.vms().filter(v => v.status === 'migrating')) {
+      const m = JSON.parse(this.store.getMeta(`migration:${row.name}`) || '{}') as { from?: string, to?: string }
+      if (m.from === undefined || m.to === undefined || row.record === undefined) {
+        this.store.putVm({ ...row, status: 'ready' })
+        continue
+      }
+      const source = await this.agent(m.from)
+      const target = await this.agent(m.to)
+      if (await source.migrationActive(row.name).catch(() => false)) { done.push(`${row.name}: migration to ${m.to} still running on the hosts`); continue }
+      const src = await source.vmStatus(row.name).catch(() => undefined)
+      const dst = await target.vmStatus(row.name).catch(() => undefined)
+      if (dst?.detail === 'running' && src?.detail !== 'running') {
+        await target.finishIncoming(row.name).catch(() => {})
+        const overrides = this.overrides()
+        overrides[row.name] = { host: m.to, ...(spec.vms[row.name]?.host !== undefined ? { specHost: spec.vms[row.name]?.host } : {}) }
+        this.store.setMeta('placement-overrides', JSON.stringify(overrides))
+        const moved = resolveVms(this.effectiveSpec(spec), this.store.prefix())[row.name]
+        this.store.putVm({ ...row, host: m.to, status: 'ready', record: { ...row.record, host: m.to }, specHash: moved !== undefined ? vmHash(moved) : row.specHash })
+        await source.destroyVm(row.name, row.record.nics).catch(() => {})
+        this.store.journal('migration.recovered', row.name, { outcome: 'completed', from: m.from, to: m.to })
+        done.push(`${row.name}: finished its move to ${m.to} (the controller had stopped after the switch)`)
+      } else {
+        if (dst !== undefined && dst.state !== 'absent') await target.destroyVm(row.name, row.record.nics).catch(() => {})
+        this.store.putVm({ ...row, status: src?.state === 'running' ? 'ready' : 'failed' })
+        this.store.journal('migration.recovered', row.name, { outcome: 'rolled-back', from: m.from, to: m.to })
+        done.push(`${row.name}: migration to ${m.to} rolled back; it runs on ${m.from}`)
+      }
+      this.store.setMeta(`migration:${row.name}`, '')
+    }
+    return done
+  }
+
+  private async migrationRunning (vmName: string): Promise<boolean> {
+    const row = this.store.vm(vmName)
+    if (row === undefined) return false
+    // Another controller process is driving it (its CLI holds the source agent's migration).
+    return await (await this.agent(row.host)).migrationActive(vmName).catch(() => false)
   }
 
   /** Asks the source host to cancel a running migration (from another process, e.g. a second terminal). */

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   qemu-system-x86 qemu-utils          # second-layer hypervisor (TCG/KVM) and disk images
   openssh-server openssh-client       # one sshd per namespaced host; `supercloud ssh`
-  iproute2 socat procps kmod          # namespaces, veth, bridges, VXLAN, tc; proxy command
+  iproute2 socat procps kmod nftables # namespaces, veth, bridges, VXLAN, tc; proxy command; link-cut tests
   busybox-static cpio xz-utils zstd   # guest image: userland, initramfs, module decompression
   linux-image-amd64                   # guest kernel (Debian's, with virtio modules)
   gcc libc6-dev                       # guest tools (memload, netprobe), built static

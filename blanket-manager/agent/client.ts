@@ -101,6 +101,7 @@ export class AgentClient {
   async prepareIncoming (p: IncomingParams): Promise<IncomingResult> { return await this.call('vm.migrate.incoming', p, { timeoutMs: 120000 }) }
   async migrateOut (p: OutgoingParams): Promise<MigrationSummary> { return await this.call('vm.migrate.outgoing', p, { timeoutMs: p.deadlineMs + 120000 }) }
   async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }
+  async migrationActive (name: string): Promise<boolean> { return (await this.call<{ active: boolean }>('vm.migrate.active', { name })).active }
   async cancelMigration (name: string): Promise<void> { await this.call('vm.migrate.cancel', { name }) }
   async finishIncoming (name: string): Promise<VmInfo> { return await this.call('vm.migrate.finish', { name }, { timeoutMs: 60000 }) }
   async ensureSwitches (p: SwitchesParams): Promise<void> { await this.call('vw.switches', p) }

@@ -36,6 +36,7 @@ export type AgentMethod =
   | 'vm.migrate.continue'
   | 'vm.migrate.cancel'
   | 'vm.migrate.finish'
+  | 'vm.migrate.active'
   | 'vw.switches'
   | 'vw.attach'
   | 'agent.shutdown'

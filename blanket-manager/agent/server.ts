@@ -101,6 +101,7 @@ export class Agent {
       case 'vm.migrate.continue': this.vms.continueMigration(name()); return null
       case 'vm.migrate.cancel': this.vms.cancelMigration(name()); return null
       case 'vm.migrate.finish': return await this.vms.finishIncoming(name())
+      case 'vm.migrate.active': return { active: this.vms.migrationActive(name()) }
       case 'vw.switches': return await this.vms.ensureSwitches(p as unknown as SwitchesParams)
       case 'vw.attach': for (const a of (p as unknown as AttachParams).taps ?? []) await this.vms.attach(a.tap, a.bridge, a.mtu); return null
       case 'agent.shutdown': setTimeout(() => { void this.stop().then(() => process.exit(0)) }, 50); return null

@@ -163,6 +163,11 @@ export class VmManager {
     e.release()
   }
 
+  /** Whether an outgoing migration of `name` is running in this agent. */
+  migrationActive (name: string): boolean {
+    return this.migrations.has(name)
+  }
+
   cancelMigration (name: string): void {
     const e = this.migrations.get(name)
     if (e === undefined) throw new SupercloudError('SC_MIGRATION_NOT_RUNNING', `${name} is not migrating from this host`)

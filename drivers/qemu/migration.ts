@@ -155,8 +155,10 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
         // Both sides paused: finish the disk mirrors (in sync), then let the caller re-point the network.
         for (const m of mirrors) await q.execute('block-job-cancel', { device: m.job })
         for (let i = 0; i < 100 && (await q.execute<unknown[]>('query-block-jobs')).length > 0; i++) await sleep(50)
-        switched = true
+        // Until QEMU is told to continue, the source copy is still authoritative: a failure in the
+        // hook (the controller never confirmed) cancels and resumes the guest on the source.
         await o.onSwitchover?.()
+        switched = true
         await q.execute('migrate-continue', { state: 'pre-switchover' })
       } else if (info.status === 'completed') {
         for (const m of mirrors) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})

@@ -145,3 +145,64 @@ t.test('destination killed mid-transfer: the VM keeps running on the source with
   const again = await sb.run(['migrate', 'db1', '--to', 'h2', '--json'])
   t.equal(again.code, 0, again.stderr)
 })
+
+t.test('migration link cut mid-transfer: it fails by its deadline and the VM keeps running on the source', async t => {
+  const prefix = sb.prefix('mig') ?? ''
+  const h2 = leftovers(prefix).namespaces.find(n => n.endsWith('-h2')) ?? ''
+  const from = (await status()).vms.find(v => v.name === 'db1')?.host
+  const to = from === 'h1' ? 'h2' : 'h1'
+  const dest = leftovers(prefix).namespaces.find(n => n.endsWith(`-${to}`)) ?? h2
+  const child = sb.start(['migrate', 'db1', '--to', to, '--bandwidth', '40M', '--mode', 'precopy', '--deadline', '20s'])
+  let err = ''
+  child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
+  for (let i = 0; i < 300 && !/ memory /.test(err); i++) await new Promise(resolve => setTimeout(resolve, 100))
+  // Cut the data path (migration and disk streams) to the destination; SSH stays up.
+  execFileSync('ip', ['netns', 'exec', dest, 'nft', '-f', '-'], { input: 'table inet sccut { chain input { type filter hook input priority 0; tcp dport 49152-49215 drop } }' })
+  t.teardown(() => { try { execFileSync('ip', ['netns', 'exec', dest, 'nft', 'delete', 'table', 'inet', 'sccut']) } catch {} })
+  const code = await new Promise<number>(resolve => child.on('exit', c => resolve(c ?? -1)))
+  t.not(code, 0)
+  t.match(err, /error\[SC_MIGRATION_FAILED\].*(did not converge|deadline)/)
+  execFileSync('ip', ['netns', 'exec', dest, 'nft', 'delete', 'table', 'inet', 'sccut'])
+  const s = await status()
+  t.equal(s.vms.find(v => v.name === 'db1')?.host, from)
+  t.equal(s.vms.find(v => v.name === 'db1')?.state, 'running')
+  const out = await inGuest('db1', 'kill -USR1 $(pidof memload); sleep 3; tail -n 2 /tmp/ml.out; md5sum /dev/vda')
+  t.equal(/checksum ([0-9a-f]{16})/.exec(out)?.[1], memSum)
+  t.equal(/^([0-9a-f]{32})\s+\/dev\/vda/m.exec(out)?.[1], diskSum)
+})
+
+t.test('controller killed mid-migration: the next command finishes or rolls back the move', async t => {
+  const from = (await status()).vms.find(v => v.name === 'db1')?.host ?? ''
+  const to = from === 'h1' ? 'h2' : 'h1'
+  const child = sb.start(['migrate', 'db1', '--to', to, '--bandwidth', '80M', '--mode', 'precopy'])
+  let err = ''
+  child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
+  for (let i = 0; i < 300 && !/ memory /.test(err); i++) await new Promise(resolve => setTimeout(resolve, 100))
+  child.kill('SIGKILL')
+  await new Promise(resolve => child.on('exit', resolve))
+  // The hosts carry on without the controller; give them time to finish or give up.
+  let s = await status()
+  for (let i = 0; i < 60 && s.vms.find(v => v.name === 'db1')?.status === 'migrating'; i++) {
+    const r = await sb.run(['up'])
+    if (/rolled back|finished its move/.test(r.stderr)) { t.pass(`recovered: ${/migration\s+recover: (.*)/.exec(r.stderr)?.[1] ?? ''}`); break }
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    s = await status()
+  }
+  s = await status()
+  const vm = s.vms.find(v => v.name === 'db1')
+  t.equal(vm?.status, 'ready')
+  t.equal(vm?.state, 'running')
+  t.ok(vm?.host === from || vm?.host === to)
+  const out = await inGuest('db1', 'kill -USR1 $(pidof memload); sleep 3; tail -n 2 /tmp/ml.out; md5sum /dev/vda')
+  t.equal(/checksum ([0-9a-f]{16})/.exec(out)?.[1], memSum, 'memory intact')
+  t.equal(/^([0-9a-f]{32})\s+\/dev\/vda/m.exec(out)?.[1], diskSum, 'disk intact')
+  // Exactly one copy runs.
+  const prefix = sb.prefix('mig') ?? ''
+  let copies = 0
+  for (const ns of leftovers(prefix).namespaces.filter(n => /-h[123]$/.test(n))) {
+    for (const pid of execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean)) {
+      try { if (execFileSync('cat', [`/proc/${pid}/cmdline`], { encoding: 'utf8' }).includes('guest=db1')) copies++ } catch {}
+    }
+  }
+  t.equal(copies, 1, 'one QEMU for db1')
+})
