@@ -1,0 +1,174 @@
+/**
+ * A mixed supercloud through the real CLI: one `local` site and one `ec2` site whose hosts
+ * are instances of the fake EC2 server (drivers/ec2/fake-server: the EC2 Query API over
+ * loopback, instances are local hosts). `up`, `status`, a guest on an ec2 host answering on
+ * its console, a VirtualWire wire between guests of two ec2 hosts, `cost`, `down` leaving
+ * nothing in the fake server or on this machine; and `down` after an `up` killed (-9) while
+ * its instance was being created.
+ *
+ * No wire between the ec2 and the local site: the fake's instances live on the fake's own
+ * local-driver network (198.18.200.0/24 behind its own WAN namespace) and are reachable
+ * from here only through TCP 22 on a loopback "public" address, so no UDP (VXLAN, OpenVPN)
+ * path exists between them and the supercloud's local site. See docs/ec2.md.
+ */
+import t from 'tap'
+import { DescribeInstancesCommand, DescribeKeyPairsCommand, DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2'
+import { FAKE_ACCESS_KEY_ID, FAKE_AMI, FAKE_SECRET_ACCESS_KEY } from '../../../drivers/ec2/fake-server/server.ts'
+import { sandbox } from '../../helpers/cli.ts'
+import { leftovers } from '../../helpers/sweep-lib.ts'
+import { startFakeEc2 } from '../../integration/drivers/ec2/fake-ec2.ts'
+import type { StatusReport } from '../../../blanket-manager/controller.ts'
+
+// Torn down last (teardowns run in reverse order): the sandboxes' `down` still reaches it.
+const fake = await startFakeEc2(t)
+const fakePrefix = fake.opts.prefix
+
+/** What the CLI needs to use the fake server: its test key, no profiles, no instance metadata. */
+const awsEnv: NodeJS.ProcessEnv = {
+  AWS_ACCESS_KEY_ID: FAKE_ACCESS_KEY_ID,
+  AWS_SECRET_ACCESS_KEY: FAKE_SECRET_ACCESS_KEY,
+  AWS_SESSION_TOKEN: '',
+  AWS_PROFILE: '',
+  AWS_CONFIG_FILE: '/nonexistent/supercloud-test/aws-config',
+  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/supercloud-test/aws-credentials',
+  AWS_EC2_METADATA_DISABLED: 'true',
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  SUPERCLOUD_CHECKIP_URL: `${fake.endpoint}/checkip`
+}
+
+const sdk = new EC2Client({ region: 'us-east-1', endpoint: fake.endpoint, credentials: { accessKeyId: FAKE_ACCESS_KEY_ID, secretAccessKey: FAKE_SECRET_ACCESS_KEY } })
+t.teardown(() => { sdk.destroy() })
+
+/** What the fake server holds for a supercloud prefix, as the EC2 API reports it. */
+async function inFake (prefix: string): Promise<{ live: string[], groups: string[], keys: string[] }> {
+  const tag = [{ Name: 'tag:supercloud:prefix', Values: [prefix] }]
+  const inst = await sdk.send(new DescribeInstancesCommand({ Filters: tag }))
+  const live = (inst.Reservations ?? []).flatMap(r => r.Instances ?? []).filter(i => i.State?.Name !== 'terminated').map(i => `${i.InstanceId ?? '?'} ${i.State?.Name ?? '?'}`)
+  const groups = ((await sdk.send(new DescribeSecurityGroupsCommand({ Filters: tag }))).SecurityGroups ?? []).map(g => g.GroupName ?? '?')
+  const keys = ((await sdk.send(new DescribeKeyPairsCommand({ Filters: tag }))).KeyPairs ?? []).map(k => k.KeyName ?? '?')
+  return { live, groups, keys }
+}
+
+/** The fake's instances are namespaces `<fake prefix>-h-…`; its own sites and WAN stay until it stops. */
+function fakeHostLeftovers (): { namespaces: string[], processes: string[] } {
+  const l = leftovers(`${fakePrefix}-h-`)
+  return { namespaces: l.namespaces, processes: l.processes }
+}
+
+const ec2Host = (cpus: number, memory: string): string =>
+  `{ site: aws, driver: ec2, cpus: ${cpus}, memory: ${memory}, hypervisor: { accel: tcg }, ec2: { region: us-east-1, ami: ${FAKE_AMI}, instanceType: t3.small, endpoint: "${fake.endpoint}" } }`
+
+t.test('a local site and an ec2 site through the CLI', async t => {
+  const name = 'ec2mixed'
+  const sb = sandbox(t, `name: ${name}
+sites:
+  lab: { subnet: 198.18.60.0/24 }
+  aws: {}
+hosts:
+  local1: { site: lab, cpus: 1, memory: 384M, hypervisor: { accel: tcg } }
+  aws1: ${ec2Host(1, '384M')}
+  aws2: ${ec2Host(1, '384M')}
+images:
+  tiny: { builtin: tiny }
+vms:
+  cloud1: { image: tiny, host: aws1, memory: 96M, nics: [ { address: 198.19.10.11/24 } ] }
+  cloud2: { image: tiny, host: aws2, memory: 96M, nics: [ { address: 198.19.10.12/24 } ] }
+  lab1: { image: tiny, host: local1, memory: 96M }
+network:
+  wires: [ cloud1.eth0 -- cloud2.eth0 ]
+`, name, awsEnv)
+
+  t.test('cost prices the ec2 hosts before anything exists', async t => {
+    const r = await sb.run(['cost'])
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stdout, /host aws1 {2}t3\.small us-east-1 {2}\$0\.0208\/h {2}1 VM\(s\)/)
+    t.match(r.stdout, /host local1 {2}unpriced .*local host: not priced/)
+    t.match(r.stdout, /total \$0\.0416\/h/)
+    t.equal(sb.prefix(name), undefined, 'cost made no state')
+  })
+
+  t.test('up succeeds', async t => {
+    const r = await sb.run(['up'], { timeoutMs: 480000 })
+    t.equal(r.code, 0, `up exits 0\n${r.stderr}`)
+    t.match(r.stderr, /host aws1 +launch: instance i-[0-9a-f]+ is running/)
+    t.match(r.stderr, /host aws1 +ready: instance i-[0-9a-f]+ at 127\./, 'reached over the fake public address')
+    const p = sb.prefix(name) ?? ''
+    const f = await inFake(p)
+    t.equal(f.live.length, 2, 'two instances of ours run in the fake server')
+    t.same([f.groups, f.keys], [[`supercloud-${name}-${p}`], [`supercloud-${name}-${p}`]], 'with our security group and key pair')
+  })
+
+  t.test('status --json: both hosts and all guests running', async t => {
+    const r = await sb.run(['status', '--json'])
+    t.equal(r.code, 0, r.stderr)
+    const s = JSON.parse(r.stdout) as StatusReport
+    t.same(s.hosts.map(h => [h.name, h.driver, h.status, h.health]).sort(), [
+      ['aws1', 'ec2', 'ready', 'running'], ['aws2', 'ec2', 'ready', 'running'], ['local1', 'local', 'ready', 'running']
+    ])
+    t.match(s.hosts.find(h => h.name === 'aws1')?.address, /^198\.18\.200\.\d+$/, 'an ec2 host is recorded at its private address')
+    t.same(s.vms.map(v => [v.name, v.host, v.state]).sort(), [['cloud1', 'aws1', 'running'], ['cloud2', 'aws2', 'running'], ['lab1', 'local1', 'running']])
+  })
+
+  t.test('the guest on the ec2 host answers on its console', async t => {
+    const r = await sb.run(['console', 'cloud1', '--run', 'echo ok'])
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stdout, /^ok$/m)
+    const lab = await sb.run(['console', 'lab1', '--run', 'echo ok'])
+    t.equal(lab.code, 0, lab.stderr)
+  })
+
+  t.test('the wire joins the guests of the two ec2 hosts', async t => {
+    const r = await sb.run(['console', 'cloud1', '--run', 'ping -c 2 -W 5 198.19.10.12', '--timeout', '60'])
+    t.equal(r.code, 0, r.stdout + r.stderr)
+    t.match(r.stdout, /2 packets transmitted, 2 (packets )?received/)
+    const w = await sb.run(['wire', 'list', '--json'])
+    t.same((JSON.parse(w.stdout) as Array<{ hosts: string[], mode: string }>).map(x => [x.hosts.sort(), x.mode]), [[['aws1', 'aws2'], 'encapsulated']])
+  })
+
+  t.test('down leaves nothing', async t => {
+    const p = sb.prefix(name) ?? 'none'
+    const r = await sb.run(['down'], { timeoutMs: 300000 })
+    t.equal(r.code, 0, r.stderr)
+    t.same(await inFake(p), { live: [], groups: [], keys: [] }, 'no instance running, no security group or key pair of ours')
+    t.same(leftovers(p), { namespaces: [], links: [], processes: [] }, 'no namespace, link or process of the supercloud')
+    t.same(fakeHostLeftovers(), { namespaces: [], processes: [] }, 'no instance namespace or sshd in the fake server')
+  })
+})
+
+t.test('down after an up killed while its instance was being created', async t => {
+  const name = 'ec2partial'
+  const sb = sandbox(t, `name: ${name}
+sites: { aws: {} }
+hosts:
+  aws1: ${ec2Host(1, '256M')}
+images:
+  tiny: { builtin: tiny }
+vms:
+  cloud1: { image: tiny, host: aws1, memory: 64M, nics: [ { address: 198.19.10.11/24 } ] }
+`, name, awsEnv)
+  const child = sb.start(['up'])
+  child.stdin?.end()
+  let stderr = ''
+  const launched = await new Promise<boolean>(resolve => {
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString()
+      if (/launch: instance i-[0-9a-f]+ is pending/.test(stderr)) { child.kill('SIGKILL'); resolve(true) }
+    })
+    child.on('exit', () => resolve(false))
+  })
+  await new Promise(resolve => { if (child.exitCode !== null || child.signalCode !== null) resolve(undefined); else child.on('exit', resolve) })
+  t.ok(launched, launched ? 'up was killed with its instance pending' : `up ended before launching an instance\n${stderr}`)
+  const p = sb.prefix(name) ?? 'none'
+  t.ok((await inFake(p)).live.length > 0, 'the killed up left a live instance (no host record points at it)')
+
+  const r = await sb.run(['down'], { timeoutMs: 300000 })
+  t.equal(r.code, 0, r.stderr)
+  t.same(await inFake(p), { live: [], groups: [], keys: [] }, 'down terminated it and removed the group and key pair')
+  t.same(leftovers(p), { namespaces: [], links: [], processes: [] })
+  t.same(fakeHostLeftovers(), { namespaces: [], processes: [] }, 'the instance\'s local host is gone')
+})
+
+t.test('the fake server stops clean', async t => {
+  await fake.stop()
+  t.same(leftovers(fakePrefix), { namespaces: [], links: [], processes: [] })
+})
