@@ -15,6 +15,7 @@ import type { WireSpec } from '../../virtualwire/types.ts'
 import { crossSiteProblems, emptyNetwork, parseWire, wireContext, wireProblems, formatWireEnd } from './network.ts'
 import { checkValue, specSchema, VALUE_EXAMPLES, type ValueKind } from './schema.ts'
 import { isL2fwMatch } from '../../images/guest/cmdline.ts'
+import { parseOverdriverPolicy } from '../../overdriver/controller/policy.ts'
 import { formatPath, Locator, pointerToPath, type SpecPath } from './locate.ts'
 import { formatBytes, parseBandwidth, parseDuration, parseSize } from './units.ts'
 import { suggest } from './suggest.ts'
@@ -543,6 +544,12 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
       nics
     }
     if (hostName !== undefined) vm.host = hostName
+    if (v.swap !== undefined) {
+      const swap = tryParse(parseSize, v.swap)
+      if (swap === 0) report([...at, 'swap'], 'must be above 0 (leave swap out for no swap disk)')
+      else if (swap !== undefined && swap % MIB !== 0) report([...at, 'swap'], `${formatBytes(swap)} is not a whole number of MiB`)
+      else if (swap !== undefined) vm.swapBytes = swap
+    }
     if (typeof v.gateway === 'string') vm.gateway = v.gateway
     if (typeof v.firewall === 'object' && v.firewall !== null) {
       const fw = v.firewall as { between?: unknown, allow?: unknown, drop?: unknown, default?: unknown }
@@ -564,7 +571,18 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
   const spec: Spec = { file: absFile, name, sites, wan, hosts, images, vms, network }
   const prices = str(raw.prices)
   if (prices !== undefined) spec.prices = resolvePath(prices)
+  if (raw.overdriver !== undefined) {
+    const ctx = { hosts: Object.fromEntries(Object.values(hosts).map(h => [h.name, { memoryBytes: h.memoryBytes }])) }
+    const { policy, issues } = parseOverdriverPolicy(raw.overdriver, ctx)
+    for (const i of issues) report(policyFieldPath(i.field), i.message)
+    if (policy !== undefined) spec.overdriver = policy
+  }
   return spec
+}
+
+/** `overdriver.repositories.hosts.0` → ['overdriver', 'repositories', 'hosts', 0]. */
+function policyFieldPath (field: string): SpecPath {
+  return field.split('.').map(s => /^\d+$/.test(s) ? Number(s) : s)
 }
 
 /** `hosts.<name>.ec2` → Ec2HostOptions; the same value rules as the driver (drivers/ec2/plan.ts hostOptions). */

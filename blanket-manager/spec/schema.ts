@@ -179,6 +179,7 @@ const vm: Schema = {
     disks: { type: ['array', 'null'], items: disk },
     nics: { type: ['array', 'null'], items: nic },
     gateway: ipv4,
+    swap: size,
     firewall: {
       type: 'object',
       additionalProperties: false,
@@ -227,6 +228,8 @@ export const specSchema: Schema = {
     images: { type: ['object', 'null'], additionalProperties: image },
     vms: { type: ['object', 'null'], additionalProperties: vm },
     network,
-    prices: str
+    prices: str,
+    // Checked field by field by parseOverdriverPolicy (overdriver/controller/policy.ts).
+    overdriver: { type: ['object', 'null'] }
   }
 }

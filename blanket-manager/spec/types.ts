@@ -4,6 +4,7 @@
  * Sizes are bytes, durations milliseconds, bandwidths bits per second.
  */
 import type { WireSpec } from '../../virtualwire/types.ts'
+import type { OverdriverPolicy } from '../../overdriver/controller/policy.ts'
 
 export interface Spec {
   /** Absolute path of the file the spec came from. */
@@ -19,6 +20,8 @@ export interface Spec {
   network: NetworkSpec
   /** Absolute path of the user's EC2 price table (`prices:`, drivers/ec2/pricing.ts); absent = the built-in table. */
   prices?: string
+  /** The Overdriver policy (`overdriver:`, docs/overdriver.md); absent when the file has no such section. */
+  overdriver?: OverdriverPolicy
 }
 
 export interface SiteSpec {
@@ -110,6 +113,8 @@ export interface VmSpec {
    * `drop` rules first, then `allow` rules, then `default` (l2fw match syntax: arp, icmp, udp:7, vlan:10+ipv4...).
    */
   firewall?: { between: [string, string], allow: string[], drop: string[], default: 'allow' | 'drop' }
+  /** Size of the VM's swap disk (`swap: 256M`), served by Overdriver's NBD export on its host; absent = no swap. */
+  swapBytes?: number
 }
 
 /** The user's virtual network (VirtualWire, seed 002 ch. 5). See spec/network.ts for its rules. */
