@@ -20,7 +20,7 @@
  *
  * Throughput configurations are measured round-robin (--rounds), so the machine's noise hits
  * them alike; the medians are compared. Prints one JSON object.
- * Usage: node --import tsx bench/virtualwire.ts [--seconds 5] [--rounds 2] [--pings 500] [--parallel 16,64]
+ * Usage: node --import tsx bench/virtualwire.ts [--seconds 5] [--rounds 3] [--pings 500] [--parallel 16,64]
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -36,7 +36,7 @@ import { linearFit, median, r3, run, sleep } from './lib/proc.ts'
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
-    rounds: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '3' },
     pings: { type: 'string', default: '500' },
     parallel: { type: 'string', default: '16,64' },
     'max-switches': { type: 'string', default: '3' }

@@ -1,0 +1,270 @@
+/**
+ * bench/migrate.ts — live migration of a 256 MiB guest through the real CLI (`supercloud
+ * migrate --json`), in a private state directory, with the guest idle or rewriting memory
+ * (`memload --mb 128 --seconds 0 --write-mbps 16|100`), in each mode (auto, precopy,
+ * postcopy), within a site (h1 <-> h2) and across the emulated WAN (200 Mbit/s, 5 ms one way).
+ *
+ * Numbers per migration:
+ *   - qemu.downtimeMs / totalMs / sentBytes: what `supercloud migrate --json` reports
+ *     (QEMU's own downtime: source stopped -> migration completed; total from the start of
+ *     the migration command on the source to completion);
+ *   - probe (within a site only): a probe guest on the same site sends a UDP datagram every
+ *     10 ms to the migrating guest (`netprobe send <mover> 7 --interval-ms 10`), which echoes
+ *     them (`netprobe echo 7`); maxGapMs = the longest time between two echoes = downtime as a
+ *     peer sees it (guest NICs are on the SITE network: VirtualWire NIC re-pointing during
+ *     migration is not finished yet, and across sites the mover's site address is not
+ *     routable from the other site, so cross-site cases report QEMU's downtime only);
+ *   - hostProbe (within a site): the same probe from host h2's namespace with the host copy
+ *     of netprobe — free of the probe guest's TCG timer noise;
+ *   - ideal = sentBytes / link bandwidth, with the link measured in the same run (iperf3
+ *     between the hosts' namespaces) and, across the WAN, also the nominal 200 Mbit/s.
+ * Baseline for the probe: the longest echo gap over the same kind of window with no
+ * migration. Prints one JSON object.
+ * Usage: node --import tsx bench/migrate.ts [--modes auto,precopy,postcopy] [--workloads 0,16,100]
+ *        [--paths within,cross] [--budget-min 9] [--deadline 60s]
+ * (no migration starts after --budget-min minutes; the ones left are listed in `skipped`)
+ */
+import { spawn } from 'node:child_process'
+import { cpus, loadavg } from 'node:os'
+import { parseArgs } from 'node:util'
+import { buildTinyImage } from '../images/guest/build.ts'
+import { hostNs } from '../drivers/local/names.ts'
+import { CliSandbox } from './lib/cli.ts'
+import { iperfClient } from './lib/measure.ts'
+import { median, r3, run, sleep } from './lib/proc.ts'
+
+const { values } = parseArgs({
+  options: {
+    modes: { type: 'string', default: 'auto,precopy,postcopy' },
+    workloads: { type: 'string', default: '0,16,100' },
+    paths: { type: 'string', default: 'within,cross' },
+    'budget-min': { type: 'string', default: '9' },
+    deadline: { type: 'string', default: '60s' }
+  }
+})
+const MODES = (values.modes ?? '').split(',').filter(Boolean)
+const WORKLOADS = (values.workloads ?? '').split(',').filter(Boolean).map(Number)
+const PATHS = (values.paths ?? '').split(',').filter(Boolean)
+const BUDGET_MS = Number(values['budget-min']) * 60000
+const DEADLINE = values.deadline ?? '60s'
+const WAN_BPS = 200e6
+const MOVER_IP = '198.18.52.101'
+
+const spec = `
+name: migbench
+sites:
+  a: { subnet: 198.18.52.0/24 }
+  b: { subnet: 198.18.53.0/24 }
+wan: { bandwidth: 200mbit, delay: 5ms }
+hosts:
+  h1: { site: a, memory: 1024M, hypervisor: { accel: tcg } }
+  h2: { site: a, memory: 1024M, hypervisor: { accel: tcg } }
+  h3: { site: b, memory: 1024M, hypervisor: { accel: tcg } }
+images:
+  tiny: { builtin: tiny }
+vms:
+  mover:
+    image: tiny
+    host: h1
+    memory: 256M
+    nics: [ { name: eth0, address: ${MOVER_IP}/24 } ]
+  probe:
+    image: tiny
+    host: h2
+    memory: 96M
+    nics: [ { name: eth0, address: 198.18.52.102/24 } ]
+`
+
+const log = (m: string): void => { process.stderr.write(`[migrate] ${m}\n`) }
+const t0 = Date.now()
+const load0 = loadavg()
+
+interface ProbeSummary { sent: number, received: number, lost: number, maxGapMs: number }
+interface QemuSummary { mode: string, postcopy: boolean, totalMs: number, downtimeMs: number, sentBytes: number, iterations: number, from: string, to: string }
+
+function lastJson<T> (text: string): T | undefined {
+  const lines = text.split('\n').map(l => l.trim()).filter(l => l.startsWith('{') && l.endsWith('}'))
+  const l = lines.at(-1)
+  return l === undefined ? undefined : JSON.parse(l) as T
+}
+
+const sb = new CliSandbox(spec, 'sc-bench-mig-')
+
+async function main (): Promise<Record<string, unknown>> {
+  const img = await buildTinyImage()
+  const help = await run([img.tools.netprobe, '--help'], { allowFailure: true })
+  if (!/netprobe send <ipv4> <port> \[--interval-ms/.test(help.stdout + help.stderr)) throw new Error(`netprobe --help does not offer send --interval-ms: ${help.stdout}${help.stderr}`)
+
+  log('up (3 hosts, 2 guests)')
+  const up = await sb.ok(['up'], { timeoutMs: 900000 })
+  const st = await sb.status()
+  const prefix = st.prefix ?? ''
+  log(`prefix ${prefix}; up took ${(up.ms / 1000).toFixed(1)} s`)
+  const addr = (h: string): string => st.hosts.find(x => x.name === h)?.address ?? ''
+  const ns = (h: string): string => hostNs(prefix, h)
+
+  // Link baselines: iperf3 between the hosts' namespaces (the path the migration stream takes).
+  const srv = [spawn('ip', ['netns', 'exec', ns('h2'), 'iperf3', '-s', '-p', '5399'], { stdio: 'ignore' }),
+    spawn('ip', ['netns', 'exec', ns('h3'), 'iperf3', '-s', '-p', '5399'], { stdio: 'ignore' })]
+  await sleep(800)
+  let withinBps = NaN
+  let crossBps = NaN
+  try {
+    withinBps = (await iperfClient({ ns: ns('h1'), server: addr('h2'), port: 5399, seconds: 3 })).bps
+    crossBps = (await iperfClient({ ns: ns('h1'), server: addr('h3'), port: 5399, seconds: 5 })).bps
+  } finally {
+    for (const s of srv) s.kill('SIGKILL')
+  }
+  log(`links: within site ${(withinBps / 1e6).toFixed(0)} Mbit/s, across the WAN ${(crossBps / 1e6).toFixed(0)} Mbit/s`)
+
+  await sb.inGuest('mover', 'netprobe echo 7 >/dev/null 2>&1 & sleep 1; pidof netprobe')
+
+  const hostProbeOut = { text: '' }
+  const startProbes = async (): Promise<{ stopHost: () => Promise<ProbeSummary | undefined> }> => {
+    await sb.inGuest('probe', `netprobe send ${MOVER_IP} 7 --interval-ms 10 --count 1000000 --linger-ms 300 > /tmp/p.out 2>&1 & sleep 0.2`)
+    const hp = spawn('ip', ['netns', 'exec', ns('h2'), img.tools.netprobe, 'send', MOVER_IP, '7', '--interval-ms', '10', '--count', '1000000', '--linger-ms', '300'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    hostProbeOut.text = ''
+    hp.stdout.on('data', (d: Buffer) => { hostProbeOut.text += d.toString() })
+    const exited = new Promise<void>(resolve => hp.once('exit', () => { resolve() }))
+    await sleep(1000)
+    return {
+      stopHost: async () => {
+        hp.kill('SIGINT')
+        await Promise.race([exited, sleep(5000)])
+        if (hp.exitCode === null && hp.signalCode === null) hp.kill('SIGKILL')
+        return lastJson<ProbeSummary>(hostProbeOut.text)
+      }
+    }
+  }
+  const stopGuestProbe = async (): Promise<ProbeSummary | undefined> =>
+    lastJson<ProbeSummary>(await sb.inGuest('probe', 'kill -INT $(pidof netprobe); sleep 1; cat /tmp/p.out'))
+
+  // Baseline: the longest echo gap with no migration, over a similar window.
+  const control: Array<{ guest?: ProbeSummary, host?: ProbeSummary }> = []
+  for (let i = 0; i < 2; i++) {
+    const p = await startProbes()
+    await sleep(6000)
+    const host = await p.stopHost()
+    const guest = await stopGuestProbe()
+    control.push({ ...(guest !== undefined ? { guest } : {}), ...(host !== undefined ? { host } : {}) })
+  }
+  log(`control (no migration): guest probe max gap ${control.map(c => c.guest?.maxGapMs).join(', ')} ms, host probe ${control.map(c => c.host?.maxGapMs).join(', ')} ms`)
+
+  const cases: Array<Record<string, unknown>> = []
+  const skipped: string[] = []
+  let where = 'h1'
+  const siteOf = (h: string): string => h === 'h3' ? 'b' : 'a'
+
+  const migrate = async (to: string, mode: string, withProbe: boolean): Promise<Record<string, unknown>> => {
+    const from = where
+    const probes = withProbe ? await startProbes() : undefined
+    const r = await sb.run(['migrate', 'mover', '--to', to, '--mode', mode, '--json', '--deadline', DEADLINE], { timeoutMs: 300000 })
+    let host: ProbeSummary | undefined
+    let guest: ProbeSummary | undefined
+    if (probes !== undefined) {
+      await sleep(1000)
+      host = await probes.stopHost()
+      guest = await stopGuestProbe().catch(() => undefined)
+    }
+    const q = r.code === 0 ? JSON.parse(r.stdout) as QemuSummary : undefined
+    if (q !== undefined) where = to
+    else where = (await sb.status()).vms.find(v => v.name === 'mover')?.host ?? where
+    const path = siteOf(from) === siteOf(to) ? 'within' : 'cross'
+    const linkBps = path === 'within' ? withinBps : crossBps
+    const out: Record<string, unknown> = { path, from, to, mode, ok: q !== undefined, cliMs: r3(r.ms) }
+    if (q === undefined) out.error = r.stderr.split('\n').filter(l => /error/i.test(l)).slice(-2).join(' ').slice(0, 400)
+    else {
+      out.qemu = { downtimeMs: q.downtimeMs, totalMs: q.totalMs, sentBytes: q.sentBytes, postcopy: q.postcopy, iterations: q.iterations }
+      const idealMeasured = q.sentBytes * 8 / linkBps * 1000
+      out.idealMs = { measuredLink: r3(idealMeasured), ...(path === 'cross' ? { nominal200Mbit: r3(q.sentBytes * 8 / WAN_BPS * 1000) } : {}) }
+      out.totalOverIdeal = { measuredLink: r3(q.totalMs / idealMeasured), ...(path === 'cross' ? { nominal200Mbit: r3(q.totalMs / (q.sentBytes * 8 / WAN_BPS * 1000)) } : {}) }
+    }
+    if (guest !== undefined) out.probe = guest
+    if (host !== undefined) out.hostProbe = host
+    log(`${from} -> ${to} ${mode}: ${q !== undefined ? `total ${q.totalMs} ms, qemu downtime ${q.downtimeMs} ms, sent ${(q.sentBytes / 1048576).toFixed(1)} MiB${q.postcopy ? ' (postcopy)' : ''}` : `FAILED ${String(out.error)}`}` +
+      `${guest !== undefined ? `, probe gap ${guest.maxGapMs} ms` : ''}${host !== undefined ? `, host probe gap ${host.maxGapMs} ms` : ''}`)
+    return out
+  }
+
+  for (const w of WORKLOADS) {
+    let achievedMbps: number | null = null
+    if (w > 0) {
+      const out = await sb.inGuest('mover', `memload --mb 128 --seconds 0 --write-mbps ${w} > /tmp/ml.out 2>&1 & sleep 8; tail -n 3 /tmp/ml.out`)
+      const rates = [...out.matchAll(/mbps=([\d.]+)/g)].map(m => Number(m[1]))
+      achievedMbps = rates.length > 0 ? r3(median(rates)) : null
+      log(`workload ${w} MiB/s: memload reports ${achievedMbps} MiB/s`)
+    }
+    for (const mode of MODES) {
+      for (const path of PATHS) {
+        const legs: Array<[string, boolean]> = path === 'within'
+          ? [[where === 'h1' ? 'h2' : 'h1', true]]
+          : [['h3', false], ['h1', false]] // there and back (both cross the WAN)
+        for (const [to, probe] of legs) {
+          const label = `${w} MiB/s ${mode} ${where} -> ${to}`
+          if (Date.now() - t0 > BUDGET_MS) { skipped.push(label); continue }
+          if (where === to) { skipped.push(`${label} (the previous leg failed)`); continue }
+          const c = await migrate(to, mode, probe)
+          cases.push({ workloadMiBps: w, achievedMiBps: achievedMbps, leg: path === 'cross' && to !== 'h3' ? 'back' : 'out', ...c })
+        }
+      }
+    }
+    if (w > 0) await sb.inGuest('mover', 'kill $(pidof memload); sleep 1; pidof memload || echo stopped')
+  }
+
+  // Summary: medians per (path, workload).
+  const okCases = cases.filter(c => c.ok === true)
+  const q = (c: Record<string, unknown>): { downtimeMs: number, totalMs: number } => c.qemu as { downtimeMs: number, totalMs: number }
+  const summary: Record<string, unknown> = {}
+  for (const path of PATHS) {
+    for (const w of WORKLOADS) {
+      const sel = okCases.filter(c => c.path === path && c.workloadMiBps === w)
+      if (sel.length === 0) continue
+      summary[`${path}-${w}MiBps`] = {
+        n: sel.length,
+        qemuDowntimeMsMedian: median(sel.map(c => q(c).downtimeMs)),
+        totalMsMedian: median(sel.map(c => q(c).totalMs)),
+        probeMaxGapMsMedian: path === 'within' ? median(sel.map(c => (c.probe as ProbeSummary | undefined)?.maxGapMs ?? NaN)) : null,
+        hostProbeMaxGapMsMedian: path === 'within' ? median(sel.map(c => (c.hostProbe as ProbeSummary | undefined)?.maxGapMs ?? NaN)) : null,
+        totalOverIdealMedian: r3(median(sel.map(c => (c.totalOverIdeal as { measuredLink: number }).measuredLink))),
+        totalOverIdealNominalMedian: path === 'cross' ? r3(median(sel.map(c => (c.totalOverIdeal as { nominal200Mbit: number }).nominal200Mbit))) : null
+      }
+    }
+  }
+  const withinGaps = okCases.filter(c => c.path === 'within').map(c => (c.hostProbe as ProbeSummary | undefined)?.maxGapMs ?? NaN)
+  const controlHost = median(control.map(c => c.host?.maxGapMs ?? NaN))
+  const controlGuest = median(control.map(c => c.guest?.maxGapMs ?? NaN))
+  return {
+    bench: 'migrate',
+    prefix,
+    machine: { cores: cpus().length, loadavgStart: load0.map(r3), loadavgEnd: loadavg().map(r3) },
+    settings: { guestMemory: '256M', memloadMb: 128, modes: MODES, workloadsMiBps: WORKLOADS, paths: PATHS, deadline: DEADLINE, probeIntervalMs: 10, wan: '200mbit, 5ms one way' },
+    baselines: {
+      linkMbps: { withinSite: r3(withinBps / 1e6), acrossWan: r3(crossBps / 1e6), wanNominal: WAN_BPS / 1e6 },
+      probeMaxGapNoMigrationMs: { guestProbe: controlGuest, hostProbe: controlHost, raw: control }
+    },
+    summary,
+    ratios: {
+      withinSiteHostProbeGapOverNoMigration: r3(median(withinGaps) / controlHost),
+      withinSiteHostProbeGapOverSeedVirtualWire: { low: r3(median(withinGaps) / 1300), high: r3(median(withinGaps) / 2800) },
+      withinSiteHostProbeGapOverSeedHecaHybrid: r3(median(withinGaps) / 100)
+    },
+    seedAnchors: { virtualWireDowntimeMs: [1300, 2800], hecaHybridDowntimeMs: 100 },
+    cases,
+    skipped,
+    upMs: r3(up.ms),
+    wallSeconds: r3((Date.now() - t0) / 1000)
+  }
+}
+
+let exitCode = 0
+try {
+  const out = await main()
+  process.stdout.write(JSON.stringify(out, null, 2) + '\n')
+} catch (err) {
+  process.stderr.write(`bench/migrate.ts failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  exitCode = 1
+} finally {
+  log('down and clean up')
+  await sb.cleanup()
+}
+process.exit(exitCode)
