@@ -155,6 +155,8 @@ program.command('ssh')
       const r = c.hostRecord(host)
       const args = ['-i', r.ssh.privateKeyPath, '-p', String(r.ssh.port), '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR']
       if (r.ssh.hostKeyPath !== undefined) args.push('-o', `UserKnownHostsFile=${r.ssh.hostKeyPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', `HostKeyAlias=${r.ssh.host}`)
+      // No pinned key (ssh and ec2 drivers trust on first use): remember it in the supercloud's own file.
+      else args.push('-o', `UserKnownHostsFile=${c.dir}/known_hosts`, '-o', 'StrictHostKeyChecking=accept-new')
       if (r.ssh.proxyCommand !== undefined) args.push('-o', `ProxyCommand=${r.ssh.proxyCommand.join(' ')}`)
       if (command.length === 0 && process.stdin.isTTY) args.push('-t')
       args.push(`${r.ssh.username}@${r.ssh.host}`, ...command)
