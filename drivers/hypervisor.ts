@@ -40,6 +40,11 @@ export interface GuestDefinition {
   runDir: string
   /** Start paused, waiting for an incoming live migration (`-incoming defer`). */
   incoming?: boolean
+  /**
+   * A swap disk served over NBD on a unix socket (Overdriver's swap export), attached as a
+   * virtio disk after `disks` (so the guest sees it as the next /dev/vdX: virtioDiskName(disks.length)).
+   */
+  swap?: { socketPath: string, exportName?: string, reconnectDelaySec?: number }
 }
 
 export type GuestRunState = 'running' | 'paused' | 'shutdown' | 'absent' | 'other'

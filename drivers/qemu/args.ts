@@ -53,6 +53,21 @@ const ID_RE = /^[A-Za-z][A-Za-z0-9._-]{0,26}$/
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i
 const TAP_RE = /^[A-Za-z0-9_.-]{1,15}$/
 
+/** Device id of the NBD-backed swap disk (its block node is `drv-swap0`). */
+export const SWAP_ID = 'swap0'
+
+/**
+ * The guest's name for the `index`-th virtio disk (0 → /dev/vda, 25 → /dev/vdz, 26 → /dev/vdaa):
+ * virtio-blk devices are plugged in command-line order, and the guest kernel names them in PCI order.
+ */
+export function virtioDiskName (index: number): string {
+  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`disk index must be an integer >= 0, got ${index}`)
+  let n = index
+  let s = ''
+  do { s = String.fromCharCode(97 + (n % 26)) + s; n = Math.floor(n / 26) - 1 } while (n >= 0)
+  return `/dev/vd${s}`
+}
+
 /** Escapes a value inside QEMU's key=value,key=value option syntax (a comma is doubled). */
 export function qemuOptValue (v: string): string {
   return v.replace(/,/g, ',,')
@@ -98,6 +113,11 @@ export function validateDefinition (def: GuestDefinition): void {
     if (d.format !== 'qcow2' && d.format !== 'raw') bad(`disk ${d.id}: format must be qcow2 or raw`)
     if (!d.path.startsWith('/')) bad(`disk ${d.id}: path must be absolute, got '${d.path}'`)
   }
+  if (def.swap !== undefined) {
+    if (!def.swap.socketPath.startsWith('/')) bad(`swap socket path must be absolute, got '${def.swap.socketPath}'`)
+    if (Buffer.byteLength(def.swap.socketPath) > MAX_UNIX_SOCKET_PATH) bad(`swap socket path ${def.swap.socketPath} is longer than ${MAX_UNIX_SOCKET_PATH} bytes`)
+    useId(SWAP_ID, 'swap disk')
+  }
   for (const n of def.nics) {
     useId(n.id, 'nic')
     if (!TAP_RE.test(n.tap)) bad(`nic ${n.id}: tap name '${n.tap}' must be 1-15 letters, digits, '.', '_' or '-'`)
@@ -139,6 +159,17 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
     const bootindex = def.boot.kind === 'disk' && i === 0 ? ',bootindex=0' : ''
     a.push('-device', `virtio-blk-pci,drive=${node},id=${d.id}${bootindex}`)
   })
+  if (def.swap !== undefined) {
+    const blockdev = {
+      driver: 'nbd',
+      'node-name': `drv-${SWAP_ID}`,
+      server: { type: 'unix', path: def.swap.socketPath },
+      export: def.swap.exportName ?? 'swap',
+      'reconnect-delay': def.swap.reconnectDelaySec ?? 30
+    }
+    a.push('-blockdev', JSON.stringify(blockdev))
+    a.push('-device', `virtio-blk-pci,drive=drv-${SWAP_ID},id=${SWAP_ID}`)
+  }
   for (const n of def.nics) {
     const netdev = `net-${n.id}`
     a.push('-netdev', `tap,id=${netdev},ifname=${n.tap},script=no,downscript=no`)
