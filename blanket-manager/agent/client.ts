@@ -4,6 +4,7 @@ import { AgentError, CancelledError } from '../errors.ts'
 import { encode, splitLines, type AccelChoice, type AttachParams, type SwitchesParams, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { SshConnection } from '../ssh/client.ts'
+import type { ConfigureParams, IssueParams, RepositoryGrantJson, RepositoryParams } from './overdriver.ts'
 
 interface Pending {
   resolve: (v: unknown) => void
@@ -107,6 +108,18 @@ export class AgentClient {
   async ensureSwitches (p: SwitchesParams): Promise<void> { await this.call('vw.switches', p) }
   async attach (p: AttachParams): Promise<void> { await this.call('vw.attach', p) }
   async consoleSocket (name: string): Promise<string> { return (await this.call<{ path: string }>('vm.console', { name })).path }
+
+  /** Overdriver: the policy for this host's loop (blanket-manager/agent/overdriver.ts). */
+  async overdriverConfigure (p: ConfigureParams): Promise<{ vms: string[] }> { return await this.call('overdriver.configure', p) }
+  /** Overdriver: this connection receives the host's overload.* events (see onEvent) until it closes. */
+  async overdriverSubscribe (): Promise<void> { await this.call('overdriver.subscribe', {}) }
+  /** Overdriver: run a page repository on this host (idempotent); returns where it listens. */
+  async overdriverRepository (p: RepositoryParams): Promise<{ host: string, port: number, capacityPages: number }> { return await this.call('overdriver.repository', p) }
+  /** Overdriver: a capability for `vm` at this host's repository, to put in the VM's launch (swap.repositories). */
+  async overdriverIssue (p: IssueParams): Promise<RepositoryGrantJson> { return await this.call('overdriver.issue', p) }
+  async overdriverStats (): Promise<Record<string, unknown>> { return await this.call('overdriver.stats', {}) }
+  /** Overdriver: a migration decided for `name` (overload.migration-decided) finished or failed. */
+  async overdriverMigrated (name: string, ok: boolean): Promise<void> { await this.call('overdriver.migrated', { name, ok }) }
 
   close (): void {
     this.stream.end()

@@ -4,6 +4,7 @@
  * matched by `id`; the agent may also push `event` messages.
  */
 import type { GuestFirewall } from '../../images/guest/cmdline.ts'
+import type { SwapLaunch } from './overdriver.ts'
 
 export const AGENT_PROTOCOL_VERSION = 1
 
@@ -40,6 +41,12 @@ export type AgentMethod =
   | 'vw.switches'
   | 'vw.attach'
   | 'agent.shutdown'
+  | 'overdriver.configure'
+  | 'overdriver.subscribe'
+  | 'overdriver.repository'
+  | 'overdriver.issue'
+  | 'overdriver.stats'
+  | 'overdriver.migrated'
 
 export interface HelloResult {
   protocol: number
@@ -86,6 +93,8 @@ export interface VmLaunch {
   gateway?: string
   /** Makes the guest a transparent L2 firewall between two of its interfaces (guest names, eth<i>). */
   firewall?: GuestFirewall
+  /** A swap disk served by Overdriver's NBD export on the host (blanket-manager/agent/overdriver.ts). */
+  swap?: SwapLaunch
   /** How long to wait for the guest's ready marker on its console. */
   bootTimeoutMs: number
 }

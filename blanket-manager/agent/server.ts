@@ -11,6 +11,7 @@ import type { HypervisorBackend } from '../../drivers/hypervisor.ts'
 import { SupercloudError } from '../errors.ts'
 import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type AccelChoice, type AttachParams, type HelloResult, type IncomingParams, type SwitchesParams, type OutgoingParams, type ProbeParams, type VmLaunch } from './protocol.ts'
 import { VmManager } from './vms.ts'
+import type { ConfigureParams, IssueParams, RepositoryParams } from './overdriver.ts'
 
 export interface AgentOptions {
   dir: string
@@ -41,9 +42,12 @@ export class Agent {
       this.server?.listen(this.socketPath, () => resolve())
     })
     await chmod(this.socketPath, 0o600)
+    // Swap exports of running guests come back with the agent (QEMU reconnects to them).
+    await this.vms.overdriver.resume()
   }
 
   async stop (): Promise<void> {
+    await this.vms.overdriver.stop()
     for (const s of this.sockets) s.destroy()
     await new Promise<void>(resolve => this.server?.close(() => resolve()) ?? resolve())
     await rm(this.socketPath, { force: true })
@@ -72,7 +76,7 @@ export class Agent {
     }
     try {
       const push = (event: Record<string, unknown>): void => { if (!sock.destroyed) sock.write(encode({ event: { ts: new Date().toISOString(), type: 'unknown', ...event } })) }
-      const result = await this.dispatch(req, push)
+      const result = await this.dispatch(req, push, sock)
       if (!sock.destroyed) sock.write(encode({ id: req.id, ok: true, result: result ?? null }))
     } catch (err) {
       const code = err instanceof SupercloudError ? err.code : 'SC_AGENT_INTERNAL'
@@ -80,7 +84,7 @@ export class Agent {
     }
   }
 
-  private async dispatch (req: AgentRequest, push: (event: Record<string, unknown>) => void): Promise<unknown> {
+  private async dispatch (req: AgentRequest, push: (event: Record<string, unknown>) => void, sock: Socket): Promise<unknown> {
     const p = (req.params ?? {}) as Record<string, unknown>
     const name = (): string => {
       if (typeof p.name !== 'string') throw new SupercloudError('SC_AGENT_BAD_REQUEST', `${req.method}: params.name must be a string`)
@@ -104,6 +108,17 @@ export class Agent {
       case 'vm.migrate.active': return { active: this.vms.migrationActive(name()) }
       case 'vw.switches': return await this.vms.ensureSwitches(p as unknown as SwitchesParams)
       case 'vw.attach': for (const a of (p as unknown as AttachParams).taps ?? []) await this.vms.attach(a.tap, a.bridge, a.mtu); return null
+      case 'overdriver.configure': return this.vms.overdriver.configure(p as unknown as ConfigureParams)
+      case 'overdriver.subscribe': {
+        // This connection receives overload.* events until it closes.
+        const off = this.vms.overdriver.subscribe(push)
+        sock.once('close', off)
+        return null
+      }
+      case 'overdriver.repository': return await this.vms.overdriver.startRepository(p as unknown as RepositoryParams)
+      case 'overdriver.issue': return this.vms.overdriver.issue(p as unknown as IssueParams)
+      case 'overdriver.stats': return this.vms.overdriver.stats()
+      case 'overdriver.migrated': this.vms.overdriver.migrationDone(name(), p.ok === true); return null
       case 'agent.shutdown': setTimeout(() => { void this.stop().then(() => process.exit(0)) }, 50); return null
       default: throw new SupercloudError('SC_AGENT_UNKNOWN_METHOD', `unknown method '${String(req.method)}'`)
     }

@@ -11,6 +11,8 @@ import { readConsoleTail, waitForConsole } from '../../drivers/qemu/backend.ts'
 import { guestCmdline } from '../../images/guest/cmdline.ts'
 import { GuestBootError, SupercloudError } from '../errors.ts'
 import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import { virtioDiskName } from '../../drivers/qemu/args.ts'
+import { AgentOverdriver } from './overdriver.ts'
 import { finishIncoming, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
 
 const run = promisify(execFile)
@@ -21,7 +23,12 @@ export class VmManager {
     private readonly bridge: string,
     private readonly backend: HypervisorBackend,
     private readonly accel: () => AccelMode
-  ) {}
+  ) {
+    this.overdriver = new AgentOverdriver(join(dir, 'vms'))
+  }
+
+  /** Swap exports, page repository and the overload loop (Overdriver). */
+  readonly overdriver: AgentOverdriver
 
   private readonly migrations = new Map<string, { ac: AbortController, release?: () => void }>()
 
@@ -46,6 +53,7 @@ export class VmManager {
     } catch (err) {
       // A guest that failed to start or boot is removed: no orphaned QEMU or TAP.
       await this.backend.destroy(l.name, def.runDir).catch(() => {})
+      await this.overdriver.stopSwap(l.name).catch(() => {})
       for (const n of l.nics) await this.deleteTap(n.tap)
       throw err
     }
@@ -66,8 +74,10 @@ export class VmManager {
       disks.push({ id: 'root', path: root, format: 'qcow2' })
       boot = { kind: 'disk' }
     } else {
+      // The swap disk is plugged after the data disks, so it is the next /dev/vdX.
+      const swapDevice = l.swap !== undefined ? { swapDevice: virtioDiskName(l.disks.length) } : {}
       const append = [
-        guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}), ...(l.firewall !== undefined ? { firewall: l.firewall } : {}) }),
+        guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}), ...(l.firewall !== undefined ? { firewall: l.firewall } : {}), ...swapDevice }),
         l.image.append ?? ''
       ].join(' ').trim()
       boot = { kind: 'kernel', kernel: l.image.kernel, append, ...(l.image.initrd !== undefined ? { initrd: l.image.initrd } : {}) }
@@ -89,6 +99,7 @@ export class VmManager {
       runDir: this.runDir(l.name)
     }
     if (l.memory.allocatedBytes < l.memory.requestedBytes) def.balloonTargetBytes = l.memory.allocatedBytes
+    if (l.swap !== undefined) def.swap = { socketPath: await this.overdriver.startSwap(l) }
     return def
   }
 
@@ -176,6 +187,7 @@ export class VmManager {
 
   async destroy (name: string, taps: string[]): Promise<void> {
     await this.backend.destroy(name, this.runDir(name))
+    await this.overdriver.stopSwap(name)
     let all = taps
     try {
       const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
@@ -204,6 +216,7 @@ export class VmManager {
     const l = JSON.parse(await readFile(p, 'utf8')) as VmLaunch
     l.memory.allocatedBytes = bytes
     await writeFile(p, JSON.stringify(l, null, 2))
+    this.overdriver.setAllocated(name, bytes)
   }
 
   consoleSocket (name: string): string {

@@ -1,0 +1,226 @@
+/**
+ * Overdriver in the host agent (docs/overdriver.md, "In the product"):
+ *  - one SwapService per VM launched with `swap:`, in the agent process, serving
+ *    `<vmDir>/swap.sock` (QEMU attaches it with reconnect-delay, so an agent restart only pauses
+ *    the guest's swap I/O; the agent re-serves every VM's swap export when it starts, from
+ *    launch.json, and the sector table is persisted next to the disk);
+ *  - a page repository (PageRepository, in-process) when the controller asks this host to give
+ *    memory to one (`overdriver.repository`), and capabilities for peer VMs (`overdriver.issue`);
+ *  - the overload loop: every policy interval, each VM's swap counters → pagingRate → decide();
+ *    coop-swap-on/off applied with setCooperative(); decide()'s events turned into schema events
+ *    (blanket-manager/events/schema.ts overload.*) pushed to every subscribed connection.
+ */
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { decide, emptyControllerState, type ControllerPolicy, type ControllerState, type HostView } from '../../overdriver/controller/decide.ts'
+import type { OverdriverEvent } from '../../overdriver/controller/events.ts'
+import { pagingRate, type PagingSample } from '../../overdriver/controller/interval.ts'
+import { PAGE_SIZE } from '../../overdriver/constants.ts'
+import { PageRepository } from '../../overdriver/repository/server.ts'
+import { SwapService } from '../../overdriver/swap-service.ts'
+import { SupercloudError } from '../errors.ts'
+import type { VmLaunch } from './protocol.ts'
+
+/** A VM's swap disk in its launch. Capabilities are hex (16 bytes). */
+export interface SwapLaunch {
+  sizeBytes: number
+  /** Page repositories granted to this VM (the controller asked their hosts' agents: overdriver.issue). */
+  repositories?: RepositoryGrantJson[]
+}
+
+export interface RepositoryGrantJson { address: { host: string, port: number }, capability: string }
+
+export interface ConfigureParams {
+  /** This host's name in the spec (events carry it; decide() compares VM hosts with it). */
+  host: string
+  policy: ControllerPolicy
+  /** Hosts with the memory each keeps free as a migration target; none = a sustained overload is reported blocked. */
+  hosts?: HostView[]
+}
+
+export interface RepositoryParams {
+  /** Address to listen on: the host's site address (127.0.0.1 in tests). */
+  host: string
+  /** Default 7709. */
+  port?: number
+  capacityBytes: number
+}
+
+export interface IssueParams { vm: string, maxPages?: number }
+
+export const REPOSITORY_PORT = 7709
+
+type Push = (event: Record<string, unknown>) => void
+
+interface VmSwap {
+  svc: SwapService
+  requestedBytes: number
+  allocatedBytes: number
+  grants: number
+  last?: PagingSample
+  lastRate?: number
+}
+
+export class AgentOverdriver {
+  private readonly swaps = new Map<string, VmSwap>()
+  private readonly subscribers = new Set<Push>()
+  private config?: ConfigureParams
+  private state: ControllerState = emptyControllerState()
+  private timer?: NodeJS.Timeout
+  private ticking = false
+  private pendingMigrated: string[] = []
+  private pendingFailed: string[] = []
+  private repository?: { repo: PageRepository, host: string, port: number }
+
+  constructor (private readonly vmsDir: string) {}
+
+  socketPath (vm: string): string { return join(this.vmsDir, vm, 'swap.sock') }
+
+  /** Serves the VM's swap export (idempotent); returns the unix socket QEMU connects to. */
+  async startSwap (l: VmLaunch): Promise<string> {
+    if (l.swap === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `${l.name} has no swap disk`)
+    const path = this.socketPath(l.name)
+    const have = this.swaps.get(l.name)
+    if (have !== undefined) return path
+    const repositories = (l.swap.repositories ?? []).map(g => ({ address: g.address, capability: Buffer.from(g.capability, 'hex') }))
+    const svc = await SwapService.start({ vm: l.name, diskPath: join(this.vmsDir, l.name, 'swap.img'), sizeBytes: l.swap.sizeBytes, listen: { path }, repositories })
+    this.swaps.set(l.name, { svc, requestedBytes: l.memory.requestedBytes, allocatedBytes: l.memory.allocatedBytes, grants: repositories.length })
+    return path
+  }
+
+  async stopSwap (vm: string): Promise<void> {
+    const s = this.swaps.get(vm)
+    if (s === undefined) return
+    this.swaps.delete(vm)
+    delete this.state.vms[vm]
+    await s.svc.stop()
+  }
+
+  /** Keeps the allocation decide() sees in step with the balloon. */
+  setAllocated (vm: string, bytes: number): void {
+    const s = this.swaps.get(vm)
+    if (s !== undefined) s.allocatedBytes = bytes
+  }
+
+  /** After an agent restart: serve the swap export of every VM whose launch asks for one. */
+  async resume (): Promise<string[]> {
+    const names = await readdir(this.vmsDir).catch(() => [] as string[])
+    const resumed: string[] = []
+    for (const n of names) {
+      try {
+        const l = JSON.parse(await readFile(join(this.vmsDir, n, 'launch.json'), 'utf8')) as VmLaunch
+        if (l.swap === undefined) continue
+        await this.startSwap(l)
+        resumed.push(n)
+      } catch { /* no launch record, or the export cannot start: the VM's swap I/O waits (reconnect-delay) */ }
+    }
+    return resumed
+  }
+
+  subscribe (push: Push): () => void {
+    this.subscribers.add(push)
+    return () => this.subscribers.delete(push)
+  }
+
+  /** Sets the policy and (re)starts the loop at its interval. */
+  configure (p: ConfigureParams): { vms: string[] } {
+    if (typeof p.host !== 'string' || typeof p.policy?.intervalMs !== 'number' || !(p.policy.intervalMs >= 100)) {
+      throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'overdriver.configure: needs host and a policy with intervalMs >= 100')
+    }
+    this.config = p
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = setInterval(() => { void this.tick() }, p.policy.intervalMs)
+    this.timer.unref()
+    return { vms: [...this.swaps.keys()].sort() }
+  }
+
+  /** One control step (the loop calls it every interval). */
+  async tick (now = Date.now()): Promise<void> {
+    const cfg = this.config
+    if (cfg === undefined || this.ticking) return
+    this.ticking = true
+    try {
+      const rates: Record<string, number> = {}
+      const repos: Record<string, boolean> = {}
+      for (const [name, s] of this.swaps) {
+        const c = s.svc.counters()
+        const sample: PagingSample = { atMs: now, readPages: c.readPages, writePages: c.writePages }
+        if (s.last !== undefined && now > s.last.atMs) { rates[name] = pagingRate(s.last, sample); s.lastRate = rates[name] }
+        s.last = sample
+        repos[name] = s.grants > 0
+      }
+      const vms = [...this.swaps.entries()].map(([name, s]) => ({ name, host: cfg.host, requestedBytes: s.requestedBytes, allocatedBytes: s.allocatedBytes }))
+      const d = decide(this.state, { atMs: now, rates, vms, hosts: cfg.hosts ?? [], repositoriesAvailable: repos, migrated: this.pendingMigrated, migrationFailed: this.pendingFailed }, cfg.policy)
+      this.pendingMigrated = []
+      this.pendingFailed = []
+      this.state = d.state
+      for (const a of d.actions) {
+        if (a.kind === 'coop-swap-on' || a.kind === 'coop-swap-off') this.swaps.get(a.vm)?.svc.setCooperative(a.kind === 'coop-swap-on')
+      }
+      for (const e of d.events) {
+        const ev = toSchemaEvent(e, cfg.policy, this.swaps.get(e.vm)?.lastRate)
+        if (ev !== undefined) for (const push of this.subscribers) push(ev)
+      }
+    } finally {
+      this.ticking = false
+    }
+  }
+
+  /** Tells decide(), at the next step, that a migration it decided finished (ok) or failed. */
+  migrationDone (vm: string, ok: boolean): void {
+    (ok ? this.pendingMigrated : this.pendingFailed).push(vm)
+  }
+
+  async startRepository (p: RepositoryParams): Promise<{ host: string, port: number, capacityPages: number }> {
+    const capacityPages = Math.floor(p.capacityBytes / PAGE_SIZE)
+    if (this.repository !== undefined) {
+      return { host: this.repository.host, port: this.repository.port, capacityPages: this.repository.repo.capacityPages }
+    }
+    if (!(capacityPages > 0)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'overdriver.repository: capacityBytes must hold at least one 4K page')
+    const repo = new PageRepository({ capacityPages })
+    const port = await repo.listen(p.port ?? REPOSITORY_PORT, p.host)
+    this.repository = { repo, host: p.host, port }
+    return { host: p.host, port, capacityPages }
+  }
+
+  issue (p: IssueParams): RepositoryGrantJson {
+    const r = this.repository
+    if (r === undefined) throw new SupercloudError('SC_REPOSITORY', 'this host runs no page repository (overdriver.repository first)')
+    if (typeof p.vm !== 'string') throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'overdriver.issue: params.vm must be a string')
+    return { address: { host: r.host, port: r.port }, capability: r.repo.issue(p.vm, p.maxPages).toString('hex') }
+  }
+
+  stats (): Record<string, unknown> {
+    const vms: Record<string, unknown> = {}
+    for (const [n, s] of this.swaps) vms[n] = { ...s.svc.stats(), coopSwap: this.state.vms[n]?.coopSwap ?? false }
+    return { vms, ...(this.repository !== undefined ? { repository: this.repository.repo.stats() } : {}) }
+  }
+
+  async stop (): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.subscribers.clear()
+    for (const vm of [...this.swaps.keys()]) await this.stopSwap(vm).catch(() => {})
+    await this.repository?.repo.close()
+    this.repository = undefined
+  }
+}
+
+/**
+ * decide()'s event → the schema's overload.* event (without host: the controller pins the
+ * agent's host). migration.decided names the VM to move in `vm`; migration.blocked has no
+ * schema type and is not pushed.
+ */
+export function toSchemaEvent (e: OverdriverEvent, policy: ControllerPolicy, lastRate?: number): Record<string, unknown> | undefined {
+  const rate = lastRate !== undefined ? { pagingRate: Math.round(lastRate) } : {}
+  switch (e.type) {
+    case 'overload.started': return { type: 'overload.started', vm: e.vm, data: { pagingRate: Math.round(e.opsPerSec), threshold: policy.overloadOpsPerSec } }
+    case 'overload.classified': return { type: 'overload.classified', vm: e.vm, data: { classification: e.class, ...rate } }
+    case 'coopswap.on': return { type: 'overload.swap', vm: e.vm, data: { enabled: true, reason: e.reason } }
+    case 'coopswap.off': return { type: 'overload.swap', vm: e.vm, data: { enabled: false, reason: e.reason } }
+    case 'coopswap.unavailable': return { type: 'overload.swap', vm: e.vm, data: { enabled: false, reason: e.reason } }
+    case 'threshold.changed': return { type: 'overload.threshold', vm: e.vm, data: { threshold: e.toMs, previous: e.fromMs } }
+    case 'migration.decided': return { type: 'overload.migration-decided', vm: e.move, data: { target: e.target, reason: `${e.reason} (relieves ${e.relieves}; ${e.bytes} bytes to copy)` } }
+    case 'overload.ended': return { type: 'overload.ended', vm: e.vm, data: { durationMs: e.durationMs } }
+    case 'migration.blocked': return undefined
+  }
+}
