@@ -16,7 +16,9 @@
  *      connectors): collapsed (everything on h1, connectors collapsed) vs encapsulated
  *      (nodes alternate between h1 and h2, every connector crosses the underlay);
  *  (4) 1, 16 and 64 connectors between h1 and h2 in parallel, one iperf3 pair per connector:
- *      aggregate throughput (underlay bytes received by h2 in a window where all run) vs one.
+ *      aggregate throughput (underlay bytes received by h2 in a window of --seconds that opens
+ *      5 s after the clients are spawned, so all of them run in it) vs one; iperfSumMbps is the
+ *      sum of the clients' own reports (over their own, not quite overlapping, intervals).
  *
  * Throughput configurations are measured round-robin (--rounds), so the machine's noise hits
  * them alike; the medians are compared. Prints one JSON object.
@@ -124,8 +126,16 @@ async function main (): Promise<Record<string, unknown>> {
   // iperf3 servers.
   const servers: Array<[string, string]> = [[h2.ns, h2.ip], [a2, '198.19.1.2'], [`${P}-o2`, '198.19.2.2'], [h2.ns, tun.b]]
   if (haveVtun) servers.push([`${P}-v2`, '198.19.3.2'])
-  for (const ns of new Set(servers.map(s => s[0]))) lab.spawnIn(ns, ['iperf3', '-s', '-p', '5201'])
-  await sleep(700)
+  const serverProcs = new Map<string, ReturnType<typeof lab.spawnIn>>()
+  const ensureServer = async (ns: string): Promise<void> => {
+    const s = serverProcs.get(ns)
+    if (s !== undefined && s.child.exitCode === null && s.child.signalCode === null) return
+    if (s !== undefined) notes.push(`iperf3 server in ${ns} exited (${s.tail().trim().slice(-200)}); restarted`)
+    serverProcs.set(ns, lab.spawnIn(ns, ['iperf3', '-s', '-p', '5201']))
+    await sleep(500)
+  }
+  for (const ns of new Set(servers.map(s => s[0]))) await ensureServer(ns)
+  const serverNs = (target: string): string => servers.find(s => s[1] === target)?.[0] ?? ''
 
   const paths: Record<string, { ns: string, target: string }> = {
     direct: { ns: h1.ns, target: h2.ip },
@@ -146,7 +156,7 @@ async function main (): Promise<Record<string, unknown>> {
     for (const [name, p] of Object.entries(paths)) {
       for (const udp of [false, true]) {
         log(`throughput round ${round + 1}/${ROUNDS}: ${name} ${udp ? 'udp' : 'tcp'}`)
-        const res: IperfResult = await iperfClient({ ns: p.ns, server: p.target, seconds: SECONDS, udp, payload: PAYLOAD })
+        const res: IperfResult = await iperfClient({ ns: p.ns, server: p.target, seconds: SECONDS, udp, payload: PAYLOAD, beforeTry: async () => { await ensureServer(serverNs(p.target)) } })
         const row = tput[name]
         if (row === undefined) continue
         if (udp) { row.udp.push(res.bps / 1e6); row.udpLossPct.push(res.lostPercent ?? NaN) } else { row.tcp.push(res.bps / 1e6); row.tcpRetransmits.push(res.retransmits ?? NaN) }
@@ -227,11 +237,11 @@ async function main (): Promise<Record<string, unknown>> {
   }
   await sleep(1000)
   for (const p of pairs) await run(['ip', 'netns', 'exec', p.client, 'busybox', 'ping', '-c', '1', '-W', '5', p.target], { allowFailure: true })
-  const parallel: Record<string, { aggregateMbps: number, iperfSumMbps: number, perConnectorMbps: number, clientsOk: number }> = {}
-  const WARM = 2.5
+  const parallel: Record<string, { aggregateMbps: number, iperfSumMbps: number, perConnectorMbps: number, clientsOk: number, startSpreadS: number }> = {}
+  const WARM = 5
   for (const n of PARALLEL) {
     log(`parallel: ${n} connector(s)`)
-    const total = SECONDS + WARM + 1.5
+    const total = SECONDS + WARM + 3
     const clients = pairs.slice(0, n).map(p => run(iperfClientArgv({ ns: p.client, server: p.target, seconds: total, payload: PAYLOAD }), { allowFailure: true, timeoutMs: (total + 60) * 1000 }))
     await sleep(WARM * 1000)
     const b0 = await lab.rxBytes(h2.ns, 'eth0')
@@ -242,11 +252,19 @@ async function main (): Promise<Record<string, unknown>> {
     const results = await Promise.all(clients)
     let sum = 0
     let ok = 0
+    const starts: number[] = []
     for (const r of results) {
-      try { const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number } } }; const b = j.end?.sum_received?.bits_per_second; if (b !== undefined) { sum += b; ok++ } } catch {}
+      try {
+        const j = JSON.parse(r.stdout) as { start?: { timestamp?: { timesecs?: number } }, end?: { sum_received?: { bits_per_second?: number } } }
+        const b = j.end?.sum_received?.bits_per_second
+        if (b !== undefined) { sum += b; ok++ }
+        if (j.start?.timestamp?.timesecs !== undefined) starts.push(j.start.timestamp.timesecs)
+      } catch {}
     }
     const agg = (b1 - b0) * 8 / ((w1 - w0) / 1000) / 1e6
-    parallel[String(n)] = { aggregateMbps: r3(agg), iperfSumMbps: r3(sum / 1e6), perConnectorMbps: r3(agg / n), clientsOk: ok }
+    // startSpreadS: seconds between the first and the last client's start (1 s resolution);
+    // the window opens WARM s after spawning, so a spread below WARM means all ran in it.
+    parallel[String(n)] = { aggregateMbps: r3(agg), iperfSumMbps: r3(sum / 1e6), perConnectorMbps: r3(agg / n), clientsOk: ok, startSpreadS: starts.length > 0 ? Math.max(...starts) - Math.min(...starts) : NaN }
     await sleep(1000)
   }
   const agg1 = parallel['1']?.aggregateMbps ?? NaN

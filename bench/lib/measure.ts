@@ -59,12 +59,20 @@ export function iperfClientArgv (o: IperfClientOptions): string[] {
 }
 
 /** Runs one iperf3 client to completion. */
-export async function iperfClient (o: IperfClientOptions): Promise<IperfResult> {
-  const r = await run(iperfClientArgv(o), { allowFailure: true, timeoutMs: ((o.seconds ?? 5) + 20) * 1000 })
-  try {
-    return parseIperfJson(r.stdout)
-  } catch (err) {
-    throw new Error(`iperf3 ${o.ns} -> ${o.server}: ${String(err)} ${r.stderr.slice(-500)}`)
+export async function iperfClient (o: IperfClientOptions & { beforeTry?: () => Promise<void> }): Promise<IperfResult> {
+  for (let attempt = 1; ; attempt++) {
+    await o.beforeTry?.()
+    const r = await run(iperfClientArgv(o), { allowFailure: true, timeoutMs: ((o.seconds ?? 5) + 20) * 1000 })
+    try {
+      return parseIperfJson(r.stdout)
+    } catch (err) {
+      // A server still closing the previous test, or restarted: try again shortly.
+      if (attempt < 4 && /unable to connect|server is busy|Connection refused/i.test(String(err) + r.stderr)) {
+        await new Promise(resolve => setTimeout(resolve, 1000))
+        continue
+      }
+      throw new Error(`iperf3 ${o.ns} -> ${o.server}: ${String(err)} ${r.stderr.slice(-500)}`)
+    }
   }
 }
 
