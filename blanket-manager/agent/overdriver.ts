@@ -224,3 +224,33 @@ export function toSchemaEvent (e: OverdriverEvent, policy: ControllerPolicy, las
     case 'migration.blocked': return undefined
   }
 }
+
+/** What the controller needs to broker a VM's swap launch (blanket-manager/controller.ts buildLaunch). */
+export interface SwapBroker {
+  agent: (host: string) => Promise<{ overdriverRepository: (p: RepositoryParams) => Promise<{ host: string, port: number }>, overdriverIssue: (p: IssueParams) => Promise<RepositoryGrantJson> }>
+  /** The host's site address (its HostRecord.address). */
+  address: (host: string) => string | undefined
+}
+
+/**
+ * The VM's `swap` launch field, brokered by the controller: for every repository host of the
+ * policy other than the VM's own, make sure its agent runs a repository (on its site address,
+ * port 7709, with the policy's memory) and ask it for a capability for the VM. Undefined when
+ * the VM has no `swap:`. A repository host that cannot be reached is skipped (the VM then swaps
+ * to its local disk only).
+ */
+export async function brokerSwapLaunch (spec: { overdriver?: { repositories: { hosts: string[], memoryBytes: Record<string, number> } } }, vm: { name: string, swapBytes?: number }, host: string, broker: SwapBroker): Promise<SwapLaunch | undefined> {
+  if (vm.swapBytes === undefined) return undefined
+  const repositories: RepositoryGrantJson[] = []
+  for (const h of spec.overdriver?.repositories.hosts ?? []) {
+    const capacityBytes = spec.overdriver?.repositories.memoryBytes[h]
+    const address = broker.address(h)
+    if (h === host || capacityBytes === undefined || address === undefined) continue
+    try {
+      const agent = await broker.agent(h)
+      await agent.overdriverRepository({ host: address, port: REPOSITORY_PORT, capacityBytes })
+      repositories.push(await agent.overdriverIssue({ vm: vm.name }))
+    } catch { /* unreachable repository host: local swap only */ }
+  }
+  return { sizeBytes: vm.swapBytes, repositories }
+}
