@@ -127,6 +127,11 @@ export class AgentOverdriver {
     if (typeof p.host !== 'string' || typeof p.policy?.intervalMs !== 'number' || !(p.policy.intervalMs >= 100)) {
       throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'overdriver.configure: needs host and a policy with intervalMs >= 100')
     }
+    if (this.config !== undefined && JSON.stringify(this.config.policy) !== JSON.stringify(p.policy)) {
+      // A new policy starts afresh (its thresholds, window and profile): episodes end, cooperative swap off.
+      this.state = emptyControllerState()
+      for (const s of this.swaps.values()) s.svc.setCooperative(false)
+    }
     this.config = p
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = setInterval(() => { void this.tick() }, p.policy.intervalMs)
