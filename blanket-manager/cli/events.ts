@@ -77,6 +77,8 @@ export function registerEvents (program: Command, helpers: CliHelpers): void {
         }
         if (o.follow !== true) return
         hub.follow()
+        // The hub's poll timer does not hold the process; this does, until Ctrl-C.
+        const keepAlive = setInterval(() => {}, 1 << 30)
         const sub = hub.subscribe({ ...filter, since: cursor, queueLimit: 100000 })
         const stop = (): void => { sub.close() }
         process.once('SIGINT', stop)
@@ -85,6 +87,7 @@ export function registerEvents (program: Command, helpers: CliHelpers): void {
           if (item.kind === 'event') print(item.event)
           else process.stderr.write(`events ${item.from}..${item.to} were pruned from the history\n`)
         }
+        clearInterval(keepAlive)
         const r = sub.closeReason
         if (r?.kind === 'slow') throw r.error
         hub.close()

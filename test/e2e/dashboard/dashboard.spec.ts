@@ -165,9 +165,14 @@ if (!existsSync(CHROMIUM)) {
   })
 
   t.test('supercloud events --follow prints new events as they are stored', async t => {
-    const child = startCli(['events', '--follow', '--json', '--type', 'migration.*', '--limit', '0'])
+    // --since the current head: events stored while the CLI is still starting (slow on a busy machine) are not missed.
+    const head = (() => { const st = StateStore.open(join(sb.stateRoot, NAME)); const h = new EventHub(st); const b = h.bounds().head; h.close(); st.close(); return b })()
+    const child = startCli(['events', '--follow', '--json', '--type', 'migration.*', '--since', String(head)])
     let out = ''
+    let err = ''
     child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
+    const exited = new Promise(resolve => child.once('exit', resolve))
     // Wait until it is following (its first poll ran), then publish from another process.
     await new Promise(resolve => setTimeout(resolve, 1500))
     const store = StateStore.open(join(sb.stateRoot, NAME))
@@ -180,10 +185,11 @@ if (!existsSync(CHROMIUM)) {
       if (child.exitCode !== null) break
       await new Promise(resolve => setTimeout(resolve, 100))
     }
-    const evs = out.trim().split('\n').map(l => JSON.parse(l) as { type: string })
+    t.equal(child.exitCode, null, `still following: ${err}`)
+    const evs = out.trim().split('\n').filter(Boolean).map(l => JSON.parse(l) as { type: string })
     t.same(evs.map(e => e.type), ['migration.started', 'migration.progress'])
     child.kill('SIGINT')
-    t.equal(await new Promise(resolve => child.once('exit', resolve)), 0, 'Ctrl-C ends it cleanly')
+    t.equal(await exited, 0, 'Ctrl-C ends it cleanly')
     // The dashboard shows the migration with its progress bar.
     const bar = page.locator('.migration[data-migration="m-e2e"] progress')
     await bar.waitFor({ timeout: 30000 })
