@@ -28,6 +28,10 @@ function commOf (pid: string): string {
   try { return execFileSync('cat', [`/proc/${pid}/comm`], { encoding: 'utf8' }).trim() } catch { return '' }
 }
 
+function cmdlineOf (pid: string): string {
+  try { return execFileSync('cat', [`/proc/${pid}/cmdline`], { encoding: 'utf8' }).replace(/\0/g, ' ') } catch { return '' }
+}
+
 t.test('a malformed spec is refused with file, line, column and field; nothing is created', async t => {
   const sb = sandbox(t, oneHost('badspec', `  web1:
     image: tiny
@@ -127,7 +131,9 @@ vms:
     const comms = nsPids(ns).map(commOf)
     t.equal(comms.filter(c => c === 'sshd').length, 1, `one sshd on ${h}: ${comms.join(',')}`)
     t.equal(comms.filter(c => c.startsWith('qemu')).length, 1, `one guest on ${h}`)
-    t.equal(comms.filter(c => c === 'node').length, 1, `one agent on ${h}`)
+    const cmds = nsPids(ns).map(cmdlineOf)
+    t.equal(cmds.filter(c => c.includes('agent.mjs')).length, 1, `one agent on ${h}`)
+    t.equal(cmds.filter(c => c.includes('vw-endpointd.mjs')).length, 1, `one endpoint manager on ${h}`)
   }
   const s = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
   t.same(s.vms.map(v => v.state), ['running', 'running'])
