@@ -16,6 +16,7 @@ type TinyImage = Awaited<ReturnType<typeof buildTinyImage>>
 import { AgentClient } from './agent/client.ts'
 import type { VmInfo, VmLaunch } from './agent/protocol.ts'
 import { bootstrapHost } from './bootstrap/blanket.ts'
+import { brokerSwapLaunch } from './agent/overdriver.ts'
 import { ensureEndpointManager, endpointRoot, VW_MTU } from './bootstrap/virtualwire.ts'
 import { readEndpoints, writeEndpoint } from './network/virtualwire.ts'
 import { applyExtenderRoutes, connectExtender, sshShell } from '../virtualwire/extender/manage.ts'
@@ -538,6 +539,9 @@ export class Controller {
       bootTimeoutMs: bootTimeoutMs(this.opts.env)
     }
     if (vm.gateway !== undefined) launch.gateway = vm.gateway
+    // Overdriver: a swap disk served by the host agent, with page repositories on peer hosts.
+    const swap = await brokerSwapLaunch(spec, vm.spec, host, { agent: async h => await this.agent(h), address: h => this.store.host(h)?.record?.address })
+    if (swap !== undefined) launch.swap = swap
     const fw = vm.spec.firewall
     if (fw !== undefined) {
       // Spec NIC names -> the guest's interface names (NICs appear as eth0, eth1... in order).

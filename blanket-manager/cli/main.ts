@@ -100,6 +100,7 @@ program.command('plan')
         const { describePlan } = await import('../planner/plan.ts')
         const lines = describePlan(p)
         process.stdout.write(lines.length === 0 ? 'nothing to change\n' : lines.join('\n') + '\n')
+        if (spec.overdriver !== undefined) process.stdout.write((await import('./plan-capacity.ts')).formatCapacityPlan(spec))
       }
     })
   })
