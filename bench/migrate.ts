@@ -21,7 +21,7 @@
  * Baseline for the probe: the longest echo gap over the same kind of window with no
  * migration. Prints one JSON object.
  * Usage: node --import tsx bench/migrate.ts [--modes auto,precopy,postcopy] [--workloads 0,16,100]
- *        [--paths within,cross] [--budget-min 9] [--deadline 60s]
+ *        [--paths within,cross] [--cross-modes auto,postcopy] [--budget-min 9] [--deadline 60s]
  * (no migration starts after --budget-min minutes; the ones left are listed in `skipped`)
  */
 import { spawn } from 'node:child_process'
@@ -38,6 +38,8 @@ const { values } = parseArgs({
     modes: { type: 'string', default: 'auto,precopy,postcopy' },
     workloads: { type: 'string', default: '0,16,100' },
     paths: { type: 'string', default: 'within,cross' },
+    // precopy across the WAN is left out by default: see CROSS_PRECOPY_NOTE.
+    'cross-modes': { type: 'string', default: 'auto,postcopy' },
     'budget-min': { type: 'string', default: '9' },
     deadline: { type: 'string', default: '60s' }
   }
@@ -45,6 +47,12 @@ const { values } = parseArgs({
 const MODES = (values.modes ?? '').split(',').filter(Boolean)
 const WORKLOADS = (values.workloads ?? '').split(',').filter(Boolean).map(Number)
 const PATHS = (values.paths ?? '').split(',').filter(Boolean)
+const CROSS_MODES = (values['cross-modes'] ?? '').split(',').filter(Boolean)
+const CROSS_PRECOPY_NOTE = 'precopy across the WAN is not measured by default (--cross-modes auto,postcopy): in precopy mode ' +
+  'QEMU runs without a return path, so the source reports "completed" while the last data is still on its way through the ' +
+  'delayed WAN; the controller then finds the destination still "inmigrate" (reported as "other"), fails with ' +
+  'SC_MIGRATION_FAILED "mover is other on h3 after the switch" and leaves a stale copy on the destination, which makes ' +
+  'every later migration of the guest fail with SC_MIGRATION_DEST_BUSY. Pass --cross-modes auto,precopy,postcopy to reproduce.'
 const BUDGET_MS = Number(values['budget-min']) * 60000
 const DEADLINE = values.deadline ?? '60s'
 const WAN_BPS = 200e6
@@ -153,6 +161,7 @@ async function main (): Promise<Record<string, unknown>> {
   const cases: Array<Record<string, unknown>> = []
   const skipped: string[] = []
   let where = 'h1'
+  let broken: string | undefined
   const siteOf = (h: string): string => h === 'h3' ? 'b' : 'a'
 
   const migrate = async (to: string, mode: string, withProbe: boolean): Promise<Record<string, unknown>> => {
@@ -199,11 +208,14 @@ async function main (): Promise<Record<string, unknown>> {
         const legs: Array<[string, boolean]> = path === 'within'
           ? [[where === 'h1' ? 'h2' : 'h1', true]]
           : [['h3', false], ['h1', false]] // there and back (both cross the WAN)
+        if (path === 'cross' && !CROSS_MODES.includes(mode)) { skipped.push(`${w} MiB/s ${mode} across the WAN (--cross-modes)`); continue }
         for (const [to, probe] of legs) {
           const label = `${w} MiB/s ${mode} ${where} -> ${to}`
-          if (Date.now() - t0 > BUDGET_MS) { skipped.push(label); continue }
+          if (Date.now() - t0 > BUDGET_MS) { skipped.push(`${label} (budget)`); continue }
+          if (broken !== undefined) { skipped.push(`${label} (${broken})`); continue }
           if (where === to) { skipped.push(`${label} (the previous leg failed)`); continue }
           const c = await migrate(to, mode, probe)
+          if (c.ok !== true && /after the switch|DEST_BUSY/.test(String(c.error))) broken = `not attempted: an earlier migration failed after the switch (${String(c.error)})`
           cases.push({ workloadMiBps: w, achievedMiBps: achievedMbps, leg: path === 'cross' && to !== 'h3' ? 'back' : 'out', ...c })
         }
       }
@@ -237,7 +249,8 @@ async function main (): Promise<Record<string, unknown>> {
     bench: 'migrate',
     prefix,
     machine: { cores: cpus().length, loadavgStart: load0.map(r3), loadavgEnd: loadavg().map(r3) },
-    settings: { guestMemory: '256M', memloadMb: 128, modes: MODES, workloadsMiBps: WORKLOADS, paths: PATHS, deadline: DEADLINE, probeIntervalMs: 10, wan: '200mbit, 5ms one way' },
+    settings: { guestMemory: '256M', memloadMb: 128, modes: MODES, crossModes: CROSS_MODES, workloadsMiBps: WORKLOADS, paths: PATHS, deadline: DEADLINE, probeIntervalMs: 10, wan: '200mbit, 5ms one way' },
+    notes: CROSS_MODES.includes('precopy') ? [] : [CROSS_PRECOPY_NOTE],
     baselines: {
       linkMbps: { withinSite: r3(withinBps / 1e6), acrossWan: r3(crossBps / 1e6), wanNominal: WAN_BPS / 1e6 },
       probeMaxGapNoMigrationMs: { guestProbe: controlGuest, hostProbe: controlHost, raw: control }
