@@ -105,7 +105,8 @@ export class VmManager {
 
   /** Block node names of a launch's disks, as the QEMU backend names them. */
   diskNodes (l: VmLaunch): string[] {
-    return [...(l.image.kind === 'qcow2' ? ['root'] : []), ...l.disks.map(d => `disk-${d.name}`)].map(id => `drv-${id}`)
+    // The Overdriver swap disk moves too: its pages are part of the guest's memory.
+    return [...(l.image.kind === 'qcow2' ? ['root'] : []), ...l.disks.map(d => `disk-${d.name}`), ...(l.swap !== undefined ? ['swap0'] : [])].map(id => `drv-${id}`)
   }
 
   /** Destination side: start the guest waiting for an incoming migration and export its disks. */

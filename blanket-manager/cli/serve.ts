@@ -5,6 +5,7 @@
 import { Option, type Command } from 'commander'
 import type { Controller } from '../controller.ts'
 import { SupercloudError } from '../errors.ts'
+import { startOverdriverLoop } from '../server/overdriver-loop.ts'
 import { runServe } from '../server/serve.ts'
 import type { Spec } from '../spec/types.ts'
 
@@ -43,8 +44,10 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
       }
       const interval = Number(o.interval)
       if (!Number.isFinite(interval) || interval < 0) throw new SupercloudError('SC_USAGE', '--interval must be a number of seconds', { exitCode: 2 })
-      await helpers.withController(cmd, async c => {
-        const s = await runServe(c, { host, port, pollMs: interval * 1000, log: line => process.stderr.write(`serve: ${line}\n`) })
+      await helpers.withController(cmd, async (c, spec) => {
+        const log = (line: string): void => { process.stderr.write(`serve: ${line}\n`) }
+        const s = await runServe(c, { host, port, pollMs: interval * 1000, log })
+        const od = spec !== undefined ? await startOverdriverLoop(c, spec, s.hub, s.poller, log) : undefined
         process.stdout.write(`supercloud serve: ${c.name} at ${s.dashboardUrl}\n`)
         process.stderr.write(`serve: events ws ${s.server.url.replace(/^http/, 'ws')}/api/events, metrics ${s.server.url}/metrics (token in ${c.dir}/serve-token); Ctrl-C stops\n`)
         await new Promise<void>(resolve => {
@@ -53,6 +56,7 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
           process.on('SIGTERM', stop)
         })
         process.stderr.write('serve: stopping\n')
+        od?.stop()
         await s.stop()
       }, false)
     })

@@ -40,6 +40,13 @@ export class StatsPoller {
 
   get status (): StatusReport | undefined { return this.lastStatus }
 
+  /** Ingests an agent's pushes (once per client); callers that subscribe agents to events attach them first. */
+  attachAgent (agent: AgentClient): void {
+    if (this.attached.has(agent)) return
+    this.attached.add(agent)
+    ingestAgentEvents(this.hub, agent, this.opts.onRejected)
+  }
+
   start (): void {
     if (this.timer !== undefined) return
     const tick = (): void => {
@@ -81,10 +88,7 @@ export class StatsPoller {
         return
       }
       this.agentIs(h.name, 'up')
-      if (!this.attached.has(agent)) {
-        this.attached.add(agent)
-        ingestAgentEvents(this.hub, agent, this.opts.onRejected)
-      }
+      this.attachAgent(agent)
       for (const vm of status.vms) {
         if (vm.host !== h.name || vm.state !== 'running') continue
         try {

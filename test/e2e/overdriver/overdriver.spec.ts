@@ -1,0 +1,95 @@
+/**
+ * Overdriver through the real CLI: a VM requested 256M, allocated 128M, with a swap disk
+ * served by its host agent and a page repository on a peer host. Under `supercloud serve`,
+ * a short burst is handled by cooperative swap (no migration); a sustained one makes
+ * Overdriver migrate the VM; the guest's data stays intact; the events tell the story.
+ */
+import t from 'tap'
+import { sandbox } from '../../helpers/cli.ts'
+import type { StatusReport } from '../../../blanket-manager/controller.ts'
+
+const spec = `
+name: od
+sites:
+  a: { subnet: 198.18.70.0/24 }
+hosts:
+  h1: { site: a, memory: 1G, hypervisor: { accel: tcg } }
+  h2: { site: a, memory: 1G, hypervisor: { accel: tcg } }
+images:
+  tiny: { builtin: tiny }
+vms:
+  v1: { image: tiny, host: h1, memory: { requested: 256M, allocated: 128M }, swap: 256M, nics: [ { name: eth0, address: 198.18.70.101/24 } ] }
+overdriver:
+  interval: 1s
+  overload: 50
+  window: 600/600
+  threshold: 60s
+  adaptive: false
+  repositories: { hosts: [h2], memory: 192M }
+`
+const sb = sandbox(t, spec, 'od')
+
+interface Ev { type: string, vm?: string, data: Record<string, unknown> }
+async function events (): Promise<Ev[]> {
+  const r = await sb.run(['events', '--json', '--since', '0'])
+  return r.stdout.trim().split('\n').filter(Boolean).map(l => JSON.parse(l) as Ev)
+}
+async function waitFor (pred: (evs: Ev[]) => boolean, ms: number): Promise<Ev[]> {
+  const until = Date.now() + ms
+  let evs = await events()
+  while (!pred(evs) && Date.now() < until) { await new Promise(resolve => setTimeout(resolve, 1000)); evs = await events() }
+  return evs
+}
+
+t.test('up with an oversubscribed VM and a swap disk', async t => {
+  const r = await sb.run(['up'])
+  t.equal(r.code, 0, r.stderr)
+  const plan = await sb.run(['plan'])
+  t.match(plan.stdout, /overdriver capacity/)
+  const sw = await sb.run(['console', 'v1', '--run', 'cat /proc/swaps'])
+  t.match(sw.stdout, /\/dev\/vd/, 'the guest swaps to the disk its host agent serves')
+})
+
+t.test('under serve: a transient burst is absorbed by cooperative swap, a sustained one migrates the VM', async t => {
+  const serve = sb.start(['serve', '--listen', '127.0.0.1:0', '--interval', '1'])
+  let serr = ''
+  serve.stderr?.on('data', (d: Buffer) => { serr += d.toString() })
+  t.teardown(() => { serve.kill('SIGTERM') })
+  for (let i = 0; i < 100 && !/overdriver: watching/.test(serr); i++) await new Promise(resolve => setTimeout(resolve, 200))
+  t.match(serr, /overdriver: watching 2 host/)
+
+  // The workload runs in the background inside the guest and writes its verdict to a file, so a
+  // console session that ends when the VM moves loses nothing.
+  const result = async (file: string, ms: number): Promise<string> => {
+    const until = Date.now() + ms
+    for (;;) {
+      const r = await sb.run(['console', 'v1', '--run', `cat ${file} 2>/dev/null | tail -n 2`, '--timeout', '30']).catch(() => ({ stdout: '' }))
+      if (/verify (ok|FAILED)/.test(r.stdout) || Date.now() > until) return r.stdout
+      await new Promise(resolve => setTimeout(resolve, 3000))
+    }
+  }
+
+  // Transient: a few seconds of paging, well under the 60 s threshold.
+  await sb.run(['console', 'v1', '--run', '(memload --mb 140 --seconds 1 --verify > /tmp/burst1 2>&1 &)'])
+  t.match(await result('/tmp/burst1', 120000), /verify ok/, 'the guest\'s memory is intact after the burst')
+  let evs = await waitFor(e => e.some(x => x.type === 'overload.ended'), 60000)
+  const types = evs.filter(e => e.vm === 'v1' && e.type.startsWith('overload.')).map(e => e.type === 'overload.classified' ? `classified:${String(e.data.classification)}` : e.type === 'overload.swap' ? `swap:${String(e.data.enabled)}` : e.type)
+  t.ok(types.includes('overload.started'), `events: ${types.join(', ')}`)
+  t.ok(types.includes('classified:transient'))
+  t.ok(types.includes('swap:true'), 'cooperative swap turned on')
+  t.ok(types.includes('overload.ended'))
+  t.notOk(types.includes('overload.migration-decided'), 'no migration for a transient overload')
+
+  // Sustained: paging for longer than the threshold.
+  await sb.run(['console', 'v1', '--run', '(memload --mb 200 --seconds 100 --verify > /tmp/burst2 2>&1 &)'])
+  evs = await waitFor(e => e.some(x => x.type === 'migration.completed' && x.vm === 'v1'), 200000)
+  const decided = evs.find(e => e.type === 'overload.migration-decided' && e.vm === 'v1')
+  t.ok(decided, 'Overdriver decided to migrate')
+  t.equal(decided?.data.target, 'h2')
+  t.ok(evs.some(e => e.type === 'overload.classified' && e.data.classification === 'sustained'))
+  t.ok(evs.some(e => e.type === 'migration.completed' && e.vm === 'v1'), `migration completed (serve said: ${serr.split('\n').filter(l => /overdriver/.test(l)).join(' | ')})`)
+  t.match(await result('/tmp/burst2', 200000), /verify ok/, 'every page verified after the move, swapped pages included')
+  const s = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
+  t.equal(s.vms.find(v => v.name === 'v1')?.host, 'h2')
+  t.equal(s.vms.find(v => v.name === 'v1')?.state, 'running')
+})
