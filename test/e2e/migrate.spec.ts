@@ -153,11 +153,12 @@ t.test('migration link cut mid-transfer: it fails by its deadline and the VM kee
   const to = from === 'h1' ? 'h2' : 'h1'
   const dest = leftovers(prefix).namespaces.find(n => n.endsWith(`-${to}`)) ?? h2
   const child = sb.start(['migrate', 'db1', '--to', to, '--bandwidth', '40M', '--mode', 'precopy', '--deadline', '20s'])
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGINT') })
   let err = ''
   child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
   for (let i = 0; i < 300 && !/ memory /.test(err); i++) await new Promise(resolve => setTimeout(resolve, 100))
   // Cut the data path (migration and disk streams) to the destination; SSH stays up.
-  execFileSync('ip', ['netns', 'exec', dest, 'nft', '-f', '-'], { input: 'table inet sccut { chain input { type filter hook input priority 0; tcp dport 49152-49215 drop } }' })
+  execFileSync('ip', ['netns', 'exec', dest, 'nft', '-f', '-'], { input: 'table inet sccut { chain input { type filter hook input priority 0; tcp dport 49152-49215 drop; } }' })
   t.teardown(() => { try { execFileSync('ip', ['netns', 'exec', dest, 'nft', 'delete', 'table', 'inet', 'sccut']) } catch {} })
   const code = await new Promise<number>(resolve => child.on('exit', c => resolve(c ?? -1)))
   t.not(code, 0)
