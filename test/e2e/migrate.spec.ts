@@ -158,7 +158,7 @@ t.test('migration link cut mid-transfer: it fails by its deadline and the VM kee
   child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
   for (let i = 0; i < 300 && !/ memory /.test(err); i++) await new Promise(resolve => setTimeout(resolve, 100))
   // Cut the data path (migration and disk streams) to the destination; SSH stays up.
-  execFileSync('ip', ['netns', 'exec', dest, 'nft', '-f', '-'], { input: 'table inet sccut { chain input { type filter hook input priority 0; tcp dport 49152-49215 drop; } }' })
+  execFileSync('ip', ['netns', 'exec', dest, 'nft', '-f', '-'], { input: 'table inet sccut {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 49152-49215 drop\n }\n}\n' })
   t.teardown(() => { try { execFileSync('ip', ['netns', 'exec', dest, 'nft', 'delete', 'table', 'inet', 'sccut']) } catch {} })
   const code = await new Promise<number>(resolve => child.on('exit', c => resolve(c ?? -1)))
   t.not(code, 0)
