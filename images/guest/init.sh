@@ -109,6 +109,10 @@ ttyS0::respawn:-/bin/sh
 ::shutdown:/sbin/swapoff -a
 INITTAB
 
+# The serial line is the guest's console: keep kernel messages (they land mid-line) off it
+# from here on; `dmesg` still has them.
+dmesg -n 1 2>/dev/null
+
 if [ -z "$failed" ]; then
   echo "SUPERCLOUD-GUEST-READY $name"
 else
