@@ -11,7 +11,7 @@ PACKAGES=(
   busybox-static cpio xz-utils zstd   # guest image: userland, initramfs, module decompression
   linux-image-amd64                   # guest kernel (Debian's, with virtio modules)
   gcc libc6-dev                       # guest tools (memload, netprobe), built static
-  iperf3 openvpn openssl libfuse2     # VirtualWire benchmarks, extenders, endpoint interface (FUSE)
+  iperf3 openvpn openssl libfuse2 vtun # VirtualWire benchmarks (vtun: user-space tunnel baseline), extenders, FUSE
   python3                             # raw 802.1Q frame test of the endpoint manager
   chromium                            # dashboard browser tests (playwright-core drives Debian's Chromium)
 )

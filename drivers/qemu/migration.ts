@@ -55,7 +55,14 @@ export async function finishIncoming (runDir: string, diskNodes: string[]): Prom
   try {
     for (const node of diskNodes) await q.execute('block-export-del', { id: `exp-${node}` }).catch(() => {})
     if (diskNodes.length > 0) await q.execute('nbd-server-stop').catch(() => {})
-    const st = await q.execute<{ status: string }>('query-status')
+    // Without a return path (precopy) the source reports "completed" while the last bytes may
+    // still be crossing a slow link: wait until the destination has taken them and runs.
+    const until = Date.now() + 60000
+    let st = await q.execute<{ status: string }>('query-status')
+    while ((st.status === 'inmigrate' || st.status === 'finish-migrate') && Date.now() < until) {
+      await sleep(200)
+      st = await q.execute<{ status: string }>('query-status')
+    }
     return st.status
   } finally {
     await q.close()
