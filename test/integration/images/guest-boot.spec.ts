@@ -90,12 +90,12 @@ t.test('two guests on a bridge in a namespace ping each other', { skip: haveQemu
   await Promise.all(guests.map(g => g.prompt(30_000)))
   t.pass('both guests ready')
 
-  const mtu = await a.run('echo mtu=$(cat /sys/class/net/eth0/mtu)', /^mtu=(\d+)$/m)
+  const mtu = await a.run('echo mtu=$(cat /sys/class/net/eth0/mtu)', /^mtu=(\d+)\r?\n/m)
   t.equal(mtu[1], '1450', 'sc.mtu applied')
   const ping = await a.run(`ping -c 3 -W 5 ${addrs[1]}; echo ping-rc=$?`, /(\d+) packets received[\s\S]*ping-rc=(\d+)/, 60_000)
   t.equal(ping[2], '0', 'ping exits 0')
   t.ok(Number(ping[1]) >= 1, `${ping[1]}/3 replies from guest B`)
-  const addr = await b.run('ip -4 addr show dev eth0', /inet (\d+\.\d+\.\d+\.\d+\/\d+)/)
+  const addr = await b.run('ip -4 addr show dev eth0', /inet (\d+\.\d+\.\d+\.\d+\/\d+) /)
   t.equal(addr[1], `${addrs[1]}/24`, 'guest B has the address from sc.net')
 
   // sc.echo started netprobe's UDP echo in the guest; the host copy of netprobe probes it from the namespace.
