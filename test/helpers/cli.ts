@@ -1,6 +1,6 @@
 /** Runs the real `supercloud` CLI as a user would, against a private state directory. */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
@@ -46,15 +46,22 @@ export function sandbox (t: Test, specText: string, name: string, extraEnv: Node
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600000)
     const code = await new Promise<number>(resolve => child.on('exit', c => resolve(c ?? 137)))
     clearTimeout(timer)
+    // Register the supercloud's prefix as soon as it exists, so the end-of-run sweep removes
+    // its namespaces even when this test is killed (tap's timeout) before its teardown runs.
+    prefix(name)
     return { code, stdout, stderr }
   }
   const seen = new Set<string>()
+  const known = new Map<string, string>()
   const prefix = (n: string): string | undefined => {
+    // Never create a state directory by looking (a test may assert that `down` removed it).
+    if (!existsSync(join(stateRoot, n, 'state.db'))) return known.get(n)
     try {
       const s = StateStore.open(join(stateRoot, n))
       const p = s.getMeta('prefix')
       s.close()
       if (p !== undefined && !seen.has(p)) { seen.add(p); registerPrefix(p) }
+      if (p !== undefined) known.set(n, p)
       return p
     } catch { return undefined }
   }
