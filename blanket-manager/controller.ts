@@ -35,7 +35,7 @@ import type { OperationOptions, ProgressEvent } from './progress.ts'
 import type { Spec } from './spec/types.ts'
 import { SshConnection } from './ssh/client.ts'
 import { supercloudDir } from './state/paths.ts'
-import { StateStore, type HostRow } from './state/store.ts'
+import { StateStore, type HostRow, type VmRow } from './state/store.ts'
 import { EventHub } from './events/hub.ts'
 import { reportMigration } from './events/migration.ts'
 import type { EventInput } from './events/schema.ts'
@@ -212,6 +212,27 @@ export class Controller {
   /** Placement changes made by `migrate`, which later `up`s keep (see planner/placement.ts). */
   overrides (): Record<string, PlacementOverride> {
     return JSON.parse(this.store.getMeta('placement-overrides') ?? '{}') as Record<string, PlacementOverride>
+  }
+
+  /** The placement override that keeps `vm` on `to` until its spec `host:` line changes. */
+  private overrideFor (spec: Spec, vm: string, to: string): PlacementOverride {
+    const specHost = spec.vms[vm]?.host
+    return specHost !== undefined ? { host: to, specHost } : { host: to }
+  }
+
+  /**
+   * Records that `row`'s VM now runs on `to` (after a migration, or its recovery): the
+   * placement override, and its state row with the spec hash of its new placement.
+   */
+  private recordMove (spec: Spec, row: VmRow, to: string): { spec: Spec, resolved: Record<string, ResolvedVm> } {
+    const overrides = this.overrides()
+    overrides[row.name] = this.overrideFor(spec, row.name, to)
+    this.store.setMeta('placement-overrides', JSON.stringify(overrides))
+    const eff = this.effectiveSpec(spec)
+    const resolved = resolveVms(eff, this.store.prefix())
+    const moved = resolved[row.name]
+    this.store.putVm({ ...row, host: to, status: 'ready', ...(row.record !== undefined ? { record: { ...row.record, host: to } } : {}), specHash: moved !== undefined ? vmHash(moved) : row.specHash })
+    return { spec: eff, resolved }
   }
 
   /** The spec as `up` applies it: the file plus the placement changes made by `migrate`. */
@@ -641,8 +662,7 @@ export class Controller {
       // paused at the switch, and the old endpoints are destroyed once the VM runs on `to`.
       const prefix = this.store.prefix()
       const wires = this.wires(spec)
-      const afterOverrides = { ...this.overrides(), [vmName]: { host: to, ...(spec.vms[vmName]?.host !== undefined ? { specHost: spec.vms[vmName]?.host } : {}) } }
-      const afterSpec = withOverrides(spec, afterOverrides)
+      const afterSpec = withOverrides(spec, { ...this.overrides(), [vmName]: this.overrideFor(spec, vmName, to) })
       const wired = wires.some(w => w.a.component === vmName || w.b.component === vmName)
       let topoAfter: Topology | undefined
       if (wired) {
@@ -706,15 +726,11 @@ export class Controller {
       const st = await target.finishIncoming(vmName)
       if (st.state !== 'running') throw new SupercloudError('SC_MIGRATION_FAILED', `${vmName} is ${st.state} on ${to} after the switch`)
       // The VM runs on the destination: record it there, then remove the source copy.
-      const overrides = this.overrides()
-      overrides[vmName] = { host: to, ...(spec.vms[vmName]?.host !== undefined ? { specHost: spec.vms[vmName]?.host } : {}) }
-      this.store.setMeta('placement-overrides', JSON.stringify(overrides))
-      const moved = resolveVms(this.effectiveSpec(spec), this.store.prefix())[vmName]
-      this.store.putVm({ ...row, host: to, status: 'ready', record: { ...record, host: to }, specHash: moved !== undefined ? vmHash(moved) : row.specHash })
+      const after = this.recordMove(spec, row, to)
       await source.destroyVm(vmName, record.nics).catch(() => {})
       if (wired) {
         await this.applyEndpointWrites(vwPost)
-        this.store.setMeta('wires-applied', wiringHash(this.effectiveSpec(spec), wires, resolveVms(this.effectiveSpec(spec), prefix)))
+        this.store.setMeta('wires-applied', wiringHash(after.spec, wires, after.resolved))
       }
       this.store.journal('migration.completed', vmName, { from, to, ...summary })
       report.completed(summary)
@@ -763,11 +779,7 @@ export class Controller {
       const dst = await target.vmStatus(row.name).catch(() => undefined)
       if (dst?.detail === 'running' && src?.detail !== 'running') {
         await target.finishIncoming(row.name).catch(() => {})
-        const overrides = this.overrides()
-        overrides[row.name] = { host: m.to, ...(spec.vms[row.name]?.host !== undefined ? { specHost: spec.vms[row.name]?.host } : {}) }
-        this.store.setMeta('placement-overrides', JSON.stringify(overrides))
-        const moved = resolveVms(this.effectiveSpec(spec), this.store.prefix())[row.name]
-        this.store.putVm({ ...row, host: m.to, status: 'ready', record: { ...row.record, host: m.to }, specHash: moved !== undefined ? vmHash(moved) : row.specHash })
+        this.recordMove(spec, row, m.to)
         await source.destroyVm(row.name, row.record.nics).catch(() => {})
         this.store.journal('migration.recovered', row.name, { outcome: 'completed', from: m.from, to: m.to })
         done.push(`${row.name}: finished its move to ${m.to} (the controller had stopped after the switch)`)
