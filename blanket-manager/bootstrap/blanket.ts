@@ -12,6 +12,7 @@ import { agentBundle } from '../agent/bundle.ts'
 import { BootstrapError, SupercloudError, throwIfAborted } from '../errors.ts'
 import { shq, type SshConnection } from '../ssh/client.ts'
 import { ensureImageOnHost } from './images.ts'
+import { daemonStartScript } from './daemon-script.ts'
 
 /** Debian packages that provide each command the Blanket layer needs on a host. */
 export const HOST_PACKAGES: Record<string, string> = {
@@ -106,14 +107,15 @@ export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts:
       await ssh.writeFile(`${dir}/agent.mjs`, bundle.code)
       await ssh.exec(`echo ${bundle.hash} > ${shq(dir)}/agent.build`)
     }
-    const start = [
-      `cd ${shq(dir)}`,
-      'p=$(cat agent.pid 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill "$p"; for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; fi',
-      'rm -f agent.sock agent.pid',
-      `setsid nohup node agent.mjs --dir ${shq(dir)} --bridge ${shq(host.guestBridge)} --qemu ${shq(qemu)} --build ${bundle.hash} </dev/null >>agent.log 2>&1 &`,
-      'for i in $(seq 100); do test -S agent.sock && test -s agent.pid && exit 0; sleep 0.1; done',
-      'echo "agent did not start; last log lines:" >&2; tail -n 20 agent.log >&2; exit 1'
-    ].join('\n')
+    const start = daemonStartScript({
+      dir,
+      pidFile: 'agent.pid',
+      prepare: ['rm -f agent.sock agent.pid'],
+      command: `node agent.mjs --dir ${shq(dir)} --bridge ${shq(host.guestBridge)} --qemu ${shq(qemu)} --build ${bundle.hash}`,
+      log: 'agent.log',
+      ready: 'test -S agent.sock && test -s agent.pid',
+      what: 'agent'
+    })
     await ssh.exec(start)
   }
   const agent = await AgentClient.connect(host.name, ssh, `${dir}/agent.sock`)

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import { ENDPOINT_DAEMON_MODULES, NODE_MODULES, endpointDaemonBundle } from '../agent/bundle.ts'
 import { BootstrapError } from '../errors.ts'
 import { shq, type SshConnection } from '../ssh/client.ts'
+import { daemonStartScript } from './daemon-script.ts'
 import type { OperationOptions } from '../progress.ts'
 
 const run = promisify(execFile)
@@ -50,16 +51,16 @@ export async function ensureEndpointManager (ssh: SshConnection, blanketDir: str
   const running = (await ssh.exec(`p=$(cat ${d}/vw-endpoints.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && test -e ${shq(root)}/create && echo yes`, { allowFailure: true })).stdout.trim() === 'yes'
   if (running && have[0]?.trim() === bundle.hash) return { root }
   say(running ? 'upgrading the endpoint manager' : 'starting the endpoint manager')
-  const script = [
-    `cd ${d}`,
-    // Stop an older manager (kernel devices stay: connectors keep forwarding meanwhile).
-    'p=$(cat vw-endpoints.pid 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill "$p"; for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; fi',
-    `echo ${bundle.hash} > vw-endpointd.build`,
-    `mkdir -p ${shq(root)}`,
-    `setsid nohup node vw-endpointd.mjs --root ${shq(root)} --state ${d}/vw-endpoints.json --prefix ${shq(prefix)} --mtu ${VW_MTU} </dev/null >>vw-endpointd.log 2>&1 &`,
-    `for i in $(seq 100); do test -e ${shq(root)}/create && exit 0; sleep 0.1; done`,
-    'echo "endpoint manager did not start; last log lines:" >&2; tail -n 20 vw-endpointd.log >&2; exit 1'
-  ].join('\n')
+  // An older manager is stopped first (kernel devices stay: connectors keep forwarding meanwhile).
+  const script = daemonStartScript({
+    dir: blanketDir,
+    pidFile: 'vw-endpoints.pid',
+    prepare: [`echo ${bundle.hash} > vw-endpointd.build`, `mkdir -p ${shq(root)}`],
+    command: `node vw-endpointd.mjs --root ${shq(root)} --state ${d}/vw-endpoints.json --prefix ${shq(prefix)} --mtu ${VW_MTU}`,
+    log: 'vw-endpointd.log',
+    ready: `test -e ${shq(root)}/create`,
+    what: 'endpoint manager'
+  })
   try {
     await ssh.exec(script)
   } catch (err) {
