@@ -117,6 +117,6 @@ t.test('sc.swap formats and enables a virtio disk as swap', { skip: haveQemu ? f
   t.teardown(() => guest.kill())
   await guest.waitFor(new RegExp(`^${guestReadyLine(name)}$`, 'm'), BOOT_TIMEOUT_MS)
   await guest.prompt(30_000)
-  const swaps = await guest.run('cat /proc/swaps', /^\/dev\/vda\s+\S+\s+(\d+)/m)
+  const swaps = await guest.run('cat /proc/swaps', /^\/dev\/vda\s+\S+\s+(\d+)\s/m)
   t.ok(Number(swaps[1]) > 30_000, `/dev/vda is swap (${swaps[1]} KiB)`)
 })
