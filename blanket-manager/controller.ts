@@ -19,8 +19,8 @@ import { bootstrapHost } from './bootstrap/blanket.ts'
 import { brokerSwapLaunch } from './agent/overdriver.ts'
 import { ensureEndpointManager, endpointRoot, VW_MTU } from './bootstrap/virtualwire.ts'
 import { readEndpoints, writeEndpoint } from './network/virtualwire.ts'
-import { applyExtenderRoutes, connectExtender, sshShell } from '../virtualwire/extender/manage.ts'
-import { extenderDevName, extenderRoutes, extenderTunnel, DEFAULT_EXTENDER_PORT, type ExtenderTunnelPlan } from '../virtualwire/extender/openvpn.ts'
+import { applyExtenderRoutes, connectExtender, ensureExtenderCert, sshShell, startExtender, waitExtenderUp, type ExtenderHostSide } from '../virtualwire/extender/manage.ts'
+import { extenderDevName, extenderEnds, extenderRoutes, extenderTunnel, DEFAULT_EXTENDER_PORT, type ExtenderTunnelPlan } from '../virtualwire/extender/openvpn.ts'
 import { assignConnectorIds, compileTopology, diffEndpoints, type EndpointWrite, type Topology } from '../virtualwire/topology/compile.ts'
 import { wireKey } from './spec/network.ts'
 import type { EndpointConfig, WireSpec } from '../virtualwire/types.ts'
@@ -36,6 +36,7 @@ import type { Spec } from './spec/types.ts'
 import { SshConnection } from './ssh/client.ts'
 import { supercloudDir } from './state/paths.ts'
 import { StateStore, type HostRow, type VmRow } from './state/store.ts'
+import { ExtenderError } from '../virtualwire/extender/errors.ts'
 import { EventHub } from './events/hub.ts'
 import { reportMigration } from './events/migration.ts'
 import type { EventInput } from './events/schema.ts'
@@ -349,15 +350,15 @@ export class Controller {
         const name = `${prefix}-ext${index}`
         const dev = extenderDevName(prefix, index)
         const port = DEFAULT_EXTENDER_PORT + index
-        progress({ subject: 'virtualwire', phase: 'extender', message: `${sa} (${ga.name}) <-> ${sb} (${gb.name}) over OpenVPN` })
-        await connectExtender({
-          name,
-          index,
-          a: { shell: sshShell(await this.connect(ga.name)), ip: ga.address, port, dev, runDir: `${ga.stateDir}/extender` },
-          b: { shell: sshShell(await this.connect(gb.name)), ip: gb.address, port, dev, runDir: `${gb.stateDir}/extender` }
-        })
+        // Each end listens on its own address and sends to where the other is reachable from it (a public address across networks).
+        const [toB, toA] = [peerAddress(ga, gb), peerAddress(gb, ga)]
+        progress({ subject: 'virtualwire', phase: 'extender', message: `${sa} (${ga.name}) <-> ${sb} (${gb.name}${toB !== gb.address ? ` at ${toB}` : ''}) over OpenVPN` })
+        const a: ExtenderHostSide = { shell: sshShell(await this.connect(ga.name)), ip: ga.address, port, dev, runDir: `${ga.stateDir}/extender` }
+        const b: ExtenderHostSide = { shell: sshShell(await this.connect(gb.name)), ip: gb.address, port, dev, runDir: `${gb.stateDir}/extender` }
+        if (toB === gb.address && toA === ga.address) await connectExtender({ name, index, a, b })
+        else await connectExtenderAcross({ name, index, a, b, toA, toB })
         const t = extenderTunnel(index)
-        tunnels.push({ name, a: { site: sa, dev, tunnelIp: t.a, endpoint: ga.address }, b: { site: sb, dev, tunnelIp: t.b, endpoint: gb.address } })
+        tunnels.push({ name, a: { site: sa, dev, tunnelIp: t.a, endpoint: toA }, b: { site: sb, dev, tunnelIp: t.b, endpoint: toB } })
         index++
       }
     }
@@ -900,4 +901,26 @@ async function allSettledOrThrow (ps: Array<Promise<unknown>>): Promise<void> {
   const real = failed.find(e => !(e instanceof CancelledError))
   if (real !== undefined) throw real
   if (failed[0] !== undefined) throw failed[0]
+}
+
+/**
+ * Where `self`'s extender end sends to reach `peer`: the peer's public address when the two
+ * are in different networks (HostRecord.reach: an EC2 instance seen from a local site, and
+ * the local site's NAT address seen from the instance), else its site address.
+ */
+export function peerAddress (self: HostRecord, peer: HostRecord): string {
+  return peer.reach !== undefined && peer.reach.network !== self.reach?.network ? peer.reach.publicAddress : peer.address
+}
+
+/** connectExtender for ends that listen on one address and are reached at another (NAT between them). */
+async function connectExtenderAcross (o: { name: string, index: number, a: ExtenderHostSide, b: ExtenderHostSide, toA: string, toB: string }): Promise<void> {
+  const [ca, cb] = await Promise.all([o.a, o.b].map(async s => await ensureExtenderCert(s.shell, { runDir: s.runDir, name: o.name })))
+  if (ca === undefined || cb === undefined) throw new ExtenderError(o.name, 'certificates missing')
+  const side = (s: ExtenderHostSide, c: typeof ca): Parameters<typeof extenderEnds>[0]['a'] =>
+    ({ ip: s.ip, port: s.port, certPath: c.certPath, keyPath: c.keyPath, fingerprint: c.fingerprint, dev: s.dev, runDir: s.runDir })
+  const ends = extenderEnds({ name: o.name, index: o.index, a: side(o.a, ca), b: side(o.b, cb) })
+  ends.a.remote = { ip: o.toB, port: o.b.port }
+  ends.b.remote = { ip: o.toA, port: o.a.port }
+  await Promise.all([startExtender(o.a.shell, ends.a), startExtender(o.b.shell, ends.b)])
+  await Promise.all([waitExtenderUp(o.a.shell, ends.a), waitExtenderUp(o.b.shell, ends.b)])
 }

@@ -36,6 +36,13 @@ export interface HostRecord {
   guestBridge: string
   /** Driver-private data needed to destroy the host (namespace names, pids...). */
   driverData: Record<string, unknown>
+  /**
+   * How hosts outside the host's own network reach it, when they can: hosts whose records
+   * name the same `network` reach each other at `address`; others send to `publicAddress`
+   * (an EC2 instance's public IP; the NAT address of a local site with an internet uplink).
+   * Used for extender endpoints. Absent: reachable at `address` only.
+   */
+  reach?: { network: string, publicAddress: string }
 }
 
 export type HostHealth = 'running' | 'gone' | 'unreachable'

@@ -23,7 +23,7 @@ import { SshConnection, shq } from '../../blanket-manager/ssh/client.ts'
 import { HOST_GUEST_BRIDGE, HOST_REPORT_FILE, ec2UserData, hostStateDir, parseHostReport, type HostReport } from '../../images/host/cloud-init.ts'
 import { Ec2Error, awsErrorCode, mapEc2Error } from './errors.ts'
 import {
-  TAG_HOST, desiredIngress, hostOptions, ingressChanges, normalizeCidr, ownInstanceFilters, ownTags, parseCheckIp, resourceName, type Ec2Identity
+  TAG_HOST, desiredIngress, ec2NetworkName, hostOptions, ingressChanges, normalizeCidr, ownInstanceFilters, ownTags, parseCheckIp, resourceName, type Ec2Identity
 } from './plan.ts'
 
 export { spotInterruptionEvent, SPOT_NOTICE_COMMAND, type SpotInterruptionEvent } from './plan.ts'
@@ -48,6 +48,12 @@ export interface Ec2DriverOptions {
   pollMs?: number
   /** Where to ask for the operator's public address (sshFrom default). Default env SUPERCLOUD_CHECKIP_URL, else checkip.amazonaws.com. */
   checkIpUrl?: string
+  /**
+   * Reach the instances' public addresses from inside this network namespace (SSH through
+   * `ip netns exec NS socat`): for a machine whose way to those addresses is a namespace,
+   * like the fake EC2 server's internet. Default env SUPERCLOUD_EC2_SSH_NETNS, else direct.
+   */
+  sshNetns?: string
 }
 
 /** What the driver keeps in HostRecord.driverData. */
@@ -95,6 +101,9 @@ export function createEc2Driver (dopts: Ec2DriverOptions = {}): CloudDriver {
   const clients = new Map<string, EC2Client>()
   const regionLocks = new Map<string, Promise<unknown>>()
   const pollMs = dopts.pollMs ?? 2000
+  const envNetns = process.env.SUPERCLOUD_EC2_SSH_NETNS
+  const sshNetns = dopts.sshNetns ?? (envNetns !== undefined && envNetns !== '' ? envNetns : undefined)
+  if (sshNetns !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(sshNetns)) throw new Ec2Error('SC_EC2_SPEC', `SSH namespace '${sshNetns}' is not a namespace name`)
 
   const endpointFor = (o: { endpoint?: string } | undefined): string | undefined =>
     o?.endpoint ?? dopts.endpoint ?? (process.env.SUPERCLOUD_EC2_ENDPOINT !== undefined && process.env.SUPERCLOUD_EC2_ENDPOINT !== '' ? process.env.SUPERCLOUD_EC2_ENDPOINT : undefined)
@@ -361,14 +370,19 @@ export function createEc2Driver (dopts: Ec2DriverOptions = {}): CloudDriver {
   function recordOf (ctx: DriverContext, spec: HostSpec, o: Ec2HostOptions, inst: Instance, endpoint: string | undefined): HostRecord {
     const privateIp = inst.PrivateIpAddress ?? ''
     const publicIp = inst.PublicIpAddress
-    const ssh: SshEndpoint = { host: publicIp ?? privateIp, port: 22, username: o.user ?? 'root', privateKeyPath: ctx.keyPath }
+    const sshHost = publicIp ?? privateIp
+    const ssh: SshEndpoint = { host: sshHost, port: 22, username: o.user ?? 'root', privateKeyPath: ctx.keyPath }
+    if (sshNetns !== undefined) ssh.proxyCommand = ['ip', 'netns', 'exec', sshNetns, 'socat', '-', `TCP:${sshHost}:22`]
     const data: Ec2HostData = {
       region: o.region, instanceId: inst.InstanceId ?? '', instanceType: o.instanceType, ami: o.ami, spot: o.spot === true,
       privateIp, hypervisor: 'tcg', hypervisorReason: 'not reported yet'
     }
     if (endpoint !== undefined) data.endpoint = endpoint
     if (publicIp !== undefined) data.publicIp = publicIp
-    return { name: spec.name, site: spec.site, driver: 'ec2', address: privateIp, ssh, stateDir: hostStateDir(ctx.name, spec.name), guestBridge: HOST_GUEST_BRIDGE, driverData: { ...data } }
+    const record: HostRecord = { name: spec.name, site: spec.site, driver: 'ec2', address: privateIp, ssh, stateDir: hostStateDir(ctx.name, spec.name), guestBridge: HOST_GUEST_BRIDGE, driverData: { ...data } }
+    // Instances of one VPC reach each other at their private addresses; anything else at the public one.
+    if (publicIp !== undefined) record.reach = { network: ec2NetworkName(endpoint, o.region, inst.VpcId), publicAddress: publicIp }
+    return record
   }
 
   /** Where a record's instance lives: its own data, else the spec, else every known region. */

@@ -8,8 +8,8 @@ import { Ec2Error } from './errors.ts'
 
 /** UDP port of the VirtualWire data plane (VXLAN wire format). */
 export const VXLAN_PORT = 4789
-/** UDP port of the site extenders (OpenVPN). */
-export const EXTENDER_PORT = 1194
+/** UDP ports of the site extenders (OpenVPN): extender i of a supercloud listens on 1194 + i (at most 64). */
+export const EXTENDER_PORTS: [number, number] = [1194, 1257]
 /** TCP ports of live migration streams. */
 export const MIGRATION_PORTS: [number, number] = [49152, 49215]
 
@@ -42,6 +42,11 @@ export function ownInstanceFilters (id: Ec2Identity, host?: string): Filter[] {
   return f
 }
 
+/** The network name of an instance in HostRecord.reach: instances of one VPC (one endpoint, region, VPC) reach each other privately. */
+export function ec2NetworkName (endpoint: string | undefined, region: string, vpcId: string | undefined): string {
+  return `ec2 ${endpoint ?? 'aws'} ${region} ${vpcId ?? 'default-vpc'}`
+}
+
 /** Accepts `a.b.c.d` (becomes /32) or `a.b.c.d/n`; throws SC_EC2_SPEC otherwise. */
 export function normalizeCidr (s: string, what = 'sshFrom'): string {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(s.trim())
@@ -51,13 +56,20 @@ export function normalizeCidr (s: string, what = 'sshFrom'): string {
   return `${m.slice(1, 5).join('.')}/${m[5] ?? '32'}`
 }
 
-/** The rules of a supercloud's security group. */
+/**
+ * The rules of a supercloud's security group. SSH from the operator's address; the
+ * extender ports from the supercloud's own hosts: the group itself, and the operator's
+ * address too, which is where the gateways of the operator's other sites (local sites on
+ * the operator's machine, servers behind the same NAT) come from over the internet.
+ * VXLAN and migration only from the group: between sites they ride inside the extenders.
+ */
 export function desiredIngress (sshFrom: string[], groupId: string): IpPermission[] {
   const self = [{ GroupId: groupId }]
+  const operator = [...new Set(sshFrom)].sort().map(c => ({ CidrIp: c }))
   return [
-    { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [...new Set(sshFrom)].sort().map(c => ({ CidrIp: c })) },
+    { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: operator },
     { IpProtocol: 'udp', FromPort: VXLAN_PORT, ToPort: VXLAN_PORT, UserIdGroupPairs: self },
-    { IpProtocol: 'udp', FromPort: EXTENDER_PORT, ToPort: EXTENDER_PORT, UserIdGroupPairs: self },
+    { IpProtocol: 'udp', FromPort: EXTENDER_PORTS[0], ToPort: EXTENDER_PORTS[1], IpRanges: operator, UserIdGroupPairs: self },
     { IpProtocol: 'tcp', FromPort: MIGRATION_PORTS[0], ToPort: MIGRATION_PORTS[1], UserIdGroupPairs: self }
   ]
 }

@@ -12,7 +12,8 @@ import type { HostSpec } from '../../blanket-manager/spec/types.ts'
 import type { OperationOptions } from '../../blanket-manager/progress.ts'
 import { LocalDriverError, throwIfAborted } from '../../blanket-manager/errors.ts'
 import { DELAY_TUN, HOST_BRIDGE, HOST_UPLINK, SITE_BRIDGE, SITE_UPLINK, hostNs, siteSideLink, checkPrefix } from './names.ts'
-import { allocateHostAddress, delayRouting, planNetwork, sitePlan, tbfArgs, DELAY_RULE_PREF, type NetworkPlan, type SitePlan } from './plan.ts'
+import { allocateHostAddress, delayRouting, localSites, planNetwork, sitePlan, tbfArgs, DELAY_RULE_PREF, type NetworkPlan, type SitePlan } from './plan.ts'
+import { UPLINK_ENV, WAN_UPLINK, localNetworkName, parseUplink, uplinkNftRules, uplinkPeerLink, type UplinkSpec } from './uplink.ts'
 import { sshdConfig } from './sshd-config.ts'
 import { addVeth, destroyNs, ensureNs, ip, linkExists, listNamespaces, nsExists, nsPids, pidInNs, sysctl } from './netns.ts'
 import { isAlive, killPids, nsRun, processCmdline, readPidFile, run, sleep, startDaemon } from './sh.ts'
@@ -281,8 +282,36 @@ async function ensureSshd (ctx: DriverContext, spec: HostSpec, ns: string, addre
   return { knownHosts, config, pidFile }
 }
 
+/** The uplink asked for in the environment (remembered), else the one remembered from an earlier run. */
+async function currentUplink (ctx: DriverContext): Promise<UplinkSpec | undefined> {
+  const env = process.env[UPLINK_ENV]
+  if (env !== undefined && env !== '') return parseUplink(env)
+  return await readJson<UplinkSpec | undefined>(join(driverDir(ctx), 'uplink.json'), undefined)
+}
+
+/** Joins the WAN namespace to the uplink's LAN bridge: up0 with its address, default route, masquerade. */
+async function ensureUplink (ctx: DriverContext, plan: NetworkPlan, u: UplinkSpec, opts?: OperationOptions): Promise<void> {
+  if (!await nsExists(u.ns)) throw new LocalDriverError(`${UPLINK_ENV}: namespace ${u.ns} does not exist`)
+  if (!await linkExists(u.ns, u.bridge)) throw new LocalDriverError(`${UPLINK_ENV}: namespace ${u.ns} has no interface ${u.bridge}`)
+  progress(opts, 'network', 'uplink', `WAN uplink ${u.address} on ${u.ns}/${u.bridge}, public address ${u.publicAddress}`)
+  const peer = uplinkPeerLink(ctx.prefix)
+  const wanEnd = await linkExists(plan.wanNs, WAN_UPLINK)
+  const peerEnd = await linkExists(u.ns, peer)
+  if (!wanEnd || !peerEnd) {
+    if (wanEnd) await ip(plan.wanNs, ['link', 'del', WAN_UPLINK])
+    if (peerEnd) await ip(u.ns, ['link', 'del', peer])
+    await addVeth(plan.wanNs, WAN_UPLINK, u.ns, peer)
+  }
+  await ip(u.ns, ['link', 'set', peer, 'master', u.bridge, 'up'])
+  await setOnlyAddress(plan.wanNs, WAN_UPLINK, u.address)
+  await ip(plan.wanNs, ['link', 'set', WAN_UPLINK, 'up'])
+  await ip(plan.wanNs, ['route', 'replace', 'default', 'via', u.gateway, 'dev', WAN_UPLINK])
+  await nsRun(plan.wanNs, ['nft', '-f', '-'], { input: uplinkNftRules() })
+  await writeIfChanged(join(driverDir(ctx), 'uplink.json'), JSON.stringify(u, null, 2) + '\n')
+}
+
 async function ensureNetworkLocked (ctx: DriverContext, opts?: OperationOptions): Promise<void> {
-  const plan = planNetwork(ctx.prefix, ctx.sites, ctx.wan)
+  const plan = planNetwork(ctx.prefix, localSites(ctx.sites, ctx.hosts), ctx.wan)
   await mkdir(driverDir(ctx), { recursive: true })
   throwIfAborted(opts?.signal, 'creating the local network')
   progress(opts, 'network', 'wan', `WAN namespace ${plan.wanNs}`)
@@ -296,6 +325,8 @@ async function ensureNetworkLocked (ctx: DriverContext, opts?: OperationOptions)
     await ensureSite(plan, sp)
   }
   await ensureDelay(ctx, plan, opts)
+  const uplink = await currentUplink(ctx)
+  if (uplink !== undefined) await ensureUplink(ctx, plan, uplink, opts)
 }
 
 async function destroyNetworkLocked (ctx: DriverContext, opts?: OperationOptions): Promise<void> {
@@ -306,6 +337,8 @@ async function destroyNetworkLocked (ctx: DriverContext, opts?: OperationOptions
     progress(opts, 'network', 'destroy', `deleting namespace ${ns}`)
     await destroyNs(ns)
   }
+  // The uplink's veth went with the WAN namespace.
+  await rm(join(driverDir(ctx), 'uplink.json'), { force: true })
 }
 
 export function createLocalDriver (): CloudDriver {
@@ -327,7 +360,7 @@ export function createLocalDriver (): CloudDriver {
       const subject = `host ${spec.name}`
       const what = `creating host ${spec.name}`
       checkPrefix(ctx.prefix)
-      const plan = planNetwork(ctx.prefix, ctx.sites, ctx.wan)
+      const plan = planNetwork(ctx.prefix, localSites(ctx.sites, ctx.hosts), ctx.wan)
       const sp = sitePlan(plan, spec.site)
       if (!await nsExists(sp.ns) || !await nsExists(plan.wanNs)) await driver.ensureNetwork(ctx, opts)
       throwIfAborted(opts?.signal, what)
@@ -369,7 +402,9 @@ export function createLocalDriver (): CloudDriver {
         await sleep(100)
       }
       const data: LocalHostData = { ns, siteNs: sp.ns, siteLink, hostDir, sshdDir, sshdConfig: sshd.config, sshdPidFile: sshd.pidFile }
+      const uplink = await currentUplink(ctx)
       return {
+        ...(uplink !== undefined ? { reach: { network: localNetworkName(ctx.prefix), publicAddress: uplink.publicAddress } } : {}),
         name: spec.name,
         site: spec.site,
         driver: 'local',

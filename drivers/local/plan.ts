@@ -162,3 +162,17 @@ export function allocateHostAddress (req: AllocationRequest): string {
   }
   throw new LocalDriverError(`site subnet ${req.subnet} has no free address left for host ${req.host}`)
 }
+
+/**
+ * The sites the local driver builds: those with local hosts, and those with no hosts at
+ * all. A site whose hosts are all of other drivers (an ec2 site whose `subnet` names the
+ * instances' VPC subnet, for extender routes) is not a local network.
+ */
+export function localSites (sites: Record<string, SiteSpec>, hosts: Record<string, { site: string, driver: string }> | undefined): Record<string, SiteSpec> {
+  if (hosts === undefined) return sites
+  const all = Object.values(hosts)
+  return Object.fromEntries(Object.entries(sites).filter(([name]) => {
+    const members = all.filter(h => h.site === name)
+    return members.length === 0 || members.some(h => h.driver === 'local')
+  }))
+}

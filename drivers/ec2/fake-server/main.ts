@@ -1,7 +1,9 @@
 /**
  * Runs the fake EC2 server on its own (for e2e tests of `supercloud up` with an ec2 site):
  *   node --import tsx drivers/ec2/fake-server/main.ts --prefix sct1a2b --dir /tmp/x
- * Prints one line `{"endpoint": "...", "accessKeyId": "...", "secretAccessKey": "...", "ami": "..."}` when ready;
+ * Prints one line `{"endpoint": "...", "accessKeyId": "...", "secretAccessKey": "...", "ami": "...", "checkIpUrl": "...",
+ * "sshNetns": "...", "uplink": "...", "publicAddress": "..."}` when ready (sshNetns: SUPERCLOUD_EC2_SSH_NETNS;
+ * uplink: SUPERCLOUD_LOCAL_UPLINK for one supercloud's local sites; docs/ec2.md);
  * on SIGTERM/SIGINT terminates its instances, removes its namespaces and exits.
  */
 import { parseArgs } from 'node:util'
@@ -23,4 +25,4 @@ const stop = async (): Promise<void> => {
 process.on('SIGTERM', () => { void stop() })
 process.on('SIGINT', () => { void stop() })
 const endpoint = await server.start()
-process.stdout.write(JSON.stringify({ endpoint, accessKeyId: FAKE_ACCESS_KEY_ID, secretAccessKey: FAKE_SECRET_ACCESS_KEY, ami: FAKE_AMI, checkIpUrl: `${endpoint}/checkip` }) + '\n')
+process.stdout.write(JSON.stringify({ endpoint, accessKeyId: FAKE_ACCESS_KEY_ID, secretAccessKey: FAKE_SECRET_ACCESS_KEY, ami: FAKE_AMI, checkIpUrl: `${endpoint}/checkip`, sshNetns: server.sshNetns, uplink: server.uplink(0), publicAddress: server.publicAddress }) + '\n')

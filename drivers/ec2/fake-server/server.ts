@@ -3,23 +3,27 @@
  * and CI without AWS. Requests are SigV4-signed form POSTs (checked: known access key,
  * valid signature); answers are EC2's XML documents and error codes. Its instances are
  * real hosts made with the `local` driver: a namespace with sshd on a site subnet per
- * region, reachable from the operator's machine at a loopback "public" address
- * (127.x.y.z:22, forwarded into the site namespace and filtered by the instance's
- * security groups' SSH rules). The key pair's public key is the instance's authorized
- * key, and a user-data that is a shell script runs on the instance.
+ * region (their private addresses), and a public address on the server's internet
+ * (internet.ts: 1:1 NAT, filtered by the instance's security groups), which this machine
+ * reaches from the internet namespace (`sshNetns`) and local-driver sites reach through an
+ * uplink (`uplink()`). The key pair's public key is the instance's authorized key, and a
+ * user-data that is a shell script runs on the instance.
  *
  * Tests steer it with `inject` (throttling, quota, unreachable instances, missing AMIs)
  * and look at it with `instances()`, `securityGroups()`, `keyPairs()`, `requests`.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { mkdir, rm, writeFile, rmdir } from 'node:fs/promises'
-import { createServer, type Server as NetServer, type Socket } from 'node:net'
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import type { CloudDriver, DriverContext, HostRecord } from '../../cloud.ts'
 import { createLocalDriver, ensureSupercloudKey, type LocalHostData } from '../../local/driver.ts'
-import { run } from '../../local/sh.ts'
+import { nsRun, run } from '../../local/sh.ts'
+import { addVeth, destroyNs, ensureNs, ip, linkExists, sysctl } from '../../local/netns.ts'
+import { wanNs } from '../../local/names.ts'
+import {
+  IGW_LINK, IGW_PEER, INET_BRIDGE, LAN_BRIDGE, edgeRules, gatewayRules, internetPlan, publicAddressOf, uplinkValue, type InternetPlan
+} from './internet.ts'
 import { hostStateDir } from '../../../images/host/cloud-init.ts'
 import {
   EC2_API_VERSION, Ec2ApiError, errorXml, expectedSignature, filters, itemSet, list, obj, parseAuthorization,
@@ -47,6 +51,9 @@ export interface FakeEc2Options {
   images?: string[]
   /** Check SigV4 signatures (default true); the access key is always checked. */
   verifySignatures?: boolean
+  /** The internet's range (public addresses; default 198.18.232.0/24) and this machine's LAN behind its edge (default 198.18.233.0/24). */
+  internet?: string
+  lan?: string
 }
 
 interface Perm { proto: string, from: number, to: number, cidrs: string[], groups: string[] }
@@ -80,11 +87,8 @@ export interface FakeInstance {
 
 interface InstanceRuntime {
   host?: HostRecord
-  forward?: NetServer
   provisioning?: Promise<void>
   userData?: Promise<void>
-  sockets: Set<Socket>
-  children: Set<ChildProcess>
 }
 
 export interface RequestLogEntry { action: string, region: string, status: number, code?: string }
@@ -121,8 +125,10 @@ export class FakeEc2Server {
   private readonly local: CloudDriver = createLocalDriver()
   private ctx?: DriverContext
   private http?: HttpServer
-  private loopbackOctet = 100 + Math.floor(Math.random() * 150)
-  private loopbackNext = 1
+  /** The internet's addresses (internet.ts). */
+  readonly net: InternetPlan
+  private publicNext = 0
+  private gatewaySync: Promise<void> = Promise.resolve()
   private throttles: Array<{ remaining: number, action?: string }> = []
   private quotaFailures = 0
   private unreachableLaunches = 0
@@ -132,6 +138,7 @@ export class FakeEc2Server {
     this.opts = opts
     this.regions = opts.regions ?? { 'us-east-1': '198.18.200.0/24', 'eu-west-1': '198.18.201.0/24' }
     this.credentials = opts.credentials ?? { [FAKE_ACCESS_KEY_ID]: FAKE_SECRET_ACCESS_KEY }
+    this.net = internetPlan(opts.internet, opts.lan)
     for (const r of Object.keys(this.regions)) {
       this.images.set(r, new Set(opts.images ?? [FAKE_AMI]))
       this.vpcs.set(r, { vpcId: `vpc-${hex(17)}`, subnetId: `subnet-${hex(17)}` })
@@ -146,6 +153,7 @@ export class FakeEc2Server {
     const sites = Object.fromEntries(Object.entries(this.regions).map(([r, subnet]) => [r, { name: r, subnet }]))
     this.ctx = { name: `${this.opts.prefix}-fake-ec2`, prefix: this.opts.prefix, dir: this.opts.dir, keyPath, sites, wan: { delayMs: 0 } }
     await this.local.ensureNetwork(this.ctx)
+    await this.ensureInternet()
     const http = createHttpServer((req, res) => { void this.handle(req, res) })
     this.http = http
     await new Promise<void>((resolve, reject) => {
@@ -164,6 +172,71 @@ export class FakeEc2Server {
     await new Promise<void>(resolve => { if (this.http !== undefined) this.http.close(() => resolve()); else resolve() })
     this.http?.closeAllConnections()
     if (this.ctx !== undefined) await this.local.destroyNetwork(this.ctx).catch(() => {})
+    await destroyNs(this.sshNetns).catch(() => {})
+  }
+
+  // ---- the internet (internet.ts) ----
+
+  /** The namespace of the internet and this machine's edge: the driver's `sshNetns` (SUPERCLOUD_EC2_SSH_NETNS). */
+  get sshNetns (): string {
+    return `${this.opts.prefix}-inet`
+  }
+
+  /** This machine's public address on the internet (what /checkip answers). */
+  get publicAddress (): string {
+    return this.net.publicAddress
+  }
+
+  /** SUPERCLOUD_LOCAL_UPLINK value joining the n-th supercloud's local WAN to this machine's LAN (one address each). */
+  uplink (n = 0): string {
+    return uplinkValue(this.net, this.sshNetns, n)
+  }
+
+  private async ensureInternet (): Promise<void> {
+    const inet = this.sshNetns
+    const wan = wanNs(this.opts.prefix)
+    const n = this.net
+    await ensureNs(inet)
+    await sysctl(inet, 'net.ipv4.ip_forward', '1')
+    for (const [br, addr, len] of [[INET_BRIDGE, n.publicAddress, n.prefixLen], [LAN_BRIDGE, n.lanGateway, n.lanPrefixLen]] as const) {
+      if (!await linkExists(inet, br)) await ip(inet, ['link', 'add', br, 'type', 'bridge'])
+      await ip(inet, ['link', 'set', br, 'up'])
+      await ip(inet, ['addr', 'replace', `${addr}/${len}`, 'dev', br])
+    }
+    if (!await linkExists(wan, IGW_LINK) || !await linkExists(inet, IGW_PEER)) {
+      await run(['ip', '-n', wan, 'link', 'del', IGW_LINK], { allowFailure: true })
+      await run(['ip', '-n', inet, 'link', 'del', IGW_PEER], { allowFailure: true })
+      await addVeth(wan, IGW_LINK, inet, IGW_PEER)
+    }
+    await ip(inet, ['link', 'set', IGW_PEER, 'master', INET_BRIDGE, 'up'])
+    await ip(wan, ['addr', 'replace', `${n.igwAddress}/${n.prefixLen}`, 'dev', IGW_LINK])
+    await ip(wan, ['link', 'set', IGW_LINK, 'up'])
+    await nsRun(inet, ['nft', '-f', '-'], { input: edgeRules(n) })
+    await this.syncGateway()
+  }
+
+  /** Makes the gateway's public addresses, NAT and security-group filter match the running instances. Serialised. */
+  private async syncGateway (): Promise<void> {
+    const next = this.gatewaySync.then(async () => { await this.syncGatewayNow() })
+    this.gatewaySync = next.catch(err => { process.emitWarning(`fake EC2 server: internet gateway: ${String(err)}`) })
+    await next
+  }
+
+  private async syncGatewayNow (): Promise<void> {
+    const wan = wanNs(this.opts.prefix)
+    const behind = [...this.instancesById.values()].filter(i => i.state === 'running' && !i.unreachable && i.privateIp !== undefined && i.publicIp !== undefined)
+    const want = new Set(behind.map(i => i.publicIp as string))
+    const have = (await run(['ip', '-n', wan, '-4', '-o', 'addr', 'show', 'dev', IGW_LINK])).stdout.split('\n')
+      .map(l => /\sinet\s+([\d.]+)\/32\s/.exec(l)?.[1]).filter((a): a is string => a !== undefined)
+    for (const a of have) if (!want.has(a)) await ip(wan, ['addr', 'del', `${a}/32`, 'dev', IGW_LINK])
+    for (const a of want) if (!have.includes(a)) await ip(wan, ['addr', 'add', `${a}/32`, 'dev', IGW_LINK])
+    await nsRun(wan, ['nft', '-f', '-'], {
+      input: gatewayRules(behind.map(i => ({
+        privateIp: i.privateIp as string,
+        publicIp: i.publicIp as string,
+        ingress: i.groupIds.flatMap(id => this.groups.get(id)?.ingress ?? [])
+      })))
+    })
   }
 
   // ---- steering, for tests ----
@@ -218,9 +291,10 @@ export class FakeEc2Server {
     const body = Buffer.concat(chunks)
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (req.method === 'GET' && url.pathname === '/checkip') {
-      // Like checkip.amazonaws.com: the caller's address as seen by the server.
+      // Like checkip.amazonaws.com: the caller's address as seen from the internet.
       res.writeHead(200, { 'content-type': 'text/plain' })
-      res.end(`${(req.socket.remoteAddress ?? '').replace(/^::ffff:/, '')}\n`)
+      // This machine is behind its edge router: its public address is the edge's.
+      res.end(`${this.net.publicAddress}\n`)
       return
     }
     const requestId = randomUUID()
@@ -279,8 +353,8 @@ export class FakeEc2Server {
       case 'DeleteKeyPair': return this.deleteKeyPair(region, q)
       case 'CreateSecurityGroup': return this.createSecurityGroup(region, q)
       case 'DescribeSecurityGroups': return this.describeSecurityGroups(region, q)
-      case 'AuthorizeSecurityGroupIngress': return this.changeIngress(region, q, 'authorize')
-      case 'RevokeSecurityGroupIngress': return this.changeIngress(region, q, 'revoke')
+      case 'AuthorizeSecurityGroupIngress': { const out = this.changeIngress(region, q, 'authorize'); await this.syncGateway(); return out }
+      case 'RevokeSecurityGroupIngress': { const out = this.changeIngress(region, q, 'revoke'); await this.syncGateway(); return out }
       case 'DeleteSecurityGroup': return this.deleteSecurityGroup(region, q)
       case 'RunInstances': return this.runInstances(region, q)
       case 'DescribeInstances': return this.describeInstances(region, q)
@@ -484,7 +558,7 @@ export class FakeEc2Server {
       if (userData !== undefined) inst.userData = userData
       if (this.unreachableLaunches > 0) { this.unreachableLaunches--; inst.unreachable = true }
       this.instancesById.set(inst.id, inst)
-      const rt: InstanceRuntime = { sockets: new Set(), children: new Set() }
+      const rt: InstanceRuntime = {}
       this.runtime.set(inst.id, rt)
       rt.provisioning = this.provision(inst, rt)
       made.push(inst)
@@ -492,16 +566,15 @@ export class FakeEc2Server {
     return this.reservationXml(reservationId, made)
   }
 
-  private nextLoopback (): string {
-    const n = this.loopbackNext++
-    return `127.${this.loopbackOctet}.${(n >> 8) & 255}.${n & 255}`
+  private nextPublic (): string {
+    return publicAddressOf(this.net, this.publicNext++)
   }
 
   /** Makes the instance's host; the instance is `running` once it answers SSH (user-data runs after, as cloud-init's does). */
   private async provision (inst: FakeInstance, rt: InstanceRuntime): Promise<void> {
     const ctx = this.ctx
     if (ctx === undefined) throw new Error('fake EC2 server not started')
-    const publicIp = this.nextLoopback()
+    const publicIp = this.nextPublic()
     if (inst.unreachable) {
       // Running, with addresses, but nothing behind them.
       await new Promise(resolve => setTimeout(resolve, 50))
@@ -521,44 +594,15 @@ export class FakeEc2Server {
       const key = this.keysOf(inst.region).get(inst.keyName)
       await writeFile(join(data.sshdDir, 'authorized_keys'), key !== undefined ? `${key.publicKey}\n` : '', { mode: 0o600 })
       if (inst.state !== 'pending') return
-      rt.forward = await this.startForward(inst, rt, publicIp, host)
       inst.privateIp = host.address
       inst.publicIp = publicIp
       inst.state = 'running'
+      await this.syncGateway()
       rt.userData = this.runUserData(inst, rt, host)
     } catch (err) {
       inst.state = 'terminated'
       inst.stateReason = { code: 'Server.InternalError', message: `Server.InternalError: ${err instanceof Error ? err.message : String(err)}` }
     }
-  }
-
-  /** 127.x.y.z:22 → the instance's sshd, for clients its security groups let in on TCP 22. */
-  private async startForward (inst: FakeInstance, rt: InstanceRuntime, publicIp: string, host: HostRecord): Promise<NetServer> {
-    const siteNs = (host.driverData as unknown as LocalHostData).siteNs
-    const server = createServer(sock => {
-      const from = (sock.remoteAddress ?? '').replace(/^::ffff:/, '')
-      if (!this.sshAllowed(inst, from)) { sock.destroy(); return }
-      rt.sockets.add(sock)
-      const child = spawn('ip', ['netns', 'exec', siteNs, 'socat', '-', `TCP:${host.address}:22`], { stdio: ['pipe', 'pipe', 'ignore'] })
-      rt.children.add(child)
-      sock.pipe(child.stdin)
-      child.stdout.pipe(sock)
-      const end = (): void => { sock.destroy(); child.kill('SIGKILL'); rt.sockets.delete(sock); rt.children.delete(child) }
-      sock.on('error', end)
-      sock.on('close', end)
-      child.on('exit', end)
-      child.stdin.on('error', () => {})
-    })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(22, publicIp, () => resolve())
-    })
-    return server
-  }
-
-  private sshAllowed (inst: FakeInstance, from: string): boolean {
-    return inst.groupIds.some(id => this.groups.get(id)?.ingress.some(p =>
-      (p.proto === '-1' || (p.proto === 'tcp' && p.from <= 22 && p.to >= 22)) && p.cidrs.some(c => cidrContains(c, from))) === true)
   }
 
   /** cloud-init's part: a user-data starting with `#!` runs once as root on the instance. */
@@ -581,10 +625,9 @@ export class FakeEc2Server {
     inst.state = 'shutting-down'
     await rt?.provisioning?.catch(() => {})
     await rt?.userData?.catch(() => {})
+    // Off the internet first (its public address, NAT and rules), then the host.
+    await this.syncGateway().catch(() => {})
     if (rt !== undefined) {
-      for (const s of rt.sockets) s.destroy()
-      for (const c of rt.children) c.kill('SIGKILL')
-      await new Promise<void>(resolve => { if (rt.forward !== undefined) rt.forward.close(() => resolve()); else resolve() })
       if (rt.host !== undefined && this.ctx !== undefined) await this.local.destroyHost(this.ctx, rt.host)
       rt.host = undefined
     }

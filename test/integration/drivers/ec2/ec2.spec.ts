@@ -1,8 +1,11 @@
 /**
  * The ec2 driver through the real AWS SDK client against the fake EC2 server, whose
- * instances are local hosts (namespace + sshd). No AWS account, nothing leaves loopback.
+ * instances are local hosts (namespace + sshd) with public addresses on the fake's own
+ * internet (a namespace), reached from its namespace (sshNetns). No AWS account; nothing
+ * leaves loopback and the namespaces.
  */
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DescribeKeyPairsCommand, DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2'
@@ -21,7 +24,7 @@ useFakeAwsEnvironment()
 const fake = await startFakeEc2(t)
 
 function driverOf (extra: Ec2DriverOptions = {}): ReturnType<typeof createEc2Driver> {
-  return createEc2Driver({ endpoint: fake.endpoint, checkIpUrl: `${fake.endpoint}/checkip`, pollMs: 100, reachTimeoutMs: 30000, bootstrapTimeoutMs: 60000, ...extra })
+  return createEc2Driver({ endpoint: fake.endpoint, checkIpUrl: `${fake.endpoint}/checkip`, sshNetns: fake.sshNetns, pollMs: 100, reachTimeoutMs: 30000, bootstrapTimeoutMs: 60000, ...extra })
 }
 
 /** A supercloud context with one ec2 site and the given hosts; its EC2 resources are removed at teardown. */
@@ -60,7 +63,9 @@ t.test('the host: bootstrap ran, tags, record', async t => {
   t.equal(r.stateDir, hostStateDir(ctx.name, 'web1'), 'state dir is /var/lib/supercloud/<supercloud>/<host>')
   t.equal(r.guestBridge, 'scbr0')
   t.match(r.address, /^198\.18\.200\.\d+$/, 'address is the private address')
-  t.match(r.ssh.host, /^127\./, 'SSH goes to the public address')
+  t.match(r.ssh.host, /^198\.18\.232\.\d+$/, 'SSH goes to the public address')
+  t.equal(r.ssh.host, d.publicIp)
+  t.same(r.reach, { network: `ec2 ${fake.endpoint} us-east-1 ${fake.subnetOf('us-east-1')?.vpcId ?? ''}`, publicAddress: d.publicIp }, 'other networks reach it at its public address')
   t.equal(r.ssh.username, 'root')
   t.ok(d.hypervisor === 'kvm' || d.hypervisor === 'tcg', `bootstrap reported hypervisor ${d.hypervisor} (${d.hypervisorReason})`)
   t.match(await sshRun(r, 'ip -o link show scbr0'), /scbr0/, 'the bootstrap made the guest bridge')
@@ -90,11 +95,11 @@ t.test('security group rules', async t => {
     cidrs: (p.IpRanges ?? []).map(r => r.CidrIp), groups: (p.UserIdGroupPairs ?? []).map(x => x.GroupId)
   })).sort((a, b) => (a.from ?? 0) - (b.from ?? 0))
   t.same(rules, [
-    { proto: 'tcp', from: 22, to: 22, cidrs: ['127.0.0.1/32'], groups: [] },
-    { proto: 'udp', from: 1194, to: 1194, cidrs: [], groups: [g?.GroupId] },
+    { proto: 'tcp', from: 22, to: 22, cidrs: [`${fake.publicAddress}/32`], groups: [] },
+    { proto: 'udp', from: 1194, to: 1257, cidrs: [`${fake.publicAddress}/32`], groups: [g?.GroupId] },
     { proto: 'udp', from: 4789, to: 4789, cidrs: [], groups: [g?.GroupId] },
     { proto: 'tcp', from: 49152, to: 49215, cidrs: [], groups: [g?.GroupId] }
-  ], 'SSH only from the operator\'s address as seen; VXLAN, extender, migration only from the group itself')
+  ], 'SSH only from the operator\'s address as seen; extenders from the group and the operator\'s address; VXLAN, migration only from the group itself')
 
   // An explicit sshFrom replaces the detected address.
   ctx.hosts = { a: ec2Host('a', 'aws', { sshFrom: '198.51.100.7' }) }
@@ -103,6 +108,44 @@ t.test('security group rules', async t => {
   const ssh = again.SecurityGroups?.[0]?.IpPermissions?.filter(p => p.FromPort === 22)
   t.same(ssh?.flatMap(p => (p.IpRanges ?? []).map(r => r.CidrIp)), ['198.51.100.7/32'], 'SSH now only from the given address')
   t.equal(again.SecurityGroups?.[0]?.IpPermissions?.length, 4, 'still four rules')
+})
+
+/** Runs argv; its stdout, '' when it fails or times out. */
+async function output (argv: string[], timeoutMs: number, input = ''): Promise<string> {
+  return await new Promise(resolve => {
+    const child = spawn(argv[0] ?? 'false', argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'] })
+    let out = ''
+    const timer = setTimeout(() => { child.kill('SIGKILL') }, timeoutMs)
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    child.on('close', () => { clearTimeout(timer); resolve(out) })
+    child.stdin.on('error', () => {})
+    child.stdin.end(input)
+  })
+}
+
+t.test('the internet: the public address is NATed to the instance and filtered by its security group', async t => {
+  const spec = ec2Host('net1', 'aws')
+  const ctx = await ec2Context([spec])
+  const driver = driverOf()
+  const r = await driver.createHost(ctx, spec)
+  t.teardown(async () => { await driver.destroyHost(ctx, r).catch(() => {}) })
+  const d = r.driverData as unknown as Ec2HostData
+  const ns = (fake.hostOf(d.instanceId)?.driverData as unknown as LocalHostData).ns
+  const inet = ['ip', 'netns', 'exec', fake.sshNetns]
+  /** Whether a datagram from this machine's public address to the instance's public address and `port` arrives. */
+  const udpArrives = async (port: number): Promise<boolean> => {
+    const got = output(['ip', 'netns', 'exec', ns, 'timeout', '4', 'socat', '-u', `UDP-RECV:${port},bind=${d.privateIp}`, '-'], 5000)
+    await new Promise(resolve => setTimeout(resolve, 500))
+    for (let i = 0; i < 3; i++) await output([...inet, 'socat', '-u', '-', `UDP-SENDTO:${d.publicIp ?? ''}:${port}`], 2000, `hello ${port}\n`)
+    return (await got).includes(`hello ${port}`)
+  }
+  t.ok(await udpArrives(1194), 'the extender port is open to the operator\'s address')
+  t.notOk(await udpArrives(4789), 'the VXLAN port is not (only the group itself)')
+  const banner = async (): Promise<string> => await output([...inet, 'socat', '-T', '3', '-', `TCP:${d.publicIp ?? ''}:22,connect-timeout=3`], 4000)
+  t.match(await banner(), /^SSH-/, 'SSH answers from the operator\'s address')
+  ctx.hosts = { net1: ec2Host('net1', 'aws', { sshFrom: '198.51.100.7' }) }
+  await driver.ensureNetwork(ctx)
+  t.equal(await banner(), '', 'with SSH allowed from elsewhere only, it no longer answers')
 })
 
 t.test('missing credentials: SC_EC2_CREDENTIALS', async t => {
