@@ -154,3 +154,50 @@ export function readyState (consoleText: string, name: string): { ready: true } 
   }
   return undefined
 }
+
+export interface XlPvGuest {
+  /** Domain name ([a-z0-9-]). */
+  name: string
+  /** Paths inside the dom0. */
+  kernel: string
+  ramdisk?: string
+  /** Guest kernel command line (console=hvc0 is prepended). */
+  extra?: string
+  memoryMiB: number
+  /** Upper bound for ballooning up (xl's maxmem). Default memoryMiB. */
+  maxMemoryMiB?: number
+  vcpus?: number
+}
+
+/** An xl domain configuration for a PV guest booted from a kernel + initramfs in the dom0. */
+export function xlPvConfig (g: XlPvGuest): string {
+  check(/^[a-z0-9][a-z0-9-]{0,31}$/.test(g.name), 'guest name', `'${g.name}' must be 1-32 of [a-z0-9-]`)
+  const quoted = (field: string, v: string): string => {
+    check(!/["\\\n]/.test(v), field, `'${v}' cannot hold quotes, backslashes or newlines`)
+    return `"${v}"`
+  }
+  for (const [field, p] of [['kernel', g.kernel], ['ramdisk', g.ramdisk]] as const) {
+    if (p !== undefined) check(p.startsWith('/'), field, `'${p}' must be an absolute path in the dom0`)
+  }
+  const maxMem = g.maxMemoryMiB ?? g.memoryMiB
+  check(Number.isInteger(g.memoryMiB) && g.memoryMiB >= 32, 'memoryMiB', `${g.memoryMiB} must be an integer >= 32`)
+  check(Number.isInteger(maxMem) && maxMem >= g.memoryMiB, 'maxMemoryMiB', `${maxMem} must be an integer >= memoryMiB`)
+  const vcpus = g.vcpus ?? 1
+  check(Number.isInteger(vcpus) && vcpus >= 1 && vcpus <= 8, 'vcpus', `${vcpus} must be 1-8`)
+  const lines = [
+    `name = ${quoted('name', g.name)}`,
+    'type = "pv"',
+    `kernel = ${quoted('kernel', g.kernel)}`
+  ]
+  if (g.ramdisk !== undefined) lines.push(`ramdisk = ${quoted('ramdisk', g.ramdisk)}`)
+  lines.push(
+    `extra = ${quoted('extra', ['console=hvc0', g.extra ?? ''].filter(s => s !== '').join(' '))}`,
+    `memory = ${g.memoryMiB}`,
+    `maxmem = ${maxMem}`,
+    `vcpus = ${vcpus}`,
+    'on_poweroff = "destroy"',
+    'on_reboot = "destroy"',
+    'on_crash = "preserve"'
+  )
+  return lines.join('\n') + '\n'
+}

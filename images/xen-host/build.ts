@@ -45,6 +45,10 @@ export const DOM0_BINARIES = [
   '/usr/bin/xenstore',
   '/usr/sbin/sshd', '/usr/lib/openssh/sftp-server'
 ]
+/** Libraries loaded with dlopen (so not in any ldd closure): glibc needs libgcc_s for pthread_cancel (xl create). */
+export const DOM0_DLOPENED = ['/lib/x86_64-linux-gnu/libgcc_s.so.1']
+/** xl's configuration: dom0 has fixed memory (dom0_mem=...,max:...), so xl never balloons it. */
+export const XL_CONF = 'autoballoon="off"\n'
 /** Convenience names on PATH, as symlinks (Debian's own are a version-selecting wrapper script). */
 const DOM0_SYMLINKS: Record<string, string> = {
   'usr/sbin/xl': `${XEN_BIN}/xl`,
@@ -213,6 +217,10 @@ async function gatherInputs (signal?: AbortSignal): Promise<Inputs> {
       throw err
     }
   }
+  for (const lib of DOM0_DLOPENED) {
+    if (!(await exists(lib))) throw new XenImageBuildError(`${lib} is missing`)
+    closures.push([lib])
+  }
   const files: Inputs['files'] = []
   for (const path of unionSorted(closures)) {
     throwIfAborted(signal, 'Xen host image build')
@@ -238,7 +246,8 @@ function inputDigests (inp: Inputs): Record<string, string> {
     [`xen:${inp.xenVersion}`]: sha256(inp.xenGz),
     busybox: sha256(inp.busybox),
     init: sha256(inp.init),
-    sshd_config: sha256(SSHD_CONFIG)
+    sshd_config: sha256(SSHD_CONFIG),
+    xl_conf: sha256(XL_CONF)
   }
   for (const m of inp.modules) d[`module:${m.path}`] = sha256(m.data)
   for (const f of inp.files) d[`file:${f.path}`] = sha256(f.data)
@@ -303,6 +312,7 @@ export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 
   entries.push({ type: 'file', path: 'etc/shadow', data: Buffer.from('root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n'), mode: 0o600 })
   entries.push({ type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\nnogroup:x:65534:\n') })
   entries.push({ type: 'file', path: 'etc/ssh/sshd_config', data: Buffer.from(SSHD_CONFIG) })
+  entries.push({ type: 'file', path: 'etc/xen/xl.conf', data: Buffer.from(XL_CONF) })
   entries.push({ type: 'file', path: 'etc/sc-image', data: Buffer.from(`kernel ${inp.kernelVersion}\nxen ${inp.xenVersion}\nrecipe ${RECIPE_VERSION}\n`) })
   return entries
 }

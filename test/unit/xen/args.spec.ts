@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { gunzipSync } from 'node:zlib'
 import { LocalDriverError } from '../../../blanket-manager/errors.ts'
 import {
-  dom0Cmdline, launchCpio, multibootModules, readyState, xenCmdline, xenHostMac, xenHostQemuArgs, type XenHostVmConfig
+  dom0Cmdline, launchCpio, multibootModules, readyState, xenCmdline, xenHostMac, xenHostQemuArgs, xlPvConfig, type XenHostVmConfig
 } from '../../../drivers/local/xen-host-args.ts'
 
 const base: XenHostVmConfig = {
@@ -84,4 +84,27 @@ t.test('ready line is found amid kernel noise; failures carry their detail', asy
   t.same(readyState('[  3.2] x\n\u001b[0mSUPERCLOUD-XEN-HOST-READY xen1\r\n', 'xen1'), { ready: true })
   t.equal(readyState('SUPERCLOUD-XEN-HOST-READY xen10\n', 'xen1'), undefined, 'another host\'s name does not count')
   t.same(readyState('SUPERCLOUD-XEN-HOST-FAILED xen1 sshd; no interface eth0\n', 'xen1'), { ready: false, detail: 'sshd; no interface eth0' })
+})
+
+t.test('xl PV guest config: kernel + initramfs, console on hvc0, quoted values checked', async t => {
+  const cfg = xlPvConfig({ name: 'g1', kernel: '/var/lib/xen/images/g1/vmlinuz', ramdisk: '/var/lib/xen/images/g1/initrd.img', extra: 'sc.name=g1', memoryMiB: 128 })
+  t.equal(cfg, [
+    'name = "g1"',
+    'type = "pv"',
+    'kernel = "/var/lib/xen/images/g1/vmlinuz"',
+    'ramdisk = "/var/lib/xen/images/g1/initrd.img"',
+    'extra = "console=hvc0 sc.name=g1"',
+    'memory = 128',
+    'maxmem = 128',
+    'vcpus = 1',
+    'on_poweroff = "destroy"',
+    'on_reboot = "destroy"',
+    'on_crash = "preserve"',
+    ''
+  ].join('\n'))
+  t.match(xlPvConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, maxMemoryMiB: 256, vcpus: 2 }), /maxmem = 256\nvcpus = 2/)
+  t.throws(() => xlPvConfig({ name: 'g1', kernel: '/k', extra: 'a="b"', memoryMiB: 64 }), /extra/)
+  t.throws(() => xlPvConfig({ name: 'g1', kernel: 'k', memoryMiB: 64 }), /kernel/)
+  t.throws(() => xlPvConfig({ name: 'g1', kernel: '/k', memoryMiB: 64, maxMemoryMiB: 32 }), /maxMemoryMiB/)
+  t.throws(() => xlPvConfig({ name: 'G 1', kernel: '/k', memoryMiB: 64 }), /guest name/)
 })
