@@ -352,7 +352,8 @@ export class Controller {
         const port = DEFAULT_EXTENDER_PORT + index
         // Each end listens on its own address and sends to where the other is reachable from it (a public address across networks).
         const [toB, toA] = [peerAddress(ga, gb), peerAddress(gb, ga)]
-        progress({ subject: 'virtualwire', phase: 'extender', message: `${sa} (${ga.name}) <-> ${sb} (${gb.name}${toB !== gb.address ? ` at ${toB}` : ''}) over OpenVPN` })
+        const at = (h: HostRecord, to: string): string => to !== h.address ? ` at ${to}` : ''
+        progress({ subject: 'virtualwire', phase: 'extender', message: `${sa} (${ga.name}${at(ga, toA)}) <-> ${sb} (${gb.name}${at(gb, toB)}) over OpenVPN` })
         const a: ExtenderHostSide = { shell: sshShell(await this.connect(ga.name)), ip: ga.address, port, dev, runDir: `${ga.stateDir}/extender` }
         const b: ExtenderHostSide = { shell: sshShell(await this.connect(gb.name)), ip: gb.address, port, dev, runDir: `${gb.stateDir}/extender` }
         if (toB === gb.address && toA === ga.address) await connectExtender({ name, index, a, b })

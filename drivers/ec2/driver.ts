@@ -247,7 +247,7 @@ export function createEc2Driver (dopts: Ec2DriverOptions = {}): CloudDriver {
       const sshFrom = explicit.length > 0 ? explicit : [await operatorCidr()]
       const change = ingressChanges(group?.IpPermissions ?? [], desiredIngress(sshFrom, groupId))
       if (change.authorize.length > 0) {
-        say(`allowing SSH from ${sshFrom.join(', ')}; VXLAN, extender and migration ports from ${groupId}`)
+        say(`allowing SSH and extenders from ${sshFrom.join(', ')}; VXLAN, extender and migration ports from ${groupId}`)
         try {
           await c.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: change.authorize }))
         } catch (err) {

@@ -2,14 +2,21 @@
  * A mixed supercloud through the real CLI: one `local` site and one `ec2` site whose hosts
  * are instances of the fake EC2 server (drivers/ec2/fake-server: the EC2 Query API over
  * loopback, instances are local hosts). `up`, `status`, a guest on an ec2 host answering on
- * its console, a VirtualWire wire between guests of two ec2 hosts, `cost`, `down` leaving
+ * its console, a VirtualWire wire between guests of two ec2 hosts, a wire between a guest of
+ * the local site and a guest of the ec2 site through the extenders, `cost`, `down` leaving
  * nothing in the fake server or on this machine; and `down` after an `up` killed (-9) while
  * its instance was being created.
  *
- * No wire between the ec2 and the local site: the fake's instances live on the fake's own
- * local-driver network (198.18.200.0/24 behind its own WAN namespace) and are reachable
- * from here only through TCP 22 on a loopback "public" address, so no UDP (VXLAN, OpenVPN)
- * path exists between them and the supercloud's local site. See docs/ec2.md.
+ * How the two sites meet, as in a real deployment (docs/ec2.md, "Try it without AWS"): the
+ * fake's instances have private addresses on its region subnet (198.18.200.0/24) and public
+ * ones on the fake's internet (198.18.232.0/24, a namespace), NATed 1:1 and filtered by the
+ * security group. This machine sits behind an edge NAT on that internet (public address
+ * 198.18.232.1): the CLI's SSH to the instances runs from there (SUPERCLOUD_EC2_SSH_NETNS),
+ * and the supercloud's local-driver WAN joins the edge's LAN (SUPERCLOUD_LOCAL_UPLINK), so
+ * the local site's extender gateway reaches the ec2 gateway's public address outward, and
+ * the ec2 gateway answers to the edge's address, which the security group lets in on the
+ * extender ports (the operator's address). The ec2 site's `subnet` is the region subnet, so
+ * extender routes send traffic for it through the tunnel.
  */
 import t from 'tap'
 import { DescribeInstancesCommand, DescribeKeyPairsCommand, DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2'
@@ -33,7 +40,9 @@ const awsEnv: NodeJS.ProcessEnv = {
   AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/supercloud-test/aws-credentials',
   AWS_EC2_METADATA_DISABLED: 'true',
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  SUPERCLOUD_CHECKIP_URL: `${fake.endpoint}/checkip`
+  SUPERCLOUD_CHECKIP_URL: `${fake.endpoint}/checkip`,
+  // This machine reaches the fake's internet (the instances' public addresses) from its namespace.
+  SUPERCLOUD_EC2_SSH_NETNS: fake.sshNetns
 }
 
 const sdk = new EC2Client({ region: 'us-east-1', endpoint: fake.endpoint, credentials: { accessKeyId: FAKE_ACCESS_KEY_ID, secretAccessKey: FAKE_SECRET_ACCESS_KEY } })
@@ -63,7 +72,7 @@ t.test('a local site and an ec2 site through the CLI', async t => {
   const sb = sandbox(t, `name: ${name}
 sites:
   lab: { subnet: 198.18.60.0/24 }
-  aws: {}
+  aws: { subnet: 198.18.200.0/24 }
 hosts:
   local1: { site: lab, cpus: 1, memory: 384M, hypervisor: { accel: tcg } }
   aws1: ${ec2Host(1, '384M')}
@@ -71,12 +80,15 @@ hosts:
 images:
   tiny: { builtin: tiny }
 vms:
-  cloud1: { image: tiny, host: aws1, memory: 96M, nics: [ { address: 198.19.10.11/24 } ] }
+  cloud1: { image: tiny, host: aws1, memory: 96M, nics: [ { address: 198.19.10.11/24 }, { address: 198.19.11.11/24 } ] }
   cloud2: { image: tiny, host: aws2, memory: 96M, nics: [ { address: 198.19.10.12/24 } ] }
-  lab1: { image: tiny, host: local1, memory: 96M }
+  lab1: { image: tiny, host: local1, memory: 96M, nics: [ { address: 198.19.11.13/24 } ] }
 network:
-  wires: [ cloud1.eth0 -- cloud2.eth0 ]
-`, name, awsEnv)
+  wires: [ cloud1.eth0 -- cloud2.eth0, lab1.eth0 -- cloud1.eth1 ]
+  extenders:
+    lab: { gateway: local1 }
+    aws: { gateway: aws1 }
+`, name, { ...awsEnv, SUPERCLOUD_LOCAL_UPLINK: fake.uplink(0) })
 
   t.test('cost prices the ec2 hosts before anything exists', async t => {
     const r = await sb.run(['cost'])
@@ -91,7 +103,8 @@ network:
     const r = await sb.run(['up'], { timeoutMs: 480000 })
     t.equal(r.code, 0, `up exits 0\n${r.stderr}`)
     t.match(r.stderr, /host aws1 +launch: instance i-[0-9a-f]+ is running/)
-    t.match(r.stderr, /host aws1 +ready: instance i-[0-9a-f]+ at 127\./, 'reached over the fake public address')
+    t.match(r.stderr, /host aws1 +ready: instance i-[0-9a-f]+ at 198\.18\.232\.\d+/, 'reached at its public address on the fake internet')
+    t.match(r.stderr, /aws \(aws1 at 198\.18\.232\.\d+\) <-> lab \(local1 at 198\.18\.232\.1\) over OpenVPN/, 'the extender ends reach each other at public addresses (the local site behind this machine\'s edge NAT)')
     const p = sb.prefix(name) ?? ''
     const f = await inFake(p)
     t.equal(f.live.length, 2, 'two instances of ours run in the fake server')
@@ -121,8 +134,18 @@ network:
     const r = await sb.run(['console', 'cloud1', '--run', 'ping -c 2 -W 5 198.19.10.12', '--timeout', '60'])
     t.equal(r.code, 0, r.stdout + r.stderr)
     t.match(r.stdout, /2 packets transmitted, 2 (packets )?received/)
+  })
+
+  t.test('the wire joins the local guest and the ec2 guest across the sites, through the extenders', async t => {
+    const r = await sb.run(['console', 'lab1', '--run', 'ping -c 2 -W 5 198.19.11.11', '--timeout', '90'])
+    t.equal(r.code, 0, r.stdout + r.stderr)
+    t.match(r.stdout, /2 packets transmitted, 2 (packets )?received/)
+    const back = await sb.run(['console', 'cloud1', '--run', 'ping -c 2 -W 5 198.19.11.13', '--timeout', '60'])
+    t.equal(back.code, 0, back.stdout + back.stderr)
+    t.match(back.stdout, /2 packets transmitted, 2 (packets )?received/)
     const w = await sb.run(['wire', 'list', '--json'])
-    t.same((JSON.parse(w.stdout) as Array<{ hosts: string[], mode: string }>).map(x => [x.hosts.sort(), x.mode]), [[['aws1', 'aws2'], 'encapsulated']])
+    t.same((JSON.parse(w.stdout) as Array<{ hosts: string[], mode: string }>).map(x => [[...x.hosts].sort(), x.mode]).sort(),
+      [[['aws1', 'aws2'], 'encapsulated'], [['aws1', 'local1'], 'encapsulated']])
   })
 
   t.test('down leaves nothing', async t => {

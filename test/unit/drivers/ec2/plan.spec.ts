@@ -1,5 +1,5 @@
 import t from 'tap'
-import { desiredIngress, hostOptions, ingressChanges, normalizeCidr, ownInstanceFilters, ownTags, resourceName, spotInterruptionEvent } from '../../../../drivers/ec2/plan.ts'
+import { desiredIngress, ec2NetworkName, hostOptions, ingressChanges, normalizeCidr, ownInstanceFilters, ownTags, resourceName, spotInterruptionEvent } from '../../../../drivers/ec2/plan.ts'
 import type { HostSpec } from '../../../../blanket-manager/spec/types.ts'
 
 const id = { name: 'demo', prefix: 'sc3f2a' }
@@ -14,17 +14,31 @@ t.test('names and tags', async t => {
 
 t.test('security group rules', async t => {
   const want = desiredIngress(['203.0.113.5/32'], 'sg-1')
-  t.same(want.map(p => `${p.IpProtocol ?? ''}/${p.FromPort ?? ''}-${p.ToPort ?? ''}`), ['tcp/22-22', 'udp/4789-4789', 'udp/1194-1194', 'tcp/49152-49215'])
+  t.same(want.map(p => `${p.IpProtocol ?? ''}/${p.FromPort ?? ''}-${p.ToPort ?? ''}`), ['tcp/22-22', 'udp/4789-4789', 'udp/1194-1257', 'tcp/49152-49215'])
   t.same(want[0]?.IpRanges, [{ CidrIp: '203.0.113.5/32' }], 'SSH from the operator only')
-  t.ok(want.slice(1).every(p => p.IpRanges === undefined && p.UserIdGroupPairs?.[0]?.GroupId === 'sg-1'), 'the rest only from the group itself')
+  t.same([want[2]?.IpRanges, want[2]?.UserIdGroupPairs], [[{ CidrIp: '203.0.113.5/32' }], [{ GroupId: 'sg-1' }]],
+    'extenders (one port per extender) from the group and from the operator\'s address (its other sites\' gateways)')
+  t.ok([want[1], want[3]].every(p => p?.IpRanges === undefined && p?.UserIdGroupPairs?.[0]?.GroupId === 'sg-1'), 'VXLAN and migration only from the group itself')
   t.same(ingressChanges([], want).revoke, [])
-  t.equal(ingressChanges([], want).authorize.length, 4)
+  t.equal(ingressChanges([], want).authorize.length, 5, 'one authorization per source')
   t.same(ingressChanges(want, want), { authorize: [], revoke: [] }, 'nothing to do when converged')
   const moved = ingressChanges(want, desiredIngress(['198.51.100.0/24'], 'sg-1'))
-  t.same(moved.authorize, [{ IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: '198.51.100.0/24' }] }])
-  t.same(moved.revoke, [{ IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: '203.0.113.5/32' }] }])
+  t.same(moved.authorize, [
+    { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: '198.51.100.0/24' }] },
+    { IpProtocol: 'udp', FromPort: 1194, ToPort: 1257, IpRanges: [{ CidrIp: '198.51.100.0/24' }] }
+  ])
+  t.same(moved.revoke, [
+    { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: '203.0.113.5/32' }] },
+    { IpProtocol: 'udp', FromPort: 1194, ToPort: 1257, IpRanges: [{ CidrIp: '203.0.113.5/32' }] }
+  ])
   const extra = ingressChanges([...want, { IpProtocol: 'tcp', FromPort: 80, ToPort: 80, IpRanges: [{ CidrIp: '0.0.0.0/0' }] }], want)
   t.equal(extra.revoke.length, 1, 'a rule someone added by hand is removed')
+})
+
+t.test('network names: one per endpoint, region and VPC', async t => {
+  t.equal(ec2NetworkName(undefined, 'eu-west-1', 'vpc-1'), 'ec2 aws eu-west-1 vpc-1')
+  t.not(ec2NetworkName(undefined, 'eu-west-1', 'vpc-1'), ec2NetworkName(undefined, 'us-east-1', 'vpc-1'), 'another region is another network')
+  t.equal(ec2NetworkName('http://127.0.0.1:9', 'us-east-1', undefined), 'ec2 http://127.0.0.1:9 us-east-1 default-vpc')
 })
 
 t.test('CIDRs', async t => {
