@@ -167,6 +167,8 @@ export interface XlPvGuest {
   /** Upper bound for ballooning up (xl's maxmem). Default memoryMiB. */
   maxMemoryMiB?: number
   vcpus?: number
+  /** Network interfaces, eth0 first: each a vif in the dom0 attached to `bridge`. */
+  vifs?: Array<{ bridge: string, mac: string }>
 }
 
 /** An xl domain configuration for a PV guest booted from a kernel + initramfs in the dom0. */
@@ -195,6 +197,11 @@ export function xlPvConfig (g: XlPvGuest): string {
     `memory = ${g.memoryMiB}`,
     `maxmem = ${maxMem}`,
     `vcpus = ${vcpus}`,
+    `vif = [${(g.vifs ?? []).map((v, i) => {
+      check(/^[A-Za-z0-9_.-]{1,15}$/.test(v.bridge), `vifs[${i}].bridge`, `'${v.bridge}' is not an interface name`)
+      check(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(v.mac), `vifs[${i}].mac`, `'${v.mac}' is not a lower-case MAC`)
+      return `"bridge=${v.bridge},mac=${v.mac}"`
+    }).join(', ')}]`,
     'on_poweroff = "destroy"',
     'on_reboot = "destroy"',
     'on_crash = "preserve"'

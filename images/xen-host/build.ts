@@ -111,6 +111,7 @@ const BOOT_DIR = '/boot'
 const MODULES_ROOT = '/lib/modules'
 const BUSYBOX = '/bin/busybox'
 const INIT_SCRIPT = join(HERE, 'init.sh')
+const VIF_SCRIPT = join(HERE, 'vif-bridge.sh')
 
 function sha256 (data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex')
@@ -178,6 +179,7 @@ interface Inputs {
   modules: Array<{ name: string, path: string, data: Buffer }>
   busybox: Buffer
   init: Buffer
+  vifScript: Buffer
   /** Binaries and their libraries, by absolute path (sorted). */
   files: Array<{ path: string, data: Buffer, mode: number }>
 }
@@ -235,6 +237,7 @@ async function gatherInputs (signal?: AbortSignal): Promise<Inputs> {
     modules,
     busybox: await readInput(BUSYBOX, 'busybox (install busybox-static)'),
     init: await readInput(INIT_SCRIPT, 'init script'),
+    vifScript: await readInput(VIF_SCRIPT, 'vif hotplug script'),
     files
   }
 }
@@ -246,6 +249,7 @@ function inputDigests (inp: Inputs): Record<string, string> {
     [`xen:${inp.xenVersion}`]: sha256(inp.xenGz),
     busybox: sha256(inp.busybox),
     init: sha256(inp.init),
+    vif_bridge: sha256(inp.vifScript),
     sshd_config: sha256(SSHD_CONFIG),
     xl_conf: sha256(XL_CONF)
   }
@@ -279,7 +283,7 @@ async function completeImage (dir: string, id: string): Promise<XenHostImage | u
 }
 
 /** The initramfs entries (pure given the inputs and busybox's applet list). */
-export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'files' | 'kernelVersion' | 'xenVersion'>, applets: string[]): CpioEntry[] {
+export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'vifScript' | 'files' | 'kernelVersion' | 'xenVersion'>, applets: string[]): CpioEntry[] {
   const entries: CpioEntry[] = []
   for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'run', 'tmp', 'etc/ssh', 'mnt', 'var/lib', 'var/log', 'lib/modules']) {
     entries.push({ type: 'dir', path: d, mode: d === 'tmp' ? 0o1777 : 0o755 })
@@ -313,6 +317,7 @@ export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 
   entries.push({ type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\nnogroup:x:65534:\n') })
   entries.push({ type: 'file', path: 'etc/ssh/sshd_config', data: Buffer.from(SSHD_CONFIG) })
   entries.push({ type: 'file', path: 'etc/xen/xl.conf', data: Buffer.from(XL_CONF) })
+  entries.push({ type: 'file', path: 'etc/xen/scripts/vif-bridge', data: inp.vifScript, mode: 0o755 })
   entries.push({ type: 'file', path: 'etc/sc-image', data: Buffer.from(`kernel ${inp.kernelVersion}\nxen ${inp.xenVersion}\nrecipe ${RECIPE_VERSION}\n`) })
   return entries
 }

@@ -6,7 +6,7 @@
  * and xen-utils-4.17 (scripts/setup.sh).
  */
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -15,6 +15,7 @@ import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
 import { startXenHost, type XenHost } from '../../../drivers/local/xen-host.ts'
 import { xlPvConfig } from '../../../drivers/local/xen-host-args.ts'
 import { buildTinyImage } from '../../../images/guest/build.ts'
+import { xenGuestInitrd } from '../../../images/xen-host/guest-overlay.ts'
 import { registerPrefix, sweepPrefix } from '../../helpers/sweep-lib.ts'
 
 const prefix = `sct${randomBytes(2).toString('hex')}`
@@ -63,22 +64,28 @@ t.test('Xen host boots to a dom0 that answers over SSH and lists Domain-0', asyn
   t.match(dom0 ?? '', /^Domain-0\s+0\s+\d+\s+1\s/, 'Domain-0 has id 0 and one vCPU')
 })
 
-t.test('the tiny guest image boots as a PV domain and reports ready on its console', async t => {
+t.test('the tiny guest image boots as a PV domain, reports ready on its console and answers on its vif', async t => {
   if (conn === undefined || host === undefined) { t.fail('no Xen host'); return }
   const img = await buildTinyImage()
   const gdir = '/var/lib/xen/images/g1'
   await conn.exec(`mkdir -p ${gdir}`)
   const copyStart = Date.now()
   await conn.writeFile(`${gdir}/vmlinuz`, readFileSync(img.kernel))
-  await conn.writeFile(`${gdir}/initrd.img`, readFileSync(img.initrd))
+  await conn.writeFile(`${gdir}/initrd.img`, await xenGuestInitrd(img))
   t.comment(`guest kernel + initramfs copied into dom0 in ${Date.now() - copyStart} ms`)
   await conn.writeFile(`${gdir}/g1.cfg`, xlPvConfig({
-    name: 'g1', kernel: `${gdir}/vmlinuz`, ramdisk: `${gdir}/initrd.img`, extra: 'sc.name=g1', memoryMiB: 128
+    name: 'g1',
+    kernel: `${gdir}/vmlinuz`,
+    ramdisk: `${gdir}/initrd.img`,
+    extra: 'sc.name=g1 sc.net=eth0:198.18.240.10/24',
+    memoryMiB: 128,
+    vifs: [{ bridge: 'xenbr0', mac: '02:fc:00:00:00:0a' }]
   }))
 
   const started = Date.now()
   const created = await conn.exec(`xl create ${gdir}/g1.cfg`, { timeoutMs: 120_000, allowFailure: true })
-  t.equal(created.code, 0, `xl create succeeds ${created.stderr.trim()}`)
+  t.equal(created.code, 0, 'xl create succeeds')
+  t.notMatch(created.stderr, /error/i, `no errors from xl create: ${created.stderr.trim()}`)
   const log = '/var/log/xen/console/guest-g1.log'
   let consoleText = ''
   while (Date.now() - started < 180_000) {
@@ -89,6 +96,11 @@ t.test('the tiny guest image boots as a PV domain and reports ready on its conso
   t.comment(`guest ready line after ${Date.now() - started} ms`)
   t.match(consoleText, /^SUPERCLOUD-GUEST-READY g1\r?$/m, 'guest console (logged by xenconsoled) shows the ready line')
   t.ok(/Hypervisor detected: Xen PV/.test(consoleText), 'guest kernel runs as a Xen PV domain')
+
+  const bridged = await conn.exec('ls /sys/class/net/xenbr0/brif')
+  t.match(bridged.stdout, /^vif\d+\.0$/m, 'the guest\'s vif is in the dom0 bridge (vif-bridge hotplug script)')
+  const ping = spawnSync('ip', ['netns', 'exec', ns, 'busybox', 'ping', '-c', '3', '-W', '5', '198.18.240.10'], { encoding: 'utf8' })
+  t.equal(ping.status, 0, `the guest answers ping from the host's namespace through dom0's bridge\n${ping.stdout}${ping.stderr}`)
 
   const list = await conn.exec('xl list')
   const g1 = list.stdout.split('\n').find(l => l.startsWith('g1 '))

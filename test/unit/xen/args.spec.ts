@@ -97,12 +97,17 @@ t.test('xl PV guest config: kernel + initramfs, console on hvc0, quoted values c
     'memory = 128',
     'maxmem = 128',
     'vcpus = 1',
+    'vif = []',
     'on_poweroff = "destroy"',
     'on_reboot = "destroy"',
     'on_crash = "preserve"',
     ''
   ].join('\n'))
   t.match(xlPvConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, maxMemoryMiB: 256, vcpus: 2 }), /maxmem = 256\nvcpus = 2/)
+  t.match(xlPvConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, vifs: [{ bridge: 'xenbr0', mac: '02:fc:00:00:00:0a' }, { bridge: 'br1', mac: '02:fc:00:00:00:0b' }] }),
+    /^vif = \["bridge=xenbr0,mac=02:fc:00:00:00:0a", "bridge=br1,mac=02:fc:00:00:00:0b"\]$/m)
+  t.throws(() => xlPvConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, vifs: [{ bridge: 'br0,script=x', mac: '02:fc:00:00:00:0a' }] }), /bridge/)
+  t.throws(() => xlPvConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, vifs: [{ bridge: 'br0', mac: 'nope' }] }), /mac/)
   t.throws(() => xlPvConfig({ name: 'g1', kernel: '/k', extra: 'a="b"', memoryMiB: 64 }), /extra/)
   t.throws(() => xlPvConfig({ name: 'g1', kernel: 'k', memoryMiB: 64 }), /kernel/)
   t.throws(() => xlPvConfig({ name: 'g1', kernel: '/k', memoryMiB: 64, maxMemoryMiB: 32 }), /maxMemoryMiB/)

@@ -30,3 +30,12 @@ t.test('newest Xen in /boot', async t => {
   t.same(newestXen(['vmlinuz-6.1.0-56-amd64', 'xen-4.17-amd64.gz', 'xen-4.17-amd64.efi', 'xen-4.9-amd64.gz']), { version: '4.17', file: 'xen-4.17-amd64.gz' })
   t.equal(newestXen(['vmlinuz-6.1.0-56-amd64']), undefined)
 })
+
+t.test('guest overlay loads the Xen front-ends after the image\'s own modules', async t => {
+  const { xenGuestOverlayCpio } = await import('../../../images/xen-host/guest-overlay.ts')
+  const { spawnSync } = await import('node:child_process')
+  const cpio = (xenGuestOverlayCpio(['virtio', 'virtio_net'], [{ name: 'xen_netfront', data: Buffer.from('KO') }]))
+  const listing = spawnSync('cpio', ['-t', '--quiet'], { input: cpio, encoding: 'utf8' }).stdout.split('\n')
+  t.ok(listing.includes('lib/modules/xen_netfront.ko'))
+  t.ok(cpio.includes(Buffer.from('virtio\nvirtio_net\nxen_netfront\n')), 'module list: base first, then the front-end')
+})
