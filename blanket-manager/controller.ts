@@ -29,6 +29,8 @@ import { ensureImageOnHost } from './bootstrap/images.ts'
 import { CancelledError, CapacityError, NotFoundError, SupercloudError, throwIfAborted } from './errors.ts'
 import type { MigrationMode, MigrationProgress } from './migration/progress.ts'
 import type { MigrationSummary } from '../drivers/qemu/migration.ts'
+import { decideReuse, formatDiskSummary, isMigrationId, obsoleteAfter, type DirtyStatus, type DiskReuse } from './migration/disk-reuse.ts'
+import { randomBytes } from 'node:crypto'
 import { describePlan, plan, vmHash, wiringHash, type Action, type Observation, type Plan } from './planner/plan.ts'
 import { resolveVms, withOverrides, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
 import type { OperationOptions, ProgressEvent } from './progress.ts'
@@ -234,6 +236,33 @@ export class Controller {
     const moved = resolved[row.name]
     this.store.putVm({ ...row, host: to, status: 'ready', ...(row.record !== undefined ? { record: { ...row.record, host: to } } : {}), specHash: moved !== undefined ? vmHash(moved) : row.specHash })
     return { spec: eff, resolved }
+  }
+
+  /**
+   * Disk reuse on return: which host holds the disk images `vm` left there, and the migration
+   * that left them (the VM's current QEMU records its writes since then). See migration/disk-reuse.ts.
+   */
+  private diskReuse (vm: string): DiskReuse | undefined {
+    try {
+      const r = JSON.parse(this.store.getMeta(`disk-reuse:${vm}`) || 'null') as DiskReuse | null
+      return r !== null && typeof r.host === 'string' && isMigrationId(r.id) ? r : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  private setDiskReuse (vm: string, r: DiskReuse | undefined): void {
+    this.store.setMeta(`disk-reuse:${vm}`, r !== undefined ? JSON.stringify(r) : '')
+  }
+
+  /** Deletes the disk images `vm` left on the host in its reuse record (best effort) and forgets them. */
+  private async dropDiskReuse (vm: string, host?: string): Promise<void> {
+    const r = this.diskReuse(vm)
+    const h = host ?? r?.host
+    if (h !== undefined && this.store.host(h)?.record !== undefined) {
+      try { await (await this.agent(h)).dropDeparted(vm) } catch { /* host gone or unreachable: its images went with it or wait for the next incoming */ }
+    }
+    if (r !== undefined && (host === undefined || r.host === host)) this.setDiskReuse(vm, undefined)
   }
 
   /** The spec as `up` applies it: the file plus the placement changes made by `migrate`. */
@@ -595,6 +624,8 @@ export class Controller {
         if (health === 'running') throw err
       }
     }
+    // Disk images it left on a host it migrated away from.
+    await this.dropDiskReuse(name)
     this.store.deleteVm(name)
     this.emit({ type: 'vm.deleted', host: row.host, vm: name, data: { reason: 'removed' } })
   }
@@ -642,8 +673,10 @@ export class Controller {
     const from = row.host
     const mode = opts.mode ?? 'auto'
     const say = (message: string): void => this.progress({ subject: `vm ${vmName}`, phase: 'migrate', message })
-    this.store.setMeta(`migration:${vmName}`, JSON.stringify({ from, to, mode, startedAt: new Date().toISOString() }))
-    this.store.journal('migration.started', vmName, { from, to, mode })
+    // The migration's id: the source keeps its disk images under it, the destination's bitmaps carry it.
+    const id = randomBytes(6).toString('hex')
+    this.store.setMeta(`migration:${vmName}`, JSON.stringify({ from, to, mode, id, startedAt: new Date().toISOString() }))
+    this.store.journal('migration.started', vmName, { from, to, mode, id })
     const report = reportMigration(this.events, { vm: vmName, from, to })
     const source = await this.agent(from)
     const target = await this.agent(to)
@@ -655,6 +688,8 @@ export class Controller {
     let vwUndo: EndpointWrite[] = []
     let vwCreated = false
     let repointed = false
+    let marked = false
+    const prevReuse = this.diskReuse(vmName)
     try {
       const resolved: ResolvedVm = { spec: spec.vms[vmName], host: to, nics: record.nics }
       const gw = resolveVms(this.effectiveSpec(spec), this.store.prefix())[vmName]?.gateway
@@ -681,9 +716,23 @@ export class Controller {
         vwCreated = true
       }
       const launch = await this.buildLaunch(spec, resolved, to, undefined, this.progress, opts.signal, topoAfter)
+      // Disk reuse on return: `to` kept the disk images when the VM left it and this copy of the
+      // VM recorded its writes since (bitmap): send only those blocks.
+      let dirty: DirtyStatus | undefined
+      if (prevReuse?.host === to) dirty = await source.dirtyStatus(vmName, prevReuse.id).catch(() => undefined)
+      const reuse = decideReuse(prevReuse, to, dirty)
+      if (reuse.message !== undefined) say(reuse.message)
+      // The images kept on `to` are used (or deleted) by this attempt whatever its outcome.
+      if (prevReuse?.host === to) this.setDiskReuse(vmName, undefined)
+      if (reuse.reuse) this.store.setMeta(`migration:${vmName}`, JSON.stringify({ from, to, mode, id, reuse: reuse.id, startedAt: new Date().toISOString() }))
       say(`preparing ${to} to receive it`)
-      const inc = await target.prepareIncoming({ launch, listenIp: dest.record.address, mode })
+      const inc = await target.prepareIncoming({ launch, listenIp: dest.record.address, mode, ...(reuse.reuse ? { reuse: reuse.id } : {}) })
       prepared = true
+      const reusedNodes = reuse.reuse ? inc.reusedNodes ?? [] : []
+      if (reuse.reuse && reusedNodes.length === 0) say(`the disk left on ${to} is gone: copying the whole disk`)
+      // Disks the destination can keep when the VM leaves it again: marked at the switchover hold.
+      const markable = (inc.diskNodes ?? []).length > 0
+      const hold = wired || markable
       let switchWork: Promise<void> | undefined
       const stop = source.onEvent(ev => {
         if (ev.vm !== vmName) return
@@ -691,11 +740,17 @@ export class Controller {
         if (ev.type === 'migration.switchover') {
           say('switching over')
           report.switchover()
-          if (wired) {
-            // Both copies are paused: re-point the sister endpoints, then let QEMU switch.
+          if (hold) {
+            // Both copies are paused, disks in sync: re-point the sister endpoints and start
+            // recording the guest's disk writes on the destination, then let QEMU switch.
             switchWork = (async () => {
-              repointed = true
-              await this.applyEndpointWrites(vwSwitch)
+              if (wired) repointed = true
+              await Promise.all([
+                wired ? this.applyEndpointWrites(vwSwitch) : undefined,
+                markable
+                  ? target.markArrival(vmName, id).then(() => { marked = true }, (err: Error) => { say(`${to} does not record disk writes (${err.message}): a return will copy the whole disk`) })
+                  : undefined
+              ])
               await source.continueMigration(vmName)
               switched = true
             })()
@@ -718,7 +773,8 @@ export class Controller {
           maxDowntimeMs: opts.maxDowntimeMs ?? 100,
           ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
           deadlineMs: opts.deadlineMs ?? 120000,
-          holdAtSwitchover: wired
+          holdAtSwitchover: hold,
+          ...(reusedNodes.length > 0 && reuse.reuse ? { incremental: { id: reuse.id, nodes: reusedNodes } } : {})
         })
         await switchWork
       } finally {
@@ -729,7 +785,12 @@ export class Controller {
       if (st.state !== 'running') throw new SupercloudError('SC_MIGRATION_FAILED', `${vmName} is ${st.state} on ${to} after the switch`)
       // The VM runs on the destination: record it there, then remove the source copy.
       const after = this.recordMove(spec, row, to)
-      await source.destroyVm(vmName, record.nics).catch(() => {})
+      // The source keeps its disk images for a return (the destination records writes since the switch).
+      await source.destroyVm(vmName, record.nics, marked ? id : undefined).catch(() => {})
+      const obsolete = obsoleteAfter(prevReuse, to)
+      if (obsolete !== undefined) await this.dropDiskReuse(vmName, obsolete)
+      this.setDiskReuse(vmName, marked ? { host: from, id } : undefined)
+      say(formatDiskSummary(summary, from))
       if (wired) {
         await this.applyEndpointWrites(vwPost)
         this.store.setMeta('wires-applied', wiringHash(after.spec, wires, after.resolved))
@@ -751,6 +812,8 @@ export class Controller {
         this.store.putVm({ ...row, status: st?.state === 'running' ? 'ready' : 'failed', error: (err as Error).message })
         this.store.journal(err instanceof CancelledError ? 'migration.cancelled' : 'migration.failed', vmName, { from, to, error: (err as Error).message })
       } else {
+        // The copy on `to` has no bitmap for an image left elsewhere.
+        this.setDiskReuse(vmName, undefined)
         this.store.putVm({ ...row, host: to, status: 'failed', record: { ...record, host: to }, error: (err as Error).message })
         this.store.journal('migration.failed', vmName, { from, to, afterSwitchover: true, error: (err as Error).message })
       }
@@ -783,6 +846,8 @@ export class Controller {
         await target.finishIncoming(row.name).catch(() => {})
         this.recordMove(spec, row, m.to)
         await source.destroyVm(row.name, row.record.nics).catch(() => {})
+        // Whether the destination marked its disks is unknown: no image is reused after this move.
+        await this.dropDiskReuse(row.name)
         this.store.journal('migration.recovered', row.name, { outcome: 'completed', from: m.from, to: m.to })
         done.push(`${row.name}: finished its move to ${m.to} (the controller had stopped after the switch)`)
       } else {

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream'
 import { AgentError, CancelledError } from '../errors.ts'
 import { encode, splitLines, type AccelChoice, type AttachParams, type SwitchesParams, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
+import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import type { SshConnection } from '../ssh/client.ts'
 import type { ConfigureParams, IssueParams, RepositoryGrantJson, RepositoryParams } from './overdriver.ts'
 
@@ -94,7 +95,8 @@ export class AgentClient {
     return await this.call('vm.create', l, { timeoutMs: l.bootTimeoutMs + 60000, signal })
   }
 
-  async destroyVm (name: string, nics: Array<{ tap: string }> = []): Promise<void> { await this.call('vm.destroy', { name, nics }, { timeoutMs: 60000 }) }
+  /** Removes the VM; `keep`: it migrated away in that migration, keep its disk images for a return. */
+  async destroyVm (name: string, nics: Array<{ tap: string }> = [], keep?: string): Promise<void> { await this.call('vm.destroy', { name, nics, ...(keep !== undefined ? { keep } : {}) }, { timeoutMs: 60000 }) }
   async vmStatus (name: string): Promise<VmInfo> { return await this.call('vm.status', { name }) }
   async listVms (): Promise<VmInfo[]> { return await this.call('vm.list', {}) }
   async vmStats (name: string): Promise<VmStats> { return await this.call('vm.stats', { name }) }
@@ -104,6 +106,12 @@ export class AgentClient {
   async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }
   async migrationActive (name: string): Promise<boolean> { return (await this.call<{ active: boolean }>('vm.migrate.active', { name })).active }
   async cancelMigration (name: string): Promise<void> { await this.call('vm.migrate.cancel', { name }) }
+  /** Destination, at the switchover hold: start recording the guest's disk writes under migration `id`. */
+  async markArrival (name: string, id: string): Promise<{ nodes: string[] }> { return await this.call('vm.migrate.mark', { name, id }) }
+  /** Source: whether the guest's disks carry migration `id`'s bitmap, and how many bytes are dirty. */
+  async dirtyStatus (name: string, id: string): Promise<DirtyStatus> { return await this.call('vm.migrate.dirty', { name, id }) }
+  /** Deletes the disk images `name` left on this host. */
+  async dropDeparted (name: string): Promise<void> { await this.call('vm.departed.drop', { name }) }
   async finishIncoming (name: string): Promise<VmInfo> { return await this.call('vm.migrate.finish', { name }, { timeoutMs: 60000 }) }
   async ensureSwitches (p: SwitchesParams): Promise<void> { await this.call('vw.switches', p) }
   async attach (p: AttachParams): Promise<void> { await this.call('vw.attach', p) }

@@ -38,6 +38,9 @@ export type AgentMethod =
   | 'vm.migrate.cancel'
   | 'vm.migrate.finish'
   | 'vm.migrate.active'
+  | 'vm.migrate.mark'
+  | 'vm.migrate.dirty'
+  | 'vm.departed.drop'
   | 'vw.switches'
   | 'vw.attach'
   | 'agent.shutdown'
@@ -136,11 +139,34 @@ export interface IncomingParams {
   /** Address the destination listens on (its site address). */
   listenIp: string
   mode: 'auto' | 'precopy' | 'postcopy' | 'hybrid'
+  /**
+   * Disk reuse on return: the migration id under which this host kept the VM's disk images when
+   * the VM left it. Kept images with that id are opened instead of fresh ones; any other kept
+   * images of the VM here are deleted.
+   */
+  reuse?: string
 }
 
 export interface IncomingResult {
   migrationPort: number
   nbdPort: number
+  /** Block nodes of disks that can be kept and reused later (the swap disk is not one). */
+  diskNodes?: string[]
+  /** Block nodes opened on the kept images of migration `reuse` (only their dirty blocks need sending). */
+  reusedNodes?: string[]
+}
+
+/** Arrival (destination, at the switchover hold) or dirty state (source) of migration `id`'s bitmaps. */
+export interface BitmapParams {
+  name: string
+  id: string
+}
+
+/** Removes the VM from this host; `keep`: the VM migrated away in migration `keep`, keep its disk images for a return. */
+export interface DestroyParams {
+  name: string
+  nics?: Array<{ tap: string }>
+  keep?: string
 }
 
 export interface OutgoingParams {
@@ -152,8 +178,10 @@ export interface OutgoingParams {
   maxDowntimeMs: number
   bandwidth?: number
   deadlineMs: number
-  /** Pause at switchover until the controller calls vm.migrate.continue (to re-point the network). */
+  /** Pause at switchover until the controller calls vm.migrate.continue (to re-point the network, mark the destination's disks). */
   holdAtSwitchover: boolean
+  /** The destination opened the disk images kept from migration `id` for these nodes: send only their dirty blocks. */
+  incremental?: { id: string, nodes: string[] }
 }
 
 /** The Domain-0 switches a host should have (VirtualWire); others carrying the prefix are removed. */

@@ -94,7 +94,7 @@ export class Agent {
       case 'agent.hello': return await this.hello()
       case 'host.probe': return await this.probe(p as unknown as ProbeParams)
       case 'vm.create': return await this.vms.create(p as unknown as VmLaunch)
-      case 'vm.destroy': return await this.vms.destroy(name(), Array.isArray(p.nics) ? (p.nics as Array<{ tap: string }>).map(n => n.tap) : [])
+      case 'vm.destroy': return await this.vms.destroy(name(), Array.isArray(p.nics) ? (p.nics as Array<{ tap: string }>).map(n => n.tap) : [], typeof p.keep === 'string' ? p.keep : undefined)
       case 'vm.status': return await this.vms.status(name())
       case 'vm.list': return await this.vms.list()
       case 'vm.stats': return await this.vms.stats(name())
@@ -106,6 +106,9 @@ export class Agent {
       case 'vm.migrate.cancel': this.vms.cancelMigration(name()); return null
       case 'vm.migrate.finish': return await this.vms.finishIncoming(name())
       case 'vm.migrate.active': return { active: this.vms.migrationActive(name()) }
+      case 'vm.migrate.mark': return await this.vms.markArrival(name(), String(p.id))
+      case 'vm.migrate.dirty': return await this.vms.dirtyStatus(name(), String(p.id))
+      case 'vm.departed.drop': await this.vms.dropDeparted(name()); return null
       case 'vw.switches': return await this.vms.ensureSwitches(p as unknown as SwitchesParams)
       case 'vw.attach': for (const a of (p as unknown as AttachParams).taps ?? []) await this.vms.attach(a.tap, a.bridge, a.mtu); return null
       case 'overdriver.configure': return this.vms.overdriver.configure(p as unknown as ConfigureParams)

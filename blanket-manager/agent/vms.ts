@@ -3,7 +3,7 @@
  * hypervisor backend. Everything here touches the host (processes, kernel links, files).
  */
 import { execFile } from 'node:child_process'
-import { mkdir, readdir, readFile, rm, writeFile, access } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { GuestDefinition, HypervisorBackend, AccelMode } from '../../drivers/hypervisor.ts'
@@ -13,7 +13,16 @@ import { GuestBootError, SupercloudError } from '../errors.ts'
 import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
 import { virtioDiskName } from '../../drivers/qemu/args.ts'
 import { AgentOverdriver } from './overdriver.ts'
-import { finishIncoming, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
+import { dirtyStatus, finishIncoming, markArrival, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
+import { isMigrationId, type DirtyStatus } from '../migration/disk-reuse.ts'
+
+/** A VM's disk images kept on a host it migrated away from (disk reuse on return). */
+interface Departed {
+  /** The migration that left them. */
+  id: string
+  at: string
+  disks: Array<{ node: string, file: string }>
+}
 
 const run = promisify(execFile)
 
@@ -33,6 +42,8 @@ export class VmManager {
   private readonly migrations = new Map<string, { ac: AbortController, release?: () => void }>()
 
   vmDir (name: string): string { return join(this.dir, 'vms', name) }
+  /** Where a VM's disk images wait for its return after it migrated away (at most one set per VM). */
+  departedDir (name: string): string { return join(this.dir, 'departed', name) }
   runDir (name: string): string { return join(this.vmDir(name), 'run') }
 
   async create (l: VmLaunch, signal?: AbortSignal): Promise<VmInfo> {
@@ -109,17 +120,95 @@ export class VmManager {
     return [...(l.image.kind === 'qcow2' ? ['root'] : []), ...l.disks.map(d => `disk-${d.name}`), ...(l.swap !== undefined ? ['swap0'] : [])].map(id => `drv-${id}`)
   }
 
+  /** The disks of a launch that can be kept on departure and reused on return: block node and image file. */
+  keepableDisks (l: VmLaunch): Array<{ node: string, file: string }> {
+    return [...(l.image.kind === 'qcow2' ? [{ node: 'drv-root', file: 'root.qcow2' }] : []), ...l.disks.map(d => ({ node: `drv-disk-${d.name}`, file: `disk-${d.name}.qcow2` }))]
+  }
+
+  /**
+   * Moves the disk images kept from migration `reuse` into the VM's directory (the ones the launch
+   * still has, same size), so the incoming guest opens them; deletes the VM's kept images either way.
+   * Returns the block nodes that were reused.
+   */
+  private async takeDeparted (l: VmLaunch, reuse: string | undefined): Promise<string[]> {
+    const dir = this.departedDir(l.name)
+    const reused: string[] = []
+    try {
+      const d = JSON.parse(await readFile(join(dir, 'departed.json'), 'utf8')) as Departed
+      if (reuse === undefined || d.id !== reuse) return reused
+      await mkdir(this.vmDir(l.name), { recursive: true })
+      for (const k of this.keepableDisks(l)) {
+        if (!d.disks.some(x => x.node === k.node && x.file === k.file)) continue
+        const want = l.disks.find(x => `drv-disk-${x.name}` === k.node)?.sizeBytes
+        const size = await imageSize(join(dir, k.file))
+        if (size === undefined || (want !== undefined && size !== want)) continue
+        await rename(join(dir, k.file), join(this.vmDir(l.name), k.file))
+        reused.push(k.node)
+      }
+      return reused
+    } catch {
+      return reused
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+
+  /** Moves a departed VM's disk images aside, tagged with the migration that left them. */
+  private async keepDeparted (name: string, id: string): Promise<void> {
+    if (!isMigrationId(id)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad migration id '${id}'`)
+    const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+    const dir = this.departedDir(name)
+    await rm(dir, { recursive: true, force: true })
+    await mkdir(dir, { recursive: true })
+    const kept: Departed['disks'] = []
+    for (const k of this.keepableDisks(l)) {
+      try { await rename(join(this.vmDir(name), k.file), join(dir, k.file)); kept.push(k) } catch { /* no such image */ }
+    }
+    if (kept.length === 0) { await rm(dir, { recursive: true, force: true }); return }
+    const d: Departed = { id, at: new Date().toISOString(), disks: kept }
+    await writeFile(join(dir, 'departed.json'), JSON.stringify(d, null, 2))
+  }
+
+  /** Deletes the disk images a VM left here (it cannot return to them any more, or it was deleted). */
+  async dropDeparted (name: string): Promise<void> {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(name)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad VM name '${name}'`)
+    await rm(this.departedDir(name), { recursive: true, force: true })
+  }
+
+  /** Destination side, at the switchover hold: record the guest's writes from now on (bitmap of migration `id`). */
+  async markArrival (name: string, id: string): Promise<{ nodes: string[] }> {
+    if (!isMigrationId(id)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad migration id '${id}'`)
+    const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+    const nodes = this.keepableDisks(l).map(k => k.node)
+    if (nodes.length > 0) await markArrival(this.runDir(name), nodes, id)
+    return { nodes }
+  }
+
+  /** Source side: whether the guest's disks carry migration `id`'s bitmap, and how much it holds. */
+  async dirtyStatus (name: string, id: string): Promise<DirtyStatus> {
+    if (!isMigrationId(id)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad migration id '${id}'`)
+    const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+    const nodes = this.keepableDisks(l).map(k => k.node)
+    const st = await this.backend.status(name, this.runDir(name))
+    if (st.state !== 'running' && st.state !== 'paused') return { present: false, dirtyBytes: 0, sizeBytes: 0 }
+    return await dirtyStatus(this.runDir(name), nodes, id)
+  }
+
   /** Destination side: start the guest waiting for an incoming migration and export its disks. */
   async prepareIncoming (p: IncomingParams): Promise<IncomingResult> {
     const current = await this.backend.status(p.launch.name, this.runDir(p.launch.name))
     if (current.state !== 'absent') throw new SupercloudError('SC_MIGRATION_DEST_BUSY', `a guest named ${p.launch.name} already exists on this host (${current.state})`)
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(p.launch.name)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad VM name '${p.launch.name}'`)
+    // Leftovers of an earlier copy are never opened by mistake: only images kept under `reuse` are.
+    await rm(this.vmDir(p.launch.name), { recursive: true, force: true })
+    const reusedNodes = await this.takeDeparted(p.launch, p.reuse)
     const def = { ...await this.define(p.launch), incoming: true }
     const migrationPort = await freeMigrationPort(p.listenIp)
     const nbdPort = await freeMigrationPort(p.listenIp, [migrationPort])
     try {
       await this.backend.start(def)
       await startIncoming({ runDir: def.runDir, listenIp: p.listenIp, migrationPort, nbdPort, diskNodes: this.diskNodes(p.launch), mode: p.mode })
-      return { migrationPort, nbdPort }
+      return { migrationPort, nbdPort, diskNodes: this.keepableDisks(p.launch).map(k => k.node), reusedNodes }
     } catch (err) {
       await this.destroy(p.launch.name, p.launch.nics.map(n => n.tap)).catch(() => {})
       throw err
@@ -152,6 +241,7 @@ export class VmManager {
         maxDowntimeMs: p.maxDowntimeMs,
         ...(p.bandwidth !== undefined ? { bandwidth: p.bandwidth } : {}),
         deadlineMs: p.deadlineMs,
+        ...(p.incremental !== undefined ? { incremental: p.incremental } : {}),
         signal: ac.signal,
         onProgress: pr => push({ type: 'migration.progress', vm: p.name, ...pr }),
         onSwitchover: async () => {
@@ -186,9 +276,15 @@ export class VmManager {
     e.ac.abort()
   }
 
-  async destroy (name: string, taps: string[]): Promise<void> {
+  /**
+   * Removes the guest. `keep`: it migrated away in migration `keep`; its disk images stay here
+   * (replacing any kept before) for a return. Otherwise images it left here earlier go too.
+   */
+  async destroy (name: string, taps: string[], keep?: string): Promise<void> {
     await this.backend.destroy(name, this.runDir(name))
     await this.overdriver.stopSwap(name)
+    if (keep !== undefined) await this.keepDeparted(name, keep)
+    else await this.dropDeparted(name).catch(() => {})
     let all = taps
     try {
       const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
@@ -274,6 +370,16 @@ export class VmManager {
 
   private async deleteTap (tap: string): Promise<void> {
     await run('ip', ['link', 'del', tap]).catch(() => {})
+  }
+}
+
+async function imageSize (p: string): Promise<number | undefined> {
+  try {
+    await stat(p)
+    const { stdout } = await run('qemu-img', ['info', '-U', '--output=json', p])
+    return (JSON.parse(stdout) as { 'virtual-size': number })['virtual-size']
+  } catch {
+    return undefined
   }
 }
 

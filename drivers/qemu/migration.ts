@@ -6,10 +6,16 @@
  * at pre-switchover the mirrors are completed, the caller's switchover hook runs (VirtualWire
  * re-points sister endpoints), then the migration continues.
  * Any failure or cancel before switchover leaves the guest running on the source.
+ *
+ * Disk reuse on return (blanket-manager/migration/disk-reuse.ts): the destination starts a dirty
+ * bitmap on each disk at the switchover hold (`markArrival`); a later migration back to a host
+ * that kept the disk image copies only the bitmap's blocks (`incremental`: `blockdev-backup`
+ * with `sync: incremental`, repeated, the last pass while the guest is paused at the hold).
  */
 import { QmpClient } from './qmp.ts'
 import { runPaths } from './args.ts'
 import { CancelledError, SupercloudError } from '../../blanket-manager/errors.ts'
+import { bitmapName, shouldRunPass } from '../../blanket-manager/migration/disk-reuse.ts'
 import { capabilitiesFor, foldProgress, shouldStartPostcopy, type MigrationMode, type MigrationProgress, type QueryMigrate } from '../../blanket-manager/migration/progress.ts'
 
 export class MigrationError extends SupercloudError {
@@ -49,6 +55,53 @@ export async function startIncoming (o: IncomingOptions): Promise<void> {
   }
 }
 
+interface NamedNode {
+  'node-name': string
+  image?: { 'virtual-size'?: number }
+  'dirty-bitmaps'?: Array<{ name: string, count: number, busy?: boolean, recording?: boolean }>
+}
+
+async function namedNodes (q: QmpClient): Promise<NamedNode[]> {
+  return await q.execute<NamedNode[]>('query-named-block-nodes', { flat: true })
+}
+
+/**
+ * On the destination at the switchover hold (disks in sync, guest not yet running here): start
+ * recording the guest's writes on each disk node in bitmap `sc-since-<id>`.
+ */
+export async function markArrival (runDir: string, diskNodes: string[], id: string): Promise<void> {
+  const q = await migrationQmp(runDir)
+  try {
+    for (const node of diskNodes) await q.execute('block-dirty-bitmap-add', { node, name: bitmapName(id), persistent: false })
+  } finally {
+    await q.close()
+  }
+}
+
+/** Whether every node in `diskNodes` carries bitmap `sc-since-<id>`, its dirty bytes and the nodes' sizes. */
+export async function dirtyStatus (runDir: string, diskNodes: string[], id: string): Promise<{ present: boolean, dirtyBytes: number, sizeBytes: number }> {
+  const q = await migrationQmp(runDir)
+  try {
+    return dirtyOf(await namedNodes(q), diskNodes, bitmapName(id))
+  } finally {
+    await q.close()
+  }
+}
+
+function dirtyOf (nodes: NamedNode[], diskNodes: string[], bitmap: string): { present: boolean, dirtyBytes: number, sizeBytes: number } {
+  let present = diskNodes.length > 0
+  let dirtyBytes = 0
+  let sizeBytes = 0
+  for (const name of diskNodes) {
+    const n = nodes.find(x => x['node-name'] === name)
+    const b = n?.['dirty-bitmaps']?.find(x => x.name === bitmap)
+    if (b === undefined) present = false
+    dirtyBytes += b?.count ?? 0
+    sizeBytes += n?.image?.['virtual-size'] ?? 0
+  }
+  return { present, dirtyBytes, sizeBytes }
+}
+
 /** On the destination after the guest runs there: stop the NBD exports. */
 export async function finishIncoming (runDir: string, diskNodes: string[]): Promise<string> {
   const q = await migrationQmp(runDir)
@@ -86,6 +139,11 @@ export interface OutgoingOptions {
   onProgress?: (p: MigrationProgress) => void
   /** Runs while both sides are paused, after disks are synchronised and before the switch. */
   onSwitchover?: () => Promise<void>
+  /**
+   * Disks whose image the destination already holds as it was when the VM arrived here in
+   * migration `id`: only the blocks in bitmap `sc-since-<id>` are sent (the others are mirrored).
+   */
+  incremental?: { id: string, nodes: string[] }
 }
 
 export interface MigrationSummary {
@@ -97,13 +155,40 @@ export interface MigrationSummary {
   downtimeMs: number
   sentBytes: number
   iterations: number
+  /** Bytes of disk copied (mirror and incremental passes); part of sentBytes. */
+  diskSentBytes: number
+  /** Sum of the migrated disks' virtual sizes. */
+  diskSizeBytes: number
+  /** Whether the destination reused the disk image the VM left there (only dirty blocks sent). */
+  diskReused: boolean
+}
+
+interface IncrementalDisk {
+  node: string
+  target: string
+  job: string
+  /** Passes started. */
+  passes: number
+  /** Bytes copied by finished passes. */
+  copied: number
+  /** Dirty bytes left (the bitmap's count when last read). */
+  dirty: number
+  previousDirty?: number
+  running: boolean
+  /** The running pass's progress. */
+  offset: number
+  len: number
 }
 
 /** On the source: mirrors disks, migrates RAM, completes. Cleans up on failure. */
 export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary> {
   const t0 = Date.now()
   const q = await migrationQmp(o.runDir)
-  const mirrors = o.diskNodes.map(n => ({ node: n, target: `mig-${n}`.slice(0, 31), job: `mirror-${n}`.slice(0, 31) }))
+  const incNodes = new Set(o.incremental?.nodes ?? [])
+  const mirrors = o.diskNodes.filter(n => !incNodes.has(n)).map(n => ({ node: n, target: `mig-${n}`.slice(0, 31), job: `mirror-${n}`.slice(0, 31), offset: 0 }))
+  const incs: IncrementalDisk[] = o.diskNodes.filter(n => incNodes.has(n))
+    .map(n => ({ node: n, target: `mig-${n}`.slice(0, 31), job: `inc-${n}`.slice(0, 31), passes: 0, copied: 0, dirty: 0, running: false, offset: 0, len: 0 }))
+  const bitmap = o.incremental !== undefined ? bitmapName(o.incremental.id) : ''
   let switched = false
   let postcopy = false
   let progress: MigrationProgress | undefined
@@ -115,31 +200,98 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
     for (const m of mirrors) {
       await q.execute('block-job-cancel', { device: m.job, force: true }).catch(() => {})
     }
+    // A cancelled incremental pass gives its blocks back to the bitmap (nothing is lost).
+    for (const d of incs) await q.execute('job-cancel', { id: d.job }).catch(() => {})
     await sleep(200)
-    for (const m of mirrors) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})
+    for (const d of incs) {
+      for (let i = 0; i < 50; i++) {
+        const j = (await q.execute<Array<{ id: string, status: string }>>('query-jobs').catch(() => [])).find(x => x.id === d.job)
+        if (j === undefined) break
+        if (j.status === 'concluded') { await q.execute('job-dismiss', { id: d.job }).catch(() => {}); break }
+        await sleep(100)
+      }
+    }
+    for (const m of [...mirrors, ...incs]) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})
     // The guest keeps (or resumes) running on the source.
     const st = await q.execute<{ status: string }>('query-status').catch(() => ({ status: 'unknown' }))
     if (st.status !== 'running' && st.status !== 'unknown') await q.execute('cont').catch(() => {})
   }
+
+  /** Starts an incremental pass: copies the bitmap's blocks as they are now (the bitmap then records only later writes). */
+  const startPass = async (d: IncrementalDisk): Promise<void> => {
+    await q.execute('blockdev-backup', { 'job-id': d.job, device: d.node, target: d.target, sync: 'incremental', bitmap, 'auto-finalize': true, 'auto-dismiss': false })
+    d.passes++
+    d.previousDirty = d.dirty
+    d.running = true
+    d.offset = 0
+    d.len = d.dirty
+  }
+  /** Reads the passes' progress; a finished pass is checked, dismissed and the bitmap's count read again. */
+  const pollPasses = async (): Promise<void> => {
+    if (incs.length === 0) return
+    const jobs = await q.execute<Array<{ id: string, status: string, 'current-progress': number, 'total-progress': number, error?: string }>>('query-jobs')
+    for (const d of incs.filter(x => x.running)) {
+      const j = jobs.find(x => x.id === d.job)
+      if (j === undefined) throw new MigrationError(`incremental copy of ${d.node} vanished`)
+      d.offset = j['current-progress']
+      d.len = j['total-progress']
+      if (j.status !== 'concluded') continue
+      await q.execute('job-dismiss', { id: d.job })
+      d.running = false
+      if (j.error !== undefined) throw new MigrationError(`incremental copy of ${d.node} failed: ${j.error}`)
+      d.copied += d.offset
+      d.offset = 0
+      d.len = 0
+    }
+    // Idle disks: how much the guest wrote since their last pass started.
+    if (incs.some(d => !d.running)) {
+      const nodes = await namedNodes(q)
+      for (const d of incs.filter(x => !x.running)) d.dirty = dirtyOf(nodes, [d.node], bitmap).dirtyBytes
+    }
+  }
+  const diskTotal = async (): Promise<{ sent: number, total: number, ready: boolean }> => {
+    let sent = 0
+    let total = 0
+    let ready = true
+    if (mirrors.length > 0) {
+      const jobs = await q.execute<Array<{ device: string, offset: number, len: number, ready: boolean }>>('query-block-jobs')
+      for (const m of mirrors) {
+        const j = jobs.find(x => x.device === m.job)
+        if (j === undefined || !j.ready) ready = false
+        if (j !== undefined) { m.offset = j.offset; total += j.len } else total += m.offset
+        sent += m.offset
+      }
+    }
+    await pollPasses()
+    for (const d of incs) {
+      sent += d.copied + d.offset
+      total += d.copied + (d.running ? d.len : d.dirty)
+    }
+    return { sent, total, ready }
+  }
+  const sizes = async (): Promise<number> => dirtyOf(await namedNodes(q), o.diskNodes, '').sizeBytes
   try {
-    // Disks first: mirror each to the destination's export until in sync.
+    // Disks first: mirror each to the destination's export until in sync; disks the destination
+    // kept get their dirty blocks copied instead.
     report({ phase: 'preparing', sentBytes: 0, remainingBytes: 0, dirtyRate: 0, iteration: 0, fraction: 0 })
-    for (const m of mirrors) {
+    if (incs.length > 0) {
+      const st = dirtyOf(await namedNodes(q), incs.map(d => d.node), bitmap)
+      if (!st.present) throw new MigrationError(`the disks have no dirty bitmap ${bitmap}: the image kept on the destination cannot be updated`)
+    }
+    for (const m of [...mirrors, ...incs]) {
       await q.execute('blockdev-add', { driver: 'nbd', 'node-name': m.target, server: { type: 'inet', host: o.destIp, port: String(o.nbdPort) }, export: m.node })
+    }
+    for (const m of mirrors) {
       await q.execute('blockdev-mirror', { 'job-id': m.job, device: m.node, target: m.target, sync: 'full', 'auto-dismiss': true })
     }
-    const diskTotal = async (): Promise<{ sent: number, total: number, ready: boolean }> => {
-      if (mirrors.length === 0) return { sent: 0, total: 0, ready: true }
-      const jobs = await q.execute<Array<{ device: string, offset: number, len: number, ready: boolean }>>('query-block-jobs')
-      const ours = jobs.filter(j => mirrors.some(m => m.job === j.device))
-      return { sent: ours.reduce((a, j) => a + j.offset, 0), total: ours.reduce((a, j) => a + j.len, 0), ready: ours.length === mirrors.length && ours.every(j => j.ready) }
-    }
+    await pollPasses()
     for (;;) {
       if (aborted()) throw new CancelledError('migration')
+      for (const d of incs) if (!d.running && shouldRunPass({ phase: 'disks', dirtyBytes: d.dirty, passes: d.passes, ...(d.previousDirty !== undefined ? { previousDirtyBytes: d.previousDirty } : {}) })) await startPass(d)
       const d = await diskTotal()
       report(foldProgress(progress, { status: 'setup' }, d.sent, d.total, o.ramBytes))
-      if (d.ready) break
-      if (Date.now() - t0 > o.deadlineMs) throw new MigrationError(`disk mirror not in sync within the deadline (${o.deadlineMs} ms)`)
+      if (d.ready && incs.every(x => !x.running)) break
+      if (Date.now() - t0 > o.deadlineMs) throw new MigrationError(`disk copy not in sync within the deadline (${o.deadlineMs} ms)`)
       await sleep(200)
     }
 
@@ -161,27 +313,52 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
       if (info.status === 'pre-switchover') {
         // Both sides paused: finish the disk mirrors (in sync), then let the caller re-point the network.
         for (const m of mirrors) await q.execute('block-job-cancel', { device: m.job })
-        for (let i = 0; i < 100 && (await q.execute<unknown[]>('query-block-jobs')).length > 0; i++) await sleep(50)
+        for (let i = 0; ; i++) {
+          const left = (await q.execute<Array<{ device: string }>>('query-block-jobs')).filter(j => mirrors.some(m => m.job === j.device))
+          if (left.length === 0) break
+          if (i >= 600) throw new MigrationError(`disk mirrors did not complete at the switchover: ${left.map(j => j.device).join(', ')}`)
+          await sleep(50)
+        }
+        // Kept disks: the last pass copies what the guest wrote since the previous one; the guest is
+        // paused, so afterwards the destination's image equals the disk.
+        for (let i = 0; incs.some(x => x.running); i++) {
+          if (i >= 1200) throw new MigrationError('incremental disk copies did not finish at the switchover')
+          await pollPasses()
+          if (incs.some(x => x.running)) await sleep(50)
+        }
+        await pollPasses()
+        for (const x of incs) if (x.dirty > 0) await startPass(x)
+        for (let i = 0; incs.some(x => x.running); i++) {
+          if (i >= 1200) throw new MigrationError('the last incremental disk copy did not finish at the switchover')
+          await sleep(20)
+          await pollPasses()
+        }
         // Until QEMU is told to continue, the source copy is still authoritative: a failure in the
         // hook (the controller never confirmed) cancels and resumes the guest on the source.
         await o.onSwitchover?.()
         switched = true
         await q.execute('migrate-continue', { state: 'pre-switchover' })
       } else if (info.status === 'completed') {
-        for (const m of mirrors) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})
+        for (const m of [...mirrors, ...incs]) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})
         return {
           mode: o.mode,
           postcopy,
           totalMs: Date.now() - t0,
           downtimeMs: info.downtime ?? 0,
           sentBytes: p.sentBytes,
-          iterations: p.iteration
+          iterations: p.iteration,
+          diskSentBytes: mirrors.reduce((a, m) => a + m.offset, 0) + incs.reduce((a, x) => a + x.copied, 0),
+          diskSizeBytes: await sizes().catch(() => 0),
+          diskReused: incs.length > 0
         }
       } else if (!postcopy && shouldStartPostcopy(policy, Date.now(), p, history)) {
         await q.execute('migrate-start-postcopy')
         postcopy = true
       } else if (!switched && Date.now() - t0 > o.deadlineMs) {
         throw new MigrationError(`migration did not converge within the deadline (${o.deadlineMs} ms; ${p.remainingBytes} bytes left, dirty rate ${Math.round(p.dirtyRate)} B/s); the VM keeps running on the source`)
+      } else if (!switched && (info.status === 'active' || info.status === 'setup')) {
+        // Keep the kept disks close to the guest's disk while memory moves.
+        for (const x of incs) if (!x.running && shouldRunPass({ phase: 'memory', dirtyBytes: x.dirty, passes: x.passes })) await startPass(x)
       }
       await sleep(100)
     }
