@@ -34,6 +34,8 @@ export interface XenHostVmConfig {
   dom0MemMiB?: number
   /** Virtual CPUs of the machine (TCG). Default 1. */
   cpus?: number
+  /** QEMU CPU model (e.g. 'max', which under TCG includes AMD SVM with nested paging: HVM/PVH guests). Default QEMU's. */
+  cpuModel?: string
   /** Extra Xen command line words (e.g. 'loglvl=all'). */
   xenExtra?: string[]
 }
@@ -67,6 +69,7 @@ function validate (cfg: XenHostVmConfig): Required<Pick<XenHostVmConfig, 'memory
   check(Number.isInteger(memoryMiB) && memoryMiB >= 256, 'memoryMiB', `${memoryMiB} must be an integer >= 256`)
   check(Number.isInteger(dom0MemMiB) && dom0MemMiB >= 128 && dom0MemMiB < memoryMiB, 'dom0MemMiB', `${dom0MemMiB} must be an integer >= 128 and below memoryMiB (${memoryMiB})`)
   check(Number.isInteger(cpus) && cpus >= 1 && cpus <= 8, 'cpus', `${cpus} must be 1-8`)
+  if (cfg.cpuModel !== undefined) check(/^[A-Za-z0-9_.,=+-]+$/.test(cfg.cpuModel), 'cpuModel', `'${cfg.cpuModel}' is not a CPU model`)
   for (const w of cfg.xenExtra ?? []) check(/^[A-Za-z0-9_.:=,+-]+$/.test(w), 'xenExtra', `'${w}' is not a plain command line word`)
   return { memoryMiB, dom0MemMiB, cpus }
 }
@@ -110,6 +113,7 @@ export function xenHostQemuArgs (cfg: XenHostVmConfig): string[] {
     '-machine', 'q35',
     '-m', String(memoryMiB),
     '-smp', String(cpus),
+    ...(cfg.cpuModel !== undefined ? ['-cpu', cfg.cpuModel] : []),
     '-nodefaults',
     '-display', 'none',
     '-no-reboot',
@@ -155,9 +159,20 @@ export function readyState (consoleText: string, name: string): { ready: true } 
   return undefined
 }
 
-export interface XlPvGuest {
+export interface XlGuest {
   /** Domain name ([a-z0-9-]). */
   name: string
+  /**
+   * 'pv' (default): needs no hardware virtualization, but Debian's Xen has no shadow paging,
+   * so PV guests cannot be live-migrated (no log-dirty). 'pvh': needs HVM + HAP (under TCG:
+   * cpuModel 'max,-smap'), live-migrates.
+   */
+  type?: 'pv' | 'pvh'
+  /**
+   * xl's tsc_mode. 'native' keeps RDTSC/RDTSCP unintercepted; needed for PVH under TCG,
+   * whose SVM emulation reports RDTSCP exits in a way Xen cannot decode (the guest crashes).
+   */
+  tscMode?: 'default' | 'native'
   /** Paths inside the dom0. */
   kernel: string
   ramdisk?: string
@@ -171,8 +186,8 @@ export interface XlPvGuest {
   vifs?: Array<{ bridge: string, mac: string }>
 }
 
-/** An xl domain configuration for a PV guest booted from a kernel + initramfs in the dom0. */
-export function xlPvConfig (g: XlPvGuest): string {
+/** An xl domain configuration for a PV or PVH guest booted from a kernel + initramfs in the dom0. */
+export function xlGuestConfig (g: XlGuest): string {
   check(/^[a-z0-9][a-z0-9-]{0,31}$/.test(g.name), 'guest name', `'${g.name}' must be 1-32 of [a-z0-9-]`)
   const quoted = (field: string, v: string): string => {
     check(!/["\\\n]/.test(v), field, `'${v}' cannot hold quotes, backslashes or newlines`)
@@ -188,7 +203,7 @@ export function xlPvConfig (g: XlPvGuest): string {
   check(Number.isInteger(vcpus) && vcpus >= 1 && vcpus <= 8, 'vcpus', `${vcpus} must be 1-8`)
   const lines = [
     `name = ${quoted('name', g.name)}`,
-    'type = "pv"',
+    `type = "${g.type ?? 'pv'}"`,
     `kernel = ${quoted('kernel', g.kernel)}`
   ]
   if (g.ramdisk !== undefined) lines.push(`ramdisk = ${quoted('ramdisk', g.ramdisk)}`)
@@ -202,6 +217,7 @@ export function xlPvConfig (g: XlPvGuest): string {
       check(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(v.mac), `vifs[${i}].mac`, `'${v.mac}' is not a lower-case MAC`)
       return `"bridge=${v.bridge},mac=${v.mac}"`
     }).join(', ')}]`,
+    ...(g.tscMode !== undefined ? [`tsc_mode = "${g.tscMode}"`] : []),
     'on_poweroff = "destroy"',
     'on_reboot = "destroy"',
     'on_crash = "preserve"'

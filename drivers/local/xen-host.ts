@@ -32,8 +32,13 @@ export interface StartXenHostOptions extends OperationOptions {
   dir: string
   /** dom0 address with prefix, e.g. 198.18.240.2/24. */
   address: string
-  /** Address (no prefix) given to the tap in `ns`, the dom0's gateway, e.g. 198.18.240.1. */
+  /**
+   * Address (no prefix) given to the tap in `ns`, the dom0's gateway, e.g. 198.18.240.1.
+   * Without `bridge`, the tap gets it; with `bridge`, it only becomes the dom0's default route.
+   */
   tapAddress: string
+  /** Existing bridge in `ns` to put the tap into (several Xen hosts on one segment) instead of addressing the tap. */
+  bridge?: string
   /** Tap name in `ns` (must carry the prefix). Default `<prefix>xen0`. */
   tap?: string
   /** Controller's private key; `<path>.pub` is authorized for root on the dom0. */
@@ -42,6 +47,8 @@ export interface StartXenHostOptions extends OperationOptions {
   memoryMiB?: number
   dom0MemMiB?: number
   cpus?: number
+  /** QEMU CPU model; 'max' gives Xen SVM + nested paging under TCG (HVM/PVH guests, log-dirty for their live migration). */
+  cpuModel?: string
   /** Until the dom0 prints its ready line and sshd answers. Default 240 s (TCG). */
   bootTimeoutMs?: number
 }
@@ -111,7 +118,8 @@ export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost>
     consoleLog,
     memoryMiB: opts.memoryMiB,
     dom0MemMiB: opts.dom0MemMiB,
-    cpus: opts.cpus
+    cpus: opts.cpus,
+    cpuModel: opts.cpuModel
   }
   const args = xenHostQemuArgs(cfg) // validates before anything is created
 
@@ -138,7 +146,8 @@ export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost>
     await nsRun(opts.ns, ['ip', 'link', 'del', tap], { allowFailure: true })
   }
   try {
-    await nsRun(opts.ns, ['ip', 'addr', 'add', `${opts.tapAddress}/${opts.address.split('/')[1] ?? '24'}`, 'dev', tap])
+    if (opts.bridge !== undefined) await nsRun(opts.ns, ['ip', 'link', 'set', tap, 'master', opts.bridge])
+    else await nsRun(opts.ns, ['ip', 'addr', 'add', `${opts.tapAddress}/${opts.address.split('/')[1] ?? '24'}`, 'dev', tap])
     await nsRun(opts.ns, ['ip', 'link', 'set', tap, 'up'])
 
     progress('boot', `QEMU (TCG) with Xen ${image.xenVersion} and dom0 ${image.kernelVersion}`)

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
 import { startXenHost, type XenHost } from '../../../drivers/local/xen-host.ts'
-import { xlPvConfig } from '../../../drivers/local/xen-host-args.ts'
+import { xlGuestConfig } from '../../../drivers/local/xen-host-args.ts'
 import { buildTinyImage } from '../../../images/guest/build.ts'
 import { xenGuestInitrd } from '../../../images/xen-host/guest-overlay.ts'
 import { registerPrefix, sweepPrefix } from '../../helpers/sweep-lib.ts'
@@ -73,7 +73,7 @@ t.test('the tiny guest image boots as a PV domain, reports ready on its console 
   await conn.writeFile(`${gdir}/vmlinuz`, readFileSync(img.kernel))
   await conn.writeFile(`${gdir}/initrd.img`, await xenGuestInitrd(img))
   t.comment(`guest kernel + initramfs copied into dom0 in ${Date.now() - copyStart} ms`)
-  await conn.writeFile(`${gdir}/g1.cfg`, xlPvConfig({
+  await conn.writeFile(`${gdir}/g1.cfg`, xlGuestConfig({
     name: 'g1',
     kernel: `${gdir}/vmlinuz`,
     ramdisk: `${gdir}/initrd.img`,
