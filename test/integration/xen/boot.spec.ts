@@ -64,7 +64,7 @@ t.test('Xen host boots to a dom0 that answers over SSH and lists Domain-0', asyn
   t.match(dom0 ?? '', /^Domain-0\s+0\s+\d+\s+1\s/, 'Domain-0 has id 0 and one vCPU')
 })
 
-t.test('the tiny guest image boots as a PV domain, reports ready on its console and answers on its vif', async t => {
+t.test('the tiny guest image boots as a PV domain, reports ready on its console, answers on its vif and balloons', async t => {
   if (conn === undefined || host === undefined) { t.fail('no Xen host'); return }
   const img = await buildTinyImage()
   const gdir = '/var/lib/xen/images/g1'
@@ -105,6 +105,14 @@ t.test('the tiny guest image boots as a PV domain, reports ready on its console 
   const list = await conn.exec('xl list')
   const g1 = list.stdout.split('\n').find(l => l.startsWith('g1 '))
   t.match(g1 ?? '', /^g1\s+[1-9]\d*\s+128\s+1\s/, 'xl list shows g1 with 128 MiB and one vCPU')
+
+  await conn.exec('xl mem-set g1 96m', { timeoutMs: 60_000 })
+  let mem = 0
+  for (let i = 0; i < 60 && mem !== 96; i++) {
+    mem = Number(/^g1\s+\d+\s+(\d+)\s/m.exec((await conn.exec('xl list g1')).stdout)?.[1])
+    if (mem !== 96) await sleep(1000)
+  }
+  t.equal(mem, 96, 'xl mem-set balloons the guest down to 96 MiB')
 
   await conn.exec('xl destroy g1', { timeoutMs: 60_000 })
   const after = await conn.exec('xl list')
