@@ -19,8 +19,8 @@ import { bootstrapHost } from './bootstrap/blanket.ts'
 import { brokerSwapLaunch } from './agent/overdriver.ts'
 import { ensureEndpointManager, endpointRoot, VW_MTU } from './bootstrap/virtualwire.ts'
 import { readEndpoints, writeEndpoint } from './network/virtualwire.ts'
-import { applyExtenderRoutes, connectExtender, ensureExtenderCert, sshShell, startExtender, waitExtenderUp, type ExtenderHostSide } from '../virtualwire/extender/manage.ts'
-import { extenderDevName, extenderEnds, extenderRoutes, extenderTunnel, DEFAULT_EXTENDER_PORT, type ExtenderTunnelPlan } from '../virtualwire/extender/openvpn.ts'
+import { applyExtenderRoutes, connectExtender, sshShell, type ExtenderHostSide } from '../virtualwire/extender/manage.ts'
+import { extenderDevName, extenderRoutes, extenderTunnel, DEFAULT_EXTENDER_PORT, type ExtenderTunnelPlan } from '../virtualwire/extender/openvpn.ts'
 import { assignConnectorIds, compileTopology, diffEndpoints, type EndpointWrite, type Topology } from '../virtualwire/topology/compile.ts'
 import { wireKey } from './spec/network.ts'
 import type { EndpointConfig, WireSpec } from '../virtualwire/types.ts'
@@ -38,7 +38,6 @@ import type { Spec } from './spec/types.ts'
 import { SshConnection } from './ssh/client.ts'
 import { supercloudDir } from './state/paths.ts'
 import { StateStore, type HostRow, type VmRow } from './state/store.ts'
-import { ExtenderError } from '../virtualwire/extender/errors.ts'
 import { EventHub } from './events/hub.ts'
 import { reportMigration } from './events/migration.ts'
 import type { EventInput } from './events/schema.ts'
@@ -383,10 +382,9 @@ export class Controller {
         const [toB, toA] = [peerAddress(ga, gb), peerAddress(gb, ga)]
         const at = (h: HostRecord, to: string): string => to !== h.address ? ` at ${to}` : ''
         progress({ subject: 'virtualwire', phase: 'extender', message: `${sa} (${ga.name}${at(ga, toA)}) <-> ${sb} (${gb.name}${at(gb, toB)}) over OpenVPN` })
-        const a: ExtenderHostSide = { shell: sshShell(await this.connect(ga.name)), ip: ga.address, port, dev, runDir: `${ga.stateDir}/extender` }
-        const b: ExtenderHostSide = { shell: sshShell(await this.connect(gb.name)), ip: gb.address, port, dev, runDir: `${gb.stateDir}/extender` }
-        if (toB === gb.address && toA === ga.address) await connectExtender({ name, index, a, b })
-        else await connectExtenderAcross({ name, index, a, b, toA, toB })
+        const a: ExtenderHostSide = { shell: sshShell(await this.connect(ga.name)), ip: ga.address, port, dev, runDir: `${ga.stateDir}/extender`, ...(toA !== ga.address ? { reachedAt: toA } : {}) }
+        const b: ExtenderHostSide = { shell: sshShell(await this.connect(gb.name)), ip: gb.address, port, dev, runDir: `${gb.stateDir}/extender`, ...(toB !== gb.address ? { reachedAt: toB } : {}) }
+        await connectExtender({ name, index, a, b })
         const t = extenderTunnel(index)
         tunnels.push({ name, a: { site: sa, dev, tunnelIp: t.a, endpoint: toA }, b: { site: sb, dev, tunnelIp: t.b, endpoint: toB } })
         index++
@@ -976,17 +974,4 @@ async function allSettledOrThrow (ps: Array<Promise<unknown>>): Promise<void> {
  */
 export function peerAddress (self: HostRecord, peer: HostRecord): string {
   return peer.reach !== undefined && peer.reach.network !== self.reach?.network ? peer.reach.publicAddress : peer.address
-}
-
-/** connectExtender for ends that listen on one address and are reached at another (NAT between them). */
-async function connectExtenderAcross (o: { name: string, index: number, a: ExtenderHostSide, b: ExtenderHostSide, toA: string, toB: string }): Promise<void> {
-  const [ca, cb] = await Promise.all([o.a, o.b].map(async s => await ensureExtenderCert(s.shell, { runDir: s.runDir, name: o.name })))
-  if (ca === undefined || cb === undefined) throw new ExtenderError(o.name, 'certificates missing')
-  const side = (s: ExtenderHostSide, c: typeof ca): Parameters<typeof extenderEnds>[0]['a'] =>
-    ({ ip: s.ip, port: s.port, certPath: c.certPath, keyPath: c.keyPath, fingerprint: c.fingerprint, dev: s.dev, runDir: s.runDir })
-  const ends = extenderEnds({ name: o.name, index: o.index, a: side(o.a, ca), b: side(o.b, cb) })
-  ends.a.remote = { ip: o.toB, port: o.b.port }
-  ends.b.remote = { ip: o.toA, port: o.a.port }
-  await Promise.all([startExtender(o.a.shell, ends.a), startExtender(o.b.shell, ends.b)])
-  await Promise.all([waitExtenderUp(o.a.shell, ends.a), waitExtenderUp(o.b.shell, ends.b)])
 }

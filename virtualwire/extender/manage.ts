@@ -287,6 +287,8 @@ export interface ExtenderHostSide {
   dev: string
   /** Directory on the host for the extender's files. */
   runDir: string
+  /** Where the other end sends to reach this host, when not `ip` (a public address across a NAT). */
+  reachedAt?: string
 }
 
 /**
@@ -303,6 +305,9 @@ export async function connectExtender (o: { name: string, index: number, a: Exte
   const side = (s: ExtenderHostSide, c: ExtenderCert): Parameters<typeof extenderEnds>[0]['a'] =>
     ({ ip: s.ip, port: s.port, certPath: c.certPath, keyPath: c.keyPath, fingerprint: c.fingerprint, dev: s.dev, runDir: s.runDir })
   const ends = extenderEnds({ name: o.name, index: o.index, a: side(o.a, ca), b: side(o.b, cb) })
+  // Each end listens on its own address and sends to where the other is reachable from it.
+  if (o.b.reachedAt !== undefined) ends.a.remote = { ip: o.b.reachedAt, port: o.b.port }
+  if (o.a.reachedAt !== undefined) ends.b.remote = { ip: o.a.reachedAt, port: o.a.port }
   await Promise.all([startExtender(o.a.shell, ends.a, opts), startExtender(o.b.shell, ends.b, opts)])
   const wait = { ...opts, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) }
   await Promise.all([waitExtenderUp(o.a.shell, ends.a, wait), waitExtenderUp(o.b.shell, ends.b, wait)])
