@@ -210,9 +210,12 @@ async function burst (bed: Bed, D: number, n: number): Promise<BurstResult> {
   try {
     await sleep(D * 1000)
     const deadline = Date.now() + (D + 600) * 1000
+    let missing = 0
     while (parsed === undefined && Date.now() < deadline) {
       const r = await bed.sb.run(['console', 'v1', '--run', `cat ${file}`, '--timeout', '30'], { timeoutMs: 90000 })
       parsed = parseBurst(r.stdout)
+      // The file lives in the guest's RAM: gone means the guest restarted (e.g. crashed after a migration).
+      if (/can't open/.test(r.stdout + r.stderr) && ++missing >= 3) throw new Error(`${file} is gone from the guest: it restarted during the burst (see vms/v1/run/console.log on its host)`)
       if (parsed === undefined) await sleep(3000)
     }
     if (parsed === undefined) throw new Error(`burst did not finish: no result in ${file}`)
