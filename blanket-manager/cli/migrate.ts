@@ -25,5 +25,6 @@ export function makeMigrationBar (vm: string, to: string, out: NodeJS.WriteStrea
 
 export function formatMigrationSummary (vm: string, r: MigrateResult): string {
   return `migrated ${vm} from ${r.from} to ${r.to}: total ${(r.totalMs / 1000).toFixed(2)} s, downtime ${r.downtimeMs} ms, ` +
-    `sent ${mib(r.sentBytes)}, mode ${r.mode}${r.postcopy ? ' (switched to postcopy)' : ''}, ${r.iterations} precopy passes`
+    `sent ${mib(r.sentBytes)}, mode ${r.mode}${r.postcopy ? ' (switched to postcopy)' : ''}, ${r.iterations} precopy passes` +
+    (r.diskSizeBytes > 0 ? `, disks ${mib(r.diskSentBytes)} of ${mib(r.diskSizeBytes)}${r.diskReused ? ' (reused the image left there)' : ''}` : '')
 }
