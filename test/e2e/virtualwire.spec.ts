@@ -133,7 +133,9 @@ async function diagnose (t: Test, to: string): Promise<void> {
   const run = join(st.stateFile, '..', 'hosts', to, 'vms', 'db1', 'run')
   await withQmp(join(run, 'qmp-mig.sock'), async q => {
     t.comment(`db1 on ${to}: ${JSON.stringify(await q.execute('query-status'))} ${JSON.stringify(await q.execute('query-migrate'))}`)
-    for (let i = 0; i < 5; i++) t.comment(String(await q.execute('human-monitor-command', { 'command-line': 'info registers' })).split('\n').slice(0, 3).join(' '))
+    t.comment(String(await q.execute('human-monitor-command', { 'command-line': 'info registers' })))
+    for (let i = 0; i < 8; i++) t.comment(String(await q.execute('human-monitor-command', { 'command-line': 'info registers' })).split('\n').slice(0, 3).join(' '))
+    t.comment(String(await q.execute('human-monitor-command', { 'command-line': 'info cpus' })))
     const dump = join(sb.dir, 'db1.mem')
     await q.execute('pmemsave', { val: 0, size: 160 * 1024 * 1024, filename: dump })
     const strings = execFileSync('sh', ['-c', `strings -n 10 ${dump} | grep -E 'lockup|rcu|stall|clocksource|blk_update_request|I/O error|virtio|hung|timekeeping|Call Trace|RIP:' | tail -n 60`], { encoding: 'utf8', maxBuffer: 1 << 24 })
