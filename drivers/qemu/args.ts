@@ -81,6 +81,27 @@ export function memoryMiB (def: Pick<GuestDefinition, 'name' | 'memoryBytes'>): 
   return def.memoryBytes / MiB
 }
 
+/**
+ * Extra guest RAM under TCG (8 KiB, QEMU's RAM size granularity) so that the RAM block is not a
+ * multiple of 64 pages (256 KiB).
+ *
+ * Why: QEMU before 9.0 (Debian 12 ships 7.2) syncs the migration dirty bitmap of a RAM block
+ * whose size is a multiple of 64 pages through a fast path that clears the dirty bits without
+ * re-arming TCG's TLB, so guest stores through TLB entries that were already dirty are not seen
+ * again: pages written after the first sync can be left out of the migration, and the guest
+ * crashes on the destination (slab corruption, "Bad rss-counter state"; QEMU commit "system/
+ * physmem: Fix migration dirty bitmap coherency with TCG memory access", Feb 2024). Any other
+ * size takes the page-by-page path, which re-arms the TLB for every dirty page it clears.
+ * KVM tracks dirty pages in the kernel and is not affected.
+ */
+export const TCG_RAM_PAD_BYTES = 8192
+
+/** The `-m` value: whole MiB, plus TCG_RAM_PAD_BYTES under TCG (see there). */
+export function memoryArg (def: Pick<GuestDefinition, 'name' | 'memoryBytes' | 'accel'>): string {
+  const mem = memoryMiB(def)
+  return def.accel === 'tcg' ? `${mem * 1024 + TCG_RAM_PAD_BYTES / 1024}K` : String(mem)
+}
+
 /** Checks everything about a definition that QEMU would reject or misparse; throws GuestDefinitionError. */
 export function validateDefinition (def: GuestDefinition): void {
   const bad = (detail: string): never => { throw new GuestDefinitionError(def.name, detail) }
@@ -141,7 +162,7 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
     '-machine', `${machine},accel=${def.accel}`,
     '-cpu', cpu,
     '-smp', String(def.cpus),
-    '-m', String(memoryMiB(def)),
+    '-m', memoryArg(def),
     '-nodefaults', '-no-user-config',
     '-display', 'none',
     '-pidfile', p.pidfile,

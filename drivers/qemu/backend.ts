@@ -427,7 +427,8 @@ class QemuBackend implements HypervisorBackend {
         const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
         if (m?.[1] !== undefined) residentBytes = Number(m[1]) * 1024
       } catch { /* process just went away */ }
-      return { memoryBytes: mem['base-memory'] + (mem['plugged-memory'] ?? 0), balloonActualBytes: balloon.actual, residentBytes }
+      // Whole MiB: under TCG the guest has TCG_RAM_PAD_BYTES more than it asked for (args.ts).
+      return { memoryBytes: Math.floor((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / 1048576) * 1048576, balloonActualBytes: balloon.actual, residentBytes }
     })
   }
 
