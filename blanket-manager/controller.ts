@@ -18,7 +18,7 @@ import type { VmInfo, VmLaunch } from './agent/protocol.ts'
 import { bootstrapHost } from './bootstrap/blanket.ts'
 import { brokerSwapLaunch } from './agent/overdriver.ts'
 import { ensureEndpointManager, endpointRoot, VW_MTU } from './bootstrap/virtualwire.ts'
-import { readEndpoints, writeEndpoint } from './network/virtualwire.ts'
+import { EndpointRefusedError, readEndpoints, writeEndpoint } from './network/virtualwire.ts'
 import { applyExtenderRoutes, connectExtender, sshShell, type ExtenderHostSide } from '../virtualwire/extender/manage.ts'
 import { extenderDevName, extenderRoutes, extenderTunnel, DEFAULT_EXTENDER_PORT, type ExtenderTunnelPlan } from '../virtualwire/extender/openvpn.ts'
 import { assignConnectorIds, compileTopology, diffEndpoints, type EndpointWrite, type Topology } from '../virtualwire/topology/compile.ts'
@@ -35,7 +35,8 @@ import { describePlan, plan, vmHash, wiringHash, type Action, type Observation, 
 import { resolveVms, withOverrides, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
 import type { OperationOptions, ProgressEvent } from './progress.ts'
 import type { Spec } from './spec/types.ts'
-import { SshConnection } from './ssh/client.ts'
+import { SshConnection, shq } from './ssh/client.ts'
+import type { ClientChannel } from 'ssh2'
 import { supercloudDir } from './state/paths.ts'
 import { StateStore, type HostRow, type VmRow } from './state/store.ts'
 import { EventHub } from './events/hub.ts'
@@ -686,7 +687,21 @@ export class Controller {
     let vwUndo: EndpointWrite[] = []
     let vwCreated = false
     let repointed = false
+    let repointWork: Promise<void> | undefined
+    let armedRepoint: { fire: () => Promise<void>, disarm: () => Promise<void> } | undefined
     let marked = false
+    // The re-point started at the switch: retried once; if the sister hosts still refuse, the VM
+    // runs on the destination anyway and the next `up` re-applies the wires (they show as drifted).
+    let repointFailed = false
+    const finishRepoint = async (): Promise<void> => {
+      if (repointWork === undefined) return
+      const first = await repointWork.then(() => undefined, (err: Error) => err)
+      if (first === undefined) return
+      const again = await this.applyEndpointWrites(vwSwitch).then(() => undefined, (err: Error) => err)
+      if (again === undefined) return
+      repointFailed = true
+      this.progress({ subject: `vm ${vmName}`, phase: 'migrate', message: `re-pointing the sister endpoints failed (${again.message}): \`supercloud up\` re-applies the wires` })
+    }
     const prevReuse = this.diskReuse(vmName)
     try {
       const resolved: ResolvedVm = { spec: spec.vms[vmName], host: to, nics: record.nics }
@@ -728,9 +743,14 @@ export class Controller {
       prepared = true
       const reusedNodes = reuse.reuse ? inc.reusedNodes ?? [] : []
       if (reuse.reuse && reusedNodes.length === 0) say(`the disk left on ${to} is gone: copying the whole disk`)
-      // Disks the destination can keep when the VM leaves it again: marked at the switchover hold.
+      // Disks the destination can keep when the VM leaves it again: marked at the switchover hold
+      // (the destination must record the guest's writes before its copy runs). The sister
+      // endpoints are re-pointed as QEMU switches, not during the hold: frames sent to the
+      // destination before its guest runs wait in its TAP, frames sent to the source while it is
+      // paused are lost either way, so the pause need not include the endpoint writes.
       const markable = (inc.diskNodes ?? []).length > 0
-      const hold = wired || markable
+      const hold = markable
+      armedRepoint = wired ? await this.armEndpointWrites(vwSwitch) : undefined
       let switchWork: Promise<void> | undefined
       const stop = source.onEvent(ev => {
         if (ev.vm !== vmName) return
@@ -738,17 +758,16 @@ export class Controller {
         if (ev.type === 'migration.switchover') {
           say('switching over')
           report.switchover()
+          if (wired) {
+            repointed = true
+            repointWork = armedRepoint !== undefined ? armedRepoint.fire() : this.applyEndpointWrites(vwSwitch)
+            repointWork.catch(() => {})
+          }
           if (hold) {
-            // Both copies are paused, disks in sync: re-point the sister endpoints and start
-            // recording the guest's disk writes on the destination, then let QEMU switch.
+            // Both copies are paused, disks in sync: start recording the guest's disk writes on
+            // the destination, then let QEMU switch.
             switchWork = (async () => {
-              if (wired) repointed = true
-              await Promise.all([
-                wired ? this.applyEndpointWrites(vwSwitch) : undefined,
-                markable
-                  ? target.markArrival(vmName, id).then(() => { marked = true }, (err: Error) => { say(`${to} does not record disk writes (${err.message}): a return will copy the whole disk`) })
-                  : undefined
-              ])
+              await target.markArrival(vmName, id).then(() => { marked = true }, (err: Error) => { say(`${to} does not record disk writes (${err.message}): a return will copy the whole disk`) })
               await source.continueMigration(vmName)
               switched = true
             })()
@@ -775,9 +794,11 @@ export class Controller {
           ...(reusedNodes.length > 0 && reuse.reuse ? { incremental: { id: reuse.id, nodes: reusedNodes } } : {})
         })
         await switchWork
+        await finishRepoint()
       } finally {
         stop()
         opts.signal?.removeEventListener('abort', onAbort)
+        await armedRepoint?.disarm()
       }
       const st = await target.finishIncoming(vmName)
       if (st.state !== 'running') throw new SupercloudError('SC_MIGRATION_FAILED', `${vmName} is ${st.state} on ${to} after the switch`)
@@ -791,7 +812,7 @@ export class Controller {
       say(formatDiskSummary(summary, from))
       if (wired) {
         await this.applyEndpointWrites(vwPost)
-        this.store.setMeta('wires-applied', wiringHash(after.spec, wires, after.resolved))
+        if (!repointFailed) this.store.setMeta('wires-applied', wiringHash(after.spec, wires, after.resolved))
       }
       this.store.journal('migration.completed', vmName, { from, to, ...summary })
       report.completed(summary)
@@ -802,7 +823,10 @@ export class Controller {
       if (!switched) {
         // Before the switch the source copy is authoritative: remove the destination copy.
         if (prepared) await target.destroyVm(vmName, record.nics).catch(() => {})
-        if (repointed) await this.applyEndpointWrites(vwUndo).catch(() => {})
+        if (repointed) {
+          await repointWork?.catch(() => {})
+          await this.applyEndpointWrites(vwUndo).catch(() => {})
+        }
         if (vwCreated) {
           for (const w of vwPre) await this.applyEndpointWrites([{ host: w.host, file: 'destroy', line: w.line.split(' ')[0] ?? '' }]).catch(() => {})
         }
@@ -818,6 +842,58 @@ export class Controller {
       throw err
     } finally {
       this.store.setMeta(`migration:${vmName}`, '')
+    }
+  }
+
+  /**
+   * Endpoint writes made ready ahead of a migration's switch: on each write's host a `cat` holds
+   * the endpoint file open (`cat > <root>/<file>`, one SSH channel each), so `fire` only sends
+   * the line (the endpoint interface applies a complete line during the write call) instead of
+   * opening a channel and starting a shell at the switch. `disarm` closes them unwritten.
+   * Resolves to undefined when a host cannot be armed (the caller then writes the usual way).
+   */
+  private async armEndpointWrites (writes: EndpointWrite[]): Promise<{ fire: () => Promise<void>, disarm: () => Promise<void> } | undefined> {
+    const armed: Array<{ w: EndpointWrite, ch: ClientChannel, done: Promise<{ code: number | null, stderr: string }> }> = []
+    const closeAll = async (): Promise<void> => {
+      for (const a of armed) a.ch.end()
+      await Promise.all(armed.map(async a => await a.done))
+    }
+    try {
+      for (const w of writes) {
+        const h = this.store.host(w.host)
+        if (h?.record === undefined) throw new NotFoundError('host', w.host)
+        const ch = await (await this.connect(w.host)).channel(`exec cat > ${shq(`${endpointRoot(h.record.stateDir)}/${w.file}`)}`)
+        const done = new Promise<{ code: number | null, stderr: string }>(resolve => {
+          let code: number | null = null
+          let stderr = ''
+          ch.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+          ch.on('data', () => {})
+          ch.on('exit', (c: number | null) => { code = c })
+          ch.on('close', () => { resolve({ code, stderr }) })
+        })
+        armed.push({ w, ch, done })
+      }
+    } catch {
+      await closeAll()
+      return undefined
+    }
+    let used = false
+    return {
+      fire: async () => {
+        if (used) return
+        used = true
+        await Promise.all(armed.map(async a => {
+          this.progress({ subject: `host ${a.w.host}`, phase: 'virtualwire', message: `echo "${a.w.line}" > ${a.w.file}` })
+          a.ch.end(`${a.w.line}\n`)
+          const r = await a.done
+          if (r.code !== 0) throw new EndpointRefusedError(a.w.host, a.w, r.stderr.trim())
+        }))
+      },
+      disarm: async () => {
+        if (used) return
+        used = true
+        await closeAll()
+      }
     }
   }
 

@@ -12,7 +12,7 @@
  * that kept the disk image copies only the bitmap's blocks (`incremental`: `blockdev-backup`
  * with `sync: incremental`, repeated, the last pass while the guest is paused at the hold).
  */
-import { QmpClient } from './qmp.ts'
+import { QmpClient, type QmpEvent } from './qmp.ts'
 import { runPaths } from './args.ts'
 import { CancelledError, SupercloudError } from '../../blanket-manager/errors.ts'
 import { bitmapName, shouldRunPass } from '../../blanket-manager/migration/disk-reuse.ts'
@@ -161,6 +161,11 @@ export interface MigrationSummary {
   diskSizeBytes: number
   /** Whether the destination reused the disk image the VM left there (only dirty blocks sent). */
   diskReused: boolean
+  /**
+   * How long the source held both copies paused at pre-switchover (disk jobs finished, the
+   * caller's hook run) before QEMU switched: part of `downtimeMs`.
+   */
+  switchoverHoldMs?: number
 }
 
 interface IncrementalDisk {
@@ -191,6 +196,7 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
   const bitmap = o.incremental !== undefined ? bitmapName(o.incremental.id) : ''
   let switched = false
   let postcopy = false
+  let holdMs: number | undefined
   let progress: MigrationProgress | undefined
   const history: MigrationProgress[] = []
   const aborted = (): boolean => o.signal?.aborted === true
@@ -270,6 +276,18 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
     return { sent, total, ready }
   }
   const sizes = async (): Promise<number> => dirtyOf(await namedNodes(q), o.diskNodes, '').sizeBytes
+  // QEMU announces every change of migration state (the `events` capability): the loop below
+  // wakes on it instead of waiting out its poll interval, so the pause at pre-switchover (the
+  // guest is stopped on both sides) starts being handled at once.
+  let wake: (() => void) | undefined
+  const onEvent = (ev: QmpEvent): void => { if (ev.event === 'MIGRATION') wake?.() }
+  q.on('event', onEvent)
+  const nap = async (ms: number): Promise<void> => {
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(() => { wake = undefined; resolve() }, ms)
+      wake = () => { clearTimeout(timer); wake = undefined; resolve() }
+    })
+  }
   try {
     // Disks first: mirror each to the destination's export until in sync; disks the destination
     // kept get their dirty blocks copied instead.
@@ -311,6 +329,7 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
       if (info.status === 'failed') throw new MigrationError(`QEMU reports the migration failed: ${info['error-desc'] ?? 'no reason given'}`)
       if (info.status === 'cancelled') throw new CancelledError('migration')
       if (info.status === 'pre-switchover') {
+        const held = Date.now()
         // Both sides paused: finish the disk mirrors (in sync), then let the caller re-point the network.
         for (const m of mirrors) await q.execute('block-job-cancel', { device: m.job })
         for (let i = 0; ; i++) {
@@ -338,6 +357,7 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
         await o.onSwitchover?.()
         switched = true
         await q.execute('migrate-continue', { state: 'pre-switchover' })
+        holdMs = Date.now() - held
       } else if (info.status === 'completed') {
         for (const m of [...mirrors, ...incs]) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})
         return {
@@ -349,7 +369,8 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
           iterations: p.iteration,
           diskSentBytes: mirrors.reduce((a, m) => a + m.offset, 0) + incs.reduce((a, x) => a + x.copied, 0),
           diskSizeBytes: await sizes().catch(() => 0),
-          diskReused: incs.length > 0
+          diskReused: incs.length > 0,
+          ...(holdMs !== undefined ? { switchoverHoldMs: holdMs } : {})
         }
       } else if (!postcopy && shouldStartPostcopy(policy, Date.now(), p, history)) {
         await q.execute('migrate-start-postcopy')
@@ -360,12 +381,13 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
         // Keep the kept disks close to the guest's disk while memory moves.
         for (const x of incs) if (!x.running && shouldRunPass({ phase: 'memory', dirtyBytes: x.dirty, passes: x.passes })) await startPass(x)
       }
-      await sleep(100)
+      await nap(100)
     }
   } catch (err) {
     if (!switched) await cleanup()
     throw err
   } finally {
+    q.off('event', onEvent)
     await q.close()
   }
 }
