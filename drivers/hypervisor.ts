@@ -4,7 +4,8 @@
  */
 import type { OperationOptions } from '../blanket-manager/progress.ts'
 
-export type AccelMode = 'kvm' | 'tcg'
+/** 'xen': guests are Xen domains (PVH) of the host's Xen (drivers/xen). */
+export type AccelMode = 'kvm' | 'tcg' | 'xen'
 
 export type GuestBoot =
   | { kind: 'kernel', kernel: string, initrd?: string, append: string }
@@ -67,7 +68,7 @@ export interface GuestStats {
 }
 
 export interface HypervisorBackend {
-  readonly kind: 'qemu'
+  readonly kind: 'qemu' | 'xen'
   /** Check the hypervisor binary exists; returns its version. Throws a typed error when missing. */
   version (): Promise<string>
   /**

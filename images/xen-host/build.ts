@@ -24,6 +24,7 @@ import { defaultCacheDir } from '../guest/build.ts'
 import { newestKernelVersion, parseModulesBuiltin, parseModulesDep, resolveModules, UnknownModuleError } from '../guest/modules.ts'
 import { MissingLibraryError, parseLdd, unionSorted } from './closure.ts'
 import { XenImageBuildError } from './errors.ts'
+import { XEN_GUEST_MODULE_DIR, XEN_GUEST_MODULES } from './guest-overlay.ts'
 
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
 export const RECIPE_VERSION = 1
@@ -43,7 +44,11 @@ export const DOM0_BINARIES = [
   `${XEN_BIN}/xl`, `${XEN_BIN}/xenstored`, `${XEN_BIN}/xenconsoled`, `${XEN_BIN}/xenconsole`,
   `${XEN_BIN}/xen-init-dom0`, `${XEN_BIN}/libxl-save-helper`,
   '/usr/bin/xenstore',
-  '/usr/sbin/sshd', '/usr/lib/openssh/sftp-server'
+  '/usr/sbin/sshd', '/usr/lib/openssh/sftp-server',
+  // Guest consoles as unix sockets (drivers/xen: `xl console` behind a socat listener).
+  '/usr/bin/socat',
+  // iproute2 (the host agent makes taps with `ip tuntap`, which busybox's ip lacks).
+  '/usr/bin/ip'
 ]
 /** Libraries loaded with dlopen (so not in any ldd closure): glibc needs libgcc_s for pthread_cancel (xl create). */
 export const DOM0_DLOPENED = ['/lib/x86_64-linux-gnu/libgcc_s.so.1']
@@ -51,6 +56,8 @@ export const DOM0_DLOPENED = ['/lib/x86_64-linux-gnu/libgcc_s.so.1']
 export const XL_CONF = 'autoballoon="off"\n'
 /** Convenience names on PATH, as symlinks (Debian's own are a version-selecting wrapper script). */
 const DOM0_SYMLINKS: Record<string, string> = {
+  'bin/ip': '/usr/bin/ip',
+  'sbin/ip': '/usr/bin/ip',
   'usr/sbin/xl': `${XEN_BIN}/xl`,
   'usr/sbin/xenstored': `${XEN_BIN}/xenstored`,
   'usr/sbin/xenconsoled': `${XEN_BIN}/xenconsoled`,
@@ -76,7 +83,14 @@ export const SSHD_CONFIG = [
   ''
 ].join('\n')
 
+export { XEN_GUEST_MODULE_DIR }
+
 export interface BuildXenHostImageOptions extends OperationOptions {
+  /**
+   * Also ship node (`command -v node`, with its library closure) for the host agent. Makes
+   * the initramfs ~30 MB bigger (a different image id); the `local` Xen host flavour needs it.
+   */
+  withNode?: boolean
   /** Cache root; the image goes to <cacheDir>/images/xen-host-<id>/. Default $SUPERCLOUD_CACHE or ~/.cache/supercloud. */
   cacheDir?: string
   /** Rebuild even when a complete cached image exists. */
@@ -180,11 +194,20 @@ interface Inputs {
   busybox: Buffer
   init: Buffer
   vifScript: Buffer
+  /** xen_netfront / xen_blkfront (+ deps) for guests, dependencies first. */
+  guestModules: Array<{ name: string, path: string, data: Buffer }>
   /** Binaries and their libraries, by absolute path (sorted). */
   files: Array<{ path: string, data: Buffer, mode: number }>
 }
 
-async function gatherInputs (signal?: AbortSignal): Promise<Inputs> {
+async function findNode (): Promise<string> {
+  for (const dir of (process.env.PATH ?? '').split(':').filter(d => d !== '')) {
+    if (await exists(join(dir, 'node'))) return join(dir, 'node')
+  }
+  return process.execPath
+}
+
+async function gatherInputs (signal?: AbortSignal, withNode = false): Promise<Inputs> {
   let bootFiles: string[]
   try { bootFiles = await readdir(BOOT_DIR) } catch (err) { throw new XenImageBuildError(`cannot list ${BOOT_DIR}`, err) }
   const kernelVersion = newestKernelVersion(bootFiles)
@@ -208,8 +231,14 @@ async function gatherInputs (signal?: AbortSignal): Promise<Inputs> {
     const raw = await readInput(join(modDir, m.path), 'kernel module')
     modules.push({ name: m.name, path: m.path, data: await decompressModule(m.path, raw, signal) })
   }
+  const guestModules: Inputs['guestModules'] = []
+  for (const m of resolveModules(parseModulesDep(depText), XEN_GUEST_MODULES, parseModulesBuiltin(builtinText))) {
+    const raw = await readInput(join(modDir, m.path), 'kernel module')
+    guestModules.push({ name: m.name, path: m.path, data: await decompressModule(m.path, raw, signal) })
+  }
   const closures: string[][] = []
-  for (const bin of DOM0_BINARIES) {
+  const binaries = withNode ? [...DOM0_BINARIES, await findNode()] : DOM0_BINARIES
+  for (const bin of binaries) {
     if (!(await exists(bin))) throw new XenImageBuildError(`${bin} is missing (install xen-utils-${XEN_TOOLS_VERSION} and openssh-server)`)
     const text = (await run('ldd', [bin], { signal }).catch(() => Buffer.from(''))).toString()
     try {
@@ -238,6 +267,7 @@ async function gatherInputs (signal?: AbortSignal): Promise<Inputs> {
     busybox: await readInput(BUSYBOX, 'busybox (install busybox-static)'),
     init: await readInput(INIT_SCRIPT, 'init script'),
     vifScript: await readInput(VIF_SCRIPT, 'vif hotplug script'),
+    guestModules,
     files
   }
 }
@@ -254,6 +284,7 @@ function inputDigests (inp: Inputs): Record<string, string> {
     xl_conf: sha256(XL_CONF)
   }
   for (const m of inp.modules) d[`module:${m.path}`] = sha256(m.data)
+  for (const m of inp.guestModules) d[`guest-module:${m.path}`] = sha256(m.data)
   for (const f of inp.files) d[`file:${f.path}`] = sha256(f.data)
   return d
 }
@@ -283,7 +314,7 @@ async function completeImage (dir: string, id: string): Promise<XenHostImage | u
 }
 
 /** The initramfs entries (pure given the inputs and busybox's applet list). */
-export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'vifScript' | 'files' | 'kernelVersion' | 'xenVersion'>, applets: string[]): CpioEntry[] {
+export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'vifScript' | 'files' | 'kernelVersion' | 'xenVersion'> & { guestModules?: Inputs['guestModules'] }, applets: string[]): CpioEntry[] {
   const entries: CpioEntry[] = []
   for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'run', 'tmp', 'etc/ssh', 'mnt', 'var/lib', 'var/log', 'lib/modules']) {
     entries.push({ type: 'dir', path: d, mode: d === 'tmp' ? 0o1777 : 0o755 })
@@ -312,6 +343,9 @@ export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 
   }
   for (const m of inp.modules) entries.push({ type: 'file', path: `lib/modules/${m.name}.ko`, data: m.data })
   entries.push({ type: 'file', path: 'etc/sc-modules', data: Buffer.from(inp.modules.map(m => m.name).join('\n') + '\n') })
+  const gm = inp.guestModules ?? []
+  for (const m of gm) entries.push({ type: 'file', path: `${XEN_GUEST_MODULE_DIR.slice(1)}/${m.name}.ko`, data: m.data })
+  if (gm.length > 0) entries.push({ type: 'file', path: `${XEN_GUEST_MODULE_DIR.slice(1)}/modules`, data: Buffer.from(gm.map(m => m.name).join('\n') + '\n') })
   entries.push({ type: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n') })
   entries.push({ type: 'file', path: 'etc/shadow', data: Buffer.from('root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n'), mode: 0o600 })
   entries.push({ type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\nnogroup:x:65534:\n') })
@@ -335,7 +369,7 @@ export async function buildXenHostImage (opts: BuildXenHostImageOptions = {}): P
   }
   throwIfAborted(signal, 'Xen host image build')
   progress('inputs', 'hashing Xen, kernel, modules, binaries and libraries', 0)
-  const inp = await gatherInputs(signal)
+  const inp = await gatherInputs(signal, opts.withNode === true)
   const digests = inputDigests(inp)
   const id = imageId(digests)
   const imagesDir = join(opts.cacheDir ?? defaultCacheDir(), 'images')

@@ -22,6 +22,17 @@ export interface HypervisorComplianceOptions {
   readyText?: (name: string) => string
   /** How long a boot may take; default 180 s (TCG on a shared machine). */
   bootTimeoutMs?: number
+  /**
+   * Pids of live hypervisor-side processes whose command line mentions `text` (a runDir);
+   * default: processes on this machine (QEMU). A backend whose guests are not host
+   * processes of this machine (Xen domains in a dom0 reached over SSH) passes its own.
+   */
+  processesMentioning?: (text: string) => Promise<number[]>
+  /**
+   * Local path of a unix socket carrying the stream of `backend.consoleSocket(runDir)`;
+   * default: that path itself. E.g. a forward of a socket in a dom0 over SSH.
+   */
+  localConsoleSocket?: (path: string) => Promise<string>
 }
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
@@ -83,9 +94,13 @@ export async function runHypervisorCompliance (t: Test, opts: HypervisorComplian
   const name = `${opts.prefix ?? `sct${randomBytes(2).toString('hex')}`}-c1`
   const def = opts.makeDefinition(name)
   const ready = (opts.readyText ?? (n => `SUPERCLOUD-GUEST-READY ${n}`))(name)
+  const processes = opts.processesMentioning ?? processesMentioning
+  const consolePath = opts.localConsoleSocket ?? (async (p: string) => p)
   t.teardown(async () => {
     await backend.destroy(name, def.runDir).catch(() => {})
-    for (const pid of await processesMentioning(def.runDir)) { try { process.kill(pid, 'SIGKILL') } catch {} }
+    if (opts.processesMentioning === undefined) {
+      for (const pid of await processesMentioning(def.runDir)) { try { process.kill(pid, 'SIGKILL') } catch {} }
+    }
   })
 
   await t.test(`${backend.kind}: guest lifecycle`, async t => {
@@ -131,27 +146,27 @@ export async function runHypervisorCompliance (t: Test, opts: HypervisorComplian
     // Serial console: type a command whose output differs from the typed text.
     const nonce = randomBytes(3).toString('hex')
     const expect = `sc-${nonce}-42-ok`
-    const got = await consoleRoundTrip(backend.consoleSocket(def.runDir), `echo sc-${nonce}-$((6*7))-ok`, expect, 60_000)
+    const got = await consoleRoundTrip(await consolePath(backend.consoleSocket(def.runDir)), `echo sc-${nonce}-$((6*7))-ok`, expect, 60_000)
     t.ok(got.includes(expect), 'console socket: command output read back')
     const logged = await pollUntil(async () => {
       const tail = await backend.consoleTail(def.runDir, 100)
       return tail.includes(expect) ? true : undefined
     }, 10_000, 200)
     t.ok(logged, 'console output is also in the console log')
-    const again2 = await consoleRoundTrip(backend.consoleSocket(def.runDir), `echo sc-${nonce}-$((7*7))-ok`, `sc-${nonce}-49-ok`, 60_000)
+    const again2 = await consoleRoundTrip(await consolePath(backend.consoleSocket(def.runDir)), `echo sc-${nonce}-$((7*7))-ok`, `sc-${nonce}-49-ok`, 60_000)
     t.ok(again2.includes(`sc-${nonce}-49-ok`), 'console can be re-attached after detaching')
 
     await backend.stop(name, def.runDir, 10_000)
     const stopped = await backend.status(name, def.runDir)
     t.not(stopped.state, 'running', `not running after stop (${stopped.state})`)
-    t.same(await processesMentioning(def.runDir), stopped.state === 'absent' ? [] : [stopped.pid], 'no process left after stop unless the backend keeps a shut-down guest')
+    t.same(await processes(def.runDir), stopped.state === 'absent' ? [] : [stopped.pid], 'no process left after stop unless the backend keeps a shut-down guest')
   })
 
   await t.test(`${backend.kind}: destroy`, async t => {
     const st = await backend.start(def)
     t.equal(st.state, 'running', 'start after stop works')
     await backend.destroy(name, def.runDir)
-    t.same(await processesMentioning(def.runDir), [], 'destroy leaves no hypervisor process (no orphan)')
+    t.same(await processes(def.runDir), [], 'destroy leaves no hypervisor process (no orphan)')
     t.equal((await backend.status(name, def.runDir)).state, 'absent', 'status absent after destroy')
     await backend.destroy(name, def.runDir)
     t.pass('destroy again is fine')

@@ -1,0 +1,317 @@
+/**
+ * The Xen hypervisor backend: guests are PVH domains managed with `xl`, in the dom0 this
+ * backend's executor reaches (locally for the host agent, or over SSH).
+ *
+ * Everything about a guest lives in its runDir in the dom0:
+ *   domain.cfg     the xl configuration (config.ts)
+ *   console.log    symlink to xenconsoled's log of the guest (/var/log/xen/console/guest-<name>.log)
+ *   serial.sock    the guest console as a unix socket: socat -> `xl console <name>` per connection
+ *   console.pid    that socat listener
+ * A guest is "live" when a domain with its name exists (Xen domain names are unique per host).
+ * GuestStatus.pid is the domain id.
+ */
+import { CancelledError, SupercloudError, throwIfAborted } from '../../blanket-manager/errors.ts'
+import type { OperationOptions } from '../../blanket-manager/progress.ts'
+import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend } from '../hypervisor.ts'
+import { lastLines } from '../qemu/console-text.ts'
+import { parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDomainPlan, xlState, type XlListRow } from './config.ts'
+import { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
+import { localExecutor, type ExecOutcome, type XenExecutor } from './exec.ts'
+
+export { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
+export { XenGuestDefinitionError } from './config.ts'
+export { localExecutor, sshExecutor, type XenExecutor } from './exec.ts'
+
+export interface XenBackendOptions {
+  /** Where xl runs. Default: this machine (the agent inside the dom0). */
+  exec?: XenExecutor
+  /** xl binary. Default `xl`. */
+  xl?: string
+  /** Bridge for a NIC whose tap does not exist in the dom0 (or is in no bridge). Default `xenbr0`. */
+  defaultBridge?: string
+  /** Directory of xenconsoled's guest logs (`--log-dir`). Default /var/log/xen/console. */
+  consoleLogDir?: string
+  /** Time limit for `xl create` (TCG is slow). Default 180 s. */
+  createTimeoutMs?: number
+  /**
+   * Maps the definition's initrd to the one the domain boots (the host agent passes
+   * xenInitrdConverter: the tiny image's initramfs + Xen front-ends, shell on hvc0).
+   * Default: used as given.
+   */
+  guestInitrd?: (initrd: string) => Promise<string>
+}
+
+const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+const MiB = 1024 * 1024
+
+export const xenRunPaths = (runDir: string): { config: string, consoleLog: string, serial: string, consolePid: string, consoleSocatLog: string } => ({
+  config: `${runDir}/domain.cfg`,
+  consoleLog: `${runDir}/console.log`,
+  serial: `${runDir}/serial.sock`,
+  consolePid: `${runDir}/console.pid`,
+  consoleSocatLog: `${runDir}/console-socat.log`
+})
+
+class XenBackend implements HypervisorBackend {
+  readonly kind = 'xen' as const
+  private readonly exec: XenExecutor
+  private readonly xl: string
+  private readonly defaultBridge: string
+  private readonly consoleLogDir: string
+  private readonly createTimeoutMs: number
+  private readonly guestInitrd?: (initrd: string) => Promise<string>
+  private readonly locks = new Map<string, Promise<unknown>>()
+
+  constructor (opts: XenBackendOptions) {
+    this.exec = opts.exec ?? localExecutor()
+    this.xl = opts.xl ?? 'xl'
+    this.defaultBridge = opts.defaultBridge ?? 'xenbr0'
+    this.consoleLogDir = opts.consoleLogDir ?? '/var/log/xen/console'
+    this.createTimeoutMs = opts.createTimeoutMs ?? 180_000
+    if (opts.guestInitrd !== undefined) this.guestInitrd = opts.guestInitrd
+  }
+
+  private serialize<T> (key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve()
+    const run = prev.then(fn, fn)
+    const tail = run.catch(() => {})
+    this.locks.set(key, tail)
+    void tail.then(() => { if (this.locks.get(key) === tail) this.locks.delete(key) })
+    return run
+  }
+
+  private async run (argv: string[], opts: { stdin?: string | Buffer, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<ExecOutcome> {
+    try {
+      return await this.exec.run(argv, { timeoutMs: 60_000, ...opts })
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      if (e.code === 'ENOENT' || e.code === 'EACCES') throw new XenMissingError(this.exec.where, `cannot run ${argv[0] ?? ''} (${e.code})`, err)
+      if (e.name === 'AbortError' || e.code === 'ABORT_ERR') throw new CancelledError(argv.join(' '))
+      throw err
+    }
+  }
+
+  /** Runs xl; throws XlCommandError on failure unless allowFailure. */
+  private async xlRun (args: string[], opts: { allowFailure?: boolean, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<ExecOutcome> {
+    const r = await this.run([this.xl, ...args], { ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}), ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
+    if (r.code === 127 || /not found/.test(r.stderr) && r.code !== 0 && r.stdout === '') throw new XenMissingError(this.exec.where, `${this.xl}: ${r.stderr.trim()}`)
+    if (r.code !== 0 && opts.allowFailure !== true) throw new XlCommandError(`${this.xl} ${args.join(' ')}`, r.code, r.stderr || r.stdout)
+    return r
+  }
+
+  private async sh (script: string, args: string[] = [], opts: { stdin?: string | Buffer, timeoutMs?: number } = {}): Promise<ExecOutcome> {
+    return await this.run(['sh', '-c', script, 'sh', ...args], opts)
+  }
+
+  /** The domain with this name, or undefined. */
+  private async domain (name: string): Promise<XlListRow | undefined> {
+    const r = await this.xlRun(['list', name], { allowFailure: true })
+    if (r.code !== 0) {
+      if (/invalid domain identifier|not found|does not exist/i.test(r.stderr)) return undefined
+      throw new XlCommandError(`${this.xl} list ${name}`, r.code, r.stderr)
+    }
+    return parseXlList(r.stdout).find(d => d.name === name)
+  }
+
+  private async xlInfo (): Promise<Record<string, string>> {
+    const r = await this.xlRun(['info'], { allowFailure: true })
+    if (r.code !== 0) throw new XenMissingError(this.exec.where, `\`${this.xl} info\` failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}`)
+    return parseXlInfo(r.stdout)
+  }
+
+  async version (): Promise<string> {
+    const info = await this.xlInfo()
+    return info.xen_version ?? `${info.xen_major ?? '?'}.${info.xen_minor ?? '?'}${info.xen_extra ?? ''}`
+  }
+
+  async detectAccel (_probe: { kernel: string, initrd: string, readyMarker: string, timeoutMs: number, runDir: string }, opts: OperationOptions = {}): Promise<{ mode: AccelMode, reason: string }> {
+    throwIfAborted(opts.signal, 'Xen capability check')
+    const r = xenAccelReason(await this.xlInfo())
+    opts.onProgress?.({ subject: 'accel probe', phase: 'xen', message: r.reason })
+    if (!r.ok) throw new XenNoPvhError(r.reason)
+    return { mode: 'xen', reason: r.reason }
+  }
+
+  start (def: GuestDefinition, opts: OperationOptions = {}): Promise<GuestStatus> {
+    return this.serialize(def.name, () => this.startLocked(def, opts))
+  }
+
+  private async startLocked (given: GuestDefinition, opts: OperationOptions): Promise<GuestStatus> {
+    const { signal } = opts
+    let def = given
+    const progress = (phase: string, message: string): void => opts.onProgress?.({ subject: `vm ${def.name}`, phase, message })
+    throwIfAborted(signal, `start of guest ${def.name}`)
+    const existing = await this.domain(def.name)
+    if (existing !== undefined) {
+      const state = xlState(existing.flags)
+      if (state === 'running' || state === 'paused') return this.statusOf(def.name, existing)
+      await this.xlRun(['destroy', def.name], { allowFailure: true })
+    }
+    const boot = def.boot
+    if (this.guestInitrd !== undefined && boot.kind === 'kernel' && boot.initrd !== undefined) {
+      try {
+        def = { ...def, boot: { ...boot, initrd: await this.guestInitrd(boot.initrd) } }
+      } catch (err) {
+        throw new XenGuestStartError(def.name, `cannot prepare the Xen initramfs from ${boot.initrd}: ${(err as Error).message}`, '', err)
+      }
+    }
+
+    // Files the domain needs, and which bridge each NIC's tap is in (the vif takes its name and place).
+    const files = def.boot.kind === 'kernel' ? [def.boot.kernel, ...(def.boot.initrd !== undefined ? [def.boot.initrd] : []), ...def.disks.map(d => d.path)] : []
+    const taps = def.nics.map(n => n.tap)
+    const probe = await this.sh([
+      'for f in "$@"; do case "$f" in',
+      '  file:*) [ -e "${f#file:}" ] || echo "missing ${f#file:}" ;;',
+      '  tap:*) t="${f#tap:}"; b=""; [ -e "/sys/class/net/$t/master" ] && b=$(basename "$(readlink "/sys/class/net/$t/master")");',
+      '         k=none; [ -e "/sys/class/net/$t" ] && k=dev; [ -e "/sys/class/net/$t/tun_flags" ] && k=tap; echo "nic $t $k $b" ;;',
+      'esac; done'
+    ].join('\n'), [...files.map(f => `file:${f}`), ...taps.map(t => `tap:${t}`)])
+    const missing = probe.stdout.split('\n').filter(l => l.startsWith('missing ')).map(l => l.slice(8))
+    const bridges = new Map<string, string>()
+    const tapsToDelete: string[] = []
+    for (const l of probe.stdout.split('\n')) {
+      const [w, t, kind, bridge] = l.split(' ')
+      if (w !== 'nic' || t === undefined) continue
+      bridges.set(t, bridge !== undefined && bridge !== '' ? bridge : this.defaultBridge)
+      if (kind === 'tap') tapsToDelete.push(t)
+    }
+    const plan = xenDomainPlan(def, tap => bridges.get(tap) ?? this.defaultBridge)
+    if (missing.length > 0) throw new XenGuestStartError(def.name, missing.map(m => `${m} does not exist in the dom0`).join('; '))
+
+    const p = xenRunPaths(def.runDir)
+    const guestLog = `${this.consoleLogDir}/guest-${def.name}.log`
+    // A fresh console log per start (xenconsoled opens guest-<name>.log when the domain appears).
+    const prep = await this.sh('mkdir -p "$1" && cat > "$2" && { [ ! -e "$3" ] || mv -f "$3" "$3.1"; } && ln -sfn "$3" "$4" && rm -f "$5"' + tapsToDelete.map((_, i) => ` && ip link del "\${${6 + i}}"`).join(''),
+      [def.runDir, p.config, guestLog, p.consoleLog, p.serial, ...tapsToDelete], { stdin: plan.config })
+    if (prep.code !== 0) throw new XenGuestStartError(def.name, `cannot prepare ${def.runDir}`, prep.stderr)
+    throwIfAborted(signal, `start of guest ${def.name}`)
+
+    progress('xen', `xl create (PVH, ${plan.memoryMiB} MiB, ${plan.vifs.length} vif(s))`)
+    let created: ExecOutcome
+    try {
+      created = await this.xlRun(['create', p.config], { allowFailure: true, timeoutMs: this.createTimeoutMs, ...(signal !== undefined ? { signal } : {}) })
+    } catch (err) {
+      await this.destroyLocked(def.name, def.runDir)
+      throw err
+    }
+    if (created.code !== 0) {
+      await this.destroyLocked(def.name, def.runDir)
+      throw new XenGuestStartError(def.name, `xl create exited ${created.code ?? 'by signal'}`, created.stderr)
+    }
+    try {
+      throwIfAborted(signal, `start of guest ${def.name}`)
+      if (plan.balloonMiB !== undefined) {
+        progress('balloon', `setting balloon target to ${plan.balloonMiB} MiB`)
+        await this.xlRun(['mem-set', def.name, `${plan.balloonMiB}m`])
+      }
+      await this.startConsole(def.name, def.runDir)
+      const d = await this.domain(def.name)
+      if (d === undefined) throw new XenGuestStartError(def.name, 'the domain disappeared right after xl create', await this.consoleTail(def.runDir, 30))
+      progress('xen', `domain ${d.domid} is ${d.flags}`)
+      return this.statusOf(def.name, d)
+    } catch (err) {
+      await this.destroyLocked(def.name, def.runDir)
+      throw err
+    }
+  }
+
+  private statusOf (name: string, d: XlListRow): GuestStatus {
+    return { name, state: xlState(d.flags), pid: d.domid, detail: d.flags }
+  }
+
+  /** socat listening on serial.sock, one `xl console <name>` (on a pty) per connection. */
+  private async startConsole (name: string, runDir: string): Promise<void> {
+    const p = xenRunPaths(runDir)
+    const r = await this.sh(
+      'rm -f "$1"; setsid socat "UNIX-LISTEN:$1,fork,mode=600" "EXEC:$4 console $5,pty,rawer" </dev/null >"$3" 2>&1 & echo $! > "$2"; ' +
+      'i=0; while [ ! -S "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; [ -S "$1" ]',
+      [p.serial, p.consolePid, p.consoleSocatLog, this.xl, name])
+    if (r.code !== 0) throw new XenGuestStartError(name, `console socket ${p.serial} did not appear (socat)`, r.stderr)
+  }
+
+  /** Kills the console listener of runDir (its process group: the listener and its per-connection children). */
+  private async stopConsole (runDir: string): Promise<void> {
+    const p = xenRunPaths(runDir)
+    await this.sh(
+      'pid=$(cat "$1" 2>/dev/null); if [ -n "$pid" ] && grep -q "$2" "/proc/$pid/cmdline" 2>/dev/null; then kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"; ' +
+      'i=0; while [ -d "/proc/$pid" ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -- "-$pid" 2>/dev/null; fi; rm -f "$1" "$2"',
+      [p.consolePid, p.serial])
+  }
+
+  stop (name: string, runDir: string, timeoutMs: number): Promise<void> {
+    return this.serialize(name, async () => {
+      if (await this.domain(name) !== undefined) {
+        const r = await this.xlRun(['shutdown', name], { allowFailure: true })
+        const deadline = Date.now() + timeoutMs
+        if (r.code === 0) {
+          while (Date.now() < deadline && await this.domain(name) !== undefined) await sleep(250)
+        }
+      }
+      await this.destroyLocked(name, runDir)
+    })
+  }
+
+  destroy (name: string, runDir: string): Promise<void> {
+    return this.serialize(name, () => this.destroyLocked(name, runDir))
+  }
+
+  private async destroyLocked (name: string, runDir: string): Promise<void> {
+    if (await this.domain(name) !== undefined) {
+      const r = await this.xlRun(['destroy', name], { allowFailure: true, timeoutMs: 60_000 })
+      if (r.code !== 0 && await this.domain(name) !== undefined) throw new XlCommandError(`${this.xl} destroy ${name}`, r.code, r.stderr)
+    }
+    await this.stopConsole(runDir)
+  }
+
+  status (name: string, _runDir: string): Promise<GuestStatus> {
+    return this.serialize(name, async () => {
+      const d = await this.domain(name)
+      return d === undefined ? { name, state: 'absent' } : this.statusOf(name, d)
+    })
+  }
+
+  setBalloon (name: string, _runDir: string, bytes: number): Promise<void> {
+    return this.serialize(name, async () => {
+      if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new SupercloudError('SC_GUEST_DEFINITION', `balloon target must be a positive number of bytes, got ${bytes}`)
+      if (await this.domain(name) === undefined) throw new XenGuestNotRunningError(name)
+      await this.xlRun(['mem-set', name, `${Math.floor(bytes / 1024)}k`])
+    })
+  }
+
+  stats (name: string, _runDir: string): Promise<GuestStats> {
+    return this.serialize(name, async () => {
+      const d = await this.domain(name)
+      if (d === undefined) throw new XenGuestNotRunningError(name)
+      const long = parseXlListLong((await this.xlRun(['list', '-l', name])).stdout).find(x => x.name === name)
+      if (long === undefined) throw new XenGuestNotRunningError(name)
+      const memoryBytes = long.maxMemKb * 1024
+      // xl list's Mem: the pages the domain holds now (what the balloon left it, and what the host spends on it).
+      const current = d.memMiB * MiB
+      return { memoryBytes, balloonActualBytes: Math.min(current, memoryBytes), residentBytes: current }
+    })
+  }
+
+  consoleSocket (runDir: string): string {
+    return xenRunPaths(runDir).serial
+  }
+
+  async consoleTail (runDir: string, lines: number): Promise<string> {
+    const n = Math.max(0, Math.floor(lines))
+    if (n === 0) return ''
+    const r = await this.run(['tail', '-n', String(n), xenRunPaths(runDir).consoleLog])
+    return r.code === 0 ? lastLines(r.stdout, n) : ''
+  }
+}
+
+export function createXenBackend (opts: XenBackendOptions = {}): HypervisorBackend {
+  return new XenBackend(opts)
+}
+
+/** Pids and command lines of dom0 processes whose command line mentions `text` (tests, leftovers). */
+export async function xenProcessesMentioning (exec: XenExecutor, text: string): Promise<Array<{ pid: number, args: string }>> {
+  const r = await exec.run(['ps', '-o', 'pid,args'])
+  return r.stdout.split('\n').slice(1).map(l => /^\s*(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null)
+    .map(m => ({ pid: Number(m[1]), args: m[2] ?? '' })).filter(p => p.args.includes(text))
+}
+
+export { shq }

@@ -1,0 +1,156 @@
+/**
+ * The Xen backend (drivers/xen) against a real Xen: one Xen host (Xen 4.17 under QEMU TCG,
+ * images/xen-host, `-cpu max,-smap` for PVH) in a test namespace; the backend drives `xl`
+ * in its dom0 over SSH (the host agent runs the same class with the local executor).
+ * Runs the shared hypervisor compliance suite, then a guest with a NIC: the vif takes the
+ * name of the tap that was in a dom0 bridge, lands in that bridge, and the guest answers ping.
+ */
+import t from 'tap'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer, type Server, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
+import { startXenHost, type XenHost } from '../../../drivers/local/xen-host.ts'
+import type { GuestDefinition } from '../../../drivers/hypervisor.ts'
+import { createXenBackend, sshExecutor, xenProcessesMentioning, XenGuestDefinitionError } from '../../../drivers/xen/backend.ts'
+import { buildTinyImage } from '../../../images/guest/build.ts'
+import { xenGuestInitrd } from '../../../images/xen-host/guest-overlay.ts'
+import { registerPrefix, sweepPrefix } from '../../helpers/sweep-lib.ts'
+import { pollUntil, runHypervisorCompliance } from '../hypervisor/hypervisor.compliance.ts'
+
+const MiB = 1024 * 1024
+const prefix = `sct${randomBytes(2).toString('hex')}`
+const ns = `${prefix}-xen`
+registerPrefix(prefix)
+const dir = mkdtempSync(join(tmpdir(), `${prefix}-`))
+let host: XenHost | undefined
+let conn: SshConnection | undefined
+const servers: Server[] = []
+const sockets = new Set<Socket>()
+t.teardown(async () => {
+  for (const s of servers) { s.close(); s.unref() }
+  for (const s of sockets) s.destroy()
+  conn?.close()
+  await host?.stop()
+  sweepPrefix(prefix)
+  rmSync(dir, { recursive: true, force: true })
+})
+
+execFileSync('ip', ['netns', 'add', ns])
+const key = join(dir, 'id_ed25519')
+execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'xen-test', '-f', key])
+host = await startXenHost({
+  prefix, name: 'xen1', ns, dir: join(dir, 'xen1'),
+  address: '198.18.240.2/24', tapAddress: '198.18.240.1', privateKeyPath: key,
+  cpuModel: 'max,-smap'
+})
+t.comment(`Xen host up in ${host.timings.sshMs} ms`)
+const xen = host
+conn = await SshConnection.connect('xen1', xen.ssh, { timeoutMs: 60_000 })
+/** The SSH connection to the dom0, opened again when it dropped (a loaded TCG dom0 can miss keepalives). */
+async function ssh (): Promise<SshConnection> {
+  if (conn === undefined || conn.isClosed) conn = await SshConnection.connect('xen1', xen.ssh, { timeoutMs: 60_000 })
+  return conn
+}
+const c = { exec: async (cmd: string) => await (await ssh()).exec(cmd), writeFile: async (p: string, d: Buffer) => { await (await ssh()).writeFile(p, d) } }
+const exec = sshExecutor(ssh)
+const backend = createXenBackend({ exec })
+
+const tiny = await buildTinyImage()
+const imgDir = '/var/lib/sc/images/tiny'
+await c.exec(`mkdir -p ${imgDir}`)
+await c.writeFile(`${imgDir}/vmlinuz`, readFileSync(tiny.kernel))
+await c.writeFile(`${imgDir}/initrd.img`, await xenGuestInitrd(tiny))
+
+function xenGuest (name: string, over: Partial<GuestDefinition> = {}): GuestDefinition {
+  return {
+    name,
+    cpus: 1,
+    // The tiny image runs from its initramfs: half of 256 MiB is the lowest the compliance balloon goes.
+    memoryBytes: 256 * MiB,
+    accel: 'xen',
+    boot: { kind: 'kernel', kernel: `${imgDir}/vmlinuz`, initrd: `${imgDir}/initrd.img`, append: `console=ttyS0 sc.name=${name}` },
+    disks: [],
+    nics: [],
+    runDir: `/run/sc/${name}`,
+    ...over
+  }
+}
+
+/** A local unix socket whose connections are carried to `remote` in the dom0 (SSH direct-streamlocal). */
+async function forward (remote: string): Promise<string> {
+  const local = join(dir, `fwd-${servers.length}.sock`)
+  const server = createServer(sock => {
+    sockets.add(sock)
+    sock.on('close', () => sockets.delete(sock))
+    ssh().then(async s => await s.openUnixSocket(remote)).then(ch => {
+      sock.pipe(ch)
+      ch.pipe(sock)
+      sock.on('close', () => ch.close())
+      ch.on('close', () => sock.destroy())
+    }, () => sock.destroy())
+  })
+  servers.push(server)
+  await new Promise<void>(resolve => server.listen(local, resolve))
+  return local
+}
+
+t.test('version and detectAccel report the Xen host', async t => {
+  t.match(await backend.version(), /^4\.17/, 'Xen 4.17')
+  const accel = await backend.detectAccel({ kernel: '', initrd: '', readyMarker: '', timeoutMs: 0, runDir: '/run/sc/probe' })
+  t.equal(accel.mode, 'xen')
+  t.match(accel.reason, /virt_caps: .*hvm.*hap/, `reason: ${accel.reason}`)
+})
+
+t.test('compliance', async t => {
+  await runHypervisorCompliance(t, {
+    backend,
+    prefix,
+    makeDefinition: name => xenGuest(name),
+    processesMentioning: async text => (await xenProcessesMentioning(exec, text)).map(p => p.pid),
+    localConsoleSocket: forward
+  })
+})
+
+t.test('a NIC: the vif takes the tap\'s name and bridge, the guest answers ping; a balloon target applies at start', async t => {
+  const name = `${prefix}-n1`
+  const tap = `${prefix}t0`
+  const br = `${prefix}br`
+  // As the host agent does: a tap in a guest bridge (here a second dom0 bridge holding the uplink's traffic via a veth).
+  await c.exec(`IP=/usr/bin/ip; $IP link add ${br} type bridge && $IP link set ${br} up && $IP tuntap add dev ${tap} mode tap && $IP link set ${tap} master ${br} && ` +
+    `$IP link add ${prefix}v0 type veth peer name ${prefix}v1 && $IP link set ${prefix}v0 master xenbr0 && $IP link set ${prefix}v1 master ${br} && $IP link set ${prefix}v0 up && $IP link set ${prefix}v1 up`)
+  const def = xenGuest(name, {
+    nics: [{ id: 'eth0', tap, mac: '02:fc:00:00:01:0a' }],
+    balloonTargetBytes: 192 * MiB,
+    boot: { kind: 'kernel', kernel: `${imgDir}/vmlinuz`, initrd: `${imgDir}/initrd.img`, append: `console=ttyS0 sc.name=${name} sc.net=eth0:198.18.240.10/24` }
+  })
+  t.teardown(() => backend.destroy(name, def.runDir))
+  const st = await backend.start(def)
+  t.equal(st.state, 'running')
+  const booted = await pollUntil(async () => (await backend.consoleTail(def.runDir, 400)).includes(`SUPERCLOUD-GUEST-READY ${name}`) ? true : undefined, 180_000)
+  t.ok(booted, 'guest booted')
+  const master = await c.exec(`basename $(readlink /sys/class/net/${tap}/master); cat /sys/class/net/${tap}/tun_flags 2>/dev/null || echo not-a-tap`)
+  t.same(master.stdout.trim().split('\n'), [br, 'not-a-tap'], `the device named ${tap} is now the guest's vif, in ${br}`)
+  const ping = spawnSync('ip', ['netns', 'exec', ns, 'busybox', 'ping', '-c', '3', '-W', '5', '198.18.240.10'], { encoding: 'utf8' })
+  t.equal(ping.status, 0, `guest answers ping through its vif\n${ping.stdout}${ping.stderr}`)
+  const stats = await pollUntil(async () => {
+    const s = await backend.stats(name, def.runDir)
+    return s.balloonActualBytes <= 192 * MiB ? s : undefined
+  }, 60_000)
+  t.ok(stats !== undefined, 'balloon target from the definition was applied')
+  t.equal(stats?.memoryBytes, 256 * MiB)
+  await backend.destroy(name, def.runDir)
+  t.equal((await backend.status(name, def.runDir)).state, 'absent')
+  const gone = await c.exec(`[ -e /sys/class/net/${tap} ] && echo present || echo gone`)
+  t.equal(gone.stdout.trim(), 'gone', 'the vif went away with the domain')
+})
+
+t.test('what Xen guests cannot have is refused with a typed error', async t => {
+  const name = `${prefix}-bad`
+  await t.rejects(backend.start(xenGuest(name, { disks: [{ id: 'd', path: '/tmp/x.qcow2', format: 'qcow2' }] })), XenGuestDefinitionError, 'qcow2 disk')
+  await t.rejects(backend.start(xenGuest(name, { boot: { kind: 'kernel', kernel: '/nonexistent/vmlinuz', append: '' } })), { code: 'SC_GUEST_START' }, 'missing kernel')
+  t.equal((await backend.status(name, '/run/sc/bad')).state, 'absent')
+})
