@@ -1,21 +1,27 @@
 /**
  * Entry point of the host agent (bundled to one file and uploaded by the Blanket bootstrap).
- * Usage: node agent.mjs --dir <blanket dir> --bridge <guest bridge> [--qemu <binary>]
+ * Usage: node agent.mjs --dir <blanket dir> --bridge <guest bridge> [--qemu <binary>] [--hypervisor auto|qemu|xen]
+ * (auto: Xen when `xl info` works here, i.e. the agent runs in a Xen dom0; else QEMU)
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createQemuBackend } from '../../drivers/qemu/backend.ts'
+import { chooseBackend, type HypervisorChoice } from './backend-select.ts'
 import { Agent } from './server.ts'
 
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { dir: { type: 'string' }, bridge: { type: 'string' }, qemu: { type: 'string' }, build: { type: 'string' } } })
+  const { values } = parseArgs({ options: { dir: { type: 'string' }, bridge: { type: 'string' }, qemu: { type: 'string' }, build: { type: 'string' }, hypervisor: { type: 'string' } } })
   if (values.dir === undefined || values.bridge === undefined) {
     process.stderr.write('usage: agent --dir DIR --bridge BRIDGE [--qemu BINARY]\n')
     process.exit(2)
   }
-  const backend = createQemuBackend(values.qemu !== undefined ? { binary: values.qemu } : {})
+  const hv = values.hypervisor ?? 'auto'
+  if (hv !== 'auto' && hv !== 'qemu' && hv !== 'xen') {
+    process.stderr.write(`--hypervisor must be auto, qemu or xen, got ${hv}\n`)
+    process.exit(2)
+  }
+  const backend = await chooseBackend({ dir: values.dir, hypervisor: hv as HypervisorChoice, ...(values.qemu !== undefined ? { qemu: values.qemu } : {}) })
   const agent = new Agent({ dir: values.dir, bridge: values.bridge, build: values.build ?? 'dev', backend })
   await agent.start()
   await writeFile(join(values.dir, 'agent.pid'), String(process.pid))

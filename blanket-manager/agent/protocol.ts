@@ -68,7 +68,7 @@ export interface HelloResult {
 
 /** The hypervisor mode a host uses; `probed` when a test guest decided it (not forced by the spec). */
 export interface AccelChoice {
-  mode: 'kvm' | 'tcg'
+  mode: 'kvm' | 'tcg' | 'xen'
   reason: string
   probed: boolean
 }
