@@ -23,5 +23,12 @@ export const DEFAULT_PROFILER_BASE_COUNT = 10
  * oscillating overload does not end it; the sliding window is what classifies oscillation.
  */
 export const DEFAULT_QUIET_INTERVALS = 3
+/**
+ * Intervals after a VM arrived on a host (or its allocation changed) that are not observed: the
+ * guest is still reading back pages from its repositories and settling into its new memory.
+ */
+export const DEFAULT_ARRIVAL_GRACE_INTERVALS = 3
+/** A decided migration that nobody reported done or failed within this time counts as failed. */
+export const DEFAULT_MIGRATION_TIMEOUT_MS = 600_000
 /** Confidence for the capacity plan (seed: "with probability 0.97"). */
 export const DEFAULT_CONFIDENCE = 0.97

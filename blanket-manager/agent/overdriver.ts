@@ -12,10 +12,10 @@
  */
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { decide, emptyControllerState, type ControllerPolicy, type ControllerState, type HostView } from '../../overdriver/controller/decide.ts'
+import { decide, emptyControllerState, forgetMigrations, type ControllerPolicy, type ControllerState, type HostView } from '../../overdriver/controller/decide.ts'
 import type { OverdriverEvent } from '../../overdriver/controller/events.ts'
 import { pagingRate, type PagingSample } from '../../overdriver/controller/interval.ts'
-import { PAGE_SIZE } from '../../overdriver/constants.ts'
+import { DEFAULT_MIGRATION_TIMEOUT_MS, PAGE_SIZE } from '../../overdriver/constants.ts'
 import { PageRepository } from '../../overdriver/repository/server.ts'
 import { SwapService } from '../../overdriver/swap-service.ts'
 import { SupercloudError } from '../errors.ts'
@@ -59,6 +59,31 @@ interface VmSwap {
   grants: number
   last?: PagingSample
   lastRate?: number
+  /**
+   * How the guest came to this host: 'incoming' (its QEMU was started for an incoming migration)
+   * or 'here' (created here, or already running when the agent started). Undefined until known.
+   */
+  origin?: 'incoming' | 'here'
+  /** Ticks that could not tell the origin yet (no QEMU pidfile). */
+  originTries: number
+  /** An incoming guest whose arrival was not reported yet (overdriver.migrated on this host, or a new allocation). */
+  arriving: boolean
+  startedMs: number
+}
+
+/** Ticks without a QEMU pidfile after which a VM counts as created here (e.g. a backend without one). */
+const ORIGIN_TRIES = 5
+
+/** Whether the QEMU of the VM whose run directory is `runDir` was started with `-incoming`; undefined when it runs no QEMU (yet). */
+export async function startedIncoming (runDir: string): Promise<boolean | undefined> {
+  try {
+    const pid = Number.parseInt((await readFile(join(runDir, 'qemu.pid'), 'utf8')).trim(), 10)
+    if (!Number.isInteger(pid) || pid <= 0) return undefined
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
+    return argv.includes('-incoming')
+  } catch {
+    return undefined
+  }
 }
 
 export class AgentOverdriver {
@@ -70,6 +95,7 @@ export class AgentOverdriver {
   private ticking = false
   private pendingMigrated: string[] = []
   private pendingFailed: string[] = []
+  private readonly pendingArrived = new Set<string>()
   private repository?: { repo: PageRepository, host: string, port: number }
 
   constructor (private readonly vmsDir: string) {}
@@ -84,7 +110,7 @@ export class AgentOverdriver {
     if (have !== undefined) return path
     const repositories = (l.swap.repositories ?? []).map(g => ({ address: g.address, capability: Buffer.from(g.capability, 'hex') }))
     const svc = await SwapService.start({ vm: l.name, diskPath: join(this.vmsDir, l.name, 'swap.img'), sizeBytes: l.swap.sizeBytes, listen: { path }, repositories })
-    this.swaps.set(l.name, { svc, requestedBytes: l.memory.requestedBytes, allocatedBytes: l.memory.allocatedBytes, grants: repositories.length })
+    this.swaps.set(l.name, { svc, requestedBytes: l.memory.requestedBytes, allocatedBytes: l.memory.allocatedBytes, grants: repositories.length, originTries: 0, arriving: false, startedMs: Date.now() })
     return path
   }
 
@@ -93,13 +119,25 @@ export class AgentOverdriver {
     if (s === undefined) return
     this.swaps.delete(vm)
     delete this.state.vms[vm]
+    this.pendingArrived.delete(vm)
     await s.svc.stop()
   }
 
-  /** Keeps the allocation decide() sees in step with the balloon. */
+  /**
+   * Keeps the allocation decide() sees in step with the balloon. A new allocation (e.g. the
+   * balloon deflated after the VM arrived) starts the VM's history afresh, after a grace period.
+   */
   setAllocated (vm: string, bytes: number): void {
     const s = this.swaps.get(vm)
-    if (s !== undefined) s.allocatedBytes = bytes
+    if (s === undefined || s.allocatedBytes === bytes) return
+    s.allocatedBytes = bytes
+    this.arrived(vm, s)
+  }
+
+  private arrived (vm: string, s: VmSwap): void {
+    s.arriving = false
+    s.origin ??= 'here'
+    this.pendingArrived.add(vm)
   }
 
   /** After an agent restart: serve the swap export of every VM whose launch asks for one. */
@@ -111,6 +149,9 @@ export class AgentOverdriver {
         const l = JSON.parse(await readFile(join(this.vmsDir, n, 'launch.json'), 'utf8')) as VmLaunch
         if (l.swap === undefined) continue
         await this.startSwap(l)
+        // Running before this agent started: whatever move brought it here is over.
+        const s = this.swaps.get(n)
+        if (s !== undefined) s.origin = 'here'
         resumed.push(n)
       } catch { /* no launch record, or the export cannot start: the VM's swap I/O waits (reconnect-delay) */ }
     }
@@ -131,6 +172,10 @@ export class AgentOverdriver {
       // A new policy starts afresh (its thresholds, window and profile): episodes end, cooperative swap off.
       this.state = emptyControllerState()
       for (const s of this.swaps.values()) s.svc.setCooperative(false)
+    } else {
+      // The controller configuring us knows of no migration under way: one decided before and
+      // never reported will not be, so a VM still in a sustained overload is decided again.
+      this.state = forgetMigrations(this.state)
     }
     this.config = p
     if (this.timer !== undefined) clearInterval(this.timer)
@@ -148,16 +193,28 @@ export class AgentOverdriver {
       const rates: Record<string, number> = {}
       const repos: Record<string, boolean> = {}
       for (const [name, s] of this.swaps) {
+        if (s.origin === undefined) {
+          const incoming = await startedIncoming(join(this.vmsDir, name, 'run'))
+          if (incoming !== undefined || ++s.originTries >= ORIGIN_TRIES) {
+            s.origin = incoming === true ? 'incoming' : 'here'
+            s.arriving = incoming === true && !this.pendingArrived.has(name)
+          }
+        }
+        // An incoming guest nobody reported arrived (a move not made by `serve`): observed after the migration timeout.
+        if (s.arriving && now - s.startedMs > (cfg.policy.migrationTimeoutMs ?? DEFAULT_MIGRATION_TIMEOUT_MS)) this.arrived(name, s)
         const c = s.svc.counters()
         const sample: PagingSample = { atMs: now, readPages: c.readPages, writePages: c.writePages }
-        if (s.last !== undefined && now > s.last.atMs) { rates[name] = pagingRate(s.last, sample); s.lastRate = rates[name] }
+        // While the guest moves in, its swap I/O is the move's copy of the disk: not a paging rate.
+        if (s.last !== undefined && now > s.last.atMs && s.origin !== undefined && !s.arriving) { rates[name] = pagingRate(s.last, sample); s.lastRate = rates[name] }
         s.last = sample
         repos[name] = s.grants > 0
       }
-      const vms = [...this.swaps.entries()].map(([name, s]) => ({ name, host: cfg.host, requestedBytes: s.requestedBytes, allocatedBytes: s.allocatedBytes }))
-      const d = decide(this.state, { atMs: now, rates, vms, hosts: cfg.hosts ?? [], repositoriesAvailable: repos, migrated: this.pendingMigrated, migrationFailed: this.pendingFailed }, cfg.policy)
+      const vms = [...this.swaps.entries()].map(([name, s]) => ({ name, host: cfg.host, requestedBytes: s.requestedBytes, allocatedBytes: s.allocatedBytes, ...(s.arriving || s.origin === undefined ? { arriving: true } : {}) }))
+      const arrived = [...this.pendingArrived].filter(n => this.swaps.get(n)?.arriving === false && this.swaps.get(n)?.origin !== undefined)
+      const d = decide(this.state, { atMs: now, rates, vms, hosts: cfg.hosts ?? [], repositoriesAvailable: repos, migrated: this.pendingMigrated, migrationFailed: this.pendingFailed, arrived }, cfg.policy)
       this.pendingMigrated = []
       this.pendingFailed = []
+      for (const n of arrived) this.pendingArrived.delete(n)
       this.state = d.state
       for (const a of d.actions) {
         if (a.kind === 'coop-swap-on' || a.kind === 'coop-swap-off') this.swaps.get(a.vm)?.svc.setCooperative(a.kind === 'coop-swap-on')
@@ -171,9 +228,15 @@ export class AgentOverdriver {
     }
   }
 
-  /** Tells decide(), at the next step, that a migration it decided finished (ok) or failed. */
+  /**
+   * Tells decide(), at the next step, that a migration it decided finished (ok) or failed. On
+   * the host the VM moved to (it runs here, and no migration of it was decided here), a
+   * finished one reports its arrival: its history starts afresh after a grace period.
+   */
   migrationDone (vm: string, ok: boolean): void {
     (ok ? this.pendingMigrated : this.pendingFailed).push(vm)
+    const s = this.swaps.get(vm)
+    if (ok && s !== undefined && (s.arriving || this.state.vms[vm]?.migrating === undefined)) this.arrived(vm, s)
   }
 
   async startRepository (p: RepositoryParams): Promise<{ host: string, port: number, capacityPages: number }> {
@@ -227,6 +290,7 @@ export function toSchemaEvent (e: OverdriverEvent, policy: ControllerPolicy, las
     case 'migration.decided': return { type: 'overload.migration-decided', vm: e.move, data: { target: e.target, reason: `${e.reason} (relieves ${e.relieves}; ${e.bytes} bytes to copy)` } }
     case 'overload.ended': return { type: 'overload.ended', vm: e.vm, data: { durationMs: e.durationMs } }
     case 'migration.blocked': return undefined
+    case 'migration.expired': return undefined
   }
 }
 

@@ -1,10 +1,14 @@
 /**
  * Overdriver under `supercloud serve`: configures each host agent's overload loop with the
  * spec's policy, subscribes to its events, and carries out the migrations it decides
- * (sustained overloads), one at a time.
+ * (sustained overloads), one at a time. The agents' events reach the hub through this loop's
+ * own subscription (shared with the stats poller when there is one), so `--interval 0` (no
+ * poller) does not silence Overdriver; every few intervals the loop checks each agent
+ * connection and subscribes again on a new one (agent restarted, connection dropped).
  */
+import type { AgentClient } from '../agent/client.ts'
 import type { Controller } from '../controller.ts'
-import type { EventHub } from '../events/hub.ts'
+import { ingestAgentEvents, type EventHub } from '../events/hub.ts'
 import type { Spec } from '../spec/types.ts'
 import type { StatsPoller } from './poller.ts'
 
@@ -21,12 +25,39 @@ export async function startOverdriverLoop (c: Controller, spec: Spec, hub: Event
     name: h.name,
     migrationSpaceBytes: Math.max(0, h.memoryBytes - vms.filter(v => v.host === h.name).reduce((a, v) => a + (v.record?.memory.allocatedBytes ?? 0), 0))
   }))
-  for (const h of c.store.hosts().filter(x => x.status === 'ready')) {
-    const agent = await c.agent(h.name)
-    poller?.attachAgent(agent)
-    await agent.overdriverConfigure({ host: h.name, policy, hosts })
-    await agent.overdriverSubscribe()
+  const subscribed = new Map<string, AgentClient>()
+  const attached = new WeakSet<AgentClient>()
+  const attach = (agent: AgentClient): void => {
+    if (poller !== undefined) { poller.attachAgent(agent); return }
+    if (attached.has(agent)) return
+    attached.add(agent)
+    ingestAgentEvents(hub, agent, err => log(err.message))
   }
+  /** Configures and subscribes every ready host's agent whose connection is new. */
+  const subscribeAll = async (): Promise<void> => {
+    for (const h of c.store.hosts().filter(x => x.status === 'ready')) {
+      try {
+        const agent = await c.agent(h.name)
+        if (subscribed.get(h.name) === agent) continue
+        attach(agent)
+        await agent.overdriverConfigure({ host: h.name, policy, hosts })
+        await agent.overdriverSubscribe()
+        if (subscribed.has(h.name)) log(`overdriver: subscribed again to ${h.name}'s agent (new connection)`)
+        subscribed.set(h.name, agent)
+      } catch (err) {
+        log(`overdriver: ${h.name}: ${(err as Error).message} (tried again later)`)
+      }
+    }
+  }
+  await subscribeAll()
+  let stopped = false
+  let checking = false
+  const watch = setInterval(() => {
+    if (checking || stopped) return
+    checking = true
+    void subscribeAll().finally(() => { checking = false })
+  }, Math.max(5000, policy.intervalMs * 3))
+  watch.unref()
   let queue = Promise.resolve()
   const busy = new Set<string>()
   const untap = hub.tap(ev => {
@@ -52,10 +83,16 @@ export async function startOverdriverLoop (c: Controller, spec: Spec, hub: Event
       } catch (err) {
         log(`overdriver: migration of ${vm} failed: ${(err as Error).message}`)
       }
-      if (from !== undefined) await (await c.agent(from)).overdriverMigrated(vm, ok).catch(() => {})
+      // The source learns the migration it decided is over (or may be decided again); the
+      // destination learns the VM arrived (its overload history starts afresh, after a grace period).
+      const tell = async (host: string, done: boolean): Promise<void> => {
+        try { await (await c.agent(host)).overdriverMigrated(vm, done) } catch (err) { log(`overdriver: could not tell ${host} about ${vm}: ${(err as Error).message}`) }
+      }
+      if (from !== undefined) await tell(from, ok)
+      if (ok && target !== from) await tell(target, true)
       busy.delete(vm)
     })
   })
   log(`overdriver: watching ${c.store.hosts().length} host(s) every ${policy.intervalMs} ms`)
-  return { stop: () => { untap() } }
+  return { stop: () => { stopped = true; clearInterval(watch); untap() } }
 }

@@ -6,7 +6,7 @@
  * transient overloads that ended. The state is plain data so the agent can persist it and
  * resume after a restart.
  */
-import { DEFAULT_INITIAL_THRESHOLD_MS, DEFAULT_INTERVAL_MS, DEFAULT_OVERLOAD_OPS_PER_SEC, DEFAULT_PROFILER_BASE_COUNT, DEFAULT_QUIET_INTERVALS, DEFAULT_WINDOW_SIZE, DEFAULT_WINDOW_SUSTAINED } from '../constants.ts'
+import { DEFAULT_ARRIVAL_GRACE_INTERVALS, DEFAULT_INITIAL_THRESHOLD_MS, DEFAULT_INTERVAL_MS, DEFAULT_MIGRATION_TIMEOUT_MS, DEFAULT_OVERLOAD_OPS_PER_SEC, DEFAULT_PROFILER_BASE_COUNT, DEFAULT_QUIET_INTERVALS, DEFAULT_WINDOW_SIZE, DEFAULT_WINDOW_SUSTAINED } from '../constants.ts'
 import type { OverdriverAction, OverdriverEvent } from './events.ts'
 import { classifyInterval } from './interval.ts'
 import { Profiler, type ProfilerState } from './profiler.ts'
@@ -20,6 +20,13 @@ export interface ControllerPolicy {
   initialThresholdMs: number
   adaptive: { enabled: boolean, baseCount: number }
   quietIntervals: number
+  /** Intervals after a VM arrived (or its allocation changed) whose rates are not observed; default 3. */
+  arrivalGraceIntervals?: number
+  /**
+   * How long a decided migration may stay without a report (migrated / migrationFailed) before
+   * it counts as failed and may be decided again; default 10 min.
+   */
+  migrationTimeoutMs?: number
 }
 
 export const DEFAULT_CONTROLLER_POLICY: ControllerPolicy = {
@@ -36,6 +43,11 @@ export interface VmView {
   host: string
   requestedBytes: number
   allocatedBytes: number
+  /**
+   * The VM is still moving in (an incoming migration whose arrival was not reported yet): its
+   * swap I/O is the move's, not its paging. Rates are ignored and its history stays empty.
+   */
+  arriving?: boolean
 }
 
 export interface HostView {
@@ -57,6 +69,12 @@ export interface ControllerInput {
   migrated?: string[]
   /** Migrations that failed or were cancelled since the last call (named like `migrated`); decided again while still sustained. */
   migrationFailed?: string[]
+  /**
+   * VMs that arrived on this host (incoming migration finished, balloon at the new allocation)
+   * or whose allocation changed since the last call: their history starts fresh, and the next
+   * `arrivalGraceIntervals` intervals are not observed.
+   */
+  arrived?: string[]
 }
 
 export interface VmControlState {
@@ -64,7 +82,9 @@ export interface VmControlState {
   profiler: ProfilerState
   coopSwap: boolean
   /** Set while a migration decided for this (overloaded) VM is under way. */
-  migrating?: { move: string, target: string }
+  migrating?: { move: string, target: string, sinceMs?: number }
+  /** Rates of intervals ending before this time are not observed (grace after arrival). */
+  graceUntilMs?: number
   /** migration.blocked was already reported in this episode. */
   blockedReported?: boolean
 }
@@ -81,6 +101,21 @@ export interface Decision {
 
 export function emptyControllerState (): ControllerState {
   return { vms: {} }
+}
+
+/**
+ * The state without any migration marked under way (a controller that (re)configures the loop
+ * knows of none: one it did not start is not going to be reported). Windows and profiles stay,
+ * so a VM still in a sustained overload gets a migration decided again at its next interval.
+ */
+export function forgetMigrations (state: ControllerState): ControllerState {
+  const vms: Record<string, VmControlState> = {}
+  for (const [name, s] of Object.entries(state.vms)) {
+    const c = structuredClone(s)
+    delete c.migrating
+    vms[name] = c
+  }
+  return { vms }
 }
 
 /** A migration that relieves `relieves`: move `move` to `target`, copying `bytes`. */
@@ -137,12 +172,17 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
   const hosts = input.hosts.map(h => ({ ...h }))
   const migrated = new Set(input.migrated ?? [])
   const failed = new Set(input.migrationFailed ?? [])
+  const arrived = new Set(input.arrived ?? [])
   const byName = new Map(input.vms.map(v => [v.name, v]))
+  const timeoutMs = policy.migrationTimeoutMs ?? DEFAULT_MIGRATION_TIMEOUT_MS
+  const graceMs = (policy.arrivalGraceIntervals ?? DEFAULT_ARRIVAL_GRACE_INTERVALS) * policy.intervalMs
+  /** A decided migration nobody reported within the timeout: counts as failed. */
+  const expired = (m: { sinceMs?: number }): boolean => m.sinceMs !== undefined && input.atMs - m.sinceMs > timeoutMs
   // VMs already moving (as the relieved VM or as the one that moves) are not chosen again.
   const busy = new Set<string>()
   for (const [name, s] of Object.entries(state.vms)) {
     const m = s.migrating
-    if (m !== undefined && !migrated.has(name) && !migrated.has(m.move) && !failed.has(name) && !failed.has(m.move)) { busy.add(name); busy.add(m.move) }
+    if (m !== undefined && !migrated.has(name) && !migrated.has(m.move) && !failed.has(name) && !failed.has(m.move) && !arrived.has(name) && !expired(m)) { busy.add(name); busy.add(m.move) }
   }
   const reposFor = (vm: string): boolean => {
     const r = input.repositoriesAvailable
@@ -157,8 +197,29 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
     const s: VmControlState = { window: prev?.window ?? window.state(), profiler: prev?.profiler ?? profiler.state(), coopSwap: prev?.coopSwap ?? false }
     if (prev?.migrating !== undefined) s.migrating = { ...prev.migrating }
     if (prev?.blockedReported === true) s.blockedReported = true
+    if (prev?.graceUntilMs !== undefined) s.graceUntilMs = prev.graceUntilMs
     const base = { vm: vm.name, host: vm.host, atMs: input.atMs }
     const oversubscribed = vm.allocatedBytes < vm.requestedBytes
+
+    if (vm.arriving === true || arrived.has(vm.name)) {
+      // Moving in, or just arrived: what was measured before (elsewhere, at another allocation,
+      // or the move's own copying of the swap disk) says nothing about the VM here.
+      window.reset()
+      profiler.reset()
+      delete s.migrating
+      delete s.blockedReported
+      if (s.coopSwap) {
+        s.coopSwap = false
+        actions.push({ kind: 'coop-swap-off', vm: vm.name, reason: 'arrived' })
+        events.push({ ...base, type: 'coopswap.off', reason: 'arrived' })
+      }
+      if (vm.arriving === true) delete s.graceUntilMs
+      else s.graceUntilMs = input.atMs + graceMs
+      s.window = window.state()
+      s.profiler = profiler.state()
+      next.vms[vm.name] = s
+      continue
+    }
 
     if (s.migrating !== undefined && (migrated.has(vm.name) || migrated.has(s.migrating.move))) {
       // The VM now has its memory (here or elsewhere): its old profile no longer describes it.
@@ -173,8 +234,15 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
       }
     }
     if (s.migrating !== undefined && (failed.has(vm.name) || failed.has(s.migrating.move))) delete s.migrating
+    if (s.migrating !== undefined && expired(s.migrating)) {
+      events.push({ ...base, type: 'migration.expired', move: s.migrating.move, target: s.migrating.target, sinceMs: s.migrating.sinceMs ?? input.atMs })
+      delete s.migrating
+    }
 
-    const rate = input.rates[vm.name]
+    // Rates of intervals inside the grace period after arrival are not observed.
+    const inGrace = s.graceUntilMs !== undefined && input.atMs <= s.graceUntilMs
+    if (!inGrace) delete s.graceUntilMs
+    const rate = inGrace ? undefined : input.rates[vm.name]
     if (rate !== undefined) {
       const overloaded = classifyInterval(rate, policy.overloadOpsPerSec) === 'overloaded'
       const thresholdMs = profiler.thresholdMs
@@ -206,7 +274,7 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
             s.blockedReported = true
           }
         } else {
-          s.migrating = { move: choice.move, target: choice.target }
+          s.migrating = { move: choice.move, target: choice.target, sinceMs: input.atMs }
           busy.add(vm.name)
           busy.add(choice.move)
           const moved = byName.get(choice.move)

@@ -16,6 +16,8 @@ export type OverdriverEvent =
   | Base & { type: 'threshold.changed', fromMs: number, toMs: number, samples: number, meanMs: number, sigmaMs: number }
   | Base & { type: 'migration.decided', move: string, target: string, relieves: string, bytes: number, reason: string }
   | Base & { type: 'migration.blocked', reason: string }
+  /** A migration decided at `sinceMs` was never reported done or failed within the policy's timeout: it may be decided again. */
+  | Base & { type: 'migration.expired', move: string, target: string, sinceMs: number }
 
 export type OverdriverEventType = OverdriverEvent['type']
 

@@ -51,7 +51,7 @@ t.test('a sustained overload: swap first, then migration of the overloaded VM (n
   t.match(steps[7]?.events[0], { by: 'window', overloadedInWindow: 8 })
   t.match(steps[7]?.events[1], { move: 'web1', target: 'h2', relieves: 'web1', bytes: 512 * M })
   t.same(steps[8]?.actions, [], 'no second migration while the first is under way')
-  t.same(state.vms.web1?.migrating, { move: 'web1', target: 'h2' })
+  t.same(state.vms.web1?.migrating, { move: 'web1', target: 'h2', sinceMs: 80_000 })
   t.equal(state.vms.web1?.coopSwap, true, 'cooperative swap stays on until the migration finishes')
 
   const after = decide(state, { atMs: 200_000, rates: { web1: 0 }, vms, hosts, migrated: ['web1'] })
