@@ -98,7 +98,8 @@ export class AgentOverdriver {
   private readonly pendingArrived = new Set<string>()
   private repository?: { repo: PageRepository, host: string, port: number }
 
-  constructor (private readonly vmsDir: string) {}
+  /** `autoTick: false`: configure() starts no timer; the caller drives tick() (tests, with explicit times). */
+  constructor (private readonly vmsDir: string, private readonly opts: { autoTick?: boolean } = {}) {}
 
   socketPath (vm: string): string { return join(this.vmsDir, vm, 'swap.sock') }
 
@@ -179,8 +180,10 @@ export class AgentOverdriver {
     }
     this.config = p
     if (this.timer !== undefined) clearInterval(this.timer)
-    this.timer = setInterval(() => { void this.tick() }, p.policy.intervalMs)
-    this.timer.unref()
+    if (this.opts.autoTick !== false) {
+      this.timer = setInterval(() => { void this.tick() }, p.policy.intervalMs)
+      this.timer.unref()
+    }
     return { vms: [...this.swaps.keys()].sort() }
   }
 
