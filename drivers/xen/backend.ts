@@ -5,7 +5,7 @@
  * Everything about a guest lives in its runDir in the dom0:
  *   domain.cfg     the xl configuration (config.ts)
  *   console.log    symlink to xenconsoled's log of the guest (/var/log/xen/console/guest-<name>.log)
- *   serial.sock    the guest console as a unix socket: socat -> `xl console <name>` per connection
+ *   serial.sock    the guest console as a unix socket: socat, one console.sh (socat on the domain's console pty) per connection
  *   console.pid    that socat listener
  * A guest is "live" when a domain with its name exists (Xen domain names are unique per host).
  * GuestStatus.pid is the domain id.
@@ -44,12 +44,13 @@ export interface XenBackendOptions {
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 const MiB = 1024 * 1024
 
-export const xenRunPaths = (runDir: string): { config: string, consoleLog: string, serial: string, consolePid: string, consoleSocatLog: string } => ({
+export const xenRunPaths = (runDir: string): { config: string, consoleLog: string, serial: string, consolePid: string, consoleSocatLog: string, consoleScript: string } => ({
   config: `${runDir}/domain.cfg`,
   consoleLog: `${runDir}/console.log`,
   serial: `${runDir}/serial.sock`,
   consolePid: `${runDir}/console.pid`,
-  consoleSocatLog: `${runDir}/console-socat.log`
+  consoleSocatLog: `${runDir}/console-socat.log`,
+  consoleScript: `${runDir}/console.sh`
 })
 
 class XenBackend implements HypervisorBackend {
@@ -219,13 +220,25 @@ class XenBackend implements HypervisorBackend {
     return { name, state: xlState(d.flags), pid: d.domid, detail: d.flags }
   }
 
-  /** socat listening on serial.sock, one `xl console <name>` (on a pty) per connection. */
+  /**
+   * socat listening on serial.sock; each connection runs console.sh, which opens the domain's
+   * console pty (xenstore console/tty, what `xl console` opens) with socat. Not `xl console`
+   * itself: it takes a per-domain lock and can outlive a closed connection, refusing the next.
+   */
   private async startConsole (name: string, runDir: string): Promise<void> {
     const p = xenRunPaths(runDir)
+    const script = [
+      '#!/bin/sh',
+      '# Guest console of one connection to serial.sock (drivers/xen/backend.ts).',
+      `domid=$(${shq(this.xl)} domid ${shq(name)}) || exit 1`,
+      'tty=$(xenstore-read "/local/domain/$domid/console/tty") || exit 1',
+      'exec socat - "FILE:$tty,rawer"',
+      ''
+    ].join('\n')
     const r = await this.sh(
-      'rm -f "$1"; setsid socat "UNIX-LISTEN:$1,fork,mode=600" "EXEC:$4 console $5,pty,rawer" </dev/null >"$3" 2>&1 & echo $! > "$2"; ' +
+      'cat > "$4" && chmod 755 "$4" && rm -f "$1"; setsid socat "UNIX-LISTEN:$1,fork,mode=600" "EXEC:$4" </dev/null >"$3" 2>&1 & echo $! > "$2"; ' +
       'i=0; while [ ! -S "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; [ -S "$1" ]',
-      [p.serial, p.consolePid, p.consoleSocatLog, this.xl, name])
+      [p.serial, p.consolePid, p.consoleSocatLog, p.consoleScript], { stdin: script })
     if (r.code !== 0) throw new XenGuestStartError(name, `console socket ${p.serial} did not appear (socat)`, r.stderr)
   }
 
