@@ -92,7 +92,8 @@ export class SwapService {
 
 /**
  * QEMU arguments attaching a swap export as a virtio disk. `reconnectDelaySec` keeps guest
- * I/O paused (not failed) while the agent restarts.
+ * I/O paused (not failed) while the agent restarts. `discard: unmap` lets the guest's discards
+ * (a swap area enabled with `swapon -d`) reach the export as NBD TRIM.
  */
 export function qemuSwapArgs (opts: { socketPath: string, nodeName?: string, reconnectDelaySec?: number, exportName?: string }): string[] {
   const node = opts.nodeName ?? 'swap0'
@@ -101,7 +102,9 @@ export function qemuSwapArgs (opts: { socketPath: string, nodeName?: string, rec
     'node-name': node,
     server: { type: 'unix', path: opts.socketPath },
     export: opts.exportName ?? SWAP_EXPORT_NAME,
-    'reconnect-delay': opts.reconnectDelaySec ?? 30
+    'reconnect-delay': opts.reconnectDelaySec ?? 30,
+    // Passes the guest's discards (swapon -d) on as NBD TRIM: the export frees those pages in the repositories.
+    discard: 'unmap'
   }
   return ['-blockdev', JSON.stringify(blockdev), '-device', `virtio-blk-pci,drive=${node},id=${node}-dev`]
 }

@@ -79,6 +79,8 @@ export class CoopSwapPath implements SwapPath {
   private enabledFlag: boolean
   private readonly gen = new Map<number, number>()
   private readonly puts = new Set<Promise<void>>()
+  /** Page → puts of it in flight (a stale one frees its repository copy only when no newer one may have reused it). */
+  private readonly putsOf = new Map<number, number>()
   private readonly maxPuts: number
   private readonly opts: CoopSwapOptions
   private next = 0
@@ -228,7 +230,12 @@ export class CoopSwapPath implements SwapPath {
       if (p * PAGE_SIZE < offset || (p + 1) * PAGE_SIZE > offset + data.length) continue // partial page: disk only
       if (this.puts.size >= this.maxPuts) { this.s.skippedWrites++; continue }
       const page = data.subarray(p * PAGE_SIZE - offset, (p + 1) * PAGE_SIZE - offset)
-      const put = this.putPage(p, page, this.gen.get(p) ?? 0).finally(() => this.puts.delete(put))
+      this.putsOf.set(p, (this.putsOf.get(p) ?? 0) + 1)
+      const put = this.putPage(p, page, this.gen.get(p) ?? 0).finally(() => {
+        this.puts.delete(put)
+        const n = (this.putsOf.get(p) ?? 1) - 1
+        if (n > 0) this.putsOf.set(p, n); else this.putsOf.delete(p)
+      })
       this.puts.add(put)
     }
   }
@@ -261,7 +268,12 @@ export class CoopSwapPath implements SwapPath {
         continue
       }
       this.s.repositoryWrites++
-      if ((this.gen.get(page) ?? 0) !== g) return // overwritten meanwhile: the newer write decides
+      if ((this.gen.get(page) ?? 0) !== g) {
+        // Overwritten or trimmed meanwhile: the newer write decides. The copy just stored is
+        // nobody's: free it unless the table (or a newer put, same page id) uses that slot.
+        if (this.table.get(page)?.repository !== r.index && (this.putsOf.get(page) ?? 0) <= 1) void c.del(r.capability, page).catch(() => {})
+        return
+      }
       const old = this.table.get(page)
       if (old !== undefined) { const o = this.repoFor(old.repository); if (o !== undefined) o.pages-- }
       this.table.set(page, { repository: r.index, pageId: page, diskOffset: page * PAGE_SIZE })
@@ -280,9 +292,10 @@ export class CoopSwapPath implements SwapPath {
     const first = Math.ceil(offset / PAGE_SIZE)
     const end = Math.floor((offset + length) / PAGE_SIZE)
     for (let p = first; p < end; p++) {
+      // Invalidate even without an entry: a put of this page still in flight must not record it.
+      this.gen.set(p, (this.gen.get(p) ?? 0) + 1)
       const e = this.table.get(p)
       if (e === undefined) continue
-      this.gen.set(p, (this.gen.get(p) ?? 0) + 1)
       this.table.delete(p)
       const r = this.repoFor(e.repository)
       if (r === undefined) continue

@@ -51,7 +51,8 @@ t.test('up with an oversubscribed VM and a swap disk', async t => {
 })
 
 t.test('under serve: a transient burst is absorbed by cooperative swap, a sustained one migrates the VM', async t => {
-  const serve = sb.start(['serve', '--listen', '127.0.0.1:0', '--interval', '1'])
+  // --interval 0: no stats poller; Overdriver's own subscription carries the agents' events.
+  const serve = sb.start(['serve', '--listen', '127.0.0.1:0', '--interval', '0'])
   let serr = ''
   serve.stderr?.on('data', (d: Buffer) => { serr += d.toString() })
   t.teardown(() => { serve.kill('SIGTERM') })
@@ -92,4 +93,9 @@ t.test('under serve: a transient burst is absorbed by cooperative swap, a sustai
   const s = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
   t.equal(s.vms.find(v => v.name === 'v1')?.host, 'h2')
   t.equal(s.vms.find(v => v.name === 'v1')?.state, 'running')
+  // On h2 the VM arrived with its requested memory: its history there starts afresh, so no
+  // migration back to h1 is decided from what was measured before or during the move.
+  const all = await events()
+  t.equal(all.filter(e => e.type === 'overload.migration-decided' && e.vm === 'v1').length, 1, 'one migration decided, none back to h1')
+  t.notMatch(serr, /migrating v1 from h2/)
 })
