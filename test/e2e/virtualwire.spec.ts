@@ -172,6 +172,31 @@ t.test('db1 migrates from cloud-b to cloud-a and back with its disk while web1 k
   t.match(plan.stdout, /nothing to change/, 'endpoints are exactly where the wires want them')
 })
 
+t.test('fw1, two wired NICs and a disk, moves to cloud-b and back while web1 keeps talking to db1 through it', async t => {
+  const sum = await guest('fw1', 'dd if=/dev/urandom of=/dev/vda bs=1M count=4 2>/dev/null; sync; md5sum /dev/vda')
+  const disk = /^([0-9a-f]{32})/m.exec(sum.out)?.[1]
+  t.ok(disk, 'disk checksum taken')
+  await guest('db1', 'netprobe echo 7 >/dev/null 2>&1 & sleep 0.5')
+  for (const to of ['host-c', 'host-b']) {
+    // Every probe crosses fw1 twice (eth0 in, eth1 out, and back): both of its connectors move.
+    const probe = guest('web1', `netprobe send ${ip('db1')} 7 --interval-ms 10 --count 2500`, 90)
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    const m = await sb.run(['migrate', 'fw1', '--to', to, '--json'])
+    t.equal(m.code, 0, m.stderr)
+    const p = await probe
+    const stats = JSON.parse(/\{.*"maxGapMs".*\}/.exec(p.out)?.[0] ?? '{}') as { received?: number, sent?: number }
+    t.ok((stats.received ?? 0) > (stats.sent ?? 1) * 0.5, `web1 kept talking to db1 through fw1 during its move to ${to}: ${p.out.trim()}`)
+    const after = await guest('fw1', 'md5sum /dev/vda')
+    t.equal(/^([0-9a-f]{32})/m.exec(after.out)?.[1], disk, `fw1's disk intact on ${to}`)
+    const rows = JSON.parse((await sb.run(['wire', 'list', '--json'])).stdout) as Array<{ wire: string, hosts: string[] }>
+    t.ok(rows.find(r => r.wire === 'fw1.eth0 -- sw1.p3')?.hosts.includes(to), 'its front connector ends on the new host')
+    t.ok(rows.find(r => r.wire === 'db1.eth0 -- fw1.eth1')?.hosts.includes(to), 'its back connector ends on the new host')
+  }
+  const udp9 = await guest('web1', `netprobe send ${ip('db1')} 9 --interval-ms 10 --count 20`)
+  t.match(udp9.out, /"received":0,"lost":20/, `its rules still hold after the moves: ${udp9.out.trim()}`)
+  t.match((await sb.run(['plan'])).stdout, /nothing to change/, 'endpoints are exactly where the wires want them')
+})
+
 t.test('a host that disappears is rebuilt with its guests and wires', async t => {
   const prefix = sb.prefix(spec.name) ?? ''
   const ns = leftovers(prefix).namespaces.find(n => n.endsWith('host-a')) ?? ''
