@@ -10,6 +10,8 @@
  *     threshold: 120s        # initial migration threshold (duration of an overload)
  *     adaptive: true         # or false, or { base: 10 }: learn a lower threshold
  *     confidence: 0.97       # for `supercloud plan`'s capacity bound
+ *     grace: 3               # intervals not observed after a VM arrived (or its allocation changed)
+ *     migration-timeout: 10m # a decided migration nobody reported by then may be decided again
  *     repositories:
  *       hosts: [host-a, host-b]   # where page repositories may live; default all hosts
  *       memory: 256M              # memory each gives its repository, or { host-a: 256M, ... }
@@ -40,7 +42,7 @@ export interface PolicyContext {
   hosts: Record<string, { memoryBytes: number }>
 }
 
-const KEYS = ['interval', 'overload', 'window', 'threshold', 'adaptive', 'confidence', 'repositories'] as const
+const KEYS = ['interval', 'overload', 'window', 'threshold', 'adaptive', 'confidence', 'grace', 'migration-timeout', 'repositories'] as const
 const REPO_KEYS = ['hosts', 'memory'] as const
 const ADAPTIVE_KEYS = ['enabled', 'base'] as const
 
@@ -149,6 +151,18 @@ export function parseOverdriverPolicy (raw: unknown, ctx: PolicyContext, at = 'o
     const c = raw.confidence
     if (typeof c !== 'number' || !(c > 0 && c < 1)) report('confidence', `expected a probability between 0 and 1 (exclusive), like 0.97, got ${JSON.stringify(c)}`)
     else policy.confidence = c
+  }
+  if (raw.grace !== undefined) {
+    const g = raw.grace
+    if (typeof g !== 'number' || !Number.isInteger(g) || g < 0 || g > 1000) report('grace', `expected a whole number of intervals from 0 to 1000, got ${JSON.stringify(g)}`)
+    else policy.arrivalGraceIntervals = g
+  }
+  if (raw['migration-timeout'] !== undefined) {
+    const ms = duration('migration-timeout', raw['migration-timeout'])
+    if (ms !== undefined) {
+      if (ms < policy.intervalMs) report('migration-timeout', `must be at least one interval (${policy.intervalMs / 1000}s)`)
+      else policy.migrationTimeoutMs = ms
+    }
   }
   if (raw.repositories !== undefined) {
     const r = raw.repositories

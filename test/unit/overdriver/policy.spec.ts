@@ -81,3 +81,16 @@ t.test('parseWindow', async t => {
   t.type(parseWindow('8/0'), 'string')
   t.type(parseWindow({ size: 1.5, sustained: 1 }), 'string')
 })
+
+t.test('grace and migration-timeout: optional, validated, absent from the policy unless given', async t => {
+  const none = parseOverdriverPolicy({}, ctx)
+  t.equal(none.policy?.arrivalGraceIntervals, undefined)
+  t.equal(none.policy?.migrationTimeoutMs, undefined)
+  const r = parseOverdriverPolicy({ interval: '2s', grace: 0, 'migration-timeout': '5m' }, ctx)
+  t.same(r.issues, [])
+  t.equal(r.policy?.arrivalGraceIntervals, 0)
+  t.equal(r.policy?.migrationTimeoutMs, 300_000)
+  const bad = parseOverdriverPolicy({ interval: '10s', grace: 1.5, 'migration-timeout': '5s' }, ctx)
+  t.same(bad.issues.map(i => i.field).sort(), ['overdriver.grace', 'overdriver.migration-timeout'])
+  t.match(bad.issues.find(i => i.field === 'overdriver.migration-timeout')?.message, /at least one interval/)
+})
