@@ -54,10 +54,16 @@ export function sshExecutor (conn: SshConnection | (() => Promise<SshConnection>
     where: typeof conn === 'function' ? 'ssh' : `ssh ${conn.hostName}`,
     async run (argv, opts = {}) {
       const c = await get()
-      // A connection that drops mid-command rejects (instead of leaving the command pending).
+      // A connection that drops mid-command rejects (instead of leaving the command pending);
+      // so does one that stops answering (its transport can die without ssh2 noticing: the
+      // channel never opens). Such a connection is closed, so a provider function reconnects.
       let timer: NodeJS.Timeout | undefined
+      const limit = Date.now() + (opts.timeoutMs ?? 60_000) + 15_000
       const dropped = new Promise<never>((_resolve, reject) => {
-        timer = setInterval(() => { if (c.isClosed) reject(new HostUnreachableError(c.hostName, `connection closed during \`${argv.join(' ')}\``)) }, 500)
+        timer = setInterval(() => {
+          if (c.isClosed) reject(new HostUnreachableError(c.hostName, `connection closed during \`${argv.join(' ')}\``))
+          else if (Date.now() > limit) { c.close(); reject(new HostUnreachableError(c.hostName, `no answer to \`${argv.join(' ')}\`; connection closed`)) }
+        }, 500)
       })
       const r = await Promise.race([dropped, c.exec(argv.map(shq).join(' '), {
         allowFailure: true,
