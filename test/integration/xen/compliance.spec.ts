@@ -41,7 +41,7 @@ t.teardown(async () => {
   for (const s of servers) { s.close(); s.unref() }
   for (const s of sockets) s.destroy()
   conn?.close()
-  await host?.stop()
+  await host?.stop().catch(() => {})
   sweepPrefix(prefix)
   rmSync(dir, { recursive: true, force: true })
 })
@@ -136,7 +136,7 @@ t.test('a NIC: the vif takes the tap\'s name and bridge, the guest answers ping;
     balloonTargetBytes: 192 * MiB,
     boot: { kind: 'kernel', kernel: `${imgDir}/vmlinuz`, initrd: `${imgDir}/initrd.img`, append: `console=ttyS0 sc.name=${name} sc.net=eth0:198.18.240.10/24` }
   })
-  t.teardown(() => strict.destroy(name, def.runDir))
+  t.teardown(async () => { await strict.destroy(name, def.runDir).catch(() => {}) })
   const st = await strict.start(def)
   t.equal(st.state, 'running')
   const booted = await pollUntil(async () => (await strict.consoleTail(def.runDir, 400)).includes(`SUPERCLOUD-GUEST-READY ${name}`) ? true : undefined, 180_000)
