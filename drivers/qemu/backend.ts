@@ -427,8 +427,11 @@ class QemuBackend implements HypervisorBackend {
         const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
         if (m?.[1] !== undefined) residentBytes = Number(m[1]) * 1024
       } catch { /* process just went away */ }
-      // Whole MiB: under TCG the guest has TCG_RAM_PAD_BYTES more than it asked for (args.ts).
-      return { memoryBytes: Math.floor((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / 1048576) * 1048576, balloonActualBytes: balloon.actual, residentBytes }
+      // Whole MiB: under TCG the guest has TCG_RAM_PAD_BYTES more than it asked for (args.ts);
+      // both figures leave the pad out, so a deflated balloon reports exactly the memory.
+      const total = mem['base-memory'] + (mem['plugged-memory'] ?? 0)
+      const pad = total % 1048576
+      return { memoryBytes: total - pad, balloonActualBytes: balloon.actual - pad, residentBytes }
     })
   }
 
