@@ -186,7 +186,9 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
       'node-name': `drv-${SWAP_ID}`,
       server: { type: 'unix', path: def.swap.socketPath },
       export: def.swap.exportName ?? 'swap',
-      'reconnect-delay': def.swap.reconnectDelaySec ?? 30
+      'reconnect-delay': def.swap.reconnectDelaySec ?? 30,
+      // Pass the guest's discards of freed swap slots to the agent, which releases their repository pages.
+      discard: 'unmap'
     }
     a.push('-blockdev', JSON.stringify(blockdev))
     a.push('-device', `virtio-blk-pci,drive=drv-${SWAP_ID},id=${SWAP_ID}`)

@@ -77,7 +77,8 @@ if [ -n "$gw" ]; then ip route add default via "$gw" || fail "default route via 
 
 if [ -n "$swap" ]; then
   if wait_for "$swap"; then
-    if mkswap "$swap" >/dev/null 2>&1 && swapon "$swap"; then
+    # -d: discard freed swap slots (the host releases their pages in peers' repositories)
+    if mkswap "$swap" >/dev/null 2>&1 && swapon -d "$swap"; then
       echo "$swap none swap sw 0 0" >> /etc/fstab
     else
       fail "swap on $swap"

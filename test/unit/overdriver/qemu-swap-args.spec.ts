@@ -25,7 +25,7 @@ t.test('swap disk: an nbd blockdev on the unix socket, attached after the data d
   const blockdevs = a.flatMap((x, i) => x === '-blockdev' ? [a[i + 1] ?? ''] : [])
   t.equal(blockdevs.length, 2)
   t.match(blockdevs[0], /node-name=drv-disk-data/, 'data disk first')
-  t.same(JSON.parse(blockdevs[1] ?? '{}'), { driver: 'nbd', 'node-name': 'drv-swap0', server: { type: 'unix', path: '/var/sc/vms/web1/swap.sock' }, export: 'swap', 'reconnect-delay': 30 })
+  t.same(JSON.parse(blockdevs[1] ?? '{}'), { driver: 'nbd', 'node-name': 'drv-swap0', server: { type: 'unix', path: '/var/sc/vms/web1/swap.sock' }, export: 'swap', 'reconnect-delay': 30, discard: 'unmap' }, 'discards reach the swap server (freed slots release repository pages)')
   const devices = a.flatMap((x, i) => x === '-device' && (a[i + 1] ?? '').startsWith('virtio-blk') ? [a[i + 1]] : [])
   t.same(devices, ['virtio-blk-pci,drive=drv-disk-data,id=disk-data', 'virtio-blk-pci,drive=drv-swap0,id=swap0'], 'so the guest sees it as /dev/vdb')
 })
