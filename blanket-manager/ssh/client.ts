@@ -76,7 +76,7 @@ export class SshConnection {
   }
 
   /** Opens an authenticated connection; typed errors for unreachable host and refused key. */
-  static async connect (hostName: string, ep: SshEndpoint, opts: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<SshConnection> {
+  static async connect (hostName: string, ep: SshEndpoint, opts: { signal?: AbortSignal, timeoutMs?: number, keepaliveIntervalMs?: number, keepaliveCountMax?: number } = {}): Promise<SshConnection> {
     let privateKey: Buffer
     try {
       privateKey = await readFile(ep.privateKeyPath)
@@ -92,8 +92,10 @@ export class SshConnection {
       username: ep.username,
       privateKey,
       readyTimeout: opts.timeoutMs ?? 15000,
-      keepaliveInterval: 5000,
-      keepaliveCountMax: 3
+      // A host that does not answer keepalives for interval x count is taken as gone; an
+      // emulated host (a Xen dom0 under TCG) on a loaded machine needs a longer allowance.
+      keepaliveInterval: opts.keepaliveIntervalMs ?? 5000,
+      keepaliveCountMax: opts.keepaliveCountMax ?? 3
     }
     if (pinned !== undefined) {
       cfg.hostVerifier = (key: Buffer) => pinned.some(k => k.equals(key))

@@ -50,7 +50,7 @@ t.test('Xen host boots to a dom0 that answers over SSH and lists Domain-0', asyn
   })
   t.comment(`dom0 ready after ${host.timings.readyMs} ms, sshd after ${host.timings.sshMs} ms`)
 
-  conn = await SshConnection.connect('xen1', host.ssh, { timeoutMs: 60_000 })
+  conn = await SshConnection.connect('xen1', host.ssh, { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 })
   const info = await conn.exec('xl info', { timeoutMs: 60_000 })
   t.match(info.stdout, /^xen_major\s*:\s*4$/m, 'xl info talks to a running Xen 4.x')
   t.match(info.stdout, /^xen_minor\s*:\s*17$/m, 'Xen 4.17')

@@ -56,10 +56,10 @@ host = await startXenHost({
 })
 t.comment(`Xen host up in ${host.timings.sshMs} ms`)
 const xen = host
-conn = await SshConnection.connect('xen1', xen.ssh, { timeoutMs: 60_000 })
+conn = await SshConnection.connect('xen1', xen.ssh, { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 })
 /** The SSH connection to the dom0, opened again when it dropped (a loaded TCG dom0 can miss keepalives). */
 async function ssh (): Promise<SshConnection> {
-  if (conn === undefined || conn.isClosed) conn = await SshConnection.connect('xen1', xen.ssh, { timeoutMs: 60_000 })
+  if (conn === undefined || conn.isClosed) conn = await SshConnection.connect('xen1', xen.ssh, { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 })
   return conn
 }
 const c = { exec: async (cmd: string) => await (await ssh()).exec(cmd), writeFile: async (p: string, d: Buffer) => { await (await ssh()).writeFile(p, d) } }

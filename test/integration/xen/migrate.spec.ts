@@ -69,7 +69,7 @@ t.test('a PVH guest moves from one Xen host to another with xl migrate and keeps
   }))
   if (a === undefined || b === undefined) throw new Error('unreachable')
   t.comment(`two Xen hosts up in ${Date.now() - started} ms (${a.timings.sshMs} / ${b.timings.sshMs} ms each)`)
-  const ca = await SshConnection.connect('xen1', a.ssh, { timeoutMs: 60_000 })
+  const ca = await SshConnection.connect('xen1', a.ssh, { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 })
   conns.push(ca)
 
   const tiny = await buildTinyImage()
@@ -99,7 +99,7 @@ t.test('a PVH guest moves from one Xen host to another with xl migrate and keeps
   t.equal(before.status, 0, 'guest answers on xen1')
 
   // Connected only now: an idle connection can miss ssh2's keepalives while the machine is loaded.
-  const cb = await SshConnection.connect('xen2', b.ssh, { timeoutMs: 60_000 })
+  const cb = await SshConnection.connect('xen2', b.ssh, { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 })
   conns.push(cb)
   // Receiver: one connection, handed to `xl migrate-receive` on stdin/stdout.
   await cb.writeFile('/run/migrate-receive', '#!/bin/sh\nexec xl migrate-receive\n', 0o755)
