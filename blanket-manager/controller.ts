@@ -749,7 +749,9 @@ export class Controller {
       // destination before its guest runs wait in its TAP, frames sent to the source while it is
       // paused are lost either way, so the pause need not include the endpoint writes.
       const markable = (inc.diskNodes ?? []).length > 0
-      const hold = markable
+      // Overdriver: the VM's sector table moves at the hold too (both copies paused, swap disk mirrored).
+      const swapTable = launch.swap !== undefined
+      const hold = markable || swapTable
       armedRepoint = wired ? await this.armEndpointWrites(vwSwitch) : undefined
       let switchWork: Promise<void> | undefined
       const stop = source.onEvent(ev => {
@@ -767,7 +769,8 @@ export class Controller {
             // Both copies are paused, disks in sync: start recording the guest's disk writes on
             // the destination, then let QEMU switch.
             switchWork = (async () => {
-              await target.markArrival(vmName, id).then(() => { marked = true }, (err: Error) => { say(`${to} does not record disk writes (${err.message}): a return will copy the whole disk`) })
+              if (markable) await target.markArrival(vmName, id).then(() => { marked = true }, (err: Error) => { say(`${to} does not record disk writes (${err.message}): a return will copy the whole disk`) })
+              if (swapTable) await this.handOverSwapTable(vmName, from, to, source, target, say)
               await source.continueMigration(vmName)
               switched = true
             })()
@@ -842,6 +845,26 @@ export class Controller {
       throw err
     } finally {
       this.store.setMeta(`migration:${vmName}`, '')
+    }
+  }
+
+  /**
+   * Overdriver: the sector table (which swap pages peer repositories hold, with the capabilities)
+   * goes from the source's agent to the destination's, so the destination serves those pages
+   * from the repositories. Any failure skips it: the destination reads its (mirrored, complete)
+   * swap disk and the source frees the repository pages when its copy is destroyed.
+   */
+  private async handOverSwapTable (vm: string, from: string, to: string, source: AgentClient, target: AgentClient, say: (m: string) => void): Promise<void> {
+    let exported = false
+    try {
+      const table = await source.overdriverExportTable(vm)
+      exported = true
+      const r = await target.overdriverAdoptTable(vm, table)
+      await source.overdriverHandover(vm, true)
+      say(`swap: ${r.adopted} page(s) held in ${r.repositories} repository capability(ies) move with the VM to ${to}${r.skipped > 0 ? ` (${r.skipped} skipped: read from disk)` : ''}`)
+    } catch (err) {
+      if (exported) await source.overdriverHandover(vm, false).catch(() => {})
+      say(`swap: the sector table stays behind (${(err as Error).message}): ${to} reads the swap disk, ${from} frees the repository pages`)
     }
   }
 

@@ -79,6 +79,18 @@ export class SwapService {
 
   addRepository (g: RepositoryGrant): void { this.path.addRepository(g) }
 
+  /** The sector table as it moves with the VM (the guest is paused: after the in-flight repository writes settled). */
+  async exportTable (): Promise<SectorTableJson> { return await this.path.exportTable() }
+
+  /** Takes over a migrated VM's table (see CoopSwapPath.adoptTable). */
+  adoptTable (j: SectorTableJson): { adopted: number, skipped: number, repositories: number } { return this.path.adoptTable(j) }
+
+  /** Forgets entries without freeing their pages (another copy of the VM owns them). */
+  releaseTable (which: 'all' | 'foreign' = 'all'): number { return this.path.releaseTable(which) }
+
+  /** Frees every page this VM holds in repositories (its disk has them all). */
+  async reclaim (): Promise<number> { return await this.path.reclaim() }
+
   stats (): { counters: PagingCounters, coopswap: CoopSwapStats } {
     return { counters: this.counters(), coopswap: this.path.stats() }
   }

@@ -5,7 +5,8 @@ import { encode, splitLines, type AccelChoice, type AttachParams, type SwitchesP
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import type { SshConnection } from '../ssh/client.ts'
-import type { ConfigureParams, IssueParams, RepositoryGrantJson, RepositoryParams } from './overdriver.ts'
+import type { AdoptTableResult, ConfigureParams, IssueParams, RepositoryGrantJson, RepositoryParams } from './overdriver.ts'
+import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 
 interface Pending {
   resolve: (v: unknown) => void
@@ -128,6 +129,12 @@ export class AgentClient {
   async overdriverStats (): Promise<Record<string, unknown>> { return await this.call('overdriver.stats', {}) }
   /** Overdriver: a migration decided for `name` (overload.migration-decided) finished or failed. */
   async overdriverMigrated (name: string, ok: boolean): Promise<void> { await this.call('overdriver.migrated', { name, ok }) }
+  /** Overdriver, source of a migration at the switchover hold: the VM's sector table (moves with the VM). */
+  async overdriverExportTable (name: string): Promise<SectorTableJson> { return (await this.call<{ table: SectorTableJson }>('overdriver.table.export', { name }, { timeoutMs: 10000 })).table }
+  /** Overdriver, destination at the switchover hold: serve the moved table's pages from their repositories. */
+  async overdriverAdoptTable (name: string, table: SectorTableJson): Promise<AdoptTableResult> { return await this.call('overdriver.table.adopt', { name, table }, { timeoutMs: 10000 }) }
+  /** Overdriver, source: whether the destination adopted the table (ok: destroying this copy leaves its pages to it). */
+  async overdriverHandover (name: string, ok: boolean): Promise<void> { await this.call('overdriver.table.handover', { name, ok }, { timeoutMs: 10000 }) }
 
   close (): void {
     this.stream.end()

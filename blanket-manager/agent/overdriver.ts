@@ -18,6 +18,7 @@ import { pagingRate, type PagingSample } from '../../overdriver/controller/inter
 import { DEFAULT_MIGRATION_TIMEOUT_MS, PAGE_SIZE } from '../../overdriver/constants.ts'
 import { PageRepository } from '../../overdriver/repository/server.ts'
 import { SwapService } from '../../overdriver/swap-service.ts'
+import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 import { SupercloudError } from '../errors.ts'
 import type { VmLaunch } from './protocol.ts'
 
@@ -50,6 +51,15 @@ export interface IssueParams { vm: string, maxPages?: number }
 
 export const REPOSITORY_PORT = 7709
 
+/** overdriver.table.adopt: the sector table the VM's source host exported (overdriver.table.export). */
+export interface AdoptTableParams { name: string, table: SectorTableJson }
+export interface AdoptTableResult { adopted: number, skipped: number, repositories: number }
+/** overdriver.table.handover: whether the destination adopted the table the source exported. */
+export interface HandoverParams { name: string, ok: boolean }
+
+/** How stopSwap() leaves the VM's repository pages. */
+export type SwapStop = 'keep' | 'destroy'
+
 type Push = (event: Record<string, unknown>) => void
 
 interface VmSwap {
@@ -69,6 +79,13 @@ interface VmSwap {
   /** An incoming guest whose arrival was not reported yet (overdriver.migrated on this host, or a new allocation). */
   arriving: boolean
   startedMs: number
+  /**
+   * Source side of a migration: 'exported' once the table was handed out, 'confirmed' once the
+   * destination adopted it (then destroying this copy forgets the table instead of freeing its pages).
+   */
+  handover?: 'exported' | 'confirmed'
+  /** Destination side: a table adopted at the switchover hold, 'committed' once the guest runs here. */
+  adopted?: 'pending' | 'committed'
 }
 
 /** Ticks without a QEMU pidfile after which a VM counts as created here (e.g. a backend without one). */
@@ -103,6 +120,9 @@ export class AgentOverdriver {
 
   socketPath (vm: string): string { return join(this.vmsDir, vm, 'swap.sock') }
 
+  /** The VM's swap export, if this agent serves one. */
+  swapService (vm: string): SwapService | undefined { return this.swaps.get(vm)?.svc }
+
   /** Serves the VM's swap export (idempotent); returns the unix socket QEMU connects to. */
   async startSwap (l: VmLaunch): Promise<string> {
     if (l.swap === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `${l.name} has no swap disk`)
@@ -115,13 +135,98 @@ export class AgentOverdriver {
     return path
   }
 
-  async stopSwap (vm: string): Promise<void> {
+  /**
+   * Stops serving the VM's swap export. 'keep' (agent stopping): the table is persisted, the
+   * repository pages stay for the restarted agent. 'destroy' (the VM leaves this host): pages
+   * whose table was handed to the migration's destination are forgotten (they are the
+   * destination's now), pages adopted from a source whose migration did not finish are forgotten
+   * (the source still uses them), every other page is freed at its repository (no leak).
+   */
+  async stopSwap (vm: string, how: SwapStop = 'keep'): Promise<void> {
     const s = this.swaps.get(vm)
     if (s === undefined) return
     this.swaps.delete(vm)
     delete this.state.vms[vm]
     this.pendingArrived.delete(vm)
-    await s.svc.stop()
+    try {
+      if (how === 'destroy') {
+        if (s.handover === 'confirmed') {
+          this.note(vm, `destroyed after handing its sector table over: ${s.svc.releaseTable('all')} repository page(s) left to the destination`)
+        } else {
+          let released = 0
+          if (s.adopted === 'pending') released = s.svc.releaseTable('foreign')
+          const freed = await s.svc.reclaim().catch(() => -1)
+          this.note(vm, `destroyed${s.handover === 'exported' ? ' (sector table exported but the destination never adopted it)' : ''}: freed ${freed < 0 ? 'no' : freed} repository page(s)${released > 0 ? `, left ${released} page(s) to the migration's source` : ''}`)
+        }
+      }
+    } finally {
+      await s.svc.stop()
+    }
+  }
+
+  private readonly tableLog: string[] = []
+
+  /** Sector-table handover log (overdriver.stats `tableLog`, newest last). */
+  private note (vm: string, line: string): void {
+    this.tableLog.push(`${new Date().toISOString()} ${vm}: ${line}`)
+    if (this.tableLog.length > 50) this.tableLog.shift()
+  }
+
+  private swapOf (vm: string): VmSwap {
+    const s = this.swaps.get(vm)
+    if (s === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `${vm} has no swap export on this host`)
+    return s
+  }
+
+  /**
+   * Source side, at the switchover hold (guest paused, swap disk mirrored): the VM's sector table
+   * with its repository capabilities. The source keeps using it until handover(ok) and the VM's destroy.
+   */
+  async exportTable (vm: string): Promise<{ table: SectorTableJson }> {
+    const s = this.swapOf(vm)
+    const table = await s.svc.exportTable()
+    s.handover = 'exported'
+    this.note(vm, `sector table exported (${table.entries.length} page(s) in ${table.repositories.length} repository capability(ies))`)
+    return { table }
+  }
+
+  /** Destination side, at the switchover hold: start serving the pages the table names from their repositories. */
+  adoptTable (p: AdoptTableParams): AdoptTableResult {
+    if (typeof p?.name !== 'string') throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'overdriver.table.adopt: params.name must be a string')
+    const s = this.swapOf(p.name)
+    let r: AdoptTableResult
+    try {
+      r = s.svc.adoptTable(p.table)
+    } catch (e) {
+      this.note(p.name, `sector table refused: ${(e as Error).message}`)
+      throw e instanceof SupercloudError ? e : new SupercloudError('SC_AGENT_BAD_REQUEST', (e as Error).message)
+    }
+    s.adopted = 'pending'
+    this.note(p.name, `sector table adopted: ${r.adopted} page(s) served from ${r.repositories} repository capability(ies), ${r.skipped} skipped`)
+    return r
+  }
+
+  /** Source side: the destination adopted the exported table (ok) or not (then destroy frees the pages). */
+  handover (p: HandoverParams): void {
+    const s = this.swapOf(p.name)
+    s.handover = p.ok ? 'confirmed' : undefined
+    this.note(p.name, p.ok ? 'sector table handed over: destroying this copy will not free its pages' : 'sector table handover abandoned')
+  }
+
+  /** Source side: the migration failed and the guest keeps running here, with its table. */
+  handoverAborted (vm: string): void {
+    const s = this.swaps.get(vm)
+    if (s?.handover === undefined) return
+    s.handover = undefined
+    this.note(vm, 'migration failed: the guest keeps its sector table here')
+  }
+
+  /** Destination side: the guest runs here, an adopted table is this copy's own. */
+  arrivalCommitted (vm: string): void {
+    const s = this.swaps.get(vm)
+    if (s?.adopted !== 'pending') return
+    s.adopted = 'committed'
+    this.note(vm, 'guest runs here: the adopted sector table is this copy\'s')
   }
 
   /**
@@ -264,7 +369,7 @@ export class AgentOverdriver {
   stats (): Record<string, unknown> {
     const vms: Record<string, unknown> = {}
     for (const [n, s] of this.swaps) vms[n] = { ...s.svc.stats(), coopSwap: this.state.vms[n]?.coopSwap ?? false }
-    return { vms, ...(this.repository !== undefined ? { repository: this.repository.repo.stats() } : {}) }
+    return { vms, tableLog: [...this.tableLog], ...(this.repository !== undefined ? { repository: this.repository.repo.stats() } : {}) }
   }
 
   async stop (): Promise<void> {

@@ -50,6 +50,9 @@ export type AgentMethod =
   | 'overdriver.issue'
   | 'overdriver.stats'
   | 'overdriver.migrated'
+  | 'overdriver.table.export'
+  | 'overdriver.table.adopt'
+  | 'overdriver.table.handover'
 
 export interface HelloResult {
   protocol: number

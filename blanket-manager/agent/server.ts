@@ -11,7 +11,7 @@ import type { HypervisorBackend } from '../../drivers/hypervisor.ts'
 import { SupercloudError } from '../errors.ts'
 import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type AccelChoice, type AttachParams, type HelloResult, type IncomingParams, type SwitchesParams, type OutgoingParams, type ProbeParams, type VmLaunch } from './protocol.ts'
 import { VmManager } from './vms.ts'
-import type { ConfigureParams, IssueParams, RepositoryParams } from './overdriver.ts'
+import type { AdoptTableParams, ConfigureParams, HandoverParams, IssueParams, RepositoryParams } from './overdriver.ts'
 
 export interface AgentOptions {
   dir: string
@@ -122,6 +122,9 @@ export class Agent {
       case 'overdriver.issue': return this.vms.overdriver.issue(p as unknown as IssueParams)
       case 'overdriver.stats': return this.vms.overdriver.stats()
       case 'overdriver.migrated': this.vms.overdriver.migrationDone(name(), p.ok === true); return null
+      case 'overdriver.table.export': return await this.vms.overdriver.exportTable(name())
+      case 'overdriver.table.adopt': return this.vms.overdriver.adoptTable(p as unknown as AdoptTableParams)
+      case 'overdriver.table.handover': this.vms.overdriver.handover({ name: name(), ok: (p as unknown as HandoverParams).ok === true }); return null
       case 'agent.shutdown': setTimeout(() => { void this.stop().then(() => process.exit(0)) }, 50); return null
       default: throw new SupercloudError('SC_AGENT_UNKNOWN_METHOD', `unknown method '${String(req.method)}'`)
     }

@@ -64,7 +64,7 @@ export class VmManager {
     } catch (err) {
       // A guest that failed to start or boot is removed: no orphaned QEMU or TAP.
       await this.backend.destroy(l.name, def.runDir).catch(() => {})
-      await this.overdriver.stopSwap(l.name).catch(() => {})
+      await this.overdriver.stopSwap(l.name, 'destroy').catch(() => {})
       for (const n of l.nics) await this.deleteTap(n.tap)
       throw err
     }
@@ -219,7 +219,10 @@ export class VmManager {
   async finishIncoming (name: string): Promise<VmInfo> {
     const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
     await finishIncoming(this.runDir(name), this.diskNodes(l))
-    return await this.status(name)
+    const st = await this.status(name)
+    // The guest runs here: a sector table adopted at the switchover hold is this copy's now.
+    if (st.state === 'running') this.overdriver.arrivalCommitted(name)
+    return st
   }
 
   /** Source side: run the migration; `push` reports progress to the caller. */
@@ -253,6 +256,11 @@ export class VmManager {
           })
         }
       })
+    } catch (err) {
+      // Still running here (the switch did not happen): the sector table stays this copy's.
+      const st = await this.backend.status(p.name, this.runDir(p.name)).catch(() => undefined)
+      if (st?.state === 'running') this.overdriver.handoverAborted(p.name)
+      throw err
     } finally {
       this.migrations.delete(p.name)
     }
@@ -282,7 +290,8 @@ export class VmManager {
    */
   async destroy (name: string, taps: string[], keep?: string): Promise<void> {
     await this.backend.destroy(name, this.runDir(name))
-    await this.overdriver.stopSwap(name)
+    // Its repository pages are freed, unless its sector table was handed to the host it migrated to.
+    await this.overdriver.stopSwap(name, 'destroy')
     if (keep !== undefined) await this.keepDeparted(name, keep)
     else await this.dropDeparted(name).catch(() => {})
     let all = taps

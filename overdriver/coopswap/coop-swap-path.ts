@@ -24,6 +24,8 @@ export type CoopSwapEvent =
   | { type: 'coopswap.repository-down', address: string, reason: string }
   | { type: 'coopswap.repository-full', address: string }
   | { type: 'coopswap.read-fallback', page: number, reason: string }
+  | { type: 'coopswap.table-adopted', pages: number, skipped: number, repositories: number }
+  | { type: 'coopswap.table-released', pages: number }
 
 export interface RepositoryGrant {
   address: RepositoryAddress
@@ -56,7 +58,10 @@ export interface CoopSwapStats {
   repositoryWrites: number
   skippedWrites: number
   fallbacks: number
-  repositories: Array<{ address: string, alive: boolean, full: boolean, pages: number }>
+  /** Pages that moved with the VM, freed at their repository once read here (reclaim on read). */
+  reclaimedOnRead: number
+  /** `granted`: false for a capability that came with the VM (read-only here: reclaimed as read). */
+  repositories: Array<{ address: string, alive: boolean, full: boolean, pages: number, granted: boolean }>
 }
 
 interface Repo {
@@ -84,7 +89,9 @@ export class CoopSwapPath implements SwapPath {
   private readonly maxPuts: number
   private readonly opts: CoopSwapOptions
   private next = 0
-  private readonly s = { repositoryReads: 0, diskReads: 0, repositoryWrites: 0, skippedWrites: 0, fallbacks: 0 }
+  /** This VM's grants on this host (the launch's, plus addRepository()). */
+  private readonly grants: RepositoryGrant[]
+  private readonly s = { repositoryReads: 0, diskReads: 0, repositoryWrites: 0, skippedWrites: 0, fallbacks: 0, reclaimedOnRead: 0 }
 
   private constructor (opts: CoopSwapOptions, table: SectorTable) {
     this.opts = opts
@@ -93,6 +100,7 @@ export class CoopSwapPath implements SwapPath {
     this.table = table
     this.enabledFlag = opts.enabled ?? false
     this.maxPuts = opts.maxPutsInFlight ?? 4096
+    this.grants = [...opts.repositories]
     for (const g of opts.repositories) this.addRepo({ address: formatAddress(g.address), capability: g.capability.toString('hex') })
     // Repositories named by the table (pages written before a restart or migration) stay readable.
     for (const ref of [...table.repositories]) this.addRepo(ref)
@@ -103,16 +111,57 @@ export class CoopSwapPath implements SwapPath {
     let table: SectorTable
     if (opts.tablePath !== undefined) {
       table = SectorTable.openPersistent(opts.tablePath)
-      if (table.size === 0 && opts.table !== undefined) {
-        const moved = SectorTable.fromJSON(opts.table)
-        for (const ref of moved.repositories) table.repositoryIndex(ref)
-        for (const [page, e] of moved.entriesOf()) {
-          const ref = moved.repositories[e.repository]
-          if (ref !== undefined) table.set(page, { ...e, repository: table.repositoryIndex(ref) })
-        }
-      }
+      if (table.size === 0 && opts.table !== undefined) mergeTable(table, SectorTable.fromJSON(opts.table), () => true)
     } else table = opts.table !== undefined ? SectorTable.fromJSON(opts.table) : new SectorTable()
     return new CoopSwapPath(opts, table)
+  }
+
+  /** Whether `ref` is one of the grants of this VM on this host (else it came with the VM: read-only here). */
+  private granted (ref: RepositoryRef): boolean {
+    return this.grants.some(g => formatAddress(g.address) === ref.address && g.capability.toString('hex') === ref.capability)
+  }
+
+  /**
+   * Takes over the sector table of a VM that migrated here (at the switchover hold: the guest is
+   * paused on both sides and the swap disk was mirrored, so every entry matches this disk).
+   * Entries for pages this path already has an entry for, or a write in flight to the
+   * repositories, are skipped (their disk copy is current). The pages stay under the source's
+   * capabilities: they are served from there and freed as the guest reads or trims them.
+   */
+  adoptTable (j: SectorTableJson): { adopted: number, skipped: number, repositories: number } {
+    const moved = SectorTable.fromJSON(j)
+    let skipped = 0
+    const before = this.table.size
+    mergeTable(this.table, moved, page => {
+      if (this.table.has(page) || this.putsOf.has(page)) { skipped++; return false }
+      return true
+    })
+    for (const ref of moved.repositories) this.addRepo(ref)
+    for (const r of this.repos) r.pages = 0
+    for (const [, e] of this.table.entriesOf()) { const r = this.repoFor(e.repository); if (r !== undefined) r.pages++ }
+    const out = { adopted: this.table.size - before, skipped, repositories: moved.repositories.length }
+    this.emit({ type: 'coopswap.table-adopted', pages: out.adopted, skipped, repositories: out.repositories })
+    return out
+  }
+
+  /**
+   * Forgets entries without freeing their repository pages (they now belong to another copy of
+   * the VM: the destination it migrated to, or the source when this copy was a failed
+   * migration's destination). `which` 'all' or 'foreign' (only those under capabilities that
+   * came with the VM). Returns how many entries were dropped.
+   */
+  releaseTable (which: 'all' | 'foreign' = 'all'): number {
+    let n = 0
+    for (const [page, e] of [...this.table.entriesOf()]) {
+      const r = this.repoFor(e.repository)
+      if (which === 'foreign' && r !== undefined && this.granted(r.ref)) continue
+      this.gen.set(page, (this.gen.get(page) ?? 0) + 1)
+      this.table.delete(page)
+      if (r !== undefined) r.pages--
+      n++
+    }
+    this.emit({ type: 'coopswap.table-released', pages: n })
+    return n
   }
 
   private addRepo (ref: RepositoryRef): void {
@@ -127,6 +176,7 @@ export class CoopSwapPath implements SwapPath {
 
   /** Adds a repository grant (the controller found more room); down repositories are retried. */
   addRepository (g: RepositoryGrant): void {
+    this.grants.push(g)
     this.addRepo({ address: formatAddress(g.address), capability: g.capability.toString('hex') })
     for (const r of this.repos) if (r.down) { r.down = false }
   }
@@ -208,6 +258,13 @@ export class CoopSwapPath implements SwapPath {
       const data = await c.get(r.capability, pageId)
       if (data === undefined) return fallback(`repository ${r.ref.address} no longer holds the page`)
       this.s.repositoryReads++
+      if (!this.granted(r.ref) && (this.gen.get(page) ?? 0) === g && this.table.get(page)?.repository === repoIndex) {
+        // A page that moved with the VM: the disk holds the same data, so the repository gets its memory back now.
+        this.table.delete(page)
+        r.pages--
+        this.s.reclaimedOnRead++
+        void c.del(r.capability, pageId).catch(() => {})
+      }
       return data
     } catch (e) {
       if (e instanceof RepositoryError && e.status === 'connection') this.markDown(r, e.message)
@@ -243,7 +300,8 @@ export class CoopSwapPath implements SwapPath {
   private pickRepo (): Repo | undefined {
     for (let i = 0; i < this.repos.length; i++) {
       const r = this.repos[(this.next + i) % this.repos.length]
-      if (r !== undefined && !r.down && !r.full && this.opts.repositories.some(g => formatAddress(g.address) === r.ref.address)) {
+      // Only this host's grants take new pages; capabilities that came with the VM are read-only here.
+      if (r !== undefined && !r.down && !r.full && this.granted(r.ref)) {
         this.next = (this.next + i + 1) % this.repos.length
         return r
       }
@@ -340,7 +398,7 @@ export class CoopSwapPath implements SwapPath {
       pagesInRepositories: this.table.size,
       putsInFlight: this.puts.size,
       ...this.s,
-      repositories: this.repos.map(r => ({ address: r.ref.address, alive: !r.down, full: r.full, pages: r.pages }))
+      repositories: this.repos.map(r => ({ address: r.ref.address, alive: !r.down, full: r.full, pages: r.pages, granted: this.granted(r.ref) }))
     }
   }
 
@@ -349,5 +407,14 @@ export class CoopSwapPath implements SwapPath {
     for (const r of this.repos) r.client?.close()
     this.table.close()
     await this.disk.close()
+  }
+}
+
+/** Copies `from`'s entries into `into` (repository indexes remapped), those `take` accepts. */
+function mergeTable (into: SectorTable, from: SectorTable, take: (page: number) => boolean): void {
+  for (const [page, e] of from.entriesOf()) {
+    const ref = from.repositories[e.repository]
+    if (ref === undefined || !take(page)) continue
+    into.set(page, { ...e, repository: into.repositoryIndex(ref) })
   }
 }
