@@ -201,18 +201,23 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
     const base = { vm: vm.name, host: vm.host, atMs: input.atMs }
     const oversubscribed = vm.allocatedBytes < vm.requestedBytes
 
-    if (vm.arriving === true || arrived.has(vm.name)) {
-      // Moving in, or just arrived: what was measured before (elsewhere, at another allocation,
-      // or the move's own copying of the swap disk) says nothing about the VM here.
+    /** Forgets the VM's history (window, profile, pending move) and turns cooperative swap off. */
+    const startFresh = (reason: 'arrived' | 'migration finished'): void => {
       window.reset()
       profiler.reset()
       delete s.migrating
       delete s.blockedReported
       if (s.coopSwap) {
         s.coopSwap = false
-        actions.push({ kind: 'coop-swap-off', vm: vm.name, reason: 'arrived' })
-        events.push({ ...base, type: 'coopswap.off', reason: 'arrived' })
+        actions.push({ kind: 'coop-swap-off', vm: vm.name, reason })
+        events.push({ ...base, type: 'coopswap.off', reason })
       }
+    }
+
+    if (vm.arriving === true || arrived.has(vm.name)) {
+      // Moving in, or just arrived: what was measured before (elsewhere, at another allocation,
+      // or the move's own copying of the swap disk) says nothing about the VM here.
+      startFresh('arrived')
       if (vm.arriving === true) delete s.graceUntilMs
       else s.graceUntilMs = input.atMs + graceMs
       s.window = window.state()
@@ -223,15 +228,7 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
 
     if (s.migrating !== undefined && (migrated.has(vm.name) || migrated.has(s.migrating.move))) {
       // The VM now has its memory (here or elsewhere): its old profile no longer describes it.
-      window.reset()
-      profiler.reset()
-      delete s.migrating
-      delete s.blockedReported
-      if (s.coopSwap) {
-        s.coopSwap = false
-        actions.push({ kind: 'coop-swap-off', vm: vm.name, reason: 'migration finished' })
-        events.push({ ...base, type: 'coopswap.off', reason: 'migration finished' })
-      }
+      startFresh('migration finished')
     }
     if (s.migrating !== undefined && (failed.has(vm.name) || failed.has(s.migrating.move))) delete s.migrating
     if (s.migrating !== undefined && expired(s.migrating)) {
