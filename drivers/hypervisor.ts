@@ -67,8 +67,55 @@ export interface GuestStats {
   residentBytes: number
 }
 
+/** Progress of a migration a backend runs itself (Xen: `xl migrate`). */
+export interface SelfMigrationProgress {
+  /** e.g. 'memory' (copy rounds), 'switchover' (guest suspended, last pages), 'arrived'. */
+  phase: string
+  message: string
+  /** Bytes sent so far, when the backend reports them. */
+  sentBytes?: number
+  /** Pre-copy round (0 = the first full copy), when known. */
+  iteration?: number
+}
+
+export interface SelfMigrationResult {
+  totalMs: number
+  /** Bytes of guest memory sent, when the backend reports them. */
+  sentBytes?: number
+  /** Pre-copy rounds, when known. */
+  iterations?: number
+  /** The backend's own log of the migration (tail), for the operator. */
+  log?: string
+}
+
+/**
+ * Live migration for backends whose toolstack moves a guest itself (Xen: `xl migrate` /
+ * `xl migrate-receive`); QEMU's migration is driven by the host agent over QMP
+ * (drivers/qemu/migration.ts). The stream runs over TCP from the source host to
+ * `listenIp:port` on the destination. The guest arrives **paused**: it runs at the
+ * destination only after `resume`, so the caller can re-point the network in between.
+ */
+export interface SelfMigration {
+  /**
+   * Destination: make the guest's devices ready (its NIC taps: their names and bridges) and
+   * listen on listenIp:port for one incoming stream. Returns the guest configuration the source
+   * must send (so the guest lands in this host's bridges and paths), and `arrived`, which
+   * resolves once the guest is here, paused, and rejects when the stream failed, or on `signal`.
+   */
+  receive (def: GuestDefinition, p: { listenIp: string, port: number, signal?: AbortSignal }): Promise<{ config: string, arrived: Promise<void> }>
+  /**
+   * Source: send the running guest to destIp:port with `config`. Resolves when the destination
+   * holds it (paused) and the guest is gone here. On failure or abort the guest keeps running here.
+   */
+  send (name: string, runDir: string, p: { destIp: string, port: number, config: string, signal?: AbortSignal, onProgress?: (p: SelfMigrationProgress) => void }): Promise<SelfMigrationResult>
+  /** Destination: let the arrived guest run. Idempotent. */
+  resume (name: string, runDir: string): Promise<void>
+}
+
 export interface HypervisorBackend {
   readonly kind: 'qemu' | 'xen'
+  /** Present when the backend runs live migration itself (Xen); absent: the agent drives QEMU's over QMP. */
+  readonly selfMigration?: SelfMigration
   /** Check the hypervisor binary exists; returns its version. Throws a typed error when missing. */
   version (): Promise<string>
   /**
