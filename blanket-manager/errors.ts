@@ -132,3 +132,20 @@ export class NotFoundError extends SupercloudError {
 export function throwIfAborted (signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted === true) throw new CancelledError(what)
 }
+
+/** A host cannot run Xen as its hypervisor (cloud VM without nested virtualization, no GRUB, ...); the message says why. */
+export class XenUnsupportedError extends SupercloudError {
+  constructor (host: string, reason: string) {
+    super('SC_XEN_UNSUPPORTED', reason.startsWith(`host ${host}`) ? reason : `host ${host}: ${reason}`, { exitCode: 2 })
+  }
+}
+
+/** The trial boot into Xen did not work out; the host runs (or is rebooting into) its previous kernel, Xen is not its default. */
+export class XenBootFallbackError extends SupercloudError {
+  /** The GRUB entry the host boots by default (unchanged). */
+  readonly fallbackEntry: string
+  constructor (host: string, detail: string, fallbackEntry: string, cause?: unknown) {
+    super('SC_XEN_BOOT_FALLBACK', `host ${host} did not stay under Xen: ${detail}; its default boot entry is still '${fallbackEntry}' and Xen was not made permanent`, { cause })
+    this.fallbackEntry = fallbackEntry
+  }
+}
