@@ -57,6 +57,11 @@ export interface XenBootOptions extends OperationOptions {
   /** Timeout of the install step (default 15 min). */
   installTimeoutMs?: number
   layout?: Partial<XenBootLayout>
+  /**
+   * Merged over the facts gathered on the host before the capability check. For tests (the
+   * development machine is a container without GRUB); an operator should not need it.
+   */
+  factsOverride?: Partial<XenHostFacts>
 }
 
 export interface XenBootResult {
@@ -111,7 +116,7 @@ export async function bootHostIntoXen (host: string, connect: () => Promise<SshC
   try {
     await conn.exec(`mkdir -p ${shq(L.stateDir)}`, { signal, timeoutMs: 30_000 })
     await conn.writeFile(script, await readFile(XEN_BOOT_SCRIPT), 0o755)
-    const facts: XenHostFacts = parseHostFacts(await run(conn, ['facts']))
+    const facts: XenHostFacts = { ...parseHostFacts(await run(conn, ['facts'])), ...opts.factsOverride }
     const cap = xenCapability(host, facts)
     if (!cap.ok) throw new XenUnsupportedError(host, cap.reason)
     progress('check', cap.summary)

@@ -219,7 +219,7 @@ EOF
   ln -sf "../$unit" "$wants" || die "cannot enable $unit"
   if [ "$etc" = /etc ] && command -v systemctl >/dev/null 2>&1; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
   # Last, once everything else is in place: the one-shot entry.
-  grub-reboot --boot-directory="$boot" "$entry" >/dev/null 2>&1 || grub-editenv "$grubenv" set "next_entry=$entry" || die "cannot set next_entry"
+  grub-reboot --boot-directory="$boot" "$entry" >/dev/null || die "grub-reboot $entry failed"
   [ "$(envget next_entry)" = "$entry" ] || die "next_entry did not stick in $grubenv"
   grub-editenv "$grubenv" list
   ;;
@@ -252,10 +252,7 @@ commit)
   e=$entry; [ -n "$e" ] || e=$(trialget entry)
   [ -n "$e" ] || die "commit: no trial entry and no --entry"
   under_xen || die "commit refused: this boot is not under Xen (no control_d in $xendir/capabilities)"
-  grub-set-default --boot-directory="$boot" "$e" >/dev/null 2>&1 || {
-    grub-editenv "$grubenv" unset next_entry prev_saved_entry
-    grub-editenv "$grubenv" set "saved_entry=$e"
-  } || die "cannot set saved_entry"
+  grub-set-default --boot-directory="$boot" "$e" >/dev/null || die "grub-set-default $e failed"
   [ "$(envget saved_entry)" = "$e" ] || die "saved_entry did not stick in $grubenv"
   disarm
   result "committed: $e is the default"

@@ -132,7 +132,8 @@ t.test('capability: realistic hosts', async t => {
   })
 
   t.test('grubenv on LVM or btrfs (GRUB cannot clear a one-shot entry): refused', async t => {
-    for (const kv of [{ grubenv_abstraction: 'lvm' }, { grubenv_fs: 'btrfs' }]) {
+    const cases: Array<Record<string, string>> = [{ grubenv_abstraction: 'lvm' }, { grubenv_fs: 'btrfs' }]
+    for (const kv of cases) {
       const c = xenCapability('l1', facts({ cpu_flags: `${INTEL} vmx`, vmx_flags: VMX_FLAGS, ...kv }))
       t.equal(c.ok, false)
       if (!c.ok) t.match(c.reason, /a one-shot entry would never be cleared/)
