@@ -12,13 +12,15 @@
  */
 import { CancelledError, SupercloudError, throwIfAborted } from '../../blanket-manager/errors.ts'
 import type { OperationOptions } from '../../blanket-manager/progress.ts'
-import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend } from '../hypervisor.ts'
+import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend, SelfMigration } from '../hypervisor.ts'
 import { lastLines } from '../qemu/console-text.ts'
 import { parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDomainPlan, xlState, type XlListRow } from './config.ts'
 import { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
 import { localExecutor, type ExecOutcome, type XenExecutor } from './exec.ts'
+import { XenSelfMigration, type PreparedDomain, type PreparedNic, type XenMigrationOptions } from './migration.ts'
+import { incomingName, migratedAwayName } from './migration-plan.ts'
 
-export { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
+export { XenGuestNotRunningError, XenGuestStartError, XenMigrationError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
 export { XenGuestDefinitionError } from './config.ts'
 export { localExecutor, sshExecutor, type XenExecutor } from './exec.ts'
 
@@ -39,6 +41,8 @@ export interface XenBackendOptions {
    * Default: used as given.
    */
   guestInitrd?: (initrd: string) => Promise<string>
+  /** Live migration tuning (poll interval, time limits), see drivers/xen/migration.ts. */
+  migration?: XenMigrationOptions
 }
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
@@ -62,6 +66,8 @@ class XenBackend implements HypervisorBackend {
   private readonly createTimeoutMs: number
   private readonly guestInitrd?: (initrd: string) => Promise<string>
   private readonly locks = new Map<string, Promise<unknown>>()
+  /** Live migration with xl (drivers/xen/migration.ts): the guest arrives paused, `resume` lets it run. */
+  readonly selfMigration: SelfMigration
 
   constructor (opts: XenBackendOptions) {
     this.exec = opts.exec ?? localExecutor()
@@ -70,6 +76,18 @@ class XenBackend implements HypervisorBackend {
     this.consoleLogDir = opts.consoleLogDir ?? '/var/log/xen/console'
     this.createTimeoutMs = opts.createTimeoutMs ?? 180_000
     if (opts.guestInitrd !== undefined) this.guestInitrd = opts.guestInitrd
+    this.selfMigration = new XenSelfMigration({
+      where: this.exec.where,
+      xl: this.xl,
+      run: async (argv, o) => await this.run(argv, o),
+      domain: async name => await this.domain(name),
+      prepareDomain: async (def, o) => await this.prepareDomain(def, o),
+      restoreTaps: async nics => { await this.restoreTaps(nics) },
+      startConsole: async (name, runDir) => { await this.startConsole(name, runDir) },
+      consoleRunning: async runDir => await this.consoleRunning(runDir),
+      stopConsole: async runDir => { await this.stopConsole(runDir) },
+      serialize: async (key, fn) => await this.serialize(key, fn)
+    }, opts.migration)
   }
 
   private serialize<T> (key: string, fn: () => Promise<T>): Promise<T> {
@@ -148,43 +166,9 @@ class XenBackend implements HypervisorBackend {
       if (state === 'running' || state === 'paused') return this.statusOf(def.name, existing)
       await this.xlRun(['destroy', def.name], { allowFailure: true })
     }
-    const boot = def.boot
-    if (this.guestInitrd !== undefined && boot.kind === 'kernel' && boot.initrd !== undefined) {
-      try {
-        def = { ...def, boot: { ...boot, initrd: await this.guestInitrd(boot.initrd) } }
-      } catch (err) {
-        throw new XenGuestStartError(def.name, `cannot prepare the Xen initramfs from ${boot.initrd}: ${(err as Error).message}`, '', err)
-      }
-    }
-
-    // Files the domain needs, and which bridge each NIC's tap is in (the vif takes its name and place).
-    const files = def.boot.kind === 'kernel' ? [def.boot.kernel, ...(def.boot.initrd !== undefined ? [def.boot.initrd] : []), ...def.disks.map(d => d.path)] : []
-    const taps = def.nics.map(n => n.tap)
-    const probe = await this.sh([
-      'for f in "$@"; do case "$f" in',
-      '  file:*) [ -e "${f#file:}" ] || echo "missing ${f#file:}" ;;',
-      '  tap:*) t="${f#tap:}"; b=""; [ -e "/sys/class/net/$t/master" ] && b=$(basename "$(readlink "/sys/class/net/$t/master")");',
-      '         k=none; [ -e "/sys/class/net/$t" ] && k=dev; [ -e "/sys/class/net/$t/tun_flags" ] && k=tap; echo "nic $t $k $b" ;;',
-      'esac; done'
-    ].join('\n'), [...files.map(f => `file:${f}`), ...taps.map(t => `tap:${t}`)])
-    const missing = probe.stdout.split('\n').filter(l => l.startsWith('missing ')).map(l => l.slice(8))
-    const bridges = new Map<string, string>()
-    const tapsToDelete: string[] = []
-    for (const l of probe.stdout.split('\n')) {
-      const [w, t, kind, bridge] = l.split(' ')
-      if (w !== 'nic' || t === undefined) continue
-      bridges.set(t, bridge !== undefined && bridge !== '' ? bridge : this.defaultBridge)
-      if (kind === 'tap') tapsToDelete.push(t)
-    }
-    const plan = xenDomainPlan(def, tap => bridges.get(tap) ?? this.defaultBridge)
-    if (missing.length > 0) throw new XenGuestStartError(def.name, missing.map(m => `${m} does not exist in the dom0`).join('; '))
-
-    const p = xenRunPaths(def.runDir)
-    const guestLog = `${this.consoleLogDir}/guest-${def.name}.log`
-    // A fresh console log per start (xenconsoled opens guest-<name>.log when the domain appears).
-    const prep = await this.sh('mkdir -p "$1" && cat > "$2" && { [ ! -e "$3" ] || mv -f "$3" "$3.1"; } && ln -sfn "$3" "$4" && rm -f "$5"' + tapsToDelete.map((_, i) => ` && ip link del "\${${6 + i}}"`).join(''),
-      [def.runDir, p.config, guestLog, p.consoleLog, p.serial, ...tapsToDelete], { stdin: plan.config })
-    if (prep.code !== 0) throw new XenGuestStartError(def.name, `cannot prepare ${def.runDir}`, prep.stderr)
+    const prepared = await this.prepareDomain(def, { signal })
+    def = prepared.def
+    const { plan, paths: p } = prepared
     throwIfAborted(signal, `start of guest ${def.name}`)
 
     progress('xen', `xl create (PVH, ${plan.memoryMiB} MiB, ${plan.vifs.length} vif(s))`)
@@ -216,6 +200,68 @@ class XenBackend implements HypervisorBackend {
     }
   }
 
+  /**
+   * What start() and an incoming migration share: the initrd the domain boots (guestInitrd),
+   * which bridge each NIC's tap is in (the vif takes the tap's name and place: the tap is
+   * deleted here), the xl configuration written to <runDir>/domain.cfg, and console.log
+   * pointing at the log xenconsoled will write (it names it after the domain's name when the
+   * domain appears: `<name>--incoming` for a migration). Throws XenGuestStartError (missing
+   * files) or XenGuestDefinitionError.
+   */
+  private async prepareDomain (given: GuestDefinition, opts: { signal?: AbortSignal, incoming?: boolean } = {}): Promise<PreparedDomain> {
+    let def = given
+    const boot = def.boot
+    if (this.guestInitrd !== undefined && boot.kind === 'kernel' && boot.initrd !== undefined) {
+      try {
+        def = { ...def, boot: { ...boot, initrd: await this.guestInitrd(boot.initrd) } }
+      } catch (err) {
+        throw new XenGuestStartError(def.name, `cannot prepare the Xen initramfs from ${boot.initrd}: ${(err as Error).message}`, '', err)
+      }
+    }
+    throwIfAborted(opts.signal, `preparing guest ${def.name}`)
+
+    // Files the domain needs, and which bridge each NIC's tap is in (the vif takes its name and place).
+    const files = def.boot.kind === 'kernel' ? [def.boot.kernel, ...(def.boot.initrd !== undefined ? [def.boot.initrd] : []), ...def.disks.map(d => d.path)] : []
+    const taps = def.nics.map(n => n.tap)
+    const probe = await this.sh([
+      'for f in "$@"; do case "$f" in',
+      '  file:*) [ -e "${f#file:}" ] || echo "missing ${f#file:}" ;;',
+      '  tap:*) t="${f#tap:}"; b=""; [ -e "/sys/class/net/$t/master" ] && b=$(basename "$(readlink "/sys/class/net/$t/master")");',
+      '         k=none; [ -e "/sys/class/net/$t" ] && k=dev; [ -e "/sys/class/net/$t/tun_flags" ] && k=tap; echo "nic $t $k $b" ;;',
+      'esac; done'
+    ].join('\n'), [...files.map(f => `file:${f}`), ...taps.map(t => `tap:${t}`)])
+    const missing = probe.stdout.split('\n').filter(l => l.startsWith('missing ')).map(l => l.slice(8))
+    const nics: PreparedNic[] = []
+    for (const l of probe.stdout.split('\n')) {
+      const [w, t, kind, bridge] = l.split(' ')
+      if (w !== 'nic' || t === undefined) continue
+      const inBridge = bridge !== undefined && bridge !== ''
+      nics.push({ name: t, bridge: inBridge ? bridge : this.defaultBridge, wasTap: kind === 'tap', tapBridge: inBridge ? bridge : undefined })
+    }
+    const bridgeOf = (tap: string): string => nics.find(n => n.name === tap)?.bridge ?? this.defaultBridge
+    const plan = xenDomainPlan(opts.incoming === true ? { ...def, incoming: true } : def, bridgeOf)
+    if (missing.length > 0) throw new XenGuestStartError(def.name, missing.map(m => `${m} does not exist in the dom0`).join('; '))
+
+    const p = xenRunPaths(def.runDir)
+    const guestLog = `${this.consoleLogDir}/guest-${opts.incoming === true ? incomingName(def.name) : def.name}.log`
+    const tapsToDelete = nics.filter(n => n.wasTap).map(n => n.name)
+    // A fresh console log per start (xenconsoled opens guest-<name>.log when the domain appears).
+    const prep = await this.sh('mkdir -p "$1" && cat > "$2" && { [ ! -e "$3" ] || mv -f "$3" "$3.1"; } && ln -sfn "$3" "$4" && rm -f "$5"' + tapsToDelete.map((_, i) => ` && ip link del "\${${6 + i}}"`).join(''),
+      [def.runDir, p.config, guestLog, p.consoleLog, p.serial, ...tapsToDelete], { stdin: plan.config })
+    if (prep.code !== 0) throw new XenGuestStartError(def.name, `cannot prepare ${def.runDir}`, prep.stderr)
+    return { def, plan, paths: p, nics }
+  }
+
+  /** Puts back the taps prepareDomain deleted (an incoming migration that did not arrive), in their bridges. Best effort. */
+  private async restoreTaps (nics: PreparedNic[]): Promise<void> {
+    const back = nics.filter(n => n.wasTap)
+    if (back.length === 0) return
+    // iproute2's ip for tuntap (a dom0 script's bare `ip` can be busybox's applet).
+    await this.sh('IP=/usr/bin/ip; [ -x "$IP" ] || IP=ip; while [ $# -gt 0 ]; do t=$1 b=$2; shift 2; [ -e "/sys/class/net/$t" ] && continue; ' +
+      '"$IP" tuntap add dev "$t" mode tap && { [ -z "$b" ] || "$IP" link set "$t" master "$b"; } && "$IP" link set "$t" up; done; exit 0',
+    back.flatMap(n => [n.name, n.tapBridge ?? '']))
+  }
+
   private statusOf (name: string, d: XlListRow): GuestStatus {
     return { name, state: xlState(d.flags), pid: d.domid, detail: d.flags }
   }
@@ -240,6 +286,13 @@ class XenBackend implements HypervisorBackend {
       'i=0; while [ ! -S "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; [ -S "$1" ]',
       [p.serial, p.consolePid, p.consoleSocatLog, p.consoleScript], { stdin: script })
     if (r.code !== 0) throw new XenGuestStartError(name, `console socket ${p.serial} did not appear (socat)`, r.stderr)
+  }
+
+  /** True when the console listener of runDir runs (its socket exists, its pid is a socat on it). */
+  private async consoleRunning (runDir: string): Promise<boolean> {
+    const p = xenRunPaths(runDir)
+    const r = await this.sh('[ -S "$1" ] && pid=$(cat "$2" 2>/dev/null) && [ -n "$pid" ] && grep -q "$1" "/proc/$pid/cmdline" 2>/dev/null', [p.serial, p.consolePid])
+    return r.code === 0
   }
 
   /** Kills the console listener of runDir (its process group: the listener and its per-connection children). */
@@ -268,10 +321,12 @@ class XenBackend implements HypervisorBackend {
     return this.serialize(name, () => this.destroyLocked(name, runDir))
   }
 
+  /** Destroys the domain, and the same guest under a migration's temporary name (<name>--incoming / --migratedaway). */
   private async destroyLocked (name: string, runDir: string): Promise<void> {
-    if (await this.domain(name) !== undefined) {
-      const r = await this.xlRun(['destroy', name], { allowFailure: true, timeoutMs: 60_000 })
-      if (r.code !== 0 && await this.domain(name) !== undefined) throw new XlCommandError(`${this.xl} destroy ${name}`, r.code, r.stderr)
+    for (const n of [name, incomingName(name), migratedAwayName(name)]) {
+      if (await this.domain(n) === undefined) continue
+      const r = await this.xlRun(['destroy', n], { allowFailure: true, timeoutMs: 60_000 })
+      if (r.code !== 0 && await this.domain(n) !== undefined) throw new XlCommandError(`${this.xl} destroy ${n}`, r.code, r.stderr)
     }
     await this.stopConsole(runDir)
   }
@@ -279,7 +334,16 @@ class XenBackend implements HypervisorBackend {
   status (name: string, _runDir: string): Promise<GuestStatus> {
     return this.serialize(name, async () => {
       const d = await this.domain(name)
-      return d === undefined ? { name, state: 'absent' } : this.statusOf(name, d)
+      if (d !== undefined) return this.statusOf(name, d)
+      // During a live migration xl names the guest <name>--incoming (destination) or
+      // <name>--migratedaway (source, once the destination holds it): the guest is there,
+      // but not as a running <name> (QEMU's backend says 'other' / inmigrate, postmigrate).
+      const all = parseXlList((await this.xlRun(['list'])).stdout)
+      const incoming = all.find(x => x.name === incomingName(name))
+      if (incoming !== undefined) return { name, state: 'other', pid: incoming.domid, detail: `inmigrate (${incoming.name} ${incoming.flags})` }
+      const away = all.find(x => x.name === migratedAwayName(name))
+      if (away !== undefined) return { name, state: 'other', pid: away.domid, detail: `postmigrate (${away.name} ${away.flags})` }
+      return { name, state: 'absent' }
     })
   }
 
@@ -316,7 +380,7 @@ class XenBackend implements HypervisorBackend {
   }
 }
 
-export function createXenBackend (opts: XenBackendOptions = {}): HypervisorBackend {
+export function createXenBackend (opts: XenBackendOptions = {}): HypervisorBackend & { readonly selfMigration: SelfMigration } {
   return new XenBackend(opts)
 }
 

@@ -136,10 +136,15 @@ export function parseXlList (text: string): XlListRow[] {
   return rows
 }
 
-/** GuestRunState from xl's flags (r running, b blocked, p paused, s shutdown, c crashed, d dying). */
+/**
+ * GuestRunState from xl's six flags: r running, b blocked, p paused, s shut down, then the
+ * shutdown reason (- poweroff, r reboot, s suspend, c crash, w watchdog, S soft reset), d dying.
+ * Shut down for suspend (`---ss-`) is a suspended guest (the last round of a live migration, a
+ * save): paused, as QEMU's backend reports a suspended VM, not shut down.
+ */
 export function xlState (flags: string): GuestRunState {
-  if (flags.includes('d') || flags.includes('c')) return 'other'
-  if (flags.includes('s')) return 'shutdown'
+  if (flags[5] === 'd' || flags.includes('c')) return 'other'
+  if (flags[3] === 's') return flags[4] === 's' ? 'paused' : 'shutdown'
   if (flags.includes('p')) return 'paused'
   return 'running'
 }

@@ -38,3 +38,27 @@ export class XlCommandError extends SupercloudError {
     super('SC_XEN_XL', `\`${command}\` exited ${code ?? 'by signal'}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`)
   }
 }
+
+/**
+ * A live migration between Xen hosts failed (the code QEMU's migration uses). `side` says
+ * which end reports it; `guestRunningHere` (source) says whether the guest still runs on this
+ * host afterwards (false only when xl's final handshake failed: check both ends), and `log`
+ * holds the tail of xl's own log.
+ */
+export class XenMigrationError extends SupercloudError {
+  readonly guest: string
+  readonly side: 'send' | 'receive'
+  readonly reason: string
+  readonly log: string
+  readonly guestRunningHere?: boolean
+  constructor (p: { guest: string, side: 'send' | 'receive', reason: string, detail: string, log?: string, guestRunningHere?: boolean, cause?: unknown }) {
+    const log = (p.log ?? '').trim()
+    const where = p.guestRunningHere === undefined ? '' : p.guestRunningHere ? '; the guest still runs on the source' : '; the guest does NOT run on the source'
+    super('SC_MIGRATION_FAILED', `migration of guest ${p.guest} failed (${p.side === 'send' ? 'sending' : 'receiving'}: ${p.reason}): ${p.detail}${where}${log !== '' ? `\n--- xl ---\n${log}` : ''}`, { cause: p.cause })
+    this.guest = p.guest
+    this.side = p.side
+    this.reason = p.reason
+    this.log = log
+    if (p.guestRunningHere !== undefined) this.guestRunningHere = p.guestRunningHere
+  }
+}

@@ -74,6 +74,8 @@ t.test('xl list, xl list -l, xl info', async t => {
   t.equal(xlState('---s--'), 'shutdown')
   t.equal(xlState('---sc-'), 'other')
   t.equal(xlState('-----d'), 'other')
+  t.equal(xlState('---ss-'), 'paused', 'shut down for suspend: a live migration\'s last round')
+  t.equal(xlState('---sr-'), 'shutdown', 'shut down for reboot')
   const long = parseXlListLong(JSON.stringify([{ domid: 3, config: { c_info: { type: 'pvh', name: 'g1' }, b_info: { max_memkb: 262144, target_memkb: 131072 } } }]))
   t.same(long, [{ domid: 3, name: 'g1', type: 'pvh', maxMemKb: 262144, targetMemKb: 131072 }])
   t.throws(() => parseXlListLong('not json'), { code: 'SC_XEN_XL' })
