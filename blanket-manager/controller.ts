@@ -32,7 +32,7 @@ import type { MigrationSummary } from '../drivers/qemu/migration.ts'
 import { decideReuse, formatDiskSummary, isMigrationId, obsoleteAfter, type DirtyStatus, type DiskReuse } from './migration/disk-reuse.ts'
 import { randomBytes } from 'node:crypto'
 import { describePlan, plan, vmHash, wiringHash, type Action, type Observation, type Plan } from './planner/plan.ts'
-import { resolveVms, withOverrides, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
+import { resolveVms, withOverrides, xenUnsupported, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
 import type { OperationOptions, ProgressEvent } from './progress.ts'
 import type { Spec } from './spec/types.ts'
 import { SshConnection, shq } from './ssh/client.ts'
@@ -490,6 +490,7 @@ export class Controller {
       const ssh = await this.connect(h.name, signal)
       const boot = await bootstrapHost(row.record, ssh, {
         accel: h.hypervisor.accel,
+        hypervisor: h.hypervisor.backend,
         ...(tiny !== undefined ? { image: { id: tiny.id, kernel: tiny.kernel, initrd: tiny.initrd } } : {}),
         ...(signal !== undefined ? { signal } : {}),
         onProgress: progress
@@ -661,6 +662,14 @@ export class Controller {
     if (used + record.memory.allocatedBytes > cap) {
       throw new CapacityError(`${vmName} needs ${Math.round(record.memory.allocatedBytes / 1048576)}M but host ${to} has ${Math.round(Math.max(0, cap - used) / 1048576)}M free of ${Math.round(cap / 1048576)}M`)
     }
+    const fromKind = spec.hosts[row.host]?.hypervisor.backend ?? 'qemu'
+    const toKind = spec.hosts[to]?.hypervisor.backend ?? 'qemu'
+    if (fromKind !== toKind) throw new SupercloudError('SC_MIGRATE_HYPERVISOR_MISMATCH', `${vmName} runs on ${row.host} under ${fromKind}; ${to} runs ${toKind}: a live migration needs the same hypervisor at both ends`, { exitCode: 2 })
+    if (toKind === 'xen') {
+      const nox = xenUnsupported(spec, spec.vms[vmName])
+      if (nox !== undefined) throw new SupercloudError('SC_MIGRATE_UNSUPPORTED', `${nox} (host ${to} runs Xen)`, { exitCode: 2 })
+      if (opts.mode !== undefined && opts.mode !== 'auto' && opts.mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `Xen migrates by pre-copy only (xl migrate); --mode ${opts.mode} is not available between Xen hosts`, { exitCode: 2 })
+    }
     // Claim the VM: one migration at a time, and `up` leaves a migrating VM alone.
     const claimed = this.store.transaction(() => {
       const cur = this.store.vm(vmName)
@@ -794,6 +803,7 @@ export class Controller {
           ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
           deadlineMs: opts.deadlineMs ?? 120000,
           holdAtSwitchover: hold,
+          ...(inc.selfConfig !== undefined ? { selfConfig: inc.selfConfig } : {}),
           ...(reusedNodes.length > 0 && reuse.reuse ? { incremental: { id: reuse.id, nodes: reusedNodes } } : {})
         })
         await switchWork

@@ -20,6 +20,11 @@ export interface SshEndpoint {
    * Used by the local driver so the root namespace needs no routes to the sites.
    */
   proxyCommand?: string[]
+  /**
+   * A host that answers slowly (an emulated machine, e.g. the local Xen host under TCG): longer
+   * connect timeout and keepalive allowance than the defaults (15 s; 5 s x 3).
+   */
+  slow?: { timeoutMs: number, keepaliveIntervalMs: number, keepaliveCountMax: number }
 }
 
 /** What a driver knows about one host it made. Stored as JSON in the state store. */

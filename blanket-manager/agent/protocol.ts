@@ -157,6 +157,11 @@ export interface IncomingResult {
   diskNodes?: string[]
   /** Block nodes opened on the kept images of migration `reuse` (only their dirty blocks need sending). */
   reusedNodes?: string[]
+  /**
+   * A backend that migrates guests itself (Xen): the guest configuration the source must send,
+   * so the guest lands in this host's bridges and paths. Pass it back as OutgoingParams.selfConfig.
+   */
+  selfConfig?: string
 }
 
 /** Arrival (destination, at the switchover hold) or dirty state (source) of migration `id`'s bitmaps. */
@@ -185,6 +190,8 @@ export interface OutgoingParams {
   holdAtSwitchover: boolean
   /** The destination opened the disk images kept from migration `id` for these nodes: send only their dirty blocks. */
   incremental?: { id: string, nodes: string[] }
+  /** IncomingResult.selfConfig of the destination (Xen). */
+  selfConfig?: string
 }
 
 /** The Domain-0 switches a host should have (VirtualWire); others carrying the prefix are removed. */

@@ -40,6 +40,8 @@ export class VmManager {
   readonly overdriver: AgentOverdriver
 
   private readonly migrations = new Map<string, { ac: AbortController, release?: () => void }>()
+  /** Guests arriving through a backend's own migration (Xen): the listener, until finishIncoming. */
+  private readonly arrivals = new Map<string, { ac: AbortController, arrived: Promise<void>, timer?: NodeJS.Timeout }>()
 
   vmDir (name: string): string { return join(this.dir, 'vms', name) }
   /** Where a VM's disk images wait for its return after it migrated away (at most one set per VM). */
@@ -202,6 +204,8 @@ export class VmManager {
     // Leftovers of an earlier copy are never opened by mistake: only images kept under `reuse` are.
     await rm(this.vmDir(p.launch.name), { recursive: true, force: true })
     const reusedNodes = await this.takeDeparted(p.launch, p.reuse)
+    const sm = this.backend.selfMigration
+    if (sm !== undefined) return await this.prepareSelfIncoming(p)
     const def = { ...await this.define(p.launch), incoming: true }
     const migrationPort = await freeMigrationPort(p.listenIp)
     const nbdPort = await freeMigrationPort(p.listenIp, [migrationPort])
@@ -215,8 +219,52 @@ export class VmManager {
     }
   }
 
+  /** Destination side of a backend's own migration (Xen): devices ready, one listener for the stream. */
+  private async prepareSelfIncoming (p: IncomingParams): Promise<IncomingResult> {
+    const sm = this.backend.selfMigration
+    if (sm === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'this host\'s backend does not migrate guests itself')
+    if (p.mode !== 'auto' && p.mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `${this.backend.kind} migrates by pre-copy only (xl migrate); mode ${p.mode} is not available on this host`)
+    const name = p.launch.name
+    this.arrivals.get(name)?.ac.abort()
+    const def = { ...await this.define(p.launch), incoming: true }
+    const port = await freeMigrationPort(p.listenIp)
+    const ac = new AbortController()
+    try {
+      const r = await sm.receive(def, { listenIp: p.listenIp, port, signal: ac.signal })
+      const entry: { ac: AbortController, arrived: Promise<void>, timer?: NodeJS.Timeout } = { ac, arrived: r.arrived }
+      r.arrived.catch(() => {})
+      // A guest that arrived but was never let run (the controller went away at the switch):
+      // it runs here anyway after a minute, rather than staying paused for good.
+      r.arrived.then(() => {
+        entry.timer = setTimeout(() => {
+          if (this.arrivals.get(name) !== entry) return
+          this.arrivals.delete(name)
+          void sm.resume(name, def.runDir).catch(() => {})
+        }, 60_000)
+        entry.timer.unref()
+      }, () => {})
+      this.arrivals.set(name, entry)
+      return { migrationPort: port, nbdPort: 0, diskNodes: [], selfConfig: r.config }
+    } catch (err) {
+      ac.abort()
+      await this.destroy(name, p.launch.nics.map(n => n.tap)).catch(() => {})
+      throw err
+    }
+  }
+
   /** Destination side, after the switch: stop the disk exports; the guest runs here now. */
   async finishIncoming (name: string): Promise<VmInfo> {
+    const sm = this.backend.selfMigration
+    if (sm !== undefined) {
+      const a = this.arrivals.get(name)
+      if (a !== undefined) {
+        await a.arrived
+        clearTimeout(a.timer)
+        this.arrivals.delete(name)
+      }
+      await sm.resume(name, this.runDir(name))
+      return await this.status(name)
+    }
     const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
     await finishIncoming(this.runDir(name), this.diskNodes(l))
     const st = await this.status(name)
@@ -233,6 +281,7 @@ export class VmManager {
     const entry: { ac: AbortController, release?: () => void } = { ac }
     this.migrations.set(p.name, entry)
     try {
+      if (this.backend.selfMigration !== undefined) return await this.selfOutgoing(p, ac.signal, entry, push)
       return await runOutgoing({
         runDir: this.runDir(p.name),
         destIp: p.destIp,
@@ -266,6 +315,56 @@ export class VmManager {
     }
   }
 
+  /**
+   * Source side of a backend's own migration (Xen): the backend sends the guest, which arrives
+   * paused at the destination; that is the switchover (the caller re-points the network, then
+   * the destination's finishIncoming lets the guest run).
+   */
+  private async selfOutgoing (p: OutgoingParams, signal: AbortSignal, entry: { release?: () => void }, push: (ev: Record<string, unknown>) => void): Promise<MigrationSummary> {
+    const sm = this.backend.selfMigration
+    if (sm === undefined || p.selfConfig === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'a Xen migration needs the destination\'s guest configuration (selfConfig)')
+    if (p.mode !== 'auto' && p.mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `${this.backend.kind} migrates by pre-copy only (xl migrate); mode ${p.mode} is not available on this host`)
+    const l = JSON.parse(await readFile(join(this.vmDir(p.name), 'launch.json'), 'utf8')) as VmLaunch
+    const total = l.memory.requestedBytes
+    let sent = 0
+    let iteration = 0
+    let switchAt: number | undefined
+    const started = Date.now()
+    const r = await sm.send(p.name, this.runDir(p.name), {
+      destIp: p.destIp,
+      port: p.migrationPort,
+      config: p.selfConfig,
+      signal,
+      onProgress: pr => {
+        sent = Math.max(sent, pr.sentBytes ?? sent)
+        iteration = Math.max(iteration, pr.iteration ?? iteration)
+        if (pr.phase === 'switchover') switchAt ??= Date.now()
+        const phase = pr.phase === 'switchover' ? 'switchover' : 'memory'
+        push({ type: 'migration.progress', vm: p.name, phase, sentBytes: sent, remainingBytes: Math.max(0, total - sent), dirtyRate: 0, iteration, fraction: Math.min(0.99, total > 0 ? sent / total : 0), message: pr.message })
+      }
+    })
+    push({ type: 'migration.switchover', vm: p.name })
+    if (p.holdAtSwitchover) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new SupercloudError('SC_MIGRATION_FAILED', 'the controller did not confirm the switchover within 30 s')), 30000)
+        entry.release = () => { clearTimeout(timer); resolve() }
+      })
+    }
+    const sentBytes = r.sentBytes ?? sent
+    return {
+      mode: 'precopy',
+      postcopy: false,
+      totalMs: r.totalMs > 0 ? r.totalMs : Date.now() - started,
+      // xl does not measure the pause; from its last round to the end of the stream, as the source saw it.
+      downtimeMs: switchAt !== undefined ? Date.now() - switchAt : 0,
+      sentBytes,
+      iterations: r.iterations ?? iteration,
+      diskSentBytes: 0,
+      diskSizeBytes: 0,
+      diskReused: false
+    }
+  }
+
   /** Lets a migration held at switchover continue. */
   continueMigration (name: string): void {
     const e = this.migrations.get(name)
@@ -289,6 +388,8 @@ export class VmManager {
    * (replacing any kept before) for a return. Otherwise images it left here earlier go too.
    */
   async destroy (name: string, taps: string[], keep?: string): Promise<void> {
+    const arriving = this.arrivals.get(name)
+    if (arriving !== undefined) { arriving.ac.abort(); clearTimeout(arriving.timer); this.arrivals.delete(name) }
     await this.backend.destroy(name, this.runDir(name))
     // Its repository pages are freed, unless its sector table was handed to the host it migrated to.
     await this.overdriver.stopSwap(name, 'destroy')

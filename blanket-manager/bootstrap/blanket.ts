@@ -4,7 +4,7 @@
  * (KVM only if a test guest actually boots under it, else QEMU TCG).
  */
 import type { HostRecord } from '../../drivers/cloud.ts'
-import type { Accel } from '../spec/types.ts'
+import type { Accel, HypervisorKind } from '../spec/types.ts'
 import type { OperationOptions } from '../progress.ts'
 import { AgentClient } from '../agent/client.ts'
 import type { AccelChoice, HelloResult } from '../agent/protocol.ts'
@@ -22,6 +22,13 @@ export const HOST_PACKAGES: Record<string, string> = {
   node: 'nodejs'
 }
 
+/** What a Xen host (`hypervisor: xen`) must have: Xen's toolstack instead of QEMU (the dom0 image ships them). */
+export const XEN_HOST_PACKAGES: Record<string, string> = {
+  xl: 'xen-utils-4.17',
+  ip: 'iproute2',
+  node: 'nodejs'
+}
+
 export interface GuestImageFiles {
   id: string
   kernel: string
@@ -30,6 +37,8 @@ export interface GuestImageFiles {
 
 export interface BootstrapOptions extends OperationOptions {
   accel: Accel
+  /** The host's hypervisor backend (default qemu). `xen`: the host must already run Xen (a dom0). */
+  hypervisor?: HypervisorKind
   /** Install missing Debian packages with apt-get (default true). */
   install?: boolean
   /** QEMU binary on the host (default qemu-system-x86_64 from PATH). */
@@ -50,8 +59,8 @@ export interface BootstrapResult {
 
 /** Hypervisor missing on a host and not installable. */
 export class HypervisorMissingOnHostError extends SupercloudError {
-  constructor (host: string, detail: string) {
-    super('SC_HYPERVISOR_MISSING', `QEMU is not available on host ${host}: ${detail}`)
+  constructor (host: string, detail: string, hypervisor = 'QEMU') {
+    super('SC_HYPERVISOR_MISSING', `${hypervisor} is not available on host ${host}: ${detail}`)
   }
 }
 
@@ -70,27 +79,35 @@ export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts:
   const dir = host.stateDir
   const qemu = opts.qemuBinary ?? 'qemu-system-x86_64'
 
-  say('check', 'checking host')
+  const xen = opts.hypervisor === 'xen'
+  const needed = xen ? XEN_HOST_PACKAGES : HOST_PACKAGES
+  say('check', xen ? 'checking host (Xen dom0)' : 'checking host')
   const checkScript = [
-    ...Object.keys(HOST_PACKAGES).map(c => `echo "${c}=$(command -v ${c === 'qemu-system-x86_64' ? shq(qemu) : c} 2>/dev/null)"`),
+    ...Object.keys(needed).map(c => `echo "${c}=$(command -v ${c === 'qemu-system-x86_64' ? shq(qemu) : c} 2>/dev/null)"`),
+    ...(xen ? ['echo "xen_running=$(xl info >/dev/null 2>&1 && echo yes)"'] : []),
     'echo "apt=$(command -v apt-get 2>/dev/null)"',
     'echo "uid=$(id -u)"',
     'echo "node_major=$(node -p process.versions.node.split\\(\\".\\"\\)[0] 2>/dev/null)"'
   ].join('; ')
   let found = parseCheck((await ssh.exec(checkScript, opts.signal !== undefined ? { signal: opts.signal } : {})).stdout)
   if (found.uid !== '0') throw new BootstrapError(host.name, `the Blanket layer needs root on the host (logged in as uid ${found.uid ?? '?'})`)
-  let missing = Object.keys(HOST_PACKAGES).filter(c => (found[c] ?? '') === '')
+  if (xen && ((found.xl ?? '') === '' || found.xen_running !== 'yes')) {
+    throw new HypervisorMissingOnHostError(host.name, (found.xl ?? '') === ''
+      ? 'the spec asks for hypervisor: xen but the host has no Xen toolstack (xl); boot it into Xen first (docs/xen-real-hosts.md)'
+      : 'the spec asks for hypervisor: xen but `xl info` fails: the host is not running as a Xen dom0', 'Xen')
+  }
+  let missing = Object.keys(needed).filter(c => (found[c] ?? '') === '')
   if (missing.length > 0) {
     const canInstall = opts.install !== false && (found.apt ?? '') !== '' && !(missing.includes('qemu-system-x86_64') && qemu.includes('/'))
     if (!canInstall) {
       if (missing.includes('qemu-system-x86_64')) throw new HypervisorMissingOnHostError(host.name, `${qemu} not found${opts.install === false ? ' and installing is disabled' : ''}; install the Debian package qemu-system-x86`)
-      throw new BootstrapError(host.name, `missing commands: ${missing.join(', ')}; install Debian packages ${missing.map(m => HOST_PACKAGES[m]).join(' ')}`)
+      throw new BootstrapError(host.name, `missing commands: ${missing.join(', ')}; install Debian packages ${missing.map(m => needed[m]).join(' ')}`)
     }
-    const pkgs = [...new Set(missing.map(m => HOST_PACKAGES[m] ?? m))]
+    const pkgs = [...new Set(missing.map(m => needed[m] ?? m))]
     say('install', `installing ${pkgs.join(' ')}`)
     await ssh.exec(`DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs.join(' ')}`, { timeoutMs: 20 * 60000, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
     found = parseCheck((await ssh.exec(checkScript)).stdout)
-    missing = Object.keys(HOST_PACKAGES).filter(c => (found[c] ?? '') === '')
+    missing = Object.keys(needed).filter(c => (found[c] ?? '') === '')
     if (missing.length > 0) throw new BootstrapError(host.name, `still missing after install: ${missing.join(', ')}`)
   }
   if (Number(found.node_major ?? '0') < 18) throw new BootstrapError(host.name, `the agent needs Node.js >= 18 on the host, found ${found.node_major ?? 'none'}`)
@@ -111,7 +128,7 @@ export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts:
       dir,
       pidFile: 'agent.pid',
       prepare: ['rm -f agent.sock agent.pid'],
-      command: `node agent.mjs --dir ${shq(dir)} --bridge ${shq(host.guestBridge)} --qemu ${shq(qemu)} --build ${bundle.hash}`,
+      command: `node agent.mjs --dir ${shq(dir)} --bridge ${shq(host.guestBridge)} --qemu ${shq(qemu)} --hypervisor ${xen ? 'xen' : 'qemu'} --build ${bundle.hash}`,
       log: 'agent.log',
       ready: 'test -S agent.sock && test -s agent.pid',
       what: 'agent'
@@ -136,7 +153,7 @@ export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts:
     const reusable = accel !== undefined && (opts.accel === 'auto' ? accel.probed : opts.accel === accel.mode)
     if (!reusable) {
       if (opts.accel !== 'tcg' && image === undefined) throw new BootstrapError(host.name, 'the KVM probe needs the builtin guest image')
-      say('probe', opts.accel === 'tcg' ? 'using TCG (forced by spec)' : 'probing KVM with a test guest')
+      say('probe', xen ? 'asking Xen what it offers (xl info)' : opts.accel === 'tcg' ? 'using TCG (forced by spec)' : 'probing KVM with a test guest')
       accel = await agent.probe({ kernel: image?.kernel ?? '', initrd: image?.initrd ?? '', timeoutMs: opts.probeTimeoutMs ?? 20000, want: opts.accel }, opts.signal)
     }
     if (accel === undefined) throw new BootstrapError(host.name, 'no hypervisor mode chosen')

@@ -49,6 +49,17 @@ export function tapFor (prefix: string, vm: string, nic: string): string {
 }
 
 /**
+ * Why `vm` cannot run on a Xen host (the Xen backend boots kernel images as PVH domains with
+ * vifs; it has no disk backend in the dom0 yet), or undefined when it can. Field path included.
+ */
+export function xenUnsupported (spec: Spec, vm: VmSpec): string | undefined {
+  if (spec.images[vm.image]?.kind === 'qcow2') return `vms.${vm.name}.image: '${vm.image}' is a qcow2 disk image; Xen hosts boot kernel images only (builtin or kind: kernel)`
+  if (vm.disks.length > 0) return `vms.${vm.name}.disks: Xen hosts have no disk backend yet`
+  if (vm.swapBytes !== undefined) return `vms.${vm.name}.swap: Xen hosts have no Overdriver swap disk yet`
+  return undefined
+}
+
+/**
  * Places VMs on hosts (explicit `host:` first, then first-fit-decreasing by
  * allocated memory) and checks that every host's VMs fit its memory and vCPUs.
  */
@@ -67,6 +78,8 @@ export function place (spec: Spec): Record<string, string> {
     const host = spec.hosts[vm.host ?? '']
     if (host === undefined) throw new CapacityError(`vms.${vm.name}.host: no host named '${vm.host ?? ''}'`)
     if (vm.cpus > host.cpus) throw new CapacityError(`vms.${vm.name}: needs ${vm.cpus} vCPUs but host ${host.name} offers ${host.cpus}`)
+    const nox = host.hypervisor.backend === 'xen' ? xenUnsupported(spec, vm) : undefined
+    if (nox !== undefined) throw new CapacityError(`${nox} (host ${host.name} runs Xen)`)
     const left = free.get(host.name) ?? 0
     if (vm.memory.allocatedBytes > left) {
       throw new CapacityError(`vms.${vm.name}: needs ${mib(vm.memory.allocatedBytes)} of memory but host ${host.name} has ${mib(Math.max(0, left))} left of ${mib(host.memoryBytes)}` +
@@ -79,7 +92,7 @@ export function place (spec: Spec): Record<string, string> {
   for (const vm of unplaced) {
     const host = Object.values(spec.hosts)
       .sort((a, b) => a.name.localeCompare(b.name))
-      .find(h => vm.cpus <= h.cpus && vm.memory.allocatedBytes <= (free.get(h.name) ?? 0))
+      .find(h => vm.cpus <= h.cpus && vm.memory.allocatedBytes <= (free.get(h.name) ?? 0) && (h.hypervisor.backend !== 'xen' || xenUnsupported(spec, vm) === undefined))
     if (host === undefined) throw new CapacityError(`vms.${vm.name}: no host has ${mib(vm.memory.allocatedBytes)} of memory and ${vm.cpus} vCPUs free`)
     take(vm, host)
   }

@@ -372,7 +372,11 @@ function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report):
       driver,
       cpus: typeof v.cpus === 'number' ? v.cpus : DEFAULT_HOST_CPUS,
       memoryBytes,
-      hypervisor: { backend: 'qemu', accel }
+      hypervisor: { backend: hv.backend === 'xen' ? 'xen' : 'qemu', accel }
+    }
+    if (hv.backend === 'xen') {
+      if (hv.accel !== undefined && hv.accel !== 'auto') report([...at, 'hypervisor', 'accel'], `accel is for the qemu backend; a xen host runs its guests as Xen domains (remove accel: ${String(hv.accel)})`, 'key')
+      if (driver === 'ec2') report([...at, 'hypervisor', 'backend'], 'the ec2 driver cannot run Xen yet: an EC2 instance other than *.metal is a Nitro (KVM) guest without nested virtualization, so Xen cannot be its hypervisor; use backend qemu')
     }
     hosts[hostName] = host
     if (driver !== 'ec2' && v.ec2 !== undefined) report([...at, 'ec2'], "ec2 settings are only used with 'driver: ec2'", 'key')

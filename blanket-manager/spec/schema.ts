@@ -97,7 +97,7 @@ const host: Schema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        backend: { enum: ['qemu'] },
+        backend: { enum: ['qemu', 'xen'] },
         accel: { enum: ['auto', 'kvm', 'tcg'] }
       }
     },

@@ -42,6 +42,7 @@ export interface WanSpec {
 
 export type DriverName = 'local' | 'ssh' | 'ec2'
 export type Accel = 'auto' | 'kvm' | 'tcg'
+export type HypervisorKind = 'qemu' | 'xen'
 
 export interface HostSpec {
   name: string
@@ -51,7 +52,11 @@ export interface HostSpec {
   cpus: number
   /** Memory offered to guests in bytes. Default 2G. */
   memoryBytes: number
-  hypervisor: { backend: 'qemu', accel: Accel }
+  /**
+   * `qemu` (KVM or TCG, per `accel`) or `xen` (guests are PVH domains of the host's Xen: a
+   * `local` host is then a Xen machine under QEMU, docs/xen.md; an `ssh` host must run Xen).
+   */
+  hypervisor: { backend: HypervisorKind, accel: Accel }
   /** Options of the `local` driver. */
   local?: { address?: string }
   /** Options of the `ssh` driver. */

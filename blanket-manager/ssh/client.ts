@@ -91,11 +91,11 @@ export class SshConnection {
       port: ep.port,
       username: ep.username,
       privateKey,
-      readyTimeout: opts.timeoutMs ?? 15000,
+      readyTimeout: opts.timeoutMs ?? ep.slow?.timeoutMs ?? 15000,
       // A host that does not answer keepalives for interval x count is taken as gone; an
       // emulated host (a Xen dom0 under TCG) on a loaded machine needs a longer allowance.
-      keepaliveInterval: opts.keepaliveIntervalMs ?? 5000,
-      keepaliveCountMax: opts.keepaliveCountMax ?? 3
+      keepaliveInterval: opts.keepaliveIntervalMs ?? ep.slow?.keepaliveIntervalMs ?? 5000,
+      keepaliveCountMax: opts.keepaliveCountMax ?? ep.slow?.keepaliveCountMax ?? 3
     }
     if (pinned !== undefined) {
       cfg.hostVerifier = (key: Buffer) => pinned.some(k => k.equals(key))

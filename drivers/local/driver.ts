@@ -17,6 +17,7 @@ import { UPLINK_ENV, WAN_UPLINK, localNetworkName, parseUplink, uplinkNftRules, 
 import { sshdConfig } from './sshd-config.ts'
 import { addVeth, destroyNs, ensureNs, ip, linkExists, listNamespaces, nsExists, nsPids, pidInNs, sysctl } from './netns.ts'
 import { isAlive, killPids, nsRun, processCmdline, readPidFile, run, sleep, startDaemon } from './sh.ts'
+import { XEN_HOST_GUEST_BRIDGE, XEN_HOST_STATE_DIR, ensureXenHost, stopXenHost, xenHostPid } from './xen-flavour.ts'
 
 export { ensureSupercloudKey } from './keys.ts'
 export { listLeftovers, isClean, type Leftovers } from './leftovers.ts'
@@ -35,6 +36,8 @@ export interface LocalHostData {
   sshdDir: string
   sshdConfig: string
   sshdPidFile: string
+  /** Xen host flavour: the namespace's bridge carries the dom0 (QEMU running Xen), which has the host's address. */
+  xen?: { qemuPid: number, consoleLog: string }
 }
 
 interface RelayState { relayPid: number, socatPid: number, delayMs: number }
@@ -238,6 +241,7 @@ async function sshBanner (proxy: string[], timeoutMs: number): Promise<boolean> 
 export async function hostSshdPids (record: HostRecord): Promise<number[]> {
   const d = record.driverData as unknown as LocalHostData
   const out: number[] = []
+  if (d.xen !== undefined) return out
   for (const pid of await nsPids(d.ns)) {
     const cmd = await processCmdline(pid)
     if (cmd !== undefined && cmd.includes(d.sshdConfig) && !/\s-R(\s|$)/.test(cmd)) out.push(pid)
@@ -332,7 +336,9 @@ async function ensureNetworkLocked (ctx: DriverContext, opts?: OperationOptions)
 async function destroyNetworkLocked (ctx: DriverContext, opts?: OperationOptions): Promise<void> {
   progress(opts, 'network', 'destroy', 'stopping the WAN delay relay')
   await stopRelay(ctx)
-  const ours = (await listNamespaces()).filter(n => n.startsWith(`${ctx.prefix}-s-`) || n === `${ctx.prefix}-wan`)
+  // Host namespaces too: a host whose creation was interrupted before the state recorded it
+  // (its record unknown, so `down` could not remove it as a host) still goes with the network.
+  const ours = (await listNamespaces()).filter(n => n.startsWith(`${ctx.prefix}-s-`) || n.startsWith(`${ctx.prefix}-h-`) || n === `${ctx.prefix}-wan`)
   for (const ns of ours) {
     progress(opts, 'network', 'destroy', `deleting namespace ${ns}`)
     await destroyNs(ns)
@@ -380,6 +386,7 @@ export function createLocalDriver (): CloudDriver {
       }
       await ip(sp.ns, ['link', 'set', siteLink, 'master', SITE_BRIDGE, 'up'])
       await ensureBridge(ns, HOST_BRIDGE)
+      if (spec.hypervisor.backend === 'xen') return await createXenFlavour(ctx, spec, { ns, sp, address, siteLink, hostDir, sshdDir }, opts)
       // A MAC derived from the address: a host rebuilt after it vanished answers with the MAC its
       // neighbours (site router, other hosts, their VXLAN peers) still have cached.
       await ip(ns, ['link', 'set', HOST_BRIDGE, 'address', hostMac(address)])
@@ -420,6 +427,7 @@ export function createLocalDriver (): CloudDriver {
       const d = record.driverData as unknown as Partial<LocalHostData>
       const ns = d.ns ?? hostNs(ctx.prefix, record.name)
       if (!await nsExists(ns)) return 'gone'
+      if (d.xen !== undefined) return await xenHostPid(ns, d.hostDir ?? hostDirOf(ctx, record.name)) !== undefined ? 'running' : 'unreachable'
       const pid = await readPidFile(d.sshdPidFile ?? join(hostDirOf(ctx, record.name), 'sshd', 'sshd.pid'))
       return pid !== undefined && await pidInNs(pid, ns) ? 'running' : 'unreachable'
     },
@@ -427,6 +435,10 @@ export function createLocalDriver (): CloudDriver {
     async destroyHost (ctx, record, opts) {
       const d = record.driverData as unknown as Partial<LocalHostData>
       const ns = d.ns ?? hostNs(ctx.prefix, record.name)
+      if (d.xen !== undefined && await nsExists(ns)) {
+        progress(opts, `host ${record.name}`, 'destroy', 'stopping the Xen host')
+        await stopXenHost(ns, d.hostDir ?? hostDirOf(ctx, record.name))
+      }
       progress(opts, `host ${record.name}`, 'destroy', `deleting namespace ${ns}`)
       await destroyNs(ns)
       if (d.siteNs !== undefined && d.siteLink !== undefined && await nsExists(d.siteNs) && await linkExists(d.siteNs, d.siteLink)) {
@@ -437,6 +449,43 @@ export function createLocalDriver (): CloudDriver {
     }
   }
   return driver
+}
+
+/**
+ * A Xen host: the namespace's bridge is plain L2 (site uplink + the Xen machine's tap, no
+ * address); the dom0 has the host's address, its sshd is the host's (drivers/local/xen-flavour.ts).
+ */
+async function createXenFlavour (ctx: DriverContext, spec: HostSpec, n: { ns: string, sp: SitePlan, address: string, siteLink: string, hostDir: string, sshdDir: string }, opts?: OperationOptions): Promise<HostRecord> {
+  progress(opts, `host ${spec.name}`, 'xen', 'Xen host: QEMU (TCG) running Xen with a dom0 on the site network')
+  await run(['ip', '-n', n.ns, 'addr', 'flush', 'dev', HOST_BRIDGE], { allowFailure: true })
+  await ip(n.ns, ['link', 'set', HOST_UPLINK, 'master', HOST_BRIDGE, 'up'])
+  await run(['ip', '-n', n.sp.ns, 'neigh', 'flush', 'to', n.address], { allowFailure: true })
+  const x = await ensureXenHost({
+    prefix: ctx.prefix,
+    host: spec.name,
+    ns: n.ns,
+    bridge: HOST_BRIDGE,
+    siteNs: n.sp.ns,
+    address: n.address,
+    prefixLen: n.sp.prefixLen,
+    gateway: n.sp.gateway,
+    hostDir: n.hostDir,
+    privateKeyPath: ctx.keyPath,
+    guestMemoryBytes: spec.memoryBytes
+  }, opts ?? {})
+  const data: LocalHostData = { ns: n.ns, siteNs: n.sp.ns, siteLink: n.siteLink, hostDir: n.hostDir, sshdDir: n.sshdDir, sshdConfig: '', sshdPidFile: '', xen: { qemuPid: x.pid, consoleLog: x.consoleLog } }
+  const uplink = await currentUplink(ctx)
+  return {
+    ...(uplink !== undefined ? { reach: { network: localNetworkName(ctx.prefix), publicAddress: uplink.publicAddress } } : {}),
+    name: spec.name,
+    site: spec.site,
+    driver: 'local',
+    address: n.address,
+    ssh: { host: n.address, port: 22, username: 'root', privateKeyPath: ctx.keyPath, hostKeyPath: x.knownHosts, proxyCommand: x.proxyCommand, slow: { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 } },
+    stateDir: XEN_HOST_STATE_DIR,
+    guestBridge: XEN_HOST_GUEST_BRIDGE,
+    driverData: { ...data }
+  }
 }
 
 /** Locally administered MAC for a host bridge, from its IPv4 address (02:53:a:b:c:d). */

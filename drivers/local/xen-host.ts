@@ -49,6 +49,8 @@ export interface StartXenHostOptions extends OperationOptions {
   cpus?: number
   /** QEMU CPU model; 'max' gives Xen SVM + nested paging under TCG (HVM/PVH guests, log-dirty for their live migration). */
   cpuModel?: string
+  /** Namespace from which the dom0's address is reachable (SSH proxy). Default `ns`. */
+  reachNs?: string
   /** Until the dom0 prints its ready line and sshd answers. Default 240 s (TCG). */
   bootTimeoutMs?: number
 }
@@ -168,7 +170,7 @@ export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost>
       await sleep(250)
     }
     progress('ssh', `waiting for sshd on ${ip}`)
-    const proxyCommand = ['ip', 'netns', 'exec', opts.ns, 'socat', '-', `TCP:${ip}:22`]
+    const proxyCommand = ['ip', 'netns', 'exec', opts.reachNs ?? opts.ns, 'socat', '-', `TCP:${ip}:22`]
     while (!await sshBanner(proxyCommand, 3000)) {
       throwIfAborted(opts.signal, what)
       if (Date.now() > deadline) throw new XenHostBootError(opts.name, `sshd does not answer on ${ip}:22`, await consoleTail(consoleLog))

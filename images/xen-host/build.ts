@@ -27,7 +27,7 @@ import { XenImageBuildError } from './errors.ts'
 import { XEN_GUEST_MODULE_DIR, XEN_GUEST_MODULES } from './guest-overlay.ts'
 
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
-export const RECIPE_VERSION = 1
+export const RECIPE_VERSION = 2
 
 /** Debian's Xen version whose tools go into the image (xen-utils-<version>). */
 export const XEN_TOOLS_VERSION = '4.17'
@@ -35,7 +35,9 @@ export const XEN_TOOLS_VERSION = '4.17'
 /** Modules loaded at boot, dependencies first (resolved from modules.dep). */
 export const DOM0_MODULES = [
   'xen_privcmd', 'xenfs', 'xen_evtchn', 'xen_gntdev', 'xen_gntalloc', 'xen_netback', 'xen_blkback',
-  'bridge', 'tun', 'virtio_pci', 'virtio_net'
+  'bridge', 'tun', 'virtio_pci', 'virtio_net',
+  // VirtualWire on a Xen host: connectors (kernel VXLAN) and the endpoint interface (FUSE).
+  'vxlan', 'fuse'
 ]
 
 const XEN_BIN = `/usr/lib/xen-${XEN_TOOLS_VERSION}/bin`
@@ -47,11 +49,17 @@ export const DOM0_BINARIES = [
   '/usr/sbin/sshd', '/usr/lib/openssh/sftp-server',
   // Guest consoles as unix sockets (drivers/xen: `xl console` behind a socat listener).
   '/usr/bin/socat',
-  // iproute2 (the host agent makes taps with `ip tuntap`, which busybox's ip lacks).
-  '/usr/bin/ip'
+  // iproute2 (the host agent makes taps with `ip tuntap`, which busybox's ip lacks; VirtualWire
+  // sets VXLAN forwarding entries with `bridge fdb`).
+  '/usr/bin/ip', '/usr/sbin/bridge',
+  // The Blanket bootstrap starts its daemons with `setsid nohup` (busybox has no nohup).
+  '/usr/bin/nohup'
 ]
-/** Libraries loaded with dlopen (so not in any ldd closure): glibc needs libgcc_s for pthread_cancel (xl create). */
-export const DOM0_DLOPENED = ['/lib/x86_64-linux-gnu/libgcc_s.so.1']
+/**
+ * Libraries loaded with dlopen (so not in any ldd closure): glibc needs libgcc_s for
+ * pthread_cancel (xl create); the VirtualWire endpoint manager's fuse-native addon links libfuse 2.
+ */
+export const DOM0_DLOPENED = ['/lib/x86_64-linux-gnu/libgcc_s.so.1', '/lib/x86_64-linux-gnu/libfuse.so.2']
 /** xl's configuration: dom0 has fixed memory (dom0_mem=...,max:...), so xl never balloons it. */
 export const XL_CONF = 'autoballoon="off"\n'
 /** Convenience names on PATH, as symlinks (Debian's own are a version-selecting wrapper script). */

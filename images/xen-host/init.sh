@@ -41,6 +41,8 @@ done
 hostname "$name"
 echo "$name" > /etc/hostname
 : > /etc/fstab
+# libfuse (the VirtualWire endpoint manager's FUSE mount) reads the mount table here.
+ln -sf /proc/self/mounts /etc/mtab
 cat > /etc/profile <<PROFILE
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export HOME=/root
