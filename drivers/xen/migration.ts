@@ -107,6 +107,13 @@ export class XenSelfMigration implements SelfMigration {
     }
   }
 
+  /** A command that looks dead without an exit status: look once more (its status file may be a moment late). */
+  private async settle (st: DetachedPoll, pid: string, rc: string, log: string): Promise<DetachedPoll> {
+    await sleep(500)
+    const again = await this.poll(pollArgv({ pid, rc, log, offset: Number.MAX_SAFE_INTEGER }))
+    return { ...st, ...(again.rc !== undefined ? { rc: again.rc } : {}), alive: again.alive }
+  }
+
   private async destroyIfPresent (name: string): Promise<void> {
     if (await this.host.domain(name) !== undefined) await this.xl(['destroy', name])
   }
@@ -177,8 +184,12 @@ export class XenSelfMigration implements SelfMigration {
     let log = ''
     try {
       for (;;) {
-        const st = await this.poll(pollArgv({ pid: files.recvPid, rc: files.recvRc, log: files.recvLog, offset: log.length }))
+        let st = await this.poll(pollArgv({ pid: files.recvPid, rc: files.recvRc, log: files.recvLog, offset: log.length }))
         log += st.log
+        if (st.rc === undefined && !st.alive) {
+          const again = await this.settle(st, files.recvPid, files.recvRc, files.recvLog)
+          st = { ...again, log: '' }
+        }
         if (st.rc !== undefined || !st.alive) {
           const d = await this.host.domain(name)
           if (st.rc === 0 && d !== undefined) {
@@ -236,9 +247,9 @@ export class XenSelfMigration implements SelfMigration {
     const memMiB = await this.host.serialize(name, async () => {
       const d = await this.host.domain(name)
       if (d === undefined) throw new XenGuestNotRunningError(name)
-      const w = await this.sh('mkdir -p "$1" && cat > "$2" && rm -f "$3" "$4"', [runDir, files.sendConfig, files.sendStreamPid, files.sendCount], { stdin: p.config })
+      const w = await this.sh('mkdir -p "$1" && cat > "$2" && rm -f "$3"', [runDir, files.sendConfig, files.sendStreamPid], { stdin: p.config })
       if (w.code !== 0) throw new XenMigrationError({ guest: name, side: 'send', reason: 'prepare', detail: `cannot write ${files.sendConfig}: ${w.stderr.trim()}`, guestRunningHere: true })
-      const rune = senderRune({ destIp: p.destIp, port: p.port, countFile: files.sendCount, streamPidFile: files.sendStreamPid })
+      const rune = senderRune({ destIp: p.destIp, port: p.port, streamPidFile: files.sendStreamPid })
       const argv = senderArgv({ xl: this.host.xl, name, configFile: files.sendConfig, rune })
       const r = await this.host.run(detachedArgv({ argv, log: files.sendLog, pid: files.sendPid, rc: files.sendRc }))
       if (r.code !== 0) throw new XenMigrationError({ guest: name, side: 'send', reason: 'start', detail: `cannot start xl migrate: ${r.stderr.trim()}`, guestRunningHere: true })
@@ -260,7 +271,7 @@ export class XenSelfMigration implements SelfMigration {
     try {
       let st: DetachedPoll
       for (;;) {
-        st = await this.poll(pollArgv({ pid: files.sendPid, rc: files.sendRc, log: files.sendLog, offset: log.length, streamPid: files.sendStreamPid, count: files.sendCount }))
+        st = await this.poll(pollArgv({ pid: files.sendPid, rc: files.sendRc, log: files.sendLog, offset: log.length, streamPid: files.sendStreamPid }))
         log += st.log
         pending += st.log
         const lines = pending.replace(/\r/g, '\n').split('\n')
@@ -277,6 +288,7 @@ export class XenSelfMigration implements SelfMigration {
           emit({ phase: 'memory', sentBytes: sent, message: `${(sent / MiB).toFixed(1)} MiB sent (guest memory ${memMiB} MiB; later rounds resend dirty pages)` })
           reported = sent
         }
+        if (st.rc === undefined && !st.alive) st = await this.settle(st, files.sendPid, files.sendRc, files.sendLog)
         if (st.rc !== undefined || !st.alive) break
         if (aborted && !cancelSent && !pastPointOfNoReturn(log)) {
           cancelSent = true
@@ -290,12 +302,6 @@ export class XenSelfMigration implements SelfMigration {
         }
         await sleep(this.pollMs)
       }
-      // dd writes its count when xl closes the stream, a moment after xl's exit status.
-      let count = st.countBytes
-      for (let i = 0; i < 10 && count === undefined; i++) {
-        await sleep(300)
-        count = (await this.poll(pollArgv({ pid: files.sendPid, rc: files.sendRc, log: files.sendLog, offset: log.length, count: files.sendCount }))).countBytes
-      }
       const outcome = sendOutcome(log, st.rc)
       if (outcome.kind === 'success') {
         await this.host.stopConsole(runDir).catch(() => undefined)
@@ -303,8 +309,9 @@ export class XenSelfMigration implements SelfMigration {
         if (left !== undefined) {
           throw new XenMigrationError({ guest: name, side: 'send', reason: 'still-here', detail: `xl reported success but domain ${name} is still here (${left.flags})`, log: outcome.tail, guestRunningHere: xlState(left.flags) === 'running' })
         }
-        const bytes = count ?? sent
-        return { totalMs: Date.now() - started, ...(bytes !== undefined ? { sentBytes: bytes } : {}), log: operatorLog(log) }
+        // The transport's bytes at the last look: it lives until xl exits (after destroying the
+        // guest here), so the last look normally comes after the whole stream.
+        return { totalMs: Date.now() - started, ...(sent !== undefined ? { sentBytes: sent } : {}), log: operatorLog(log) }
       }
       const running = await this.keepRunningHere(name)
       if (aborted && running) throw new CancelledError(`migration of guest ${name}`)
