@@ -15,7 +15,8 @@ import { buildTinyImage } from '../images/guest/build.ts'
 type TinyImage = Awaited<ReturnType<typeof buildTinyImage>>
 import { AgentClient } from './agent/client.ts'
 import type { VmInfo, VmLaunch } from './agent/protocol.ts'
-import { bootstrapHost } from './bootstrap/blanket.ts'
+import { bootstrapHost, type BootstrapResult } from './bootstrap/blanket.ts'
+import { bootHostIntoXen } from './bootstrap/xen-boot.ts'
 import { brokerSwapLaunch } from './agent/overdriver.ts'
 import { ensureEndpointManager, endpointRoot, VW_MTU } from './bootstrap/virtualwire.ts'
 import { EndpointRefusedError, readEndpoints, writeEndpoint } from './network/virtualwire.ts'
@@ -487,16 +488,27 @@ export class Controller {
       row.record = await this.driver(h.driver).createHost(ctx, h, { signal, onProgress: progress })
       this.store.putHost(row)
       this.emit({ type: 'host.created', host: h.name, data: { site: h.site, driver: h.driver, address: row.record.address } })
-      const ssh = await this.connect(h.name, signal)
-      const boot = await bootstrapHost(row.record, ssh, {
+      const record = row.record
+      const bootstrap = async (ssh: SshConnection): Promise<BootstrapResult> => await bootstrapHost(record, ssh, {
         accel: h.hypervisor.accel,
         hypervisor: h.hypervisor.backend,
         ...(tiny !== undefined ? { image: { id: tiny.id, kernel: tiny.kernel, initrd: tiny.initrd } } : {}),
         ...(signal !== undefined ? { signal } : {}),
         onProgress: progress
       })
+      let boot: BootstrapResult | undefined
+      if (h.hypervisor.backend === 'xen' && h.driver !== 'local') {
+        // A real server: boot it into Xen for one boot, keep Xen only once the agent answered
+        // under it (docs/xen-real-hosts.md). A host already running Xen skips straight on.
+        await bootHostIntoXen(h.name, async () => { this.dropHostConnections(h.name); return await this.connect(h.name, signal) }, {
+          ...(signal !== undefined ? { signal } : {}),
+          onProgress: progress,
+          confirmAgent: async conn => { boot = await bootstrap(conn) }
+        })
+      }
+      boot ??= await bootstrap(await this.connect(h.name, signal))
       this.agents.set(h.name, Promise.resolve(boot.agent))
-      await ensureEndpointManager(ssh, row.record.stateDir, ctx.prefix, { onProgress: progress })
+      await ensureEndpointManager(await this.connect(h.name, signal), record.stateDir, ctx.prefix, { onProgress: progress })
       this.store.putHost({ ...row, status: 'ready', bootstrapped: true, accel: boot.accel.mode, accelReason: boot.accel.reason })
       journal('host.ready', h.name, { accel: boot.accel.mode, reason: boot.accel.reason, address: row.record.address })
       this.emit({ type: 'host.ready', host: h.name, data: { accel: boot.accel.mode, accelReason: boot.accel.reason, address: row.record.address } })

@@ -93,7 +93,10 @@ export function place (spec: Spec): Record<string, string> {
     const host = Object.values(spec.hosts)
       .sort((a, b) => a.name.localeCompare(b.name))
       .find(h => vm.cpus <= h.cpus && vm.memory.allocatedBytes <= (free.get(h.name) ?? 0) && (h.hypervisor.backend !== 'xen' || xenUnsupported(spec, vm) === undefined))
-    if (host === undefined) throw new CapacityError(`vms.${vm.name}: no host has ${mib(vm.memory.allocatedBytes)} of memory and ${vm.cpus} vCPUs free`)
+    if (host === undefined) {
+      const nox = Object.values(spec.hosts).some(h => h.hypervisor.backend === 'xen') ? xenUnsupported(spec, vm) : undefined
+      throw new CapacityError(`vms.${vm.name}: no host has ${mib(vm.memory.allocatedBytes)} of memory and ${vm.cpus} vCPUs free${nox !== undefined ? ` that can run it (Xen hosts cannot: ${nox})` : ''}`)
+    }
     take(vm, host)
   }
   return out

@@ -34,7 +34,9 @@ function sh (cmd: string, args: string[]): string {
 export function leftovers (prefix: string): { namespaces: string[], links: string[], processes: string[] } {
   const namespaces = sh('ip', ['netns', 'list']).split('\n').map(l => l.split(' ')[0] ?? '').filter(n => n.startsWith(prefix))
   const links = sh('ip', ['-o', 'link', 'show']).split('\n').map(l => (l.split(': ')[1] ?? '').split('@')[0] ?? '').filter(n => n.startsWith(prefix))
-  const processes = sh('ps', ['-eo', 'pid=,args=']).split('\n').filter(l => l.includes(prefix) && !l.includes('ps -eo')).map(l => l.trim())
+  // A zombie (`<defunct>`) is no leak: it runs nothing and waits for init to reap it (QEMU's
+  // `-name ...,process=` gives its zombie the prefix; PID 1 here may reap it a while later).
+  const processes = sh('ps', ['-eo', 'pid=,stat=,args=']).split('\n').filter(l => l.includes(prefix) && !l.includes('ps -eo') && !/^\s*\d+\s+Z/.test(l)).map(l => l.trim().replace(/^(\d+)\s+\S+\s+/, '$1 '))
   return { namespaces, links, processes }
 }
 
