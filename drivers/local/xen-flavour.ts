@@ -20,6 +20,8 @@ export const XEN_HOST_STATE_DIR = '/var/lib/supercloud'
 export const XEN_HOST_GUEST_BRIDGE = 'xenbr0'
 /** dom0's fixed memory: the initramfs root (~150 MB with node), the agent and the endpoint manager. */
 export const XEN_DOM0_MIB = 768
+/** CPUs of the Xen machine: one for dom0, one for guests. */
+export const XEN_HOST_CPUS = 2
 /** Xen's own share of the machine beyond dom0 and guests (hypervisor heap, page tables). */
 const XEN_OVERHEAD_MIB = 64
 
@@ -118,6 +120,10 @@ export async function ensureXenHost (p: XenFlavourParams, opts: OperationOptions
     dom0MemMiB: XEN_DOM0_MIB,
     // HVM with nested paging under TCG (PVH guests, their live migration); SMAP off (docs/xen.md).
     cpuModel: 'max,-smap',
+    // Two CPUs, dom0 pinned to the first, guests on the second (drivers/xen guestCpuAffinity):
+    // under TCG, dom0 sharing a CPU with PVH vCPUs saw its processes' memory corrupted.
+    cpus: XEN_HOST_CPUS,
+    xenExtra: ['dom0_vcpus_pin'],
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
     ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {})
   })

@@ -49,6 +49,8 @@ export interface StartXenHostOptions extends OperationOptions {
   cpus?: number
   /** QEMU CPU model; 'max' gives Xen SVM + nested paging under TCG (HVM/PVH guests, log-dirty for their live migration). */
   cpuModel?: string
+  /** Extra words for Xen's own command line. */
+  xenExtra?: string[]
   /** Namespace from which the dom0's address is reachable (SSH proxy). Default `ns`. */
   reachNs?: string
   /** Until the dom0 prints its ready line and sshd answers. Default 240 s (TCG). */
@@ -121,7 +123,8 @@ export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost>
     memoryMiB: opts.memoryMiB,
     dom0MemMiB: opts.dom0MemMiB,
     cpus: opts.cpus,
-    cpuModel: opts.cpuModel
+    cpuModel: opts.cpuModel,
+    ...(opts.xenExtra !== undefined ? { xenExtra: opts.xenExtra } : {})
   }
   const args = xenHostQemuArgs(cfg) // validates before anything is created
 

@@ -14,7 +14,7 @@ import { CancelledError, SupercloudError, throwIfAborted } from '../../blanket-m
 import type { OperationOptions } from '../../blanket-manager/progress.ts'
 import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend, SelfMigration } from '../hypervisor.ts'
 import { lastLines } from '../qemu/console-text.ts'
-import { parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDomainPlan, xlState, type XlListRow } from './config.ts'
+import { guestCpuAffinity, parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDomainPlan, xlState, type XlListRow } from './config.ts'
 import { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
 import { localExecutor, type ExecOutcome, type XenExecutor } from './exec.ts'
 import { XenSelfMigration, type PreparedDomain, type PreparedNic, type XenMigrationOptions } from './migration.ts'
@@ -132,6 +132,15 @@ class XenBackend implements HypervisorBackend {
     return parseXlList(r.stdout).find(d => d.name === name)
   }
 
+  private guestCpusCache?: Promise<string | undefined>
+
+  /** Guests' CPU affinity on this host (all CPUs but dom0's first one), from `xl info` nr_cpus; asked once. */
+  private async guestCpus (): Promise<string | undefined> {
+    this.guestCpusCache ??= this.xlInfo().then(i => guestCpuAffinity(Number(i.nr_cpus ?? '1')))
+    this.guestCpusCache.catch(() => { this.guestCpusCache = undefined })
+    return await this.guestCpusCache
+  }
+
   private async xlInfo (): Promise<Record<string, string>> {
     const r = await this.xlRun(['info'], { allowFailure: true })
     if (r.code !== 0) throw new XenMissingError(this.exec.where, `\`${this.xl} info\` failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}`)
@@ -239,7 +248,8 @@ class XenBackend implements HypervisorBackend {
       nics.push({ name: t, bridge: inBridge ? bridge : this.defaultBridge, wasTap: kind === 'tap', tapBridge: inBridge ? bridge : undefined })
     }
     const bridgeOf = (tap: string): string => nics.find(n => n.name === tap)?.bridge ?? this.defaultBridge
-    const plan = xenDomainPlan(opts.incoming === true ? { ...def, incoming: true } : def, bridgeOf)
+    const cpus = await this.guestCpus()
+    const plan = xenDomainPlan(opts.incoming === true ? { ...def, incoming: true } : def, bridgeOf, cpus !== undefined ? { cpus } : {})
     if (missing.length > 0) throw new XenGuestStartError(def.name, missing.map(m => `${m} does not exist in the dom0`).join('; '))
 
     const p = xenRunPaths(def.runDir)

@@ -63,7 +63,19 @@ function quoted (guest: string, field: string, v: string): string {
  * Throws XenGuestDefinitionError for what Xen guests here cannot have (disk boot, qcow2
  * disks, NBD swap).
  */
-export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => string, opts: { xvdPrefix?: string } = {}): XenDomainPlan {
+/**
+ * Where guests' vCPUs may run: every physical CPU but the first, which stays dom0's (its
+ * vCPU is pinned there, `dom0_vcpus_pin`), when the host has more than one; undefined (no
+ * affinity) on a single-CPU host. Keeps the control plane responsive under guest load, and on
+ * Xen under QEMU TCG it is what keeps dom0 correct: with an HVM/PVH vCPU and dom0 sharing a
+ * CPU, dom0 processes saw corrupted computations (docs/xen.md, "CPU placement").
+ */
+export function guestCpuAffinity (nrCpus: number): string | undefined {
+  if (!Number.isInteger(nrCpus) || nrCpus < 2) return undefined
+  return nrCpus === 2 ? '1' : `1-${nrCpus - 1}`
+}
+
+export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => string, opts: { xvdPrefix?: string, cpus?: string } = {}): XenDomainPlan {
   const g = def.name
   if (!NAME.test(g)) throw new XenGuestDefinitionError(g, `name must be 1-32 of [a-z0-9-]`)
   if (def.boot.kind !== 'kernel') throw new XenGuestDefinitionError(g, 'Xen guests boot from a kernel + initramfs (PVH); disk boot is not supported')
@@ -105,6 +117,7 @@ export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => 
     `memory = ${memoryMiB}`,
     `maxmem = ${memoryMiB}`,
     `vcpus = ${def.cpus}`,
+    ...(opts.cpus !== undefined ? [`cpus = ${quoted(g, 'cpus', opts.cpus)}`] : []),
     `vif = [${vifs.map(v => `"vifname=${v.name},bridge=${v.bridge},mac=${v.mac}${v.mtu !== undefined ? `,mtu=${v.mtu}` : ''}"`).join(', ')}]`,
     `disk = [${disks.join(', ')}]`,
     'tsc_mode = "native"',

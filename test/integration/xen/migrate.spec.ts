@@ -109,6 +109,8 @@ t.before(async () => {
       prefix, name, ns, image, bridge: br, tap: `${prefix}${name}`,
       // HVM + HAP for a PVH guest: Debian's Xen has no shadow paging, so PV guests have no log-dirty to migrate live.
       cpuModel: 'max,-smap',
+      cpus: 2,
+      xenExtra: ['dom0_vcpus_pin'],
       dir: join(dir, name),
       address: `198.18.240.${2 + i}/24`,
       tapAddress: '198.18.240.1',

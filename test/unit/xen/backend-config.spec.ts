@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { GuestDefinition } from '../../../drivers/hypervisor.ts'
-import { parseXlInfo, parseXlList, parseXlListLong, xenAccelReason, xenCmdline, xenDomainPlan, XenGuestDefinitionError, xlState } from '../../../drivers/xen/config.ts'
+import { parseXlInfo, parseXlList, parseXlListLong, xenAccelReason, xenCmdline, xenDomainPlan, XenGuestDefinitionError, xlState, guestCpuAffinity } from '../../../drivers/xen/config.ts'
 
 const MiB = 1024 * 1024
 const base: GuestDefinition = {
@@ -95,4 +95,12 @@ t.test('guest overlay: /init read from a newc archive, shell moved to hvc0', asy
   t.equal(readNewcFile(a, 'etc'), undefined, 'directories are not files')
   t.equal(xenGuestInit('x\nttyS0::respawn:-/bin/sh\n::ctrlaltdel:/sbin/reboot\n'), 'x\nhvc0::respawn:-/bin/sh\n::ctrlaltdel:/sbin/reboot\n')
   t.throws(() => xenGuestInit('no shell line'), /ttyS0::respawn/)
+})
+
+t.test('guests stay off dom0\'s CPU when the host has more than one', async t => {
+  t.equal(guestCpuAffinity(1), undefined, 'one CPU: no affinity (nothing to keep apart)')
+  t.equal(guestCpuAffinity(2), '1')
+  t.equal(guestCpuAffinity(8), '1-7')
+  t.notMatch(xenDomainPlan(base, () => 'xenbr0').config, /^cpus = /m, 'no affinity line by default')
+  t.match(xenDomainPlan(base, () => 'xenbr0', { cpus: '1' }).config, /^cpus = "1"$/m, 'the affinity goes into the domain config')
 })
