@@ -3,7 +3,6 @@
  * own sshd, on per-site bridges joined by an emulated WAN (tbf bandwidth, user-space delay).
  * Topology, address plan and file layout: docs/drivers.md.
  */
-import { spawn } from 'node:child_process'
 import { mkdir, readFile, rm, writeFile, copyFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -16,7 +15,7 @@ import { allocateHostAddress, delayRouting, localSites, planNetwork, sitePlan, t
 import { UPLINK_ENV, WAN_UPLINK, localNetworkName, parseUplink, uplinkNftRules, uplinkPeerLink, type UplinkSpec } from './uplink.ts'
 import { sshdConfig } from './sshd-config.ts'
 import { addVeth, destroyNs, ensureNs, ip, linkExists, listNamespaces, nsExists, nsPids, pidInNs, sysctl } from './netns.ts'
-import { isAlive, killPids, nsRun, processCmdline, readPidFile, run, sleep, startDaemon } from './sh.ts'
+import { isAlive, killPids, nsRun, processCmdline, readPidFile, run, sleep, sshBanner, startDaemon } from './sh.ts'
 import { XEN_HOST_GUEST_BRIDGE, XEN_HOST_STATE_DIR, ensureXenHost, stopXenHost, xenHostPid } from './xen-flavour.ts'
 
 export { ensureSupercloudKey } from './keys.ts'
@@ -221,21 +220,6 @@ async function ensureDelay (ctx: DriverContext, plan: NetworkPlan, opts?: Operat
   }, 10000, opts?.signal)
 }
 
-/** Resolves when an SSH banner comes back through the proxy command. */
-async function sshBanner (proxy: string[], timeoutMs: number): Promise<boolean> {
-  const [cmd, ...args] = proxy
-  if (cmd === undefined) return false
-  return await new Promise(resolve => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'] })
-    let out = ''
-    const done = (ok: boolean): void => { clearTimeout(timer); child.kill('SIGKILL'); resolve(ok) }
-    const timer = setTimeout(() => done(false), timeoutMs)
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('SSH-')) done(true) })
-    child.on('exit', () => done(out.includes('SSH-')))
-    child.on('error', () => done(false))
-    child.stdin.on('error', () => { /* ignore */ })
-  })
-}
 
 /** Pids of the sshd listener(s) of a host (its per-connection children excluded). */
 export async function hostSshdPids (record: HostRecord): Promise<number[]> {

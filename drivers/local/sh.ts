@@ -135,3 +135,19 @@ export async function killPids (pids: number[], graceMs = 2000): Promise<void> {
   const hard = Date.now() + 2000
   while (Date.now() < hard && live.some(isAlive)) await sleep(50)
 }
+
+/** True when an SSH banner comes back through `proxy` (a command whose stdio is the TCP stream) within timeoutMs. */
+export async function sshBanner (proxy: string[], timeoutMs: number): Promise<boolean> {
+  const [cmd, ...args] = proxy
+  if (cmd === undefined) return false
+  return await new Promise(resolve => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'] })
+    let out = ''
+    const done = (ok: boolean): void => { clearTimeout(timer); child.kill('SIGKILL'); resolve(ok) }
+    const timer = setTimeout(() => done(false), timeoutMs)
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('SSH-')) done(true) })
+    child.on('exit', () => done(out.includes('SSH-')))
+    child.on('error', () => done(false))
+    child.stdin.on('error', () => { /* ignore */ })
+  })
+}

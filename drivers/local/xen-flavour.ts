@@ -11,8 +11,7 @@ import type { OperationOptions } from '../../blanket-manager/progress.ts'
 import { buildXenHostImage } from '../../images/xen-host/build.ts'
 import { startXenHost } from './xen-host.ts'
 import { nsPids } from './netns.ts'
-import { isAlive, killPids, nsRun, processCmdline, readPidFile, sleep } from './sh.ts'
-import { spawn } from 'node:child_process'
+import { isAlive, killPids, nsRun, processCmdline, readPidFile, sleep, sshBanner } from './sh.ts'
 
 /** Where a Xen host's dom0 keeps the Blanket layer (agent, images, guests): its tmpfs root. */
 export const XEN_HOST_STATE_DIR = '/var/lib/supercloud'
@@ -58,21 +57,6 @@ export function xenMachineMiB (guestMemoryBytes: number): number {
   return Math.ceil(guestMemoryBytes / 1048576) + XEN_DOM0_MIB + XEN_OVERHEAD_MIB
 }
 
-/** True when an SSH banner comes back through `proxy` within timeoutMs. */
-async function sshBanner (proxy: string[], timeoutMs: number): Promise<boolean> {
-  const [cmd, ...args] = proxy
-  if (cmd === undefined) return false
-  return await new Promise(resolve => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'] })
-    let out = ''
-    const done = (ok: boolean): void => { clearTimeout(timer); child.kill('SIGKILL'); resolve(ok) }
-    const timer = setTimeout(() => done(false), timeoutMs)
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('SSH-')) done(true) })
-    child.on('exit', () => done(out.includes('SSH-')))
-    child.on('error', () => done(false))
-    child.stdin.on('error', () => { /* ignore */ })
-  })
-}
 
 /** The QEMU process of this Xen host, when it runs (in its namespace). */
 export async function xenHostPid (ns: string, hostDir: string): Promise<number | undefined> {

@@ -4,7 +4,6 @@
  * there. Reachable over SSH like any host (through `ip netns exec <ns> socat`).
  * Argument building lives in xen-host-args.ts.
  */
-import { spawn } from 'node:child_process'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SshEndpoint } from '../cloud.ts'
@@ -12,7 +11,7 @@ import { LocalDriverError, throwIfAborted } from '../../blanket-manager/errors.t
 import type { OperationOptions } from '../../blanket-manager/progress.ts'
 import { buildXenHostImage, type XenHostImage } from '../../images/xen-host/build.ts'
 import { launchCpio, readyState, xenHostQemuArgs, type XenHostVmConfig } from './xen-host-args.ts'
-import { isAlive, nsRun, run, sleep, startDaemon } from './sh.ts'
+import { isAlive, nsRun, run, sleep, sshBanner, startDaemon } from './sh.ts'
 
 /** The Xen host did not come up (QEMU died, dom0 init reported a failure, or a timeout). */
 export class XenHostBootError extends LocalDriverError {
@@ -77,21 +76,6 @@ async function consoleTail (path: string, lines = 30): Promise<string> {
   return text.split(/\r?\n/).slice(-lines).join('\n')
 }
 
-/** True when `proxy` prints an SSH banner within timeoutMs. */
-async function sshBanner (proxy: string[], timeoutMs: number): Promise<boolean> {
-  const [cmd, ...args] = proxy
-  if (cmd === undefined) return false
-  return await new Promise(resolve => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'] })
-    let out = ''
-    const done = (ok: boolean): void => { clearTimeout(timer); child.kill('SIGKILL'); resolve(ok) }
-    const timer = setTimeout(() => done(false), timeoutMs)
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('SSH-')) done(true) })
-    child.on('exit', () => done(out.includes('SSH-')))
-    child.on('error', () => done(false))
-    child.stdin.on('error', () => { /* ignore */ })
-  })
-}
 
 async function stopPid (pid: number): Promise<void> {
   if (!isAlive(pid)) return

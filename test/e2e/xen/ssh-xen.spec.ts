@@ -5,25 +5,12 @@
  * leaves the server as it was (no agent, no boot entries touched).
  */
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { connect, createServer } from 'node:net'
 import { createLocalDriver } from '../../../drivers/local/driver.ts'
 import type { HostRecord } from '../../../drivers/cloud.ts'
 import { sshStateDir } from '../../../drivers/ssh/driver.ts'
 import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
-import { localHost, site, testContext } from '../../integration/drivers/helpers.ts'
+import { localHost, publishOnLoopback, site, testContext } from '../../integration/drivers/helpers.ts'
 import { sandbox } from '../../helpers/cli.ts'
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      srv.close(() => { resolve(typeof addr === 'object' && addr !== null ? addr.port : 0) })
-    })
-  })
-}
 
 // The "existing server": a namespaced host of the local driver, published on a loopback port.
 const local = createLocalDriver()
@@ -35,18 +22,7 @@ t.teardown(async () => {
 })
 await local.ensureNetwork(ctx)
 const server = made = await local.createHost(ctx, localHost('server', 'a'))
-const port = await freePort()
-const forward = spawn('socat', [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `EXEC:ip netns exec ${ctx.prefix}-s-a socat - TCP\\:${server.address}\\:22`], { detached: true, stdio: 'ignore' })
-t.teardown(() => { if (forward.pid !== undefined) try { process.kill(-forward.pid, 'SIGKILL') } catch { /* gone */ } })
-for (let i = 0; ; i++) {
-  const ok = await new Promise<boolean>(resolve => {
-    const c = connect(port, '127.0.0.1', () => { c.destroy(); resolve(true) })
-    c.on('error', () => resolve(false))
-  })
-  if (ok) break
-  if (i > 100) throw new Error('the loopback forward did not start')
-  await new Promise(resolve => setTimeout(resolve, 50))
-}
+const port = await publishOnLoopback(t, ctx, 'a', server.address)
 
 const sb = sandbox(t, `
 name: sshxen

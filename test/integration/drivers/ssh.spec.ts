@@ -1,6 +1,4 @@
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { connect, createServer } from 'node:net'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createLocalDriver, ensureSupercloudKey } from '../../../drivers/local/driver.ts'
@@ -9,18 +7,7 @@ import { HostAuthError, HostUnreachableError } from '../../../blanket-manager/er
 import type { DriverContext, HostRecord } from '../../../drivers/cloud.ts'
 import type { HostSpec } from '../../../blanket-manager/spec/types.ts'
 import { runCloudDriverCompliance } from './cloud-driver.compliance.ts'
-import { localHost, site, testContext } from './helpers.ts'
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      srv.close(() => { resolve(typeof addr === 'object' && addr !== null ? addr.port : 0) })
-    })
-  })
-}
+import { freePort, localHost, publishOnLoopback, site, testContext } from './helpers.ts'
 
 // The "existing server": a host made by the local driver, published on a loopback port
 // of this machine (the root namespace gets no route to the site).
@@ -33,20 +20,7 @@ t.teardown(async () => {
 })
 await local.ensureNetwork(localCtx)
 const server = made = await local.createHost(localCtx, localHost('server', 'a'))
-const port = await freePort()
-const siteNs = `${localCtx.prefix}-s-a`
-const forward = spawn('socat', [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `EXEC:ip netns exec ${siteNs} socat - TCP\\:${server.address}\\:22`], { detached: true, stdio: 'ignore' })
-t.teardown(() => { if (forward.pid !== undefined) try { process.kill(-forward.pid, 'SIGKILL') } catch { /* gone */ } })
-// Wait until the forward accepts connections.
-for (let i = 0; ; i++) {
-  const ok = await new Promise<boolean>(resolve => {
-    const c = connect(port, '127.0.0.1', () => { c.destroy(); resolve(true) })
-    c.on('error', () => resolve(false))
-  })
-  if (ok) break
-  if (i > 100) throw new Error('the loopback forward did not start')
-  await new Promise(resolve => setTimeout(resolve, 50))
-}
+const port = await publishOnLoopback(t, localCtx, 'a', server.address)
 
 const driver = createSshDriver()
 const sshCtx: DriverContext = { ...localCtx, name: `${localCtx.prefix}-ssh`, sites: { dc: { name: 'dc' } } }
