@@ -6,7 +6,7 @@
 import { mkdir, readFile, rm, writeFile, copyFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { CloudDriver, DriverContext, HostHealth, HostRecord } from '../cloud.ts'
+import type { CloudDriver, DriverContext, HostHealth, HostRecord, SshEndpoint } from '../cloud.ts'
 import type { HostSpec } from '../../blanket-manager/spec/types.ts'
 import type { OperationOptions } from '../../blanket-manager/progress.ts'
 import { LocalDriverError, throwIfAborted } from '../../blanket-manager/errors.ts'
@@ -393,18 +393,7 @@ export function createLocalDriver (): CloudDriver {
         await sleep(100)
       }
       const data: LocalHostData = { ns, siteNs: sp.ns, siteLink, hostDir, sshdDir, sshdConfig: sshd.config, sshdPidFile: sshd.pidFile }
-      const uplink = await currentUplink(ctx)
-      return {
-        ...(uplink !== undefined ? { reach: { network: localNetworkName(ctx.prefix), publicAddress: uplink.publicAddress } } : {}),
-        name: spec.name,
-        site: spec.site,
-        driver: 'local',
-        address,
-        ssh: { host: address, port: 22, username: 'root', privateKeyPath: ctx.keyPath, hostKeyPath: sshd.knownHosts, proxyCommand },
-        stateDir: hostDir,
-        guestBridge: HOST_BRIDGE,
-        driverData: { ...data }
-      }
+      return await hostRecord(ctx, spec, address, { host: address, port: 22, username: 'root', privateKeyPath: ctx.keyPath, hostKeyPath: sshd.knownHosts, proxyCommand }, hostDir, HOST_BRIDGE, data)
     },
 
     async describeHost (ctx, record): Promise<HostHealth> {
@@ -458,16 +447,22 @@ async function createXenFlavour (ctx: DriverContext, spec: HostSpec, n: { ns: st
     guestMemoryBytes: spec.memoryBytes
   }, opts ?? {})
   const data: LocalHostData = { ns: n.ns, siteNs: n.sp.ns, siteLink: n.siteLink, hostDir: n.hostDir, sshdDir: n.sshdDir, sshdConfig: '', sshdPidFile: '', xen: { qemuPid: x.pid, consoleLog: x.consoleLog } }
+  const ssh: SshEndpoint = { host: n.address, port: 22, username: 'root', privateKeyPath: ctx.keyPath, hostKeyPath: x.knownHosts, proxyCommand: x.proxyCommand, slow: { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 } }
+  return await hostRecord(ctx, spec, n.address, ssh, XEN_HOST_STATE_DIR, XEN_HOST_GUEST_BRIDGE, data)
+}
+
+/** The record of a local host (either flavour); hosts of a supercloud with an uplink are reachable from outside too. */
+async function hostRecord (ctx: DriverContext, spec: HostSpec, address: string, ssh: SshEndpoint, stateDir: string, guestBridge: string, data: LocalHostData): Promise<HostRecord> {
   const uplink = await currentUplink(ctx)
   return {
     ...(uplink !== undefined ? { reach: { network: localNetworkName(ctx.prefix), publicAddress: uplink.publicAddress } } : {}),
     name: spec.name,
     site: spec.site,
     driver: 'local',
-    address: n.address,
-    ssh: { host: n.address, port: 22, username: 'root', privateKeyPath: ctx.keyPath, hostKeyPath: x.knownHosts, proxyCommand: x.proxyCommand, slow: { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 } },
-    stateDir: XEN_HOST_STATE_DIR,
-    guestBridge: XEN_HOST_GUEST_BRIDGE,
+    address,
+    ssh,
+    stateDir,
+    guestBridge,
     driverData: { ...data }
   }
 }
