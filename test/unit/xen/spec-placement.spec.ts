@@ -79,3 +79,11 @@ t.test('placement: a VM with a disk pinned to a Xen host is refused; unpinned, i
   t.same(place(spec([xenHost('x1'), host('y1', 'a')], [vm('db1', { disks: disk }), vm('web1')])), { db1: 'y1', web1: 'x1' })
   t.throws(() => place(spec([xenHost('x1')], [vm('db1', { disks: disk })])), /vms\.db1: no host .*Xen hosts cannot: vms\.db1\.disks/)
 })
+
+t.test('examples/xen.yaml: two Xen hosts, its guests placed as written, one wire', async t => {
+  const { loadSpec } = await import('../../../blanket-manager/spec/load.ts')
+  const s = await loadSpec(new URL('../../../examples/xen.yaml', import.meta.url).pathname)
+  t.same(Object.values(s.hosts).map(h => [h.name, h.hypervisor.backend]), [['xen-a', 'xen'], ['xen-b', 'xen']])
+  t.same(place(s), { web1: 'xen-a', app1: 'xen-a', db1: 'xen-b' })
+  t.equal(s.network.wires.length, 1)
+})
