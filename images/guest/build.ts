@@ -5,19 +5,21 @@
  * of every input, so the same inputs always give the same directory and the
  * same bytes.
  */
-import { spawn } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
-import { constants as fsc } from 'node:fs'
-import { access, copyFile, mkdir, readdir, readFile, rename, rm, writeFile, chmod } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile, chmod } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { gunzipSync, gzipSync } from 'node:zlib'
-import { CancelledError, throwIfAborted } from '../../blanket-manager/errors.ts'
+import { gzipSync } from 'node:zlib'
+import { throwIfAborted } from '../../blanket-manager/errors.ts'
 import type { OperationOptions, ProgressEvent } from '../../blanket-manager/progress.ts'
 import { type CpioEntry, writeNewc } from './cpio.ts'
 import { ImageBuildError } from './errors.ts'
 import { newestKernelVersion, parseModulesBuiltin, parseModulesDep, resolveModules, UnknownModuleError } from './modules.ts'
+import { buildKit } from '../lib/build-kit.ts'
+
+const kit = buildKit('guest image build', (detail, cause) => new ImageBuildError(detail, cause))
+const { sha256, exists, readInput, run, decompressModule } = kit
 
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
 export const RECIPE_VERSION = 1
@@ -74,49 +76,10 @@ export function defaultCacheDir (): string {
   return env !== undefined && env !== '' ? env : join(homedir(), '.cache', 'supercloud')
 }
 
-function sha256 (data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex')
-}
 
-async function exists (p: string): Promise<boolean> {
-  try { await access(p, fsc.F_OK); return true } catch { return false }
-}
 
-async function readInput (path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path)
-  } catch (err) {
-    throw new ImageBuildError(`cannot read ${what} ${path}: ${(err as Error).message}`, err)
-  }
-}
 
-/** Runs a command to completion; resolves stdout, rejects with ImageBuildError carrying stderr. */
-function run (cmd: string, args: string[], opts: { cwd?: string, signal?: AbortSignal, input?: Buffer } = {}): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'], signal: opts.signal })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (b: Buffer) => out.push(b))
-    child.stderr.on('data', (b: Buffer) => err.push(b))
-    child.on('error', e => {
-      if ((e as { name?: string }).name === 'AbortError') reject(new CancelledError('guest image build'))
-      else reject(new ImageBuildError(`cannot run ${cmd}: ${e.message}`, e))
-    })
-    child.on('close', (code, sig) => {
-      if (code === 0) resolve(Buffer.concat(out))
-      else reject(new ImageBuildError(`\`${cmd} ${args.join(' ')}\` exited ${code ?? sig}: ${Buffer.concat(err).toString().trim().split('\n').slice(-8).join('\n')}`))
-    })
-    child.stdin.end(opts.input)
-  })
-}
 
-async function decompressModule (path: string, data: Buffer, signal?: AbortSignal): Promise<Buffer> {
-  if (path.endsWith('.ko')) return data
-  if (path.endsWith('.ko.gz')) return gunzipSync(data)
-  if (path.endsWith('.ko.xz')) return await run('xz', ['-dc'], { input: data, signal })
-  if (path.endsWith('.ko.zst')) return await run('zstd', ['-dc'], { input: data, signal })
-  throw new ImageBuildError(`do not know how to decompress module ${path}`)
-}
 
 interface Inputs {
   kernelVersion: string
@@ -295,7 +258,7 @@ export async function buildTinyImage (opts: BuildTinyImageOptions = {}): Promise
     await writeFile(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
     throwIfAborted(signal, 'guest image build')
     progress('install', `installing ${dir}`, 0.9)
-    await install(tmp, dir, id, opts.force === true)
+    await kit.install(tmp, dir, opts.force === true, async () => (await completeImage(dir, id)) !== undefined)
   } catch (err) {
     await rm(tmp, { recursive: true, force: true })
     throw err
@@ -306,35 +269,3 @@ export async function buildTinyImage (opts: BuildTinyImageOptions = {}): Promise
   return img
 }
 
-/** Moves the finished temp dir into place atomically; on a lost race keeps the winner's copy. */
-async function install (tmp: string, dir: string, id: string, force: boolean): Promise<void> {
-  try {
-    await rename(tmp, dir)
-    return
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw new ImageBuildError(`cannot install ${dir}`, err)
-  }
-  if (!force && (await completeImage(dir, id)) !== undefined) {
-    await rm(tmp, { recursive: true, force: true })
-    return
-  }
-  // Forced rebuild, or a leftover incomplete directory: move it aside, then install ours.
-  const aside = `${dir}.old-${process.pid}-${randomBytes(4).toString('hex')}`
-  try {
-    await rename(dir, aside)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ImageBuildError(`cannot replace ${dir}`, err)
-  }
-  try {
-    await rename(tmp, dir)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if ((code === 'ENOTEMPTY' || code === 'EEXIST') && (await completeImage(dir, id)) !== undefined) {
-      await rm(tmp, { recursive: true, force: true })
-    } else {
-      throw new ImageBuildError(`cannot install ${dir}`, err)
-    }
-  }
-  await rm(aside, { recursive: true, force: true })
-}

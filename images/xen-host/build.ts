@@ -10,14 +10,12 @@
  * Per-launch secrets (ssh host key, authorized_keys) are NOT in the image: the launcher
  * appends them as a second cpio archive (drivers/local/xen-host-args.ts).
  */
-import { spawn } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
-import { constants as fsc } from 'node:fs'
-import { access, chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import { CancelledError, throwIfAborted } from '../../blanket-manager/errors.ts'
+import { throwIfAborted } from '../../blanket-manager/errors.ts'
 import type { OperationOptions, ProgressEvent } from '../../blanket-manager/progress.ts'
 import { type CpioEntry, writeNewc } from '../guest/cpio.ts'
 import { defaultCacheDir } from '../guest/build.ts'
@@ -25,6 +23,10 @@ import { newestKernelVersion, parseModulesBuiltin, parseModulesDep, resolveModul
 import { MissingLibraryError, parseLdd, unionSorted } from './closure.ts'
 import { XenImageBuildError } from './errors.ts'
 import { XEN_GUEST_MODULE_DIR, XEN_GUEST_MODULES } from './guest-overlay.ts'
+import { buildKit } from '../lib/build-kit.ts'
+
+const kit = buildKit('Xen host image build', (detail, cause) => new XenImageBuildError(detail, cause))
+const { sha256, exists, readInput, run, decompressModule } = kit
 
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
 export const RECIPE_VERSION = 2
@@ -135,48 +137,10 @@ const BUSYBOX = '/bin/busybox'
 const INIT_SCRIPT = join(HERE, 'init.sh')
 const VIF_SCRIPT = join(HERE, 'vif-bridge.sh')
 
-function sha256 (data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex')
-}
 
-async function exists (p: string): Promise<boolean> {
-  try { await access(p, fsc.F_OK); return true } catch { return false }
-}
 
-async function readInput (path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path)
-  } catch (err) {
-    throw new XenImageBuildError(`cannot read ${what} ${path}: ${(err as Error).message}`, err)
-  }
-}
 
-function run (cmd: string, args: string[], opts: { signal?: AbortSignal, input?: Buffer } = {}): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], signal: opts.signal })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (b: Buffer) => out.push(b))
-    child.stderr.on('data', (b: Buffer) => err.push(b))
-    child.on('error', e => {
-      if ((e as { name?: string }).name === 'AbortError') reject(new CancelledError('Xen host image build'))
-      else reject(new XenImageBuildError(`cannot run ${cmd}: ${e.message}`, e))
-    })
-    child.on('close', (code, sig) => {
-      if (code === 0) resolve(Buffer.concat(out))
-      else reject(new XenImageBuildError(`\`${cmd} ${args.join(' ')}\` exited ${code ?? sig}: ${Buffer.concat(err).toString().trim().split('\n').slice(-8).join('\n')}`))
-    })
-    child.stdin.end(opts.input)
-  })
-}
 
-async function decompressModule (path: string, data: Buffer, signal?: AbortSignal): Promise<Buffer> {
-  if (path.endsWith('.ko')) return data
-  if (path.endsWith('.ko.gz')) return gunzipSync(data)
-  if (path.endsWith('.ko.xz')) return await run('xz', ['-dc'], { input: data, signal })
-  if (path.endsWith('.ko.zst')) return await run('zstd', ['-dc'], { input: data, signal })
-  throw new XenImageBuildError(`do not know how to decompress module ${path}`)
-}
 
 /** The newest /boot/xen-<version>-amd64.gz, e.g. { version: '4.17', path }. */
 export function newestXen (bootFiles: string[]): { version: string, file: string } | undefined {
@@ -407,7 +371,7 @@ export async function buildXenHostImage (opts: BuildXenHostImageOptions = {}): P
     await writeFile(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
     throwIfAborted(signal, 'Xen host image build')
     progress('install', `installing ${dir}`, 0.9)
-    await install(tmp, dir, id, opts.force === true)
+    await kit.install(tmp, dir, opts.force === true, async () => (await completeImage(dir, id)) !== undefined)
   } catch (err) {
     await rm(tmp, { recursive: true, force: true })
     throw err
@@ -418,34 +382,4 @@ export async function buildXenHostImage (opts: BuildXenHostImageOptions = {}): P
   return img
 }
 
-async function install (tmp: string, dir: string, id: string, force: boolean): Promise<void> {
-  try {
-    await rename(tmp, dir)
-    return
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw new XenImageBuildError(`cannot install ${dir}`, err)
-  }
-  if (!force && (await completeImage(dir, id)) !== undefined) {
-    await rm(tmp, { recursive: true, force: true })
-    return
-  }
-  const aside = `${dir}.old-${process.pid}-${randomBytes(4).toString('hex')}`
-  try {
-    await rename(dir, aside)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new XenImageBuildError(`cannot replace ${dir}`, err)
-  }
-  try {
-    await rename(tmp, dir)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if ((code === 'ENOTEMPTY' || code === 'EEXIST') && (await completeImage(dir, id)) !== undefined) {
-      await rm(tmp, { recursive: true, force: true })
-    } else {
-      throw new XenImageBuildError(`cannot install ${dir}`, err)
-    }
-  }
-  await rm(aside, { recursive: true, force: true })
-}
 
