@@ -338,8 +338,9 @@ export class VmManager {
       onProgress: pr => {
         sent = Math.max(sent, pr.sentBytes ?? sent)
         iteration = Math.max(iteration, pr.iteration ?? iteration)
-        if (pr.phase === 'switchover') switchAt ??= Date.now()
-        const phase = pr.phase === 'switchover' ? 'switchover' : 'memory'
+        // xl's events: start, memory, switchover (the last round), handover, arrived.
+        if (pr.phase === 'switchover' || pr.phase === 'handover' || pr.phase === 'arrived') switchAt ??= Date.now()
+        const phase = switchAt !== undefined ? 'switchover' : 'memory'
         push({ type: 'migration.progress', vm: p.name, phase, sentBytes: sent, remainingBytes: Math.max(0, total - sent), dirtyRate: 0, iteration, fraction: Math.min(0.99, total > 0 ? sent / total : 0), message: pr.message })
       }
     })
