@@ -130,7 +130,10 @@ export class SshConnection {
 
   /** Runs a command; throws RemoteCommandError on non-zero exit unless allowFailure. */
   async exec (command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    const ch = await this.channel(command)
+    // The command runs in a subshell followed by a line carrying its exit status: an sshd on a
+    // slow host (an emulated Xen dom0 under load) sometimes closes a finished command's channel
+    // without sending the exit status (1-4 in 160 commands); the line still tells how it ended.
+    const ch = await this.channel(`(\n${command}\n)\nprintf '\\n${EXIT_MARK}%s\\n' "$?"`)
     return await new Promise<ExecResult>((resolve, reject) => {
       let stdout = ''
       let stderr = ''
@@ -143,11 +146,20 @@ export class SshConnection {
       }
       ch.on('data', (d: Buffer) => { stdout += d.toString() })
       ch.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-      ch.on('exit', (c: number | null) => { code = c })
+      let exited = false
+      let killedBy: string | undefined
+      ch.on('exit', (c: number | null, sig?: string) => { exited = true; code = c; if (c === null && typeof sig === 'string') killedBy = sig })
       ch.on('close', () => {
         if (timer !== undefined) clearTimeout(timer)
         opts.signal?.removeEventListener('abort', onAbort)
-        if (code !== 0 && opts.allowFailure !== true) reject(new RemoteCommandError(this.hostName, command, code, stderr || stdout))
+        const marked = splitExitMark(stdout)
+        stdout = marked.stdout
+        // The line is the command's own status (the session's is printf's); without the line
+        // (killed, cut off) the session's status or its absence stands.
+        if (marked.code !== undefined) { exited = true; code = marked.code; killedBy = undefined }
+        // No exit status at all: the session or the whole connection went away mid-command.
+        const why = !exited ? `(no exit status: the SSH ${this.closed ? 'connection' : 'session'} closed before the command finished) ` : killedBy !== undefined ? `(killed by SIG${killedBy}) ` : ''
+        if (code !== 0 && opts.allowFailure !== true) reject(new RemoteCommandError(this.hostName, command, code, why + (stderr || stdout)))
         else resolve({ stdout, stderr, code })
       })
       if (opts.stdin !== undefined) ch.end(opts.stdin)
@@ -197,6 +209,16 @@ export class SshConnection {
     this.client.end()
     this.proxy?.kill('SIGKILL')
   }
+}
+
+/** Marks the line `exec` appends with the command's exit status. */
+const EXIT_MARK = '__SC_EXIT_STATUS='
+
+/** Splits the exit status line `exec` appends off a command's output (pure). */
+export function splitExitMark (out: string): { stdout: string, code?: number } {
+  const m = new RegExp(`\\n${EXIT_MARK}(\\d+)\\n$`).exec(out)
+  if (m === null) return { stdout: out }
+  return { stdout: out.slice(0, m.index), code: Number(m[1]) }
 }
 
 /** Quotes a string for a POSIX shell. */
