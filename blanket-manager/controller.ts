@@ -201,7 +201,10 @@ export class Controller {
       if (health !== 'running') return
       try {
         const agent = await this.agent(row.name)
-        for (const vm of await agent.listVms()) obs.vms[vm.name] = vm.state
+        // A VM's state is what its own host says: another host may still list a copy that is
+        // gone (the destination of a rolled-back migration) and must not hide the running one.
+        const here = new Set(this.store.vms().filter(v => v.host === row.name).map(v => v.name))
+        for (const vm of await agent.listVms()) if (here.has(vm.name)) obs.vms[vm.name] = vm.state
         ;(obs.agentBuilds ??= {})[row.name] = (await agent.hello()).build
       } catch {
         obs.hosts[row.name] = 'unreachable'
@@ -970,7 +973,8 @@ export class Controller {
         this.store.journal('migration.recovered', row.name, { outcome: 'completed', from: m.from, to: m.to })
         done.push(`${row.name}: finished its move to ${m.to} (the controller had stopped after the switch)`)
       } else {
-        if (dst !== undefined && dst.state !== 'absent') await target.destroyVm(row.name, row.record.nics).catch(() => {})
+        // Also when its QEMU is gone: its files and TAPs on the destination go too.
+        if (dst !== undefined) await target.destroyVm(row.name, row.record.nics).catch(() => {})
         this.store.putVm({ ...row, status: src?.state === 'running' ? 'ready' : 'failed' })
         this.store.journal('migration.recovered', row.name, { outcome: 'rolled-back', from: m.from, to: m.to })
         done.push(`${row.name}: migration to ${m.to} rolled back; it runs on ${m.from}`)
