@@ -204,8 +204,7 @@ export class VmManager {
     // Leftovers of an earlier copy are never opened by mistake: only images kept under `reuse` are.
     await rm(this.vmDir(p.launch.name), { recursive: true, force: true })
     const reusedNodes = await this.takeDeparted(p.launch, p.reuse)
-    const sm = this.backend.selfMigration
-    if (sm !== undefined) return await this.prepareSelfIncoming(p)
+    if (this.backend.selfMigration !== undefined) return await this.prepareSelfIncoming(p)
     const def = { ...await this.define(p.launch), incoming: true }
     const migrationPort = await freeMigrationPort(p.listenIp)
     const nbdPort = await freeMigrationPort(p.listenIp, [migrationPort])
@@ -219,11 +218,16 @@ export class VmManager {
     }
   }
 
+  /** A backend's own migration (xl migrate) is pre-copy only. */
+  private requirePrecopy (mode: IncomingParams['mode']): void {
+    if (mode !== 'auto' && mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `${this.backend.kind} migrates by pre-copy only (xl migrate); mode ${mode} is not available on this host`)
+  }
+
   /** Destination side of a backend's own migration (Xen): devices ready, one listener for the stream. */
   private async prepareSelfIncoming (p: IncomingParams): Promise<IncomingResult> {
     const sm = this.backend.selfMigration
     if (sm === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'this host\'s backend does not migrate guests itself')
-    if (p.mode !== 'auto' && p.mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `${this.backend.kind} migrates by pre-copy only (xl migrate); mode ${p.mode} is not available on this host`)
+    this.requirePrecopy(p.mode)
     const name = p.launch.name
     this.arrivals.get(name)?.ac.abort()
     const def = { ...await this.define(p.launch), incoming: true }
@@ -298,11 +302,7 @@ export class VmManager {
         onProgress: pr => push({ type: 'migration.progress', vm: p.name, ...pr }),
         onSwitchover: async () => {
           push({ type: 'migration.switchover', vm: p.name })
-          if (!p.holdAtSwitchover) return
-          await new Promise<void>((resolve, reject) => {
-            const timer = setTimeout(() => reject(new SupercloudError('SC_MIGRATION_FAILED', 'the controller did not confirm the switchover within 30 s')), 30000)
-            entry.release = () => { clearTimeout(timer); resolve() }
-          })
+          if (p.holdAtSwitchover) await holdAtSwitchover(entry)
         }
       })
     } catch (err) {
@@ -323,7 +323,7 @@ export class VmManager {
   private async selfOutgoing (p: OutgoingParams, signal: AbortSignal, entry: { release?: () => void }, push: (ev: Record<string, unknown>) => void): Promise<MigrationSummary> {
     const sm = this.backend.selfMigration
     if (sm === undefined || p.selfConfig === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'a Xen migration needs the destination\'s guest configuration (selfConfig)')
-    if (p.mode !== 'auto' && p.mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `${this.backend.kind} migrates by pre-copy only (xl migrate); mode ${p.mode} is not available on this host`)
+    this.requirePrecopy(p.mode)
     const l = JSON.parse(await readFile(join(this.vmDir(p.name), 'launch.json'), 'utf8')) as VmLaunch
     const total = l.memory.requestedBytes
     let sent = 0
@@ -345,12 +345,7 @@ export class VmManager {
       }
     })
     push({ type: 'migration.switchover', vm: p.name })
-    if (p.holdAtSwitchover) {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new SupercloudError('SC_MIGRATION_FAILED', 'the controller did not confirm the switchover within 30 s')), 30000)
-        entry.release = () => { clearTimeout(timer); resolve() }
-      })
-    }
+    if (p.holdAtSwitchover) await holdAtSwitchover(entry)
     const sentBytes = r.sentBytes ?? sent
     return {
       mode: 'precopy',
@@ -502,6 +497,14 @@ async function exists (p: string): Promise<boolean> {
 export const MIGRATION_PORTS = { first: 49152, last: 49215 }
 
 /** A free TCP port in the migration range on `ip` (checked by binding it). */
+/** Waits at the switchover until the controller calls vm.migrate.continue (entry.release), at most 30 s. */
+async function holdAtSwitchover (entry: { release?: () => void }): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new SupercloudError('SC_MIGRATION_FAILED', 'the controller did not confirm the switchover within 30 s')), 30000)
+    entry.release = () => { clearTimeout(timer); resolve() }
+  })
+}
+
 export async function freeMigrationPort (ip: string, avoid: number[] = []): Promise<number> {
   const { createServer } = await import('node:net')
   const span = MIGRATION_PORTS.last - MIGRATION_PORTS.first + 1

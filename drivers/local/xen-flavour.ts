@@ -57,7 +57,6 @@ export function xenMachineMiB (guestMemoryBytes: number): number {
   return Math.ceil(guestMemoryBytes / 1048576) + XEN_DOM0_MIB + XEN_OVERHEAD_MIB
 }
 
-
 /** The QEMU process of this Xen host, when it runs (in its namespace). */
 export async function xenHostPid (ns: string, hostDir: string): Promise<number | undefined> {
   const pid = await readPidFile(join(xenDir({ hostDir }), 'qemu.pid'))

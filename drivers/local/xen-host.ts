@@ -11,7 +11,7 @@ import { LocalDriverError, throwIfAborted } from '../../blanket-manager/errors.t
 import type { OperationOptions } from '../../blanket-manager/progress.ts'
 import { buildXenHostImage, type XenHostImage } from '../../images/xen-host/build.ts'
 import { launchCpio, readyState, xenHostQemuArgs, type XenHostVmConfig } from './xen-host-args.ts'
-import { isAlive, nsRun, run, sleep, sshBanner, startDaemon } from './sh.ts'
+import { isAlive, killPids, nsRun, run, sleep, sshBanner, startDaemon } from './sh.ts'
 
 /** The Xen host did not come up (QEMU died, dom0 init reported a failure, or a timeout). */
 export class XenHostBootError extends LocalDriverError {
@@ -77,14 +77,6 @@ async function consoleTail (path: string, lines = 30): Promise<string> {
 }
 
 
-async function stopPid (pid: number): Promise<void> {
-  if (!isAlive(pid)) return
-  try { process.kill(pid, 'SIGTERM') } catch { return }
-  for (let i = 0; i < 30 && isAlive(pid); i++) await sleep(100)
-  if (isAlive(pid)) { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } }
-  for (let i = 0; i < 30 && isAlive(pid); i++) await sleep(100)
-}
-
 export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost> {
   const what = `Xen host ${opts.name}`
   const progress = (phase: string, message: string): void => opts.onProgress?.({ subject: `host ${opts.name}`, phase, message })
@@ -131,7 +123,8 @@ export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost>
   await nsRun(opts.ns, ['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap'])
   let pid = 0
   const stop = async (): Promise<void> => {
-    if (pid > 0) await stopPid(pid)
+    // TERM, up to 3 s, then KILL.
+    if (pid > 0) await killPids([pid], 3000)
     await nsRun(opts.ns, ['ip', 'link', 'del', tap], { allowFailure: true })
   }
   try {
