@@ -4,20 +4,13 @@
  */
 import t from 'tap'
 import { parseSpec } from '../../../blanket-manager/spec/load.ts'
-import { SpecError, type SpecIssue } from '../../../blanket-manager/errors.ts'
+import type { SpecIssue } from '../../../blanket-manager/errors.ts'
 import type { HostSpec } from '../../../blanket-manager/spec/types.ts'
+import { specIssues } from './issues.ts'
 
 const G = 1024 ** 3
 
-function issuesOf (text: string, file = '/specs/s.yaml'): SpecIssue[] {
-  try {
-    parseSpec(text, file)
-  } catch (err) {
-    if (err instanceof SpecError) return err.issues
-    throw err
-  }
-  throw new Error('expected a SpecError')
-}
+const issuesOf = (text: string, file = '/specs/s.yaml'): SpecIssue[] => specIssues(text, file)
 
 /** Only the parts a test looks at. */
 const brief = (issues: SpecIssue[]): Array<[number, number, string, string]> => issues.map(i => [i.line, i.column, i.field, i.message])

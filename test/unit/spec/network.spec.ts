@@ -2,10 +2,11 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { loadSpec, parseSpec } from '../../../blanket-manager/spec/load.ts'
-import { SpecError, type SpecIssue } from '../../../blanket-manager/errors.ts'
+import type { SpecIssue } from '../../../blanket-manager/errors.ts'
 import {
   canonicalWire, crossSiteProblems, formatWire, parseWire, parseWireEnd, wireContext, wiredNics, wireKey, wireProblems
 } from '../../../blanket-manager/spec/network.ts'
+import { specIssues } from './issues.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 
@@ -15,15 +16,7 @@ function exactly (t: Test, issues: SpecIssue[], expected: unknown[], message?: s
   t.match(issues, expected, message ?? 'issues')
 }
 
-function issuesOf (text: string): SpecIssue[] {
-  try {
-    parseSpec(text, 'n.yaml')
-  } catch (err) {
-    if (err instanceof SpecError) return err.issues
-    throw err
-  }
-  throw new Error('expected a SpecError')
-}
+const issuesOf = (text: string): SpecIssue[] => specIssues(text, 'n.yaml')
 
 /** Two sites, three hosts, web1/app1 on sw1, fw1 with two NICs, db1; `network` is appended. */
 const base = `sites:

@@ -4,19 +4,12 @@
  */
 import t from 'tap'
 import { parseSpec } from '../../../blanket-manager/spec/load.ts'
-import { SpecError, CapacityError, type SpecIssue } from '../../../blanket-manager/errors.ts'
+import { CapacityError, type SpecIssue } from '../../../blanket-manager/errors.ts'
 import { place, xenUnsupported } from '../../../blanket-manager/planner/placement.ts'
 import { host, spec, vm } from '../planner/fixtures.ts'
+import { specIssues } from '../spec/issues.ts'
 
-function issuesOf (text: string): SpecIssue[] {
-  try {
-    parseSpec(text, '/specs/x.yaml')
-  } catch (err) {
-    if (err instanceof SpecError) return err.issues
-    throw err
-  }
-  throw new Error('expected a SpecError')
-}
+const issuesOf = (text: string): SpecIssue[] => specIssues(text, '/specs/x.yaml')
 
 const xenHost = (name: string, site = 'a', memMiB = 1024): ReturnType<typeof host> => ({ ...host(name, site, memMiB), hypervisor: { backend: 'xen', accel: 'auto' } })
 
