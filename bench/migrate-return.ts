@@ -10,9 +10,12 @@
  */
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
+import type { MigrateResult } from '../blanket-manager/controller.ts'
 import { CliSandbox } from './lib/cli.ts'
+import { benchLog, machineInfo, runBench } from './lib/entry.ts'
+import { bringUp, migrateVm, migrationLabSpec, WAN } from './lib/migrate-lab.ts'
 import { r3 } from './lib/proc.ts'
 
 const { values } = parseArgs({
@@ -25,48 +28,32 @@ const WRITES = (values.writes ?? '').split(',').filter(Boolean).map(Number)
 const PATHS = (values.paths ?? '').split(',').filter(Boolean)
 const MiB = 1048576
 
-const spec = `
-name: migret
-sites:
-  a: { subnet: 198.18.56.0/24 }
-  b: { subnet: 198.18.57.0/24 }
-wan: { bandwidth: 200mbit, delay: 5ms }
-hosts:
-  h1: { site: a, memory: 512M, hypervisor: { accel: tcg } }
-  h2: { site: a, memory: 512M, hypervisor: { accel: tcg } }
-  h3: { site: b, memory: 512M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-  mover:
-    image: tiny
-    host: h1
-    memory: 128M
-    disks: [ { name: data, size: 256M } ]
-    nics: [ { name: eth0, address: 198.18.56.101/24 } ]
-`
+const spec = migrationLabSpec({
+  name: 'migret',
+  octet: 56,
+  hosts: { a: ['h1', 'h2'], b: ['h3'] },
+  hostMemory: '512M',
+  vms: [{ name: 'mover', host: 'h1', memory: '128M', disks: [{ name: 'data', size: '256M' }], address: '198.18.56.101/24' }]
+})
 
-const log = (m: string): void => { process.stderr.write(`[migrate-return] ${m}\n`) }
+const log = benchLog('migrate-return')
 const t0 = Date.now()
 const load0 = loadavg()
 
-interface Summary { from: string, to: string, totalMs: number, downtimeMs: number, sentBytes: number, diskSentBytes: number, diskSizeBytes: number, diskReused: boolean }
-
 const sb = new CliSandbox(spec, 'sc-bench-migret-')
 
-async function migrate (to: string): Promise<Summary> {
-  const r = await sb.run(['migrate', 'mover', '--to', to, '--json'], { timeoutMs: 300000 })
-  if (r.code !== 0) throw new Error(`migrate to ${to}: ${r.stderr.split('\n').filter(l => /error/.test(l)).join(' ')}`)
-  return JSON.parse(r.stdout) as Summary
+async function migrate (to: string): Promise<MigrateResult> {
+  const m = await migrateVm(sb, { vm: 'mover', to })
+  if (!m.ok) throw new Error(`migrate to ${to}: ${m.error}`)
+  return m.result
 }
 
-function brief (s: Summary): Record<string, unknown> {
+function brief (s: MigrateResult): Record<string, unknown> {
   return { from: s.from, to: s.to, diskReused: s.diskReused, diskSentMiB: r3(s.diskSentBytes / MiB), diskSizeMiB: r3(s.diskSizeBytes / MiB), diskSentFraction: r3(s.diskSentBytes / s.diskSizeBytes), totalMs: s.totalMs, downtimeMs: s.downtimeMs, sentMiB: r3(s.sentBytes / MiB) }
 }
 
 async function main (): Promise<Record<string, unknown>> {
-  log('up (3 hosts, 1 guest with a 256 MiB disk)')
-  await sb.ok(['up'], { timeoutMs: 900000 })
+  await bringUp(sb, log, '3 hosts, 1 guest with a 256 MiB disk')
   await sb.inGuest('mover', 'dd if=/dev/urandom of=/dev/vda bs=1M count=64 conv=notrunc,fsync 2>/dev/null; echo ok', 180)
   const cases: Array<Record<string, unknown>> = []
   let seek = 64
@@ -90,21 +77,11 @@ async function main (): Promise<Record<string, unknown>> {
   }
   return {
     bench: 'migrate-return',
-    machine: { cores: cpus().length, loadavgStart: load0.map(r3), loadavgEnd: loadavg().map(r3) },
-    settings: { guestMemory: '128M', disk: '256M (64 MiB written before the first move)', writesMiB: WRITES, paths: PATHS, wan: '200mbit, 5ms one way' },
+    machine: machineInfo(load0),
+    settings: { guestMemory: '128M', disk: '256M (64 MiB written before the first move)', writesMiB: WRITES, paths: PATHS, wan: WAN.label },
     cases,
     wallSeconds: r3((Date.now() - t0) / 1000)
   }
 }
 
-let exitCode = 0
-try {
-  process.stdout.write(JSON.stringify(await main(), null, 2) + '\n')
-} catch (err) {
-  process.stderr.write(`bench/migrate-return.ts failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-  exitCode = 1
-} finally {
-  log('down and clean up')
-  await sb.cleanup()
-}
-process.exit(exitCode)
+await runBench({ file: 'bench/migrate-return.ts', main, log, cleanupMessage: 'down and clean up', cleanup: async () => { await sb.cleanup() } })

@@ -19,9 +19,14 @@
  * Usage: node --import tsx bench/migrate-wire.ts [--modes auto] [--workloads 0,16]
  *        [--budget-min 10] [--deadline 60s] [--max-downtime 100ms]
  */
-import { cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { CliSandbox } from './lib/cli.ts'
+import { benchLog, machineInfo, runBench } from './lib/entry.ts'
+import {
+  bringUp, guestProbe, hostOf, MEMLOAD_MB, migrateVm, migrationLabSpec, overSeed, PROBE_INTERVAL_MS, qemuBrief, SEED_ANCHORS,
+  startEcho, startMemload, stopMemload, WAN, type ProbeSummary
+} from './lib/migrate-lab.ts'
 import { median, r3, sleep } from './lib/proc.ts'
 
 const { values } = parseArgs({
@@ -45,31 +50,16 @@ const LEGS: Array<{ from: string, to: string, path: 'within' | 'to-b' | 'back' }
   { from: 'h3', to: 'h2', path: 'back' }
 ]
 
-const spec = `
-name: migwire
-sites:
-  a: { subnet: 198.18.56.0/24 }
-  b: { subnet: 198.18.57.0/24 }
-wan: { bandwidth: 200mbit, delay: 5ms }
-hosts:
-  h1: { site: a, memory: 1024M, hypervisor: { accel: tcg } }
-  h2: { site: a, memory: 1024M, hypervisor: { accel: tcg } }
-  h4: { site: a, memory: 1024M, hypervisor: { accel: tcg } }
-  h3: { site: b, memory: 1024M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-  mover:
-    image: tiny
-    host: h2
-    memory: 256M
-    nics: [ { name: eth0, address: ${MOVER_IP}/24 } ]
-  probe:
-    image: tiny
-    host: h1
-    memory: 96M
-    nics: [ { name: eth0, address: 198.19.56.102/24 } ]
-network:
+const spec = migrationLabSpec({
+  name: 'migwire',
+  octet: 56,
+  hosts: { a: ['h1', 'h2', 'h4'], b: ['h3'] },
+  hostMemory: '1024M',
+  vms: [
+    { name: 'mover', host: 'h2', memory: '256M', address: `${MOVER_IP}/24` },
+    { name: 'probe', host: 'h1', memory: '96M', address: '198.19.56.102/24' }
+  ],
+  extra: `network:
   port: 4789
   wires:
     - mover.eth0 -- probe.eth0
@@ -77,38 +67,23 @@ network:
     a: { gateway: h1 }
     b: { gateway: h3 }
 `
+})
 
-const log = (m: string): void => { process.stderr.write(`[migrate-wire] ${m}\n`) }
+const log = benchLog('migrate-wire')
 const t0 = Date.now()
 const load0 = loadavg()
-
-interface ProbeSummary { sent: number, received: number, lost: number, maxGapMs: number }
-interface QemuSummary { mode: string, postcopy: boolean, totalMs: number, downtimeMs: number, sentBytes: number, iterations: number, switchoverHoldMs?: number }
-
-function lastJson<T> (text: string): T | undefined {
-  const lines = text.split('\n').map(l => l.trim()).filter(l => l.startsWith('{') && l.endsWith('}'))
-  const l = lines.at(-1)
-  return l === undefined ? undefined : JSON.parse(l) as T
-}
 
 const sb = new CliSandbox(spec, 'sc-bench-migw-')
 
 async function main (): Promise<Record<string, unknown>> {
-  log('up (4 hosts, 2 guests, 1 wire, extenders a <-> b)')
-  const up = await sb.ok(['up'], { timeoutMs: 900000 })
-  const st = await sb.status()
-  log(`prefix ${st.prefix ?? ''}; up took ${(up.ms / 1000).toFixed(1)} s`)
+  const { up, status: st } = await bringUp(sb, log, '4 hosts, 2 guests, 1 wire, extenders a <-> b')
 
-  await sb.inGuest('mover', 'netprobe echo 7 >/dev/null 2>&1 & sleep 1; pidof netprobe')
-  const startProbe = async (): Promise<void> => {
-    await sb.inGuest('probe', `netprobe send ${MOVER_IP} 7 --interval-ms 10 --count 1000000 --linger-ms 300 > /tmp/p.out 2>&1 & sleep 1`)
-  }
-  const stopProbe = async (): Promise<ProbeSummary | undefined> =>
-    lastJson<ProbeSummary>(await sb.inGuest('probe', 'kill -INT $(pidof netprobe); sleep 1; cat /tmp/p.out'))
+  await startEcho(sb, 'mover')
+  const probe = guestProbe({ sb, vm: 'probe', target: MOVER_IP, settleS: 1 })
   const control = async (): Promise<ProbeSummary | undefined> => {
-    await startProbe()
+    await probe.start()
     await sleep(4000)
-    return await stopProbe()
+    return await probe.stop()
   }
   // The wire works at all before anything moves.
   const first = await control()
@@ -120,9 +95,7 @@ async function main (): Promise<Record<string, unknown>> {
   for (const w of WORKLOADS) {
     let achieved: number | null = null
     if (w > 0) {
-      const out = await sb.inGuest('mover', `memload --mb 128 --seconds 0 --write-mbps ${w} > /tmp/ml.out 2>&1 & sleep 8; tail -n 3 /tmp/ml.out`)
-      const rates = [...out.matchAll(/mbps=([\d.]+)/g)].map(m => Number(m[1]))
-      achieved = rates.length > 0 ? r3(median(rates)) : null
+      achieved = await startMemload(sb, 'mover', w)
       log(`workload ${w} MiB/s: memload reports ${achieved} MiB/s`)
     }
     for (const mode of MODES) {
@@ -131,24 +104,24 @@ async function main (): Promise<Record<string, unknown>> {
         if (Date.now() - t0 > BUDGET_MS) { skipped.push(`${label} (budget)`); continue }
         if (where !== leg.from) { skipped.push(`${label} (the mover is on ${where})`); continue }
         const base = await control()
-        await startProbe()
-        const r = await sb.run(['migrate', 'mover', '--to', leg.to, '--mode', mode, '--json', '--deadline', DEADLINE, '--max-downtime', MAX_DOWNTIME], { timeoutMs: 300000 })
+        await probe.start()
+        const m = await migrateVm(sb, { vm: 'mover', to: leg.to, mode, deadline: DEADLINE, maxDowntime: MAX_DOWNTIME })
         await sleep(1000)
-        const probe = await stopProbe().catch(() => undefined)
-        const q = r.code === 0 ? JSON.parse(r.stdout) as QemuSummary : undefined
-        where = q !== undefined ? leg.to : (await sb.status()).vms.find(v => v.name === 'mover')?.host ?? where
-        const c: Record<string, unknown> = { workloadMiBps: w, achievedMiBps: achieved, mode, ...leg, ok: q !== undefined, cliMs: r3(r.ms) }
-        if (q === undefined) c.error = r.stderr.split('\n').filter(l => /error/i.test(l)).slice(-2).join(' ').slice(0, 400)
-        else c.qemu = { downtimeMs: q.downtimeMs, totalMs: q.totalMs, sentBytes: q.sentBytes, postcopy: q.postcopy, iterations: q.iterations, ...(q.switchoverHoldMs !== undefined ? { switchoverHoldMs: q.switchoverHoldMs } : {}) }
-        if (probe !== undefined) c.probe = probe
+        const gap = await probe.stop().catch(() => undefined)
+        const q = m.ok ? m.result : undefined
+        where = q !== undefined ? leg.to : await hostOf(sb, 'mover') ?? where
+        const c: Record<string, unknown> = { workloadMiBps: w, achievedMiBps: achieved, mode, ...leg, ok: q !== undefined, cliMs: r3(m.cli.ms) }
+        if (!m.ok) c.error = m.error
+        else c.qemu = { ...qemuBrief(m.result), ...(m.result.switchoverHoldMs !== undefined ? { switchoverHoldMs: m.result.switchoverHoldMs } : {}) }
+        if (gap !== undefined) c.probe = gap
         if (base !== undefined) c.baseline = base
-        if (probe !== undefined && base !== undefined && base.maxGapMs > 0) c.gapOverBaseline = r3(probe.maxGapMs / base.maxGapMs)
+        if (gap !== undefined && base !== undefined && base.maxGapMs > 0) c.gapOverBaseline = r3(gap.maxGapMs / base.maxGapMs)
         log(`${label}: ${q !== undefined ? `total ${q.totalMs} ms, qemu downtime ${q.downtimeMs} ms${q.switchoverHoldMs !== undefined ? ` (hold ${q.switchoverHoldMs} ms)` : ''}${q.postcopy ? ', postcopy' : ''}` : `FAILED ${String(c.error)}`}` +
-          `, probe gap ${probe?.maxGapMs ?? '?'} ms (baseline ${base?.maxGapMs ?? '?'} ms), lost ${probe?.lost ?? '?'} of ${probe?.sent ?? '?'}`)
+          `, probe gap ${gap?.maxGapMs ?? '?'} ms (baseline ${base?.maxGapMs ?? '?'} ms), lost ${gap?.lost ?? '?'} of ${gap?.sent ?? '?'}`)
         cases.push(c)
       }
     }
-    if (w > 0) await sb.inGuest('mover', 'kill $(pidof memload); sleep 1; pidof memload || echo stopped')
+    if (w > 0) await stopMemload(sb, 'mover')
   }
 
   const ok = cases.filter(c => c.ok === true)
@@ -161,23 +134,24 @@ async function main (): Promise<Record<string, unknown>> {
         n: sel.length,
         probeGapMsMedian: median(sel.map(c => (c.probe as ProbeSummary | undefined)?.maxGapMs ?? NaN)),
         baselineGapMsMedian: median(sel.map(c => (c.baseline as ProbeSummary | undefined)?.maxGapMs ?? NaN)),
-        qemuDowntimeMsMedian: median(sel.map(c => (c.qemu as QemuSummary).downtimeMs))
+        qemuDowntimeMsMedian: median(sel.map(c => (c.qemu as { downtimeMs: number }).downtimeMs))
       }
     }
   }
   const gaps = ok.map(c => (c.probe as ProbeSummary | undefined)?.maxGapMs ?? NaN).filter(Number.isFinite)
+  const seed = overSeed(median(gaps))
   return {
     bench: 'migrate-wire',
     prefix: st.prefix,
-    machine: { cores: cpus().length, loadavgStart: load0.map(r3), loadavgEnd: loadavg().map(r3) },
-    settings: { guestMemory: '256M', memloadMb: 128, modes: MODES, workloadsMiBps: WORKLOADS, deadline: DEADLINE, maxDowntime: MAX_DOWNTIME, probeIntervalMs: 10, wan: '200mbit, 5ms one way', wire: 'mover.eth0 -- probe.eth0, probe on h1 (gateway of site a)' },
+    machine: machineInfo(load0),
+    settings: { guestMemory: '256M', memloadMb: MEMLOAD_MB, modes: MODES, workloadsMiBps: WORKLOADS, deadline: DEADLINE, maxDowntime: MAX_DOWNTIME, probeIntervalMs: PROBE_INTERVAL_MS, wan: WAN.label, wire: 'mover.eth0 -- probe.eth0, probe on h1 (gateway of site a)' },
     summary,
     ratios: {
       gapMedianOverBaselineMedian: r3(median(gaps) / median(ok.map(c => (c.baseline as ProbeSummary | undefined)?.maxGapMs ?? NaN))),
-      gapMedianOverSeedVirtualWire: { low: r3(median(gaps) / 1300), high: r3(median(gaps) / 2800) },
-      gapMedianOverSeedHecaHybrid: r3(median(gaps) / 100)
+      gapMedianOverSeedVirtualWire: seed.virtualWire,
+      gapMedianOverSeedHecaHybrid: seed.hecaHybrid
     },
-    seedAnchors: { virtualWireDowntimeMs: [1300, 2800], hecaHybridDowntimeMs: 100 },
+    seedAnchors: SEED_ANCHORS,
     initialProbe: first,
     cases,
     skipped,
@@ -186,15 +160,4 @@ async function main (): Promise<Record<string, unknown>> {
   }
 }
 
-let exitCode = 0
-try {
-  const out = await main()
-  process.stdout.write(JSON.stringify(out, null, 2) + '\n')
-} catch (err) {
-  process.stderr.write(`bench/migrate-wire.ts failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-  exitCode = 1
-} finally {
-  log('down and clean up')
-  await sb.cleanup()
-}
-process.exit(exitCode)
+await runBench({ file: 'bench/migrate-wire.ts', main, log, cleanupMessage: 'down and clean up', cleanup: async () => { await sb.cleanup() } })

@@ -25,12 +25,17 @@
  * (no migration starts after --budget-min minutes; the ones left are listed in `skipped`)
  */
 import { spawn } from 'node:child_process'
-import { cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { buildTinyImage } from '../images/guest/build.ts'
 import { hostNs } from '../drivers/local/names.ts'
 import { CliSandbox } from './lib/cli.ts'
+import { benchLog, machineInfo, runBench } from './lib/entry.ts'
 import { iperfClient } from './lib/measure.ts'
+import {
+  bringUp, guestProbe, hostOf, lastJson, MEMLOAD_MB, migrateVm, migrationLabSpec, overSeed, PROBE_INTERVAL_MS, probeSendArgs,
+  qemuBrief, SEED_ANCHORS, startEcho, startMemload, stopMemload, WAN, type ProbeSummary
+} from './lib/migrate-lab.ts'
 import { median, r3, run, sleep } from './lib/proc.ts'
 
 const { values } = parseArgs({
@@ -55,46 +60,22 @@ const CROSS_PRECOPY_NOTE = 'precopy across the WAN is not measured by default (-
   'every later migration of the guest fail with SC_MIGRATION_DEST_BUSY. Pass --cross-modes auto,precopy,postcopy to reproduce.'
 const BUDGET_MS = Number(values['budget-min']) * 60000
 const DEADLINE = values.deadline ?? '60s'
-const WAN_BPS = 200e6
 const MOVER_IP = '198.18.52.101'
 
-const spec = `
-name: migbench
-sites:
-  a: { subnet: 198.18.52.0/24 }
-  b: { subnet: 198.18.53.0/24 }
-wan: { bandwidth: 200mbit, delay: 5ms }
-hosts:
-  h1: { site: a, memory: 1024M, hypervisor: { accel: tcg } }
-  h2: { site: a, memory: 1024M, hypervisor: { accel: tcg } }
-  h3: { site: b, memory: 1024M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-  mover:
-    image: tiny
-    host: h1
-    memory: 256M
-    nics: [ { name: eth0, address: ${MOVER_IP}/24 } ]
-  probe:
-    image: tiny
-    host: h2
-    memory: 96M
-    nics: [ { name: eth0, address: 198.18.52.102/24 } ]
-`
+const spec = migrationLabSpec({
+  name: 'migbench',
+  octet: 52,
+  hosts: { a: ['h1', 'h2'], b: ['h3'] },
+  hostMemory: '1024M',
+  vms: [
+    { name: 'mover', host: 'h1', memory: '256M', address: `${MOVER_IP}/24` },
+    { name: 'probe', host: 'h2', memory: '96M', address: '198.18.52.102/24' }
+  ]
+})
 
-const log = (m: string): void => { process.stderr.write(`[migrate] ${m}\n`) }
+const log = benchLog('migrate')
 const t0 = Date.now()
 const load0 = loadavg()
-
-interface ProbeSummary { sent: number, received: number, lost: number, maxGapMs: number }
-interface QemuSummary { mode: string, postcopy: boolean, totalMs: number, downtimeMs: number, sentBytes: number, iterations: number, from: string, to: string }
-
-function lastJson<T> (text: string): T | undefined {
-  const lines = text.split('\n').map(l => l.trim()).filter(l => l.startsWith('{') && l.endsWith('}'))
-  const l = lines.at(-1)
-  return l === undefined ? undefined : JSON.parse(l) as T
-}
 
 const sb = new CliSandbox(spec, 'sc-bench-mig-')
 
@@ -103,11 +84,8 @@ async function main (): Promise<Record<string, unknown>> {
   const help = await run([img.tools.netprobe, '--help'], { allowFailure: true })
   if (!/netprobe send <ipv4> <port> \[--interval-ms/.test(help.stdout + help.stderr)) throw new Error(`netprobe --help does not offer send --interval-ms: ${help.stdout}${help.stderr}`)
 
-  log('up (3 hosts, 2 guests)')
-  const up = await sb.ok(['up'], { timeoutMs: 900000 })
-  const st = await sb.status()
+  const { up, status: st } = await bringUp(sb, log, '3 hosts, 2 guests')
   const prefix = st.prefix ?? ''
-  log(`prefix ${prefix}; up took ${(up.ms / 1000).toFixed(1)} s`)
   const addr = (h: string): string => st.hosts.find(x => x.name === h)?.address ?? ''
   const ns = (h: string): string => hostNs(prefix, h)
 
@@ -125,12 +103,13 @@ async function main (): Promise<Record<string, unknown>> {
   }
   log(`links: within site ${(withinBps / 1e6).toFixed(0)} Mbit/s, across the WAN ${(crossBps / 1e6).toFixed(0)} Mbit/s`)
 
-  await sb.inGuest('mover', 'netprobe echo 7 >/dev/null 2>&1 & sleep 1; pidof netprobe')
+  await startEcho(sb, 'mover')
 
+  const guest = guestProbe({ sb, vm: 'probe', target: MOVER_IP, settleS: 0.2 })
   const hostProbeOut = { text: '' }
   const startProbes = async (): Promise<{ stopHost: () => Promise<ProbeSummary | undefined> }> => {
-    await sb.inGuest('probe', `netprobe send ${MOVER_IP} 7 --interval-ms 10 --count 1000000 --linger-ms 300 > /tmp/p.out 2>&1 & sleep 0.2`)
-    const hp = spawn('ip', ['netns', 'exec', ns('h2'), img.tools.netprobe, 'send', MOVER_IP, '7', '--interval-ms', '10', '--count', '1000000', '--linger-ms', '300'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    await guest.start()
+    const hp = spawn('ip', ['netns', 'exec', ns('h2'), img.tools.netprobe, ...probeSendArgs(MOVER_IP)], { stdio: ['ignore', 'pipe', 'pipe'] })
     hostProbeOut.text = ''
     hp.stdout.on('data', (d: Buffer) => { hostProbeOut.text += d.toString() })
     const exited = new Promise<void>(resolve => hp.once('exit', () => { resolve() }))
@@ -144,8 +123,6 @@ async function main (): Promise<Record<string, unknown>> {
       }
     }
   }
-  const stopGuestProbe = async (): Promise<ProbeSummary | undefined> =>
-    lastJson<ProbeSummary>(await sb.inGuest('probe', 'kill -INT $(pidof netprobe); sleep 1; cat /tmp/p.out'))
 
   // Baseline: the longest echo gap with no migration, over a similar window.
   const control: Array<{ guest?: ProbeSummary, host?: ProbeSummary }> = []
@@ -153,8 +130,8 @@ async function main (): Promise<Record<string, unknown>> {
     const p = await startProbes()
     await sleep(6000)
     const host = await p.stopHost()
-    const guest = await stopGuestProbe()
-    control.push({ ...(guest !== undefined ? { guest } : {}), ...(host !== undefined ? { host } : {}) })
+    const g = await guest.stop()
+    control.push({ ...(g !== undefined ? { guest: g } : {}), ...(host !== undefined ? { host } : {}) })
   }
   log(`control (no migration): guest probe max gap ${control.map(c => c.guest?.maxGapMs).join(', ')} ms, host probe ${control.map(c => c.host?.maxGapMs).join(', ')} ms`)
 
@@ -167,40 +144,39 @@ async function main (): Promise<Record<string, unknown>> {
   const migrate = async (to: string, mode: string, withProbe: boolean): Promise<Record<string, unknown>> => {
     const from = where
     const probes = withProbe ? await startProbes() : undefined
-    const r = await sb.run(['migrate', 'mover', '--to', to, '--mode', mode, '--json', '--deadline', DEADLINE], { timeoutMs: 300000 })
+    const m = await migrateVm(sb, { vm: 'mover', to, mode, deadline: DEADLINE })
     let host: ProbeSummary | undefined
-    let guest: ProbeSummary | undefined
+    let g: ProbeSummary | undefined
     if (probes !== undefined) {
       await sleep(1000)
       host = await probes.stopHost()
-      guest = await stopGuestProbe().catch(() => undefined)
+      g = await guest.stop().catch(() => undefined)
     }
-    const q = r.code === 0 ? JSON.parse(r.stdout) as QemuSummary : undefined
+    const q = m.ok ? m.result : undefined
     if (q !== undefined) where = to
-    else where = (await sb.status()).vms.find(v => v.name === 'mover')?.host ?? where
+    else where = await hostOf(sb, 'mover') ?? where
     const path = siteOf(from) === siteOf(to) ? 'within' : 'cross'
     const linkBps = path === 'within' ? withinBps : crossBps
-    const out: Record<string, unknown> = { path, from, to, mode, ok: q !== undefined, cliMs: r3(r.ms) }
-    if (q === undefined) out.error = r.stderr.split('\n').filter(l => /error/i.test(l)).slice(-2).join(' ').slice(0, 400)
+    const out: Record<string, unknown> = { path, from, to, mode, ok: q !== undefined, cliMs: r3(m.cli.ms) }
+    if (!m.ok) out.error = m.error
     else {
-      out.qemu = { downtimeMs: q.downtimeMs, totalMs: q.totalMs, sentBytes: q.sentBytes, postcopy: q.postcopy, iterations: q.iterations }
-      const idealMeasured = q.sentBytes * 8 / linkBps * 1000
-      out.idealMs = { measuredLink: r3(idealMeasured), ...(path === 'cross' ? { nominal200Mbit: r3(q.sentBytes * 8 / WAN_BPS * 1000) } : {}) }
-      out.totalOverIdeal = { measuredLink: r3(q.totalMs / idealMeasured), ...(path === 'cross' ? { nominal200Mbit: r3(q.totalMs / (q.sentBytes * 8 / WAN_BPS * 1000)) } : {}) }
+      out.qemu = qemuBrief(m.result)
+      const idealMeasured = m.result.sentBytes * 8 / linkBps * 1000
+      const idealNominal = m.result.sentBytes * 8 / WAN.bps * 1000
+      out.idealMs = { measuredLink: r3(idealMeasured), ...(path === 'cross' ? { nominal200Mbit: r3(idealNominal) } : {}) }
+      out.totalOverIdeal = { measuredLink: r3(m.result.totalMs / idealMeasured), ...(path === 'cross' ? { nominal200Mbit: r3(m.result.totalMs / idealNominal) } : {}) }
     }
-    if (guest !== undefined) out.probe = guest
+    if (g !== undefined) out.probe = g
     if (host !== undefined) out.hostProbe = host
     log(`${from} -> ${to} ${mode}: ${q !== undefined ? `total ${q.totalMs} ms, qemu downtime ${q.downtimeMs} ms, sent ${(q.sentBytes / 1048576).toFixed(1)} MiB${q.postcopy ? ' (postcopy)' : ''}` : `FAILED ${String(out.error)}`}` +
-      `${guest !== undefined ? `, probe gap ${guest.maxGapMs} ms` : ''}${host !== undefined ? `, host probe gap ${host.maxGapMs} ms` : ''}`)
+      `${g !== undefined ? `, probe gap ${g.maxGapMs} ms` : ''}${host !== undefined ? `, host probe gap ${host.maxGapMs} ms` : ''}`)
     return out
   }
 
   for (const w of WORKLOADS) {
     let achievedMbps: number | null = null
     if (w > 0) {
-      const out = await sb.inGuest('mover', `memload --mb 128 --seconds 0 --write-mbps ${w} > /tmp/ml.out 2>&1 & sleep 8; tail -n 3 /tmp/ml.out`)
-      const rates = [...out.matchAll(/mbps=([\d.]+)/g)].map(m => Number(m[1]))
-      achievedMbps = rates.length > 0 ? r3(median(rates)) : null
+      achievedMbps = await startMemload(sb, 'mover', w)
       log(`workload ${w} MiB/s: memload reports ${achievedMbps} MiB/s`)
     }
     for (const mode of MODES) {
@@ -220,7 +196,7 @@ async function main (): Promise<Record<string, unknown>> {
         }
       }
     }
-    if (w > 0) await sb.inGuest('mover', 'kill $(pidof memload); sleep 1; pidof memload || echo stopped')
+    if (w > 0) await stopMemload(sb, 'mover')
   }
 
   // Summary: medians per (path, workload).
@@ -245,23 +221,24 @@ async function main (): Promise<Record<string, unknown>> {
   const withinGaps = okCases.filter(c => c.path === 'within').map(c => (c.hostProbe as ProbeSummary | undefined)?.maxGapMs ?? NaN)
   const controlHost = median(control.map(c => c.host?.maxGapMs ?? NaN))
   const controlGuest = median(control.map(c => c.guest?.maxGapMs ?? NaN))
+  const seed = overSeed(median(withinGaps))
   return {
     bench: 'migrate',
     prefix,
-    machine: { cores: cpus().length, loadavgStart: load0.map(r3), loadavgEnd: loadavg().map(r3) },
-    settings: { guestMemory: '256M', memloadMb: 128, modes: MODES, crossModes: CROSS_MODES, workloadsMiBps: WORKLOADS, paths: PATHS, deadline: DEADLINE, probeIntervalMs: 10, wan: '200mbit, 5ms one way' },
+    machine: machineInfo(load0),
+    settings: { guestMemory: '256M', memloadMb: MEMLOAD_MB, modes: MODES, crossModes: CROSS_MODES, workloadsMiBps: WORKLOADS, paths: PATHS, deadline: DEADLINE, probeIntervalMs: PROBE_INTERVAL_MS, wan: WAN.label },
     notes: CROSS_MODES.includes('precopy') ? [] : [CROSS_PRECOPY_NOTE],
     baselines: {
-      linkMbps: { withinSite: r3(withinBps / 1e6), acrossWan: r3(crossBps / 1e6), wanNominal: WAN_BPS / 1e6 },
+      linkMbps: { withinSite: r3(withinBps / 1e6), acrossWan: r3(crossBps / 1e6), wanNominal: WAN.bps / 1e6 },
       probeMaxGapNoMigrationMs: { guestProbe: controlGuest, hostProbe: controlHost, raw: control }
     },
     summary,
     ratios: {
       withinSiteHostProbeGapOverNoMigration: r3(median(withinGaps) / controlHost),
-      withinSiteHostProbeGapOverSeedVirtualWire: { low: r3(median(withinGaps) / 1300), high: r3(median(withinGaps) / 2800) },
-      withinSiteHostProbeGapOverSeedHecaHybrid: r3(median(withinGaps) / 100)
+      withinSiteHostProbeGapOverSeedVirtualWire: seed.virtualWire,
+      withinSiteHostProbeGapOverSeedHecaHybrid: seed.hecaHybrid
     },
-    seedAnchors: { virtualWireDowntimeMs: [1300, 2800], hecaHybridDowntimeMs: 100 },
+    seedAnchors: SEED_ANCHORS,
     cases,
     skipped,
     upMs: r3(up.ms),
@@ -269,15 +246,4 @@ async function main (): Promise<Record<string, unknown>> {
   }
 }
 
-let exitCode = 0
-try {
-  const out = await main()
-  process.stdout.write(JSON.stringify(out, null, 2) + '\n')
-} catch (err) {
-  process.stderr.write(`bench/migrate.ts failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-  exitCode = 1
-} finally {
-  log('down and clean up')
-  await sb.cleanup()
-}
-process.exit(exitCode)
+await runBench({ file: 'bench/migrate.ts', main, log, cleanupMessage: 'down and clean up', cleanup: async () => { await sb.cleanup() } })

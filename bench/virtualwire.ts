@@ -25,11 +25,12 @@
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { connectExtender, netnsShell } from '../virtualwire/extender/manage.ts'
 import { extenderDevName, extenderTunnel } from '../virtualwire/extender/openvpn.ts'
+import { benchLog, machineInfo, runBench } from './lib/entry.ts'
 import { Lab } from './lib/lab.ts'
 import { iperfClient, pingRtt, type IperfResult } from './lib/measure.ts'
 import { linearFit, median, r3, run, sleep } from './lib/proc.ts'
@@ -53,7 +54,7 @@ const PAYLOAD = 1400
 const lab = new Lab()
 const P = lab.prefix
 const notes: string[] = []
-const log = (m: string): void => { process.stderr.write(`[virtualwire] ${m}\n`) }
+const log = benchLog('virtualwire')
 const load0 = loadavg()
 const t0 = Date.now()
 
@@ -264,7 +265,7 @@ async function main (): Promise<Record<string, unknown>> {
   return {
     bench: 'virtualwire',
     prefix: P,
-    machine: { cores: cpus().length, loadavgStart: load0.map(r3), loadavgEnd: loadavg().map(r3) },
+    machine: machineInfo(load0),
     settings: { seconds: SECONDS, rounds: ROUNDS, payloadBytes: PAYLOAD, pings: PINGS, maxSwitches: MAX_SW, parallel: PARALLEL, guestMtu: 1450, underlayMtu: 1500 },
     throughput,
     ratios: {
@@ -281,15 +282,8 @@ async function main (): Promise<Record<string, unknown>> {
   }
 }
 
-let exitCode = 0
-try {
-  const out = await main()
-  process.stdout.write(JSON.stringify(out, null, 2) + '\n')
-} catch (err) {
-  process.stderr.write(`bench/virtualwire.ts failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-  exitCode = 1
-} finally {
-  log('cleaning up')
+/** The lab, and what vtun left outside it: its session lock, its lock directory, a stale server pid file. */
+async function cleanup (): Promise<void> {
   await lab.cleanup()
   if (vtunSession !== '') rmSync(`/var/lock/vtund/${vtunSession}`, { force: true })
   // vtund's server pid file (compile-time path) when it names no live process.
@@ -300,4 +294,5 @@ try {
   } catch {}
   if (vtunLockDirMade) rmSync('/var/lock/vtund', { recursive: true, force: true })
 }
-process.exit(exitCode)
+
+await runBench({ file: 'bench/virtualwire.ts', main, log, cleanupMessage: 'cleaning up', cleanup })
