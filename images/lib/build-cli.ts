@@ -4,9 +4,9 @@
  *   [--cache-dir DIR] [--force] [--quiet]
  */
 import { SupercloudError } from '../../blanket-manager/errors.ts'
-import type { OperationOptions } from '../../blanket-manager/progress.ts'
+import type { ImageBuildOptions } from './image-cache.ts'
 
-export async function runBuildCli (usage: string, build: (opts: OperationOptions & { cacheDir?: string, force?: boolean }) => Promise<unknown>): Promise<void> {
+export async function runBuildCli (usage: string, build: (opts: ImageBuildOptions) => Promise<unknown>): Promise<void> {
   const args = process.argv.slice(2)
   let cacheDir: string | undefined
   let force = false

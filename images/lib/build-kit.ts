@@ -1,18 +1,64 @@
 /**
  * What every image recipe (images/guest, images/xen-host) needs around its own packing:
- * hashing, reading inputs, running a tool, decompressing kernel modules, and installing the
- * finished directory into the content-addressed cache atomically. Errors are the recipe's own
- * typed error (`fail`), so a user sees which image failed.
+ * hashing, reading inputs (the host's kernel, its modules, busybox), running a tool,
+ * decompressing kernel modules, and installing the finished directory into the
+ * content-addressed cache atomically. Errors are the recipe's own typed error (`fail`), so a
+ * user sees which image failed.
  */
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { constants as fsc } from 'node:fs'
-import { access, readFile, rename, rm } from 'node:fs/promises'
+import { access, readdir, readFile, rename, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
-import { CancelledError } from '../../blanket-manager/errors.ts'
+import { CancelledError, throwIfAborted } from '../../blanket-manager/errors.ts'
+import type { ProgressEvent } from '../../blanket-manager/progress.ts'
+import { newestKernelVersion, parseModulesBuiltin, parseModulesDep, resolveModules, UnknownModuleError } from '../guest/modules.ts'
+
+export const BOOT_DIR = '/boot'
+export const MODULES_ROOT = '/lib/modules'
+/** The static busybox every image's userland is. */
+export const BUSYBOX = '/bin/busybox'
+
+export function sha256 (data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+/** The host's newest kernel (the one every image boots). */
+export interface HostKernel {
+  /** e.g. 6.1.0-56-amd64 */
+  kernelVersion: string
+  /** /boot/vmlinuz-<version> */
+  kernelPath: string
+  kernel: Buffer
+  /** The /boot listing, for a recipe's other boot files (Xen's hypervisor). */
+  bootFiles: string[]
+}
+
+/** A kernel module as it goes into an image: uncompressed, under its modprobe name. */
+export interface KernelModule {
+  name: string
+  /** Relative to /lib/modules/<version>, as modules.dep names it. */
+  path: string
+  data: Buffer
+}
+
+/** Reports one progress event for `subject` (e.g. "image tiny"). */
+export type Progress = (phase: string, message: string, fraction?: number) => void
+
+export function progressReporter (subject: string, onProgress?: (ev: ProgressEvent) => void): Progress {
+  return (phase, message, fraction) => {
+    const ev: ProgressEvent = { subject, phase, message }
+    if (fraction !== undefined) ev.fraction = fraction
+    onProgress?.(ev)
+  }
+}
 
 export interface BuildKit {
-  sha256: (data: Uint8Array | string) => string
+  /** The build, for cancel messages ("guest image build"). */
+  what: string
+  /** The recipe's typed error. */
+  fail: (detail: string, cause?: unknown) => Error
   exists: (path: string) => Promise<boolean>
   /** Reads an input file; a missing one is the recipe's error naming `what`. */
   readInput: (path: string, what: string) => Promise<Buffer>
@@ -25,11 +71,18 @@ export interface BuildKit {
    * when `isComplete()`; a forced rebuild or an incomplete leftover is moved aside first.
    */
   install: (tmp: string, dir: string, force: boolean, isComplete: () => Promise<boolean>) => Promise<void>
+  /** The newest kernel in /boot, read. */
+  hostKernel: () => Promise<HostKernel>
+  /** `names` and everything they depend on (dependencies first; built-ins left out), uncompressed. */
+  kernelModules: (kernelVersion: string, names: readonly string[], signal?: AbortSignal) => Promise<KernelModule[]>
+  /** The static busybox binary. */
+  busybox: () => Promise<Buffer>
+  /** The paths busybox installs its applets at (`busybox --list-full`), e.g. "sbin/ip". */
+  busyboxApplets: (signal?: AbortSignal) => Promise<string[]>
 }
 
 /** `what`: the build, for cancel messages ("guest image build"); `fail`: the recipe's typed error. */
 export function buildKit (what: string, fail: (detail: string, cause?: unknown) => Error): BuildKit {
-  const sha256 = (data: Uint8Array | string): string => createHash('sha256').update(data).digest('hex')
   const exists = async (p: string): Promise<boolean> => {
     try { await access(p, fsc.F_OK); return true } catch { return false }
   }
@@ -96,5 +149,35 @@ export function buildKit (what: string, fail: (detail: string, cause?: unknown) 
     }
     await rm(aside, { recursive: true, force: true })
   }
-  return { sha256, exists, readInput, run, decompressModule, install }
+  const hostKernel = async (): Promise<HostKernel> => {
+    let bootFiles: string[]
+    try { bootFiles = await readdir(BOOT_DIR) } catch (err) { throw fail(`cannot list ${BOOT_DIR}`, err) }
+    const kernelVersion = newestKernelVersion(bootFiles)
+    if (kernelVersion === undefined) throw fail(`no vmlinuz-* in ${BOOT_DIR} (install linux-image-amd64)`)
+    const kernelPath = join(BOOT_DIR, `vmlinuz-${kernelVersion}`)
+    return { kernelVersion, kernelPath, kernel: await readInput(kernelPath, 'kernel'), bootFiles }
+  }
+  const kernelModules = async (kernelVersion: string, names: readonly string[], signal?: AbortSignal): Promise<KernelModule[]> => {
+    const modDir = join(MODULES_ROOT, kernelVersion)
+    const depText = (await readInput(join(modDir, 'modules.dep'), 'module index')).toString('utf8')
+    const builtinText = await readFile(join(modDir, 'modules.builtin'), 'utf8').catch(() => '')
+    let resolved: Array<{ name: string, path: string }>
+    try {
+      resolved = resolveModules(parseModulesDep(depText), [...names], parseModulesBuiltin(builtinText))
+    } catch (err) {
+      if (err instanceof UnknownModuleError) throw fail(`${err.message} for kernel ${kernelVersion}`, err)
+      throw err
+    }
+    const modules: KernelModule[] = []
+    for (const m of resolved) {
+      throwIfAborted(signal, what)
+      const raw = await readInput(join(modDir, m.path), 'kernel module')
+      modules.push({ name: m.name, path: m.path, data: await decompressModule(m.path, raw, signal) })
+    }
+    return modules
+  }
+  const busybox = async (): Promise<Buffer> => await readInput(BUSYBOX, 'busybox (install busybox-static)')
+  const busyboxApplets = async (signal?: AbortSignal): Promise<string[]> =>
+    (await run(BUSYBOX, ['--list-full'], { signal })).toString().split('\n').map(s => s.trim()).filter(s => s !== '')
+  return { what, fail, exists, readInput, run, decompressModule, install, hostKernel, kernelModules, busybox, busyboxApplets }
 }

@@ -5,28 +5,26 @@
  * the xl toolstack with xenstored / xenconsoled, and OpenSSH's sshd. Dynamically linked
  * binaries are copied with their `ldd` closure at their original paths.
  *
- * Content-addressed like images/guest/build.ts: the id hashes every input, so the same
- * inputs give the same directory (<cache>/images/xen-host-<id>/) and the same bytes.
+ * Content-addressed like images/guest/build.ts (both through images/lib/image-cache.ts): the
+ * id hashes every input, so the same inputs give the same directory
+ * (<cache>/images/xen-host-<id>/) and the same bytes.
  * Per-launch secrets (ssh host key, authorized_keys) are NOT in the image: the launcher
  * appends them as a second cpio archive (drivers/local/xen-host-args.ts).
  */
-import { randomBytes } from 'node:crypto'
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { chmod, copyFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { throwIfAborted } from '../../blanket-manager/errors.ts'
-import type { OperationOptions, ProgressEvent } from '../../blanket-manager/progress.ts'
 import { type CpioEntry, writeNewc } from '../guest/cpio.ts'
-import { defaultCacheDir } from '../guest/build.ts'
-import { newestKernelVersion, parseModulesBuiltin, parseModulesDep, resolveModules, UnknownModuleError } from '../guest/modules.ts'
+import { BOOT_DIR, buildKit, type KernelModule, progressReporter, sha256 } from '../lib/build-kit.ts'
+import { cachedImage, type ImageBuildOptions, type ImageManifest, imageId } from '../lib/image-cache.ts'
+import { initramfsEntries } from '../lib/initramfs.ts'
 import { MissingLibraryError, parseLdd, unionSorted } from './closure.ts'
 import { XenImageBuildError } from './errors.ts'
 import { XEN_GUEST_MODULE_DIR, XEN_GUEST_MODULES } from './guest-overlay.ts'
-import { buildKit } from '../lib/build-kit.ts'
 
 const kit = buildKit('Xen host image build', (detail, cause) => new XenImageBuildError(detail, cause))
-const { sha256, exists, readInput, run, decompressModule } = kit
 
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
 export const RECIPE_VERSION = 2
@@ -95,16 +93,13 @@ export const SSHD_CONFIG = [
 
 export { XEN_GUEST_MODULE_DIR }
 
-export interface BuildXenHostImageOptions extends OperationOptions {
+/** The image goes to <cacheDir>/images/xen-host-<id>/. */
+export interface BuildXenHostImageOptions extends ImageBuildOptions {
   /**
    * Also ship node (`command -v node`, with its library closure) for the host agent. Makes
    * the initramfs ~30 MB bigger (a different image id); the `local` Xen host flavour needs it.
    */
   withNode?: boolean
-  /** Cache root; the image goes to <cacheDir>/images/xen-host-<id>/. Default $SUPERCLOUD_CACHE or ~/.cache/supercloud. */
-  cacheDir?: string
-  /** Rebuild even when a complete cached image exists. */
-  force?: boolean
 }
 
 export interface XenHostImage {
@@ -121,26 +116,13 @@ export interface XenHostImage {
   xenVersion: string
 }
 
-interface Manifest {
-  id: string
-  recipeVersion: number
-  kernelVersion: string
+interface Manifest extends ImageManifest {
   xenVersion: string
-  modules: string[]
-  inputs: Record<string, string>
 }
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-const BOOT_DIR = '/boot'
-const MODULES_ROOT = '/lib/modules'
-const BUSYBOX = '/bin/busybox'
 const INIT_SCRIPT = join(HERE, 'init.sh')
 const VIF_SCRIPT = join(HERE, 'vif-bridge.sh')
-
-
-
-
-
 
 /** The newest /boot/xen-<version>-amd64.gz, e.g. { version: '4.17', path }. */
 export function newestXen (bootFiles: string[]): { version: string, file: string } | undefined {
@@ -162,57 +144,34 @@ interface Inputs {
   kernel: Buffer
   xenVersion: string
   xenGz: Buffer
-  modules: Array<{ name: string, path: string, data: Buffer }>
+  modules: KernelModule[]
   busybox: Buffer
   init: Buffer
   vifScript: Buffer
   /** xen_netfront / xen_blkfront (+ deps) for guests, dependencies first. */
-  guestModules: Array<{ name: string, path: string, data: Buffer }>
+  guestModules: KernelModule[]
   /** Binaries and their libraries, by absolute path (sorted). */
   files: Array<{ path: string, data: Buffer, mode: number }>
 }
 
 async function findNode (): Promise<string> {
   for (const dir of (process.env.PATH ?? '').split(':').filter(d => d !== '')) {
-    if (await exists(join(dir, 'node'))) return join(dir, 'node')
+    if (await kit.exists(join(dir, 'node'))) return join(dir, 'node')
   }
   return process.execPath
 }
 
 async function gatherInputs (signal?: AbortSignal, withNode = false): Promise<Inputs> {
-  let bootFiles: string[]
-  try { bootFiles = await readdir(BOOT_DIR) } catch (err) { throw new XenImageBuildError(`cannot list ${BOOT_DIR}`, err) }
-  const kernelVersion = newestKernelVersion(bootFiles)
-  if (kernelVersion === undefined) throw new XenImageBuildError(`no vmlinuz-* in ${BOOT_DIR} (install linux-image-amd64)`)
+  const { kernelVersion, kernelPath, kernel, bootFiles } = await kit.hostKernel()
   const xen = newestXen(bootFiles)
   if (xen === undefined) throw new XenImageBuildError(`no xen-*-amd64.gz in ${BOOT_DIR} (install xen-hypervisor-${XEN_TOOLS_VERSION}-amd64)`)
-  const kernelPath = join(BOOT_DIR, `vmlinuz-${kernelVersion}`)
-  const modDir = join(MODULES_ROOT, kernelVersion)
-  const depText = (await readInput(join(modDir, 'modules.dep'), 'module index')).toString('utf8')
-  const builtinText = await readFile(join(modDir, 'modules.builtin'), 'utf8').catch(() => '')
-  let resolved: Array<{ name: string, path: string }>
-  try {
-    resolved = resolveModules(parseModulesDep(depText), DOM0_MODULES, parseModulesBuiltin(builtinText))
-  } catch (err) {
-    if (err instanceof UnknownModuleError) throw new XenImageBuildError(`${err.message} for kernel ${kernelVersion}`, err)
-    throw err
-  }
-  const modules: Inputs['modules'] = []
-  for (const m of resolved) {
-    throwIfAborted(signal, 'Xen host image build')
-    const raw = await readInput(join(modDir, m.path), 'kernel module')
-    modules.push({ name: m.name, path: m.path, data: await decompressModule(m.path, raw, signal) })
-  }
-  const guestModules: Inputs['guestModules'] = []
-  for (const m of resolveModules(parseModulesDep(depText), XEN_GUEST_MODULES, parseModulesBuiltin(builtinText))) {
-    const raw = await readInput(join(modDir, m.path), 'kernel module')
-    guestModules.push({ name: m.name, path: m.path, data: await decompressModule(m.path, raw, signal) })
-  }
+  const modules = await kit.kernelModules(kernelVersion, DOM0_MODULES, signal)
+  const guestModules = await kit.kernelModules(kernelVersion, XEN_GUEST_MODULES, signal)
   const closures: string[][] = []
   const binaries = withNode ? [...DOM0_BINARIES, await findNode()] : DOM0_BINARIES
   for (const bin of binaries) {
-    if (!(await exists(bin))) throw new XenImageBuildError(`${bin} is missing (install xen-utils-${XEN_TOOLS_VERSION} and openssh-server)`)
-    const text = (await run('ldd', [bin], { signal }).catch(() => Buffer.from(''))).toString()
+    if (!(await kit.exists(bin))) throw new XenImageBuildError(`${bin} is missing (install xen-utils-${XEN_TOOLS_VERSION} and openssh-server)`)
+    const text = (await kit.run('ldd', [bin], { signal }).catch(() => Buffer.from(''))).toString()
     try {
       closures.push([bin, ...parseLdd(text)])
     } catch (err) {
@@ -221,24 +180,24 @@ async function gatherInputs (signal?: AbortSignal, withNode = false): Promise<In
     }
   }
   for (const lib of DOM0_DLOPENED) {
-    if (!(await exists(lib))) throw new XenImageBuildError(`${lib} is missing`)
+    if (!(await kit.exists(lib))) throw new XenImageBuildError(`${lib} is missing`)
     closures.push([lib])
   }
   const files: Inputs['files'] = []
   for (const path of unionSorted(closures)) {
-    throwIfAborted(signal, 'Xen host image build')
-    files.push({ path, data: await readInput(path, 'binary'), mode: 0o755 })
+    throwIfAborted(signal, kit.what)
+    files.push({ path, data: await kit.readInput(path, 'binary'), mode: 0o755 })
   }
   return {
     kernelVersion,
     kernelPath,
-    kernel: await readInput(kernelPath, 'kernel'),
+    kernel,
     xenVersion: xen.version,
-    xenGz: await readInput(join(BOOT_DIR, xen.file), 'Xen hypervisor'),
+    xenGz: await kit.readInput(join(BOOT_DIR, xen.file), 'Xen hypervisor'),
     modules,
-    busybox: await readInput(BUSYBOX, 'busybox (install busybox-static)'),
-    init: await readInput(INIT_SCRIPT, 'init script'),
-    vifScript: await readInput(VIF_SCRIPT, 'vif hotplug script'),
+    busybox: await kit.busybox(),
+    init: await kit.readInput(INIT_SCRIPT, 'init script'),
+    vifScript: await kit.readInput(VIF_SCRIPT, 'vif hotplug script'),
     guestModules,
     files
   }
@@ -261,71 +220,45 @@ function inputDigests (inp: Inputs): Record<string, string> {
   return d
 }
 
-function imageId (digests: Record<string, string>): string {
-  const lines = Object.keys(digests).sort().map(k => `${k}=${digests[k]}`)
-  return sha256(lines.join('\n')).slice(0, 12)
+function describe (dir: string, m: Manifest): { image: XenHostImage, files: string[] } {
+  const image: XenHostImage = { xen: join(dir, 'xen'), kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), id: m.id, dir, kernelVersion: m.kernelVersion, xenVersion: m.xenVersion }
+  return { image, files: [image.xen, image.kernel, image.initrd] }
 }
 
-function resultFor (dir: string, id: string, m: { kernelVersion: string, xenVersion: string }): XenHostImage {
-  return { xen: join(dir, 'xen'), kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), id, dir, kernelVersion: m.kernelVersion, xenVersion: m.xenVersion }
-}
-
-async function completeImage (dir: string, id: string): Promise<XenHostImage | undefined> {
-  let manifest: Manifest
-  try {
-    manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest
-  } catch {
-    return undefined
-  }
-  if (manifest.id !== id) return undefined
-  const img = resultFor(dir, id, manifest)
-  for (const f of [img.xen, img.kernel, img.initrd]) {
-    if (!(await exists(f))) return undefined
-  }
-  return img
+/** The guests' modules (xen_netfront, ...) and their load order, under XEN_GUEST_MODULE_DIR; none when there are none. */
+function guestModuleEntries (modules: KernelModule[]): CpioEntry[] {
+  if (modules.length === 0) return []
+  const dir = XEN_GUEST_MODULE_DIR.slice(1)
+  return [
+    ...modules.map((m): CpioEntry => ({ type: 'file', path: `${dir}/${m.name}.ko`, data: m.data })),
+    { type: 'file', path: `${dir}/modules`, data: Buffer.from(modules.map(m => m.name).join('\n') + '\n') }
+  ]
 }
 
 /** The initramfs entries (pure given the inputs and busybox's applet list). */
 export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'vifScript' | 'files' | 'kernelVersion' | 'xenVersion'> & { guestModules?: Inputs['guestModules'] }, applets: string[]): CpioEntry[] {
-  const entries: CpioEntry[] = []
-  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'run', 'tmp', 'etc/ssh', 'mnt', 'var/lib', 'var/log', 'lib/modules']) {
-    entries.push({ type: 'dir', path: d, mode: d === 'tmp' ? 0o1777 : 0o755 })
-  }
-  entries.push({ type: 'dir', path: 'root', mode: 0o700 })
-  entries.push({ type: 'symlink', path: 'var/run', target: '/run' })
-  entries.push({ type: 'chardev', path: 'dev/console', major: 5, minor: 1, mode: 0o600 })
-  entries.push({ type: 'chardev', path: 'dev/null', major: 1, minor: 3, mode: 0o666 })
-  entries.push({ type: 'file', path: 'init', data: inp.init, mode: 0o755 })
-  entries.push({ type: 'file', path: 'bin/busybox', data: inp.busybox, mode: 0o755 })
-  const taken = new Set(['bin/busybox', 'init', 'linuxrc'])
-  for (const f of inp.files) {
-    const p = f.path.replace(/^\/+/, '')
-    entries.push({ type: 'file', path: p, data: f.data, mode: f.mode })
-    taken.add(p)
-  }
-  for (const [p, target] of Object.entries(DOM0_SYMLINKS)) {
-    entries.push({ type: 'symlink', path: p, target })
-    taken.add(p)
-  }
-  for (const a of applets) {
-    const p = a.replace(/^\/+/, '')
-    if (p === '' || taken.has(p)) continue
-    taken.add(p)
-    entries.push({ type: 'symlink', path: p, target: '/bin/busybox' })
-  }
-  for (const m of inp.modules) entries.push({ type: 'file', path: `lib/modules/${m.name}.ko`, data: m.data })
-  entries.push({ type: 'file', path: 'etc/sc-modules', data: Buffer.from(inp.modules.map(m => m.name).join('\n') + '\n') })
-  const gm = inp.guestModules ?? []
-  for (const m of gm) entries.push({ type: 'file', path: `${XEN_GUEST_MODULE_DIR.slice(1)}/${m.name}.ko`, data: m.data })
-  if (gm.length > 0) entries.push({ type: 'file', path: `${XEN_GUEST_MODULE_DIR.slice(1)}/modules`, data: Buffer.from(gm.map(m => m.name).join('\n') + '\n') })
-  entries.push({ type: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n') })
-  entries.push({ type: 'file', path: 'etc/shadow', data: Buffer.from('root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n'), mode: 0o600 })
-  entries.push({ type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\nnogroup:x:65534:\n') })
-  entries.push({ type: 'file', path: 'etc/ssh/sshd_config', data: Buffer.from(SSHD_CONFIG) })
-  entries.push({ type: 'file', path: 'etc/xen/xl.conf', data: Buffer.from(XL_CONF) })
-  entries.push({ type: 'file', path: 'etc/xen/scripts/vif-bridge', data: inp.vifScript, mode: 0o755 })
-  entries.push({ type: 'file', path: 'etc/sc-image', data: Buffer.from(`kernel ${inp.kernelVersion}\nxen ${inp.xenVersion}\nrecipe ${RECIPE_VERSION}\n`) })
-  return entries
+  return initramfsEntries({
+    dirs: ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'run', 'tmp', 'etc/ssh', 'mnt', 'var/lib', 'var/log', 'lib/modules', 'root'],
+    init: inp.init,
+    busybox: inp.busybox,
+    own: [
+      { type: 'symlink', path: 'var/run', target: '/run' },
+      ...inp.files.map((f): CpioEntry => ({ type: 'file', path: f.path.replace(/^\/+/, ''), data: f.data, mode: f.mode })),
+      ...Object.entries(DOM0_SYMLINKS).map(([path, target]): CpioEntry => ({ type: 'symlink', path, target }))
+    ],
+    applets,
+    modules: inp.modules,
+    extra: [
+      ...guestModuleEntries(inp.guestModules ?? []),
+      { type: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n') },
+      { type: 'file', path: 'etc/shadow', data: Buffer.from('root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n'), mode: 0o600 },
+      { type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\nnogroup:x:65534:\n') },
+      { type: 'file', path: 'etc/ssh/sshd_config', data: Buffer.from(SSHD_CONFIG) },
+      { type: 'file', path: 'etc/xen/xl.conf', data: Buffer.from(XL_CONF) },
+      { type: 'file', path: 'etc/xen/scripts/vif-bridge', data: inp.vifScript, mode: 0o755 },
+      { type: 'file', path: 'etc/sc-image', data: Buffer.from(`kernel ${inp.kernelVersion}\nxen ${inp.xenVersion}\nrecipe ${RECIPE_VERSION}\n`) }
+    ]
+  })
 }
 
 /**
@@ -334,52 +267,27 @@ export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 
  */
 export async function buildXenHostImage (opts: BuildXenHostImageOptions = {}): Promise<XenHostImage> {
   const { signal } = opts
-  const progress = (phase: string, message: string, fraction?: number): void => {
-    const ev: ProgressEvent = { subject: 'image xen-host', phase, message }
-    if (fraction !== undefined) ev.fraction = fraction
-    opts.onProgress?.(ev)
-  }
-  throwIfAborted(signal, 'Xen host image build')
+  const progress = progressReporter('image xen-host', opts.onProgress)
+  throwIfAborted(signal, kit.what)
   progress('inputs', 'hashing Xen, kernel, modules, binaries and libraries', 0)
   const inp = await gatherInputs(signal, opts.withNode === true)
   const digests = inputDigests(inp)
-  const id = imageId(digests)
-  const imagesDir = join(opts.cacheDir ?? defaultCacheDir(), 'images')
-  const dir = join(imagesDir, `xen-host-${id}`)
-
-  if (opts.force !== true) {
-    const cached = await completeImage(dir, id)
-    if (cached !== undefined) {
-      progress('cached', `using cached image ${dir}`, 1)
-      return cached
+  const manifest: Manifest = { id: imageId(digests), recipeVersion: RECIPE_VERSION, kernelVersion: inp.kernelVersion, xenVersion: inp.xenVersion, modules: inp.modules.map(m => m.name), inputs: digests }
+  return await cachedImage({
+    kit,
+    name: 'xen-host',
+    opts,
+    progress,
+    manifest,
+    describe,
+    assemble: async tmp => {
+      progress('initramfs', `packing busybox, ${inp.modules.length} modules, ${inp.files.length} binaries and libraries`, 0.3)
+      const cpio = writeNewc(dom0Entries(inp, await kit.busyboxApplets(signal)))
+      throwIfAborted(signal, kit.what)
+      await writeFile(join(tmp, 'initrd.img'), gzipSync(cpio, { level: 6 }))
+      await writeFile(join(tmp, 'xen'), gunzipSync(inp.xenGz))
+      await copyFile(inp.kernelPath, join(tmp, 'vmlinuz'))
+      await chmod(join(tmp, 'vmlinuz'), 0o644)
     }
-  }
-
-  await mkdir(imagesDir, { recursive: true })
-  const tmp = join(imagesDir, `.tmp-xen-host-${id}-${process.pid}-${randomBytes(4).toString('hex')}`)
-  try {
-    await mkdir(tmp, { recursive: true })
-    progress('initramfs', `packing busybox, ${inp.modules.length} modules, ${inp.files.length} binaries and libraries`, 0.3)
-    const applets = (await run(BUSYBOX, ['--list-full'], { signal })).toString().split('\n').map(s => s.trim()).filter(s => s !== '')
-    const cpio = writeNewc(dom0Entries(inp, applets))
-    throwIfAborted(signal, 'Xen host image build')
-    await writeFile(join(tmp, 'initrd.img'), gzipSync(cpio, { level: 6 }))
-    await writeFile(join(tmp, 'xen'), gunzipSync(inp.xenGz))
-    await copyFile(inp.kernelPath, join(tmp, 'vmlinuz'))
-    await chmod(join(tmp, 'vmlinuz'), 0o644)
-    const manifest: Manifest = { id, recipeVersion: RECIPE_VERSION, kernelVersion: inp.kernelVersion, xenVersion: inp.xenVersion, modules: inp.modules.map(m => m.name), inputs: digests }
-    await writeFile(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
-    throwIfAborted(signal, 'Xen host image build')
-    progress('install', `installing ${dir}`, 0.9)
-    await kit.install(tmp, dir, opts.force === true, async () => (await completeImage(dir, id)) !== undefined)
-  } catch (err) {
-    await rm(tmp, { recursive: true, force: true })
-    throw err
-  }
-  const img = await completeImage(dir, id)
-  if (img === undefined) throw new XenImageBuildError(`image directory ${dir} is incomplete after install`)
-  progress('done', `built ${dir}`, 1)
-  return img
+  })
 }
-
-
