@@ -31,6 +31,7 @@ import { CancelledError, CapacityError, NotFoundError, SupercloudError, throwIfA
 import type { MigrationMode, MigrationProgress } from './migration/progress.ts'
 import type { MigrationSummary } from '../drivers/qemu/migration.ts'
 import { decideReuse, formatDiskSummary, isMigrationId, obsoleteAfter, type DirtyStatus, type DiskReuse } from './migration/disk-reuse.ts'
+import { Switchover, SWITCHOVER_HOOKS, type MigrationSwitchover } from './migration/switchover.ts'
 import { randomBytes } from 'node:crypto'
 import { describePlan, plan, vmHash, wiringHash, type Action, type Observation, type Plan } from './planner/plan.ts'
 import { resolveVms, withOverrides, xenUnsupported, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
@@ -704,28 +705,14 @@ export class Controller {
     const source = await this.agent(from)
     const target = await this.agent(to)
     let prepared = false
-    let switched = false
     let vwPre: EndpointWrite[] = []
     let vwSwitch: EndpointWrite[] = []
     let vwPost: EndpointWrite[] = []
     let vwUndo: EndpointWrite[] = []
     let vwCreated = false
-    let repointed = false
-    let repointWork: Promise<void> | undefined
     let armedRepoint: { fire: () => Promise<void>, disarm: () => Promise<void> } | undefined
-    let marked = false
-    // The re-point started at the switch: retried once; if the sister hosts still refuse, the VM
-    // runs on the destination anyway and the next `up` re-applies the wires (they show as drifted).
-    let repointFailed = false
-    const finishRepoint = async (): Promise<void> => {
-      if (repointWork === undefined) return
-      const first = await repointWork.then(() => undefined, (err: Error) => err)
-      if (first === undefined) return
-      const again = await this.applyEndpointWrites(vwSwitch).then(() => undefined, (err: Error) => err)
-      if (again === undefined) return
-      repointFailed = true
-      this.progress({ subject: `vm ${vmName}`, phase: 'migrate', message: `re-pointing the sister endpoints failed (${again.message}): \`supercloud up\` re-applies the wires` })
-    }
+    // The tasks at the switchover (migration/switchover.ts): set once the destination is prepared.
+    let sw: Switchover<MigrationSwitchover> | undefined
     const prevReuse = this.diskReuse(vmName)
     try {
       const resolved: ResolvedVm = { spec: spec.vms[vmName], host: to, nics: record.nics }
@@ -767,41 +754,33 @@ export class Controller {
       prepared = true
       const reusedNodes = reuse.reuse ? inc.reusedNodes ?? [] : []
       if (reuse.reuse && reusedNodes.length === 0) say(`the disk left on ${to} is gone: copying the whole disk`)
-      // Disks the destination can keep when the VM leaves it again: marked at the switchover hold
-      // (the destination must record the guest's writes before its copy runs). The sister
-      // endpoints are re-pointed as QEMU switches, not during the hold: frames sent to the
-      // destination before its guest runs wait in its TAP, frames sent to the source while it is
-      // paused are lost either way, so the pause need not include the endpoint writes.
-      const markable = (inc.diskNodes ?? []).length > 0
-      // Overdriver: the VM's sector table moves at the hold too (both copies paused, swap disk mirrored).
-      const swapTable = launch.swap !== undefined
-      const hold = markable || swapTable
       armedRepoint = wired ? await this.armEndpointWrites(vwSwitch) : undefined
-      let switchWork: Promise<void> | undefined
+      // At the switchover: the sister endpoints re-pointed, the destination's disks marked for a
+      // return, the Overdriver sector table handed over (SWITCHOVER_HOOKS, in that order); the
+      // source holds there while a hook that applies needs both copies paused.
+      const atSwitch: MigrationSwitchover = {
+        vm: vmName,
+        from,
+        to,
+        id,
+        say,
+        source,
+        target,
+        ...(wired ? { wire: { repoint: vwSwitch, undo: vwUndo, ...(armedRepoint !== undefined ? { armed: armedRepoint } : {}), write: async (w: EndpointWrite[]) => { await this.applyEndpointWrites(w) } } } : {}),
+        diskNodes: inc.diskNodes ?? [],
+        swap: launch.swap !== undefined,
+        outcome: { marked: false, repointFailed: false }
+      }
+      const switchover = new Switchover(SWITCHOVER_HOOKS, atSwitch)
+      sw = switchover
       const stop = source.onEvent(ev => {
         if (ev.vm !== vmName) return
         if (ev.type === 'migration.progress') { opts.onProgress?.(ev as unknown as MigrationProgress); report.progress(ev as unknown as MigrationProgress) }
         if (ev.type === 'migration.switchover') {
           say('switching over')
           report.switchover()
-          if (wired) {
-            repointed = true
-            repointWork = armedRepoint !== undefined ? armedRepoint.fire() : this.applyEndpointWrites(vwSwitch)
-            repointWork.catch(() => {})
-          }
-          if (hold) {
-            // Both copies are paused, disks in sync: start recording the guest's disk writes on
-            // the destination, then let QEMU switch.
-            switchWork = (async () => {
-              if (markable) await target.markArrival(vmName, id).then(() => { marked = true }, (err: Error) => { say(`${to} does not record disk writes (${err.message}): a return will copy the whole disk`) })
-              if (swapTable) await this.handOverSwapTable(vmName, from, to, source, target, say)
-              await source.continueMigration(vmName)
-              switched = true
-            })()
-            switchWork.catch(() => { void source.cancelMigration(vmName).catch(() => {}) })
-          } else {
-            switched = true
-          }
+          switchover.begin(async () => { await source.continueMigration(vmName) })
+            .catch(() => { void source.cancelMigration(vmName).catch(() => {}) })
         }
       })
       const onAbort = (): void => { void source.cancelMigration(vmName).catch(() => {}) }
@@ -817,12 +796,11 @@ export class Controller {
           maxDowntimeMs: opts.maxDowntimeMs ?? 100,
           ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
           deadlineMs: opts.deadlineMs ?? 120000,
-          holdAtSwitchover: hold,
+          holdAtSwitchover: switchover.holds,
           ...(inc.selfConfig !== undefined ? { selfConfig: inc.selfConfig } : {}),
           ...(reusedNodes.length > 0 && reuse.reuse ? { incremental: { id: reuse.id, nodes: reusedNodes } } : {})
         })
-        await switchWork
-        await finishRepoint()
+        await switchover.settle()
       } finally {
         stop()
         opts.signal?.removeEventListener('abort', onAbort)
@@ -831,6 +809,7 @@ export class Controller {
       const st = await target.finishIncoming(vmName)
       if (st.state !== 'running') throw new SupercloudError('SC_MIGRATION_FAILED', `${vmName} is ${st.state} on ${to} after the switch`)
       // The VM runs on the destination: record it there, then remove the source copy.
+      const { marked, repointFailed } = atSwitch.outcome
       const after = this.recordMove(spec, row, to)
       // The source keeps its disk images for a return (the destination records writes since the switch).
       await source.destroyVm(vmName, record.nics, marked ? id : undefined).catch(() => {})
@@ -848,13 +827,10 @@ export class Controller {
     } catch (err) {
       if (err instanceof CancelledError) report.cancelled(err.message)
       else report.failed(err as Error)
-      if (!switched) {
+      if (sw?.switched !== true) {
         // Before the switch the source copy is authoritative: remove the destination copy.
         if (prepared) await target.destroyVm(vmName, record.nics).catch(() => {})
-        if (repointed) {
-          await repointWork?.catch(() => {})
-          await this.applyEndpointWrites(vwUndo).catch(() => {})
-        }
+        await sw?.rollback()
         if (vwCreated) {
           for (const w of vwPre) await this.applyEndpointWrites([{ host: w.host, file: 'destroy', line: w.line.split(' ')[0] ?? '' }]).catch(() => {})
         }
@@ -870,26 +846,6 @@ export class Controller {
       throw err
     } finally {
       this.store.setMeta(`migration:${vmName}`, '')
-    }
-  }
-
-  /**
-   * Overdriver: the sector table (which swap pages peer repositories hold, with the capabilities)
-   * goes from the source's agent to the destination's, so the destination serves those pages
-   * from the repositories. Any failure skips it: the destination reads its (mirrored, complete)
-   * swap disk and the source frees the repository pages when its copy is destroyed.
-   */
-  private async handOverSwapTable (vm: string, from: string, to: string, source: AgentClient, target: AgentClient, say: (m: string) => void): Promise<void> {
-    let exported = false
-    try {
-      const table = await source.overdriverExportTable(vm)
-      exported = true
-      const r = await target.overdriverAdoptTable(vm, table)
-      await source.overdriverHandover(vm, true)
-      say(`swap: ${r.adopted} page(s) held in ${r.repositories} repository capability(ies) move with the VM to ${to}${r.skipped > 0 ? ` (${r.skipped} skipped: read from disk)` : ''}`)
-    } catch (err) {
-      if (exported) await source.overdriverHandover(vm, false).catch(() => {})
-      say(`swap: the sector table stays behind (${(err as Error).message}): ${to} reads the swap disk, ${from} frees the repository pages`)
     }
   }
 
