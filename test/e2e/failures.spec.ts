@@ -6,19 +6,10 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { sandbox } from '../helpers/cli.ts'
 import { leftovers } from '../helpers/sweep-lib.ts'
+import { oneHostSpec, tinyVmLine, twoHostSpec } from '../helpers/specs.ts'
 import type { StatusReport } from '../../blanket-manager/controller.ts'
 
-const oneHost = (name: string, vms: string): string => `
-name: ${name}
-sites:
-  s1: { subnet: 198.18.10.0/24 }
-hosts:
-  h1: { site: s1, memory: 512M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-${vms}
-`
+const oneHost = (name: string, vms: string): string => oneHostSpec({ name, subnet: '198.18.10.0/24', vms })
 
 function nsPids (ns: string): string[] {
   return execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean)
@@ -98,19 +89,11 @@ t.test('down with the hosts already gone still removes everything', async t => {
 })
 
 t.test('up killed with -9 half way, then re-run: finishes without duplicates or leaks', async t => {
-  const sb = sandbox(t, `
-name: killed
-sites:
-  s1: { subnet: 198.18.11.0/24 }
-hosts:
-  h1: { site: s1, memory: 512M, hypervisor: { accel: tcg } }
-  h2: { site: s1, memory: 512M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-  v1: { image: tiny, host: h1, memory: 96M }
-  v2: { image: tiny, host: h2, memory: 96M }
-`, 'killed')
+  const sb = sandbox(t, twoHostSpec({
+    name: 'killed',
+    subnet: '198.18.11.0/24',
+    vms: [tinyVmLine('v1', { host: 'h1', memory: '96M' }), tinyVmLine('v2', { host: 'h2', memory: '96M' })]
+  }), 'killed')
   const child = sb.start(['up'])
   let err = ''
   await new Promise<void>(resolve => {
@@ -142,7 +125,7 @@ vms:
 })
 
 t.test('Ctrl-C during up stops cleanly (exit 130) and up resumes', async t => {
-  const sb = sandbox(t, oneHost('ctrlc', '  v1: { image: tiny, host: h1, memory: 96M }'), 'ctrlc')
+  const sb = sandbox(t, oneHost('ctrlc', tinyVmLine('v1', { host: 'h1', memory: '96M' })), 'ctrlc')
   const child = sb.start(['up'])
   let err = ''
   child.stderr?.on('data', (d: Buffer) => {

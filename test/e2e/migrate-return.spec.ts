@@ -9,28 +9,18 @@ import t from 'tap'
 import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { sandbox } from '../helpers/cli.ts'
+import { tinyVm, twoHostSpec } from '../helpers/specs.ts'
 import type { StatusReport } from '../../blanket-manager/controller.ts'
 
 const MiB = 1048576
 const DISK = 64 * MiB
 
-const spec = `
-name: migret
-sites:
-  a: { subnet: 198.18.54.0/24 }
-hosts:
-  h1: { site: a, memory: 512M, hypervisor: { accel: tcg } }
-  h2: { site: a, memory: 512M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-  db1:
-    image: tiny
-    host: h1
-    memory: 128M
-    disks: [ { name: data, size: 64M } ]
-    nics: [ { name: eth0, address: 198.18.54.101/24 } ]
-`
+const spec = twoHostSpec({
+  name: 'migret',
+  site: 'a',
+  subnet: '198.18.54.0/24',
+  vms: tinyVm('db1', { host: 'h1', memory: '128M', disk: '64M', address: '198.18.54.101/24' })
+})
 const sb = sandbox(t, spec, 'migret')
 
 interface Summary { from: string, to: string, sentBytes: number, diskSentBytes: number, diskSizeBytes: number, diskReused: boolean }

@@ -8,23 +8,14 @@
  */
 import t from 'tap'
 import { sandbox } from '../helpers/cli.ts'
+import { tinyVm, twoHostSpec } from '../helpers/specs.ts'
 
-const spec = `
-name: migw
-sites:
-  a: { subnet: 198.18.58.0/24 }
-hosts:
-  h1: { site: a, memory: 512M, hypervisor: { accel: tcg } }
-  h2: { site: a, memory: 512M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-  w1:
-    image: tiny
-    host: h1
-    memory: 192M
-    nics: [ { name: eth0, address: 198.18.58.101/24 } ]
-`
+const spec = twoHostSpec({
+  name: 'migw',
+  site: 'a',
+  subnet: '198.18.58.0/24',
+  vms: tinyVm('w1', { host: 'h1', memory: '192M', address: '198.18.58.101/24' })
+})
 const sb = sandbox(t, spec, 'migw')
 
 async function inGuest (cmd: string, timeout = 90): Promise<{ code: number, out: string }> {

@@ -8,33 +8,19 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { sandbox } from '../helpers/cli.ts'
 import { leftovers } from '../helpers/sweep-lib.ts'
+import { tcgSpec, tinyVm } from '../helpers/specs.ts'
 import type { StatusReport } from '../../blanket-manager/controller.ts'
 
-const spec = `
-name: mig
-sites:
-  a: { subnet: 198.18.50.0/24 }
-  b: { subnet: 198.18.51.0/24 }
-wan: { bandwidth: 200mbit, delay: 5ms }
-hosts:
-  h1: { site: a, memory: 768M, hypervisor: { accel: tcg } }
-  h2: { site: a, memory: 768M, hypervisor: { accel: tcg } }
-  h3: { site: b, memory: 256M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-  db1:
-    image: tiny
-    host: h1
-    memory: 160M
-    disks: [ { name: data, size: 32M } ]
-    nics: [ { name: eth0, address: 198.18.50.101/24 } ]
-  big:
-    image: tiny
-    host: h2
-    memory: 512M
-    nics: [ { name: eth0, address: 198.18.50.102/24 } ]
-`
+const spec = tcgSpec({
+  name: 'mig',
+  sites: { a: '198.18.50.0/24', b: '198.18.51.0/24' },
+  wan: '{ bandwidth: 200mbit, delay: 5ms }',
+  hosts: { h1: { site: 'a', memory: '768M' }, h2: { site: 'a', memory: '768M' }, h3: { site: 'b', memory: '256M' } },
+  vms: [
+    tinyVm('db1', { host: 'h1', memory: '160M', disk: '32M', address: '198.18.50.101/24' }),
+    tinyVm('big', { host: 'h2', memory: '512M', address: '198.18.50.102/24' })
+  ]
+})
 const sb = sandbox(t, spec, 'mig')
 
 async function inGuest (vm: string, cmd: string): Promise<string> {

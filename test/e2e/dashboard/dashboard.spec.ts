@@ -13,22 +13,17 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { CLI, ROOT, sandbox } from '../../helpers/cli.ts'
+import { oneHostSpec, tinyVmLine } from '../../helpers/specs.ts'
 import { EventHub } from '../../../blanket-manager/events/hub.ts'
 import { StateStore } from '../../../blanket-manager/state/store.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 const NAME = 'dash'
-const sb = sandbox(t, `
-name: ${NAME}
-sites:
-  s1: { subnet: 198.18.12.0/24 }
-hosts:
-  h1: { site: s1, memory: 512M, hypervisor: { accel: tcg } }
-images:
-  tiny: { builtin: tiny }
-vms:
-  web1: { image: tiny, host: h1, memory: 128M, nics: [ { name: eth0, address: 198.18.12.101/24 } ] }
-`, NAME)
+const sb = sandbox(t, oneHostSpec({
+  name: NAME,
+  subnet: '198.18.12.0/24',
+  vms: tinyVmLine('web1', { host: 'h1', memory: '128M', address: '198.18.12.101/24' })
+}), NAME)
 
 // bin/supercloud once cli/main.ts registers serve/events; until then the same commands through serve-entry.ts.
 const mainHasServe = readFileSync(join(ROOT, 'blanket-manager', 'cli', 'main.ts'), 'utf8').includes('registerServe')
