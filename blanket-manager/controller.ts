@@ -34,7 +34,7 @@ import { decideReuse, formatDiskSummary, isMigrationId, obsoleteAfter, type Dirt
 import { Switchover, SWITCHOVER_HOOKS, type MigrationSwitchover } from './migration/switchover.ts'
 import { randomBytes } from 'node:crypto'
 import { describePlan, plan, vmHash, wiringHash, type Action, type Observation, type Plan } from './planner/plan.ts'
-import { resolveVms, withOverrides, xenUnsupported, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
+import { resolveVms, withOverrides, xenMigrationUnsupported, type PlacementOverride, type ResolvedVm } from './planner/placement.ts'
 import type { OperationOptions, ProgressEvent } from './progress.ts'
 import type { Spec } from './spec/types.ts'
 import { SshConnection, shq } from './ssh/client.ts'
@@ -682,7 +682,7 @@ export class Controller {
     const toKind = spec.hosts[to]?.hypervisor.backend ?? 'qemu'
     if (fromKind !== toKind) throw new SupercloudError('SC_MIGRATE_HYPERVISOR_MISMATCH', `${vmName} runs on ${row.host} under ${fromKind}; ${to} runs ${toKind}: a live migration needs the same hypervisor at both ends`, { exitCode: 2 })
     if (toKind === 'xen') {
-      const nox = xenUnsupported(spec, spec.vms[vmName])
+      const nox = xenMigrationUnsupported(spec, spec.vms[vmName])
       if (nox !== undefined) throw new SupercloudError('SC_MIGRATE_UNSUPPORTED', `${nox} (host ${to} runs Xen)`, { exitCode: 2 })
       if (opts.mode !== undefined && opts.mode !== 'auto' && opts.mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `Xen migrates by pre-copy only (xl migrate); --mode ${opts.mode} is not available between Xen hosts`, { exitCode: 2 })
     }

@@ -3,7 +3,7 @@
  * hypervisor backend. Everything here touches the host (processes, kernel links, files).
  */
 import { execFile } from 'node:child_process'
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile, access } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { GuestDefinition, HypervisorBackend, AccelMode } from '../../drivers/hypervisor.ts'
@@ -12,6 +12,7 @@ import { guestCmdline } from '../../images/guest/cmdline.ts'
 import { GuestBootError, SupercloudError } from '../errors.ts'
 import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
 import { virtioDiskName } from '../../drivers/qemu/args.ts'
+import { xenDiskName } from '../../drivers/xen/config.ts'
 import { AgentOverdriver } from './overdriver.ts'
 import { dirtyStatus, finishIncoming, markArrival, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
 import { isMigrationId, type DirtyStatus } from '../migration/disk-reuse.ts'
@@ -80,6 +81,7 @@ export class VmManager {
     await writeFile(join(vmDir, 'launch.json'), JSON.stringify(l, null, 2))
 
     const disks: GuestDefinition['disks'] = []
+    const xen = this.backend.kind === 'xen'
     let boot: GuestDefinition['boot']
     if (l.image.kind === 'qcow2') {
       const root = join(vmDir, 'root.qcow2')
@@ -87,8 +89,8 @@ export class VmManager {
       disks.push({ id: 'root', path: root, format: 'qcow2' })
       boot = { kind: 'disk' }
     } else {
-      // The swap disk is plugged after the data disks, so it is the next /dev/vdX.
-      const swapDevice = l.swap !== undefined ? { swapDevice: virtioDiskName(l.disks.length) } : {}
+      // The swap disk is plugged after the data disks, so it is the next /dev/vdX (/dev/xvdX on Xen).
+      const swapDevice = l.swap !== undefined ? { swapDevice: xen ? xenDiskName(l.disks.length) : virtioDiskName(l.disks.length) } : {}
       const append = [
         guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}), ...(l.firewall !== undefined ? { firewall: l.firewall } : {}), ...swapDevice }),
         l.image.append ?? ''
@@ -96,6 +98,13 @@ export class VmManager {
       boot = { kind: 'kernel', kernel: l.image.kernel, append, ...(l.image.initrd !== undefined ? { initrd: l.image.initrd } : {}) }
     }
     for (const d of l.disks) {
+      if (xen) {
+        // Xen's blkback serves raw images (a loop device in the dom0): a sparse file.
+        const p = join(vmDir, `disk-${d.name}.img`)
+        if (!await exists(p)) await writeFile(p, '', { flag: 'wx' }).then(async () => await truncate(p, d.sizeBytes))
+        disks.push({ id: `disk-${d.name}`, path: p, format: 'raw' })
+        continue
+      }
       const p = join(vmDir, `disk-${d.name}.qcow2`)
       if (!await exists(p)) await run('qemu-img', ['create', '-q', '-f', 'qcow2', p, String(d.sizeBytes)])
       disks.push({ id: `disk-${d.name}`, path: p, format: 'qcow2' })

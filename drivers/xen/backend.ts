@@ -14,7 +14,7 @@ import { CancelledError, SupercloudError, throwIfAborted } from '../../blanket-m
 import type { OperationOptions } from '../../blanket-manager/progress.ts'
 import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend, SelfMigration } from '../hypervisor.ts'
 import { lastLines } from '../qemu/console-text.ts'
-import { guestCpuAffinity, parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDomainPlan, xlState, type XlListRow } from './config.ts'
+import { guestCpuAffinity, parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDomainPlan, xenSwapLink, xlState, type XlListRow } from './config.ts'
 import { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
 import { localExecutor, type ExecOutcome, type XenExecutor } from './exec.ts'
 import { XenSelfMigration, type PreparedDomain, type PreparedNic, type XenMigrationOptions } from './migration.ts'
@@ -43,7 +43,12 @@ export interface XenBackendOptions {
   guestInitrd?: (initrd: string) => Promise<string>
   /** Live migration tuning (poll interval, time limits), see drivers/xen/migration.ts. */
   migration?: XenMigrationOptions
+  /** Guests' CPUID policy in xl's `cpuid=` syntax ('' = none). Default: the host's GUEST_CPUID_FILE, if any. */
+  guestCpuid?: string
 }
+
+/** A host-local guest CPUID policy (one line, xl `cpuid=` syntax) that the backend applies to every guest. */
+export const GUEST_CPUID_FILE = '/etc/supercloud/xen-guest-cpuid'
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 const MiB = 1024 * 1024
@@ -65,6 +70,7 @@ class XenBackend implements HypervisorBackend {
   private readonly consoleLogDir: string
   private readonly createTimeoutMs: number
   private readonly guestInitrd?: (initrd: string) => Promise<string>
+  private readonly guestCpuid?: string
   private readonly locks = new Map<string, Promise<unknown>>()
   /** Live migration with xl (drivers/xen/migration.ts): the guest arrives paused, `resume` lets it run. */
   readonly selfMigration: SelfMigration
@@ -76,6 +82,7 @@ class XenBackend implements HypervisorBackend {
     this.consoleLogDir = opts.consoleLogDir ?? '/var/log/xen/console'
     this.createTimeoutMs = opts.createTimeoutMs ?? 180_000
     if (opts.guestInitrd !== undefined) this.guestInitrd = opts.guestInitrd
+    if (opts.guestCpuid !== undefined) this.guestCpuid = opts.guestCpuid
     this.selfMigration = new XenSelfMigration({
       where: this.exec.where,
       xl: this.xl,
@@ -141,6 +148,20 @@ class XenBackend implements HypervisorBackend {
     return await this.guestCpusCache
   }
 
+  private guestCpuidCache?: Promise<string | undefined>
+
+  /**
+   * The guests' CPUID policy: the option, else the host's GUEST_CPUID_FILE (one line, xl's
+   * `cpuid=` syntax), else none; read once. The emulated Xen hosts' dom0 image
+   * (images/xen-host) ships "host,xsave=0": see docs/xen.md, "Reliability under TCG".
+   */
+  private async guestCpuidPolicy (): Promise<string | undefined> {
+    if (this.guestCpuid !== undefined) return this.guestCpuid === '' ? undefined : this.guestCpuid
+    this.guestCpuidCache ??= this.sh('cat "$1" 2>/dev/null; exit 0', [GUEST_CPUID_FILE]).then(r => r.stdout.trim() || undefined)
+    this.guestCpuidCache.catch(() => { this.guestCpuidCache = undefined })
+    return await this.guestCpuidCache
+  }
+
   private async xlInfo (): Promise<Record<string, string>> {
     const r = await this.xlRun(['info'], { allowFailure: true })
     if (r.code !== 0) throw new XenMissingError(this.exec.where, `\`${this.xl} info\` failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}`)
@@ -180,9 +201,13 @@ class XenBackend implements HypervisorBackend {
     const { plan, paths: p } = prepared
     throwIfAborted(signal, `start of guest ${def.name}`)
 
-    progress('xen', `xl create (PVH, ${plan.memoryMiB} MiB, ${plan.vifs.length} vif(s))`)
+    progress('xen', `xl create (PVH, ${plan.memoryMiB} MiB, ${plan.vifs.length} vif(s), ${def.disks.length + (def.swap !== undefined ? 1 : 0)} disk(s))`)
     let created: ExecOutcome
     try {
+      if (def.swap !== undefined) {
+        const dev = await this.connectSwap(def.name, def.runDir, def.swap)
+        progress('swap', `swap disk: ${dev} on ${def.swap.socketPath}`)
+      }
       created = await this.xlRun(['create', p.config], { allowFailure: true, timeoutMs: this.createTimeoutMs, ...(signal !== undefined ? { signal } : {}) })
     } catch (err) {
       await this.destroyLocked(def.name, def.runDir)
@@ -249,7 +274,8 @@ class XenBackend implements HypervisorBackend {
     }
     const bridgeOf = (tap: string): string => nics.find(n => n.name === tap)?.bridge ?? this.defaultBridge
     const cpus = await this.guestCpus()
-    const plan = xenDomainPlan(opts.incoming === true ? { ...def, incoming: true } : def, bridgeOf, cpus !== undefined ? { cpus } : {})
+    const cpuid = await this.guestCpuidPolicy()
+    const plan = xenDomainPlan(opts.incoming === true ? { ...def, incoming: true } : def, bridgeOf, { ...(cpus !== undefined ? { cpus } : {}), ...(cpuid !== undefined ? { cpuid } : {}) })
     if (missing.length > 0) throw new XenGuestStartError(def.name, missing.map(m => `${m} does not exist in the dom0`).join('; '))
 
     const p = xenRunPaths(def.runDir)
@@ -339,6 +365,37 @@ class XenBackend implements HypervisorBackend {
       if (r.code !== 0 && await this.domain(n) !== undefined) throw new XlCommandError(`${this.xl} destroy ${n}`, r.code, r.stderr)
     }
     await this.stopConsole(runDir)
+    await this.disconnectSwap(runDir)
+  }
+
+  /**
+   * Connects a free NBD device of the dom0 to the guest's swap export (nbd-client on the
+   * agent's unix socket) and links it at <runDir>/swap.nbd, which the domain config names.
+   * A device already linked and connected is kept (a start after a failed one).
+   */
+  private async connectSwap (name: string, runDir: string, swap: NonNullable<GuestDefinition['swap']>): Promise<string> {
+    const r = await this.sh([
+      'sock=$1 exp=$2 link=$3',
+      'if [ -L "$link" ]; then d=$(readlink "$link"); [ "$(cat "/sys/block/${d##*/}/size" 2>/dev/null)" != 0 ] && [ -e "/sys/block/${d##*/}/pid" ] && { echo "$d"; exit 0; }; rm -f "$link"; fi',
+      '[ -e /sys/block/nbd0 ] || { echo "no NBD devices in the dom0 (nbd module)" >&2; exit 3; }',
+      // Devices are claimed under a lock: guests start concurrently.
+      'lock=/run/sc-nbd.lock n=0; until mkdir "$lock" 2>/dev/null; do n=$((n + 1)); [ "$n" -lt 300 ] || { echo "$lock held for 30 s" >&2; exit 4; }; sleep 0.1; done',
+      'trap "rmdir $lock" EXIT',
+      'for s in /sys/block/nbd*; do',
+      '  d=/dev/${s##*/}',
+      '  [ -e "$s/pid" ] || [ "$(cat "$s/size")" != 0 ] && continue',
+      '  nbd-client -unix "$sock" "$d" -N "$exp" -b 4096 >&2 || exit 5',
+      '  ln -sfn "$d" "$link" && echo "$d" && exit 0',
+      'done',
+      'echo "every NBD device of the dom0 is in use" >&2; exit 6'
+    ].join('\n'), [swap.socketPath, swap.exportName ?? 'swap', xenSwapLink(runDir)], { timeoutMs: 60_000 })
+    if (r.code !== 0) throw new XenGuestStartError(name, `cannot connect the swap disk to ${swap.socketPath}`, r.stderr)
+    return r.stdout.trim()
+  }
+
+  /** Disconnects the NBD device linked at <runDir>/swap.nbd, if any (after the domain is gone). */
+  private async disconnectSwap (runDir: string): Promise<void> {
+    await this.sh('link=$1; [ -L "$link" ] || exit 0; d=$(readlink "$link"); nbd-client -d "$d" >/dev/null 2>&1; rm -f "$link"', [xenSwapLink(runDir)], { timeoutMs: 30_000 })
   }
 
   status (name: string, _runDir: string): Promise<GuestStatus> {

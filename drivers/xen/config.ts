@@ -13,6 +13,10 @@
  * - Memory: `memory = maxmem = memoryBytes`; a balloon target is applied after creation
  *   with `xl mem-set` (the same order as QEMU's backend).
  * - Console: `console=` words of the definition are replaced by `console=hvc0`.
+ * - Disks: raw images only, through blkback (`backendtype=phy`; the dom0's block hotplug
+ *   script gives a file a loop device), as xvda, xvdb, ... in order; the Overdriver swap disk
+ *   comes after them (the guest sees it as xenDiskName(disks.length)), backed by the NBD
+ *   device the backend connects to the swap export and links at `<runDir>/swap.nbd`.
  */
 import { SupercloudError } from '../../blanket-manager/errors.ts'
 import type { GuestDefinition, GuestRunState } from '../hypervisor.ts'
@@ -58,10 +62,27 @@ function quoted (guest: string, field: string, v: string): string {
   return `"${v}"`
 }
 
+/** An xl libxl-syntax CPUID policy ("host,xsave=0"): letters, digits and , = _ : . - only. */
+function cpuidPolicy (guest: string, policy: string): string {
+  if (!/^[A-Za-z0-9,=_:.-]{1,200}$/.test(policy)) throw new XenGuestDefinitionError(guest, `guest CPUID policy '${policy}' is not in xl's "host,<feature>=<0|1>,..." form`)
+  return policy
+}
+
+/** The guest's device name of its `index`-th Xen disk (0 = /dev/xvda); the swap disk is xenDiskName(disks.length). */
+export function xenDiskName (index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index > 25) throw new RangeError(`Xen disk index ${index} is out of range 0-25`)
+  return `/dev/xvd${String.fromCharCode(97 + index)}`
+}
+
+/** Where a guest's swap disk is linked to its NBD device in the dom0 (the domain config names this path). */
+export function xenSwapLink (runDir: string): string {
+  return `${runDir}/swap.nbd`
+}
+
 /**
  * The xl configuration for a definition. `bridgeOf(nic)` names the bridge each vif goes into.
  * Throws XenGuestDefinitionError for what Xen guests here cannot have (disk boot, qcow2
- * disks, NBD swap).
+ * disks).
  */
 /**
  * Where guests' vCPUs may run: every physical CPU but the first, which stays dom0's (its
@@ -75,11 +96,12 @@ export function guestCpuAffinity (nrCpus: number): string | undefined {
   return nrCpus === 2 ? '1' : `1-${nrCpus - 1}`
 }
 
-export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => string, opts: { xvdPrefix?: string, cpus?: string } = {}): XenDomainPlan {
+export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => string, opts: { xvdPrefix?: string, cpus?: string, cpuid?: string } = {}): XenDomainPlan {
   const g = def.name
   if (!NAME.test(g)) throw new XenGuestDefinitionError(g, `name must be 1-32 of [a-z0-9-]`)
   if (def.boot.kind !== 'kernel') throw new XenGuestDefinitionError(g, 'Xen guests boot from a kernel + initramfs (PVH); disk boot is not supported')
-  if (def.swap !== undefined) throw new XenGuestDefinitionError(g, 'an NBD swap disk is not supported on Xen hosts yet')
+  if (def.swap !== undefined && !def.swap.socketPath.startsWith('/')) throw new XenGuestDefinitionError(g, `swap socket path must be absolute, got '${def.swap.socketPath}'`)
+  if (def.swap !== undefined && /[,"\\\n\s]/.test(def.runDir)) throw new XenGuestDefinitionError(g, `run directory '${def.runDir}' cannot hold commas, quotes or spaces`)
   if (!Number.isSafeInteger(def.memoryBytes) || def.memoryBytes % MiB !== 0 || def.memoryBytes < 32 * MiB) {
     throw new XenGuestDefinitionError(g, `memory must be a whole number of MiB >= 32, got ${def.memoryBytes} bytes`)
   }
@@ -103,9 +125,10 @@ export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => 
   const disks = def.disks.map((d, i) => {
     if (d.format !== 'raw') throw new XenGuestDefinitionError(g, `disk ${d.id}: only raw disks are supported on Xen hosts (no qdisk backend in the dom0), got ${d.format}`)
     if (!d.path.startsWith('/') || /[,"\\\n\s]/.test(d.path)) throw new XenGuestDefinitionError(g, `disk ${d.id}: path '${d.path}' must be absolute without commas, quotes or spaces`)
-    if (i > 25) throw new XenGuestDefinitionError(g, 'at most 26 disks')
-    return `"format=raw,vdev=${prefix}${String.fromCharCode(97 + i)},access=rw,target=${d.path}"`
+    if (i > 24) throw new XenGuestDefinitionError(g, 'at most 25 disks')
+    return `"format=raw,vdev=${prefix}${String.fromCharCode(97 + i)},access=rw,backendtype=phy,target=${d.path}"`
   })
+  if (def.swap !== undefined) disks.push(`"format=raw,vdev=${prefix}${String.fromCharCode(97 + def.disks.length)},access=rw,backendtype=phy,target=${xenSwapLink(def.runDir)}"`)
   const lines = [
     `name = ${quoted(g, 'name', g)}`,
     'type = "pvh"',
@@ -118,6 +141,7 @@ export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => 
     `maxmem = ${memoryMiB}`,
     `vcpus = ${def.cpus}`,
     ...(opts.cpus !== undefined ? [`cpus = ${quoted(g, 'cpus', opts.cpus)}`] : []),
+    ...(opts.cpuid !== undefined ? [`cpuid = ${quoted(g, 'cpuid', cpuidPolicy(g, opts.cpuid))}`] : []),
     `vif = [${vifs.map(v => `"vifname=${v.name},bridge=${v.bridge},mac=${v.mac}${v.mtu !== undefined ? `,mtu=${v.mtu}` : ''}"`).join(', ')}]`,
     `disk = [${disks.join(', ')}]`,
     'tsc_mode = "native"',

@@ -27,7 +27,10 @@ import { XEN_GUEST_MODULE_DIR, XEN_GUEST_MODULES } from './guest-overlay.ts'
 const kit = buildKit('Xen host image build', (detail, cause) => new XenImageBuildError(detail, cause))
 
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
-export const RECIPE_VERSION = 2
+export const RECIPE_VERSION = 3
+
+/** The guest CPUID policy this image's dom0 hands the Xen backend (see dom0Entries). */
+export const XEN_GUEST_CPUID = 'host,xsave=0'
 
 /** Debian's Xen version whose tools go into the image (xen-utils-<version>). */
 export const XEN_TOOLS_VERSION = '4.17'
@@ -37,7 +40,9 @@ export const DOM0_MODULES = [
   'xen_privcmd', 'xenfs', 'xen_evtchn', 'xen_gntdev', 'xen_gntalloc', 'xen_netback', 'xen_blkback',
   'bridge', 'tun', 'virtio_pci', 'virtio_net',
   // VirtualWire on a Xen host: connectors (kernel VXLAN) and the endpoint interface (FUSE).
-  'vxlan', 'fuse'
+  'vxlan', 'fuse',
+  // Guest disks: raw images through loop devices, the Overdriver swap export through NBD (nbd-client).
+  'loop', 'nbd'
 ]
 
 const XEN_BIN = `/usr/lib/xen-${XEN_TOOLS_VERSION}/bin`
@@ -49,6 +54,8 @@ export const DOM0_BINARIES = [
   '/usr/sbin/sshd', '/usr/lib/openssh/sftp-server',
   // Guest consoles as unix sockets (drivers/xen: `xl console` behind a socat listener).
   '/usr/bin/socat',
+  // A guest's swap disk: the host agent's NBD export (a unix socket) as /dev/nbdN for blkback.
+  '/usr/sbin/nbd-client',
   // iproute2 (the host agent makes taps with `ip tuntap`, which busybox's ip lacks; VirtualWire
   // sets VXLAN forwarding entries with `bridge fdb`).
   '/usr/bin/ip', '/usr/sbin/bridge',
@@ -123,6 +130,7 @@ interface Manifest extends ImageManifest {
 const HERE = dirname(fileURLToPath(import.meta.url))
 const INIT_SCRIPT = join(HERE, 'init.sh')
 const VIF_SCRIPT = join(HERE, 'vif-bridge.sh')
+const BLOCK_SCRIPT = join(HERE, 'block.sh')
 
 /** The newest /boot/xen-<version>-amd64.gz, e.g. { version: '4.17', path }. */
 export function newestXen (bootFiles: string[]): { version: string, file: string } | undefined {
@@ -148,6 +156,7 @@ interface Inputs {
   busybox: Buffer
   init: Buffer
   vifScript: Buffer
+  blockScript: Buffer
   /** xen_netfront / xen_blkfront (+ deps) for guests, dependencies first. */
   guestModules: KernelModule[]
   /** Binaries and their libraries, by absolute path (sorted). */
@@ -170,7 +179,7 @@ async function gatherInputs (signal?: AbortSignal, withNode = false): Promise<In
   const closures: string[][] = []
   const binaries = withNode ? [...DOM0_BINARIES, await findNode()] : DOM0_BINARIES
   for (const bin of binaries) {
-    if (!(await kit.exists(bin))) throw new XenImageBuildError(`${bin} is missing (install xen-utils-${XEN_TOOLS_VERSION} and openssh-server)`)
+    if (!(await kit.exists(bin))) throw new XenImageBuildError(`${bin} is missing (install xen-utils-${XEN_TOOLS_VERSION}, openssh-server and nbd-client: scripts/setup.sh)`)
     const text = (await kit.run('ldd', [bin], { signal }).catch(() => Buffer.from(''))).toString()
     try {
       closures.push([bin, ...parseLdd(text)])
@@ -198,6 +207,7 @@ async function gatherInputs (signal?: AbortSignal, withNode = false): Promise<In
     busybox: await kit.busybox(),
     init: await kit.readInput(INIT_SCRIPT, 'init script'),
     vifScript: await kit.readInput(VIF_SCRIPT, 'vif hotplug script'),
+    blockScript: await kit.readInput(BLOCK_SCRIPT, 'block hotplug script'),
     guestModules,
     files
   }
@@ -211,6 +221,7 @@ function inputDigests (inp: Inputs): Record<string, string> {
     busybox: sha256(inp.busybox),
     init: sha256(inp.init),
     vif_bridge: sha256(inp.vifScript),
+    block: sha256(inp.blockScript),
     sshd_config: sha256(SSHD_CONFIG),
     xl_conf: sha256(XL_CONF)
   }
@@ -236,7 +247,7 @@ function guestModuleEntries (modules: KernelModule[]): CpioEntry[] {
 }
 
 /** The initramfs entries (pure given the inputs and busybox's applet list). */
-export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'vifScript' | 'files' | 'kernelVersion' | 'xenVersion'> & { guestModules?: Inputs['guestModules'] }, applets: string[]): CpioEntry[] {
+export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'vifScript' | 'blockScript' | 'files' | 'kernelVersion' | 'xenVersion'> & { guestModules?: Inputs['guestModules'] }, applets: string[]): CpioEntry[] {
   return initramfsEntries({
     dirs: ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'run', 'tmp', 'etc/ssh', 'mnt', 'var/lib', 'var/log', 'lib/modules', 'root'],
     init: inp.init,
@@ -256,6 +267,10 @@ export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 
       { type: 'file', path: 'etc/ssh/sshd_config', data: Buffer.from(SSHD_CONFIG) },
       { type: 'file', path: 'etc/xen/xl.conf', data: Buffer.from(XL_CONF) },
       { type: 'file', path: 'etc/xen/scripts/vif-bridge', data: inp.vifScript, mode: 0o755 },
+      { type: 'file', path: 'etc/xen/scripts/block', data: inp.blockScript, mode: 0o755 },
+      // Guests of this emulated Xen host do not see XSAVE (drivers/xen GUEST_CPUID_FILE):
+      // QEMU 7.2's TCG faulted a guest's XRSTOR ("Bad FPU state") under SVM; FXSAVE is unaffected.
+      { type: 'file', path: 'etc/supercloud/xen-guest-cpuid', data: Buffer.from(`${XEN_GUEST_CPUID}\n`) },
       { type: 'file', path: 'etc/sc-image', data: Buffer.from(`kernel ${inp.kernelVersion}\nxen ${inp.xenVersion}\nrecipe ${RECIPE_VERSION}\n`) }
     ]
   })

@@ -144,6 +144,7 @@ t.test('a NIC: the vif takes the tap\'s name and bridge, the guest answers ping;
   t.equal(st.state, 'running')
   const booted = await pollUntil(async () => (await strict.consoleTail(def.runDir, 400)).includes(`SUPERCLOUD-GUEST-READY ${name}`) ? true : undefined, 180_000)
   t.ok(booted, 'guest booted')
+  if (booted !== true) t.comment(`guest console:\n${await strict.consoleTail(def.runDir, 4000).catch(e => String(e))}\nxl list:\n${(await c.exec('xl list').catch(e => ({ stdout: String(e) }))).stdout}`)
   const master = await c.exec(`basename $(readlink /sys/class/net/${tap}/master); cat /sys/class/net/${tap}/tun_flags 2>/dev/null || echo not-a-tap`)
   t.same(master.stdout.trim().split('\n'), ['xenbr0', 'not-a-tap'], `the device named ${tap} is now the guest's vif, in xenbr0`)
   const ping = spawnSync('ip', ['netns', 'exec', ns, 'busybox', 'ping', '-c', '3', '-W', '5', '198.18.240.10'], { encoding: 'utf8' })

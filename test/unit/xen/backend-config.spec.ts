@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { GuestDefinition } from '../../../drivers/hypervisor.ts'
-import { parseXlInfo, parseXlList, parseXlListLong, xenAccelReason, xenCmdline, xenDomainPlan, XenGuestDefinitionError, xlState, guestCpuAffinity } from '../../../drivers/xen/config.ts'
+import { parseXlInfo, parseXlList, parseXlListLong, xenAccelReason, xenCmdline, xenDomainPlan, XenGuestDefinitionError, xlState, guestCpuAffinity, xenDiskName, xenSwapLink } from '../../../drivers/xen/config.ts'
 
 const MiB = 1024 * 1024
 const base: GuestDefinition = {
@@ -44,12 +44,21 @@ t.test('balloon target below memory is applied after create; ignored for an inco
   t.equal(xenDomainPlan({ ...base, balloonTargetBytes: 100 * MiB, incoming: true }, () => 'xenbr0').balloonMiB, undefined)
 })
 
-t.test('raw disks as xvdX; what Xen guests cannot have is refused', async t => {
+t.test('raw disks as xvdX through blkback, the swap disk after them on its NBD link; what Xen guests cannot have is refused', async t => {
   const p = xenDomainPlan({ ...base, disks: [{ id: 'a', path: '/var/a.img', format: 'raw' }, { id: 'b', path: '/var/b.img', format: 'raw' }] }, () => 'xenbr0')
-  t.match(p.config, /^disk = \["format=raw,vdev=xvda,access=rw,target=\/var\/a.img", "format=raw,vdev=xvdb,access=rw,target=\/var\/b.img"\]$/m)
+  t.match(p.config, /^disk = \["format=raw,vdev=xvda,access=rw,backendtype=phy,target=\/var\/a.img", "format=raw,vdev=xvdb,access=rw,backendtype=phy,target=\/var\/b.img"\]$/m)
+  const sw = xenDomainPlan({ ...base, runDir: '/run/sc/g1', disks: [{ id: 'a', path: '/var/a.img', format: 'raw' }], swap: { socketPath: '/run/sc/g1/swap.sock' } }, () => 'xenbr0')
+  t.match(sw.config, /^disk = \[.*"format=raw,vdev=xvdb,access=rw,backendtype=phy,target=\/run\/sc\/g1\/swap.nbd"\]$/m, 'swap is the next xvd, backed by <runDir>/swap.nbd')
+  t.equal(xenDiskName(1), '/dev/xvdb', 'the guest sees the swap disk as xenDiskName(disks.length)')
+  t.equal(xenSwapLink('/run/sc/g1'), '/run/sc/g1/swap.nbd')
+  t.throws(() => xenDiskName(26), RangeError)
+  t.throws(() => xenDomainPlan({ ...base, swap: { socketPath: 'rel.sock' } }, () => 'xenbr0'), /swap socket path must be absolute/)
+  t.throws(() => xenDomainPlan({ ...base, runDir: '/run/a b', swap: { socketPath: '/x' } }, () => 'xenbr0'), /run directory/)
+  t.match(xenDomainPlan(base, () => 'xenbr0', { cpuid: 'host,xsave=0' }).config, /^cpuid = "host,xsave=0"$/m, 'a guest CPUID policy becomes cpuid=')
+  t.notMatch(xenDomainPlan(base, () => 'xenbr0').config, /^cpuid/m, 'none by default')
+  t.throws(() => xenDomainPlan(base, () => 'xenbr0', { cpuid: 'host" evil' }), /CPUID policy/)
   t.throws(() => xenDomainPlan({ ...base, disks: [{ id: 'a', path: '/a.qcow2', format: 'qcow2' }] }, () => 'xenbr0'), XenGuestDefinitionError)
   t.throws(() => xenDomainPlan({ ...base, boot: { kind: 'disk' } }, () => 'xenbr0'), /disk boot is not supported/)
-  t.throws(() => xenDomainPlan({ ...base, swap: { socketPath: '/x' } }, () => 'xenbr0'), /swap/)
   t.throws(() => xenDomainPlan({ ...base, memoryBytes: 256 * MiB + 1 }, () => 'xenbr0'), /whole number of MiB/)
   t.throws(() => xenDomainPlan({ ...base, name: 'Bad_Name' }, () => 'xenbr0'), { code: 'SC_GUEST_DEFINITION' })
   t.throws(() => xenDomainPlan({ ...base, boot: { kind: 'kernel', kernel: '/k', append: 'a"b' } }, () => 'xenbr0'), /quotes/)

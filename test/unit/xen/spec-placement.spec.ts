@@ -5,7 +5,7 @@
 import t from 'tap'
 import { parseSpec } from '../../../blanket-manager/spec/load.ts'
 import { CapacityError, type SpecIssue } from '../../../blanket-manager/errors.ts'
-import { place, xenUnsupported } from '../../../blanket-manager/planner/placement.ts'
+import { place, xenMigrationUnsupported, xenUnsupported } from '../../../blanket-manager/planner/placement.ts'
 import { host, spec, vm } from '../planner/fixtures.ts'
 import { specIssues } from '../spec/issues.ts'
 
@@ -55,22 +55,30 @@ hosts:
   t.match(ec2[0]?.message, /Nitro \(KVM\) guest without nested virtualization/)
 })
 
-t.test('what a Xen host cannot run yet: qcow2 images, data disks, swap disks', async t => {
+t.test('what a Xen host cannot run (qcow2 images) and what cannot migrate between Xen hosts (disks, swap)', async t => {
   const s = spec([xenHost('x1')], [])
   s.images.deb = { name: 'deb', kind: 'qcow2', path: '/img/deb.qcow2' }
+  const disk = vm('d', { disks: [{ name: 'data', sizeBytes: 1 << 26 }] })
+  const swap = { ...vm('d'), swapBytes: 1 << 26 }
   t.equal(xenUnsupported(s, vm('ok')), undefined, 'a kernel-image guest with NICs runs on Xen')
   t.match(xenUnsupported(s, vm('d', { image: 'deb' })), /^vms\.d\.image: 'deb' is a qcow2 disk image/)
-  t.match(xenUnsupported(s, vm('d', { disks: [{ name: 'data', sizeBytes: 1 << 26 }] })), /^vms\.d\.disks: Xen hosts have no disk backend/)
-  t.match(xenUnsupported(s, { ...vm('d'), swapBytes: 1 << 26 }), /^vms\.d\.swap: /)
+  t.equal(xenUnsupported(s, disk), undefined, 'a data disk runs on Xen (raw image through blkback)')
+  t.equal(xenUnsupported(s, swap), undefined, 'a swap disk runs on Xen (NBD device in the dom0)')
+  t.equal(xenMigrationUnsupported(s, vm('ok')), undefined, 'a kernel-image guest with NICs migrates')
+  t.match(xenMigrationUnsupported(s, vm('d', { image: 'deb' })), /^vms\.d\.image: /)
+  t.match(xenMigrationUnsupported(s, disk), /^vms\.d\.disks: a VM with disks does not migrate between Xen hosts/)
+  t.match(xenMigrationUnsupported(s, swap), /^vms\.d\.swap: /)
 })
 
-t.test('placement: a VM with a disk pinned to a Xen host is refused; unpinned, it goes to a QEMU host', async t => {
+t.test('placement: a qcow2-image VM pinned to a Xen host is refused; unpinned, it goes to a QEMU host; disks are fine', async t => {
+  const withDeb = (sp: ReturnType<typeof spec>): ReturnType<typeof spec> => { sp.images.deb = { name: 'deb', kind: 'qcow2', path: '/img/deb.qcow2' }; return sp }
   const disk = [{ name: 'data', sizeBytes: 1 << 26 }]
-  t.throws(() => place(spec([xenHost('x1'), host('q1', 'a')], [vm('db1', { host: 'x1', disks: disk })])), CapacityError)
-  t.throws(() => place(spec([xenHost('x1')], [vm('db1', { host: 'x1', disks: disk })])), /vms\.db1\.disks: .*\(host x1 runs Xen\)/)
+  t.throws(() => place(withDeb(spec([xenHost('x1'), host('q1', 'a')], [vm('db1', { host: 'x1', image: 'deb' })]))), CapacityError)
+  t.throws(() => place(withDeb(spec([xenHost('x1')], [vm('db1', { host: 'x1', image: 'deb' })]))), /vms\.db1\.image: .*\(host x1 runs Xen\)/)
   // x1 sorts first and has room, but cannot run it: first fit skips it.
-  t.same(place(spec([xenHost('x1'), host('y1', 'a')], [vm('db1', { disks: disk }), vm('web1')])), { db1: 'y1', web1: 'x1' })
-  t.throws(() => place(spec([xenHost('x1')], [vm('db1', { disks: disk })])), /vms\.db1: no host .*Xen hosts cannot: vms\.db1\.disks/)
+  t.same(place(withDeb(spec([xenHost('x1'), host('y1', 'a')], [vm('db1', { image: 'deb' }), vm('web1')]))), { db1: 'y1', web1: 'x1' })
+  t.throws(() => place(withDeb(spec([xenHost('x1')], [vm('db1', { image: 'deb' })]))), /vms\.db1: no host .*Xen hosts cannot: vms\.db1\.image/)
+  t.same(place(spec([xenHost('x1')], [vm('db1', { host: 'x1', disks: disk }), { ...vm('sw1'), swapBytes: 1 << 26 }])), { db1: 'x1', sw1: 'x1' }, 'disks and swap place on Xen')
 })
 
 t.test('examples/xen.yaml: two Xen hosts, its guests placed as written, one wire', async t => {
