@@ -12,6 +12,7 @@ import { gzipSync } from 'node:zlib'
 import { throwIfAborted } from '../../blanket-manager/errors.ts'
 import { buildKit, type KernelModule, progressReporter, sha256 } from '../lib/build-kit.ts'
 import { cachedImage, type ImageBuildOptions, type ImageManifest, imageId } from '../lib/image-cache.ts'
+import { INIT_COMMON_DIGEST_KEY, initCommonEntry, readInitCommon } from '../lib/init-common.ts'
 import { initramfsEntries } from '../lib/initramfs.ts'
 import { type CpioEntry, writeNewc } from './cpio.ts'
 import { ImageBuildError } from './errors.ts'
@@ -21,7 +22,7 @@ export { defaultCacheDir } from '../lib/image-cache.ts'
 const kit = buildKit('guest image build', (detail, cause) => new ImageBuildError(detail, cause))
 
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
-export const RECIPE_VERSION = 1
+export const RECIPE_VERSION = 2
 
 /**
  * Modules loaded at boot (their dependencies are added from modules.dep).
@@ -62,6 +63,8 @@ interface Inputs {
   modules: KernelModule[]
   busybox: Buffer
   init: Buffer
+  /** images/lib/init-common.sh, which init sources. */
+  initCommon: Buffer
   tools: Array<{ name: string, source: Buffer, path: string }>
   gccVersion: string
 }
@@ -82,6 +85,7 @@ async function gatherInputs (signal?: AbortSignal): Promise<Inputs> {
     modules,
     busybox: await kit.busybox(),
     init: await kit.readInput(INIT_SCRIPT, 'init script'),
+    initCommon: await readInitCommon(kit),
     tools,
     gccVersion
   }
@@ -94,7 +98,8 @@ function inputDigests (inp: Inputs): Record<string, string> {
     cflags: CFLAGS.join(' '),
     [`kernel:${inp.kernelVersion}`]: sha256(inp.kernel),
     busybox: sha256(inp.busybox),
-    init: sha256(inp.init)
+    init: sha256(inp.init),
+    [INIT_COMMON_DIGEST_KEY]: sha256(inp.initCommon)
   }
   for (const m of inp.modules) d[`module:${m.path}`] = sha256(m.data)
   for (const t of inp.tools) d[`tool:${t.name}.c`] = sha256(t.source)
@@ -122,6 +127,7 @@ function rootfsEntries (inp: Inputs, toolBinaries: Map<string, Buffer>, applets:
     applets,
     modules: inp.modules,
     extra: [
+      initCommonEntry(inp.initCommon),
       { type: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\n') },
       { type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\n') },
       { type: 'file', path: 'etc/sc-image', data: Buffer.from(`kernel ${inp.kernelVersion}\nrecipe ${RECIPE_VERSION}\n`) }

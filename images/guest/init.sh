@@ -14,55 +14,22 @@
 # then prints exactly one line, "SUPERCLOUD-GUEST-READY <name>" (or
 # "SUPERCLOUD-GUEST-FAILED <name> <what failed>") and runs a root shell on
 # ttyS0, respawned when it exits, with the prompt "<name># ".
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-umask 022
+#
+# The shared steps (mounts, modules, sc.* words, /etc, the status line) are functions in
+# images/lib/init-common.sh, shipped at /lib/supercloud/init-common.sh.
+. /lib/supercloud/init-common.sh
 
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+sc_mount_filesystems
+sc_load_modules
 
-failed=""
-fail () { echo "sc-init: $*"; failed="$failed${failed:+; }$*"; }
-
-# Modules, in dependency order (written at build time from modules.dep).
-while read -r mod; do
-  [ -n "$mod" ] || continue
-  insmod "/lib/modules/$mod.ko" 2>/dev/null || fail "insmod $mod"
-done < /etc/sc-modules
-
-name=guest; net=""; gw=""; mtu=""; swap=""; echo_port=""; fw=""
-for arg in $(cat /proc/cmdline); do
-  case "$arg" in
-    sc.name=*) name="${arg#sc.name=}" ;;
-    sc.net=*)  net="${arg#sc.net=}" ;;
-    sc.gw=*)   gw="${arg#sc.gw=}" ;;
-    sc.mtu=*)  mtu="${arg#sc.mtu=}" ;;
-    sc.swap=*) swap="${arg#sc.swap=}" ;;
-    sc.echo=*) echo_port="${arg#sc.echo=}" ;;
-    sc.fw=*)   fw="${arg#sc.fw=}" ;;
-  esac
-done
-
-: > /etc/fstab
-hostname "$name"
-echo "$name" > /etc/hostname
-cat > /etc/profile <<PROFILE
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-export HOME=/root
-export PS1='$name# '
-PROFILE
-
-# wait_for <path>: devices appear while the drivers probe; allow up to 10 s.
-wait_for () {
-  i=0
-  while [ ! -e "$1" ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
-  [ -e "$1" ]
-}
+name=$(sc_param name guest)
+net=$(sc_param net "")
+gw=$(sc_param gw "")
+mtu=$(sc_param mtu "")
+swap=$(sc_param swap "")
+echo_port=$(sc_param echo "")
+fw=$(sc_param fw "")
+sc_write_etc "$name"
 
 ip link set lo up
 for spec in $(echo "$net" | tr ',' ' '); do
@@ -110,13 +77,5 @@ ttyS0::respawn:-/bin/sh
 ::shutdown:/sbin/swapoff -a
 INITTAB
 
-# The serial line is the guest's console: keep kernel messages (they land mid-line) off it
-# from here on; `dmesg` still has them.
-dmesg -n 1 2>/dev/null
-
-if [ -z "$failed" ]; then
-  echo "SUPERCLOUD-GUEST-READY $name"
-else
-  echo "SUPERCLOUD-GUEST-FAILED $name $failed"
-fi
+sc_announce "SUPERCLOUD-GUEST-READY $name" "SUPERCLOUD-GUEST-FAILED $name"
 exec /bin/busybox init

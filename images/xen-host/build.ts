@@ -19,6 +19,7 @@ import { throwIfAborted } from '../../blanket-manager/errors.ts'
 import { type CpioEntry, writeNewc } from '../guest/cpio.ts'
 import { BOOT_DIR, buildKit, type KernelModule, progressReporter, sha256 } from '../lib/build-kit.ts'
 import { cachedImage, type ImageBuildOptions, type ImageManifest, imageId } from '../lib/image-cache.ts'
+import { INIT_COMMON_DIGEST_KEY, initCommonEntry, readInitCommon } from '../lib/init-common.ts'
 import { initramfsEntries } from '../lib/initramfs.ts'
 import { MissingLibraryError, parseLdd, unionSorted } from './closure.ts'
 import { XenImageBuildError } from './errors.ts'
@@ -27,7 +28,7 @@ import { XEN_GUEST_MODULE_DIR, XEN_GUEST_MODULES } from './guest-overlay.ts'
 const kit = buildKit('Xen host image build', (detail, cause) => new XenImageBuildError(detail, cause))
 
 /** Bump when the way the image is assembled changes (invalidates every cached image). */
-export const RECIPE_VERSION = 3
+export const RECIPE_VERSION = 4
 
 /** The guest CPUID policy this image's dom0 hands the Xen backend (see dom0Entries). */
 export const XEN_GUEST_CPUID = 'host,xsave=0'
@@ -155,6 +156,8 @@ interface Inputs {
   modules: KernelModule[]
   busybox: Buffer
   init: Buffer
+  /** images/lib/init-common.sh, which init sources. */
+  initCommon: Buffer
   vifScript: Buffer
   blockScript: Buffer
   /** xen_netfront / xen_blkfront (+ deps) for guests, dependencies first. */
@@ -206,6 +209,7 @@ async function gatherInputs (signal?: AbortSignal, withNode = false): Promise<In
     modules,
     busybox: await kit.busybox(),
     init: await kit.readInput(INIT_SCRIPT, 'init script'),
+    initCommon: await readInitCommon(kit),
     vifScript: await kit.readInput(VIF_SCRIPT, 'vif hotplug script'),
     blockScript: await kit.readInput(BLOCK_SCRIPT, 'block hotplug script'),
     guestModules,
@@ -220,6 +224,7 @@ function inputDigests (inp: Inputs): Record<string, string> {
     [`xen:${inp.xenVersion}`]: sha256(inp.xenGz),
     busybox: sha256(inp.busybox),
     init: sha256(inp.init),
+    [INIT_COMMON_DIGEST_KEY]: sha256(inp.initCommon),
     vif_bridge: sha256(inp.vifScript),
     block: sha256(inp.blockScript),
     sshd_config: sha256(SSHD_CONFIG),
@@ -247,7 +252,7 @@ function guestModuleEntries (modules: KernelModule[]): CpioEntry[] {
 }
 
 /** The initramfs entries (pure given the inputs and busybox's applet list). */
-export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'vifScript' | 'blockScript' | 'files' | 'kernelVersion' | 'xenVersion'> & { guestModules?: Inputs['guestModules'] }, applets: string[]): CpioEntry[] {
+export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 'initCommon' | 'vifScript' | 'blockScript' | 'files' | 'kernelVersion' | 'xenVersion'> & { guestModules?: Inputs['guestModules'] }, applets: string[]): CpioEntry[] {
   return initramfsEntries({
     dirs: ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'run', 'tmp', 'etc/ssh', 'mnt', 'var/lib', 'var/log', 'lib/modules', 'root'],
     init: inp.init,
@@ -260,6 +265,7 @@ export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 
     applets,
     modules: inp.modules,
     extra: [
+      initCommonEntry(inp.initCommon),
       ...guestModuleEntries(inp.guestModules ?? []),
       { type: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n') },
       { type: 'file', path: 'etc/shadow', data: Buffer.from('root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n'), mode: 0o600 },

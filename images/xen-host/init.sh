@@ -10,50 +10,20 @@
 # from a second cpio archive appended to the initramfs at launch), then prints exactly
 # one line, "SUPERCLOUD-XEN-HOST-READY <name>" or "SUPERCLOUD-XEN-HOST-FAILED <name> <what>",
 # and runs a root shell on hvc0.
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-umask 022
+#
+# The shared steps (mounts, modules, sc.* words, /etc, the status line) are functions in
+# images/lib/init-common.sh, shipped at /lib/supercloud/init-common.sh.
+. /lib/supercloud/init-common.sh
 
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+sc_mount_filesystems
+sc_load_modules
 
-failed=""
-fail () { echo "sc-init: $*"; failed="$failed${failed:+; }$*"; }
-
-while read -r mod; do
-  [ -n "$mod" ] || continue
-  insmod "/lib/modules/$mod.ko" 2>/dev/null || fail "insmod $mod"
-done < /etc/sc-modules
-
-name=xen-host; net=""; gw=""
-for arg in $(cat /proc/cmdline); do
-  case "$arg" in
-    sc.name=*) name="${arg#sc.name=}" ;;
-    sc.net=*)  net="${arg#sc.net=}" ;;
-    sc.gw=*)   gw="${arg#sc.gw=}" ;;
-  esac
-done
-hostname "$name"
-echo "$name" > /etc/hostname
-: > /etc/fstab
+name=$(sc_param name xen-host)
+net=$(sc_param net "")
+gw=$(sc_param gw "")
+sc_write_etc "$name"
 # libfuse (the VirtualWire endpoint manager's FUSE mount) reads the mount table here.
 ln -sf /proc/self/mounts /etc/mtab
-cat > /etc/profile <<PROFILE
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-export HOME=/root
-export PS1='$name# '
-PROFILE
-
-wait_for () {
-  i=0
-  while [ ! -e "$1" ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
-  [ -e "$1" ]
-}
 
 # Xen control plane: xenfs, xenstored, dom0's xenstore entries, the console daemon.
 mkdir -p /proc/xen /run/xen /run/xenstored /run/sshd /var/lib/xen /var/lib/xenstored /var/log/xen/console /var/lock
@@ -90,11 +60,6 @@ cat > /etc/inittab <<'INITTAB'
 hvc0::respawn:-/bin/sh
 ::ctrlaltdel:/sbin/reboot
 INITTAB
-dmesg -n 1 2>/dev/null
 
-if [ -z "$failed" ]; then
-  echo "SUPERCLOUD-XEN-HOST-READY $name"
-else
-  echo "SUPERCLOUD-XEN-HOST-FAILED $name $failed"
-fi
+sc_announce "SUPERCLOUD-XEN-HOST-READY $name" "SUPERCLOUD-XEN-HOST-FAILED $name"
 exec /bin/busybox init

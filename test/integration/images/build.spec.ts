@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { buildTinyImage } from '../../../images/guest/build.ts'
+import { INIT_COMMON_DIGEST_KEY, INIT_COMMON_SOURCE } from '../../../images/lib/init-common.ts'
 import type { ProgressEvent } from '../../../blanket-manager/progress.ts'
 
 const sha = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex')
@@ -35,9 +36,13 @@ t.test('build lands in <cache>/images/tiny-<id> and a second call uses the cache
   const listing = spawnSync('cpio', ['-t', '--quiet'], { input: initrd, encoding: 'utf8' })
   const files = new Set(listing.stdout.split('\n'))
   for (const f of ['init', 'bin/busybox', 'bin/sh', 'bin/memload', 'bin/netprobe', 'bin/l2fw', 'dev/console', 'lib/modules/virtio_net.ko', 'lib/modules/virtio_pci.ko',
-    'lib/modules/8021q.ko', 'lib/modules/garp.ko', 'lib/modules/mrp.ko', 'lib/modules/stp.ko', 'lib/modules/llc.ko', 'etc/sc-modules']) {
+    'lib/modules/8021q.ko', 'lib/modules/garp.ko', 'lib/modules/mrp.ko', 'lib/modules/stp.ko', 'lib/modules/llc.ko', 'etc/sc-modules',
+    'lib/supercloud/init-common.sh']) {
     t.ok(files.has(f), `initrd contains ${f}`)
   }
+
+  const manifest = JSON.parse(readFileSync(join(img.dir, 'manifest.json'), 'utf8')) as { inputs: Record<string, string> }
+  t.equal(manifest.inputs[INIT_COMMON_DIGEST_KEY], sha(INIT_COMMON_SOURCE), 'the shared init fragment is an input of the id')
 
   const again: ProgressEvent[] = []
   const cached = await buildTinyImage({ cacheDir, onProgress: ev => again.push(ev) })

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildTinyImage } from '../../../images/guest/build.ts'
-import { guestCmdline, guestReadyLine } from '../../../images/guest/cmdline.ts'
+import { GUEST_FAILED_MARKER, guestCmdline, guestReadyLine } from '../../../images/guest/cmdline.ts'
 import { BOOT_TIMEOUT_MS, haveQemu, qemuArgs, SerialGuest, sh } from './serial-guest.ts'
 
 const prefix = `sct${randomBytes(2).toString('hex')}`
@@ -119,4 +119,23 @@ t.test('sc.swap formats and enables a virtio disk as swap', { skip: haveQemu ? f
   await guest.prompt(30_000)
   const swaps = await guest.run('cat /proc/swaps', /^\/dev\/vda\s+\S+\s+(\d+)\s/m)
   t.ok(Number(swaps[1]) > 30_000, `/dev/vda is swap (${swaps[1]} KiB)`)
+})
+
+t.test('a step that fails gives the FAILED line with what failed, and the shell still starts', { skip: haveQemu ? false : 'qemu-system-x86_64 missing' }, async t => {
+  const img = await buildTinyImage({ cacheDir })
+  const name = `${prefix}-fail`
+  // sc.net names eth0 but QEMU gets no NIC (-nodefaults): init waits 10 s for it, then gives up.
+  const guest = new SerialGuest(name, 'qemu-system-x86_64', qemuArgs(img, guestCmdline({ name, nics: [{ ifname: 'eth0', address: '198.18.77.31/24' }] })))
+  t.teardown(() => guest.kill())
+  await guest.waitFor(new RegExp(`^${GUEST_FAILED_MARKER} ${name} no interface eth0\n`, 'm'), BOOT_TIMEOUT_MS)
+  t.match(guest.output, /^sc-init: no interface eth0$/m, 'the failure printed as it happened')
+  t.equal(guest.output.split('\n').filter(l => l.includes('SUPERCLOUD-GUEST-')).length, 1, 'exactly one marker line')
+  await guest.prompt(30_000)
+  // Each pattern ends at the newline: the console streams, a line can be seen half written.
+  const mounts = await guest.run('grep -c -E "^(proc /proc|sysfs /sys|devtmpfs /dev|devpts /dev/pts|tmpfs /dev/shm|tmpfs /run|tmpfs /tmp) " /proc/mounts', /^(\d+)\n/m)
+  t.equal(mounts[1], '7', 'proc, sys, dev, pts, shm, run and tmp mounted')
+  const etc = await guest.run('echo "etc:$(cat /etc/hostname):$(wc -c < /etc/fstab):$HOME"', /^etc:(\S*):(\d+):(\S*)\n/m)
+  t.same(etc.slice(1), [name, '0', '/root'], 'hostname, empty fstab, HOME from /etc/profile')
+  const mods = await guest.run('echo "modules:$(wc -l < /etc/sc-modules):$(ls /sys/module | grep -c -x -f /etc/sc-modules)"', /^modules:(\d+):(\d+)\n/m)
+  t.equal(mods[2], mods[1], `every module in /etc/sc-modules loaded (${mods[1]})`)
 })
