@@ -97,6 +97,9 @@ async function forward (remote: string): Promise<string> {
     sockets.add(sock)
     sock.on('close', () => sockets.delete(sock))
     ssh().then(async s => await s.openUnixSocket(remote)).then(ch => {
+      // The local side may have gone while the channel opened (a test that timed out): an
+      // open channel would keep the SSH connection, and this process, alive.
+      if (sock.destroyed) { ch.close(); return }
       sock.pipe(ch)
       ch.pipe(sock)
       sock.on('close', () => ch.close())
