@@ -4,8 +4,8 @@
  * in its dom0 over SSH (the host agent runs the same class with the local executor).
  * Runs the shared hypervisor compliance suite, then a guest with a NIC: the vif takes the
  * name of the tap that was in a dom0 bridge, lands in that bridge, and the guest answers ping.
- * Takes 3-5 minutes of TCG (four PVH boots), so it runs only with SC_XEN_COMPLIANCE=1;
- * CI's Xen smoke test is boot.spec.ts.
+ * Four PVH boots under TCG: about 1-2 minutes on a quiet machine, up to 5 under load. Part of
+ * the suite (CI runs it); SC_XEN_COMPLIANCE=0 skips it.
  */
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -23,8 +23,8 @@ import { xenGuestInitrd } from '../../../images/xen-host/guest-overlay.ts'
 import { registerPrefix, sweepPrefix } from '../../helpers/sweep-lib.ts'
 import { pollUntil, runHypervisorCompliance } from '../hypervisor/hypervisor.compliance.ts'
 
-if (process.env.SC_XEN_COMPLIANCE !== '1') {
-  t.plan(0, 'Xen backend compliance: set SC_XEN_COMPLIANCE=1 (one Xen host, four PVH guests under TCG, 3-5 minutes)')
+if (process.env.SC_XEN_COMPLIANCE === '0') {
+  t.plan(0, 'Xen backend compliance: skipped (SC_XEN_COMPLIANCE=0)')
   process.exit(0)
 }
 
