@@ -10,6 +10,7 @@ import type { AgentClient } from '../agent/client.ts'
 import type { Controller } from '../controller.ts'
 import { ingestAgentEvents, type EventHub } from '../events/hub.ts'
 import type { Spec } from '../spec/types.ts'
+import type { HostView } from '../../overdriver/controller/decide.ts'
 import type { StatsPoller } from './poller.ts'
 
 export interface OverdriverLoop {
@@ -21,9 +22,11 @@ export async function startOverdriverLoop (c: Controller, spec: Spec, hub: Event
   if (policy === undefined) return undefined
   const vms = c.store.vms()
   // Migration space per host: what its VMs' allocations leave free (the excess space manager's share).
-  const hosts = Object.values(spec.hosts).map(h => ({
+  const hosts: HostView[] = Object.values(spec.hosts).map(h => ({
     name: h.name,
-    migrationSpaceBytes: Math.max(0, h.memoryBytes - vms.filter(v => v.host === h.name).reduce((a, v) => a + (v.record?.memory.allocatedBytes ?? 0), 0))
+    migrationSpaceBytes: Math.max(0, h.memoryBytes - vms.filter(v => v.host === h.name).reduce((a, v) => a + (v.record?.memory.allocatedBytes ?? 0), 0)),
+    // Xen hosts run VMs with a swap disk but do not migrate them (planner/placement.ts xenMigrationUnsupported).
+    ...(h.hypervisor.backend === 'xen' ? { noMigration: 'Xen host: a VM with a swap disk does not migrate between Xen hosts yet' } : {})
   }))
   const subscribed = new Map<string, AgentClient>()
   const attached = new WeakSet<AgentClient>()

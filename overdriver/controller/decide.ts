@@ -54,6 +54,12 @@ export interface HostView {
   name: string
   /** Memory this host keeps free as a migration target (the excess space manager's share). */
   migrationSpaceBytes: number
+  /**
+   * Why VMs with a swap disk cannot live-migrate to or from this host (every VM Overdriver
+   * watches has one), e.g. a Xen host; undefined when they can. Such a host is neither a
+   * migration source nor a target: its overloads are met with cooperative swap only.
+   */
+  noMigration?: string
 }
 
 export interface ControllerInput {
@@ -141,9 +147,10 @@ export function chooseMigration (vm: VmView, vms: VmView[], hosts: HostView[], b
   const need = vm.requestedBytes - vm.allocatedBytes
   if (need <= 0) return `${vm.name} already has all the memory it requested`
   const home = hosts.find(h => h.name === vm.host)
+  if (home?.noMigration !== undefined) return `VMs on ${vm.host} do not live-migrate (${home.noMigration}): ${vm.name} stays on cooperative swap`
   const homeSpace = home?.migrationSpaceBytes ?? 0
   const bestFit = (bytes: number): HostView | undefined => hosts
-    .filter(h => h.name !== vm.host && h.migrationSpaceBytes >= bytes)
+    .filter(h => h.name !== vm.host && h.noMigration === undefined && h.migrationSpaceBytes >= bytes)
     .sort((a, b) => a.migrationSpaceBytes - b.migrationSpaceBytes || a.name.localeCompare(b.name))[0]
   const options: MigrationChoice[] = []
   const self = bestFit(vm.requestedBytes)

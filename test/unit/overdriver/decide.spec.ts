@@ -87,6 +87,26 @@ t.test('chooseMigration: ties move the overloaded VM; busy VMs are skipped; noth
   t.match(chooseMigration({ name: 'x', host: 'h1', requestedBytes: M, allocatedBytes: M }, v, []), /already has all the memory/)
 })
 
+t.test('hosts whose VMs cannot live-migrate (Xen) are neither sources nor targets', async t => {
+  const v: VmView[] = [
+    { name: 'a', host: 'x1', requestedBytes: 1024 * M, allocatedBytes: 512 * M },
+    { name: 'b', host: 'h1', requestedBytes: 1024 * M, allocatedBytes: 512 * M }
+  ]
+  const hs: HostView[] = [
+    { name: 'x1', migrationSpaceBytes: 0, noMigration: 'Xen host' },
+    { name: 'x2', migrationSpaceBytes: 4096 * M, noMigration: 'Xen host' },
+    { name: 'h1', migrationSpaceBytes: 0 },
+    { name: 'h2', migrationSpaceBytes: 2048 * M }
+  ]
+  t.match(chooseMigration(v[0] as VmView, v, hs), /VMs on x1 do not live-migrate \(Xen host\): a stays on cooperative swap/, 'a VM on a Xen host does not move')
+  t.match(chooseMigration(v[1] as VmView, v, hs), { move: 'b', target: 'h2' }, 'x2 has the most room but takes no migration: best fit among the others')
+  t.match(chooseMigration(v[1] as VmView, v, hs.filter(h => h.name !== 'h2')), /no host has/, 'only a Xen host has room: nothing fits')
+  const { steps } = run(Array(12).fill(1000), { input: { hosts: [{ name: 'h1', migrationSpaceBytes: 0, noMigration: 'Xen host' }, { name: 'h2', migrationSpaceBytes: 4096 * M }] } })
+  const blocked = steps.flatMap(s => s.events).filter(e => e.type === 'migration.blocked')
+  t.equal(blocked.length, 1, 'the sustained overload on the Xen host is reported as blocked once')
+  t.notOk(steps.some(s => s.actions.some(a => a.startsWith('migrate'))), 'and never migrated')
+})
+
 t.test('no migration possible: reported once per episode, coop swap stays on', async t => {
   const { steps } = run(Array(12).fill(1000), { input: { hosts: [{ name: 'h1', migrationSpaceBytes: 0 }] } })
   const blocked = steps.flatMap(s => s.events).filter(e => e.type === 'migration.blocked')
