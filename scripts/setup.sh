@@ -15,6 +15,7 @@ PACKAGES=(
   python3                             # raw 802.1Q frame test of the endpoint manager
   chromium                            # dashboard browser tests (playwright-core drives Debian's Chromium)
   xen-hypervisor-4.17-amd64 xen-utils-4.17 # Xen hosts: Xen and xl for the dom0 image (booted under QEMU; this machine's boot is not touched)
+  xen-hypervisor-common               # Xen boot on real servers: Debian's /etc/grub.d/20_linux_xen and /etc/default/grub.d/xen.cfg (a Recommends, not pulled in above); no update-grub without /boot/grub
   nbd-client                          # Xen hosts: a guest swap disk on the agent NBD export, in the dom0 image
   grub2-common                        # Xen boot on real servers: grub-reboot / grub-set-default tested on a scratch /boot
 )

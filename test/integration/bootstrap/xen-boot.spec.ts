@@ -27,7 +27,10 @@ const missing = ['/etc/grub.d/00_header', '/etc/grub.d/10_linux', '/etc/grub.d/2
 const hasXen = existsSync('/boot') && readdirSync('/boot').some(f => /^xen-.*\.gz$/.test(f))
 const hasDom0Kernel = existsSync('/boot') && readdirSync('/boot').some(f => /^vmlinuz-/.test(f))
 if (missing.length > 0 || !hasXen || !hasDom0Kernel) {
-  t.plan(0, `needs grub-common, grub2-common, Xen 4.17 and a kernel in /boot (missing: ${[...missing, ...(hasXen ? [] : ['/boot/xen-*.gz'])].join(' ')})`)
+  const why = `needs grub-common, grub2-common, xen-hypervisor-common, Xen 4.17 and a kernel in /boot (missing: ${[...missing, ...(hasXen ? [] : ['/boot/xen-*.gz'])].join(' ')}; scripts/setup.sh installs them)`
+  // The suite (scripts/test.sh) runs setup first: there a missing part is a setup bug, not a reason to skip.
+  if (process.env.SC_TEST_RUN !== undefined) t.fail(why)
+  else t.plan(0, why)
   process.exit(0)
 }
 
