@@ -241,6 +241,16 @@ export function pastPointOfNoReturn (log: string): boolean {
 }
 
 /** Lines of `xl migrate-receive`'s log worth showing (its own lines and errors). */
+/**
+ * True once `xl migrate-receive` reported the domain started (renamed to its own name and, with
+ * -p, left paused): the receiver's point of no return. The sender destroys its copy after
+ * "Target reports successful startup", so a receiver that dies or exits non-zero after this
+ * line still leaves the only copy of the guest here. (xl spells it "successsfully".)
+ */
+export function receiverStartedDomain (log: string): boolean {
+  return /^migration target: Domain started success+fully/m.test(log)
+}
+
 export function receiveLogTail (log: string, maxLines = 25): string {
   return operatorLog(log, maxLines)
 }

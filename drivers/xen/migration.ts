@@ -24,7 +24,7 @@ import { XenGuestNotRunningError, XenMigrationError } from './errors.ts'
 import type { ExecOutcome } from './exec.ts'
 import {
   checkEndpoint, detachedArgv, incomingName, isListening, killGroupArgv, migratedAwayName, operatorLog, parsePoll, pastPointOfNoReturn,
-  pollArgv, receiverArgv, receiveLogTail, sendOutcome, sendProgressOf, senderArgv, senderRune, xenMigrationPaths, type DetachedPoll
+  pollArgv, receiverArgv, receiverStartedDomain, receiveLogTail, sendOutcome, sendProgressOf, senderArgv, senderRune, xenMigrationPaths, type DetachedPoll
 } from './migration-plan.ts'
 
 const MiB = 1024 * 1024
@@ -192,7 +192,10 @@ export class XenSelfMigration implements SelfMigration {
         }
         if (st.rc !== undefined || !st.alive) {
           const d = await this.host.domain(name)
-          if (st.rc === 0 && d !== undefined) {
+          // Arrived: the receiver finished, or it reported the domain started and exited or died
+          // afterwards (the sender is destroying its copy by then: undoing here would lose the guest).
+          const full = d !== undefined && st.rc !== 0 ? (await this.poll(pollArgv({ pid: files.recvPid, rc: files.recvRc, log: files.recvLog, offset: 0 }))).log : log
+          if (d !== undefined && (st.rc === 0 || receiverStartedDomain(full))) {
             await this.afterArrival(def, d)
             return
           }

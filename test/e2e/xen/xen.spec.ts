@@ -7,7 +7,7 @@
  * re-pointed, and a migration that fails midway leaves the guest running where it was;
  * `down` leaves nothing behind.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { sandbox } from '../../helpers/cli.ts'
 import { leftovers } from '../../helpers/sweep-lib.ts'
 import type { StatusReport } from '../../../blanket-manager/controller.ts'
@@ -59,6 +59,12 @@ async function onHost (host: string, cmd: string): Promise<string> {
 /** Names of the Xen domains on a host (`xl list`). */
 async function domains (host: string): Promise<string[]> {
   return (await onHost(host, 'xl list')).split('\n').slice(1).map(l => l.split(/\s+/)[0] ?? '').filter(n => n !== '' && n !== 'Domain-0').sort()
+}
+
+/** Puts `script` in front of xl on `host` (/usr/local/sbin comes first on PATH) until the test ends. */
+async function wrapXl (t: Test, host: string, script: string): Promise<void> {
+  await onHost(host, `mkdir -p /usr/local/sbin && printf '%s\\n' '${script.replace(/'/g, "'\\''")}' > /usr/local/sbin/xl && chmod 755 /usr/local/sbin/xl`)
+  t.teardown(async () => { await onHost(host, 'rm -f /usr/local/sbin/xl').catch(() => {}) })
 }
 
 async function status (): Promise<StatusReport> {
@@ -138,8 +144,7 @@ t.test('a Xen migration that fails midway leaves the guest running where it was'
     'fi',
     'exec "$real" "$@"'
   ].join('\n')
-  await onHost('xen-b', `mkdir -p /usr/local/sbin && printf '%s\\n' '${wrapper.replace(/'/g, "'\\''")}' > /usr/local/sbin/xl && chmod 755 /usr/local/sbin/xl`)
-  t.teardown(async () => { await onHost('xen-b', 'rm -f /usr/local/sbin/xl').catch(() => {}) })
+  await wrapXl(t, 'xen-b', wrapper)
   const r = await sb.run(['migrate', 'db1', '--to', 'xen-b'])
   t.not(r.code, 0, `migrate reports the failure\n${r.stdout.slice(-1500)}${r.stderr}`)
   t.match(r.stdout + r.stderr, /Saving domain/, 'xl had started sending the guest when the stream broke')
@@ -164,6 +169,28 @@ t.test('requests Xen cannot serve are refused before anything moves', async t =>
   t.equal(pc.code, 2, 'postcopy between Xen hosts is refused')
   t.match(pc.stderr, /pre-copy only/, pc.stderr)
   t.equal((await status()).vms.find(v => v.name === 'db1')?.host, 'xen-a')
+})
+
+t.test('a receiver that fails after the domain started: the guest is there, the migration completes', async t => {
+  // Past xl's "Domain started" line the sender destroys its copy: the destination must keep
+  // the guest even though its receiver then reports an error (here: exits 1 after xl's success).
+  const wrapper = [
+    '#!/bin/sh',
+    'real=/usr/lib/xen-4.17/bin/xl',
+    'if [ "$1" = migrate-receive ]; then "$real" "$@"; echo "test: receiver exits 1 after xl exited $?" >&2; exit 1; fi',
+    'exec "$real" "$@"'
+  ].join('\n')
+  await wrapXl(t, 'xen-b', wrapper)
+  const r = await sb.run(['migrate', 'db1', '--to', 'xen-b'])
+  t.equal(r.code, 0, `migrate succeeds\n${r.stdout.slice(-1500)}${r.stderr}`)
+  t.same(await domains('xen-b'), ['db1'], 'db1 runs on xen-b')
+  t.notOk((await domains('xen-a')).includes('db1'), 'and not on xen-a')
+  const s = await status()
+  t.same(s.vms.filter(v => v.name === 'db1').map(v => [v.host, v.status]), [['xen-b', 'ready']], 'recorded on xen-b, ready')
+  const after = await inGuest('db1', 'cat /tmp/mark')
+  t.match(after.out, /xen-86415/, 'the same guest')
+  const vw = await inGuest('app1', 'ping -c 3 -W 5 198.19.61.3')
+  t.equal(vw.code, 0, `its wire followed: ${vw.out}`)
 })
 
 t.test('down removes everything, Xen machines included', async t => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   checkEndpoint, detachedArgv, incomingName, isListening, killGroupArgv, migratedAwayName, operatorLog, parsePoll, pastPointOfNoReturn,
-  pollArgv, receiverArgv, sendOutcome, sendProgressOf, senderArgv, senderRune, xenMigrationPaths
+  pollArgv, receiverArgv, sendOutcome, sendProgressOf, senderArgv, senderRune, xenMigrationPaths, receiverStartedDomain
 } from '../../../drivers/xen/migration-plan.ts'
 
 const fixture = (f: string): string => readFileSync(join(import.meta.dirname, 'fixtures', f), 'utf8')
@@ -152,4 +152,19 @@ t.test('outcome when the receiver died mid-stream: xl resumed the guest here', a
 t.test('the receiver\'s log for an operator', async t => {
   const op = operatorLog(fixture('xl-migrate-receive-success.txt'))
   t.match(op, /migration target: Domain started successsfully\./)
+})
+
+t.test('receiverStartedDomain: the receiver\'s point of no return is xl\'s "Domain started" line', async t => {
+  const upTo = (last: string): string => [
+    'migration target: Ready to receive domain.',
+    'Savefile contains xl domain config in JSON format',
+    'xc: info: Restore successful',
+    'migration target: Transfer complete, requesting permission to start domain.',
+    'migration target: Got permission, starting domain.',
+    last
+  ].join('\n')
+  t.ok(receiverStartedDomain(upTo('migration target: Domain started successsfully.')), 'xl 4.17 spelling')
+  t.ok(receiverStartedDomain(upTo('migration target: Domain started successfully.')), 'a fixed spelling too')
+  t.notOk(receiverStartedDomain(upTo('')), 'permission given is not enough: the rename or unpause can still fail')
+  t.notOk(receiverStartedDomain('test: Domain started successsfully'), 'only xl\'s own line, at a line start')
 })
