@@ -90,7 +90,7 @@ export class VmManager {
       boot = { kind: 'disk' }
     } else {
       // The swap disk is plugged after the data disks, so it is the next /dev/vdX (/dev/xvdX on Xen).
-      const swapDevice = l.swap !== undefined ? { swapDevice: xen ? xenDiskName(l.disks.length) : virtioDiskName(l.disks.length) } : {}
+      const swapDevice = l.swap !== undefined ? { swapDevice: xen ? xenDiskName(Math.min(l.disks.length, 25)) : virtioDiskName(l.disks.length) } : {} // beyond 25 disks + swap, xenDomainPlan refuses the guest
       const append = [
         guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}), ...(l.firewall !== undefined ? { firewall: l.firewall } : {}), ...swapDevice }),
         l.image.append ?? ''
@@ -101,7 +101,13 @@ export class VmManager {
       if (xen) {
         // Xen's blkback serves raw images (a loop device in the dom0): a sparse file.
         const p = join(vmDir, `disk-${d.name}.img`)
-        if (!await exists(p)) await writeFile(p, '', { flag: 'wx' }).then(async () => await truncate(p, d.sizeBytes))
+        if (!await exists(p)) {
+          // Sized under a temporary name, then renamed: a crash in between leaves no empty disk behind.
+          const tmp = `${p}.new`
+          await writeFile(tmp, '')
+          await truncate(tmp, d.sizeBytes)
+          await rename(tmp, p)
+        }
         disks.push({ id: `disk-${d.name}`, path: p, format: 'raw' })
         continue
       }

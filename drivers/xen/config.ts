@@ -125,9 +125,11 @@ export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => 
   const disks = def.disks.map((d, i) => {
     if (d.format !== 'raw') throw new XenGuestDefinitionError(g, `disk ${d.id}: only raw disks are supported on Xen hosts (no qdisk backend in the dom0), got ${d.format}`)
     if (!d.path.startsWith('/') || /[,"\\\n\s]/.test(d.path)) throw new XenGuestDefinitionError(g, `disk ${d.id}: path '${d.path}' must be absolute without commas, quotes or spaces`)
-    if (i > 24) throw new XenGuestDefinitionError(g, 'at most 25 disks')
+    if (i > 25) throw new XenGuestDefinitionError(g, 'at most 26 disks')
     return `"format=raw,vdev=${prefix}${String.fromCharCode(97 + i)},access=rw,backendtype=phy,target=${d.path}"`
   })
+  if (def.swap !== undefined && def.disks.length > 25) throw new XenGuestDefinitionError(g, 'at most 25 disks with a swap disk (26 xvd devices)')
+  if (def.swap !== undefined && def.incoming === true) throw new XenGuestDefinitionError(g, 'a guest with a swap disk cannot arrive by migration on a Xen host yet')
   if (def.swap !== undefined) disks.push(`"format=raw,vdev=${prefix}${String.fromCharCode(97 + def.disks.length)},access=rw,backendtype=phy,target=${xenSwapLink(def.runDir)}"`)
   const lines = [
     `name = ${quoted(g, 'name', g)}`,

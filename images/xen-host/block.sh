@@ -26,13 +26,17 @@ case "$command" in
       [ "$mode" = r ] && ro="-r"
       # busybox losetup has no --show: take the next free device under a lock (disks of one
       # domain are added concurrently).
+      # A lock whose holder died (libxl kills a hotplug script that overran) is broken.
       lock=/run/xen-block.lock n=0
       until mkdir "$lock" 2>/dev/null; do
+        p=$(cat "$lock/pid" 2>/dev/null)
+        if [ -n "$p" ] && ! kill -0 "$p" 2>/dev/null; then rm -rf "$lock"; continue; fi
         n=$((n + 1)); [ "$n" -lt 300 ] || fail "$lock held for 30 s"; sleep 0.1
       done
-      dev=$(losetup -f 2>&1) && out=$(losetup $ro "$dev" "$params" 2>&1) || { rmdir "$lock"; fail "no loop device for $params: $dev $out"; }
-      rmdir "$lock"
-      xenstore-write "$XENBUS_PATH/node" "$dev" || fail "cannot record $dev"
+      echo $$ > "$lock/pid"
+      dev=$(losetup -f 2>&1) && out=$(losetup $ro "$dev" "$params" 2>&1) || { rm -rf "$lock"; fail "no loop device for $params: $dev $out"; }
+      rm -rf "$lock"
+      xenstore-write "$XENBUS_PATH/node" "$dev" || { losetup -d "$dev"; fail "cannot record $dev"; }
     fi
     [ -b "$dev" ] || fail "$dev is not a block device"
     # stat's %t/%T: major/minor in hex, as blkback reads physical-device.

@@ -227,6 +227,7 @@ function inputDigests (inp: Inputs): Record<string, string> {
     [INIT_COMMON_DIGEST_KEY]: sha256(inp.initCommon),
     vif_bridge: sha256(inp.vifScript),
     block: sha256(inp.blockScript),
+    guest_cpuid: sha256(XEN_GUEST_CPUID),
     sshd_config: sha256(SSHD_CONFIG),
     xl_conf: sha256(XL_CONF)
   }
