@@ -95,7 +95,7 @@ program.command('plan')
     await withController(cmd, async (c, spec) => {
       if (spec === undefined) return
       const p = await c.plan(spec)
-      if (o.json === true) process.stdout.write(JSON.stringify({ actions: p.actions.map(a => ({ kind: a.kind, reason: a.reason })) }, null, 2) + '\n')
+      if (o.json === true) process.stdout.write(JSON.stringify({ actions: p.actions.map(a => ({ kind: a.kind, reason: a.reason })), held: p.held ?? [] }, null, 2) + '\n')
       else {
         const { describePlan } = await import('../planner/plan.ts')
         const lines = describePlan(p)

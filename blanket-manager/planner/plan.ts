@@ -40,6 +40,8 @@ export function wiringHash (spec: Spec, wires: Spec['network']['wires'], resolve
 
 export interface Plan {
   actions: Action[]
+  /** What the plan would do but holds back, and why (shown as `!` lines); nothing here is applied. */
+  held?: string[]
   /** Resolved VMs of the wanted spec (placement, addresses), for display and apply. */
   resolved: Record<string, ResolvedVm>
 }
@@ -70,6 +72,7 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
   // Hosts to (re)create.
   const replacedHosts = new Set<string>()
   const createHosts: Action[] = []
+  const held: string[] = []
   for (const host of Object.values(spec.hosts).sort((a, b) => a.name.localeCompare(b.name))) {
     const row = state.hosts.find(h => h.name === host.name)
     const h = hostHash(host)
@@ -87,7 +90,15 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
       createHosts.push({ kind: 'host.create', host, specHash: h, reason: `host is ${health}: repairing` })
       replacedHosts.add(host.name)
     } else if (observed?.wantedAgentBuild !== undefined && observed.agentBuilds?.[host.name] !== undefined && observed.agentBuilds[host.name] !== observed.wantedAgentBuild) {
-      // Guests outlive the agent, so an upgrade touches no VM.
+      // Guests outlive the agent, so an upgrade touches no VM; except on a Xen host, where the
+      // swap disks of running guests are NBD devices on the agent's export, which a restart breaks.
+      const swappers = host.hypervisor.backend === 'xen'
+        ? state.vms.filter(v => v.host === host.name && spec.vms[v.name]?.swapBytes !== undefined).map(v => v.name).sort()
+        : []
+      if (swappers.length > 0) {
+        held.push(`host ${host.name}: agent upgrade ${observed.agentBuilds[host.name] ?? ''} -> ${observed.wantedAgentBuild} held back: an agent restart would break the swap disks of ${swappers.join(', ')} on this Xen host (docs/xen.md); remove or move them first`)
+        continue
+      }
       createHosts.push({ kind: 'host.create', host, specHash: h, reason: `upgrading host agent ${observed.agentBuilds[host.name] ?? ''} -> ${observed.wantedAgentBuild}` })
     }
   }
@@ -150,22 +161,24 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
   }
 
   actions.push(...vmDeletes, ...deletes, ...netDeletes, ...netCreates, ...createHosts, ...wiring, ...createVms)
-  return { actions, resolved }
+  return { actions, resolved, ...(held.length > 0 ? { held } : {}) }
 }
 
-/** The plan as a human reads it: one line per action, `+` create, `-` delete, `~` update. */
+/** The plan as a human reads it: one line per action, `+` create, `-` delete, `~` update, then `!` for what is held back. */
 export function describePlan (p: Plan): string[] {
-  return p.actions.map(a => {
-    switch (a.kind) {
-      case 'network.create': return `+ network ${a.driver}  (${a.reason})`
-      case 'network.delete': return `- network ${a.driver}  (${a.reason})`
-      case 'host.create': return `+ host ${a.host.name} [${a.host.driver}, site ${a.host.site}]  (${a.reason})`
-      case 'host.delete': return `- host ${a.name}  (${a.reason})`
-      case 'vm.create': return `+ vm ${a.vm.spec.name} on ${a.vm.host} [${a.vm.nics.map(n => n.address).join(', ')}]  (${a.reason})`
-      case 'vm.delete': return `- vm ${a.name} on ${a.host}  (${a.reason})`
-      case 'vm.balloon': return `~ vm ${a.name} allocated memory -> ${Math.round(a.allocatedBytes / 1048576)}M  (${a.reason})`
-      case 'wires.sync': return `~ virtualwire ${a.wires} wire${a.wires === 1 ? '' : 's'}  (${a.reason})`
-    }
-    return ''
-  })
+  return [...p.actions.map(a => describeAction(a)), ...(p.held ?? []).map(h => `! ${h}`)]
+}
+
+function describeAction (a: Action): string {
+  switch (a.kind) {
+    case 'network.create': return `+ network ${a.driver}  (${a.reason})`
+    case 'network.delete': return `- network ${a.driver}  (${a.reason})`
+    case 'host.create': return `+ host ${a.host.name} [${a.host.driver}, site ${a.host.site}]  (${a.reason})`
+    case 'host.delete': return `- host ${a.name}  (${a.reason})`
+    case 'vm.create': return `+ vm ${a.vm.spec.name} on ${a.vm.host} [${a.vm.nics.map(n => n.address).join(', ')}]  (${a.reason})`
+    case 'vm.delete': return `- vm ${a.name} on ${a.host}  (${a.reason})`
+    case 'vm.balloon': return `~ vm ${a.name} allocated memory -> ${Math.round(a.allocatedBytes / 1048576)}M  (${a.reason})`
+    case 'wires.sync': return `~ virtualwire ${a.wires} wire${a.wires === 1 ? '' : 's'}  (${a.reason})`
+  }
+  return ''
 }

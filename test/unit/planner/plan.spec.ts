@@ -95,3 +95,17 @@ t.test('hosts whose agent is another build are re-bootstrapped, their VMs untouc
   t.same(p.actions.map(a => a.kind), ['host.create'])
   t.match(describePlan(p)[0], /host h1 .*upgrading host agent old -> new/)
 })
+
+t.test('an agent upgrade on a Xen host with swap-disk guests is held back and said why; without them it goes ahead', async t => {
+  const xen = (h: ReturnType<typeof host>): ReturnType<typeof host> => ({ ...h, hypervisor: { backend: 'xen' } as ReturnType<typeof host>['hypervisor'] })
+  const s = spec([xen(host('x1', 'a')), host('h2', 'b')], [{ ...vm('web1', { host: 'x1' }), swapBytes: 64 * 1024 * 1024 }, vm('app1', { host: 'x1' }), { ...vm('db1', { host: 'h2' }), swapBytes: 64 * 1024 * 1024 }])
+  const obs = { hosts: { x1: 'running' as const, h2: 'running' as const }, vms: { web1: 'running' as const, app1: 'running' as const, db1: 'running' as const }, agentBuilds: { x1: 'old', h2: 'old' }, wantedAgentBuild: 'new' }
+  const p = plan(s, applied(s), 'scx', obs)
+  t.same(p.actions.map(a => a.kind === 'host.create' ? a.host.name : a.kind), ['h2'], 'the QEMU host upgrades (QEMU reconnects to the swap export); the Xen host does not')
+  t.same(p.held, ['host x1: agent upgrade old -> new held back: an agent restart would break the swap disks of web1 on this Xen host (docs/xen.md); remove or move them first'])
+  t.match(describePlan(p).at(-1), /^! host x1: agent upgrade old -> new held back/)
+  const noSwap = spec([xen(host('x1', 'a'))], [vm('app1', { host: 'x1' })])
+  const q = plan(noSwap, applied(noSwap), 'scx', { ...obs, vms: { app1: 'running' as const }, agentBuilds: { x1: 'old' } })
+  t.same(q.actions.map(a => a.kind), ['host.create'], 'a Xen host without swap-disk guests upgrades')
+  t.equal(q.held, undefined)
+})
