@@ -61,8 +61,13 @@ async function domains (host: string): Promise<string[]> {
   return (await onHost(host, 'xl list')).split('\n').slice(1).map(l => l.split(/\s+/)[0] ?? '').filter(n => n !== '' && n !== 'Domain-0').sort()
 }
 
-/** Puts `script` in front of xl on `host` (/usr/local/sbin comes first on PATH) until the test ends. */
-async function wrapXl (t: Test, host: string, script: string): Promise<void> {
+/**
+ * Puts a wrapper in front of xl on `host` (/usr/local/sbin comes first on PATH) until the test
+ * ends: `xl migrate-receive ...` runs `receive` (the real xl is "$real"), every other command
+ * goes to the real xl unchanged.
+ */
+async function wrapXlReceive (t: Test, host: string, receive: string): Promise<void> {
+  const script = ['#!/bin/sh', 'real=/usr/lib/xen-4.17/bin/xl', `if [ "$1" = migrate-receive ]; then ${receive}; fi`, 'exec "$real" "$@"'].join('\n')
   await onHost(host, `mkdir -p /usr/local/sbin && printf '%s\\n' '${script.replace(/'/g, "'\\''")}' > /usr/local/sbin/xl && chmod 755 /usr/local/sbin/xl`)
   t.teardown(async () => { await onHost(host, 'rm -f /usr/local/sbin/xl').catch(() => {}) })
 }
@@ -135,16 +140,7 @@ t.test('a Xen migration that fails midway leaves the guest running where it was'
   // 32 MiB of the 128 MiB guest (a wrapper earlier on PATH than the real xl; every other xl
   // command goes through unchanged). Cut by bytes, not by time: a timed kill came after the
   // handover once the migration took under 6 s.
-  const wrapper = [
-    '#!/bin/sh',
-    'real=/usr/lib/xen-4.17/bin/xl',
-    'if [ "$1" = migrate-receive ]; then',
-    '  head -c 33554432 | "$real" "$@"',
-    '  echo "test: stream cut after 32 MiB" >&2; exit 1',
-    'fi',
-    'exec "$real" "$@"'
-  ].join('\n')
-  await wrapXl(t, 'xen-b', wrapper)
+  await wrapXlReceive(t, 'xen-b', 'head -c 33554432 | "$real" "$@"; echo "test: stream cut after 32 MiB" >&2; exit 1')
   const r = await sb.run(['migrate', 'db1', '--to', 'xen-b'])
   t.not(r.code, 0, `migrate reports the failure\n${r.stdout.slice(-1500)}${r.stderr}`)
   t.match(r.stdout + r.stderr, /Saving domain/, 'xl had started sending the guest when the stream broke')
@@ -174,13 +170,7 @@ t.test('requests Xen cannot serve are refused before anything moves', async t =>
 t.test('a receiver that fails after the domain started: the guest is there, the migration completes', async t => {
   // Past xl's "Domain started" line the sender destroys its copy: the destination must keep
   // the guest even though its receiver then reports an error (here: exits 1 after xl's success).
-  const wrapper = [
-    '#!/bin/sh',
-    'real=/usr/lib/xen-4.17/bin/xl',
-    'if [ "$1" = migrate-receive ]; then "$real" "$@"; echo "test: receiver exits 1 after xl exited $?" >&2; exit 1; fi',
-    'exec "$real" "$@"'
-  ].join('\n')
-  await wrapXl(t, 'xen-b', wrapper)
+  await wrapXlReceive(t, 'xen-b', '"$real" "$@"; echo "test: receiver exits 1 after xl exited $?" >&2; exit 1')
   const r = await sb.run(['migrate', 'db1', '--to', 'xen-b'])
   t.equal(r.code, 0, `migrate succeeds\n${r.stdout.slice(-1500)}${r.stderr}`)
   t.same(await domains('xen-b'), ['db1'], 'db1 runs on xen-b')
