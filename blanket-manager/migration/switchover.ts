@@ -7,8 +7,8 @@
  * switchover hold) until it is done; one that does not is started and left running alongside
  * the switch, and is settled once the migration stream has finished. For Xen the only hook that
  * applies is the endpoint re-point (VMs with disks or a swap disk do not migrate between Xen
- * hosts: planner/placement.ts xenMigrationUnsupported): it starts at
- * the switchover and is settled before the controller's finishIncoming lets the guest run.
+ * hosts: planner/placement.ts xenMigrationUnsupported): it starts at the switchover and is
+ * settled before the controller's finishIncoming lets the guest run.
  *
  * A new task at the switchover is one more entry in SWITCHOVER_HOOKS. The runner (Switchover)
  * is pure: what a hook touches comes in through its context.

@@ -54,6 +54,16 @@ const NBD_OWNERS = '/run/sc-nbd'
 export const GUEST_CPUID_FILE = '/etc/supercloud/xen-guest-cpuid'
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+
+/** `ask` run once and its answer kept; asked again on the next call when it failed (the dom0 was unreachable). */
+function askedOnce<T> (ask: () => Promise<T>): () => Promise<T> {
+  let answer: Promise<T> | undefined
+  return async () => {
+    answer ??= ask()
+    answer.catch(() => { answer = undefined })
+    return await answer
+  }
+}
 const MiB = 1024 * 1024
 
 export const xenRunPaths = (runDir: string): { config: string, consoleLog: string, serial: string, consolePid: string, consoleSocatLog: string, consoleScript: string } => ({
@@ -142,28 +152,18 @@ class XenBackend implements HypervisorBackend {
     return parseXlList(r.stdout).find(d => d.name === name)
   }
 
-  private guestCpusCache?: Promise<string | undefined>
-
   /** Guests' CPU affinity on this host (all CPUs but dom0's first one), from `xl info` nr_cpus; asked once. */
-  private async guestCpus (): Promise<string | undefined> {
-    this.guestCpusCache ??= this.xlInfo().then(i => guestCpuAffinity(Number(i.nr_cpus ?? '1')))
-    this.guestCpusCache.catch(() => { this.guestCpusCache = undefined })
-    return await this.guestCpusCache
-  }
-
-  private guestCpuidCache?: Promise<string | undefined>
+  private readonly guestCpus = askedOnce(async () => guestCpuAffinity(Number((await this.xlInfo()).nr_cpus ?? '1')))
 
   /**
    * The guests' CPUID policy: the option, else the host's GUEST_CPUID_FILE (one line, xl's
    * `cpuid=` syntax), else none; read once. The emulated Xen hosts' dom0 image
    * (images/xen-host) ships "host,xsave=0": see docs/xen.md, "Reliability under TCG".
    */
-  private async guestCpuidPolicy (): Promise<string | undefined> {
+  private readonly guestCpuidPolicy = askedOnce(async () => {
     if (this.guestCpuid !== undefined) return this.guestCpuid === '' ? undefined : this.guestCpuid
-    this.guestCpuidCache ??= this.sh('cat "$1" 2>/dev/null; exit 0', [GUEST_CPUID_FILE]).then(r => r.stdout.trim() || undefined)
-    this.guestCpuidCache.catch(() => { this.guestCpuidCache = undefined })
-    return await this.guestCpuidCache
-  }
+    return (await this.sh('cat "$1" 2>/dev/null; exit 0', [GUEST_CPUID_FILE])).stdout.trim() || undefined
+  })
 
   private async xlInfo (): Promise<Record<string, string>> {
     const r = await this.xlRun(['info'], { allowFailure: true })
@@ -414,7 +414,6 @@ class XenBackend implements HypervisorBackend {
       'if [ "$(cat "$owners/$n" 2>/dev/null)" = "$link" ]; then nbd-client -d "$d" >/dev/null 2>&1; rm -f "$owners/$n"; fi; rm -f "$link"',
     [xenSwapLink(runDir), NBD_OWNERS], { timeoutMs: 30_000 })
   }
-
 
   status (name: string, _runDir: string): Promise<GuestStatus> {
     return this.serialize(name, async () => {

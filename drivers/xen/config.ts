@@ -68,10 +68,15 @@ function cpuidPolicy (guest: string, policy: string): string {
   return policy
 }
 
+/** The `index`-th xvd device name without /dev (0 = xvda ... 25 = xvdz). */
+function xvd (index: number, prefix = 'xvd'): string {
+  if (!Number.isInteger(index) || index < 0 || index > 25) throw new RangeError(`Xen disk index ${index} is out of range 0-25`)
+  return `${prefix}${String.fromCharCode(97 + index)}`
+}
+
 /** The guest's device name of its `index`-th Xen disk (0 = /dev/xvda); the swap disk is xenDiskName(disks.length). */
 export function xenDiskName (index: number): string {
-  if (!Number.isInteger(index) || index < 0 || index > 25) throw new RangeError(`Xen disk index ${index} is out of range 0-25`)
-  return `/dev/xvd${String.fromCharCode(97 + index)}`
+  return `/dev/${xvd(index)}`
 }
 
 /** Where a guest's swap disk is linked to its NBD device in the dom0 (the domain config names this path). */
@@ -122,15 +127,16 @@ export function xenDomainPlan (def: GuestDefinition, bridgeOf: (tap: string) => 
     return { name: n.tap, mac: n.mac.toLowerCase(), bridge, ...(n.mtu !== undefined ? { mtu: n.mtu } : {}) }
   })
   const prefix = opts.xvdPrefix ?? 'xvd'
+  const diskLine = (index: number, target: string): string => `"format=raw,vdev=${xvd(index, prefix)},access=rw,backendtype=phy,target=${target}"`
   const disks = def.disks.map((d, i) => {
     if (d.format !== 'raw') throw new XenGuestDefinitionError(g, `disk ${d.id}: only raw disks are supported on Xen hosts (no qdisk backend in the dom0), got ${d.format}`)
     if (!d.path.startsWith('/') || /[,"\\\n\s]/.test(d.path)) throw new XenGuestDefinitionError(g, `disk ${d.id}: path '${d.path}' must be absolute without commas, quotes or spaces`)
     if (i > 25) throw new XenGuestDefinitionError(g, 'at most 26 disks')
-    return `"format=raw,vdev=${prefix}${String.fromCharCode(97 + i)},access=rw,backendtype=phy,target=${d.path}"`
+    return diskLine(i, d.path)
   })
   if (def.swap !== undefined && def.disks.length > 25) throw new XenGuestDefinitionError(g, 'at most 25 disks with a swap disk (26 xvd devices)')
   if (def.swap !== undefined && def.incoming === true) throw new XenGuestDefinitionError(g, 'a guest with a swap disk cannot arrive by migration on a Xen host yet')
-  if (def.swap !== undefined) disks.push(`"format=raw,vdev=${prefix}${String.fromCharCode(97 + def.disks.length)},access=rw,backendtype=phy,target=${xenSwapLink(def.runDir)}"`)
+  if (def.swap !== undefined) disks.push(diskLine(def.disks.length, xenSwapLink(def.runDir)))
   const lines = [
     `name = ${quoted(g, 'name', g)}`,
     'type = "pvh"',

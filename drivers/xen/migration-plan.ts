@@ -240,7 +240,6 @@ export function pastPointOfNoReturn (log: string): boolean {
   return /^migration sender: Target has acknowledged transfer\./m.test(log)
 }
 
-/** Lines of `xl migrate-receive`'s log worth showing (its own lines and errors). */
 /**
  * True once `xl migrate-receive` reported the domain started (renamed to its own name and, with
  * -p, left paused): the receiver's point of no return. The sender destroys its copy after
@@ -251,6 +250,7 @@ export function receiverStartedDomain (log: string): boolean {
   return /^migration target: Domain started success+fully/m.test(log)
 }
 
+/** Lines of `xl migrate-receive`'s log worth showing (its own lines and errors). */
 export function receiveLogTail (log: string, maxLines = 25): string {
   return operatorLog(log, maxLines)
 }

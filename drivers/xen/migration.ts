@@ -194,8 +194,8 @@ export class XenSelfMigration implements SelfMigration {
           const d = await this.host.domain(name)
           // Arrived: the receiver finished, or it reported the domain started and exited or died
           // afterwards (the sender is destroying its copy by then: undoing here would lose the guest).
-          const full = d !== undefined && st.rc !== 0 ? (await this.poll(pollArgv({ pid: files.recvPid, rc: files.recvRc, log: files.recvLog, offset: 0 }))).log : log
-          if (d !== undefined && (st.rc === 0 || receiverStartedDomain(full))) {
+          // `log` is whole here: the poll that saw the end read the log after the exit status.
+          if (d !== undefined && (st.rc === 0 || receiverStartedDomain(log))) {
             await this.afterArrival(def, d)
             return
           }
