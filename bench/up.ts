@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { buildTinyImage } from '../images/guest/build.ts'
-import { parseSpec } from '../blanket-manager/spec/load.ts'
+import { parseSpec } from '../blanket-manager/specfile/load.ts'
 
 const root = resolve(import.meta.dirname, '..')
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, spec: { type: 'string', default: join(root, 'examples', 'local.yaml') } } })

@@ -2,30 +2,12 @@
  * Cloud drivers provision hosts. Each driver returns, for every host, how to reach it
  * over SSH; everything after that (Blanket bootstrap, agent, guests) goes over SSH only.
  */
-import type { HostSpec, SiteSpec, WanSpec } from '../blanket-manager/spec/types.ts'
-import type { OperationOptions } from '../blanket-manager/progress.ts'
+import type { HostSpec, SiteSpec, WanSpec } from '../core/spec.ts'
+import type { OperationOptions } from '../core/progress.ts'
 
-/** How the controller reaches a host over SSH. */
-export interface SshEndpoint {
-  host: string
-  port: number
-  username: string
-  /** Path of the private key file on the controller's machine. */
-  privateKeyPath: string
-  /** Path of a known_hosts-style file pinning the host key, or undefined to accept any (ssh driver with trust on first use). */
-  hostKeyPath?: string
-  /**
-   * A command whose stdin/stdout is a byte stream to host:port (like OpenSSH ProxyCommand),
-   * e.g. ['ip','netns','exec','sc1234-wan','socat','-','TCP:198.18.1.10:22'].
-   * Used by the local driver so the root namespace needs no routes to the sites.
-   */
-  proxyCommand?: string[]
-  /**
-   * A host that answers slowly (an emulated machine, e.g. the local Xen host under TCG): longer
-   * connect timeout and keepalive allowance than the defaults (15 s; 5 s x 3).
-   */
-  slow?: { timeoutMs: number, keepaliveIntervalMs: number, keepaliveCountMax: number }
-}
+/** How the controller reaches a host over SSH (defined with the SSH client in core/ssh.ts). */
+export type { SshEndpoint } from '../core/ssh.ts'
+import type { SshEndpoint } from '../core/ssh.ts'
 
 /** What a driver knows about one host it made. Stored as JSON in the state store. */
 export interface HostRecord {

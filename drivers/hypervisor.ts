@@ -2,7 +2,7 @@
  * Hypervisor backends run guests on one host. They are used by the host agent
  * (blanket-manager/agent), never directly by the controller.
  */
-import type { OperationOptions } from '../blanket-manager/progress.ts'
+import type { OperationOptions } from '../core/progress.ts'
 
 /** 'xen': guests are Xen domains (PVH) of the host's Xen (drivers/xen). */
 export type AccelMode = 'kvm' | 'tcg' | 'xen'

@@ -1,5 +1,5 @@
 /** Typed errors of the Overdriver data plane (codes listed in docs/overdriver.md). */
-import { SupercloudError } from '../blanket-manager/errors.ts'
+import { SupercloudError } from '../core/errors.ts'
 
 /** A peer broke the NBD protocol; the connection was closed (the reason says how). */
 export class NbdProtocolError extends SupercloudError {

@@ -68,7 +68,7 @@ export class SwapService {
     return new SwapService(opts.vm, server, path, exp, port)
   }
 
-  /** Cumulative paging counters of the export (sample them each interval: overdriver/controller/interval.ts pagingRate). */
+  /** Cumulative paging counters of the export (sample them each interval: overdriver/decision/interval.ts pagingRate). */
   counters (): PagingCounters { return { ...this.exp.counters } }
 
   /** Turns cooperative swap on or off (the controller's coop-swap-on / coop-swap-off). */

@@ -12,7 +12,7 @@
 import { createServer } from 'node:net'
 import { rm } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { parseSize } from '../blanket-manager/spec/units.ts'
+import { parseSize } from '../core/units.ts'
 import { parseAddress } from './repository/client.ts'
 import { SwapService } from './swap-service.ts'
 

@@ -41,13 +41,5 @@ export function endpointVxlanName (prefix: string, id: number): string {
   return `${prefix}x${id.toString(16)}`
 }
 
-/** One side of a wire in the spec: a VM NIC (`web1.eth0`) or a switch port (`sw1.p1`). */
-export interface WireEnd {
-  component: string
-  port: string
-}
-
-export interface WireSpec {
-  a: WireEnd
-  b: WireEnd
-}
+/** One side of a wire (`web1.eth0`) and a wire: spec value types, defined in core/spec.ts. */
+export type { WireEnd, WireSpec } from '../core/spec.ts'

@@ -1,10 +1,10 @@
 /** Controller side of the agent protocol: RPC over a stream opened through SSH. */
 import type { Duplex } from 'node:stream'
-import { AgentError, CancelledError } from '../errors.ts'
+import { AgentError, CancelledError } from '../../core/errors.ts'
 import { encode, splitLines, type AccelChoice, type AttachParams, type SwitchesParams, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
-import type { SshConnection } from '../ssh/client.ts'
+import type { SshConnection } from '../../core/ssh.ts'
 import type { AdoptTableResult, ConfigureParams, IssueParams, RepositoryGrantJson, RepositoryParams } from './overdriver.ts'
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 

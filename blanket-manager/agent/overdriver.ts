@@ -12,14 +12,14 @@
  */
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { decide, emptyControllerState, forgetMigrations, type ControllerPolicy, type ControllerState, type HostView } from '../../overdriver/controller/decide.ts'
-import type { OverdriverEvent } from '../../overdriver/controller/events.ts'
-import { pagingRate, type PagingSample } from '../../overdriver/controller/interval.ts'
+import { decide, emptyControllerState, forgetMigrations, type ControllerPolicy, type ControllerState, type HostView } from '../../overdriver/decision/decide.ts'
+import type { OverdriverEvent } from '../../overdriver/decision/events.ts'
+import { pagingRate, type PagingSample } from '../../overdriver/decision/interval.ts'
 import { DEFAULT_MIGRATION_TIMEOUT_MS, PAGE_SIZE } from '../../overdriver/constants.ts'
 import { PageRepository } from '../../overdriver/repository/server.ts'
 import { SwapService } from '../../overdriver/swap-service.ts'
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
-import { SupercloudError } from '../errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import type { VmLaunch } from './protocol.ts'
 
 /** A VM's swap disk in its launch. Capabilities are hex (16 bytes). */

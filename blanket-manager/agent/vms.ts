@@ -9,13 +9,14 @@ import { promisify } from 'node:util'
 import type { GuestDefinition, HypervisorBackend, AccelMode } from '../../drivers/hypervisor.ts'
 import { readConsoleTail, waitForConsole } from '../../drivers/qemu/backend.ts'
 import { guestCmdline } from '../../images/guest/cmdline.ts'
-import { GuestBootError, SupercloudError } from '../errors.ts'
+import { GuestBootError, SupercloudError } from '../../core/errors.ts'
 import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
 import { virtioDiskName } from '../../drivers/qemu/args.ts'
 import { xenDiskName } from '../../drivers/xen/config.ts'
 import { AgentOverdriver } from './overdriver.ts'
 import { dirtyStatus, finishIncoming, markArrival, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
-import { isMigrationId, type DirtyStatus } from '../migration/disk-reuse.ts'
+import type { DirtyStatus } from '../migration/disk-reuse.ts'
+import { isMigrationId } from '../../core/names.ts'
 
 /** A VM's disk images kept on a host it migrated away from (disk reuse on return). */
 interface Departed {

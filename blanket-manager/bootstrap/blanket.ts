@@ -4,13 +4,13 @@
  * (KVM only if a test guest actually boots under it, else QEMU TCG).
  */
 import type { HostRecord } from '../../drivers/cloud.ts'
-import type { Accel, HypervisorKind } from '../spec/types.ts'
-import type { OperationOptions } from '../progress.ts'
+import type { Accel, HypervisorKind } from '../../core/spec.ts'
+import type { OperationOptions } from '../../core/progress.ts'
 import { AgentClient } from '../agent/client.ts'
 import type { AccelChoice, HelloResult } from '../agent/protocol.ts'
 import { agentBundle } from '../agent/bundle.ts'
-import { BootstrapError, SupercloudError, throwIfAborted } from '../errors.ts'
-import { shq, type SshConnection } from '../ssh/client.ts'
+import { BootstrapError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
+import { shq, type SshConnection } from '../../core/ssh.ts'
 import { ensureImageOnHost } from './images.ts'
 import { daemonStartScript } from './daemon-script.ts'
 

@@ -1,5 +1,5 @@
 /** The shell script that (re)starts one of the Blanket layer's daemons on a host, over SSH. */
-import { shq } from '../ssh/client.ts'
+import { shq } from '../../core/ssh.ts'
 
 export interface DaemonStart {
   /** Directory the daemon's files live in (cwd of the script). */

@@ -1,7 +1,7 @@
 /** Puts guest image files on a host (content-addressed under <blanket dir>/images/<id>/), once. */
 import { readFile } from 'node:fs/promises'
-import { shq, type SshConnection } from '../ssh/client.ts'
-import type { OperationOptions } from '../progress.ts'
+import { shq, type SshConnection } from '../../core/ssh.ts'
+import type { OperationOptions } from '../../core/progress.ts'
 
 /**
  * Uploads `files` (name on host -> local path) to `<dir>/images/<id>/` unless all are there.

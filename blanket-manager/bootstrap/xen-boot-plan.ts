@@ -1,6 +1,6 @@
 /**
  * Host bootstrap to Xen on a real server (issue #6), the pure part: can this host run Xen
- * (from facts gathered over SSH by images/host/xen-boot.sh `facts`), which GRUB entry is
+ * (from facts gathered over SSH by drivers/host-bootstrap/xen-boot.sh `facts`), which GRUB entry is
  * Xen's and which one is the fallback, the step plan, and what a host that came back after
  * the trial reboot tells us. No I/O here; the orchestration is in xen-boot.ts.
  */

@@ -3,21 +3,21 @@
  * grub-reboot, and make it the default with grub-set-default only once the host came back
  * under Xen and the caller's agent answered. Anything else leaves the old default in place,
  * so a failed boot, a reset or a power cycle lands on the previous kernel. The shell that
- * runs on the host is images/host/xen-boot.sh; decisions are in xen-boot-plan.ts.
+ * runs on the host is drivers/host-bootstrap/xen-boot.sh; decisions are in xen-boot-plan.ts.
  */
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import type { SshConnection } from '../ssh/client.ts'
-import { shq } from '../ssh/client.ts'
-import type { OperationOptions } from '../progress.ts'
-import { BootstrapError, CancelledError, HostUnreachableError, XenBootFallbackError, XenUnsupportedError, throwIfAborted } from '../errors.ts'
+import type { SshConnection } from '../../core/ssh.ts'
+import { shq } from '../../core/ssh.ts'
+import type { OperationOptions } from '../../core/progress.ts'
+import { BootstrapError, CancelledError, HostUnreachableError, XenBootFallbackError, XenUnsupportedError, throwIfAborted } from '../../core/errors.ts'
 import {
   assessTrialBoot, fallbackEntry, findXenEntry, grubDefaultSetting, parseBootStatus, parseGrubMenu, parseHostFacts,
   parseKeyValues, resolveGrubRef, SAVED_ENTRY, stepFraction, xenCapability,
   type XenBootStatus, type XenBootStep, type XenHostFacts
 } from './xen-boot-plan.ts'
 
-export const XEN_BOOT_SCRIPT = fileURLToPath(new URL('../../images/host/xen-boot.sh', import.meta.url))
+export const XEN_BOOT_SCRIPT = fileURLToPath(new URL('../../drivers/host-bootstrap/xen-boot.sh', import.meta.url))
 
 /** Where things are on the host. Defaults are the real paths; tests use temporary ones. */
 export interface XenBootLayout {

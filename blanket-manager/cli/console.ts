@@ -4,7 +4,7 @@
  */
 import type { Duplex } from 'node:stream'
 import { randomBytes } from 'node:crypto'
-import { SupercloudError } from '../errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 
 const CTRL_RIGHT_BRACKET = 0x1d
 

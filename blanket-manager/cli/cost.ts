@@ -8,8 +8,8 @@ import { Option, type Command } from 'commander'
 import { resolve } from 'node:path'
 import { costPlan, formatCostPlan, loadPriceTable, type CostPlan, type PriceTable, type ShareBy } from '../../drivers/ec2/pricing.ts'
 import { place } from '../planner/placement.ts'
-import { loadSpec } from '../spec/load.ts'
-import type { Spec } from '../spec/types.ts'
+import { loadSpec } from '../specfile/load.ts'
+import type { Spec } from '../../core/spec.ts'
 import type { CliHelpers } from './serve.ts'
 
 export interface SpecCostOptions {

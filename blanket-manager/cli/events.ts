@@ -7,7 +7,7 @@
  * and agents' pushes publish whether or not a server runs.
  */
 import { Option, type Command } from 'commander'
-import { SupercloudError } from '../errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import { EventHub, type EventFilter } from '../events/hub.ts'
 import { formatEventLine } from '../events/format.ts'
 import type { SupercloudEvent } from '../events/schema.ts'

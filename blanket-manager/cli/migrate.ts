@@ -1,5 +1,5 @@
 /** Terminal display of a migration: a progress bar that never runs backwards, and the summary. */
-import type { MigrationProgress } from '../migration/progress.ts'
+import type { MigrationProgress } from '../../drivers/qemu/migration-progress.ts'
 import type { MigrateResult } from '../controller.ts'
 
 function mib (b: number): string { return `${(b / 1048576).toFixed(1)} MiB` }

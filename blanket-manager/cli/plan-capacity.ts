@@ -8,9 +8,9 @@
  * The overload probability and the sustained share are not in the spec; the seed's measured
  * figures are used (p = 0.16, 4% of overloads long enough for migration) unless given.
  */
-import { capacityPlan } from '../../overdriver/controller/capacity.ts'
-import { formatBytes } from '../spec/units.ts'
-import type { Spec } from '../spec/types.ts'
+import { capacityPlan } from '../../overdriver/decision/capacity.ts'
+import { formatBytes } from '../../core/units.ts'
+import type { Spec } from '../../core/spec.ts'
 
 export const DEFAULT_P_OVERLOAD = 0.16
 export const DEFAULT_SUSTAINED_SHARE = 0.04

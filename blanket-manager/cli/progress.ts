@@ -1,5 +1,5 @@
 /** Prints progress events as timestamped lines on stderr (readable in a terminal and in CI logs). */
-import type { ProgressEvent } from '../progress.ts'
+import type { ProgressEvent } from '../../core/progress.ts'
 
 export function formatProgress (ev: ProgressEvent, now = new Date()): string {
   const t = now.toISOString().slice(11, 19)

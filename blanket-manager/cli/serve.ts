@@ -4,10 +4,10 @@
  */
 import { Option, type Command } from 'commander'
 import type { Controller } from '../controller.ts'
-import { SupercloudError } from '../errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import { startOverdriverLoop } from '../server/overdriver-loop.ts'
 import { runServe } from '../server/serve.ts'
-import type { Spec } from '../spec/types.ts'
+import type { Spec } from '../../core/spec.ts'
 
 /** What the commands need from cli/main.ts. */
 export interface CliHelpers {

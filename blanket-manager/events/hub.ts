@@ -14,7 +14,7 @@
  */
 import { channel } from 'node:diagnostics_channel'
 import type { EventRow, StateStore } from '../state/store.ts'
-import { SupercloudError } from '../errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import {
   EVENT_SCHEMA_VERSION, isEventType, typeMatches, validateEventInput,
   type EventInput, type EventType, type SupercloudEvent

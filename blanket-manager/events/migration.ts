@@ -7,7 +7,7 @@
 import type { EventHub } from './hub.ts'
 import type { EventInputOf } from './schema.ts'
 
-/** The progress fields the controller gets from the source agent (migration/progress.ts). */
+/** The progress fields the controller gets from the source agent (drivers/qemu/migration-progress.ts). */
 export interface MigrationProgressLike {
   phase: string
   sentBytes: number

@@ -3,9 +3,9 @@
  * each NIC gets, and whether everything fits. No I/O.
  */
 import { createHash } from 'node:crypto'
-import type { HostSpec, Spec, VmSpec } from '../spec/types.ts'
-import { CapacityError } from '../errors.ts'
-import { broadcastOf, firstHostOf, formatIpv4, networkOf, parseCidr } from '../spec/ipv4.ts'
+import type { HostSpec, Spec, VmSpec } from '../../core/spec.ts'
+import { CapacityError } from '../../core/errors.ts'
+import { broadcastOf, firstHostOf, formatIpv4, networkOf, parseCidr } from '../../core/ipv4.ts'
 
 export interface ResolvedNic {
   name: string
@@ -33,20 +33,7 @@ export function siteGateway (spec: Spec, site: string): string | undefined {
   return s.gateway ?? formatIpv4(firstHostOf(c))
 }
 
-function shortHash (...parts: string[]): string {
-  return createHash('sha256').update(parts.join('\0')).digest('hex')
-}
-
-/** Deterministic locally administered MAC (52:54:00 is QEMU's prefix; we set the local bit too). */
-export function macFor (supercloud: string, vm: string, nic: string): string {
-  const h = shortHash('mac', supercloud, vm, nic)
-  return `52:54:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}`
-}
-
-/** TAP name: "<prefix>t" + 6 hex chars of (vm, nic) — unique per supercloud, <= 15 chars. */
-export function tapFor (prefix: string, vm: string, nic: string): string {
-  return `${prefix}t${shortHash('tap', vm, nic).slice(0, 6)}`.slice(0, 15)
-}
+export { macFor, tapFor } from '../../core/names.ts'
 
 /**
  * Why `vm` cannot run on a Xen host (the Xen backend boots kernel images as PVH domains; its

@@ -3,10 +3,10 @@
  * actions that makes reality match the spec. Pure: no I/O. Running `up` on an unchanged
  * spec against a healthy supercloud yields an empty plan.
  */
-import type { HostSpec, Spec } from '../spec/types.ts'
+import type { HostSpec, Spec } from '../../core/spec.ts'
 import type { StateSnapshot } from '../state/store.ts'
 import { resolveVms, type ResolvedVm } from './placement.ts'
-import { hashHost, stableHash } from '../spec/hash.ts'
+import { hashHost, stableHash } from '../specfile/hash.ts'
 
 export type Action =
   | { kind: 'network.create', driver: string, specHash: string, reason: string }

@@ -9,8 +9,8 @@
 import type { AgentClient } from '../agent/client.ts'
 import type { Controller } from '../controller.ts'
 import { ingestAgentEvents, type EventHub } from '../events/hub.ts'
-import type { Spec } from '../spec/types.ts'
-import type { HostView } from '../../overdriver/controller/decide.ts'
+import type { Spec } from '../../core/spec.ts'
+import type { HostView } from '../../overdriver/decision/decide.ts'
 import type { StatsPoller } from './poller.ts'
 
 export interface OverdriverLoop {

@@ -10,7 +10,7 @@ import { mkdirSync, openSync, closeSync, writeSync, readFileSync, unlinkSync } f
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { HostRecord } from '../../drivers/cloud.ts'
-import { StateLockedError } from '../errors.ts'
+import { StateLockedError } from '../../core/errors.ts'
 
 export type ResourceStatus = 'creating' | 'ready' | 'destroying' | 'failed' | 'migrating'
 

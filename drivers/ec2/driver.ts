@@ -1,6 +1,6 @@
 /**
  * The `ec2` cloud driver: hosts are EC2 instances launched from a stock Debian/Ubuntu AMI
- * with the host bootstrap as user-data (images/host/cloud-init.ts). Per supercloud and
+ * with the host bootstrap as user-data (drivers/host-bootstrap/cloud-init.ts). Per supercloud and
  * region: one key pair (the supercloud's public key) and one security group (SSH from the
  * operator only; VXLAN, extender and migration ports only from the group itself). Every
  * resource carries the tags supercloud=<name>, supercloud:prefix=<prefix> (and
@@ -16,11 +16,11 @@ import {
   type Instance, type RunInstancesCommandInput, type SecurityGroup, type TagSpecification, type _InstanceType
 } from '@aws-sdk/client-ec2'
 import type { CloudDriver, DriverContext, HostHealth, HostRecord, SshEndpoint } from '../cloud.ts'
-import type { Ec2HostOptions, HostSpec } from '../../blanket-manager/spec/types.ts'
-import type { OperationOptions } from '../../blanket-manager/progress.ts'
-import { CancelledError, throwIfAborted } from '../../blanket-manager/errors.ts'
-import { SshConnection, shq } from '../../blanket-manager/ssh/client.ts'
-import { HOST_GUEST_BRIDGE, HOST_REPORT_FILE, ec2UserData, hostStateDir, parseHostReport, type HostReport } from '../../images/host/cloud-init.ts'
+import type { Ec2HostOptions, HostSpec } from '../../core/spec.ts'
+import type { OperationOptions } from '../../core/progress.ts'
+import { CancelledError, throwIfAborted } from '../../core/errors.ts'
+import { SshConnection, shq } from '../../core/ssh.ts'
+import { HOST_GUEST_BRIDGE, HOST_REPORT_FILE, ec2UserData, hostStateDir, parseHostReport, type HostReport } from '../host-bootstrap/cloud-init.ts'
 import { Ec2Error, awsErrorCode, mapEc2Error } from './errors.ts'
 import {
   TAG_HOST, desiredIngress, ec2NetworkName, hostOptions, ingressChanges, normalizeCidr, ownInstanceFilters, ownTags, parseCheckIp, resourceName, type Ec2Identity

@@ -2,7 +2,7 @@
  * Typed errors of the ec2 driver and the mapping from AWS SDK errors (pure).
  * Codes are stable; docs/ec2.md lists them with what to do.
  */
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 
 export type Ec2ErrorCode =
   | 'SC_EC2_CREDENTIALS' | 'SC_EC2_PERMISSION' | 'SC_EC2_AMI_NOT_FOUND' | 'SC_EC2_QUOTA' | 'SC_EC2_CAPACITY'

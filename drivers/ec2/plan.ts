@@ -3,7 +3,7 @@
  * rules and how to converge them, host option checks, and spot interruption notices.
  */
 import type { Filter, IpPermission, Tag } from '@aws-sdk/client-ec2'
-import type { Ec2HostOptions, HostSpec } from '../../blanket-manager/spec/types.ts'
+import type { Ec2HostOptions, HostSpec } from '../../core/spec.ts'
 import { Ec2Error } from './errors.ts'
 
 /** UDP port of the VirtualWire data plane (VXLAN wire format). */

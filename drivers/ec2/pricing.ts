@@ -6,8 +6,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { SupercloudError } from '../../blanket-manager/errors.ts'
-import type { HostSpec, VmSpec } from '../../blanket-manager/spec/types.ts'
+import { SupercloudError } from '../../core/errors.ts'
+import type { HostSpec, VmSpec } from '../../core/spec.ts'
 
 export const DEFAULT_PRICES_PATH = fileURLToPath(new URL('./prices.json', import.meta.url))
 const GIB = 1024 ** 3

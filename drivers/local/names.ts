@@ -5,7 +5,7 @@
  * Spec names are [a-z0-9-], so a shortened name never equals a natural one.
  */
 import { createHash } from 'node:crypto'
-import { LocalDriverError } from '../../blanket-manager/errors.ts'
+import { LocalDriverError } from '../../core/errors.ts'
 
 export const MAX_NAME = 15
 /** Interface names used inside our own namespaces (never in the root namespace). */

@@ -13,9 +13,9 @@
  *   state and no explicit addresses host k of a site, sorted by name, gets .10+k); addresses
  *   once given are remembered by the driver and kept.
  */
-import type { SiteSpec, WanSpec } from '../../blanket-manager/spec/types.ts'
-import { LocalDriverError } from '../../blanket-manager/errors.ts'
-import { cidrContains, cidrsOverlap, firstHostOf, formatCidr, formatIpv4, isUsableHost, networkOf, parseCidr, parseIpv4, sizeOf, type Cidr } from '../../blanket-manager/spec/ipv4.ts'
+import type { SiteSpec, WanSpec } from '../../core/spec.ts'
+import { LocalDriverError } from '../../core/errors.ts'
+import { cidrContains, cidrsOverlap, firstHostOf, formatCidr, formatIpv4, isUsableHost, networkOf, parseCidr, parseIpv4, sizeOf, type Cidr } from '../../core/ipv4.ts'
 import { DELAY_TUN, siteNs, wanNs, wanSideLink } from './names.ts'
 
 export const TRANSIT_NET = '198.19.255.0/24'

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import { openSync, closeSync, readFileSync } from 'node:fs'
 import { readFile, readdir, readlink } from 'node:fs/promises'
-import { LocalDriverError } from '../../blanket-manager/errors.ts'
+import { LocalDriverError } from '../../core/errors.ts'
 
 /** A command run by the local driver failed. */
 export class ShellCommandError extends LocalDriverError {

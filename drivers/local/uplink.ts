@@ -14,8 +14,8 @@
  * to send. The driver remembers the uplink (`<dir>/local/uplink.json`); the namespace
  * deletion in destroyNetwork takes the link with it. Nothing is added to the root namespace.
  */
-import { LocalDriverError } from '../../blanket-manager/errors.ts'
-import { cidrContains, parseCidr, parseIpv4 } from '../../blanket-manager/spec/ipv4.ts'
+import { LocalDriverError } from '../../core/errors.ts'
+import { cidrContains, parseCidr, parseIpv4 } from '../../core/ipv4.ts'
 import { checkPrefix, fitName } from './names.ts'
 
 export const UPLINK_ENV = 'SUPERCLOUD_LOCAL_UPLINK'

@@ -7,7 +7,7 @@
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { OperationOptions } from '../../blanket-manager/progress.ts'
+import type { OperationOptions } from '../../core/progress.ts'
 import { buildXenHostImage } from '../../images/xen-host/build.ts'
 import { startXenHost } from './xen-host.ts'
 import { nsPids } from './netns.ts'

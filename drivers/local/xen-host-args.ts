@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
-import { LocalDriverError } from '../../blanket-manager/errors.ts'
+import { LocalDriverError } from '../../core/errors.ts'
 import { writeNewc } from '../../images/guest/cpio.ts'
 
 export interface XenHostVmConfig {

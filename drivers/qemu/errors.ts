@@ -1,5 +1,5 @@
 /** Typed errors of the QEMU backend (all extend SupercloudError; codes are stable). */
-import { QmpError, SupercloudError } from '../../blanket-manager/errors.ts'
+import { QmpError, SupercloudError } from '../../core/errors.ts'
 
 /** The hypervisor binary is not installed (or not executable) on this host. */
 export class HypervisorMissingError extends SupercloudError {

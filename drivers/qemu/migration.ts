@@ -14,9 +14,9 @@
  */
 import { QmpClient, type QmpEvent } from './qmp.ts'
 import { runPaths } from './args.ts'
-import { CancelledError, SupercloudError } from '../../blanket-manager/errors.ts'
-import { bitmapName, shouldRunPass } from '../../blanket-manager/migration/disk-reuse.ts'
-import { capabilitiesFor, foldProgress, shouldStartPostcopy, type MigrationMode, type MigrationProgress, type QueryMigrate } from '../../blanket-manager/migration/progress.ts'
+import { CancelledError, SupercloudError } from '../../core/errors.ts'
+import { bitmapName, shouldRunPass } from './disk-bitmap.ts'
+import { capabilitiesFor, foldProgress, shouldStartPostcopy, type MigrationMode, type MigrationProgress, type QueryMigrate } from './migration-progress.ts'
 
 export class MigrationError extends SupercloudError {
   constructor (message: string, cause?: unknown) {

@@ -14,7 +14,7 @@
 import { channel } from 'node:diagnostics_channel'
 import { EventEmitter } from 'node:events'
 import { connect as netConnect, type Socket } from 'node:net'
-import { CancelledError, QmpError } from '../../blanket-manager/errors.ts'
+import { CancelledError, QmpError } from '../../core/errors.ts'
 import { QmpCommandError } from './errors.ts'
 
 export interface QmpEvent {

@@ -5,9 +5,9 @@
  */
 import { homedir } from 'node:os'
 import type { CloudDriver, DriverContext, HostHealth, HostRecord, SshEndpoint } from '../cloud.ts'
-import type { HostSpec } from '../../blanket-manager/spec/types.ts'
-import { HostAuthError, HostUnreachableError, SupercloudError, throwIfAborted } from '../../blanket-manager/errors.ts'
-import { SshConnection, shq } from '../../blanket-manager/ssh/client.ts'
+import type { HostSpec } from '../../core/spec.ts'
+import { HostAuthError, HostUnreachableError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
+import { SshConnection, shq } from '../../core/ssh.ts'
 
 export const DEFAULT_GUEST_BRIDGE = 'scbr0'
 const CONNECT_TIMEOUT_MS = 15000

@@ -10,8 +10,8 @@
  * A guest is "live" when a domain with its name exists (Xen domain names are unique per host).
  * GuestStatus.pid is the domain id.
  */
-import { CancelledError, SupercloudError, throwIfAborted } from '../../blanket-manager/errors.ts'
-import type { OperationOptions } from '../../blanket-manager/progress.ts'
+import { CancelledError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
+import type { OperationOptions } from '../../core/progress.ts'
 import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend, SelfMigration } from '../hypervisor.ts'
 import { lastLines } from '../qemu/console-text.ts'
 import { guestCpuAffinity, parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDomainPlan, xenSwapLink, xlState, type XlListRow } from './config.ts'

@@ -18,7 +18,7 @@
  *   comes after them (the guest sees it as xenDiskName(disks.length)), backed by the NBD
  *   device the backend connects to the swap export and links at `<runDir>/swap.nbd`.
  */
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import type { GuestDefinition, GuestRunState } from '../hypervisor.ts'
 
 const MiB = 1024 * 1024

@@ -1,5 +1,5 @@
 /** Typed errors of the Xen backend (codes shared with the QEMU backend where the meaning is the same). */
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 
 /** `xl` cannot be run, or does not reach a Xen hypervisor (not a dom0). */
 export class XenMissingError extends SupercloudError {

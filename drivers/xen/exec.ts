@@ -4,8 +4,8 @@
  * SSH (tests, tools). Commands are argv arrays; the SSH executor quotes them for the shell.
  */
 import { execFile } from 'node:child_process'
-import { HostUnreachableError } from '../../blanket-manager/errors.ts'
-import type { SshConnection } from '../../blanket-manager/ssh/client.ts'
+import { HostUnreachableError } from '../../core/errors.ts'
+import type { SshConnection } from '../../core/ssh.ts'
 import { shq } from './config.ts'
 
 export interface ExecOutcome {

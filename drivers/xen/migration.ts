@@ -16,7 +16,7 @@
  * `<name>--migratedaway` and told the destination to start it) a cancel is ignored: send
  * resolves, since the guest is at the destination.
  */
-import { CancelledError, throwIfAborted } from '../../blanket-manager/errors.ts'
+import { CancelledError, throwIfAborted } from '../../core/errors.ts'
 import type { GuestDefinition, SelfMigration, SelfMigrationProgress, SelfMigrationResult } from '../hypervisor.ts'
 import type { XenDomainPlan, XlListRow } from './config.ts'
 import { xlState } from './config.ts'

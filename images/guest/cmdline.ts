@@ -3,7 +3,7 @@
  * Pure: builds and parses the `sc.*` parameters that images/guest/init.sh reads.
  */
 import { GuestCmdlineError } from './errors.ts'
-import { parseCidr, parseIpv4 } from '../../blanket-manager/spec/ipv4.ts'
+import { parseCidr, parseIpv4 } from '../../core/ipv4.ts'
 
 /** Printed once on the console when init has configured everything. */
 export const GUEST_READY_MARKER = 'SUPERCLOUD-GUEST-READY'

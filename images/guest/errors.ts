@@ -1,4 +1,4 @@
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 
 /** Building the tiny guest image failed (missing input, compiler error, I/O). */
 export class ImageBuildError extends SupercloudError {

@@ -3,7 +3,7 @@
  * the cache) and print its paths as JSON; progress on stderr; Ctrl-C cancels.
  *   [--cache-dir DIR] [--force] [--quiet]
  */
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import type { ImageBuildOptions } from './image-cache.ts'
 
 export async function runBuildCli (usage: string, build: (opts: ImageBuildOptions) => Promise<unknown>): Promise<void> {

@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { throwIfAborted } from '../../blanket-manager/errors.ts'
-import type { OperationOptions } from '../../blanket-manager/progress.ts'
+import { throwIfAborted } from '../../core/errors.ts'
+import type { OperationOptions } from '../../core/progress.ts'
 import { type BuildKit, type Progress, sha256 } from './build-kit.ts'
 
 /** What a recipe's build function takes besides its own switches. */

@@ -1,4 +1,4 @@
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 
 /** Building the Xen host image failed (Xen or xen-utils not installed, missing library, I/O). */
 export class XenImageBuildError extends SupercloudError {

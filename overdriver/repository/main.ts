@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { PAGE_SIZE } from '../constants.ts'
-import { parseSize } from '../../blanket-manager/spec/units.ts'
+import { parseSize } from '../../core/units.ts'
 import { PageRepository } from './server.ts'
 
 const { values } = parseArgs({

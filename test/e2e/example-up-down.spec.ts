@@ -9,7 +9,7 @@ import { readFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { sandbox, ROOT } from '../helpers/cli.ts'
 import { leftovers } from '../helpers/sweep-lib.ts'
-import { parseSpec } from '../../blanket-manager/spec/load.ts'
+import { parseSpec } from '../../blanket-manager/specfile/load.ts'
 import type { StatusReport } from '../../blanket-manager/controller.ts'
 
 const exampleFile = join(ROOT, 'examples', 'local.yaml')

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { sandbox, ROOT } from '../helpers/cli.ts'
 import { leftovers } from '../helpers/sweep-lib.ts'
-import { parseSpec } from '../../blanket-manager/spec/load.ts'
+import { parseSpec } from '../../blanket-manager/specfile/load.ts'
 import { withQmp } from '../../drivers/qemu/qmp.ts'
 
 const file = join(ROOT, 'examples', 'virtualwire.yaml')

@@ -2,7 +2,7 @@
  * For whoever owns a virtual NIC (the host agent): attach its TAP (or any link) to the bridge
  * of endpoint N, and detach it. Runs `ip` in the caller's network namespace.
  */
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import { endpointBridgeName } from '../types.ts'
 import { runCmd } from './kernel.ts'
 

@@ -12,7 +12,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import { mountEndpointFs } from './fs.ts'
 import { DEFAULT_ENDPOINT_MTU, EndpointManager, type EndpointLog } from './manager.ts'
 

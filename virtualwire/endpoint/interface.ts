@@ -9,7 +9,7 @@
  *
  * Addresses are `ipv4[:port]` (port defaults to 4789). No I/O here.
  */
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import {
   DEFAULT_VW_PORT, MAX_CONNECTOR_ID, MIN_CONNECTOR_ID,
   endpointBridgeName, endpointVxlanName,

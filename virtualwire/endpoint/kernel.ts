@@ -3,7 +3,7 @@
  * one planned step, through iproute2 (`ip`, `bridge`). Runs in the caller's network namespace.
  */
 import { execFile } from 'node:child_process'
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import { BRIDGE_GROUP_FWD_MASK, type KernelStep, type ObservedLink } from './plan.ts'
 
 export interface EndpointKernel {

@@ -7,7 +7,7 @@
  */
 import { mkdir, readFile, rename, writeFile, open as openFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 import { endpointBridgeName, endpointVxlanName, type EndpointConfig } from '../types.ts'
 import {
   CONTROL_FILES, EndpointWriteError, LAST_ERROR_FILE,

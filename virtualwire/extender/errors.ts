@@ -1,4 +1,4 @@
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 
 /** An extender (encrypted site-to-site tunnel) could not be planned, started, checked or routed. */
 export class ExtenderError extends SupercloudError {

@@ -8,9 +8,9 @@
  */
 import { spawn } from 'node:child_process'
 import { hostname } from 'node:os'
-import { CancelledError, throwIfAborted } from '../../blanket-manager/errors.ts'
-import type { OperationOptions } from '../../blanket-manager/progress.ts'
-import { shq, type SshConnection } from '../../blanket-manager/ssh/client.ts'
+import { CancelledError, throwIfAborted } from '../../core/errors.ts'
+import type { OperationOptions } from '../../core/progress.ts'
+import { shq, type SshConnection } from '../../core/ssh.ts'
 import { ExtenderError } from './errors.ts'
 import {
   extenderEnds, extenderFiles, normaliseFingerprint, openVpnConfig, parseOpenVpnStatus, parseRouteGet,

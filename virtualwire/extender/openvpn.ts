@@ -9,7 +9,7 @@
  * routing plan that sends traffic between sites through the extenders. Nothing here
  * touches a host; `manage.ts` applies it.
  */
-import { formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4 } from '../../blanket-manager/spec/ipv4.ts'
+import { formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4 } from '../../core/ipv4.ts'
 import { ExtenderError } from './errors.ts'
 
 /** Addresses of the tunnels' inner /30s. */

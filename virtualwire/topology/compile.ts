@@ -7,19 +7,19 @@
  * endpoint interface (`create`, `<N>`, `destroy`), which is all the controller executes.
  */
 import { createHash } from 'node:crypto'
-import type { Spec } from '../../blanket-manager/spec/types.ts'
-import { tapFor } from '../../blanket-manager/planner/placement.ts'
+import type { Spec } from '../../core/spec.ts'
+import { tapFor } from '../../core/names.ts'
 import {
   canonicalWire, crossSiteProblems, formatWire, formatWireEnd, parseWireEnd, wireContext, wireKey, wireProblems, type WireProblem
-} from '../../blanket-manager/spec/network.ts'
-import { parseIpv4 } from '../../blanket-manager/spec/ipv4.ts'
+} from './wires.ts'
+import { parseIpv4 } from '../../core/ipv4.ts'
 import {
   DEFAULT_VW_PORT, endpointBridgeName, MAX_CONNECTOR_ID, MIN_CONNECTOR_ID,
   type EndpointAddress, type EndpointConfig, type WireEnd, type WireSpec
 } from '../types.ts'
 import { TopologyError, WireError } from './errors.ts'
 
-export { wireKey, formatWire, canonicalWire } from '../../blanket-manager/spec/network.ts'
+export { wireKey, formatWire, canonicalWire } from './wires.ts'
 
 // ---------------------------------------------------------------- names and addresses
 

@@ -1,4 +1,4 @@
-import { SupercloudError } from '../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../core/errors.ts'
 
 /** A wire cannot be added or removed (`supercloud wire connect/disconnect`), or breaks the extender rule after placement. */
 export class WireError extends SupercloudError {

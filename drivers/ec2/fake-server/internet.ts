@@ -19,7 +19,7 @@
  *
  * No address or route is added to the root namespace.
  */
-import { formatCidr, formatIpv4, networkOf, parseCidr, sizeOf, type Cidr } from '../../../blanket-manager/spec/ipv4.ts'
+import { formatCidr, formatIpv4, networkOf, parseCidr, sizeOf, type Cidr } from '../../../core/ipv4.ts'
 
 export const DEFAULT_INTERNET = '198.18.232.0/24'
 export const DEFAULT_LAN = '198.18.233.0/24'

@@ -24,7 +24,7 @@ import { wanNs } from '../../local/names.ts'
 import {
   IGW_LINK, IGW_PEER, INET_BRIDGE, LAN_BRIDGE, edgeRules, gatewayRules, internetPlan, publicAddressOf, uplinkValue, type InternetPlan
 } from './internet.ts'
-import { hostStateDir } from '../../../images/host/cloud-init.ts'
+import { hostStateDir } from '../../host-bootstrap/cloud-init.ts'
 import {
   EC2_API_VERSION, Ec2ApiError, errorXml, expectedSignature, filters, itemSet, list, obj, parseAuthorization,
   parseQuery, responseXml, statusFor, str, strList, tagSet, tagSpecs, type QueryObject, type XmlNode

@@ -6,10 +6,10 @@
 import { Command } from 'commander'
 import { resolve } from 'node:path'
 import { Controller } from '../../../blanket-manager/controller.ts'
-import { SupercloudError } from '../../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../../core/errors.ts'
 import { registerEvents } from '../../../blanket-manager/cli/events.ts'
 import { registerServe, type CliHelpers } from '../../../blanket-manager/cli/serve.ts'
-import { loadSpec } from '../../../blanket-manager/spec/load.ts'
+import { loadSpec } from '../../../blanket-manager/specfile/load.ts'
 
 const program = new Command().name('supercloud').option('-f, --file <path>', 'the supercloud spec', 'supercloud.yaml')
 const helpers: CliHelpers = {

@@ -8,7 +8,7 @@ import t from 'tap'
 import { createLocalDriver } from '../../../drivers/local/driver.ts'
 import type { HostRecord } from '../../../drivers/cloud.ts'
 import { sshStateDir } from '../../../drivers/ssh/driver.ts'
-import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
+import { SshConnection } from '../../../core/ssh.ts'
 import { localHost, publishOnLoopback, site, testContext } from '../../integration/drivers/helpers.ts'
 import { sandbox } from '../../helpers/cli.ts'
 

@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { createLocalDriver } from '../../../drivers/local/driver.ts'
-import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
+import { SshConnection } from '../../../core/ssh.ts'
 import { bootstrapHost } from '../../../blanket-manager/bootstrap/blanket.ts'
 import { agentBundle } from '../../../blanket-manager/agent/bundle.ts'
 import { buildTinyImage } from '../../../images/guest/build.ts'

@@ -1,5 +1,5 @@
 /**
- * Host bootstrap to Xen: images/host/xen-boot.sh and bootHostIntoXen() over a real SSH
+ * Host bootstrap to Xen: drivers/host-bootstrap/xen-boot.sh and bootHostIntoXen() over a real SSH
  * connection (local driver host: sshd in a namespace) against a temporary boot directory,
  * with the real GRUB tools (grub-mkconfig with Debian's /etc/grub.d scripts and xen.cfg,
  * grub-reboot, grub-set-default, grub-editenv). The reboot itself cannot happen here: the
@@ -14,10 +14,10 @@ import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/pr
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { createLocalDriver } from '../../../drivers/local/driver.ts'
-import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
+import { SshConnection } from '../../../core/ssh.ts'
 import { bootHostIntoXen, XEN_BOOT_SCRIPT, type XenBootLayout } from '../../../blanket-manager/bootstrap/xen-boot.ts'
 import { findXenEntry, grubDefaultSetting, parseBootStatus, parseKeyValues } from '../../../blanket-manager/bootstrap/xen-boot-plan.ts'
-import type { ProgressEvent } from '../../../blanket-manager/progress.ts'
+import type { ProgressEvent } from '../../../core/progress.ts'
 import { testContext, site, localHost } from '../drivers/helpers.ts'
 
 const run = promisify(execFile)

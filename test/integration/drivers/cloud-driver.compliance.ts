@@ -4,8 +4,8 @@
  */
 import type { Test } from 'tap'
 import type { CloudDriver, DriverContext, HostRecord } from '../../../drivers/cloud.ts'
-import type { HostSpec } from '../../../blanket-manager/spec/types.ts'
-import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
+import type { HostSpec } from '../../../core/spec.ts'
+import { SshConnection } from '../../../core/ssh.ts'
 
 export interface ComplianceOptions {
   driver: CloudDriver

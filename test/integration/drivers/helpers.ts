@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import type { DriverContext } from '../../../drivers/cloud.ts'
-import type { HostSpec, SiteSpec, WanSpec } from '../../../blanket-manager/spec/types.ts'
+import type { HostSpec, SiteSpec, WanSpec } from '../../../core/spec.ts'
 import { ensureSupercloudKey } from '../../../drivers/local/keys.ts'
 import { registerPrefix, sweepPrefix } from '../../helpers/sweep-lib.ts'
 

@@ -4,8 +4,8 @@
  */
 import t from 'tap'
 import { createLocalDriver } from '../../../drivers/local/driver.ts'
-import { SshConnection } from '../../../blanket-manager/ssh/client.ts'
-import { RemoteCommandError } from '../../../blanket-manager/errors.ts'
+import { SshConnection } from '../../../core/ssh.ts'
+import { RemoteCommandError } from '../../../core/errors.ts'
 import { localHost, site, testContext } from './helpers.ts'
 
 const local = createLocalDriver()

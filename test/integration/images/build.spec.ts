@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { buildTinyImage } from '../../../images/guest/build.ts'
 import { INIT_COMMON_DIGEST_KEY, INIT_COMMON_SOURCE } from '../../../images/lib/init-common.ts'
-import type { ProgressEvent } from '../../../blanket-manager/progress.ts'
+import type { ProgressEvent } from '../../../core/progress.ts'
 
 const sha = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex')
 const tmpCache = (t: { teardown: (fn: () => void) => void }): string => {

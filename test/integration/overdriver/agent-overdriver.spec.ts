@@ -22,7 +22,7 @@ import { runInConsole } from '../../../blanket-manager/cli/console.ts'
 import { validateEventInput } from '../../../blanket-manager/events/schema.ts'
 import { createQemuBackend } from '../../../drivers/qemu/backend.ts'
 import { buildTinyImage } from '../../../images/guest/build.ts'
-import type { ControllerPolicy } from '../../../overdriver/controller/decide.ts'
+import type { ControllerPolicy } from '../../../overdriver/decision/decide.ts'
 import { BOOT_TIMEOUT_MS, haveQemu } from '../images/serial-guest.ts'
 import { prefix, tempDir } from './helpers.ts'
 

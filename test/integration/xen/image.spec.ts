@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { buildXenHostImage } from '../../../images/xen-host/build.ts'
-import type { ProgressEvent } from '../../../blanket-manager/progress.ts'
+import type { ProgressEvent } from '../../../core/progress.ts'
 
 const sha = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex')
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { writeFile } from 'node:fs/promises'
-import { CancelledError } from '../../../blanket-manager/errors.ts'
+import { CancelledError } from '../../../core/errors.ts'
 import { buildKit } from '../../../images/lib/build-kit.ts'
 import { cachedImage, type ImageManifest, imageId } from '../../../images/lib/image-cache.ts'
 

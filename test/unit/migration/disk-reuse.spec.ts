@@ -1,5 +1,7 @@
 import t from 'tap'
-import { bitmapName, decideReuse, formatDiskSummary, isMigrationId, MAX_EARLY_PASSES, obsoleteAfter, PASS_CONVERGED_BYTES, shouldRunPass } from '../../../blanket-manager/migration/disk-reuse.ts'
+import { decideReuse, formatDiskSummary, obsoleteAfter } from '../../../blanket-manager/migration/disk-reuse.ts'
+import { bitmapName, MAX_EARLY_PASSES, PASS_CONVERGED_BYTES, shouldRunPass } from '../../../drivers/qemu/disk-bitmap.ts'
+import { isMigrationId } from '../../../core/names.ts'
 
 const MiB = 1048576
 

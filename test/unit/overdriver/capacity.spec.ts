@@ -1,5 +1,5 @@
 import t from 'tap'
-import { binomialCdf, capacityPlan, maxVms, minK, splitExcess } from '../../../overdriver/controller/capacity.ts'
+import { binomialCdf, capacityPlan, maxVms, minK, splitExcess } from '../../../overdriver/decision/capacity.ts'
 
 const M = 1024 * 1024
 

@@ -6,8 +6,8 @@
  */
 import t from 'tap'
 import { DEFAULT_ARRIVAL_GRACE_INTERVALS, DEFAULT_MIGRATION_TIMEOUT_MS } from '../../../overdriver/constants.ts'
-import { decide, DEFAULT_CONTROLLER_POLICY, emptyControllerState, forgetMigrations, type ControllerInput, type ControllerPolicy, type ControllerState, type HostView, type VmView } from '../../../overdriver/controller/decide.ts'
-import type { OverdriverEvent } from '../../../overdriver/controller/events.ts'
+import { decide, DEFAULT_CONTROLLER_POLICY, emptyControllerState, forgetMigrations, type ControllerInput, type ControllerPolicy, type ControllerState, type HostView, type VmView } from '../../../overdriver/decision/decide.ts'
+import type { OverdriverEvent } from '../../../overdriver/decision/events.ts'
 
 const M = 1024 * 1024
 const I = DEFAULT_CONTROLLER_POLICY.intervalMs

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { chooseMigration, decide, DEFAULT_CONTROLLER_POLICY, emptyControllerState, type ControllerInput, type ControllerState, type HostView, type VmView } from '../../../overdriver/controller/decide.ts'
-import type { OverdriverEvent } from '../../../overdriver/controller/events.ts'
+import { chooseMigration, decide, DEFAULT_CONTROLLER_POLICY, emptyControllerState, type ControllerInput, type ControllerState, type HostView, type VmView } from '../../../overdriver/decision/decide.ts'
+import type { OverdriverEvent } from '../../../overdriver/decision/events.ts'
 
 const M = 1024 * 1024
 const vms: VmView[] = [

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { classifyInterval, pagingRate } from '../../../overdriver/controller/interval.ts'
-import { OverloadWindow } from '../../../overdriver/controller/window.ts'
+import { classifyInterval, pagingRate } from '../../../overdriver/decision/interval.ts'
+import { OverloadWindow } from '../../../overdriver/decision/window.ts'
 
 t.test('classifyInterval: strictly above the threshold is overloaded', async t => {
   t.equal(classifyInterval(0), 'normal')

@@ -1,7 +1,7 @@
 /** `supercloud plan`'s Overdriver capacity section from a spec. */
 import t from 'tap'
 import { capacityPlanLines, formatCapacityPlan } from '../../../blanket-manager/cli/plan-capacity.ts'
-import { parseSpec } from '../../../blanket-manager/spec/load.ts'
+import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
 
 const spec = (n: number, overdriver: string): ReturnType<typeof parseSpec> => parseSpec(`
 sites:

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseOverdriverPolicy, parseWindow } from '../../../overdriver/controller/policy.ts'
+import { parseOverdriverPolicy, parseWindow } from '../../../overdriver/decision/policy.ts'
 
 const M = 1024 * 1024
 const ctx = { hosts: { 'host-a': { memoryBytes: 2048 * M }, 'host-b': { memoryBytes: 1024 * M }, 'host-c': { memoryBytes: 1024 * M } } }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Profiler } from '../../../overdriver/controller/profiler.ts'
+import { Profiler } from '../../../overdriver/decision/profiler.ts'
 
 t.test('threshold stays at 120 s until the base count of transients is reached', async t => {
   const p = new Profiler({ baseCount: 5 })

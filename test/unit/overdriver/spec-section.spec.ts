@@ -1,7 +1,7 @@
 /** The `overdriver:` section and per-VM `swap:` in supercloud.yaml, through the spec loader. */
 import t from 'tap'
-import { parseSpec } from '../../../blanket-manager/spec/load.ts'
-import { SpecError, type SpecIssue } from '../../../blanket-manager/errors.ts'
+import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
+import { SpecError, type SpecIssue } from '../../../core/errors.ts'
 
 const M = 1024 ** 2
 

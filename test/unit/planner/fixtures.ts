@@ -1,4 +1,4 @@
-import type { Spec, VmSpec, HostSpec } from '../../../blanket-manager/spec/types.ts'
+import type { Spec, VmSpec, HostSpec } from '../../../core/spec.ts'
 
 const M = 1024 * 1024
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { place, resolveVms, macFor, tapFor, siteGateway } from '../../../blanket-manager/planner/placement.ts'
-import { CapacityError } from '../../../blanket-manager/errors.ts'
+import { CapacityError } from '../../../core/errors.ts'
 import { host, spec, vm } from './fixtures.ts'
 
 t.test('explicit placement is kept and unplaced VMs go first-fit-decreasing', async t => {

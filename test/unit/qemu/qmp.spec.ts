@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CancelledError, QmpError } from '../../../blanket-manager/errors.ts'
+import { CancelledError, QmpError } from '../../../core/errors.ts'
 import { QmpCommandError } from '../../../drivers/qemu/errors.ts'
 import { LineSplitter, QmpClient, withQmp } from '../../../drivers/qemu/qmp.ts'
 

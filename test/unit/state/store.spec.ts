@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { StateStore } from '../../../blanket-manager/state/store.ts'
-import { StateLockedError } from '../../../blanket-manager/errors.ts'
+import { StateLockedError } from '../../../core/errors.ts'
 
 t.test('records survive reopening the file', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'sc-state-'))

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { gunzipSync } from 'node:zlib'
-import { LocalDriverError } from '../../../blanket-manager/errors.ts'
+import { LocalDriverError } from '../../../core/errors.ts'
 import {
   dom0Cmdline, launchCpio, multibootModules, readyState, xenCmdline, xenHostMac, xenHostQemuArgs, xlGuestConfig, type XenHostVmConfig
 } from '../../../drivers/local/xen-host-args.ts'

@@ -3,8 +3,8 @@
  * the errors a user sees (file, line, field) when a spec asks for what Xen hosts cannot do.
  */
 import t from 'tap'
-import { parseSpec } from '../../../blanket-manager/spec/load.ts'
-import { CapacityError, type SpecIssue } from '../../../blanket-manager/errors.ts'
+import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
+import { CapacityError, type SpecIssue } from '../../../core/errors.ts'
 import { place, xenMigrationUnsupported, xenUnsupported } from '../../../blanket-manager/planner/placement.ts'
 import { host, spec, vm } from '../planner/fixtures.ts'
 import { specIssues } from '../spec/issues.ts'
@@ -82,7 +82,7 @@ t.test('placement: a qcow2-image VM pinned to a Xen host is refused; unpinned, i
 })
 
 t.test('examples/xen.yaml: two Xen hosts, its guests placed as written, one wire', async t => {
-  const { loadSpec } = await import('../../../blanket-manager/spec/load.ts')
+  const { loadSpec } = await import('../../../blanket-manager/specfile/load.ts')
   const s = await loadSpec(new URL('../../../examples/xen.yaml', import.meta.url).pathname)
   t.same(Object.values(s.hosts).map(h => [h.name, h.hypervisor.backend]), [['xen-a', 'xen'], ['xen-b', 'xen']])
   t.same(place(s), { web1: 'xen-a', app1: 'xen-a', db1: 'xen-b' })

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { FakeEc2Server, FAKE_ACCESS_KEY_ID, FAKE_AMI, FAKE_SECRET_ACCESS_KEY } from '../../../../drivers/ec2/fake-server/server.ts'
-import type { HostSpec } from '../../../../blanket-manager/spec/types.ts'
+import type { HostSpec } from '../../../../core/spec.ts'
 import { registerPrefix, sweepPrefix } from '../../../helpers/sweep-lib.ts'
 
 /**

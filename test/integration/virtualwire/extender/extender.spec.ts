@@ -8,7 +8,7 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { createLocalDriver, type LocalHostData } from '../../../../drivers/local/driver.ts'
 import type { HostRecord } from '../../../../drivers/cloud.ts'
-import { SshConnection } from '../../../../blanket-manager/ssh/client.ts'
+import { SshConnection } from '../../../../core/ssh.ts'
 import { extenderDevName, extenderRoutes, DEFAULT_UNDERLAY_POLICY } from '../../../../virtualwire/extender/openvpn.ts'
 import {
   applyExtenderRoutes, connectExtender, extenderPid, extenderState, netnsShell, sshShell, startExtender, stopExtender, type HostShell

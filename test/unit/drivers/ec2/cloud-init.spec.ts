@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { HOST_IMAGE_PACKAGES, USER_DATA_LIMIT, ec2UserData, hostBootstrapScript, hostStateDir, parseHostReport } from '../../../../images/host/cloud-init.ts'
+import { HOST_IMAGE_PACKAGES, USER_DATA_LIMIT, ec2UserData, hostBootstrapScript, hostStateDir, parseHostReport } from '../../../../drivers/host-bootstrap/cloud-init.ts'
 
 const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG6g6Dp0x5fW2ZlC1r9Zl1d6z3qL7bq2y0pVhOZ9m1Xk supercloud'
 const opts = { supercloud: 'demo', host: 'web1', stateDir: hostStateDir('demo', 'web1'), publicKey: key }

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { EC2ServiceException } from '@aws-sdk/client-ec2'
 import { mapEc2Error } from '../../../../drivers/ec2/errors.ts'
-import { SupercloudError } from '../../../../blanket-manager/errors.ts'
+import { SupercloudError } from '../../../../core/errors.ts'
 
 /** An error as the SDK raises it for an EC2 error response. */
 function awsError (code: string, message = 'm'): EC2ServiceException {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { desiredIngress, ec2NetworkName, hostOptions, ingressChanges, normalizeCidr, ownInstanceFilters, ownTags, resourceName, spotInterruptionEvent } from '../../../../drivers/ec2/plan.ts'
-import type { HostSpec } from '../../../../blanket-manager/spec/types.ts'
+import type { HostSpec } from '../../../../core/spec.ts'
 
 const id = { name: 'demo', prefix: 'sc3f2a' }
 

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { costPlan, formatCostPlan, loadPriceTable, smallestFitting, validatePriceTable, type PriceTable } from '../../../../drivers/ec2/pricing.ts'
-import type { HostSpec, VmSpec } from '../../../../blanket-manager/spec/types.ts'
+import type { HostSpec, VmSpec } from '../../../../core/spec.ts'
 
 const GIB = 1024 ** 3
 

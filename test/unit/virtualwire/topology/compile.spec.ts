@@ -1,8 +1,8 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { loadSpec } from '../../../../blanket-manager/spec/load.ts'
-import type { Spec } from '../../../../blanket-manager/spec/types.ts'
+import { loadSpec } from '../../../../blanket-manager/specfile/load.ts'
+import type { Spec } from '../../../../core/spec.ts'
 import { tapFor } from '../../../../blanket-manager/planner/placement.ts'
 import { endpointBridgeName, MAX_CONNECTOR_ID, type EndpointConfig, type WireSpec } from '../../../../virtualwire/types.ts'
 import {

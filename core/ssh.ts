@@ -1,0 +1,248 @@
+/**
+ * SSH connection to a host (ssh2). The only channel between the controller and a host:
+ * commands run through exec channels, files go over SFTP, the host agent is reached
+ * through a forwarded unix socket (direct-streamlocal), never an open TCP port.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { Duplex } from 'node:stream'
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2'
+import { HostAuthError, HostUnreachableError, RemoteCommandError, CancelledError } from './errors.ts'
+
+/** How the controller reaches a host over SSH. */
+export interface SshEndpoint {
+  host: string
+  port: number
+  username: string
+  /** Path of the private key file on the controller's machine. */
+  privateKeyPath: string
+  /** Path of a known_hosts-style file pinning the host key, or undefined to accept any (ssh driver with trust on first use). */
+  hostKeyPath?: string
+  /**
+   * A command whose stdin/stdout is a byte stream to host:port (like OpenSSH ProxyCommand),
+   * e.g. ['ip','netns','exec','sc1234-wan','socat','-','TCP:198.18.1.10:22'].
+   * Used by the local driver so the root namespace needs no routes to the sites.
+   */
+  proxyCommand?: string[]
+  /**
+   * A host that answers slowly (an emulated machine, e.g. the local Xen host under TCG): longer
+   * connect timeout and keepalive allowance than the defaults (15 s; 5 s x 3).
+   */
+  slow?: { timeoutMs: number, keepaliveIntervalMs: number, keepaliveCountMax: number }
+}
+
+export interface ExecResult {
+  stdout: string
+  stderr: string
+  code: number | null
+}
+
+export interface ExecOptions {
+  signal?: AbortSignal
+  /** Data written to the command's stdin, then EOF. */
+  stdin?: string | Buffer
+  /** Do not throw on non-zero exit. */
+  allowFailure?: boolean
+  timeoutMs?: number
+}
+
+/** Wraps a ProxyCommand child process as a duplex byte stream for ssh2's `sock` option. */
+function proxyStream (argv: string[]): { stream: Duplex, child: ChildProcess } {
+  const [cmd, ...args] = argv
+  if (cmd === undefined) throw new Error('empty proxyCommand')
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  const stream = new Duplex({
+    read () { child.stdout?.resume() },
+    // A write to a proxy that already exited is dropped: the failure surfaces once, as the end of its output.
+    write (chunk: Buffer, _enc, cb) {
+      if (child.stdin === null || child.stdin.destroyed || child.exitCode !== null) { cb(); return }
+      child.stdin.write(chunk, () => cb())
+    },
+    final (cb) { child.stdin?.end(); cb() },
+    destroy (err, cb) { child.kill('SIGKILL'); cb(err) }
+  })
+  child.stdout?.on('data', (d: Buffer) => { if (!stream.push(d)) child.stdout?.pause() })
+  child.stdout?.on('end', () => stream.push(null))
+  child.on('error', err => stream.destroy(err))
+  child.on('exit', code => {
+    if (code !== 0 && code !== null && !stream.destroyed) stream.destroy(new Error(`proxy command exited ${code}: ${stderr.trim()}`))
+  })
+  child.stdin?.on('error', () => { /* reported through exit */ })
+  return { stream, child }
+}
+
+/** Extracts the base64 key blobs from an OpenSSH public key or known_hosts file. */
+export function parseHostKeys (text: string): Buffer[] {
+  const out: Buffer[] = []
+  for (const line of text.split('\n')) {
+    const parts = line.trim().split(/\s+/)
+    const i = parts.findIndex(p => /^(ssh-|ecdsa-)/.test(p))
+    const blob = i >= 0 ? parts[i + 1] : undefined
+    if (blob !== undefined) out.push(Buffer.from(blob, 'base64'))
+  }
+  return out
+}
+
+export class SshConnection {
+  readonly hostName: string
+  private readonly client: Client
+  private proxy?: ChildProcess
+  private closed = false
+
+  private constructor (hostName: string, client: Client) {
+    this.hostName = hostName
+    this.client = client
+  }
+
+  /** Opens an authenticated connection; typed errors for unreachable host and refused key. */
+  static async connect (hostName: string, ep: SshEndpoint, opts: { signal?: AbortSignal, timeoutMs?: number, keepaliveIntervalMs?: number, keepaliveCountMax?: number } = {}): Promise<SshConnection> {
+    let privateKey: Buffer
+    try {
+      privateKey = await readFile(ep.privateKeyPath)
+    } catch (err) {
+      throw new HostAuthError(hostName, `cannot read private key ${ep.privateKeyPath}`, err)
+    }
+    const pinned = ep.hostKeyPath !== undefined ? parseHostKeys(await readFile(ep.hostKeyPath, 'utf8').catch(() => '')) : undefined
+    const client = new Client()
+    const conn = new SshConnection(hostName, client)
+    const cfg: ConnectConfig = {
+      host: ep.host,
+      port: ep.port,
+      username: ep.username,
+      privateKey,
+      readyTimeout: opts.timeoutMs ?? ep.slow?.timeoutMs ?? 15000,
+      // A host that does not answer keepalives for interval x count is taken as gone; an
+      // emulated host (a Xen dom0 under TCG) on a loaded machine needs a longer allowance.
+      keepaliveInterval: opts.keepaliveIntervalMs ?? ep.slow?.keepaliveIntervalMs ?? 5000,
+      keepaliveCountMax: opts.keepaliveCountMax ?? ep.slow?.keepaliveCountMax ?? 3
+    }
+    if (pinned !== undefined) {
+      cfg.hostVerifier = (key: Buffer) => pinned.some(k => k.equals(key))
+    }
+    if (ep.proxyCommand !== undefined) {
+      const p = proxyStream(ep.proxyCommand)
+      conn.proxy = p.child
+      cfg.sock = p.stream
+    }
+    await new Promise<void>((resolve, reject) => {
+      let settled = false
+      const onAbort = (): void => { settled = true; client.end(); reject(new CancelledError(`connecting to ${hostName}`)) }
+      opts.signal?.addEventListener('abort', onAbort, { once: true })
+      client.once('ready', () => { settled = true; opts.signal?.removeEventListener('abort', onAbort); resolve() })
+      // `on`, not `once`: a failing handshake can report more than one error.
+      client.on('error', (err: Error & { level?: string }) => {
+        if (settled) return
+        settled = true
+        opts.signal?.removeEventListener('abort', onAbort)
+        conn.proxy?.kill('SIGKILL')
+        if (err.level === 'client-authentication') reject(new HostAuthError(hostName, 'all authentication methods failed', err))
+        else if (/host key|hostVerifier|Host denied/i.test(err.message)) reject(new HostAuthError(hostName, `host key does not match the pinned key in ${ep.hostKeyPath ?? ''}`, err))
+        else reject(new HostUnreachableError(hostName, `${ep.host}:${ep.port}: ${err.message}`, err))
+      })
+      client.connect(cfg)
+    })
+    client.on('close', () => { conn.closed = true; conn.proxy?.kill('SIGKILL') })
+    return conn
+  }
+
+  get isClosed (): boolean { return this.closed }
+
+  /** Runs a command; throws RemoteCommandError on non-zero exit unless allowFailure. */
+  async exec (command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    // The command runs in a subshell followed by a line carrying its exit status: an sshd on a
+    // slow host (an emulated Xen dom0 under load) sometimes closes a finished command's channel
+    // without sending the exit status (1-4 in 160 commands); the line still tells how it ended.
+    const ch = await this.channel(`(\n${command}\n)\nprintf '\\n${EXIT_MARK}%s\\n' "$?"`)
+    return await new Promise<ExecResult>((resolve, reject) => {
+      let stdout = ''
+      let stderr = ''
+      let code: number | null = null
+      let timer: NodeJS.Timeout | undefined
+      const onAbort = (): void => { ch.signal('KILL'); ch.close(); reject(new CancelledError(`\`${command}\` on ${this.hostName}`)) }
+      opts.signal?.addEventListener('abort', onAbort, { once: true })
+      if (opts.timeoutMs !== undefined) {
+        timer = setTimeout(() => { ch.signal('KILL'); ch.close(); reject(new RemoteCommandError(this.hostName, command, null, `timed out after ${opts.timeoutMs} ms\n${stderr}`)) }, opts.timeoutMs)
+      }
+      ch.on('data', (d: Buffer) => { stdout += d.toString() })
+      ch.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+      let exited = false
+      let killedBy: string | undefined
+      ch.on('exit', (c: number | null, sig?: string) => { exited = true; code = c; if (c === null && typeof sig === 'string') killedBy = sig })
+      ch.on('close', () => {
+        if (timer !== undefined) clearTimeout(timer)
+        opts.signal?.removeEventListener('abort', onAbort)
+        const marked = splitExitMark(stdout)
+        stdout = marked.stdout
+        // The line is the command's own status (the session's is printf's); without the line
+        // (killed, cut off) the session's status or its absence stands.
+        if (marked.code !== undefined) { exited = true; code = marked.code; killedBy = undefined }
+        // No exit status at all: the session or the whole connection went away mid-command.
+        const why = !exited ? `(no exit status: the SSH ${this.closed ? 'connection' : 'session'} closed before the command finished) ` : killedBy !== undefined ? `(killed by SIG${killedBy}) ` : ''
+        if (code !== 0 && opts.allowFailure !== true) reject(new RemoteCommandError(this.hostName, command, code, why + (stderr || stdout)))
+        else resolve({ stdout, stderr, code })
+      })
+      if (opts.stdin !== undefined) ch.end(opts.stdin)
+      else ch.end()
+    })
+  }
+
+  /** Opens an exec channel and returns the raw stream (for long-running commands). */
+  async channel (command: string, opts: { pty?: boolean } = {}): Promise<ClientChannel> {
+    return await new Promise((resolve, reject) => {
+      this.client.exec(command, opts.pty === true ? { pty: { term: process.env.TERM ?? 'xterm' } } : {}, (err, ch) => {
+        if (err !== undefined && err !== null) reject(new HostUnreachableError(this.hostName, `exec failed: ${err.message}`, err))
+        else resolve(ch)
+      })
+    })
+  }
+
+  /** Opens a byte stream to a unix socket on the host (OpenSSH direct-streamlocal). */
+  async openUnixSocket (path: string): Promise<ClientChannel> {
+    return await new Promise((resolve, reject) => {
+      this.client.openssh_forwardOutStreamLocal(path, (err, ch) => {
+        if (err !== undefined && err !== null) reject(new HostUnreachableError(this.hostName, `cannot open unix socket ${path}: ${err.message}`, err))
+        else resolve(ch)
+      })
+    })
+  }
+
+  /** Writes a file on the host through SFTP (atomically: temp name then rename). */
+  async writeFile (path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+    const sftp = await new Promise<import('ssh2').SFTPWrapper>((resolve, reject) => {
+      this.client.sftp((err, s) => { if (err !== undefined && err !== null) reject(err); else resolve(s) })
+    })
+    const tmp = `${path}.tmp-${process.pid}`
+    try {
+      await new Promise<void>((resolve, reject) => {
+        sftp.writeFile(tmp, data, { mode }, err => { if (err !== undefined && err !== null) reject(err); else resolve() })
+      })
+      await this.exec(`mv -f '${tmp}' '${path}'`)
+    } finally {
+      sftp.end()
+    }
+  }
+
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    this.client.end()
+    this.proxy?.kill('SIGKILL')
+  }
+}
+
+/** Marks the line `exec` appends with the command's exit status. */
+const EXIT_MARK = '__SC_EXIT_STATUS='
+
+/** Splits the exit status line `exec` appends off a command's output (pure). */
+export function splitExitMark (out: string): { stdout: string, code?: number } {
+  const m = new RegExp(`\\n${EXIT_MARK}(\\d+)\\n$`).exec(out)
+  if (m === null) return { stdout: out }
+  return { stdout: out.slice(0, m.index), code: Number(m[1]) }
+}
+
+/** Quotes a string for a POSIX shell. */
+export function shq (s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`
+}
