@@ -2,7 +2,6 @@
  * Pure placement and addressing: which host runs each VM, which address and MAC
  * each NIC gets, and whether everything fits. No I/O.
  */
-import { createHash } from 'node:crypto'
 import type { HostSpec, Spec, VmSpec } from '../../core/spec.ts'
 import { CapacityError } from '../../core/errors.ts'
 import { broadcastOf, firstHostOf, formatIpv4, networkOf, parseCidr } from '../../core/ipv4.ts'
@@ -33,7 +32,8 @@ export function siteGateway (spec: Spec, site: string): string | undefined {
   return s.gateway ?? formatIpv4(firstHostOf(c))
 }
 
-export { macFor, tapFor } from '../../core/names.ts'
+import { macFor, tapFor } from '../../core/names.ts'
+export { macFor, tapFor }
 
 /**
  * Why `vm` cannot run on a Xen host (the Xen backend boots kernel images as PVH domains; its

@@ -7,7 +7,7 @@ import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
 import { CapacityError, type SpecIssue } from '../../../core/errors.ts'
 import { place, xenMigrationUnsupported, xenUnsupported } from '../../../blanket-manager/planner/placement.ts'
 import { host, spec, vm } from '../planner/fixtures.ts'
-import { specIssues } from '../spec/issues.ts'
+import { specIssues } from '../specfile/issues.ts'
 
 const issuesOf = (text: string): SpecIssue[] => specIssues(text, '/specs/x.yaml')
 

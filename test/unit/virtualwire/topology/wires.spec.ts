@@ -8,7 +8,7 @@ import {
 } from '../../../../virtualwire/topology/wires.ts'
 import { specIssues } from '../../specfile/issues.ts'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..')
 
 /** The issues match `expected` one to one (t.match alone lets extra issues through). */
 function exactly (t: Test, issues: SpecIssue[], expected: unknown[], message?: string): void {
