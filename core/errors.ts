@@ -2,12 +2,15 @@
  * Typed errors with stable codes. Every failure a user can meet has one class here
  * (or in the module that owns it, extending SupercloudError) and a line in docs/errors.md.
  */
+import { isErrorCode, type ErrorCode } from './error-codes.ts'
+export { ERROR_CODES, isErrorCode, type ErrorCode } from './error-codes.ts'
+
 export class SupercloudError extends Error {
-  /** Stable machine-readable code, e.g. SC_SPEC_INVALID. Never reworded. */
-  readonly code: string
+  /** Stable machine-readable code, e.g. SC_SPEC_INVALID (core/error-codes.ts). Never reworded. */
+  readonly code: ErrorCode
   /** Process exit code used by the CLI when this error ends a command. */
   readonly exitCode: number
-  constructor (code: string, message: string, options?: { cause?: unknown, exitCode?: number }) {
+  constructor (code: ErrorCode, message: string, options?: { cause?: unknown, exitCode?: number }) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined)
     this.name = new.target.name
     this.code = code
@@ -94,10 +97,13 @@ export class QmpError extends SupercloudError {
   }
 }
 
-/** The host agent answered with an error or could not be reached. */
+/**
+ * The host agent answered with an error or could not be reached. A code the agent sent that is not
+ * one of ours (an agent of another version) becomes SC_AGENT_INTERNAL, the code kept in the message.
+ */
 export class AgentError extends SupercloudError {
   constructor (code: string, message: string) {
-    super(code, message)
+    super(isErrorCode(code) ? code : 'SC_AGENT_INTERNAL', isErrorCode(code) ? message : `${message} (agent code ${code})`)
   }
 }
 
