@@ -8,6 +8,8 @@ import { existsSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { supercloudDir } from '../state/paths.ts'
 import { Controller } from '../controller.ts'
+import { runOperation, type OperationContext, type OperationRequest } from '../operations/operation.ts'
+import { operatorName, registerOperations } from './operations.ts'
 import { SupercloudError, SpecError } from '../../core/errors.ts'
 import { loadSpec } from '../specfile/load.ts'
 import type { Spec } from '../../core/spec.ts'
@@ -63,6 +65,15 @@ function interruptSignal (): AbortSignal {
   return ac.signal
 }
 
+/** Runs a long action as an operation (blanket-manager/operations): recorded, in the event stream, cancellable by id. */
+async function asOperation<T> (c: Controller, req: OperationRequest & { quiet?: boolean }, work: (op: OperationContext) => Promise<T>): Promise<T> {
+  const hub = c.events
+  return await runOperation({ store: c.store, publish: ev => { hub.publish(ev) }, who: operatorName() }, {
+    ...req,
+    onStart: id => { if (req.quiet !== true) process.stderr.write(`operation ${id} (${req.kind}); \`supercloud cancel ${id}\` stops it from another terminal\n`) }
+  }, work)
+}
+
 const program = new Command()
 program
   .name('supercloud')
@@ -76,14 +87,14 @@ program.command('up')
   .action(async (_o: unknown, cmd: Command) => {
     await withController(cmd, async (c, spec) => {
       if (spec === undefined) return
-      const signal = interruptSignal()
       const t0 = Date.now()
-      const r = await c.up(spec, {
-        signal,
+      const r = await asOperation(c, { kind: 'up', signal: interruptSignal() }, async op => await c.up(spec, {
+        signal: op.signal,
+        onProgress: op.onProgress,
         onPlan: lines => {
           process.stderr.write(lines.length === 0 ? 'plan: nothing to change\n' : `plan (${lines.length} change${lines.length === 1 ? '' : 's'}):\n${lines.map(l => `  ${l}`).join('\n')}\n`)
         }
-      })
+      }))
       process.stderr.write(`up: ${r.applied} change${r.applied === 1 ? '' : 's'} applied in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`)
     })
   })
@@ -109,7 +120,7 @@ program.command('down')
   .description('remove everything `up` made, including the local state')
   .action(async (_o: unknown, cmd: Command) => {
     await withController(cmd, async c => {
-      await c.down({ signal: interruptSignal() })
+      await asOperation(c, { kind: 'down', signal: interruptSignal() }, async op => { await c.down({ signal: op.signal, onProgress: op.onProgress }) })
       process.stderr.write('down: everything removed\n')
     }, false)
   })
@@ -189,14 +200,15 @@ program.command('migrate')
       }
       if (o.to === undefined) throw new SupercloudError('SC_USAGE', 'migrate needs --to <host> (or --cancel)', { exitCode: 2 })
       const bar = makeMigrationBar(vm, o.to)
-      const r = await c.migrate(spec, vm, o.to, {
+      const to = o.to
+      const r = await asOperation(c, { kind: 'migrate', subject: vm, signal: interruptSignal(), quiet: true }, async op => await c.migrate(spec, vm, to, {
         mode: o.mode,
         maxDowntimeMs: parseDuration(o.maxDowntime),
         ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidth(o.bandwidth) / 8 } : {}),
         deadlineMs: parseDuration(o.deadline),
-        signal: interruptSignal(),
+        signal: op.signal,
         onProgress: p => bar.update(p)
-      })
+      }))
       bar.done()
       if (o.json === true) process.stdout.write(JSON.stringify(r, null, 2) + '\n')
       else process.stdout.write(formatMigrationSummary(vm, r) + '\n')
@@ -245,6 +257,7 @@ for (const [verb, connect] of [['connect', true], ['disconnect', false]] as cons
 }
 
 registerServe(program, { withController })
+registerOperations(program, { withController })
 registerEvents(program, { withController })
 registerCost(program, { withController })
 

@@ -41,6 +41,11 @@ export function describeEvent (ev: SupercloudEvent): string {
     case 'migration.completed': return `migration ${ev.data.migration} completed in ${(ev.data.durationMs / 1000).toFixed(1)} s`
     case 'migration.failed': return `migration ${ev.data.migration} failed: ${ev.data.error}`
     case 'migration.cancelled': return `migration ${ev.data.migration} cancelled${ev.data.reason !== undefined ? `: ${ev.data.reason}` : ''}`
+    case 'operation.started': return `operation ${ev.data.operation} (${ev.data.kind}${ev.data.subject !== undefined ? ` ${ev.data.subject}` : ''}) started by ${ev.data.by}`
+    case 'operation.progress': return `operation ${ev.data.operation}: ${ev.data.subject}: ${ev.data.phase}: ${ev.data.message}`
+    case 'operation.completed': return `operation ${ev.data.operation} (${ev.data.kind}) completed in ${(ev.data.durationMs / 1000).toFixed(1)} s`
+    case 'operation.failed': return `operation ${ev.data.operation} (${ev.data.kind}) failed: ${ev.data.error}`
+    case 'operation.cancelled': return `operation ${ev.data.operation} (${ev.data.kind}) cancelled${ev.data.by !== undefined ? ` by ${ev.data.by}` : ''}`
     case 'overload.started': return `overload started: paging ${Math.round(ev.data.pagingRate)} pages/s > threshold ${Math.round(ev.data.threshold)}`
     case 'overload.classified': return `overload classified ${ev.data.classification}`
     case 'overload.swap': return `cooperative swap ${ev.data.enabled ? 'on' : 'off'}${ev.data.reason !== undefined ? `: ${ev.data.reason}` : ''}`

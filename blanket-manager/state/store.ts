@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS hosts (
 CREATE TABLE IF NOT EXISTS vms (
   name TEXT PRIMARY KEY, host TEXT NOT NULL, spec_hash TEXT NOT NULL, status TEXT NOT NULL,
   record TEXT, error TEXT, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT, who TEXT NOT NULL, pid INTEGER NOT NULL, started TEXT NOT NULL, ended TEXT, status TEXT NOT NULL, cancel_by TEXT);
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
 `
 
@@ -152,6 +153,32 @@ export class StateStore {
 
   setMeta (key: string, value: string): void {
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value)
+  }
+
+  /** Records an operation that starts now (operations/operation.ts). */
+  insertOperation (row: Omit<OperationRow, 'ended' | 'cancelBy' | 'status'>): void {
+    this.db.prepare('INSERT INTO operations (id, kind, subject, who, pid, started, status) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(row.id, row.kind, row.subject ?? null, row.who, row.pid, row.started, 'running')
+  }
+
+  finishOperation (id: string, status: Exclude<OperationStatus, 'running'>, ended: string): void {
+    this.db.prepare("UPDATE operations SET status = ?, ended = ? WHERE id = ? AND status = 'running'").run(status, ended, id)
+  }
+
+  /** Asks a running operation to stop (it polls for this); false when no such operation runs. */
+  requestCancel (id: string, by: string): boolean {
+    return this.db.prepare("UPDATE operations SET cancel_by = ? WHERE id = ? AND status = 'running'").run(by, id).changes === 1
+  }
+
+  operation (id: string): OperationRow | undefined {
+    const r = this.db.prepare('SELECT * FROM operations WHERE id = ?').get(id) as Record<string, unknown> | undefined
+    return r === undefined ? undefined : toOperationRow(r)
+  }
+
+  /** Operations newest first; `running` only those not ended. */
+  operations (opts: { running?: boolean, limit?: number } = {}): OperationRow[] {
+    const where = opts.running === true ? "WHERE status = 'running'" : ''
+    return (this.db.prepare(`SELECT * FROM operations ${where} ORDER BY started DESC LIMIT ?`).all(opts.limit ?? 50) as Array<Record<string, unknown>>).map(toOperationRow)
   }
 
   /** The per-supercloud prefix for kernel object names, chosen once and kept. */
@@ -356,4 +383,30 @@ export function isAlive (pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
+}
+
+export type OperationStatus = 'running' | 'completed' | 'failed' | 'cancelled'
+
+/** One long-running action (up, down, migrate) as the state records it. */
+export interface OperationRow {
+  id: string
+  kind: string
+  /** What it acts on (a VM for migrate), when not the whole supercloud. */
+  subject?: string
+  /** user@machine that started it. */
+  who: string
+  pid: number
+  started: string
+  ended?: string
+  status: OperationStatus
+  /** Who asked it to stop (set by `supercloud cancel` / the dashboard), while it still runs. */
+  cancelBy?: string
+}
+
+function toOperationRow (r: Record<string, unknown>): OperationRow {
+  const row: OperationRow = { id: String(r.id), kind: String(r.kind), who: String(r.who), pid: Number(r.pid), started: String(r.started), status: String(r.status) as OperationStatus }
+  if (typeof r.subject === 'string') row.subject = r.subject
+  if (typeof r.ended === 'string') row.ended = r.ended
+  if (typeof r.cancel_by === 'string') row.cancelBy = r.cancel_by
+  return row
 }
