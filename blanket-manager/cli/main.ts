@@ -9,7 +9,7 @@ import { basename, dirname, resolve } from 'node:path'
 import { supercloudDir } from '../state/paths.ts'
 import { Controller } from '../controller.ts'
 import { runOperation, type OperationContext, type OperationRequest } from '../operations/operation.ts'
-import { operatorName, registerOperations } from './operations.ts'
+import { operatorName, reapOperations, registerOperations } from './operations.ts'
 import { SupercloudError, SpecError } from '../../core/errors.ts'
 import { loadSpec } from '../specfile/load.ts'
 import type { Spec } from '../../core/spec.ts'
@@ -68,6 +68,7 @@ function interruptSignal (): AbortSignal {
 /** Runs a long action as an operation (blanket-manager/operations): recorded, in the event stream, cancellable by id. */
 async function asOperation<T> (c: Controller, req: OperationRequest & { quiet?: boolean }, work: (op: OperationContext) => Promise<T>): Promise<T> {
   const hub = c.events
+  reapOperations(c.store)
   return await runOperation({ store: c.store, publish: ev => { hub.publish(ev) }, who: operatorName() }, {
     ...req,
     onStart: id => { if (req.quiet !== true) process.stderr.write(`operation ${id} (${req.kind}); \`supercloud cancel ${id}\` stops it from another terminal\n`) }

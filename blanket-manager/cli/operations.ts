@@ -8,7 +8,7 @@ import { hostname, userInfo } from 'node:os'
 import type { Command } from 'commander'
 import { NotFoundError, SupercloudError } from '../../core/errors.ts'
 import { isOperationId } from '../operations/operation.ts'
-import type { OperationRow } from '../state/store.ts'
+import type { OperationRow, StateStore } from '../state/store.ts'
 import type { CliHelpers } from './serve.ts'
 
 /** user@machine of whoever runs this process, as operations and locks record it. */
@@ -16,6 +16,20 @@ export function operatorName (): string {
   let user = process.env.USER ?? 'unknown'
   try { user = userInfo().username } catch { /* no passwd entry */ }
   return `${user}@${hostname()}`
+}
+
+/**
+ * Operations started on this machine whose process is gone (kill -9, a crash) are ended as failed,
+ * so they do not show as running for ever. Those of other machines are left to their owners.
+ */
+export function reapOperations (store: Pick<StateStore, 'operations' | 'finishOperation'>, me = operatorName()): void {
+  const machine = me.slice(me.indexOf('@'))
+  for (const o of store.operations({ running: true, limit: 1000 })) {
+    if (!o.who.endsWith(machine)) continue
+    try { process.kill(o.pid, 0) } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') store.finishOperation(o.id, 'failed', new Date().toISOString())
+    }
+  }
 }
 
 export function formatOperation (o: OperationRow): string {
@@ -32,6 +46,7 @@ export function registerOperations (program: Command, helpers: CliHelpers): void
     .option('--json', 'machine-readable output')
     .action(async (o: { all?: boolean, json?: boolean }, cmd: Command) => {
       await helpers.withController(cmd, async c => {
+        reapOperations(c.store)
         const rows = c.store.operations({ running: o.all !== true })
         if (o.json === true) process.stdout.write(JSON.stringify(rows, null, 2) + '\n')
         else process.stdout.write(rows.length === 0 ? 'no operations running\n' : rows.map(formatOperation).join('\n') + '\n')

@@ -24,6 +24,8 @@ const model = new LiveModel()
 /** @type {any[]} events for the timeline, newest last */
 const timeline = []
 const TIMELINE_MAX = 400
+/** Operations (up, down, migrate) running now, from any terminal: id → { kind, by, subject, step }. */
+const operations = new Map()
 
 /** Element builder: h('td', { class: 'num' }, 'text', child) */
 function h (tag, attrs = {}, ...children) {
@@ -98,8 +100,23 @@ function connectEvents (since) {
 }
 
 const LIFECYCLE = /^(host|vm|agent)\.(?!stats)/
+function trackOperation (ev) {
+  const d = ev.data
+  if (ev.type === 'operation.started') operations.set(d.operation, { kind: d.kind, by: d.by, subject: d.subject, step: '' })
+  else if (ev.type === 'operation.progress' && operations.has(d.operation)) operations.get(d.operation).step = `${d.subject}: ${d.message}`
+  else if (/^operation\.(completed|failed|cancelled)$/.test(ev.type)) operations.delete(d.operation)
+}
+
+async function cancelOperation (id, button) {
+  button.disabled = true
+  button.textContent = 'cancelling…'
+  const r = await fetch(`/api/operations/${id}/cancel`, { method: 'POST', ...auth })
+  if (!r.ok) button.textContent = r.status === 409 ? 'already ended' : `HTTP ${r.status}`
+}
+
 function onEvent (ev) {
   model.apply(ev)
+  if (ev.type.startsWith('operation.')) trackOperation(ev)
   if (ev.type !== 'vm.stats') {
     timeline.push(ev)
     if (timeline.length > TIMELINE_MAX) timeline.splice(0, timeline.length - TIMELINE_MAX)
@@ -128,7 +145,18 @@ function render () {
   renderGraphs()
   renderTopology()
   renderMigrations()
+  renderOperations()
   renderTimeline()
+}
+
+function renderOperations () {
+  const rows = [...operations.entries()].map(([id, o]) => {
+    const button = h('button', { type: 'button', 'data-operation': id }, 'cancel')
+    button.onclick = () => { void cancelOperation(id, button) }
+    return h('div', { class: 'operation', 'data-operation': id },
+      h('strong', {}, `${o.kind}${o.subject ? ` ${o.subject}` : ''}`), ` ${id} by ${o.by} `, h('span', { class: 'muted' }, o.step), ' ', button)
+  })
+  $('operations').replaceChildren(...(rows.length === 0 ? [h('p', { class: 'muted' }, 'none running')] : rows))
 }
 
 function vmNames () {

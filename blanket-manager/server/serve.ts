@@ -75,6 +75,7 @@ export async function runServe (c: Controller, opts: ServeOptions = {}): Promise
     status: async () => await c.status(),
     cachedStatus: () => poller?.status,
     openConsole: async vm => await c.openConsole(vm),
+    operations: { running: () => c.store.operations({ running: true }), cancel: (id, by) => c.store.requestCancel(id, by) },
     sites: () => {
       const ctx = JSON.parse(c.store.getMeta('context') ?? '{}') as { sites?: Record<string, unknown> }
       return ctx.sites ?? {}

@@ -6,6 +6,8 @@
  *   GET  /api/info              schema version, event bounds, sites
  *   POST /api/events            publish one event (validated like an agent's push)
  *   GET  /metrics               Prometheus text
+ *   GET  /api/operations        running operations (up, down, migrate) from any terminal
+ *   POST /api/operations/<id>/cancel   ask one to stop (as `supercloud cancel`)
  *   WS   /api/events?since=N&vm=X&host=H&type=T   events, resumable (docs/events.md)
  *   WS   /api/console/<vm>      the guest's serial console, raw bytes both ways
  *
@@ -24,6 +26,7 @@ import type { LiveModel } from '../events/model.ts'
 import { EVENT_SCHEMA_VERSION } from '../events/schema.ts'
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.ts'
 import { tokenMatches } from './token.ts'
+import type { OperationRow } from '../state/store.ts'
 
 /** WebSocket close codes this server uses (4000-4999 are the application's). */
 export const WS_CLOSE = {
@@ -59,6 +62,12 @@ export interface ServerOptions {
   sites?: () => Record<string, unknown>
   /** Dashboard files by path ('/' is index.html). */
   assets?: Map<string, Asset>
+  /** Operations in the supercloud's state (blanket-manager/operations). */
+  operations?: {
+    running: () => OperationRow[]
+    /** Marks a cancel request; false when no such operation runs. */
+    cancel: (id: string, by: string) => boolean
+  }
   /** Bytes buffered on an events socket above which the server stops taking from the subscription. */
   highWaterBytes?: number
   /** Live events a subscriber may have queued before it is disconnected (default: the hub's). */
@@ -133,6 +142,12 @@ export async function startServer (opts: ServerOptions): Promise<RunningServer> 
       res.end(token === undefined ? 'unauthorized: a token is required (see `supercloud serve` output)\n' : 'unauthorized: bad token\n')
       return
     }
+    // A page on another origin (another port on 127.0.0.1 counts as same-site for the cookie) may not POST here.
+    if (req.method !== 'GET' && req.method !== 'HEAD' && req.headers.origin !== undefined && req.headers.origin !== `http://${req.headers.host ?? ''}`) {
+      res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end(`forbidden: requests from origin ${req.headers.origin} are not accepted\n`)
+      return
+    }
     try {
       const path = url.pathname
       if (req.method === 'GET' && path === '/api/status') return sendJson(res, 200, await opts.status())
@@ -150,6 +165,13 @@ export async function startServer (opts: ServerOptions): Promise<RunningServer> 
           if (err instanceof EventRejectedError) return sendJson(res, 400, { ...errorBody(err), issues: err.issues })
           throw err
         }
+      }
+      if (opts.operations !== undefined && req.method === 'GET' && path === '/api/operations') return sendJson(res, 200, opts.operations.running())
+      const cancel = /^\/api\/operations\/([0-9a-f]{8})\/cancel$/.exec(path)
+      if (opts.operations !== undefined && req.method === 'POST' && cancel !== null) {
+        const id = cancel[1] as string
+        if (!opts.operations.cancel(id, 'dashboard')) return sendJson(res, 409, { code: 'SC_OPERATION_ENDED', message: `operation ${id} is not running` })
+        return sendJson(res, 202, { operation: id, cancel: 'requested' })
       }
       if (req.method === 'GET' && path === '/metrics') {
         const text = renderMetrics({ status: opts.cachedStatus?.(), model: opts.model, hub: opts.hub.stats(), connections: { events: conns.events.size, console: conns.console.size } })
