@@ -123,7 +123,7 @@ export class MemAgent implements HostAgent {
     return g === undefined ? { name, state: 'absent' } : { name, state: g.state, detail: g.detail }
   }
 
-  private emit (ev: Omit<AgentEvent, 'ts'>): void {
+  private emit (ev: { type: string, vm: string, [k: string]: unknown }): void {
     for (const l of this.listeners) l({ ...ev, ts: new Date().toISOString() })
   }
 
