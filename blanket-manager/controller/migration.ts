@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto'
 import type { MigrationProgress } from '../../core/migration.ts'
 import { CancelledError, CapacityError, NotFoundError, SupercloudError } from '../../core/errors.ts'
-import type { Spec, VmSpec } from '../../core/spec.ts'
+import type { Spec, VmSpec, WireSpec } from '../../core/spec.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import { diffEndpoints, type EndpointWrite, type Topology } from '../../virtualwire/topology/compile.ts'
 import type { VmLaunch } from '../agent/protocol.ts'
@@ -31,6 +31,8 @@ type Incoming = Awaited<ReturnType<HostAgent['prepareIncoming']>>
 
 /** The endpoint writes that move a wired VM's endpoints to the destination. */
 interface WirePlan {
+  /** The wires in force when the migration started. */
+  wires: WireSpec[]
   topoAfter: Topology
   /** Endpoints created on the destination before the stream. */
   pre: EndpointWrite[]
@@ -270,6 +272,7 @@ class MigrationRun<A extends HostAgent> {
     const before = await this.wiring.currentEndpoints()
     const writes = diffEndpoints(before, topoAfter.endpoints)
     this.wires = {
+      wires,
       topoAfter,
       pre: writes.filter(w => w.file === 'create'),
       repoint: writes.filter(w => /^\d+$/.test(w.file)),
@@ -388,7 +391,7 @@ class MigrationRun<A extends HostAgent> {
     this.say(formatDiskSummary(summary, from))
     if (this.wires !== undefined) {
       await this.wiring.applyEndpointWrites(this.wires.post)
-      if (!repointFailed) this.c.state.setWiresApplied(wiringHash(after.spec, this.wiring.wires(spec), after.resolved))
+      if (!repointFailed) this.c.state.setWiresApplied(wiringHash(after.spec, this.wires.wires, after.resolved))
     }
     this.c.store.journal('migration.completed', vm, { from, to, ...summary })
     this.report.completed(summary)
