@@ -14,7 +14,7 @@
  */
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
-import type { MigrateResult } from '../blanket-manager/controller.ts'
+import type { MigrateResult } from '../blanket-manager/controller/index.ts'
 import { CliSandbox } from './lib/cli.ts'
 import { benchLog, machineInfo, runBench } from './lib/entry.ts'
 import { bringUp, guestProbe, migrateVm, startEcho, type ProbeSummary } from './lib/migrate-lab.ts'

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import type { StatusReport } from '../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../blanket-manager/controller/index.ts'
 import { onInterrupt } from './lab.ts'
 import { run } from './proc.ts'
 

@@ -5,7 +5,7 @@
  * on the serial console (netprobe's echo and sender, memload), and `supercloud migrate --json`
  * with its outcome.
  */
-import type { MigrateResult, StatusReport } from '../../blanket-manager/controller.ts'
+import type { MigrateResult, StatusReport } from '../../blanket-manager/controller/index.ts'
 import type { CliResult, CliSandbox } from './cli.ts'
 import type { BenchLog } from './entry.ts'
 import { median, r3 } from './proc.ts'

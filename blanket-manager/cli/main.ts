@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { supercloudDir } from '../state/paths.ts'
-import { Controller } from '../controller.ts'
+import { createController, type Controller } from '../controller/index.ts'
 import { runOperation, type OperationContext, type OperationRequest } from '../operations/operation.ts'
 import { operatorName, reapOperations, registerOperations } from './operations.ts'
 import { SupercloudError, SpecError } from '../../core/errors.ts'
@@ -44,7 +44,7 @@ async function withController<T> (cmd: Command, fn: (c: Controller, spec: Spec |
   }
   // Read-only commands on a supercloud that does not exist must not create its state.
   if (ifAbsent !== undefined && !existsSync(supercloudDir(name))) return ifAbsent(name)
-  const c = new Controller(name, { onProgress: makeProgressPrinter() })
+  const c = createController(name, { onProgress: makeProgressPrinter() })
   try {
     return await fn(c, spec)
   } finally {

@@ -1,6 +1,6 @@
 /** Terminal display of a migration: a progress bar that never runs backwards, and the summary. */
 import type { MigrationProgress } from '../../drivers/qemu/migration-progress.ts'
-import type { MigrateResult } from '../controller.ts'
+import type { MigrateResult } from '../controller/index.ts'
 
 function mib (b: number): string { return `${(b / 1048576).toFixed(1)} MiB` }
 

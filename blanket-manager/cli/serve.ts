@@ -3,7 +3,7 @@
  * web console, Prometheus metrics). Registered on the program by cli/main.ts.
  */
 import { Option, type Command } from 'commander'
-import type { Controller } from '../controller.ts'
+import type { Controller } from '../controller/index.ts'
 import { SupercloudError } from '../../core/errors.ts'
 import { startOverdriverLoop } from '../server/overdriver-loop.ts'
 import { runServe } from '../server/serve.ts'

@@ -1,5 +1,5 @@
 /** Human-readable rendering of `supercloud status`. */
-import type { StatusReport } from '../controller.ts'
+import type { StatusReport } from '../controller/index.ts'
 
 function mib (b: number): string { return `${Math.round(b / 1048576)}M` }
 

@@ -4,7 +4,7 @@
  * known, per-host up, migrations' progress, event counters. Pure: built from the last status
  * report, the live model and the hub's counters.
  */
-import type { StatusReport } from '../controller.ts'
+import type { StatusReport } from '../controller/index.ts'
 import type { HubStats } from '../events/hub.ts'
 import type { LiveModel } from '../events/model.ts'
 import { EVENT_TYPE_NAMES } from '../events/schema.ts'

@@ -7,7 +7,7 @@
  * connection and subscribes again on a new one (agent restarted, connection dropped).
  */
 import type { AgentClient } from '../agent/client.ts'
-import type { Controller } from '../controller.ts'
+import type { Controller } from '../controller/index.ts'
 import { ingestAgentEvents, type EventHub } from '../events/hub.ts'
 import type { Spec } from '../../core/spec.ts'
 import type { HostView } from '../../overdriver/decision/decide.ts'

@@ -7,7 +7,7 @@
  * coming back (`agent.down` / `agent.up`).
  */
 import type { AgentClient } from '../agent/client.ts'
-import type { StatusReport } from '../controller.ts'
+import type { StatusReport } from '../controller/index.ts'
 import { ingestAgentEvents, type EventHub, type EventRejectedError } from '../events/hub.ts'
 import type { EventInput } from '../events/schema.ts'
 

@@ -4,7 +4,7 @@
  * poller, the dashboard built in memory, and the HTTP/WebSocket server. Start order: hub,
  * model (replayed from history), dashboard build, server, poller; stop is the reverse.
  */
-import type { Controller } from '../controller.ts'
+import type { Controller } from '../controller/index.ts'
 import { buildDashboard } from '../dashboard/build.ts'
 import { EventHub, type EventHubOptions } from '../events/hub.ts'
 import { LiveModel } from '../events/model.ts'
@@ -76,10 +76,7 @@ export async function runServe (c: Controller, opts: ServeOptions = {}): Promise
     cachedStatus: () => poller?.status,
     openConsole: async vm => await c.openConsole(vm),
     operations: { running: () => c.store.operations({ running: true }), cancel: (id, by) => c.store.requestCancel(id, by) },
-    sites: () => {
-      const ctx = JSON.parse(c.store.getMeta('context') ?? '{}') as { sites?: Record<string, unknown> }
-      return ctx.sites ?? {}
-    }
+    sites: () => c.state.context()?.sites ?? {}
   })
   writeServeInfo(c.dir, { url: server.url, host: server.host, port: server.port, pid: process.pid, started: new Date().toISOString() })
   poller?.start()

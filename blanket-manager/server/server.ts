@@ -19,7 +19,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, WebSocket, type RawData } from 'ws'
-import type { StatusReport } from '../controller.ts'
+import type { StatusReport } from '../controller/index.ts'
 import { SupercloudError } from '../../core/errors.ts'
 import { EventRejectedError, type EventHub, type Subscription, type SubscriptionItem } from '../events/hub.ts'
 import type { LiveModel } from '../events/model.ts'

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { sandbox, ROOT } from '../helpers/cli.ts'
 import { leftovers } from '../helpers/sweep-lib.ts'
 import { parseSpec } from '../../blanket-manager/specfile/load.ts'
-import type { StatusReport } from '../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../blanket-manager/controller/index.ts'
 
 const exampleFile = join(ROOT, 'examples', 'local.yaml')
 const text = readFileSync(exampleFile, 'utf8')

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process'
 import { sandbox } from '../helpers/cli.ts'
 import { leftovers } from '../helpers/sweep-lib.ts'
 import { oneHostSpec, tinyVmLine, twoHostSpec } from '../helpers/specs.ts'
-import type { StatusReport } from '../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../blanket-manager/controller/index.ts'
 
 const oneHost = (name: string, vms: string): string => oneHostSpec({ name, subnet: '198.18.10.0/24', vms })
 

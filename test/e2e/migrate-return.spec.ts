@@ -10,7 +10,7 @@ import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { sandbox } from '../helpers/cli.ts'
 import { tinyVm, twoHostSpec } from '../helpers/specs.ts'
-import type { StatusReport } from '../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../blanket-manager/controller/index.ts'
 
 const MiB = 1048576
 const DISK = 64 * MiB

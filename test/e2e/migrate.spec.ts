@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process'
 import { sandbox } from '../helpers/cli.ts'
 import { leftovers } from '../helpers/sweep-lib.ts'
 import { tcgSpec, tinyVm } from '../helpers/specs.ts'
-import type { StatusReport } from '../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../blanket-manager/controller/index.ts'
 
 const spec = tcgSpec({
   name: 'mig',

@@ -5,7 +5,7 @@
  */
 import { Command } from 'commander'
 import { resolve } from 'node:path'
-import { Controller } from '../../../blanket-manager/controller.ts'
+import { createController } from '../../../blanket-manager/controller/index.ts'
 import { SupercloudError } from '../../../core/errors.ts'
 import { registerEvents } from '../../../blanket-manager/cli/events.ts'
 import { registerServe, type CliHelpers } from '../../../blanket-manager/cli/serve.ts'
@@ -15,7 +15,7 @@ const program = new Command().name('supercloud').option('-f, --file <path>', 'th
 const helpers: CliHelpers = {
   withController: async (cmd, fn) => {
     const spec = await loadSpec(resolve((cmd.optsWithGlobals() as { file: string }).file))
-    const c = new Controller(spec.name)
+    const c = createController(spec.name)
     try { return await fn(c, spec) } finally { c.close() }
   }
 }

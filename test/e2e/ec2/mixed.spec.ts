@@ -24,7 +24,7 @@ import { FAKE_ACCESS_KEY_ID, FAKE_AMI, FAKE_SECRET_ACCESS_KEY } from '../../../d
 import { sandbox } from '../../helpers/cli.ts'
 import { leftovers } from '../../helpers/sweep-lib.ts'
 import { startFakeEc2 } from '../../integration/drivers/ec2/fake-ec2.ts'
-import type { StatusReport } from '../../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../../blanket-manager/controller/index.ts'
 
 // Torn down last (teardowns run in reverse order): the sandboxes' `down` still reaches it.
 const fake = await startFakeEc2(t)

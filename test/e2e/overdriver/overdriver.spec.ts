@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { sandbox } from '../../helpers/cli.ts'
-import type { StatusReport } from '../../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../../blanket-manager/controller/index.ts'
 
 const spec = `
 name: od

@@ -10,7 +10,7 @@
 import t, { type Test } from 'tap'
 import { sandbox } from '../../helpers/cli.ts'
 import { leftovers } from '../../helpers/sweep-lib.ts'
-import type { StatusReport } from '../../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../../blanket-manager/controller/index.ts'
 
 const spec = `
 name: xen

@@ -8,7 +8,7 @@ import { createServer, connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
-import { Controller } from '../../../blanket-manager/controller.ts'
+import { createController } from '../../../blanket-manager/controller/index.ts'
 import { AgentClient } from '../../../blanket-manager/agent/client.ts'
 import { EventHub, ingestAgentEvents } from '../../../blanket-manager/events/hub.ts'
 import type { EventInput, SupercloudEvent } from '../../../blanket-manager/events/schema.ts'
@@ -18,7 +18,7 @@ import { readServeInfo } from '../../../blanket-manager/server/token.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'sc-serve-'))
 const env = { ...process.env, SUPERCLOUD_STATE_DIR: join(root, 'state') }
-const c = new Controller('sct-serve', { env })
+const c = createController('sct-serve', { env })
 let s: Serving
 t.before(async () => {
   s = await runServe(c, { port: 0, pollMs: 0, followMs: 50, queueLimit: 200, highWaterBytes: 16 * 1024 })

@@ -3,7 +3,7 @@ import { LiveModel } from '../../../blanket-manager/events/model.ts'
 import { describeEvent, formatBytes, formatEventLine } from '../../../blanket-manager/events/format.ts'
 import { renderMetrics } from '../../../blanket-manager/server/metrics.ts'
 import { EVENT_SCHEMA_VERSION, type EventInput, type SupercloudEvent } from '../../../blanket-manager/events/schema.ts'
-import type { StatusReport } from '../../../blanket-manager/controller.ts'
+import type { StatusReport } from '../../../blanket-manager/controller/index.ts'
 
 let seq = 0
 const at = (i: EventInput, ts = `2025-01-01T00:00:${String(seq).padStart(2, '0')}Z`): SupercloudEvent =>

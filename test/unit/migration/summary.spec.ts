@@ -1,6 +1,6 @@
 import t from 'tap'
 import { formatMigrationSummary } from '../../../blanket-manager/cli/migrate.ts'
-import type { MigrateResult } from '../../../blanket-manager/controller.ts'
+import type { MigrateResult } from '../../../blanket-manager/controller/index.ts'
 
 const MiB = 1024 * 1024
 const base: MigrateResult = {

@@ -1,6 +1,6 @@
 /** How an ec2 site and a local site reach each other: extender peer addresses, the local uplink option, which sites the local driver builds. */
 import t from 'tap'
-import { peerAddress } from '../../../../blanket-manager/controller.ts'
+import { peerAddress } from '../../../../blanket-manager/controller/index.ts'
 import { parseUplink, uplinkNftRules, uplinkPeerLink } from '../../../../drivers/local/uplink.ts'
 import { localSites } from '../../../../drivers/local/plan.ts'
 import type { HostRecord } from '../../../../drivers/cloud.ts'

@@ -1,0 +1,49 @@
+/**
+ * The controller's entry: createController wires the real collaborators (state store, cloud
+ * drivers, SSH sessions, event hub, guest images, Blanket bootstrap) into a Controller.
+ */
+import { createEc2Driver } from '../../drivers/ec2/driver.ts'
+import { createLocalDriver } from '../../drivers/local/driver.ts'
+import { createSshDriver } from '../../drivers/ssh/driver.ts'
+import type { AgentClient } from '../agent/client.ts'
+import type { HostRecord } from '../../drivers/cloud.ts'
+import { EventHub } from '../events/hub.ts'
+import { supercloudDir } from '../state/paths.ts'
+import { StateStore } from '../state/store.ts'
+import { Controller } from './controller.ts'
+import { blanketHostSetup, sshGuestImages, thisMachine } from './real.ts'
+import { SshSessions } from './sessions.ts'
+import type { ControllerOptions } from './types.ts'
+import { NotFoundError } from '../../core/errors.ts'
+
+export { Controller } from './controller.ts'
+export type { ControllerComponents, GuestImages, HostSetup, LocalMachine } from './components.ts'
+export type { HostAgent, HostSessions } from './sessions.ts'
+export { peerAddress } from './wiring.ts'
+export { bootTimeoutMs, type ControllerOptions, type HostStatus, type MigrateOptions, type MigrateResult, type StatusReport, type UpResult, type VmStatus } from './types.ts'
+
+/** The controller of supercloud `spec` (its name, or a spec carrying it), with the real drivers and connections. */
+export function createController (spec: string | { name: string }, opts: ControllerOptions = {}): Controller<AgentClient> {
+  const name = typeof spec === 'string' ? spec : spec.name
+  const dir = supercloudDir(name, opts.env)
+  const store = StateStore.open(dir)
+  const record = (host: string): HostRecord => {
+    const r = store.host(host)?.record
+    if (r === undefined) throw new NotFoundError('host', host)
+    return r
+  }
+  const sessions = new SshSessions(host => store.host(host)?.record)
+  return new Controller({
+    name,
+    dir,
+    store,
+    events: new EventHub(store),
+    drivers: { local: createLocalDriver(), ssh: createSshDriver(), ec2: createEc2Driver() },
+    sessions,
+    images: sshGuestImages(sessions, record),
+    hosts: blanketHostSetup(sessions, record),
+    local: thisMachine,
+    ...(opts.env !== undefined ? { env: opts.env } : {}),
+    ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {})
+  })
+}

@@ -1,0 +1,260 @@
+/**
+ * Reconcile: observe the hosts and guests the state says exist, plan against the spec
+ * (planner/plan.ts, pure), and apply the plan's actions in order: deletes, networks, hosts,
+ * wires, guests. Each action is recorded before it runs and again when it finished, so an
+ * interrupted `up` or `down` is finished by the next run.
+ */
+import { rm } from 'node:fs/promises'
+import type { DriverContext } from '../../drivers/cloud.ts'
+import { throwIfAborted } from '../../core/errors.ts'
+import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
+import type { Spec } from '../../core/spec.ts'
+import type { GuestImageFiles } from '../bootstrap/blanket.ts'
+import type { Topology } from '../../virtualwire/topology/compile.ts'
+import { plan, type Action, type Observation, type Plan } from '../planner/plan.ts'
+import type { ResolvedVm } from '../planner/placement.ts'
+import type { HostRow } from '../state/store.ts'
+import type { ControllerCore } from './components.ts'
+import { buildLaunch } from './launch.ts'
+import type { HostAgent } from './sessions.ts'
+import { allSettledOrThrow } from './types.ts'
+import type { Wiring } from './wiring.ts'
+
+type Progress = (ev: ProgressEvent) => void
+type ActionOf<K extends Action['kind']> = Extract<Action, { kind: K }>
+
+/** One `apply`'s shared inputs. */
+interface Run {
+  spec: Spec
+  plan: Plan
+  ctx: DriverContext
+  progress: Progress
+  signal?: AbortSignal
+  tiny?: GuestImageFiles
+}
+
+export class Reconciler<A extends HostAgent> {
+  constructor (private readonly c: ControllerCore<A>, private readonly wiring: Wiring<A>) {}
+
+  /** Looks at the hosts and guests that the state says exist. */
+  async observe (): Promise<Observation> {
+    const ctx = await this.c.context()
+    const obs: Observation = { hosts: {}, vms: {}, wantedAgentBuild: await this.c.hosts.wantedAgentBuild() }
+    await Promise.all(this.c.store.hosts().map(async row => {
+      if (row.record === undefined || row.status !== 'ready') return
+      const health = await this.c.driver(row.driver).describeHost(ctx, row.record).catch(() => 'unreachable' as const)
+      obs.hosts[row.name] = health
+      if (health !== 'running') return
+      try {
+        const agent = await this.c.sessions.agent(row.name)
+        // A VM's state is what its own host says: another host may still list a copy that is
+        // gone (the destination of a rolled-back migration) and must not hide the running one.
+        const here = new Set(this.c.store.vms().filter(v => v.host === row.name).map(v => v.name))
+        for (const vm of await agent.listVms()) if (here.has(vm.name)) obs.vms[vm.name] = vm.state
+        ;(obs.agentBuilds ??= {})[row.name] = (await agent.hello()).build
+      } catch {
+        obs.hosts[row.name] = 'unreachable'
+      }
+    }))
+    for (const vm of this.c.store.vms()) {
+      if (obs.vms[vm.name] === undefined && obs.hosts[vm.host] === 'running') obs.vms[vm.name] = 'absent'
+    }
+    return obs
+  }
+
+  /** The plan for `spec` (the file; `eff` with the placement changes made by `migrate`). */
+  async plan (spec: Spec, eff: Spec): Promise<Plan> {
+    const ctx = await this.c.context(spec)
+    const obs = await this.observe()
+    obs.wiringApplied = this.c.state.wiresApplied()
+    const wires = this.wiring.wires(spec)
+    if (wires.length > 0 && obs.wiringApplied !== '') obs.wiringDrift = await this.wiring.drifted(eff, ctx.prefix, wires)
+    return plan(eff, this.c.store.snapshot(), ctx.prefix, obs, wires)
+  }
+
+  /** Applies `p` (planned for the effective spec `spec`). */
+  async apply (spec: Spec, p: Plan, opts: OperationOptions): Promise<void> {
+    const run: Run = {
+      spec,
+      plan: p,
+      ctx: await this.c.context(spec),
+      progress: ev => { this.c.progress(ev); opts.onProgress?.(ev) },
+      ...(opts.signal !== undefined ? { signal: opts.signal } : {})
+    }
+    await this.applyDeletes(run)
+    await this.applyNetworks(run)
+    // The builtin guest image: for guests that use it and for new hosts (KVM probe guest).
+    const needsTiny = actions(p, 'host.create').length > 0 ||
+      actions(p, 'vm.create').some(a => spec.images[a.vm.spec.image]?.kind === 'builtin')
+    if (needsTiny) run.tiny = await this.c.images.tiny({ signal: run.signal, onProgress: run.progress })
+    await allSettledOrThrow(actions(p, 'host.create').map(async a => { await this.createHost(run, a) }))
+    // VirtualWire: endpoints and switches before the guests whose NICs join them.
+    const topo = this.wiring.topology(spec, p.resolved, run.ctx.prefix, this.wiring.wires(spec))
+    await this.applyWires(run, topo)
+    await allSettledOrThrow([...actions(p, 'vm.create'), ...actions(p, 'vm.balloon')].map(async a => {
+      throwIfAborted(run.signal, 'up')
+      if (a.kind === 'vm.balloon') { await this.balloon(a); return }
+      await this.createVm(run, a.vm, a.specHash, topo)
+      this.c.store.journal('vm.running', a.vm.spec.name, { host: a.vm.host })
+    }))
+  }
+
+  private async applyDeletes (run: Run): Promise<void> {
+    await allSettledOrThrow(actions(run.plan, 'vm.delete').map(async a => {
+      await this.deleteVm(a.name, run.progress)
+      this.c.store.journal('vm.deleted', a.name, { host: a.host, reason: a.reason })
+    }))
+    await allSettledOrThrow(actions(run.plan, 'host.delete').map(async a => {
+      await this.deleteHost(run.ctx, a.name, run.progress)
+      this.c.store.journal('host.deleted', a.name, { reason: a.reason })
+    }))
+    for (const a of actions(run.plan, 'network.delete')) {
+      run.progress({ subject: `network ${a.driver}`, phase: 'delete', message: 'removing sites and WAN' })
+      await this.c.driver(a.driver).destroyNetwork(run.ctx, { signal: run.signal, onProgress: run.progress })
+      this.c.store.deleteNetwork(a.driver)
+    }
+  }
+
+  private async applyNetworks (run: Run): Promise<void> {
+    for (const a of actions(run.plan, 'network.create')) {
+      throwIfAborted(run.signal, 'up')
+      this.c.store.putNetwork({ driver: a.driver, specHash: a.specHash, status: 'creating' })
+      run.progress({ subject: `network ${a.driver}`, phase: 'create', message: 'creating sites and WAN' })
+      await this.c.driver(a.driver).ensureNetwork(run.ctx, { signal: run.signal, onProgress: run.progress })
+      this.c.store.putNetwork({ driver: a.driver, specHash: a.specHash, status: 'ready' })
+      this.c.store.journal('network.ready', a.driver)
+    }
+  }
+
+  private async createHost (run: Run, a: ActionOf<'host.create'>): Promise<void> {
+    const h = a.host
+    const prev = this.c.store.host(h.name)
+    const row: HostRow = { name: h.name, site: h.site, driver: h.driver, specHash: a.specHash, status: 'creating', bootstrapped: false }
+    if (prev?.record !== undefined) row.record = prev.record
+    this.c.store.putHost(row)
+    this.c.sessions.drop(h.name)
+    const opts = { onProgress: run.progress, ...(run.signal !== undefined ? { signal: run.signal } : {}) }
+    run.progress({ subject: `host ${h.name}`, phase: 'provision', message: `creating with driver ${h.driver}` })
+    const record = await this.c.driver(h.driver).createHost(run.ctx, h, { signal: run.signal, onProgress: run.progress })
+    row.record = record
+    this.c.store.putHost(row)
+    this.c.emit({ type: 'host.created', host: h.name, data: { site: h.site, driver: h.driver, address: record.address } })
+    const boot = await this.c.hosts.bootstrap(h, record, run.tiny, opts)
+    this.c.sessions.adopt(h.name, boot.agent)
+    await this.c.hosts.endpointManager(h.name, run.ctx.prefix, opts)
+    this.c.store.putHost({ ...row, status: 'ready', bootstrapped: true, accel: boot.accel.mode, accelReason: boot.accel.reason })
+    this.c.store.journal('host.ready', h.name, { accel: boot.accel.mode, reason: boot.accel.reason, address: record.address })
+    this.c.emit({ type: 'host.ready', host: h.name, data: { accel: boot.accel.mode, accelReason: boot.accel.reason, address: record.address } })
+  }
+
+  private async applyWires (run: Run, topo: Topology): Promise<void> {
+    for (const a of actions(run.plan, 'wires.sync')) {
+      run.progress({ subject: 'virtualwire', phase: 'sync', message: `${a.wires} wire(s): ${a.reason}` })
+      // Guests (re)created by this plan get their bridges at creation.
+      await this.wiring.sync(run.spec, topo, run.ctx.prefix, new Set(actions(run.plan, 'vm.create').map(x => x.vm.spec.name)), run.progress)
+      this.c.state.setWiresApplied(a.wiringHash)
+      this.c.store.journal('wires.synced', 'virtualwire', { wires: a.wires })
+    }
+  }
+
+  private async balloon (a: ActionOf<'vm.balloon'>): Promise<void> {
+    const agent = await this.c.sessions.agent(a.host)
+    await agent.balloon(a.name, a.allocatedBytes)
+    const row = this.c.store.vm(a.name)
+    if (row?.record !== undefined) this.c.store.putVm({ ...row, specHash: a.specHash, record: { ...row.record, memory: { ...row.record.memory, allocatedBytes: a.allocatedBytes } } })
+    this.c.store.journal('vm.ballooned', a.name, { allocatedBytes: a.allocatedBytes })
+  }
+
+  /** Creates one guest: recorded 'creating', then 'ready', or 'failed' with the error when the agent could not run it. */
+  private async createVm (run: Run, vm: ResolvedVm, specHash: string, topo: Topology): Promise<void> {
+    const name = vm.spec.name
+    const record = { host: vm.host, nics: vm.nics, memory: vm.spec.memory, cpus: vm.spec.cpus, image: vm.spec.image }
+    this.c.store.putVm({ name, host: vm.host, specHash, status: 'creating', record })
+    const agent = await this.c.sessions.agent(vm.host)
+    const launch = await buildLaunch(this.c, { spec: run.spec, vm, host: vm.host, topo, progress: run.progress, ...(run.tiny !== undefined ? { tiny: run.tiny } : {}), ...(run.signal !== undefined ? { signal: run.signal } : {}) })
+    run.progress({ subject: `vm ${name}`, phase: 'boot', message: `booting on ${vm.host}` })
+    this.c.emit({ type: 'vm.created', host: vm.host, vm: name, data: { requestedBytes: vm.spec.memory.requestedBytes, allocatedBytes: vm.spec.memory.allocatedBytes, cpus: vm.spec.cpus } })
+    let info
+    try {
+      info = await agent.createVm(launch, run.signal)
+    } catch (err) {
+      this.c.store.putVm({ name, host: vm.host, specHash, status: 'failed', record, error: (err as Error).message })
+      this.c.emit({ type: 'vm.failed', host: vm.host, vm: name, data: { error: (err as Error).message, code: (err as { code?: string }).code ?? 'SC_UNKNOWN' } })
+      throw err
+    }
+    this.c.store.putVm({ name, host: vm.host, specHash, status: 'ready', record })
+    this.c.emit({ type: 'vm.running', host: vm.host, vm: name, data: { accel: info.accel ?? 'tcg' } })
+    run.progress({ subject: `vm ${name}`, phase: 'running', message: `running on ${vm.host}` })
+  }
+
+  async deleteVm (name: string, progress: Progress): Promise<void> {
+    const row = this.c.store.vm(name)
+    if (row === undefined) return
+    this.c.store.putVm({ ...row, status: 'destroying' })
+    progress({ subject: `vm ${name}`, phase: 'delete', message: `removing from ${row.host}` })
+    const host = this.c.store.host(row.host)
+    if (host?.record !== undefined) {
+      try {
+        const agent = await this.c.sessions.agent(row.host)
+        await agent.destroyVm(name, row.record?.nics ?? [])
+      } catch (err) {
+        // A host that is gone took its guests with it; anything else is a real failure.
+        const ctx = await this.c.context()
+        const health = await this.c.driver(host.driver).describeHost(ctx, host.record).catch(() => 'gone' as const)
+        if (health === 'running') throw err
+      }
+    }
+    // Disk images it left on a host it migrated away from.
+    await dropDiskReuse(this.c, name)
+    this.c.store.deleteVm(name)
+    this.c.emit({ type: 'vm.deleted', host: row.host, vm: name, data: { reason: 'removed' } })
+  }
+
+  async deleteHost (ctx: DriverContext, name: string, progress: Progress, signal?: AbortSignal): Promise<void> {
+    const row = this.c.store.host(name)
+    if (row === undefined) return
+    this.c.store.putHost({ ...row, status: 'destroying' })
+    this.c.sessions.drop(name)
+    progress({ subject: `host ${name}`, phase: 'delete', message: `removing with driver ${row.driver}` })
+    if (row.record !== undefined) await this.c.driver(row.driver).destroyHost(ctx, row.record, signal !== undefined ? { signal } : {})
+    this.c.store.deleteHost(name)
+    this.c.emit({ type: 'host.gone', host: name, data: { reason: 'removed' } })
+  }
+
+  /** Removes everything `up` made (also from a partial or interrupted `up`); `close` then stops the controller before its state goes. */
+  async down (opts: OperationOptions, close: () => void): Promise<void> {
+    this.c.store.lock()
+    const ctx = await this.c.context()
+    const progress: Progress = ev => { this.c.progress(ev); opts.onProgress?.(ev) }
+    await allSettledOrThrow(this.c.store.vms().map(async vm => { await this.deleteVm(vm.name, progress) }))
+    await allSettledOrThrow(this.c.store.hosts().map(async h => { await this.deleteHost(ctx, h.name, progress, opts.signal) }))
+    for (const n of this.c.store.networks()) {
+      progress({ subject: `network ${n.driver}`, phase: 'delete', message: 'removing sites and WAN' })
+      await this.c.driver(n.driver).destroyNetwork(ctx, opts)
+      this.c.store.deleteNetwork(n.driver)
+    }
+    // Networks of drivers that never recorded one (interrupted before the first record) are cleaned
+    // too: the local sites, and the ec2 security group and key pair (it finds them by tag).
+    if (this.c.state.context() !== undefined) {
+      await this.c.driver('local').destroyNetwork(ctx, opts)
+      if (Object.values(ctx.hosts ?? {}).some(h => h.driver === 'ec2')) await this.c.driver('ec2').destroyNetwork(ctx, opts)
+    }
+    close()
+    await rm(this.c.dir, { recursive: true, force: true })
+  }
+}
+
+/** The plan's actions of one kind. */
+function actions<K extends Action['kind']> (p: Plan, kind: K): Array<ActionOf<K>> {
+  return p.actions.filter((a): a is ActionOf<K> => a.kind === kind)
+}
+
+/** Deletes the disk images `vm` left on the host in its reuse record (best effort) and forgets them. */
+export async function dropDiskReuse<A extends HostAgent> (c: ControllerCore<A>, vm: string, host?: string): Promise<void> {
+  const r = c.state.diskReuse(vm)
+  const h = host ?? r?.host
+  if (h !== undefined && c.store.host(h)?.record !== undefined) {
+    try { await (await c.sessions.agent(h)).dropDeparted(vm) } catch { /* host gone or unreachable: its images went with it or wait for the next incoming */ }
+  }
+  if (r !== undefined && (host === undefined || r.host === host)) c.state.setDiskReuse(vm, undefined)
+}

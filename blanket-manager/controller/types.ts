@@ -1,0 +1,78 @@
+/** The controller's public option and result types (the CLI, the server and tests use them). */
+import type { MigrationMode, MigrationProgress } from '../../core/migration.ts'
+import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
+import type { ProgressEvent } from '../../core/progress.ts'
+import { CancelledError } from '../../core/errors.ts'
+import type { VmInfo } from '../agent/protocol.ts'
+
+export interface ControllerOptions {
+  /** Override the state root (tests); default from the environment. */
+  env?: NodeJS.ProcessEnv
+  onProgress?: (ev: ProgressEvent) => void
+}
+
+export interface MigrateOptions {
+  mode?: MigrationMode
+  maxDowntimeMs?: number
+  /** Bytes/s. */
+  bandwidth?: number
+  deadlineMs?: number
+  signal?: AbortSignal
+  onProgress?: (p: MigrationProgress) => void
+}
+
+export interface MigrateResult extends MigrationSummary {
+  from: string
+  to: string
+}
+
+export interface UpResult {
+  plan: string[]
+  applied: number
+}
+
+export interface HostStatus {
+  name: string
+  site: string
+  driver: string
+  address?: string
+  status: string
+  health: 'running' | 'gone' | 'unreachable' | 'unknown'
+  accel?: string
+  accelReason?: string
+}
+
+export interface VmStatus {
+  name: string
+  host: string
+  status: string
+  state: VmInfo['state'] | 'unknown'
+  addresses: string[]
+  memory?: { requestedBytes: number, allocatedBytes: number }
+  cpus?: number
+  accel?: string
+  error?: string
+}
+
+export interface StatusReport {
+  name: string
+  prefix?: string
+  stateFile: string
+  hosts: HostStatus[]
+  vms: VmStatus[]
+}
+
+/** Default time a guest may take to print its ready marker (TCG on a busy 2-core machine). */
+export function bootTimeoutMs (env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.SUPERCLOUD_BOOT_TIMEOUT_MS ?? '')
+  return Number.isFinite(v) && v > 0 ? v : 180000
+}
+
+/** Waits for all; rethrows the first failure (others were already recorded in state). */
+export async function allSettledOrThrow (ps: Array<Promise<unknown>>): Promise<void> {
+  const rs = await Promise.allSettled(ps)
+  const failed = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map(r => r.reason as Error)
+  const real = failed.find(e => !(e instanceof CancelledError))
+  if (real !== undefined) throw real
+  if (failed[0] !== undefined) throw failed[0]
+}

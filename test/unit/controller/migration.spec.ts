@@ -1,0 +1,121 @@
+/**
+ * `migrate` and its recovery with an in-memory cloud and agents (test/unit/controller/mem.ts):
+ * the real controller parts, state store and planner; only the hosts are in memory.
+ */
+import t from 'tap'
+import type { Test } from 'tap'
+import { AgentError, CancelledError, SupercloudError } from '../../../core/errors.ts'
+import { Bench, twoHosts, type MemHost } from './mem.ts'
+
+async function started (t: Test): Promise<{ b: Bench, h1: MemHost, h2: MemHost, spec: ReturnType<typeof twoHosts> }> {
+  const b = new Bench()
+  t.teardown(() => { b.cleanup() })
+  const spec = twoHosts({ web: { host: 'h1' }, db: { host: 'h2' } })
+  const c = b.controller()
+  await c.up(spec)
+  c.close()
+  return { b, h1: b.cloud.host('h1'), h2: b.cloud.host('h2'), spec }
+}
+
+t.test('a migration moves the VM, and the next up keeps it there', async t => {
+  const { b, h1, h2, spec } = await started(t)
+  const c = b.controller()
+  const r = await c.migrate(spec, 'web', 'h2')
+  t.equal(r.from, 'h1')
+  t.equal(r.to, 'h2')
+  t.same(h1.running(), [])
+  t.same(h2.running(), ['db', 'web'])
+  const row = c.store.vm('web')
+  t.equal(row?.host, 'h2')
+  t.equal(row?.status, 'ready')
+  t.equal(row?.record?.host, 'h2')
+  t.same(c.overrides(), { web: { host: 'h2', specHost: 'h1' } })
+  t.equal(c.state.migration('web'), undefined, 'no migration record left')
+  t.same((await c.plan(spec)).actions, [], 'up leaves it on h2')
+})
+
+t.test('the destination refuses the incoming VM: it stays on the source, the state is unchanged, the error is typed', async t => {
+  const { b, h1, h2, spec } = await started(t)
+  const c = b.controller()
+  const before = c.store.vm('web')
+  h2.faults.refuseIncoming = new AgentError('SC_MIGRATION_DEST_BUSY', 'h2: a guest named web already exists on this host')
+  const err = await c.migrate(spec, 'web', 'h2').then(() => undefined, (e: unknown) => e)
+  t.ok(err instanceof SupercloudError, 'a SupercloudError')
+  t.equal((err as SupercloudError).code, 'SC_MIGRATION_DEST_BUSY')
+  const row = c.store.vm('web')
+  t.equal(row?.host, 'h1')
+  t.equal(row?.status, 'ready')
+  t.same(row?.record, before?.record)
+  t.equal(row?.specHash, before?.specHash)
+  t.same(c.overrides(), {}, 'no placement change')
+  t.equal(c.state.migration('web'), undefined, 'no migration record left')
+  t.same(h1.running(), ['web'], 'it runs on the source')
+  t.same([...h2.guests.keys()], ['db'], 'no copy on the destination')
+  t.same([...h1.calls, ...h2.calls].filter(x => x.startsWith('destroyVm') || x.startsWith('migrateOut')), [], 'nothing destroyed, nothing streamed')
+  t.same((await c.plan(spec)).actions, [], 'up has nothing to do')
+  t.ok(c.store.journalSince(0).some(j => j.kind === 'migration.failed' && j.subject === 'web'))
+})
+
+t.test('cancel during the stream: the VM stays on the source, the destination copy is removed', async t => {
+  const { b, h1, h2, spec } = await started(t)
+  const c = b.controller()
+  const ac = new AbortController()
+  h1.faults.holdStream = () => { ac.abort() }
+  const err = await c.migrate(spec, 'web', 'h2', { signal: ac.signal }).then(() => undefined, (e: unknown) => e)
+  t.ok(err instanceof CancelledError, 'a CancelledError')
+  t.equal((err as CancelledError).code, 'SC_CANCELLED')
+  const row = c.store.vm('web')
+  t.equal(row?.host, 'h1')
+  t.equal(row?.status, 'ready')
+  t.same(c.overrides(), {})
+  t.equal(c.state.migration('web'), undefined)
+  t.same(h1.running(), ['web'], 'it runs on the source')
+  t.same([...h2.guests.keys()], ['db'], 'the destination copy is gone')
+  t.ok(h2.calls.includes('destroyVm web'), 'the destination was asked to remove it')
+  t.notOk(h1.calls.includes('destroyVm web'), 'the source copy was not touched')
+  t.ok(c.store.journalSince(0).some(j => j.kind === 'migration.cancelled' && j.subject === 'web'))
+  t.same((await c.plan(spec)).actions, [], 'up has nothing to do')
+})
+
+t.test('cancel from another process (migrate --cancel) ends the same way', async t => {
+  const { b, h1, h2, spec } = await started(t)
+  const c = b.controller()
+  const other = b.controller()
+  h1.faults.holdStream = vm => { void other.cancelMigration(vm) }
+  const err = await c.migrate(spec, 'web', 'h2').then(() => undefined, (e: unknown) => e)
+  t.ok(err instanceof CancelledError)
+  t.equal(c.store.vm('web')?.host, 'h1')
+  t.equal(c.store.vm('web')?.status, 'ready')
+  t.same(h1.running(), ['web'])
+  t.same([...h2.guests.keys()], ['db'])
+})
+
+t.test('a controller that died mid-migration: the next up finishes a switched move, or rolls back one that was not', async t => {
+  const { b, h1, h2, spec } = await started(t)
+  const c = b.controller()
+  // web switched to h2 (its copy there runs, the source copy stopped); db had not (its source runs, h1 holds an incoming copy).
+  const web = c.store.vm('web')
+  const db = c.store.vm('db')
+  if (web === undefined || db === undefined) throw new Error('no rows')
+  c.store.putVm({ ...web, status: 'migrating' })
+  c.store.putVm({ ...db, status: 'migrating' })
+  c.state.setMigration('web', { from: 'h1', to: 'h2', mode: 'auto', id: 'abcdef012345', startedAt: '' })
+  c.state.setMigration('db', { from: 'h2', to: 'h1', mode: 'auto', id: 'abcdef012346', startedAt: '' })
+  h1.guests.set('web', { state: 'shutdown', detail: 'migrated' })
+  h2.guests.set('web', { state: 'paused', detail: 'running' })
+  h1.guests.set('db', { state: 'paused', detail: 'incoming' })
+  c.close()
+
+  const c2 = b.controller()
+  await c2.up(spec)
+  t.equal(c2.store.vm('web')?.host, 'h2', 'web: the move is finished')
+  t.equal(c2.store.vm('web')?.status, 'ready')
+  t.same(c2.overrides().web, { host: 'h2', specHost: 'h1' })
+  t.equal(c2.store.vm('db')?.host, 'h2', 'db: rolled back to its source')
+  t.equal(c2.store.vm('db')?.status, 'ready')
+  t.same(h1.running(), [])
+  t.same([...h1.guests.keys()], [], 'both stale copies on h1 are removed')
+  t.same(h2.running(), ['db', 'web'])
+  t.equal(c2.state.migration('web'), undefined)
+  t.equal(c2.state.migration('db'), undefined)
+})
