@@ -77,7 +77,8 @@ export async function runOperation<T> (deps: OperationDeps, req: OperationReques
   if (req.signal?.aborted === true) onOuter()
   req.signal?.addEventListener('abort', onOuter, { once: true })
   const poll = setInterval(() => {
-    const row = deps.store.operation(id)
+    let row: OperationRow | undefined
+    try { row = deps.store.operation(id) } catch { return /* state closed (down) */ }
     if (row?.cancelBy !== undefined && !ac.signal.aborted) { cancelBy = row.cancelBy; ac.abort() }
   }, deps.pollMs ?? 250)
   poll.unref()
@@ -90,20 +91,22 @@ export async function runOperation<T> (deps: OperationDeps, req: OperationReques
     clearInterval(poll)
     req.signal?.removeEventListener('abort', onOuter)
     const end = now()
-    deps.store.finishOperation(id, status, new Date(end).toISOString())
+    // `down` removes the supercloud's state with everything else: its end has nowhere to go.
+    try { deps.store.finishOperation(id, status, new Date(end).toISOString()) } catch { /* state removed */ }
     return end - started
   }
+  const publishEnd = (ev: EventInput): void => { try { deps.publish(ev) } catch { /* state removed (down) */ } }
   try {
     const result = await work({ id, signal: ac.signal, onProgress })
-    deps.publish({ type: 'operation.completed', data: { operation: id, kind: req.kind, durationMs: finish('completed') } })
+    publishEnd({ type: 'operation.completed', data: { operation: id, kind: req.kind, durationMs: finish('completed') } })
     return result
   } catch (err) {
     if (ac.signal.aborted || (err instanceof SupercloudError && err.code === 'SC_CANCELLED')) {
-      deps.publish({ type: 'operation.cancelled', data: { operation: id, kind: req.kind, durationMs: finish('cancelled'), ...(cancelBy !== undefined ? { by: cancelBy } : {}) } })
+      publishEnd({ type: 'operation.cancelled', data: { operation: id, kind: req.kind, durationMs: finish('cancelled'), ...(cancelBy !== undefined ? { by: cancelBy } : {}) } })
       throw err instanceof SupercloudError && err.code === 'SC_CANCELLED' ? err : new CancelledError(`${req.kind} (operation ${id})${cancelBy !== undefined ? ` by ${cancelBy}` : ''}`)
     }
     const code = err instanceof SupercloudError ? err.code : undefined
-    deps.publish({ type: 'operation.failed', data: { operation: id, kind: req.kind, durationMs: finish('failed'), error: (err as Error).message, ...(code !== undefined ? { code } : {}) } })
+    publishEnd({ type: 'operation.failed', data: { operation: id, kind: req.kind, durationMs: finish('failed'), error: (err as Error).message, ...(code !== undefined ? { code } : {}) } })
     throw err
   }
 }

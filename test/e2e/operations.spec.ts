@@ -51,6 +51,7 @@ t.test('another terminal follows an up step by step and cancels it; the next up 
   up1.stderr?.on('data', (d: Buffer) => { err1 += d.toString() })
   const code1 = exited(up1)
   const id1 = await until('the operation id on up\'s terminal', () => /operation ([0-9a-f]{8}) \(up\)/.exec(err1)?.[1])
+  t.teardown(() => { if (up1.exitCode === null) up1.kill('SIGKILL') })
   await until('two progress steps in the other terminal', () => events.filter(e => e.type === 'operation.progress' && e.data.operation === id1).length >= 2 ? true : undefined)
   const listed = await sb.run(['operations'])
   t.match(listed.stdout, new RegExp(`${id1}\\s+running\\s+up`), '`operations` lists the running up')
@@ -76,4 +77,10 @@ t.test('another terminal follows an up step by step and cancels it; the next up 
   const status = JSON.parse((await sb.run(['status', '--json'])).stdout) as { vms: Array<{ name: string, state: string }> }
   t.equal(status.vms.find(v => v.name === 'v1')?.state, 'running', JSON.stringify(status))
   t.equal((await sb.run(['operations'])).stdout.trim(), 'no operations running')
+
+  // down is an operation too; it removes the state, its own record with it.
+  const down = await sb.run(['down'])
+  t.equal(down.code, 0, down.stderr)
+  t.match(down.stderr, /operation [0-9a-f]{8} \(down\)/)
+  t.match(down.stderr, /down: everything removed/)
 })
