@@ -32,6 +32,16 @@ export interface CommandOptions {
   okStatuses?: readonly number[] | 'any'
 }
 
+/** CommandOptions from the callers' older style, where `allowFailure` lets every exit status resolve. */
+export function commandOptions (o: { input?: string | Buffer | undefined, signal?: AbortSignal | undefined, timeoutMs?: number | undefined, allowFailure?: boolean | undefined }): CommandOptions {
+  return {
+    ...(o.input !== undefined ? { input: o.input } : {}),
+    ...(o.signal !== undefined ? { signal: o.signal } : {}),
+    ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+    ...(o.allowFailure === true ? { okStatuses: 'any' as const } : {})
+  }
+}
+
 /** Runs commands in one place (this machine, a namespace of it, a host over SSH). */
 export interface CommandRunner {
   /** Where commands run, for messages: a host name or "local". */

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { Duplex } from 'node:stream'
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2'
 import { HostAuthError, HostUnreachableError, CancelledError, throwIfAborted } from './errors.ts'
-import { collectCommand, shq, type CommandEnd, type CommandOptions, type CommandResult, type CommandRunner } from './exec.ts'
+import { collectCommand, commandOptions, shq, type CommandEnd, type CommandOptions, type CommandResult, type CommandRunner } from './exec.ts'
 
 export { shq } from './exec.ts'
 
@@ -153,12 +153,7 @@ export class SshConnection implements CommandRunner {
 
   /** Runs a command; throws RemoteCommandError on non-zero exit unless allowFailure. */
   async exec (command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    return await this.run(command, {
-      ...(opts.stdin !== undefined ? { input: opts.stdin } : {}),
-      ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
-      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-      ...(opts.allowFailure === true ? { okStatuses: 'any' as const } : {})
-    })
+    return await this.run(command, commandOptions({ ...opts, input: opts.stdin }))
   }
 
   /** Runs a shell command line, or an argv (quoted for the host's shell), on the host (CommandRunner). */

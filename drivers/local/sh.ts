@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { openSync, closeSync, readFileSync } from 'node:fs'
 import { readFile, readdir, readlink } from 'node:fs/promises'
 import { LocalDriverError, RemoteCommandError, outputTail } from '../../core/errors.ts'
-import { localRunner, type CommandResult } from '../../core/exec.ts'
+import { commandOptions, localRunner, type CommandResult } from '../../core/exec.ts'
 
 /** A command run by the local driver failed. */
 export class ShellCommandError extends LocalDriverError {
@@ -36,11 +36,7 @@ const here = localRunner()
 export async function run (argv: string[], opts: RunOptions = {}): Promise<RunResult> {
   if (argv.length === 0) throw new LocalDriverError('empty command')
   try {
-    return await here.run(argv, {
-      ...(opts.input !== undefined ? { input: opts.input } : {}),
-      ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
-      ...(opts.allowFailure === true ? { okStatuses: 'any' as const } : {})
-    })
+    return await here.run(argv, commandOptions(opts))
   } catch (err) {
     if (!(err instanceof RemoteCommandError)) throw err
     throw new ShellCommandError(argv, err.status, err.stderr, err.reason === 'start' ? err.cause : undefined)

@@ -4,7 +4,7 @@
  * SSH (tests, tools). Commands are argv arrays; the SSH executor quotes them for the shell.
  */
 import { HostUnreachableError, RemoteCommandError } from '../../core/errors.ts'
-import { localRunner, type CommandResult, type CommandRunner } from '../../core/exec.ts'
+import { commandOptions, localRunner, type CommandResult, type CommandRunner } from '../../core/exec.ts'
 import type { SshConnection } from '../../core/ssh.ts'
 
 /** stdout, stderr and the exit status (null when killed by a signal or, locally, the time limit). */
@@ -25,12 +25,7 @@ export interface XenExecutor {
  */
 async function runLenient (runner: CommandRunner, argv: string[], opts: Parameters<XenExecutor['run']>[1] = {}, timeoutAsStatus = false): Promise<ExecOutcome> {
   try {
-    return await runner.run(argv, {
-      okStatuses: 'any',
-      ...(opts.stdin !== undefined ? { input: opts.stdin } : {}),
-      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-      ...(opts.signal !== undefined ? { signal: opts.signal } : {})
-    })
+    return await runner.run(argv, commandOptions({ ...opts, input: opts.stdin, allowFailure: true }))
   } catch (err) {
     if (err instanceof RemoteCommandError && err.reason === 'start') throw err.cause ?? err
     if (err instanceof RemoteCommandError && err.reason === 'timeout' && timeoutAsStatus) return { stdout: '', stderr: err.stderr, code: null }

@@ -8,7 +8,7 @@
  */
 import { hostname } from 'node:os'
 import { CancelledError, RemoteCommandError, outputTail, throwIfAborted } from '../../core/errors.ts'
-import { localRunner, type CommandResult, type CommandRunner } from '../../core/exec.ts'
+import { commandOptions, localRunner, type CommandResult, type CommandRunner } from '../../core/exec.ts'
 import type { OperationOptions } from '../../core/progress.ts'
 import type { SshConnection } from '../../core/ssh.ts'
 import { ExtenderError } from './errors.ts'
@@ -42,11 +42,7 @@ export function hostShell (runner: CommandRunner): HostShell {
     run: async (argv, opts = {}) => {
       if (argv.length === 0) throw new ExtenderError(undefined, 'empty command')
       try {
-        return await runner.run(argv, {
-          ...(opts.input !== undefined ? { input: opts.input } : {}),
-          ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
-          ...(opts.allowFailure === true ? { okStatuses: 'any' as const } : {})
-        })
+        return await runner.run(argv, commandOptions(opts))
       } catch (err) {
         if (!(err instanceof RemoteCommandError)) throw err
         throw new ExtenderError(undefined, err.reason === 'start'
