@@ -51,16 +51,32 @@ export class HostAuthError extends SupercloudError {
   }
 }
 
-/** A remote command exited non-zero; carries its exit code and stderr tail. */
+/** The last `lines` lines of a command's output on one line, for an error message. */
+export function outputTail (output: string, lines = 5): string {
+  return output.trim().split('\n').slice(-lines).join(' | ')
+}
+
+/**
+ * A command (on a host, or here: core/exec.ts) failed: it exited with a status the caller
+ * did not accept, ran out of time, or could not be started at all. Carries its exit status
+ * and its output (stderr, else stdout), whose tail the message shows.
+ */
 export class RemoteCommandError extends SupercloudError {
+  readonly host: string
   readonly command: string
+  /** Exit status; null when there is none (killed, timed out, never started). */
   readonly status: number | null
+  /** The output shown: stderr, else stdout (the time limit or why a status is missing first). */
   readonly stderr: string
-  constructor (host: string, command: string, status: number | null, stderr: string) {
-    super('SC_REMOTE_COMMAND', `on ${host}: \`${command}\` exited ${status ?? 'by signal'}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`)
+  readonly reason: 'status' | 'timeout' | 'start'
+  constructor (host: string, command: string, status: number | null, stderr: string, more: { reason?: 'status' | 'timeout' | 'start', cause?: unknown } = {}) {
+    const reason = more.reason ?? 'status'
+    super('SC_REMOTE_COMMAND', `on ${host}: \`${command}\` ${reason === 'start' ? 'could not be started' : `exited ${status ?? 'by signal'}`}: ${outputTail(stderr)}`, { cause: more.cause })
+    this.host = host
     this.command = command
     this.status = status
     this.stderr = stderr
+    this.reason = reason
   }
 }
 

@@ -7,7 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { Duplex } from 'node:stream'
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2'
-import { HostAuthError, HostUnreachableError, RemoteCommandError, CancelledError } from './errors.ts'
+import { HostAuthError, HostUnreachableError, CancelledError, throwIfAborted } from './errors.ts'
+import { collectCommand, commandOptions, shq, type CommandEnd, type CommandOptions, type CommandResult, type CommandRunner } from './exec.ts'
+
+export { shq } from './exec.ts'
 
 /** How the controller reaches a host over SSH. */
 export interface SshEndpoint {
@@ -31,11 +34,7 @@ export interface SshEndpoint {
   slow?: { timeoutMs: number, keepaliveIntervalMs: number, keepaliveCountMax: number }
 }
 
-export interface ExecResult {
-  stdout: string
-  stderr: string
-  code: number | null
-}
+export type ExecResult = CommandResult
 
 export interface ExecOptions {
   signal?: AbortSignal
@@ -85,7 +84,7 @@ export function parseHostKeys (text: string): Buffer[] {
   return out
 }
 
-export class SshConnection {
+export class SshConnection implements CommandRunner {
   readonly hostName: string
   private readonly client: Client
   private proxy?: ChildProcess
@@ -149,43 +148,46 @@ export class SshConnection {
 
   get isClosed (): boolean { return this.closed }
 
+  /** Where commands run, for messages (CommandRunner). */
+  get host (): string { return this.hostName }
+
   /** Runs a command; throws RemoteCommandError on non-zero exit unless allowFailure. */
   async exec (command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    return await this.run(command, commandOptions({ ...opts, input: opts.stdin }))
+  }
+
+  /** Runs a shell command line, or an argv (quoted for the host's shell), on the host (CommandRunner). */
+  async run (command: string | readonly string[], opts: CommandOptions = {}): Promise<CommandResult> {
+    const line = typeof command === 'string' ? command : command.map(shq).join(' ')
+    const shown = typeof command === 'string' ? command : command.join(' ')
+    throwIfAborted(opts.signal, `\`${shown}\` on ${this.hostName}`)
     // The command runs in a subshell followed by a line carrying its exit status: an sshd on a
     // slow host (an emulated Xen dom0 under load) sometimes closes a finished command's channel
     // without sending the exit status (1-4 in 160 commands); the line still tells how it ended.
-    const ch = await this.channel(`(\n${command}\n)\nprintf '\\n${EXIT_MARK}%s\\n' "$?"`)
-    return await new Promise<ExecResult>((resolve, reject) => {
-      let stdout = ''
-      let stderr = ''
-      let code: number | null = null
-      let timer: NodeJS.Timeout | undefined
-      const onAbort = (): void => { ch.signal('KILL'); ch.close(); reject(new CancelledError(`\`${command}\` on ${this.hostName}`)) }
-      opts.signal?.addEventListener('abort', onAbort, { once: true })
-      if (opts.timeoutMs !== undefined) {
-        timer = setTimeout(() => { ch.signal('KILL'); ch.close(); reject(new RemoteCommandError(this.hostName, command, null, `timed out after ${opts.timeoutMs} ms\n${stderr}`)) }, opts.timeoutMs)
-      }
-      ch.on('data', (d: Buffer) => { stdout += d.toString() })
-      ch.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const ch = await this.channel(`(\n${line}\n)\nprintf '\\n${EXIT_MARK}%s\\n' "$?"`)
+    const end = new Promise<CommandEnd>(resolve => {
       let exited = false
+      let code: number | null = null
       let killedBy: string | undefined
       ch.on('exit', (c: number | null, sig?: string) => { exited = true; code = c; if (c === null && typeof sig === 'string') killedBy = sig })
+      // No exit status at all: the session or the whole connection went away mid-command.
       ch.on('close', () => {
-        if (timer !== undefined) clearTimeout(timer)
-        opts.signal?.removeEventListener('abort', onAbort)
-        const marked = splitExitMark(stdout)
-        stdout = marked.stdout
-        // The line is the command's own status (the session's is printf's); without the line
-        // (killed, cut off) the session's status or its absence stands.
-        if (marked.code !== undefined) { exited = true; code = marked.code; killedBy = undefined }
-        // No exit status at all: the session or the whole connection went away mid-command.
-        const why = !exited ? `(no exit status: the SSH ${this.closed ? 'connection' : 'session'} closed before the command finished) ` : killedBy !== undefined ? `(killed by SIG${killedBy}) ` : ''
-        if (code !== 0 && opts.allowFailure !== true) reject(new RemoteCommandError(this.hostName, command, code, why + (stderr || stdout)))
-        else resolve({ stdout, stderr, code })
+        resolve({ code, ...(!exited ? { why: `(no exit status: the SSH ${this.closed ? 'connection' : 'session'} closed before the command finished) ` } : killedBy !== undefined ? { why: `(killed by SIG${killedBy}) ` } : {}) })
       })
-      if (opts.stdin !== undefined) ch.end(opts.stdin)
-      else ch.end()
     })
+    return await collectCommand({ host: this.hostName, command: shown }, {
+      stdout: ch,
+      stderr: ch.stderr,
+      stdin: ch,
+      kill: () => { ch.signal('KILL'); ch.close() },
+      end,
+      // The line is the command's own status (the session's is printf's); without the line
+      // (killed, cut off) the session's status or its absence stands.
+      finish: (stdout, end) => {
+        const marked = splitExitMark(stdout)
+        return { stdout: marked.stdout, end: marked.code !== undefined ? { code: marked.code } : end }
+      }
+    }, opts)
   }
 
   /** Opens an exec channel and returns the raw stream (for long-running commands). */
@@ -242,7 +244,3 @@ export function splitExitMark (out: string): { stdout: string, code?: number } {
   return { stdout: out.slice(0, m.index), code: Number(m[1]) }
 }
 
-/** Quotes a string for a POSIX shell. */
-export function shq (s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`
-}

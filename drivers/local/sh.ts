@@ -5,7 +5,8 @@
 import { spawn } from 'node:child_process'
 import { openSync, closeSync, readFileSync } from 'node:fs'
 import { readFile, readdir, readlink } from 'node:fs/promises'
-import { LocalDriverError } from '../../core/errors.ts'
+import { LocalDriverError, RemoteCommandError, outputTail } from '../../core/errors.ts'
+import { commandOptions, localRunner, type CommandResult } from '../../core/exec.ts'
 
 /** A command run by the local driver failed. */
 export class ShellCommandError extends LocalDriverError {
@@ -13,18 +14,14 @@ export class ShellCommandError extends LocalDriverError {
   readonly status: number | null
   readonly stderr: string
   constructor (argv: string[], status: number | null, stderr: string, cause?: unknown) {
-    super(`\`${argv.join(' ')}\` ${status === null ? 'failed to run' : `exited ${status}`}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`, cause)
+    super(`\`${argv.join(' ')}\` ${status === null ? 'failed to run' : `exited ${status}`}: ${outputTail(stderr)}`, cause)
     this.argv = argv
     this.status = status
     this.stderr = stderr
   }
 }
 
-export interface RunResult {
-  stdout: string
-  stderr: string
-  code: number | null
-}
+export type RunResult = CommandResult
 
 export interface RunOptions {
   /** Return the result instead of throwing on non-zero exit. */
@@ -33,24 +30,17 @@ export interface RunOptions {
   signal?: AbortSignal
 }
 
-/** Runs argv (no shell); throws ShellCommandError on non-zero exit unless allowFailure. */
+const here = localRunner()
+
+/** Runs argv (no shell); throws ShellCommandError on non-zero exit (CancelledError when cancelled) unless allowFailure. */
 export async function run (argv: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const [cmd, ...args] = argv
-  if (cmd === undefined) throw new LocalDriverError('empty command')
-  return await new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], signal: opts.signal })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.on('error', err => { reject(new ShellCommandError(argv, null, err.message, err)) })
-    child.on('close', code => {
-      if (code !== 0 && opts.allowFailure !== true) reject(new ShellCommandError(argv, code, stderr || stdout))
-      else resolve({ stdout, stderr, code })
-    })
-    child.stdin.on('error', () => { /* reported through exit */ })
-    child.stdin.end(opts.input ?? '')
-  })
+  if (argv.length === 0) throw new LocalDriverError('empty command')
+  try {
+    return await here.run(argv, commandOptions(opts))
+  } catch (err) {
+    if (!(err instanceof RemoteCommandError)) throw err
+    throw new ShellCommandError(argv, err.status, err.stderr, err.reason === 'start' ? err.cause : undefined)
+  }
 }
 
 /** Runs argv inside network namespace `ns`. */

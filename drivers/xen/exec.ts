@@ -3,17 +3,12 @@
  * backend runs inside the dom0 (the host agent: local processes) or from elsewhere over
  * SSH (tests, tools). Commands are argv arrays; the SSH executor quotes them for the shell.
  */
-import { execFile } from 'node:child_process'
-import { HostUnreachableError } from '../../core/errors.ts'
+import { HostUnreachableError, RemoteCommandError } from '../../core/errors.ts'
+import { commandOptions, localRunner, type CommandResult, type CommandRunner } from '../../core/exec.ts'
 import type { SshConnection } from '../../core/ssh.ts'
-import { shq } from './config.ts'
 
-export interface ExecOutcome {
-  stdout: string
-  stderr: string
-  /** Exit status; null when killed by a signal or the time limit. */
-  code: number | null
-}
+/** stdout, stderr and the exit status (null when killed by a signal or, locally, the time limit). */
+export type ExecOutcome = CommandResult
 
 export interface XenExecutor {
   /** Where commands run (for messages), e.g. "local" or "ssh xen1". */
@@ -22,25 +17,26 @@ export interface XenExecutor {
   run (argv: string[], opts?: { stdin?: string | Buffer, timeoutMs?: number, signal?: AbortSignal }): Promise<ExecOutcome>
 }
 
+/**
+ * Runs argv through `runner`, every exit status resolving. A command that cannot be started
+ * rejects with the system's error (ENOENT, EACCES: what the backend looks for); with
+ * `timeoutAsStatus`, the time limit resolves with a null status (how the local executor
+ * always answered).
+ */
+async function runLenient (runner: CommandRunner, argv: string[], opts: Parameters<XenExecutor['run']>[1] = {}, timeoutAsStatus = false): Promise<ExecOutcome> {
+  try {
+    return await runner.run(argv, commandOptions({ ...opts, input: opts.stdin, allowFailure: true }))
+  } catch (err) {
+    if (err instanceof RemoteCommandError && err.reason === 'start') throw err.cause ?? err
+    if (err instanceof RemoteCommandError && err.reason === 'timeout' && timeoutAsStatus) return { stdout: '', stderr: err.stderr, code: null }
+    throw err
+  }
+}
+
 /** Runs commands on this machine (the host agent inside the dom0). */
 export function localExecutor (): XenExecutor {
-  return {
-    where: 'local',
-    run (argv, opts = {}) {
-      const [cmd, ...args] = argv
-      if (cmd === undefined) return Promise.reject(new Error('empty command'))
-      return new Promise((resolve, reject) => {
-        const child = execFile(cmd, args, { timeout: opts.timeoutMs ?? 0, maxBuffer: 64 * 1024 * 1024, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) }, (err, stdout, stderr) => {
-          const e = err as (NodeJS.ErrnoException & { code?: string | number | null }) | null
-          if (e !== null && typeof e.code === 'string' && e.code !== 'ABORT_ERR') { reject(e); return }
-          if (e !== null && e.code === 'ABORT_ERR') { reject(e); return }
-          resolve({ stdout: String(stdout), stderr: String(stderr), code: e === null ? 0 : (typeof e.code === 'number' ? e.code : null) })
-        })
-        if (opts.stdin !== undefined) child.stdin?.end(opts.stdin)
-        else child.stdin?.end()
-      })
-    }
-  }
+  const here = localRunner()
+  return { where: 'local', run: async (argv, opts) => await runLenient(here, argv, opts, true) }
 }
 
 /**
@@ -65,13 +61,7 @@ export function sshExecutor (conn: SshConnection | (() => Promise<SshConnection>
           else if (Date.now() > limit) { c.close(); reject(new HostUnreachableError(c.hostName, `no answer to \`${argv.join(' ')}\`; connection closed`)) }
         }, 500)
       })
-      const r = await Promise.race([dropped, c.exec(argv.map(shq).join(' '), {
-        allowFailure: true,
-        ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
-        ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-        ...(opts.signal !== undefined ? { signal: opts.signal } : {})
-      })]).finally(() => clearInterval(timer))
-      return { stdout: r.stdout, stderr: r.stderr, code: r.code }
+      return await Promise.race([dropped, runLenient(c, argv, opts)]).finally(() => clearInterval(timer))
     }
   }
 }

@@ -6,22 +6,18 @@
  * controller). Needs on the host: openvpn 2.6, openssl, iproute2, a POSIX sh, and a
  * `ping` (iputils or busybox).
  */
-import { spawn } from 'node:child_process'
 import { hostname } from 'node:os'
-import { CancelledError, throwIfAborted } from '../../core/errors.ts'
+import { CancelledError, RemoteCommandError, outputTail, throwIfAborted } from '../../core/errors.ts'
+import { commandOptions, localRunner, type CommandResult, type CommandRunner } from '../../core/exec.ts'
 import type { OperationOptions } from '../../core/progress.ts'
-import { shq, type SshConnection } from '../../core/ssh.ts'
+import type { SshConnection } from '../../core/ssh.ts'
 import { ExtenderError } from './errors.ts'
 import {
   extenderEnds, extenderFiles, normaliseFingerprint, openVpnConfig, parseOpenVpnStatus, parseRouteGet,
   DEFAULT_UNDERLAY_POLICY, type HostRoutePlan, type OpenVpnEndOptions, type OpenVpnStatus
 } from './openvpn.ts'
 
-export interface ShellResult {
-  stdout: string
-  stderr: string
-  code: number | null
-}
+export type ShellResult = CommandResult
 
 export interface ShellRunOptions {
   input?: string
@@ -38,53 +34,38 @@ export interface HostShell {
   run: (argv: string[], opts?: ShellRunOptions) => Promise<ShellResult>
 }
 
-function spawnRun (host: string, argv: string[], opts: ShellRunOptions = {}): Promise<ShellResult> {
-  const [cmd, ...args] = argv
-  if (cmd === undefined) return Promise.reject(new ExtenderError(undefined, 'empty command'))
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], signal: opts.signal })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.on('error', err => {
-      if ((err as { name?: string }).name === 'AbortError') reject(new CancelledError(`\`${argv.join(' ')}\` on ${host}`))
-      else reject(new ExtenderError(undefined, `${host}: cannot run ${cmd}: ${err.message}`, err))
-    })
-    child.on('close', code => {
-      if (code !== 0 && opts.allowFailure !== true) reject(commandError(host, argv, code, stderr || stdout))
-      else resolve({ stdout, stderr, code })
-    })
-    child.stdin.on('error', () => { /* reported through exit */ })
-    child.stdin.end(opts.input ?? '')
-  })
-}
-
-function commandError (host: string, argv: string[], code: number | null, output: string): ExtenderError {
-  return new ExtenderError(undefined, `${host}: \`${argv.join(' ')}\` exited ${code ?? 'abnormally'}: ${output.trim().split('\n').slice(-5).join(' | ')}`)
+/** A HostShell over a CommandRunner: a failure becomes an ExtenderError naming the host. */
+export function hostShell (runner: CommandRunner): HostShell {
+  const host = runner.host
+  return {
+    host,
+    run: async (argv, opts = {}) => {
+      if (argv.length === 0) throw new ExtenderError(undefined, 'empty command')
+      try {
+        return await runner.run(argv, commandOptions(opts))
+      } catch (err) {
+        if (!(err instanceof RemoteCommandError)) throw err
+        throw new ExtenderError(undefined, err.reason === 'start'
+          ? `${host}: cannot run ${argv[0] ?? ''}: ${err.stderr}`
+          : `${host}: \`${err.command}\` exited ${err.status ?? 'abnormally'}: ${outputTail(err.stderr)}`, err)
+      }
+    }
+  }
 }
 
 /** Commands on this machine (for the host agent, which runs on the host). */
 export function localShell (host: string = hostname()): HostShell {
-  return { host, run: async (argv, opts) => await spawnRun(host, argv, opts) }
+  return hostShell(localRunner({ host }))
 }
 
 /** Commands inside network namespace `ns` of this machine (local-driver hosts: `driverData.ns`). */
 export function netnsShell (host: string, ns: string): HostShell {
-  return { host, run: async (argv, opts) => await spawnRun(host, ['ip', 'netns', 'exec', ns, ...argv], opts) }
+  return hostShell(localRunner({ host, netns: ns }))
 }
 
 /** Commands over an SSH connection (how the controller reaches a host). */
 export function sshShell (conn: SshConnection): HostShell {
-  return {
-    host: conn.hostName,
-    run: async (argv, opts = {}) => {
-      const command = argv.map(shq).join(' ')
-      const r = await conn.exec(command, { allowFailure: true, ...(opts.input !== undefined ? { stdin: opts.input } : {}), ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
-      if (r.code !== 0 && opts.allowFailure !== true) throw commandError(conn.hostName, argv, r.code, r.stderr || r.stdout)
-      return r
-    }
-  }
+  return hostShell(conn)
 }
 
 const sleep = async (ms: number, signal?: AbortSignal): Promise<void> => {
@@ -199,7 +180,7 @@ export async function startExtender (sh: HostShell, end: OpenVpnEndOptions, opts
     await sleep(100, signal)
   }
   const log = ((await readHostFile(sh, f.log)) ?? '').slice(logStart)
-  throw new ExtenderError(end.name, `openvpn did not stay up on ${sh.host}: ${log.trim().split('\n').slice(-5).join(' | ')}`)
+  throw new ExtenderError(end.name, `openvpn did not stay up on ${sh.host}: ${outputTail(log)}`)
 }
 
 /** Stops this end's OpenVPN (TERM, then KILL after 5 s); the tun device goes with it. True when one was running. */
@@ -256,7 +237,7 @@ export async function waitExtenderUp (sh: HostShell, end: OpenVpnEndOptions, opt
     throwIfAborted(opts.signal, subject)
     if ((await extenderPid(sh, end)) === undefined) {
       const log = (await readHostFile(sh, f.log)) ?? ''
-      throw new ExtenderError(end.name, `openvpn is not running on ${sh.host}: ${log.trim().split('\n').slice(-5).join(' | ')}`)
+      throw new ExtenderError(end.name, `openvpn is not running on ${sh.host}: ${outputTail(log)}`)
     }
     phase = 'address'
     const addr = await sh.run(['ip', '-4', '-o', 'addr', 'show', 'dev', end.dev], { allowFailure: true, signal: opts.signal })
@@ -269,7 +250,7 @@ export async function waitExtenderUp (sh: HostShell, end: OpenVpnEndOptions, opt
     }
     if (Date.now() > deadline) {
       const log = (await readHostFile(sh, f.log)) ?? ''
-      throw new ExtenderError(end.name, `tunnel not up on ${sh.host} within ${opts.timeoutMs ?? 30_000} ms (waiting for ${phase === 'peer' ? `a reply from ${end.tunnelRemote}` : `${end.tunnelLocal} on ${end.dev}`}): ${log.trim().split('\n').slice(-3).join(' | ')}`)
+      throw new ExtenderError(end.name, `tunnel not up on ${sh.host} within ${opts.timeoutMs ?? 30_000} ms (waiting for ${phase === 'peer' ? `a reply from ${end.tunnelRemote}` : `${end.tunnelLocal} on ${end.dev}`}): ${outputTail(log, 3)}`)
     }
     opts.onProgress?.({ subject, phase: 'wait', message: `waiting for ${phase}` })
     await sleep(250, opts.signal)

@@ -33,3 +33,20 @@ t.test('output, stderr and stdin are unchanged', async t => {
   t.equal((await c.exec('cd /tmp && pwd')).stdout, '/tmp\n')
   t.equal((await c.exec('cat <<EOF\nhere $((1+2))\nEOF')).stdout, 'here 3\n', 'here-documents work')
 })
+
+t.test('as a CommandRunner: argv quoted for the shell, the time limit and cancelling', async t => {
+  t.equal(c.host, 'h1')
+  t.equal((await c.run(['printf', '%s|', "it's", '$HOME', 'a b'])).stdout, "it's|$HOME|a b|", 'argv reaches the command as it is')
+  t.equal((await c.run(['sh', '-c', 'exit 6'], { okStatuses: [6] })).code, 6)
+  const e = await c.run(['ls', '/nonexistent-sc-path']).catch((x: unknown) => x) as RemoteCommandError
+  t.match(e.message, /^on h1: `ls \/nonexistent-sc-path` exited 2: /)
+  const started = Date.now()
+  const slow = await c.run('exec sleep 30', { timeoutMs: 500 }).catch((x: unknown) => x) as RemoteCommandError
+  t.equal(slow.reason, 'timeout')
+  t.ok(Date.now() - started < 5000, 'settles at the limit')
+  const ac = new AbortController()
+  const p = c.run(['sleep', '30'], { signal: ac.signal })
+  setTimeout(() => { ac.abort() }, 200)
+  await t.rejects(p, { code: 'SC_CANCELLED' })
+  t.equal((await c.exec('echo still here')).stdout, 'still here\n', 'the connection still works')
+})
