@@ -15,7 +15,7 @@ import type { RepositoryRef, SectorTableJson } from '../../overdriver/coopswap/s
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import { validateEventInput } from '../events/schema.ts'
 import type { AccelChoice, AdoptTableParams, AdoptTableResult, AgentMethod, AttachParams, BalloonParams, BitmapParams, ConfigureParams, DestroyParams, HandoverParams, HelloResult, IncomingParams, IncomingResult, IssueParams, MigratedParams, NameParams, OutgoingParams, ProbeParams, RepositoryGrantJson, RepositoryInfo, RepositoryParams, SwapLaunch, SwitchesParams, VmImage, VmInfo, VmLaunch, VmStats } from './protocol.ts'
-import { FieldError, absPath, anyObject, arr, bool, byKind, check, count, deviceName, devicePrefix, guard, hex, mac, migrationId, none, nonEmpty, num, obj, oneOf, opt, port, record, specName, str, tuple, vmName, type Schema } from './validate.ts'
+import { FieldError, absPath, anyObject, arr, bool, byKind, check, count, deviceName, devicePrefix, guard, hex, listenPort, mac, migrationId, none, nonEmpty, num, obj, oneOf, opt, port, nonNegative, specName, isAbsPath, str, tuple, vmName, type Schema } from './validate.ts'
 
 /** Requests without parameters. */
 export type NoParams = Record<never, never>
@@ -66,6 +66,9 @@ const migrationMode = oneOf('auto', 'precopy', 'postcopy', 'hybrid')
 /** An address the agent listens on or connects to (IPv4, IPv6 or a host name), not a path. */
 const address = guard('an address (IPv4, IPv6 or host name)', (v): v is string => typeof v === 'string' && /^[A-Za-z0-9.:-]{1,253}$/.test(v))
 
+/** A probe without a test guest image (accel forced) sends ''. */
+const absPathOrNone = guard('an absolute path without \'..\', or \'\'', (v): v is string => v === '' || isAbsPath(v))
+
 const noParams = obj<NoParams>({})
 const nameParams = obj<NameParams>({ name: vmName })
 
@@ -96,20 +99,20 @@ const vmLaunch = obj<VmLaunch>({
   gateway: opt(str),
   firewall: opt(firewall),
   swap: opt(swapLaunch),
-  bootTimeoutMs: count
+  bootTimeoutMs: nonNegative
 })
 
 const vmInfo = obj<VmInfo>({ name: str, state: oneOf('running', 'paused', 'shutdown', 'absent', 'other'), pid: opt(count), detail: opt(str), accel: opt(str) })
 
 const policy = obj<ControllerPolicy>({
   intervalMs: check(count, v => v >= 100 ? undefined : `must be at least 100 (ms), got ${v}`),
-  overloadOpsPerSec: num,
+  overloadOpsPerSec: nonNegative,
   window: obj<ControllerPolicy['window']>({ size: positive, sustained: positive }),
-  initialThresholdMs: count,
+  initialThresholdMs: nonNegative,
   adaptive: obj<ControllerPolicy['adaptive']>({ enabled: bool, baseCount: count }),
   quietIntervals: count,
   arrivalGraceIntervals: opt(count),
-  migrationTimeoutMs: opt(count)
+  migrationTimeoutMs: opt(nonNegative)
 })
 
 const sectorTable = obj<SectorTableJson>({
@@ -125,14 +128,14 @@ const switchPort = obj<SwitchesParams['switches'][number]['ports'][number]>({ po
 export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M>>, result: Schema<AgentResult<M>> } } = {
   'agent.hello': {
     params: noParams,
-    result: obj<HelloResult>({ protocol: count, build: str, pid: count, hostname: str, stateDir: str, bridge: str, qemuVersion: str, memTotalBytes: count, cpus: count, accel: opt(accelChoice) })
+    result: obj<HelloResult>({ protocol: nonNegative, build: str, pid: nonNegative, hostname: str, stateDir: str, bridge: str, qemuVersion: str, memTotalBytes: nonNegative, cpus: nonNegative, accel: opt(accelChoice) })
   },
-  'host.probe': { params: obj<ProbeParams>({ kernel: absPath, initrd: absPath, timeoutMs: positive, want: oneOf('auto', 'kvm', 'tcg') }), result: accelChoice },
+  'host.probe': { params: obj<ProbeParams>({ kernel: absPathOrNone, initrd: absPathOrNone, timeoutMs: positive, want: oneOf('auto', 'kvm', 'tcg') }), result: accelChoice },
   'vm.create': { params: vmLaunch, result: vmInfo },
   'vm.destroy': { params: obj<DestroyParams>({ name: vmName, nics: opt(arr(obj<{ tap: string }>({ tap: deviceName }))), keep: opt(migrationId) }), result: none },
   'vm.status': { params: nameParams, result: vmInfo },
   'vm.list': { params: noParams, result: arr(vmInfo) },
-  'vm.stats': { params: nameParams, result: obj<VmStats>({ name: str, memoryBytes: count, balloonActualBytes: count, residentBytes: count }) },
+  'vm.stats': { params: nameParams, result: obj<VmStats>({ name: str, memoryBytes: nonNegative, balloonActualBytes: nonNegative, residentBytes: nonNegative }) },
   'vm.balloon': { params: obj<BalloonParams>({ name: vmName, bytes: positive }), result: none },
   'vm.console': { params: nameParams, result: obj<{ path: string }>({ path: nonEmpty }) },
   'vm.migrate.incoming': {
@@ -146,8 +149,8 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
       migrationPort: port,
       nbdPort: count,
       mode: migrationMode,
-      maxDowntimeMs: count,
-      bandwidth: opt(count),
+      maxDowntimeMs: nonNegative,
+      bandwidth: opt(nonNegative),
       deadlineMs: positive,
       holdAtSwitchover: bool,
       incremental: opt(obj<NonNullable<OutgoingParams['incremental']>>({ id: migrationId, nodes: arr(str) })),
@@ -156,14 +159,14 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
     result: obj<MigrationSummary>({
       mode: migrationMode,
       postcopy: bool,
-      totalMs: count,
-      downtimeMs: count,
-      sentBytes: count,
-      iterations: count,
-      diskSentBytes: count,
-      diskSizeBytes: count,
+      totalMs: nonNegative,
+      downtimeMs: nonNegative,
+      sentBytes: nonNegative,
+      iterations: nonNegative,
+      diskSentBytes: nonNegative,
+      diskSizeBytes: nonNegative,
       diskReused: bool,
-      switchoverHoldMs: opt(count)
+      switchoverHoldMs: opt(nonNegative)
     })
   },
   'vm.migrate.continue': { params: nameParams, result: none },
@@ -171,7 +174,7 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
   'vm.migrate.finish': { params: nameParams, result: vmInfo },
   'vm.migrate.active': { params: nameParams, result: obj<{ active: boolean }>({ active: bool }) },
   'vm.migrate.mark': { params: obj<BitmapParams>({ name: vmName, id: migrationId }), result: obj<{ nodes: string[] }>({ nodes: arr(str) }) },
-  'vm.migrate.dirty': { params: obj<BitmapParams>({ name: vmName, id: migrationId }), result: obj<DirtyStatus>({ present: bool, dirtyBytes: count, sizeBytes: count }) },
+  'vm.migrate.dirty': { params: obj<BitmapParams>({ name: vmName, id: migrationId }), result: obj<DirtyStatus>({ present: bool, dirtyBytes: nonNegative, sizeBytes: nonNegative }) },
   'vm.departed.drop': { params: nameParams, result: none },
   'vw.switches': {
     params: obj<SwitchesParams>({
@@ -183,12 +186,12 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
   'vw.attach': { params: obj<AttachParams>({ taps: arr(obj<AttachParams['taps'][number]>({ tap: deviceName, bridge: deviceName, mtu: opt(positive) })) }), result: none },
   'agent.shutdown': { params: noParams, result: none },
   'overdriver.configure': {
-    params: obj<ConfigureParams>({ host: hostName, policy, hosts: opt(arr(obj<HostView>({ name: hostName, migrationSpaceBytes: count, noMigration: opt(str) }))) }),
+    params: obj<ConfigureParams>({ host: hostName, policy, hosts: opt(arr(obj<HostView>({ name: hostName, migrationSpaceBytes: nonNegative, noMigration: opt(str) }))) }),
     result: obj<{ vms: string[] }>({ vms: arr(str) })
   },
   'overdriver.subscribe': { params: noParams, result: none },
   'overdriver.repository': {
-    params: obj<RepositoryParams>({ host: address, port: opt(port), capacityBytes: positive }),
+    params: obj<RepositoryParams>({ host: address, port: opt(listenPort), capacityBytes: positive }),
     result: obj<RepositoryInfo>({ host: address, port, capacityPages: positive })
   },
   'overdriver.issue': { params: obj<IssueParams>({ vm: vmName, maxPages: opt(positive) }), result: repositoryGrant },

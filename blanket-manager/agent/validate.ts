@@ -43,9 +43,13 @@ export const str = guard('a string', (v): v is string => typeof v === 'string')
 export const nonEmpty = guard('a non-empty string', (v): v is string => typeof v === 'string' && v !== '')
 export const bool = guard('true or false', (v): v is boolean => typeof v === 'boolean')
 export const num = guard('a number', (v): v is number => typeof v === 'number' && Number.isFinite(v))
+/** A number >= 0 (rates, durations, sizes measured rather than set). */
+export const nonNegative = guard('a number >= 0', (v): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0)
 /** A whole number >= 0 (bytes, ports, milliseconds, counts). */
 export const count = guard('a whole number >= 0', (v): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0)
 export const port = guard('a TCP port (1-65535)', (v): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535)
+/** A port to listen on: 0 lets the kernel choose. */
+export const listenPort = guard('a TCP port (0-65535)', (v): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 65535)
 
 /** null on the wire (an RPC that returns nothing; undefined is accepted too). */
 export const none: Schema<null> = { parse: (v, at) => v === null || v === undefined ? null : refuse(at, 'null', v) }
@@ -69,7 +73,10 @@ export const deviceName = guard('a device name (at most 15 of A-Z a-z 0-9 _ . -)
 export const devicePrefix = guard('a device name prefix (at most 12 of A-Z a-z 0-9 _ . -)', (v): v is string => typeof v === 'string' && /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,11}$/.test(v))
 export const migrationId = guard('a migration id (8-32 hex digits)', isMigrationId)
 /** An absolute path on the host (images the controller uploaded): no NUL, no '..' component. */
-export const absPath = guard('an absolute path without \'..\'', (v): v is string => typeof v === 'string' && v.startsWith('/') && !v.includes('\0') && !v.split('/').includes('..'))
+export function isAbsPath (v: unknown): v is string {
+  return typeof v === 'string' && v.startsWith('/') && !v.includes('\0') && !v.split('/').includes('..')
+}
+export const absPath = guard('an absolute path without \'..\'', isAbsPath)
 export const mac = guard('a MAC address (xx:xx:xx:xx:xx:xx)', (v): v is string => typeof v === 'string' && /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(v))
 export const hex = guard('hex digits', (v): v is string => typeof v === 'string' && /^([0-9a-f]{2})+$/.test(v))
 
@@ -95,17 +102,6 @@ export function tuple<const T extends readonly unknown[]> (...items: { [K in key
       if (!Array.isArray(v) || v.length !== items.length) return refuse(at, `a list of ${items.length}`, v)
       items.forEach((s, i) => s.parse(v[i], `${at}[${i}]`))
       return v as [...T]
-    }
-  }
-}
-
-/** An object whose values all fit `value` (keys as they come). */
-export function record<T> (value: Schema<T>): Schema<Record<string, T>> {
-  return {
-    parse: (v, at) => {
-      const o = anyObject.parse(v, at)
-      for (const [k, x] of Object.entries(o)) value.parse(x, `${at}.${k}`)
-      return o as Record<string, T>
     }
   }
 }
