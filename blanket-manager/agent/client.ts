@@ -51,9 +51,9 @@ export class AgentClient {
   }
 
   /** Connects to the agent's unix socket through an SSH connection. */
-  static async connect (host: string, ssh: SshConnection, socketPath: string): Promise<AgentClient> {
+  static async connect (host: string, ssh: SshConnection, socketPath: string, opts: AgentClientOptions = {}): Promise<AgentClient> {
     const ch = await ssh.openUnixSocket(socketPath)
-    return new AgentClient(host, ch)
+    return new AgentClient(host, ch, opts)
   }
 
   private onLine (line: string): void {
