@@ -5,6 +5,7 @@
  */
 export const ERROR_CODES = [
   'SC_AGENT_BAD_REQUEST',
+  'SC_AGENT_BAD_RESULT',
   'SC_AGENT_GONE',
   'SC_AGENT_INTERNAL',
   'SC_AGENT_TAP',

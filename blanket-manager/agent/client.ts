@@ -1,17 +1,24 @@
 /** Controller side of the agent protocol: RPC over a stream opened through SSH. */
 import type { Duplex } from 'node:stream'
 import { AgentError, CancelledError } from '../../core/errors.ts'
-import { encode, splitLines, type AccelChoice, type AttachParams, type SwitchesParams, type AgentMethod, type AgentResponse, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import { encode, splitLines, type AccelChoice, type AdoptTableResult, type AttachParams, type ConfigureParams, type IssueParams, type RepositoryGrantJson, type RepositoryParams, type SwitchesParams, type AgentMethod, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import { parseAgentMessage, parseResult, type AgentParams, type AgentResult } from './schema.ts'
+import { FieldError } from './validate.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import type { SshConnection } from '../../core/ssh.ts'
-import type { AdoptTableResult, ConfigureParams, IssueParams, RepositoryGrantJson, RepositoryParams } from './overdriver.ts'
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 
 interface Pending {
+  /** Checks the result against the method's schema, then resolves (or rejects with SC_AGENT_BAD_RESULT). */
   resolve: (v: unknown) => void
   reject: (e: Error) => void
   timer: NodeJS.Timeout
+}
+
+export interface AgentClientOptions {
+  /** Where a line the client drops (a malformed push or response) is reported; default one line on stderr. */
+  log?: (line: string) => void
 }
 
 export class AgentClient {
@@ -22,10 +29,14 @@ export class AgentClient {
   private buffer = ''
   private closedError?: Error
   private readonly listeners = new Set<(ev: AgentPush['event']) => void>()
+  private readonly log: (line: string) => void
+  /** Lines dropped because they were no message of the protocol (malformed pushes, responses). */
+  dropped = 0
 
-  constructor (host: string, stream: Duplex) {
+  constructor (host: string, stream: Duplex, opts: AgentClientOptions = {}) {
     this.host = host
     this.stream = stream
+    this.log = opts.log ?? (line => { process.stderr.write(`${line}\n`) })
     stream.setEncoding('utf8')
     stream.on('data', (chunk: string) => {
       this.buffer = splitLines(this.buffer + chunk, line => this.onLine(line))
@@ -40,22 +51,29 @@ export class AgentClient {
   }
 
   /** Connects to the agent's unix socket through an SSH connection. */
-  static async connect (host: string, ssh: SshConnection, socketPath: string): Promise<AgentClient> {
+  static async connect (host: string, ssh: SshConnection, socketPath: string, opts: AgentClientOptions = {}): Promise<AgentClient> {
     const ch = await ssh.openUnixSocket(socketPath)
-    return new AgentClient(host, ch)
+    return new AgentClient(host, ch, opts)
   }
 
   private onLine (line: string): void {
-    let msg: AgentResponse | AgentPush
-    try { msg = JSON.parse(line) as AgentResponse | AgentPush } catch { return }
-    if ('event' in msg) { for (const l of this.listeners) l(msg.event); return }
+    let msg: ReturnType<typeof parseAgentMessage>
+    try {
+      msg = parseAgentMessage(line)
+    } catch (err) {
+      // A malformed push (or a line that is no response) is dropped: listeners only see valid events.
+      this.dropped++
+      this.log(`agent on ${this.host}: dropped a malformed message (${(err as Error).message}): ${line.slice(0, 200)}`)
+      return
+    }
+    if (msg.kind === 'push') { for (const l of this.listeners) l(msg.event); return }
     const p = this.pending.get(msg.id)
     if (p === undefined) return
     this.pending.delete(msg.id)
     clearTimeout(p.timer)
-    if (msg.ok) p.resolve(msg.result)
-    else if (msg.error.code === 'SC_CANCELLED') p.reject(new CancelledError(`${msg.error.message.replace(/ cancelled$/, '')} on ${this.host}`))
-    else p.reject(new AgentError(msg.error.code, `${this.host}: ${msg.error.message}`))
+    if (msg.kind === 'result') p.resolve(msg.result)
+    else if (msg.code === 'SC_CANCELLED') p.reject(new CancelledError(`${msg.message.replace(/ cancelled$/, '')} on ${this.host}`))
+    else p.reject(new AgentError(msg.code, `${this.host}: ${msg.message}`))
   }
 
   onEvent (fn: (ev: AgentPush['event']) => void): () => void {
@@ -63,10 +81,11 @@ export class AgentClient {
     return () => this.listeners.delete(fn)
   }
 
-  async call<T> (method: AgentMethod, params: unknown, opts: { timeoutMs?: number, signal?: AbortSignal } = {}): Promise<T> {
+  /** Calls `method`; its params and result types come from the protocol's type map (schema.ts), the result is checked against its schema. */
+  async call<M extends AgentMethod> (method: M, params: AgentParams<M>, opts: { timeoutMs?: number, signal?: AbortSignal } = {}): Promise<AgentResult<M>> {
     if (this.closedError !== undefined) throw this.closedError
     const id = this.nextId++
-    return await new Promise<T>((resolve, reject) => {
+    return await new Promise<AgentResult<M>>((resolve, reject) => {
       const timeoutMs = opts.timeoutMs ?? 30000
       const timer = setTimeout(() => {
         this.pending.delete(id)
@@ -79,7 +98,15 @@ export class AgentClient {
       }
       opts.signal?.addEventListener('abort', onAbort, { once: true })
       this.pending.set(id, {
-        resolve: v => { opts.signal?.removeEventListener('abort', onAbort); resolve(v as T) },
+        resolve: v => {
+          opts.signal?.removeEventListener('abort', onAbort)
+          try {
+            resolve(parseResult(method, v))
+          } catch (err) {
+            if (!(err instanceof FieldError)) throw err
+            reject(new AgentError('SC_AGENT_BAD_RESULT', `agent on ${this.host} answered ${method} with a malformed result: ${err.message}`))
+          }
+        },
         reject: e => { opts.signal?.removeEventListener('abort', onAbort); reject(e) },
         timer
       })
@@ -105,7 +132,7 @@ export class AgentClient {
   async prepareIncoming (p: IncomingParams): Promise<IncomingResult> { return await this.call('vm.migrate.incoming', p, { timeoutMs: 120000 }) }
   async migrateOut (p: OutgoingParams): Promise<MigrationSummary> { return await this.call('vm.migrate.outgoing', p, { timeoutMs: p.deadlineMs + 120000 }) }
   async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }
-  async migrationActive (name: string): Promise<boolean> { return (await this.call<{ active: boolean }>('vm.migrate.active', { name })).active }
+  async migrationActive (name: string): Promise<boolean> { return (await this.call('vm.migrate.active', { name })).active }
   async cancelMigration (name: string): Promise<void> { await this.call('vm.migrate.cancel', { name }) }
   /** Destination, at the switchover hold: start recording the guest's disk writes under migration `id`. */
   async markArrival (name: string, id: string): Promise<{ nodes: string[] }> { return await this.call('vm.migrate.mark', { name, id }) }
@@ -116,9 +143,9 @@ export class AgentClient {
   async finishIncoming (name: string): Promise<VmInfo> { return await this.call('vm.migrate.finish', { name }, { timeoutMs: 60000 }) }
   async ensureSwitches (p: SwitchesParams): Promise<void> { await this.call('vw.switches', p) }
   async attach (p: AttachParams): Promise<void> { await this.call('vw.attach', p) }
-  async consoleSocket (name: string): Promise<string> { return (await this.call<{ path: string }>('vm.console', { name })).path }
+  async consoleSocket (name: string): Promise<string> { return (await this.call('vm.console', { name })).path }
 
-  /** Overdriver: the policy for this host's loop (blanket-manager/agent/overdriver.ts). */
+  /** Overdriver: the policy for this host's loop (blanket-manager/agent/overdriver-host.ts). */
   async overdriverConfigure (p: ConfigureParams): Promise<{ vms: string[] }> { return await this.call('overdriver.configure', p) }
   /** Overdriver: this connection receives the host's overload.* events (see onEvent) until it closes. */
   async overdriverSubscribe (): Promise<void> { await this.call('overdriver.subscribe', {}) }
@@ -130,7 +157,7 @@ export class AgentClient {
   /** Overdriver: a migration decided for `name` (overload.migration-decided) finished or failed. */
   async overdriverMigrated (name: string, ok: boolean): Promise<void> { await this.call('overdriver.migrated', { name, ok }) }
   /** Overdriver, source of a migration at the switchover hold: the VM's sector table (moves with the VM). */
-  async overdriverExportTable (name: string): Promise<SectorTableJson> { return (await this.call<{ table: SectorTableJson }>('overdriver.table.export', { name }, { timeoutMs: 10000 })).table }
+  async overdriverExportTable (name: string): Promise<SectorTableJson> { return (await this.call('overdriver.table.export', { name }, { timeoutMs: 10000 })).table }
   /** Overdriver, destination at the switchover hold: serve the moved table's pages from their repositories. */
   async overdriverAdoptTable (name: string, table: SectorTableJson): Promise<AdoptTableResult> { return await this.call('overdriver.table.adopt', { name, table }, { timeoutMs: 10000 }) }
   /** Overdriver, source: whether the destination adopted the table (ok: destroying this copy leaves its pages to it). */

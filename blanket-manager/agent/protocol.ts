@@ -4,7 +4,8 @@
  * matched by `id`; the agent may also push `event` messages.
  */
 import type { GuestFirewall } from '../../images/guest/cmdline.ts'
-import type { SwapLaunch } from './overdriver.ts'
+import type { ControllerPolicy, HostView } from '../../overdriver/decision/decide.ts'
+import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 
 export const AGENT_PROTOCOL_VERSION = 1
 
@@ -99,7 +100,7 @@ export interface VmLaunch {
   gateway?: string
   /** Makes the guest a transparent L2 firewall between two of its interfaces (guest names, eth<i>). */
   firewall?: GuestFirewall
-  /** A swap disk served by Overdriver's NBD export on the host (blanket-manager/agent/overdriver.ts). */
+  /** A swap disk served by Overdriver's NBD export on the host (blanket-manager/agent/overdriver-host.ts). */
   swap?: SwapLaunch
   /** How long to wait for the guest's ready marker on its console. */
   bootTimeoutMs: number
@@ -204,3 +205,54 @@ export interface SwitchesParams {
 export interface AttachParams {
   taps: Array<{ tap: string, bridge: string, mtu?: number }>
 }
+
+/** Requests that name one VM on the host. */
+export interface NameParams { name: string }
+
+/** vm.balloon: the guest's new memory target. */
+export interface BalloonParams { name: string, bytes: number }
+
+/** vm.migrate.mark / vm.migrate.dirty: the migration whose bitmaps are meant. */
+export type MigrationIdParams = BitmapParams
+
+/** A VM's swap disk in its launch. Capabilities are hex (16 bytes). */
+export interface SwapLaunch {
+  sizeBytes: number
+  /** Page repositories granted to this VM (the controller asked their hosts' agents: overdriver.issue). */
+  repositories?: RepositoryGrantJson[]
+}
+
+export interface RepositoryGrantJson { address: { host: string, port: number }, capability: string }
+
+/** overdriver.configure: the policy of the host's overload loop. */
+export interface ConfigureParams {
+  /** This host's name in the spec (events carry it; decide() compares VM hosts with it). */
+  host: string
+  policy: ControllerPolicy
+  /** Hosts with the memory each keeps free as a migration target; none = a sustained overload is reported blocked. */
+  hosts?: HostView[]
+}
+
+/** overdriver.repository: run a page repository on this host. */
+export interface RepositoryParams {
+  /** Address to listen on: the host's site address (127.0.0.1 in tests). */
+  host: string
+  /** Default 7709. */
+  port?: number
+  capacityBytes: number
+}
+
+/** Where a host's page repository listens and how many pages it holds. */
+export interface RepositoryInfo { host: string, port: number, capacityPages: number }
+
+/** overdriver.issue: a capability for `vm` at this host's repository. */
+export interface IssueParams { vm: string, maxPages?: number }
+
+/** overdriver.migrated: a migration Overdriver decided for `name` finished (ok) or failed. */
+export interface MigratedParams { name: string, ok: boolean }
+
+/** overdriver.table.adopt: the sector table the VM's source host exported (overdriver.table.export). */
+export interface AdoptTableParams { name: string, table: SectorTableJson }
+export interface AdoptTableResult { adopted: number, skipped: number, repositories: number }
+/** overdriver.table.handover: whether the destination adopted the table the source exported. */
+export interface HandoverParams { name: string, ok: boolean }

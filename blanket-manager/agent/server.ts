@@ -9,9 +9,9 @@ import { cpus, hostname, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { HypervisorBackend } from '../../drivers/hypervisor.ts'
 import { SupercloudError } from '../../core/errors.ts'
-import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AgentRequest, type AccelChoice, type AttachParams, type HelloResult, type IncomingParams, type SwitchesParams, type OutgoingParams, type ProbeParams, type VmLaunch } from './protocol.ts'
+import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AccelChoice, type AgentMethod, type AgentResponse, type HelloResult, type ProbeParams } from './protocol.ts'
+import { parseParams, parseRequestLine, type AgentParams, type AgentResult } from './schema.ts'
 import { VmManager } from './vms.ts'
-import type { AdoptTableParams, ConfigureParams, HandoverParams, IssueParams, RepositoryParams } from './overdriver.ts'
 
 export interface AgentOptions {
   dir: string
@@ -20,6 +20,14 @@ export interface AgentOptions {
   backend: HypervisorBackend
 }
 
+/** What a method's handler gets besides its params: the connection, and pushes to it. */
+interface Call {
+  push: (event: Record<string, unknown>) => void
+  sock: Socket
+}
+type Handler<M extends AgentMethod> = (p: AgentParams<M>, call: Call) => Promise<AgentResult<M>> | AgentResult<M>
+/** One handler per method: the compiler checks each takes its method's params and returns its result. */
+type Handlers = { [M in AgentMethod]: Handler<M> }
 
 export class Agent {
   private server?: Server
@@ -66,68 +74,61 @@ export class Agent {
   }
 
   private async handle (sock: Socket, line: string): Promise<void> {
-    let req: AgentRequest
-    try {
-      req = JSON.parse(line) as AgentRequest
-      if (typeof req.id !== 'number' || typeof req.method !== 'string') throw new Error('missing id or method')
-    } catch (err) {
-      sock.write(encode({ id: -1, ok: false, error: { code: 'SC_AGENT_BAD_REQUEST', message: `malformed request: ${(err as Error).message}` } }))
-      return
-    }
+    const reply = (msg: AgentResponse): void => { if (!sock.destroyed) sock.write(encode(msg)) }
+    const req = parseRequestLine(line)
+    if ('error' in req) { reply({ id: req.id, ok: false, error: { code: req.error.code, message: req.error.message } }); return }
     try {
       const push = (event: Record<string, unknown>): void => { if (!sock.destroyed) sock.write(encode({ event: { ts: new Date().toISOString(), type: 'unknown', ...event } })) }
-      const result = await this.dispatch(req, push, sock)
-      if (!sock.destroyed) sock.write(encode({ id: req.id, ok: true, result: result ?? null }))
+      const result = await this.dispatch(req.method, req.params, { push, sock })
+      reply({ id: req.id, ok: true, result: result ?? null })
     } catch (err) {
       const code = err instanceof SupercloudError ? err.code : 'SC_AGENT_INTERNAL'
-      if (!sock.destroyed) sock.write(encode({ id: req.id, ok: false, error: { code, message: (err as Error).message } }))
+      reply({ id: req.id, ok: false, error: { code, message: (err as Error).message } })
     }
   }
 
-  private async dispatch (req: AgentRequest, push: (event: Record<string, unknown>) => void, sock: Socket): Promise<unknown> {
-    const p = (req.params ?? {}) as Record<string, unknown>
-    const name = (): string => {
-      if (typeof p.name !== 'string') throw new SupercloudError('SC_AGENT_BAD_REQUEST', `${req.method}: params.name must be a string`)
-      return p.name
-    }
-    switch (req.method) {
-      case 'agent.hello': return await this.hello()
-      case 'host.probe': return await this.probe(p as unknown as ProbeParams)
-      case 'vm.create': return await this.vms.create(p as unknown as VmLaunch)
-      case 'vm.destroy': return await this.vms.destroy(name(), Array.isArray(p.nics) ? (p.nics as Array<{ tap: string }>).map(n => n.tap) : [], typeof p.keep === 'string' ? p.keep : undefined)
-      case 'vm.status': return await this.vms.status(name())
-      case 'vm.list': return await this.vms.list()
-      case 'vm.stats': return await this.vms.stats(name())
-      case 'vm.balloon': return await this.vms.balloon(name(), Number(p.bytes))
-      case 'vm.console': return { path: this.vms.consoleSocket(name()) }
-      case 'vm.migrate.incoming': return await this.vms.prepareIncoming(p as unknown as IncomingParams)
-      case 'vm.migrate.outgoing': return await this.vms.migrateOut(p as unknown as OutgoingParams, push)
-      case 'vm.migrate.continue': this.vms.continueMigration(name()); return null
-      case 'vm.migrate.cancel': this.vms.cancelMigration(name()); return null
-      case 'vm.migrate.finish': return await this.vms.finishIncoming(name())
-      case 'vm.migrate.active': return { active: this.vms.migrationActive(name()) }
-      case 'vm.migrate.mark': return await this.vms.markArrival(name(), String(p.id))
-      case 'vm.migrate.dirty': return await this.vms.dirtyStatus(name(), String(p.id))
-      case 'vm.departed.drop': await this.vms.dropDeparted(name()); return null
-      case 'vw.switches': return await this.vms.ensureSwitches(p as unknown as SwitchesParams)
-      case 'vw.attach': for (const a of (p as unknown as AttachParams).taps ?? []) await this.vms.attach(a.tap, a.bridge, a.mtu); return null
-      case 'overdriver.configure': return this.vms.overdriver.configure(p as unknown as ConfigureParams)
-      case 'overdriver.subscribe': {
-        // This connection receives overload.* events until it closes.
-        const off = this.vms.overdriver.subscribe(push)
-        sock.once('close', off)
-        return null
-      }
-      case 'overdriver.repository': return await this.vms.overdriver.startRepository(p as unknown as RepositoryParams)
-      case 'overdriver.issue': return this.vms.overdriver.issue(p as unknown as IssueParams)
-      case 'overdriver.stats': return this.vms.overdriver.stats()
-      case 'overdriver.migrated': this.vms.overdriver.migrationDone(name(), p.ok === true); return null
-      case 'overdriver.table.export': return await this.vms.overdriver.exportTable(name())
-      case 'overdriver.table.adopt': return this.vms.overdriver.adoptTable(p as unknown as AdoptTableParams)
-      case 'overdriver.table.handover': this.vms.overdriver.handover({ name: name(), ok: (p as unknown as HandoverParams).ok === true }); return null
-      case 'agent.shutdown': setTimeout(() => { void this.stop().then(() => process.exit(0)) }, 50); return null
-      default: throw new SupercloudError('SC_AGENT_UNKNOWN_METHOD', `unknown method '${String(req.method)}'`)
-    }
+  /** Checks the request's params against the method's schema (SC_AGENT_BAD_REQUEST naming the field), then runs it. */
+  private async dispatch<M extends AgentMethod> (method: M, params: unknown, call: Call): Promise<AgentResult<M>> {
+    const handler: Handler<M> = this.handlers[method]
+    return await handler(parseParams(method, params), call)
+  }
+
+  private readonly handlers: Handlers = {
+    'agent.hello': async () => await this.hello(),
+    'host.probe': async p => await this.probe(p),
+    'vm.create': async p => await this.vms.create(p),
+    'vm.destroy': async p => { await this.vms.destroy(p.name, (p.nics ?? []).map(n => n.tap), p.keep); return null },
+    'vm.status': async p => await this.vms.status(p.name),
+    'vm.list': async () => await this.vms.list(),
+    'vm.stats': async p => await this.vms.stats(p.name),
+    'vm.balloon': async p => { await this.vms.balloon(p.name, p.bytes); return null },
+    'vm.console': p => ({ path: this.vms.consoleSocket(p.name) }),
+    'vm.migrate.incoming': async p => await this.vms.prepareIncoming(p),
+    'vm.migrate.outgoing': async (p, c) => await this.vms.migrateOut(p, c.push),
+    'vm.migrate.continue': p => { this.vms.continueMigration(p.name); return null },
+    'vm.migrate.cancel': p => { this.vms.cancelMigration(p.name); return null },
+    'vm.migrate.finish': async p => await this.vms.finishIncoming(p.name),
+    'vm.migrate.active': p => ({ active: this.vms.migrationActive(p.name) }),
+    'vm.migrate.mark': async p => await this.vms.markArrival(p.name, p.id),
+    'vm.migrate.dirty': async p => await this.vms.dirtyStatus(p.name, p.id),
+    'vm.departed.drop': async p => { await this.vms.dropDeparted(p.name); return null },
+    'vw.switches': async p => { await this.vms.ensureSwitches(p); return null },
+    'vw.attach': async p => { for (const a of p.taps) await this.vms.attach(a.tap, a.bridge, a.mtu); return null },
+    'overdriver.configure': p => this.vms.overdriver.configure(p),
+    'overdriver.subscribe': (_p, c) => {
+      // This connection receives overload.* events until it closes.
+      const off = this.vms.overdriver.subscribe(c.push)
+      c.sock.once('close', off)
+      return null
+    },
+    'overdriver.repository': async p => await this.vms.overdriver.startRepository(p),
+    'overdriver.issue': p => this.vms.overdriver.issue(p),
+    'overdriver.stats': () => this.vms.overdriver.stats(),
+    'overdriver.migrated': p => { this.vms.overdriver.migrationDone(p.name, p.ok); return null },
+    'overdriver.table.export': async p => await this.vms.overdriver.exportTable(p.name),
+    'overdriver.table.adopt': p => this.vms.overdriver.adoptTable(p),
+    'overdriver.table.handover': p => { this.vms.overdriver.handover(p); return null },
+    'agent.shutdown': () => { setTimeout(() => { void this.stop().then(() => process.exit(0)) }, 50); return null }
   }
 
   private async hello (): Promise<HelloResult> {

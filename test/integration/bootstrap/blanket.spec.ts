@@ -92,8 +92,8 @@ t.test('malformed agent requests are refused with a reason', async t => {
   const byId = Object.fromEntries(answers.map(a => JSON.parse(a) as { id: number, ok: boolean, error?: { code: string, message: string } }).map(a => [a.id, a]))
   t.match(byId[-1]?.error, { code: 'SC_AGENT_BAD_REQUEST', message: /malformed request/ })
   t.match(byId[7]?.error, { code: 'SC_AGENT_UNKNOWN_METHOD', message: /vm\.format-disk/ })
-  t.match(byId[8]?.error, { code: 'SC_AGENT_BAD_REQUEST', message: /params\.name must be a string/ })
-  t.match(byId[9]?.error, { code: 'SC_AGENT_BAD_REQUEST', message: /bad VM name/ })
+  t.match(byId[8]?.error, { code: 'SC_AGENT_BAD_REQUEST', message: /^vm\.status: params\.name: must be a VM name .*got 42$/ })
+  t.match(byId[9]?.error, { code: 'SC_AGENT_BAD_REQUEST', message: /^vm\.create: params\.name: must be a VM name .*got "\.\.\/\.\.\/etc"$/ })
   ch.end()
   // The agent is still healthy afterwards.
   const r = await bootstrapHost(host, ssh, { accel: 'tcg', image })
