@@ -66,3 +66,20 @@ export interface CloudDriver {
   /** Remove the host and everything the driver made for it. Idempotent; succeeds when already gone. */
   destroyHost (ctx: DriverContext, record: HostRecord, opts?: OperationOptions): Promise<void>
 }
+
+/**
+ * A driver loaded the first time one of its methods is called: a command whose spec has no EC2
+ * hosts never loads the AWS SDK (most of the CLI's start-up time otherwise).
+ */
+export function lazyDriver (name: string, load: () => Promise<CloudDriver>): CloudDriver {
+  let driver: Promise<CloudDriver> | undefined
+  const get = async (): Promise<CloudDriver> => await (driver ??= load())
+  return {
+    name,
+    ensureNetwork: async (ctx, opts) => { await (await get()).ensureNetwork(ctx, opts) },
+    destroyNetwork: async (ctx, opts) => { await (await get()).destroyNetwork(ctx, opts) },
+    createHost: async (ctx, spec, opts) => await (await get()).createHost(ctx, spec, opts),
+    describeHost: async (ctx, record) => await (await get()).describeHost(ctx, record),
+    destroyHost: async (ctx, record, opts) => { await (await get()).destroyHost(ctx, record, opts) }
+  }
+}

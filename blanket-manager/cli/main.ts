@@ -7,20 +7,16 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { supercloudDir } from '../state/paths.ts'
-import { createController, type Controller } from '../controller/index.ts'
-import { runOperation, type OperationContext, type OperationRequest } from '../operations/operation.ts'
+import type { Controller } from '../controller/index.ts'
+import type { OperationContext, OperationRequest } from '../operations/operation.ts'
 import { operatorName, reapOperations, registerOperations } from './operations.ts'
 import { SupercloudError, SpecError } from '../../core/errors.ts'
-import { loadSpec } from '../specfile/load.ts'
 import type { Spec } from '../../core/spec.ts'
 import { makeProgressPrinter } from './progress.ts'
-import { runConsole, runInConsole } from './console.ts'
 import { renderStatus } from './status.ts'
 import { registerServe } from './serve.ts'
 import { registerEvents } from './events.ts'
 import { registerCost } from './cost.ts'
-import { resolveVms } from '../planner/placement.ts'
-import { connectWire, disconnectWire } from '../../virtualwire/topology/compile.ts'
 import { makeMigrationBar, formatMigrationSummary } from './migrate.ts'
 import { MIGRATION_MODES, type MigrationMode } from '../../drivers/qemu/migration-progress.ts'
 import { parseBandwidth, parseDuration } from '../../core/units.ts'
@@ -36,6 +32,7 @@ async function withController<T> (cmd: Command, fn: (c: Controller, spec: Spec |
   let spec: Spec | undefined
   let name: string
   try {
+    const { loadSpec } = await import('../specfile/load.ts')
     spec = await loadSpec(file)
     name = spec.name
   } catch (err) {
@@ -44,6 +41,8 @@ async function withController<T> (cmd: Command, fn: (c: Controller, spec: Spec |
   }
   // Read-only commands on a supercloud that does not exist must not create its state.
   if (ifAbsent !== undefined && !existsSync(supercloudDir(name))) return ifAbsent(name)
+  // Loaded here, not at start: `--help` and bad input need none of the controller.
+  const { createController } = await import('../controller/index.ts')
   const c = createController(name, { onProgress: makeProgressPrinter() })
   try {
     return await fn(c, spec)
@@ -69,6 +68,7 @@ function interruptSignal (): AbortSignal {
 async function asOperation<T> (c: Controller, req: OperationRequest & { quiet?: boolean }, work: (op: OperationContext) => Promise<T>): Promise<T> {
   const hub = c.events
   reapOperations(c.store)
+  const { runOperation } = await import('../operations/operation.ts')
   return await runOperation({ store: c.store, publish: ev => { hub.publish(ev) }, who: operatorName() }, {
     ...req,
     onStart: id => { if (req.quiet !== true) process.stderr.write(`operation ${id} (${req.kind}); \`supercloud cancel ${id}\` stops it from another terminal\n`) }
@@ -148,10 +148,12 @@ program.command('console')
     await withController(cmd, async c => {
       const stream = await c.openConsole(vm)
       if (o.run !== undefined) {
+        const { runInConsole } = await import('./console.ts')
         const r = await runInConsole(stream, o.run, Number(o.timeout) * 1000)
         process.stdout.write(r.output)
         process.exitCode = r.status
       } else {
+        const { runConsole } = await import('./console.ts')
         await runConsole(stream, vm)
       }
     }, false)
@@ -226,6 +228,7 @@ wire.command('list')
       if (spec === undefined) return
       const eff = c.effectiveSpec(spec)
       const prefix = c.store.prefix()
+      const { resolveVms } = await import('../planner/placement.ts')
       const topo = c.topology(eff, resolveVms(eff, prefix), prefix)
       const rows = topo.connectors.map(k => ({
         id: k.id,
@@ -247,6 +250,8 @@ for (const [verb, connect] of [['connect', true], ['disconnect', false]] as cons
       await withController(cmd, async (c, spec) => {
         if (spec === undefined) return
         const eff = c.effectiveSpec(spec)
+        const { resolveVms } = await import('../planner/placement.ts')
+        const { connectWire, disconnectWire } = await import('../../virtualwire/topology/compile.ts')
         const placement = Object.fromEntries(Object.values(resolveVms(eff, c.store.prefix())).map(r => [r.spec.name, r.host]))
         const next = connect ? connectWire(eff, c.wires(spec), a, b, placement) : disconnectWire(c.wires(spec), a, b)
         const changed = connect ? next[next.length - 1] : c.wires(spec).find(w => !next.includes(w))

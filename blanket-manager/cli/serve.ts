@@ -5,8 +5,6 @@
 import { Option, type Command } from 'commander'
 import type { Controller } from '../controller/index.ts'
 import { SupercloudError } from '../../core/errors.ts'
-import { startOverdriverLoop } from '../server/overdriver-loop.ts'
-import { runServe } from '../server/serve.ts'
 import type { Spec } from '../../core/spec.ts'
 
 /** What the commands need from cli/main.ts. */
@@ -46,6 +44,8 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
       if (!Number.isFinite(interval) || interval < 0) throw new SupercloudError('SC_USAGE', '--interval must be a number of seconds', { exitCode: 2 })
       await helpers.withController(cmd, async (c, spec) => {
         const log = (line: string): void => { process.stderr.write(`serve: ${line}\n`) }
+        const { runServe } = await import('../server/serve.ts')
+        const { startOverdriverLoop } = await import('../server/overdriver-loop.ts')
         const s = await runServe(c, { host, port, pollMs: interval * 1000, log })
         const od = spec !== undefined ? await startOverdriverLoop(c, spec, s.hub, s.poller, log) : undefined
         process.stdout.write(`supercloud serve: ${c.name} at ${s.dashboardUrl}\n`)

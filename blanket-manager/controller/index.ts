@@ -2,11 +2,8 @@
  * The controller's entry: createController wires the real collaborators (state store, cloud
  * drivers, SSH sessions, event hub, guest images, Blanket bootstrap) into a Controller.
  */
-import { createEc2Driver } from '../../drivers/ec2/driver.ts'
-import { createLocalDriver } from '../../drivers/local/driver.ts'
-import { createSshDriver } from '../../drivers/ssh/driver.ts'
 import type { AgentClient } from '../agent/client.ts'
-import type { HostRecord } from '../../drivers/cloud.ts'
+import { lazyDriver, type HostRecord } from '../../drivers/cloud.ts'
 import { EventHub } from '../events/hub.ts'
 import { supercloudDir } from '../state/paths.ts'
 import { StateStore } from '../state/store.ts'
@@ -38,7 +35,12 @@ export function createController (spec: string | { name: string }, opts: Control
     dir,
     store,
     events: new EventHub(store),
-    drivers: { local: createLocalDriver(), ssh: createSshDriver(), ec2: createEc2Driver() },
+    // Loaded when first used: the EC2 driver brings the AWS SDK.
+    drivers: {
+      local: lazyDriver('local', async () => (await import('../../drivers/local/driver.ts')).createLocalDriver()),
+      ssh: lazyDriver('ssh', async () => (await import('../../drivers/ssh/driver.ts')).createSshDriver()),
+      ec2: lazyDriver('ec2', async () => (await import('../../drivers/ec2/driver.ts')).createEc2Driver())
+    },
     sessions,
     images: sshGuestImages(sessions, record),
     hosts: blanketHostSetup(sessions, record),

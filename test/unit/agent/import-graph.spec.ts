@@ -56,11 +56,18 @@ t.test('the walker sees the heavy modules where they are imported', async t => {
   t.ok(g.has('overdriver/repository/client.ts'), 'and the repository client')
 })
 
-t.test('the CLI\'s static import graph reaches the controller but not the NBD server or page repository', async t => {
-  const g = staticGraph('blanket-manager/cli/main.ts')
+t.test('the controller\'s static import graph reaches the agent client but not the NBD server or page repository', async t => {
+  const g = staticGraph('blanket-manager/controller/index.ts')
   t.ok(g.has('blanket-manager/controller/controller.ts'), 'the controller is loaded')
   t.ok(g.has('blanket-manager/agent/client.ts'), 'the agent client is loaded')
   t.same([...g].filter(forbidden), [], 'no NBD server, swap service or repository module')
+  t.notOk(g.has('drivers/ec2/driver.ts'), 'the EC2 driver (and the AWS SDK) is loaded only when a host needs it')
+})
+
+t.test('the CLI\'s start loads no controller: it is loaded by the commands that need it', async t => {
+  const g = staticGraph('blanket-manager/cli/main.ts')
+  t.notOk(g.has('blanket-manager/controller/controller.ts'))
+  t.same([...g].filter(forbidden), [])
 })
 
 t.test('running the CLI loads neither', async t => {
@@ -76,9 +83,12 @@ export async function resolve (spec, ctx, next) {
 `)
   writeFileSync(join(dir, 'register.mjs'), `import { register } from 'node:module'\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hook.mjs')).href)})\n`)
   writeFileSync(log, '')
-  await promisify(execFile)(process.execPath, ['--import', 'tsx', '--import', join(dir, 'register.mjs'), join(root, 'blanket-manager/cli/main.ts'), '--help'], { cwd: root })
+  // `plan` of the local example: the controller and the spec, no host touched (a private state dir).
+  await promisify(execFile)(process.execPath, ['--import', 'tsx', '--import', join(dir, 'register.mjs'), join(root, 'blanket-manager/cli/main.ts'), '-f', join(root, 'examples/local.yaml'), 'plan'],
+    { cwd: root, env: { ...process.env, SUPERCLOUD_STATE_DIR: join(dir, 'state') } })
   const loaded = new Set(readFileSync(log, 'utf8').split('\n').filter(u => u !== '').map(u => relative(root, fileURLToPath(u))))
   t.ok(loaded.has('blanket-manager/controller/controller.ts'), 'the controller was loaded')
+  t.notOk([...loaded].some(m => m.includes('@aws-sdk')), 'the AWS SDK was not loaded (no EC2 host in the spec)')
   t.ok(loaded.has('blanket-manager/agent/overdriver-control.ts'), 'so was the controller\'s import of agent/overdriver-control.ts')
   t.same([...loaded].filter(forbidden), [], 'no NBD server, swap service or repository module was loaded')
 })
