@@ -1,12 +1,17 @@
 /**
  * bench/virtualwire.ts — VirtualWire connectors against baselines measured in the same run,
- * on a test bed of real kernel parts (bench/lib/lab.ts): two host namespaces on an underlay
- * bridge (198.18.210.1 and .2), an endpoint manager daemon per host serving the FUSE endpoint
+ * on a test bed of real kernel parts (bench/lib/lab.ts): four host namespaces on an underlay
+ * bridge (198.18.210.1-.4), an endpoint manager daemon per host serving the FUSE endpoint
  * interface (endpoints created with `echo … > create`), VM-side namespaces attached to the
  * endpoint bridges (MTU 1450), iperf3 and busybox ping inside them.
  *
  *  (1) throughput, connector vs the direct underlay between the same two host namespaces,
- *      TCP (MSS 1400) and UDP (1400-byte datagrams, unlimited rate; receiver goodput);
+ *      TCP (MSS 1400) and UDP (1400-byte datagrams, unlimited rate; receiver goodput), and
+ *      vs data-plane shapes built in the same run: a bare kernel VXLAN pair between the host
+ *      namespaces (no supercloud, no guest hop), the bridged connector (hosts h3/h4 whose
+ *      endpoint managers run with --no-fast-path: guest veth -> endpoint bridge -> VXLAN, the
+ *      shape before the fast path) and, by hand, the fast path's tc redirects without any
+ *      bridge (guest veth not enslaved) — the connector's fast path keeps the NIC on the bridge;
  *  (2) the connector vs user-space tunnels between the same host namespaces, VM-side
  *      namespaces bridged to each tunnel's TAP device like to an endpoint bridge:
  *      OpenVPN p2p TAP without crypto, vtun (type ether, UDP, no encryption) when installed,
@@ -63,10 +68,12 @@ let vtunLockDirMade = false
 let vtunSession = ''
 
 async function main (): Promise<Record<string, unknown>> {
-  log(`prefix ${P}: hosts h1 ${U(0)}, h2 ${U(1)}; endpoint daemons`)
-  await lab.addHosts(['h1', 'h2'], U)
+  log(`prefix ${P}: hosts h1 ${U(0)}, h2 ${U(1)} (fast path), h3 ${U(2)}, h4 ${U(3)} (--no-fast-path); endpoint daemons`)
+  await lab.addHosts(['h1', 'h2', 'h3', 'h4'], U)
   await lab.startEndpointDaemon('h1')
   await lab.startEndpointDaemon('h2')
+  await lab.startEndpointDaemon('h3', { fastPath: false })
+  await lab.startEndpointDaemon('h4', { fastPath: false })
   const h1 = lab.host('h1')
   const h2 = lab.host('h2')
 
@@ -74,6 +81,39 @@ async function main (): Promise<Record<string, unknown>> {
   await lab.connector(1, 'h1', 'h2')
   const a1 = await lab.guestOnEndpoint('a1', 'h1', 1, '198.19.1.1/24')
   const a2 = await lab.guestOnEndpoint('a2', 'h2', 1, '198.19.1.2/24')
+  for (const [h, g] of [['h1', 'a1'], ['h2', 'a2']] as const) {
+    let to: string | undefined
+    for (let i = 0; i < 50 && to !== `${P}x1`; i++) { to = await lab.redirectOf(h, `${P}${g}`); if (to !== `${P}x1`) await sleep(100) }
+    if (to !== `${P}x1`) throw new Error(`${h}: no fast path on connector 1 (redirect of ${P}${g}: ${to ?? 'none'})`)
+  }
+  notes.push('connector: endpoint managers h1/h2 with the fast path (tc clsact + u32 match-all + mirred redirect guest veth <-> VXLAN; the veth stays enslaved to the endpoint bridge, which frames bypass)')
+  // The bridged shape (before the fast path): same connector between h3 and h4, managers with --no-fast-path.
+  await lab.connector(2, 'h3', 'h4')
+  const b1 = await lab.guestOnEndpoint('b1', 'h3', 2, '198.19.4.1/24')
+  await lab.guestOnEndpoint('b2', 'h4', 2, '198.19.4.2/24')
+  notes.push('bridged: endpoint managers h3/h4 with --no-fast-path: guest veth -> endpoint bridge -> VXLAN (the shape before the fast path)')
+  // A bare kernel VXLAN pair between the host namespaces h1 and h2 (no supercloud, no guest hop).
+  for (const [h, peer, addr] of [[h1, h2, '198.19.5.1/24'], [h2, h1, '198.19.5.2/24']] as const) {
+    await run(['ip', '-n', h.ns, 'link', 'add', `${P}bare`, 'mtu', '1450', 'type', 'vxlan', 'id', '4000', 'local', h.ip, 'dstport', '4789', 'nolearning'])
+    await run(['bridge', '-n', h.ns, 'fdb', 'append', '00:00:00:00:00:00', 'dev', `${P}bare`, 'dst', peer.ip])
+    await run(['ip', '-n', h.ns, 'addr', 'add', addr, 'dev', `${P}bare`])
+    await run(['ip', '-n', h.ns, 'link', 'set', `${P}bare`, 'up'])
+  }
+  notes.push('bareVxlan: ip link add type vxlan id 4000 dstport 4789 nolearning + default FDB entry in each host namespace, addresses on the VXLAN devices, MTU 1450')
+  // By hand: guest veth <-> VXLAN with tc redirects and no bridge at all.
+  for (const [h, peer, g, addr] of [[h1, h2, 'n1', '198.19.6.1/24'], [h2, h1, 'n2', '198.19.6.2/24']] as const) {
+    const vx = `${P}nbx`
+    const guest = await lab.addGuest(g, h.name, addr)
+    await run(['ip', '-n', h.ns, 'link', 'add', vx, 'mtu', '1450', 'type', 'vxlan', 'id', '4001', 'local', h.ip, 'dstport', '4789', 'nolearning'])
+    await run(['bridge', '-n', h.ns, 'fdb', 'append', '00:00:00:00:00:00', 'dev', vx, 'dst', peer.ip])
+    await run(['ip', '-n', h.ns, 'link', 'set', guest.link, 'mtu', '1450', 'up'])
+    await run(['ip', '-n', h.ns, 'link', 'set', vx, 'up'])
+    for (const [from, to] of [[guest.link, vx], [vx, guest.link]] as Array<[string, string]>) {
+      await run(['tc', '-n', h.ns, 'qdisc', 'add', 'dev', from, 'clsact'])
+      await run(['tc', '-n', h.ns, 'filter', 'add', 'dev', from, 'ingress', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', to])
+    }
+  }
+  notes.push('tcNoBridge: by hand, guest veth (no master) <-> VXLAN id 4001 with tc clsact + u32 match-all + mirred redirect both ways')
 
   // OpenVPN p2p, TAP, no crypto: persistent TAP devices enslaved to a bridge with a VM-side namespace.
   for (const [h, g, addr] of [[h1, 'o1', '198.19.2.1/24'], [h2, 'o2', '198.19.2.2/24']] as const) {
@@ -124,7 +164,7 @@ async function main (): Promise<Record<string, unknown>> {
   notes.push(`extender: virtualwire/extender connectExtender (OpenVPN, TLS 1.2+ P-256, AES-256-GCM, TUN), iperf3 between the tunnel addresses ${tun.a} -> ${tun.b} of the host namespaces (L3, MTU 1500 TUN)`)
 
   // iperf3 servers.
-  const servers: Array<[string, string]> = [[h2.ns, h2.ip], [a2, '198.19.1.2'], [`${P}-o2`, '198.19.2.2'], [h2.ns, tun.b]]
+  const servers: Array<[string, string]> = [[h2.ns, h2.ip], [h2.ns, '198.19.5.2'], [a2, '198.19.1.2'], [`${P}-b2`, '198.19.4.2'], [`${P}-n2`, '198.19.6.2'], [`${P}-o2`, '198.19.2.2'], [h2.ns, tun.b]]
   if (haveVtun) servers.push([`${P}-v2`, '198.19.3.2'])
   const serverProcs = new Map<string, ReturnType<typeof lab.spawnIn>>()
   const ensureServer = async (ns: string): Promise<void> => {
@@ -139,7 +179,10 @@ async function main (): Promise<Record<string, unknown>> {
 
   const paths: Record<string, { ns: string, target: string }> = {
     direct: { ns: h1.ns, target: h2.ip },
+    bareVxlan: { ns: h1.ns, target: '198.19.5.2' },
     connector: { ns: a1, target: '198.19.1.2' },
+    bridged: { ns: b1, target: '198.19.4.2' },
+    tcNoBridge: { ns: `${P}-n1`, target: '198.19.6.2' },
     openvpn: { ns: `${P}-o1`, target: '198.19.2.2' },
     ...(haveVtun ? { vtun: { ns: `${P}-v1`, target: '198.19.3.2' } } : {}),
     extender: { ns: h1.ns, target: tun.b }
@@ -270,6 +313,13 @@ async function main (): Promise<Record<string, unknown>> {
     throughput,
     ratios: {
       connectorOverDirect: { tcp: ratio('connector', 'direct', 'tcp'), udp: ratio('connector', 'direct', 'udp'), goal: 0.9 },
+      connectorOverBareVxlan: { tcp: ratio('connector', 'bareVxlan', 'tcp'), udp: ratio('connector', 'bareVxlan', 'udp'), goal: 0.95 },
+      bareVxlanOverDirect: { tcp: ratio('bareVxlan', 'direct', 'tcp'), udp: ratio('bareVxlan', 'direct', 'udp') },
+      bridgedOverDirect: { tcp: ratio('bridged', 'direct', 'tcp'), udp: ratio('bridged', 'direct', 'udp') },
+      bridgedOverBareVxlan: { tcp: ratio('bridged', 'bareVxlan', 'tcp'), udp: ratio('bridged', 'bareVxlan', 'udp') },
+      tcNoBridgeOverDirect: { tcp: ratio('tcNoBridge', 'direct', 'tcp'), udp: ratio('tcNoBridge', 'direct', 'udp') },
+      connectorOverBridged: { tcp: ratio('connector', 'bridged', 'tcp'), udp: ratio('connector', 'bridged', 'udp') },
+      connectorOverTcNoBridge: { tcp: ratio('connector', 'tcNoBridge', 'tcp'), udp: ratio('connector', 'tcNoBridge', 'udp') },
       connectorOverOpenvpn: { tcp: ratio('connector', 'openvpn', 'tcp'), udp: ratio('connector', 'openvpn', 'udp') },
       connectorOverVtun: haveVtun ? { tcp: ratio('connector', 'vtun', 'tcp'), udp: ratio('connector', 'vtun', 'udp'), seed: 1.55 } : null,
       connectorOverExtender: { tcp: ratio('connector', 'extender', 'tcp'), udp: ratio('connector', 'extender', 'udp') },
