@@ -26,7 +26,8 @@
  *
  * Throughput configurations are measured round-robin (--rounds), so the machine's noise hits
  * them alike; the medians are compared. Prints one JSON object.
- * Usage: node --import tsx bench/virtualwire.ts [--seconds 5] [--rounds 3] [--pings 500] [--parallel 16,64]
+ * Usage: node --import tsx bench/virtualwire.ts [--seconds 5] [--rounds 3] [--pings 500] [--parallel 16,64] [--shapes-only]
+ * (--shapes-only: only the throughput of direct, bareVxlan, connector, bridged and tcNoBridge.)
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -46,7 +47,8 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     pings: { type: 'string', default: '500' },
     parallel: { type: 'string', default: '16,64' },
-    'max-switches': { type: 'string', default: '3' }
+    'max-switches': { type: 'string', default: '3' },
+    'shapes-only': { type: 'boolean', default: false }
   }
 })
 const SECONDS = Number(values.seconds)
@@ -54,6 +56,8 @@ const ROUNDS = Number(values.rounds)
 const PINGS = Number(values.pings)
 const PARALLEL = [1, ...(values.parallel ?? '').split(',').filter(Boolean).map(Number)]
 const MAX_SW = Number(values['max-switches'])
+/** Only the data-plane shapes' throughput (direct, bareVxlan, connector, bridged, tcNoBridge): no tunnels, latency or parallel sections. */
+const SHAPES_ONLY = values['shapes-only'] === true
 const PAYLOAD = 1400
 
 const lab = new Lab()
@@ -89,8 +93,8 @@ async function main (): Promise<Record<string, unknown>> {
   notes.push('connector: endpoint managers h1/h2 with the fast path (tc clsact + u32 match-all + mirred redirect guest veth <-> VXLAN; the veth stays enslaved to the endpoint bridge, which frames bypass)')
   // The bridged shape (before the fast path): same connector between h3 and h4, managers with --no-fast-path.
   await lab.connector(2, 'h3', 'h4')
-  const b1 = await lab.guestOnEndpoint('b1', 'h3', 2, '198.19.4.1/24')
-  await lab.guestOnEndpoint('b2', 'h4', 2, '198.19.4.2/24')
+  const b1 = await lab.guestOnEndpoint('k1', 'h3', 2, '198.19.4.1/24')
+  await lab.guestOnEndpoint('k2', 'h4', 2, '198.19.4.2/24')
   notes.push('bridged: endpoint managers h3/h4 with --no-fast-path: guest veth -> endpoint bridge -> VXLAN (the shape before the fast path)')
   // A bare kernel VXLAN pair between the host namespaces h1 and h2 (no supercloud, no guest hop).
   for (const [h, peer, addr] of [[h1, h2, '198.19.5.1/24'], [h2, h1, '198.19.5.2/24']] as const) {
@@ -115,56 +119,58 @@ async function main (): Promise<Record<string, unknown>> {
   }
   notes.push('tcNoBridge: by hand, guest veth (no master) <-> VXLAN id 4001 with tc clsact + u32 match-all + mirred redirect both ways')
 
-  // OpenVPN p2p, TAP, no crypto: persistent TAP devices enslaved to a bridge with a VM-side namespace.
-  for (const [h, g, addr] of [[h1, 'o1', '198.19.2.1/24'], [h2, 'o2', '198.19.2.2/24']] as const) {
-    await run(['ip', '-n', h.ns, 'tuntap', 'add', 'dev', `${P}ot`, 'mode', 'tap'])
-    await lab.guestOnBridge(g, h.name, `${P}ob`, addr)
-    await run(['ip', '-n', h.ns, 'link', 'set', `${P}ot`, 'master', `${P}ob`, 'up'])
-  }
-  for (const [h, peer] of [[h1, h2], [h2, h1]] as const) {
-    lab.spawnIn(h.ns, ['openvpn', '--dev', `${P}ot`, '--dev-type', 'tap', '--proto', 'udp', '--local', h.ip, '--lport', '1194',
-      '--remote', peer.ip, '--rport', '1194', '--tun-mtu', '1450', '--mssfix', '0', '--verb', '1'])
-  }
-  notes.push('openvpn: OpenVPN 2.6 point-to-point, TAP, UDP, no --secret/--tls (no encryption or authentication), --tun-mtu 1450 --mssfix 0')
-
-  // vtun (Debian package vtun) if installed: type ether, proto udp, encrypt/compress no.
-  const haveVtun = spawnSync('sh', ['-c', 'command -v vtund'], { encoding: 'utf8' }).status === 0
-  if (haveVtun) {
-    if (!existsSync('/var/lock/vtund')) { mkdirSync('/var/lock/vtund', { recursive: true }); vtunLockDirMade = true }
-    vtunSession = `${P}vt`
-    const conf = (): string => `options {\n  port 5000;\n  timeout 10;\n  ip /usr/sbin/ip;\n}\n${vtunSession} {\n  passwd ${P}pw;\n  type ether;\n  device ${P}vt;\n  proto udp;\n  compress no;\n  encrypt no;\n  keepalive no;\n  stat no;\n  multi killold;\n  up {\n    ip "link set %% mtu 1450 master ${P}vb up";\n  };\n}\n`
-    const confPath = join(lab.dir, 'vtund.conf')
-    writeFileSync(confPath, conf())
-    for (const [h, g, addr] of [[h1, 'v1', '198.19.3.1/24'], [h2, 'v2', '198.19.3.2/24']] as const) await lab.guestOnBridge(g, h.name, `${P}vb`, addr)
-    lab.spawnIn(h2.ns, ['vtund', '-s', '-n', '-f', confPath, '-P', '5000', '-L', h2.ip])
-    await sleep(500)
-    const client = lab.spawnIn(h1.ns, ['vtund', '-n', '-f', confPath, vtunSession, h2.ip])
-    let up = false
-    for (let i = 0; i < 50 && !up; i++) {
-      await sleep(200)
-      up = (await run(['ip', '-n', h1.ns, 'link', 'show', 'dev', `${P}vt`], { allowFailure: true })).code === 0 &&
-           (await run(['ip', '-n', h2.ns, 'link', 'show', 'dev', `${P}vt`], { allowFailure: true })).code === 0
-    }
-    if (!up) throw new Error(`vtun did not come up: ${client.tail()}`)
-    notes.push('vtun: vtund 3.0.4 (Debian package vtun), type ether, proto udp, encrypt no, compress no, TAP MTU 1450')
-  } else {
-    notes.push('vtun: skipped — vtund is not installed (apt-get install -y vtun)')
-  }
-
-  // supercloud's extender: OpenVPN TLS + AES-256-GCM, TUN, between the host namespaces (index 3: port 1197).
   const EXT = 3
   const tun = extenderTunnel(EXT)
-  await connectExtender({
-    name: 'bench',
-    index: EXT,
-    a: { shell: netnsShell('h1', h1.ns), ip: h1.ip, port: 1194 + EXT, dev: extenderDevName(P, EXT), runDir: join(lab.dir, 'ext-h1') },
-    b: { shell: netnsShell('h2', h2.ns), ip: h2.ip, port: 1194 + EXT, dev: extenderDevName(P, EXT), runDir: join(lab.dir, 'ext-h2') },
-    timeoutMs: 30000
-  })
-  notes.push(`extender: virtualwire/extender connectExtender (OpenVPN, TLS 1.2+ P-256, AES-256-GCM, TUN), iperf3 between the tunnel addresses ${tun.a} -> ${tun.b} of the host namespaces (L3, MTU 1500 TUN)`)
+  const haveVtun = !SHAPES_ONLY && spawnSync('sh', ['-c', 'command -v vtund'], { encoding: 'utf8' }).status === 0
+  if (!SHAPES_ONLY) {
+    // OpenVPN p2p, TAP, no crypto: persistent TAP devices enslaved to a bridge with a VM-side namespace.
+    for (const [h, g, addr] of [[h1, 'o1', '198.19.2.1/24'], [h2, 'o2', '198.19.2.2/24']] as const) {
+      await run(['ip', '-n', h.ns, 'tuntap', 'add', 'dev', `${P}ot`, 'mode', 'tap'])
+      await lab.guestOnBridge(g, h.name, `${P}ob`, addr)
+      await run(['ip', '-n', h.ns, 'link', 'set', `${P}ot`, 'master', `${P}ob`, 'up'])
+    }
+    for (const [h, peer] of [[h1, h2], [h2, h1]] as const) {
+      lab.spawnIn(h.ns, ['openvpn', '--dev', `${P}ot`, '--dev-type', 'tap', '--proto', 'udp', '--local', h.ip, '--lport', '1194',
+        '--remote', peer.ip, '--rport', '1194', '--tun-mtu', '1450', '--mssfix', '0', '--verb', '1'])
+    }
+    notes.push('openvpn: OpenVPN 2.6 point-to-point, TAP, UDP, no --secret/--tls (no encryption or authentication), --tun-mtu 1450 --mssfix 0')
+
+    // vtun (Debian package vtun) if installed: type ether, proto udp, encrypt/compress no.
+    if (haveVtun) {
+      if (!existsSync('/var/lock/vtund')) { mkdirSync('/var/lock/vtund', { recursive: true }); vtunLockDirMade = true }
+      vtunSession = `${P}vt`
+      const conf = (): string => `options {\n  port 5000;\n  timeout 10;\n  ip /usr/sbin/ip;\n}\n${vtunSession} {\n  passwd ${P}pw;\n  type ether;\n  device ${P}vt;\n  proto udp;\n  compress no;\n  encrypt no;\n  keepalive no;\n  stat no;\n  multi killold;\n  up {\n    ip "link set %% mtu 1450 master ${P}vb up";\n  };\n}\n`
+      const confPath = join(lab.dir, 'vtund.conf')
+      writeFileSync(confPath, conf())
+      for (const [h, g, addr] of [[h1, 'v1', '198.19.3.1/24'], [h2, 'v2', '198.19.3.2/24']] as const) await lab.guestOnBridge(g, h.name, `${P}vb`, addr)
+      lab.spawnIn(h2.ns, ['vtund', '-s', '-n', '-f', confPath, '-P', '5000', '-L', h2.ip])
+      await sleep(500)
+      const client = lab.spawnIn(h1.ns, ['vtund', '-n', '-f', confPath, vtunSession, h2.ip])
+      let up = false
+      for (let i = 0; i < 50 && !up; i++) {
+        await sleep(200)
+        up = (await run(['ip', '-n', h1.ns, 'link', 'show', 'dev', `${P}vt`], { allowFailure: true })).code === 0 &&
+             (await run(['ip', '-n', h2.ns, 'link', 'show', 'dev', `${P}vt`], { allowFailure: true })).code === 0
+      }
+      if (!up) throw new Error(`vtun did not come up: ${client.tail()}`)
+      notes.push('vtun: vtund 3.0.4 (Debian package vtun), type ether, proto udp, encrypt no, compress no, TAP MTU 1450')
+    } else {
+      notes.push('vtun: skipped — vtund is not installed (apt-get install -y vtun)')
+    }
+
+    // supercloud's extender: OpenVPN TLS + AES-256-GCM, TUN, between the host namespaces (index 3: port 1197).
+    await connectExtender({
+      name: 'bench',
+      index: EXT,
+      a: { shell: netnsShell('h1', h1.ns), ip: h1.ip, port: 1194 + EXT, dev: extenderDevName(P, EXT), runDir: join(lab.dir, 'ext-h1') },
+      b: { shell: netnsShell('h2', h2.ns), ip: h2.ip, port: 1194 + EXT, dev: extenderDevName(P, EXT), runDir: join(lab.dir, 'ext-h2') },
+      timeoutMs: 30000
+    })
+    notes.push(`extender: virtualwire/extender connectExtender (OpenVPN, TLS 1.2+ P-256, AES-256-GCM, TUN), iperf3 between the tunnel addresses ${tun.a} -> ${tun.b} of the host namespaces (L3, MTU 1500 TUN)`)
+  }
 
   // iperf3 servers.
-  const servers: Array<[string, string]> = [[h2.ns, h2.ip], [h2.ns, '198.19.5.2'], [a2, '198.19.1.2'], [`${P}-b2`, '198.19.4.2'], [`${P}-n2`, '198.19.6.2'], [`${P}-o2`, '198.19.2.2'], [h2.ns, tun.b]]
+  const servers: Array<[string, string]> = [[h2.ns, h2.ip], [h2.ns, '198.19.5.2'], [a2, '198.19.1.2'], [`${P}-k2`, '198.19.4.2'], [`${P}-n2`, '198.19.6.2'], ...(SHAPES_ONLY ? [] : [[`${P}-o2`, '198.19.2.2'], [h2.ns, tun.b]] as Array<[string, string]>)]
   if (haveVtun) servers.push([`${P}-v2`, '198.19.3.2'])
   const serverProcs = new Map<string, ReturnType<typeof lab.spawnIn>>()
   const ensureServer = async (ns: string): Promise<void> => {
@@ -183,9 +189,9 @@ async function main (): Promise<Record<string, unknown>> {
     connector: { ns: a1, target: '198.19.1.2' },
     bridged: { ns: b1, target: '198.19.4.2' },
     tcNoBridge: { ns: `${P}-n1`, target: '198.19.6.2' },
-    openvpn: { ns: `${P}-o1`, target: '198.19.2.2' },
+    ...(SHAPES_ONLY ? {} : { openvpn: { ns: `${P}-o1`, target: '198.19.2.2' } }),
     ...(haveVtun ? { vtun: { ns: `${P}-v1`, target: '198.19.3.2' } } : {}),
-    extender: { ns: h1.ns, target: tun.b }
+    ...(SHAPES_ONLY ? {} : { extender: { ns: h1.ns, target: tun.b } })
   }
   // Warm-up (ARP, tunnel handshakes) and reachability.
   for (const [name, p] of Object.entries(paths)) {
@@ -211,6 +217,21 @@ async function main (): Promise<Record<string, unknown>> {
     tcpMbps: r3(median(v.tcp)), udpMbps: r3(median(v.udp)), rawTcpMbps: v.tcp.map(r3), rawUdpMbps: v.udp.map(r3), udpLossPct: v.udpLossPct.map(r3), tcpRetransmits: v.tcpRetransmits
   }]))
   const ratio = (a: string, b: string, proto: 'tcp' | 'udp'): number | null => tput[b] === undefined || tput[a] === undefined ? null : r3(mt(a, proto) / mt(b, proto))
+  const both = (a: string, b: string): { tcp: number | null, udp: number | null } => ({ tcp: ratio(a, b, 'tcp'), udp: ratio(a, b, 'udp') })
+  const shapeRatios = {
+    connectorOverDirect: { ...both('connector', 'direct'), goal: 0.9 },
+    connectorOverBareVxlan: { ...both('connector', 'bareVxlan'), goal: 0.95 },
+    bareVxlanOverDirect: both('bareVxlan', 'direct'),
+    bridgedOverDirect: both('bridged', 'direct'),
+    bridgedOverBareVxlan: both('bridged', 'bareVxlan'),
+    tcNoBridgeOverDirect: both('tcNoBridge', 'direct'),
+    connectorOverBridged: both('connector', 'bridged'),
+    connectorOverTcNoBridge: both('connector', 'tcNoBridge')
+  }
+  const settings = { seconds: SECONDS, rounds: ROUNDS, payloadBytes: PAYLOAD, pings: PINGS, maxSwitches: MAX_SW, parallel: PARALLEL, guestMtu: 1450, underlayMtu: 1500, shapesOnly: SHAPES_ONLY }
+  if (SHAPES_ONLY) {
+    return { bench: 'virtualwire', prefix: P, machine: machineInfo(load0), settings, throughput, ratios: shapeRatios, notes, wallSeconds: r3((Date.now() - t0) / 1000) }
+  }
 
   // ---- (3) latency through chains of switches -------------------------------------------
   log('latency: chains of 0..' + MAX_SW + ' switches, collapsed and encapsulated')
@@ -309,17 +330,10 @@ async function main (): Promise<Record<string, unknown>> {
     bench: 'virtualwire',
     prefix: P,
     machine: machineInfo(load0),
-    settings: { seconds: SECONDS, rounds: ROUNDS, payloadBytes: PAYLOAD, pings: PINGS, maxSwitches: MAX_SW, parallel: PARALLEL, guestMtu: 1450, underlayMtu: 1500 },
+    settings,
     throughput,
     ratios: {
-      connectorOverDirect: { tcp: ratio('connector', 'direct', 'tcp'), udp: ratio('connector', 'direct', 'udp'), goal: 0.9 },
-      connectorOverBareVxlan: { tcp: ratio('connector', 'bareVxlan', 'tcp'), udp: ratio('connector', 'bareVxlan', 'udp'), goal: 0.95 },
-      bareVxlanOverDirect: { tcp: ratio('bareVxlan', 'direct', 'tcp'), udp: ratio('bareVxlan', 'direct', 'udp') },
-      bridgedOverDirect: { tcp: ratio('bridged', 'direct', 'tcp'), udp: ratio('bridged', 'direct', 'udp') },
-      bridgedOverBareVxlan: { tcp: ratio('bridged', 'bareVxlan', 'tcp'), udp: ratio('bridged', 'bareVxlan', 'udp') },
-      tcNoBridgeOverDirect: { tcp: ratio('tcNoBridge', 'direct', 'tcp'), udp: ratio('tcNoBridge', 'direct', 'udp') },
-      connectorOverBridged: { tcp: ratio('connector', 'bridged', 'tcp'), udp: ratio('connector', 'bridged', 'udp') },
-      connectorOverTcNoBridge: { tcp: ratio('connector', 'tcNoBridge', 'tcp'), udp: ratio('connector', 'tcNoBridge', 'udp') },
+      ...shapeRatios,
       connectorOverOpenvpn: { tcp: ratio('connector', 'openvpn', 'tcp'), udp: ratio('connector', 'openvpn', 'udp') },
       connectorOverVtun: haveVtun ? { tcp: ratio('connector', 'vtun', 'tcp'), udp: ratio('connector', 'vtun', 'udp'), seed: 1.55 } : null,
       connectorOverExtender: { tcp: ratio('connector', 'extender', 'tcp'), udp: ratio('connector', 'extender', 'udp') },
