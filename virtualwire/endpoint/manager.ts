@@ -269,13 +269,14 @@ export class EndpointManager {
   private async converge (id: number, desired: EndpointConfig | undefined): Promise<void> {
     let observed = await this.kernel.observe(this.prefix)
     // Redirects the endpoint no longer wants go before its devices change (collapse, destroy).
-    if (this.fastPath) await this.applyFastPath(planFastPath(id, desired, observed, this.prefix).filter(s => s.op === 'unredirect'))
+    const before = this.fastPath ? planFastPath(id, desired, observed, this.prefix).filter(s => s.op === 'unredirect') : []
+    await this.applyFastPath(before)
     const names = new Set([endpointBridgeName(this.prefix, id), endpointVxlanName(this.prefix, id)])
     const links = new Map<string, ObservedLink>(observed.filter(l => names.has(l.name)).map(l => [l.name, l]))
     const steps = planEndpoint(id, desired, links, this.prefix, this.mtu)
     for (const s of steps) await this.kernel.apply(s)
     if (!this.fastPath) return
-    if (steps.length > 0) observed = await this.kernel.observe(this.prefix)
+    if (steps.length > 0 || before.length > 0) observed = await this.kernel.observe(this.prefix)
     await this.applyFastPath(planFastPath(id, desired, observed, this.prefix))
     this.noteShape(id, desired, observed)
   }
