@@ -1,12 +1,17 @@
 /**
  * bench/virtualwire.ts — VirtualWire connectors against baselines measured in the same run,
- * on a test bed of real kernel parts (bench/lib/lab.ts): two host namespaces on an underlay
- * bridge (198.18.210.1 and .2), an endpoint manager daemon per host serving the FUSE endpoint
+ * on a test bed of real kernel parts (bench/lib/lab.ts): four host namespaces on an underlay
+ * bridge (198.18.210.1-.4), an endpoint manager daemon per host serving the FUSE endpoint
  * interface (endpoints created with `echo … > create`), VM-side namespaces attached to the
  * endpoint bridges (MTU 1450), iperf3 and busybox ping inside them.
  *
  *  (1) throughput, connector vs the direct underlay between the same two host namespaces,
- *      TCP (MSS 1400) and UDP (1400-byte datagrams, unlimited rate; receiver goodput);
+ *      TCP (MSS 1400) and UDP (1400-byte datagrams, unlimited rate; receiver goodput), and
+ *      vs data-plane shapes built in the same run: a bare kernel VXLAN pair between the host
+ *      namespaces (no supercloud, no guest hop), the bridged connector (hosts h3/h4 whose
+ *      endpoint managers run with --no-fast-path: guest veth -> endpoint bridge -> VXLAN, the
+ *      shape before the fast path) and, by hand, the fast path's tc redirects without any
+ *      bridge (guest veth not enslaved) — the connector's fast path keeps the NIC on the bridge;
  *  (2) the connector vs user-space tunnels between the same host namespaces, VM-side
  *      namespaces bridged to each tunnel's TAP device like to an endpoint bridge:
  *      OpenVPN p2p TAP without crypto, vtun (type ether, UDP, no encryption) when installed,
@@ -21,7 +26,8 @@
  *
  * Throughput configurations are measured round-robin (--rounds), so the machine's noise hits
  * them alike; the medians are compared. Prints one JSON object.
- * Usage: node --import tsx bench/virtualwire.ts [--seconds 5] [--rounds 3] [--pings 500] [--parallel 16,64]
+ * Usage: node --import tsx bench/virtualwire.ts [--seconds 5] [--rounds 3] [--pings 500] [--parallel 16,64] [--shapes-only]
+ * (--shapes-only: only the throughput of direct, bareVxlan, connector, bridged and tcNoBridge.)
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -41,7 +47,8 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     pings: { type: 'string', default: '500' },
     parallel: { type: 'string', default: '16,64' },
-    'max-switches': { type: 'string', default: '3' }
+    'max-switches': { type: 'string', default: '3' },
+    'shapes-only': { type: 'boolean', default: false }
   }
 })
 const SECONDS = Number(values.seconds)
@@ -49,6 +56,8 @@ const ROUNDS = Number(values.rounds)
 const PINGS = Number(values.pings)
 const PARALLEL = [1, ...(values.parallel ?? '').split(',').filter(Boolean).map(Number)]
 const MAX_SW = Number(values['max-switches'])
+/** Only the data-plane shapes' throughput (direct, bareVxlan, connector, bridged, tcNoBridge): no tunnels, latency or parallel sections. */
+const SHAPES_ONLY = values['shapes-only'] === true
 const PAYLOAD = 1400
 
 const lab = new Lab()
@@ -63,10 +72,12 @@ let vtunLockDirMade = false
 let vtunSession = ''
 
 async function main (): Promise<Record<string, unknown>> {
-  log(`prefix ${P}: hosts h1 ${U(0)}, h2 ${U(1)}; endpoint daemons`)
-  await lab.addHosts(['h1', 'h2'], U)
+  log(`prefix ${P}: hosts h1 ${U(0)}, h2 ${U(1)} (fast path), h3 ${U(2)}, h4 ${U(3)} (--no-fast-path); endpoint daemons`)
+  await lab.addHosts(['h1', 'h2', 'h3', 'h4'], U)
   await lab.startEndpointDaemon('h1')
   await lab.startEndpointDaemon('h2')
+  await lab.startEndpointDaemon('h3', { fastPath: false })
+  await lab.startEndpointDaemon('h4', { fastPath: false })
   const h1 = lab.host('h1')
   const h2 = lab.host('h2')
 
@@ -74,57 +85,92 @@ async function main (): Promise<Record<string, unknown>> {
   await lab.connector(1, 'h1', 'h2')
   const a1 = await lab.guestOnEndpoint('a1', 'h1', 1, '198.19.1.1/24')
   const a2 = await lab.guestOnEndpoint('a2', 'h2', 1, '198.19.1.2/24')
-
-  // OpenVPN p2p, TAP, no crypto: persistent TAP devices enslaved to a bridge with a VM-side namespace.
-  for (const [h, g, addr] of [[h1, 'o1', '198.19.2.1/24'], [h2, 'o2', '198.19.2.2/24']] as const) {
-    await run(['ip', '-n', h.ns, 'tuntap', 'add', 'dev', `${P}ot`, 'mode', 'tap'])
-    await lab.guestOnBridge(g, h.name, `${P}ob`, addr)
-    await run(['ip', '-n', h.ns, 'link', 'set', `${P}ot`, 'master', `${P}ob`, 'up'])
+  for (const [h, g] of [['h1', 'a1'], ['h2', 'a2']] as const) {
+    let to: string | undefined
+    for (let i = 0; i < 50 && to !== `${P}x1`; i++) { to = await lab.redirectOf(h, `${P}${g}`); if (to !== `${P}x1`) await sleep(100) }
+    if (to !== `${P}x1`) throw new Error(`${h}: no fast path on connector 1 (redirect of ${P}${g}: ${to ?? 'none'})`)
   }
-  for (const [h, peer] of [[h1, h2], [h2, h1]] as const) {
-    lab.spawnIn(h.ns, ['openvpn', '--dev', `${P}ot`, '--dev-type', 'tap', '--proto', 'udp', '--local', h.ip, '--lport', '1194',
-      '--remote', peer.ip, '--rport', '1194', '--tun-mtu', '1450', '--mssfix', '0', '--verb', '1'])
+  notes.push('connector: endpoint managers h1/h2 with the fast path (tc clsact + u32 match-all + mirred redirect guest veth <-> VXLAN; the veth stays enslaved to the endpoint bridge, which frames bypass)')
+  // The bridged shape (before the fast path): same connector between h3 and h4, managers with --no-fast-path.
+  await lab.connector(2, 'h3', 'h4')
+  const b1 = await lab.guestOnEndpoint('k1', 'h3', 2, '198.19.4.1/24')
+  await lab.guestOnEndpoint('k2', 'h4', 2, '198.19.4.2/24')
+  notes.push('bridged: endpoint managers h3/h4 with --no-fast-path: guest veth -> endpoint bridge -> VXLAN (the shape before the fast path)')
+  // A bare kernel VXLAN pair between the host namespaces h1 and h2 (no supercloud, no guest hop).
+  for (const [h, peer, addr] of [[h1, h2, '198.19.5.1/24'], [h2, h1, '198.19.5.2/24']] as const) {
+    await run(['ip', '-n', h.ns, 'link', 'add', `${P}bare`, 'mtu', '1450', 'type', 'vxlan', 'id', '4000', 'local', h.ip, 'dstport', '4789', 'nolearning'])
+    await run(['bridge', '-n', h.ns, 'fdb', 'append', '00:00:00:00:00:00', 'dev', `${P}bare`, 'dst', peer.ip])
+    await run(['ip', '-n', h.ns, 'addr', 'add', addr, 'dev', `${P}bare`])
+    await run(['ip', '-n', h.ns, 'link', 'set', `${P}bare`, 'up'])
   }
-  notes.push('openvpn: OpenVPN 2.6 point-to-point, TAP, UDP, no --secret/--tls (no encryption or authentication), --tun-mtu 1450 --mssfix 0')
-
-  // vtun (Debian package vtun) if installed: type ether, proto udp, encrypt/compress no.
-  const haveVtun = spawnSync('sh', ['-c', 'command -v vtund'], { encoding: 'utf8' }).status === 0
-  if (haveVtun) {
-    if (!existsSync('/var/lock/vtund')) { mkdirSync('/var/lock/vtund', { recursive: true }); vtunLockDirMade = true }
-    vtunSession = `${P}vt`
-    const conf = (): string => `options {\n  port 5000;\n  timeout 10;\n  ip /usr/sbin/ip;\n}\n${vtunSession} {\n  passwd ${P}pw;\n  type ether;\n  device ${P}vt;\n  proto udp;\n  compress no;\n  encrypt no;\n  keepalive no;\n  stat no;\n  multi killold;\n  up {\n    ip "link set %% mtu 1450 master ${P}vb up";\n  };\n}\n`
-    const confPath = join(lab.dir, 'vtund.conf')
-    writeFileSync(confPath, conf())
-    for (const [h, g, addr] of [[h1, 'v1', '198.19.3.1/24'], [h2, 'v2', '198.19.3.2/24']] as const) await lab.guestOnBridge(g, h.name, `${P}vb`, addr)
-    lab.spawnIn(h2.ns, ['vtund', '-s', '-n', '-f', confPath, '-P', '5000', '-L', h2.ip])
-    await sleep(500)
-    const client = lab.spawnIn(h1.ns, ['vtund', '-n', '-f', confPath, vtunSession, h2.ip])
-    let up = false
-    for (let i = 0; i < 50 && !up; i++) {
-      await sleep(200)
-      up = (await run(['ip', '-n', h1.ns, 'link', 'show', 'dev', `${P}vt`], { allowFailure: true })).code === 0 &&
-           (await run(['ip', '-n', h2.ns, 'link', 'show', 'dev', `${P}vt`], { allowFailure: true })).code === 0
+  notes.push('bareVxlan: ip link add type vxlan id 4000 dstport 4789 nolearning + default FDB entry in each host namespace, addresses on the VXLAN devices, MTU 1450')
+  // By hand: guest veth <-> VXLAN with tc redirects and no bridge at all.
+  for (const [h, peer, g, addr] of [[h1, h2, 'n1', '198.19.6.1/24'], [h2, h1, 'n2', '198.19.6.2/24']] as const) {
+    const vx = `${P}nbx`
+    const guest = await lab.addGuest(g, h.name, addr)
+    await run(['ip', '-n', h.ns, 'link', 'add', vx, 'mtu', '1450', 'type', 'vxlan', 'id', '4001', 'local', h.ip, 'dstport', '4789', 'nolearning'])
+    await run(['bridge', '-n', h.ns, 'fdb', 'append', '00:00:00:00:00:00', 'dev', vx, 'dst', peer.ip])
+    await run(['ip', '-n', h.ns, 'link', 'set', guest.link, 'mtu', '1450', 'up'])
+    await run(['ip', '-n', h.ns, 'link', 'set', vx, 'up'])
+    for (const [from, to] of [[guest.link, vx], [vx, guest.link]] as Array<[string, string]>) {
+      await run(['tc', '-n', h.ns, 'qdisc', 'add', 'dev', from, 'clsact'])
+      await run(['tc', '-n', h.ns, 'filter', 'add', 'dev', from, 'ingress', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', to])
     }
-    if (!up) throw new Error(`vtun did not come up: ${client.tail()}`)
-    notes.push('vtun: vtund 3.0.4 (Debian package vtun), type ether, proto udp, encrypt no, compress no, TAP MTU 1450')
-  } else {
-    notes.push('vtun: skipped — vtund is not installed (apt-get install -y vtun)')
   }
+  notes.push('tcNoBridge: by hand, guest veth (no master) <-> VXLAN id 4001 with tc clsact + u32 match-all + mirred redirect both ways')
 
-  // supercloud's extender: OpenVPN TLS + AES-256-GCM, TUN, between the host namespaces (index 3: port 1197).
   const EXT = 3
   const tun = extenderTunnel(EXT)
-  await connectExtender({
-    name: 'bench',
-    index: EXT,
-    a: { shell: netnsShell('h1', h1.ns), ip: h1.ip, port: 1194 + EXT, dev: extenderDevName(P, EXT), runDir: join(lab.dir, 'ext-h1') },
-    b: { shell: netnsShell('h2', h2.ns), ip: h2.ip, port: 1194 + EXT, dev: extenderDevName(P, EXT), runDir: join(lab.dir, 'ext-h2') },
-    timeoutMs: 30000
-  })
-  notes.push(`extender: virtualwire/extender connectExtender (OpenVPN, TLS 1.2+ P-256, AES-256-GCM, TUN), iperf3 between the tunnel addresses ${tun.a} -> ${tun.b} of the host namespaces (L3, MTU 1500 TUN)`)
+  const haveVtun = !SHAPES_ONLY && spawnSync('sh', ['-c', 'command -v vtund'], { encoding: 'utf8' }).status === 0
+  if (!SHAPES_ONLY) {
+    // OpenVPN p2p, TAP, no crypto: persistent TAP devices enslaved to a bridge with a VM-side namespace.
+    for (const [h, g, addr] of [[h1, 'o1', '198.19.2.1/24'], [h2, 'o2', '198.19.2.2/24']] as const) {
+      await run(['ip', '-n', h.ns, 'tuntap', 'add', 'dev', `${P}ot`, 'mode', 'tap'])
+      await lab.guestOnBridge(g, h.name, `${P}ob`, addr)
+      await run(['ip', '-n', h.ns, 'link', 'set', `${P}ot`, 'master', `${P}ob`, 'up'])
+    }
+    for (const [h, peer] of [[h1, h2], [h2, h1]] as const) {
+      lab.spawnIn(h.ns, ['openvpn', '--dev', `${P}ot`, '--dev-type', 'tap', '--proto', 'udp', '--local', h.ip, '--lport', '1194',
+        '--remote', peer.ip, '--rport', '1194', '--tun-mtu', '1450', '--mssfix', '0', '--verb', '1'])
+    }
+    notes.push('openvpn: OpenVPN 2.6 point-to-point, TAP, UDP, no --secret/--tls (no encryption or authentication), --tun-mtu 1450 --mssfix 0')
+
+    // vtun (Debian package vtun) if installed: type ether, proto udp, encrypt/compress no.
+    if (haveVtun) {
+      if (!existsSync('/var/lock/vtund')) { mkdirSync('/var/lock/vtund', { recursive: true }); vtunLockDirMade = true }
+      vtunSession = `${P}vt`
+      const conf = (): string => `options {\n  port 5000;\n  timeout 10;\n  ip /usr/sbin/ip;\n}\n${vtunSession} {\n  passwd ${P}pw;\n  type ether;\n  device ${P}vt;\n  proto udp;\n  compress no;\n  encrypt no;\n  keepalive no;\n  stat no;\n  multi killold;\n  up {\n    ip "link set %% mtu 1450 master ${P}vb up";\n  };\n}\n`
+      const confPath = join(lab.dir, 'vtund.conf')
+      writeFileSync(confPath, conf())
+      for (const [h, g, addr] of [[h1, 'v1', '198.19.3.1/24'], [h2, 'v2', '198.19.3.2/24']] as const) await lab.guestOnBridge(g, h.name, `${P}vb`, addr)
+      lab.spawnIn(h2.ns, ['vtund', '-s', '-n', '-f', confPath, '-P', '5000', '-L', h2.ip])
+      await sleep(500)
+      const client = lab.spawnIn(h1.ns, ['vtund', '-n', '-f', confPath, vtunSession, h2.ip])
+      let up = false
+      for (let i = 0; i < 50 && !up; i++) {
+        await sleep(200)
+        up = (await run(['ip', '-n', h1.ns, 'link', 'show', 'dev', `${P}vt`], { allowFailure: true })).code === 0 &&
+             (await run(['ip', '-n', h2.ns, 'link', 'show', 'dev', `${P}vt`], { allowFailure: true })).code === 0
+      }
+      if (!up) throw new Error(`vtun did not come up: ${client.tail()}`)
+      notes.push('vtun: vtund 3.0.4 (Debian package vtun), type ether, proto udp, encrypt no, compress no, TAP MTU 1450')
+    } else {
+      notes.push('vtun: skipped — vtund is not installed (apt-get install -y vtun)')
+    }
+
+    // supercloud's extender: OpenVPN TLS + AES-256-GCM, TUN, between the host namespaces (index 3: port 1197).
+    await connectExtender({
+      name: 'bench',
+      index: EXT,
+      a: { shell: netnsShell('h1', h1.ns), ip: h1.ip, port: 1194 + EXT, dev: extenderDevName(P, EXT), runDir: join(lab.dir, 'ext-h1') },
+      b: { shell: netnsShell('h2', h2.ns), ip: h2.ip, port: 1194 + EXT, dev: extenderDevName(P, EXT), runDir: join(lab.dir, 'ext-h2') },
+      timeoutMs: 30000
+    })
+    notes.push(`extender: virtualwire/extender connectExtender (OpenVPN, TLS 1.2+ P-256, AES-256-GCM, TUN), iperf3 between the tunnel addresses ${tun.a} -> ${tun.b} of the host namespaces (L3, MTU 1500 TUN)`)
+  }
 
   // iperf3 servers.
-  const servers: Array<[string, string]> = [[h2.ns, h2.ip], [a2, '198.19.1.2'], [`${P}-o2`, '198.19.2.2'], [h2.ns, tun.b]]
+  const servers: Array<[string, string]> = [[h2.ns, h2.ip], [h2.ns, '198.19.5.2'], [a2, '198.19.1.2'], [`${P}-k2`, '198.19.4.2'], [`${P}-n2`, '198.19.6.2'], ...(SHAPES_ONLY ? [] : [[`${P}-o2`, '198.19.2.2'], [h2.ns, tun.b]] as Array<[string, string]>)]
   if (haveVtun) servers.push([`${P}-v2`, '198.19.3.2'])
   const serverProcs = new Map<string, ReturnType<typeof lab.spawnIn>>()
   const ensureServer = async (ns: string): Promise<void> => {
@@ -139,10 +185,13 @@ async function main (): Promise<Record<string, unknown>> {
 
   const paths: Record<string, { ns: string, target: string }> = {
     direct: { ns: h1.ns, target: h2.ip },
+    bareVxlan: { ns: h1.ns, target: '198.19.5.2' },
     connector: { ns: a1, target: '198.19.1.2' },
-    openvpn: { ns: `${P}-o1`, target: '198.19.2.2' },
+    bridged: { ns: b1, target: '198.19.4.2' },
+    tcNoBridge: { ns: `${P}-n1`, target: '198.19.6.2' },
+    ...(SHAPES_ONLY ? {} : { openvpn: { ns: `${P}-o1`, target: '198.19.2.2' } }),
     ...(haveVtun ? { vtun: { ns: `${P}-v1`, target: '198.19.3.2' } } : {}),
-    extender: { ns: h1.ns, target: tun.b }
+    ...(SHAPES_ONLY ? {} : { extender: { ns: h1.ns, target: tun.b } })
   }
   // Warm-up (ARP, tunnel handshakes) and reachability.
   for (const [name, p] of Object.entries(paths)) {
@@ -168,6 +217,21 @@ async function main (): Promise<Record<string, unknown>> {
     tcpMbps: r3(median(v.tcp)), udpMbps: r3(median(v.udp)), rawTcpMbps: v.tcp.map(r3), rawUdpMbps: v.udp.map(r3), udpLossPct: v.udpLossPct.map(r3), tcpRetransmits: v.tcpRetransmits
   }]))
   const ratio = (a: string, b: string, proto: 'tcp' | 'udp'): number | null => tput[b] === undefined || tput[a] === undefined ? null : r3(mt(a, proto) / mt(b, proto))
+  const both = (a: string, b: string): { tcp: number | null, udp: number | null } => ({ tcp: ratio(a, b, 'tcp'), udp: ratio(a, b, 'udp') })
+  const shapeRatios = {
+    connectorOverDirect: { ...both('connector', 'direct'), goal: 0.9 },
+    connectorOverBareVxlan: { ...both('connector', 'bareVxlan'), goal: 0.95 },
+    bareVxlanOverDirect: both('bareVxlan', 'direct'),
+    bridgedOverDirect: both('bridged', 'direct'),
+    bridgedOverBareVxlan: both('bridged', 'bareVxlan'),
+    tcNoBridgeOverDirect: both('tcNoBridge', 'direct'),
+    connectorOverBridged: both('connector', 'bridged'),
+    connectorOverTcNoBridge: both('connector', 'tcNoBridge')
+  }
+  const settings = { seconds: SECONDS, rounds: ROUNDS, payloadBytes: PAYLOAD, pings: PINGS, maxSwitches: MAX_SW, parallel: PARALLEL, guestMtu: 1450, underlayMtu: 1500, shapesOnly: SHAPES_ONLY }
+  if (SHAPES_ONLY) {
+    return { bench: 'virtualwire', prefix: P, machine: machineInfo(load0), settings, throughput, ratios: shapeRatios, notes, wallSeconds: r3((Date.now() - t0) / 1000) }
+  }
 
   // ---- (3) latency through chains of switches -------------------------------------------
   log('latency: chains of 0..' + MAX_SW + ' switches, collapsed and encapsulated')
@@ -266,10 +330,10 @@ async function main (): Promise<Record<string, unknown>> {
     bench: 'virtualwire',
     prefix: P,
     machine: machineInfo(load0),
-    settings: { seconds: SECONDS, rounds: ROUNDS, payloadBytes: PAYLOAD, pings: PINGS, maxSwitches: MAX_SW, parallel: PARALLEL, guestMtu: 1450, underlayMtu: 1500 },
+    settings,
     throughput,
     ratios: {
-      connectorOverDirect: { tcp: ratio('connector', 'direct', 'tcp'), udp: ratio('connector', 'direct', 'udp'), goal: 0.9 },
+      ...shapeRatios,
       connectorOverOpenvpn: { tcp: ratio('connector', 'openvpn', 'tcp'), udp: ratio('connector', 'openvpn', 'udp') },
       connectorOverVtun: haveVtun ? { tcp: ratio('connector', 'vtun', 'tcp'), udp: ratio('connector', 'vtun', 'udp'), seed: 1.55 } : null,
       connectorOverExtender: { tcp: ratio('connector', 'extender', 'tcp'), udp: ratio('connector', 'extender', 'udp') },

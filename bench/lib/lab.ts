@@ -123,10 +123,13 @@ export class Lab {
     return { child: c, tail: () => out }
   }
 
-  /** Starts the endpoint manager of `host` in the holder's mount + network namespace; waits for its mount. */
-  async startEndpointDaemon (name: string): Promise<void> {
+  /**
+   * Starts the endpoint manager of `host` in the holder's mount + network namespace; waits for
+   * its mount. `fastPath: false` keeps every endpoint bridged (`--no-fast-path`).
+   */
+  async startEndpointDaemon (name: string, opts: { fastPath?: boolean } = {}): Promise<void> {
     const h = this.host(name)
-    const argv = endpointDaemonArgv({ script: ENDPOINT_DAEMON_SCRIPT, root: h.root, statePath: h.state, prefix: this.prefix })
+    const argv = endpointDaemonArgv({ script: ENDPOINT_DAEMON_SCRIPT, root: h.root, statePath: h.state, prefix: this.prefix, ...(opts.fastPath === false ? { fastPath: false } : {}) })
     const q = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`
     const c = this.track(spawn('nsenter', ['-t', String(h.holder.pid), '-m', '-n', 'sh', '-c', `cd ${q(REPO)} && exec ${argv.map(q).join(' ')} >>${q(h.log)} 2>&1`], { stdio: 'ignore' }))
     h.daemon = c
@@ -189,6 +192,13 @@ export class Lab {
     const g = await this.addGuest(name, host, cidr)
     await attachToEndpoint(this.prefix, id, g.link, { netns: this.host(host).ns })
     return g.ns
+  }
+
+  /** Target of the tc `mirred` redirect on `dev`'s ingress in `host`, undefined when none. */
+  async redirectOf (host: string, dev: string): Promise<string | undefined> {
+    const r = await run(['tc', '-n', this.host(host).ns, '-j', 'filter', 'show', 'dev', dev, 'ingress'], { allowFailure: true })
+    const m = /"to_dev":"([^"]+)"/.exec(r.stdout)
+    return m?.[1]
   }
 
   /** A VM-side namespace on a plain bridge `bridge` of `host` (created if missing). */

@@ -1,7 +1,7 @@
 /**
  * The endpoint manager process of one host:
  *
- *   node --import tsx virtualwire/endpoint/daemon.ts --root <dir> --state <file> --prefix <p> [--mtu 1450]
+ *   node --import tsx virtualwire/endpoint/daemon.ts --root <dir> --state <file> --prefix <p> [--mtu 1450] [--no-fast-path]
  *
  * Loads the state file, reconciles the kernel with it, serves the endpoint interface at
  * <root> (FUSE), writes its pid next to the state file (`pidFileFor(state)`), logs to stderr.
@@ -24,6 +24,8 @@ export interface EndpointManagerProcessOptions {
   prefix: string
   mtu?: number
   log?: EndpointLog
+  /** Connector fast path (default true; `--no-fast-path`). */
+  fastPath?: boolean
 }
 
 export interface RunningEndpointManager {
@@ -47,11 +49,12 @@ export function pidFileFor (statePath: string): string {
 }
 
 /** argv that starts the endpoint manager (`script`: path of this file, or of its bundle). */
-export function endpointDaemonArgv (o: { script: string, root: string, statePath: string, prefix: string, mtu?: number, node?: string, tsx?: boolean }): string[] {
+export function endpointDaemonArgv (o: { script: string, root: string, statePath: string, prefix: string, mtu?: number, node?: string, tsx?: boolean, fastPath?: boolean }): string[] {
   return [
     o.node ?? process.execPath, ...(o.tsx === false ? [] : ['--import', 'tsx']), o.script,
     '--root', o.root, '--state', o.statePath, '--prefix', o.prefix,
-    ...(o.mtu !== undefined ? ['--mtu', String(o.mtu)] : [])
+    ...(o.mtu !== undefined ? ['--mtu', String(o.mtu)] : []),
+    ...(o.fastPath === false ? ['--no-fast-path'] : [])
   ]
 }
 
@@ -71,7 +74,7 @@ export async function startEndpointManager (opts: EndpointManagerProcessOptions)
     const cmd = (await readFile(`/proc/${old}/cmdline`, 'utf8').catch(() => '')).split('\0').join(' ')
     if (cmd.includes(opts.statePath)) throw new EndpointManagerRunningError(`endpoint manager ${old} already serves ${opts.statePath}`)
   }
-  const manager = await EndpointManager.open({ prefix: opts.prefix, statePath: opts.statePath, mtu: opts.mtu ?? DEFAULT_ENDPOINT_MTU, log })
+  const manager = await EndpointManager.open({ prefix: opts.prefix, statePath: opts.statePath, mtu: opts.mtu ?? DEFAULT_ENDPOINT_MTU, log, fastPath: opts.fastPath ?? true })
   const fs = await mountEndpointFs(manager, opts.root, log)
   await writeFile(pidFile, `${process.pid}\n`)
   let stopped: Promise<void> | undefined
@@ -81,6 +84,7 @@ export async function startEndpointManager (opts: EndpointManagerProcessOptions)
     pidFile,
     stop: async () => {
       stopped ??= (async () => {
+        manager.close()
         await fs.unmount()
         const cur = (await readFile(pidFile, 'utf8').catch(() => '')).trim()
         if (cur === String(process.pid)) await rm(pidFile, { force: true })
@@ -96,15 +100,15 @@ function stderrLog (level: string, msg: string): void {
 
 async function main (): Promise<void> {
   const { values } = parseArgs({
-    options: { root: { type: 'string' }, state: { type: 'string' }, prefix: { type: 'string' }, mtu: { type: 'string' } },
+    options: { root: { type: 'string' }, state: { type: 'string' }, prefix: { type: 'string' }, mtu: { type: 'string' }, 'no-fast-path': { type: 'boolean' } },
     strict: true
   })
   if (values.root === undefined || values.state === undefined || values.prefix === undefined) {
-    process.stderr.write('usage: daemon.ts --root DIR --state FILE --prefix PREFIX [--mtu 1450]\n')
+    process.stderr.write('usage: daemon.ts --root DIR --state FILE --prefix PREFIX [--mtu 1450] [--no-fast-path]\n')
     process.exit(2)
   }
   const mtu = values.mtu !== undefined ? Number(values.mtu) : DEFAULT_ENDPOINT_MTU
-  const running = await startEndpointManager({ root: values.root, statePath: values.state, prefix: values.prefix, mtu, log: stderrLog })
+  const running = await startEndpointManager({ root: values.root, statePath: values.state, prefix: values.prefix, mtu, log: stderrLog, fastPath: values['no-fast-path'] !== true })
   stderrLog('info', `endpoint manager ${process.pid} serving ${running.root} (state ${values.state})`)
   const bye = (sig: string): void => {
     stderrLog('info', `${sig}: unmounting; kernel devices stay`)

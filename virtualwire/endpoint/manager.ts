@@ -14,6 +14,7 @@ import {
   applyCommand, checkCommand, endpointFileName, endpointIdOfFile, formatAddress, formatEndpoint,
   formatLastError, parseAddress, parseConnectorId, parseWrite, type EndpointCommand
 } from './interface.ts'
+import { describeShape, endpointShape, planFastPath, planFastPaths, type FastPathStep } from './fastpath.ts'
 import { IpKernel, type EndpointKernel } from './kernel.ts'
 import { describeStep, planEndpoint, planReconcile, type KernelStep, type ObservedLink } from './plan.ts'
 
@@ -32,7 +33,15 @@ export interface EndpointManagerOptions {
   mtu?: number
   kernel?: EndpointKernel
   log?: EndpointLog
+  /**
+   * Connector fast path (`fastpath.ts`): tc redirects between an encapsulated endpoint's one
+   * NIC and its VXLAN device, bypassing the bridge. Default true; false keeps every endpoint bridged.
+   */
+  fastPath?: boolean
 }
+
+/** How often the fast path is checked against the kernel besides link events (ms). */
+export const FAST_PATH_RESYNC_MS = 15000
 
 /** The state file is unreadable or belongs to another prefix. */
 export class EndpointStateError extends SupercloudError {
@@ -90,6 +99,12 @@ export class EndpointManager {
   private lastErrorText = ''
   private queue: Promise<unknown> = Promise.resolve()
   private changed = Date.now()
+  readonly fastPath: boolean
+  /** Last logged shape per endpoint. */
+  private readonly shapes = new Map<number, string>()
+  private stopWatch: (() => void) | undefined
+  private syncTimer: NodeJS.Timeout | undefined
+  private resyncTimer: NodeJS.Timeout | undefined
 
   private constructor (opts: EndpointManagerOptions) {
     checkEndpointPrefix(opts.prefix)
@@ -99,6 +114,7 @@ export class EndpointManager {
     if (!Number.isInteger(this.mtu) || this.mtu < 68 || this.mtu > 65485) throw new EndpointStateError(`MTU ${this.mtu} is not 68..65485`)
     this.kernel = opts.kernel ?? new IpKernel()
     this.log = opts.log ?? (() => {})
+    this.fastPath = opts.fastPath ?? true
   }
 
   /** Loads the state file (absent: no endpoints) and reconciles the kernel with it. */
@@ -116,8 +132,61 @@ export class EndpointManager {
       await m.persist(m.endpoints)
     }
     const report = await m.reconcile()
-    m.log('info', `endpoint manager ${m.prefix}: ${m.endpoints.size} endpoint(s) from ${m.statePath}; reconcile applied ${report.applied.length} step(s)${report.failed.length > 0 ? `, ${report.failed.length} failed` : ''}`)
+    m.log('info', `endpoint manager ${m.prefix}: ${m.endpoints.size} endpoint(s) from ${m.statePath}; reconcile applied ${report.applied.length} step(s)${report.failed.length > 0 ? `, ${report.failed.length} failed` : ''}${m.fastPath ? '' : '; fast path off'}`)
+    if (m.fastPath && m.kernel.watch !== undefined) {
+      // A NIC attached to (or taken off) an endpoint bridge changes the endpoint's shape.
+      m.stopWatch = m.kernel.watch(() => { m.scheduleSync() })
+      m.resyncTimer = setInterval(() => { m.scheduleSync() }, FAST_PATH_RESYNC_MS)
+      m.resyncTimer.unref()
+    }
     return m
+  }
+
+  /** Stops watching links (kernel devices and filters stay). */
+  close (): void {
+    this.stopWatch?.()
+    this.stopWatch = undefined
+    if (this.syncTimer !== undefined) clearTimeout(this.syncTimer)
+    if (this.resyncTimer !== undefined) clearInterval(this.resyncTimer)
+  }
+
+  private scheduleSync (): void {
+    if (this.syncTimer !== undefined) return
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined
+      this.syncFastPaths().catch(err => { this.log('warn', `fast path: ${(err as Error).message}`) })
+    }, 50)
+  }
+
+  /** Brings every endpoint's fast path in line with what is attached now (queued like writes). */
+  async syncFastPaths (): Promise<void> {
+    if (!this.fastPath) return
+    const run = this.queue.then(async () => {
+      const observed = await this.kernel.observe(this.prefix)
+      await this.applyFastPath(planFastPaths(this.list(), observed, this.prefix))
+      for (const e of this.list()) this.noteShape(e.id, e, observed)
+    })
+    this.queue = run.catch(() => {})
+    await run
+  }
+
+  /** Fast-path steps are best effort: a failure is logged, the bridge keeps carrying frames. */
+  private async applyFastPath (steps: FastPathStep[]): Promise<void> {
+    for (const s of steps) {
+      try {
+        await this.kernel.apply(s)
+      } catch (err) {
+        this.log('warn', `fast path: ${describeStep(s)} failed: ${(err as Error).message}`)
+      }
+    }
+  }
+
+  private noteShape (id: number, desired: EndpointConfig | undefined, observed: readonly ObservedLink[]): void {
+    const text = describeShape(endpointShape(id, desired, observed, this.prefix))
+    if (desired === undefined) { this.shapes.delete(id); return }
+    if (this.shapes.get(id) === text) return
+    this.shapes.set(id, text)
+    this.log('info', `endpoint ${id}: ${text}`)
   }
 
   list (): EndpointConfig[] {
@@ -198,10 +267,18 @@ export class EndpointManager {
   }
 
   private async converge (id: number, desired: EndpointConfig | undefined): Promise<void> {
-    const observed = await this.kernel.observe(this.prefix)
+    let observed = await this.kernel.observe(this.prefix)
+    // Redirects the endpoint no longer wants go before its devices change (collapse, destroy).
+    const before = this.fastPath ? planFastPath(id, desired, observed, this.prefix).filter(s => s.op === 'unredirect') : []
+    await this.applyFastPath(before)
     const names = new Set([endpointBridgeName(this.prefix, id), endpointVxlanName(this.prefix, id)])
     const links = new Map<string, ObservedLink>(observed.filter(l => names.has(l.name)).map(l => [l.name, l]))
-    for (const s of planEndpoint(id, desired, links, this.prefix, this.mtu)) await this.kernel.apply(s)
+    const steps = planEndpoint(id, desired, links, this.prefix, this.mtu)
+    for (const s of steps) await this.kernel.apply(s)
+    if (!this.fastPath) return
+    if (steps.length > 0 || before.length > 0) observed = await this.kernel.observe(this.prefix)
+    await this.applyFastPath(planFastPath(id, desired, observed, this.prefix))
+    this.noteShape(id, desired, observed)
   }
 
   /** Makes the kernel agree with the whole configuration; failures are logged, not thrown. */
@@ -224,6 +301,10 @@ export class EndpointManager {
         this.log('error', `reconcile: ${describeStep(s)} failed: ${(err as Error).message}`)
       }
     }
+    // With the fast path off, filters a previous run installed are removed.
+    const observed = await this.kernel.observe(this.prefix)
+    await this.applyFastPath(planFastPaths(this.list(), observed, this.prefix, this.fastPath))
+    if (this.fastPath) for (const e of this.list()) this.noteShape(e.id, e, observed)
     if (report.failed.length > 0) {
       this.lastErrorText = `EIO reconcile: ${report.failed.join('; ')}`
       this.changed = Date.now()

@@ -12,6 +12,7 @@ import {
   MAX_CONNECTOR_ID, MIN_CONNECTOR_ID, endpointBridgeName, endpointVxlanName,
   type EndpointConfig
 } from '../types.ts'
+import type { FastPathStep } from './fastpath.ts'
 import { isCollapsed } from './interface.ts'
 
 /** Link-local group addresses the bridge forwards (01:80:c2:00:00:0X, all but the restricted 0-2). */
@@ -30,6 +31,10 @@ export interface ObservedLink {
   bridge?: { vlanFiltering: boolean, mcastSnooping: boolean, stp: boolean, groupFwdMask: number, nfCall: boolean }
   /** VXLAN only: destinations of the all-zeros (default) FDB entry. */
   defaultDsts?: string[]
+  /** Has a clsact qdisc. */
+  clsact?: boolean
+  /** Target of its fast-path ingress filter (`fastpath.ts`; '*' when that device is gone), undefined when none. */
+  redirect?: string
 }
 
 export type KernelStep =
@@ -42,6 +47,7 @@ export type KernelStep =
   | { op: 'addDefaultDst', name: string, ip: string }
   | { op: 'delDefaultDst', name: string, ip: string }
   | { op: 'delLink', name: string }
+  | FastPathStep
 
 /** Human-readable form of a step (logs, test messages). */
 export function describeStep (s: KernelStep): string {
@@ -55,6 +61,8 @@ export function describeStep (s: KernelStep): string {
     case 'addDefaultDst': return `send ${s.name} default traffic to ${s.ip}`
     case 'delDefaultDst': return `stop sending ${s.name} default traffic to ${s.ip}`
     case 'delLink': return `delete ${s.name}`
+    case 'redirect': return `redirect ${s.from} ingress to ${s.to} (fast path)`
+    case 'unredirect': return `remove the fast-path redirect from ${s.dev}`
   }
 }
 

@@ -14,7 +14,8 @@ import { mkdir, readFile, rm } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { registerPrefix, sweepPrefix } from '../../../helpers/sweep-lib.ts'
-import { attachToEndpoint } from '../../../../virtualwire/endpoint/attach.ts'
+import { attachToEndpoint, detachFromEndpoint } from '../../../../virtualwire/endpoint/attach.ts'
+import { FAST_PATH_PREF } from '../../../../virtualwire/endpoint/fastpath.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '../../../..')
@@ -124,6 +125,34 @@ async function linkKind (n: number, name: string): Promise<string | undefined> {
   return `${l?.linkinfo?.info_kind ?? ''}${l?.master !== undefined ? ` master=${l.master}` : ''}`
 }
 
+/** Target of the fast-path filter on `dev`'s ingress on host `n` ('*': its target is gone), with its packet count. */
+async function redirectOf (n: number, dev: string): Promise<{ to: string, packets: number } | undefined> {
+  const r = await run(['tc', '-n', host(n).ns, '-s', '-j', 'filter', 'show', 'dev', dev, 'ingress'], { allowFailure: true })
+  if (r.code !== 0 || r.stdout.trim() === '') return undefined
+  type F = { pref?: number, options?: { actions?: Array<{ kind?: string, to_dev?: string, stats?: { packets?: number } }> } }
+  for (const f of JSON.parse(r.stdout) as F[]) {
+    const a = f.pref === FAST_PATH_PREF ? f.options?.actions?.find(x => x.kind === 'mirred') : undefined
+    if (a?.to_dev !== undefined) return { to: a.to_dev, packets: a.stats?.packets ?? 0 }
+  }
+  return undefined
+}
+
+/** Polls until `redirectOf(n, dev)` has target `to` (undefined: no filter); returns whether it did within 5 s. */
+async function waitRedirect (n: number, dev: string, to: string | undefined): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    if ((await redirectOf(n, dev))?.to === to) return true
+    await sleep(100)
+  }
+  return false
+}
+
+/** MAC addresses the bridge learned (dynamic FDB entries) on its ports. */
+async function learned (n: number, bridge: string): Promise<string[]> {
+  const r = await run(['bridge', '-n', host(n).ns, '-j', 'fdb', 'show', 'br', bridge])
+  return (JSON.parse(r.stdout) as Array<{ mac: string, ifname?: string, state?: string, flags?: string[] }>)
+    .filter(e => e.state !== 'permanent' && e.mac !== '00:00:00:00:00:00' && e.ifname !== bridge).map(e => `${e.mac} ${e.ifname ?? ''}`)
+}
+
 t.teardown(async () => {
   for (const n of hosts.keys()) await stopDaemon(n, 'SIGKILL').catch(() => {})
   for (const h of hosts.values()) h.holder.kill('SIGKILL') // its mount namespace, and the FUSE mount in it, go with it
@@ -200,6 +229,70 @@ t.test('connector 5 between h1 and h2 carries unicast, broadcast, multicast and 
   }
 })
 
+t.test('a point-to-point connector carries frames NIC <-> VXLAN with no bridge in the path', async t => {
+  // The guests were attached after the endpoints existed: the managers saw it (link events).
+  for (const n of [1, 2]) {
+    t.ok(await waitRedirect(n, `${P}v${n}`, `${P}x5`), `h${n}: ${P}v${n} ingress redirects to ${P}x5`)
+    t.ok(await waitRedirect(n, `${P}x5`, `${P}v${n}`), `h${n}: ${P}x5 ingress redirects to ${P}v${n}`)
+  }
+  t.equal(await linkKind(1, `${P}v1`), `veth master=${P}b5`, 'the NIC stays attached to the endpoint bridge (attach point and fallback)')
+  // Forget what the bridge learned before the fast path was installed.
+  await run(['ip', '-n', host(1).ns, 'link', 'set', 'dev', `${P}b5`, 'type', 'bridge', 'fdb_flush'])
+  t.same(await learned(1, `${P}b5`), [], 'flushed')
+  const before = (await redirectOf(1, `${P}v1`))?.packets ?? 0
+  const r = await ping('v1', GUEST(2))
+  t.equal(r.code, 0, `v1 pings v2: ${r.stdout}${r.stderr}`)
+  t.ok(((await redirectOf(1, `${P}v1`))?.packets ?? 0) >= before + 3, 'the pings went through the redirect')
+  t.same(await learned(1, `${P}b5`), [], 'the bridge saw no frame: it learned no MAC address')
+  const server = spawn('ip', ['netns', 'exec', `${P}-v2`, 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' })
+  await sleep(500)
+  const ip3 = await run(['ip', 'netns', 'exec', `${P}-v1`, 'iperf3', '-c', GUEST(2), '-p', '5201', '-t', '2', '-J'], { allowFailure: true })
+  server.kill()
+  const bps = (JSON.parse(ip3.stdout || '{}') as { end?: { sum_received?: { bits_per_second?: number } } }).end?.sum_received?.bits_per_second ?? 0
+  t.ok(bps > 10e6, `iperf3 TCP across the fast path: ${Math.round(bps / 1e6)} Mbit/s`)
+  t.equal(await shOk(1, 'cat 5'), `5 ${UNDERLAY(1)}:4789 ${UNDERLAY(2)}:4789 encap bridge=${P}b5 dev=${P}x5\n`, 'cat shows the same line')
+  t.match(await readFile(host(1).log, 'utf8'), new RegExp(`endpoint 5: fast path ${P}v1 <-> ${P}x5`))
+
+  // A second NIC on the bridge needs L2 learning: bridged; taking it off restores the fast path.
+  const extra = await addGuest(1, 'w1', '198.19.37.11/24')
+  await attachToEndpoint(P, 5, extra, { netns: host(1).ns })
+  t.ok(await waitRedirect(1, `${P}v1`, undefined), 'second NIC attached: redirect removed from v1')
+  t.ok(await waitRedirect(1, `${P}x5`, undefined), '... and from the VXLAN device')
+  t.equal((await ping('w1', GUEST(2))).code, 0, 'w1 reaches v2 through the bridge')
+  t.equal((await ping('v1', GUEST(2))).code, 0, 'v1 too')
+  t.not((await learned(1, `${P}b5`)).length, 0, 'the bridge learns again')
+  await detachFromEndpoint(extra, { netns: host(1).ns })
+  t.ok(await waitRedirect(1, `${P}x5`, `${P}v1`), 'second NIC detached: fast path back')
+  t.equal((await ping('v1', GUEST(2))).code, 0)
+})
+
+t.test('a Domain-0 switch port keeps the bridge', async t => {
+  await shOk(1, `echo "17 ${UNDERLAY(1)} ${UNDERLAY(2)}" > create`)
+  await shOk(2, `echo "17 ${UNDERLAY(2)} ${UNDERLAY(1)}" > create`)
+  // As the host agent builds a switch: bridge <P>s…, veth <P>p<hex id>a in the endpoint bridge, its peer in the switch.
+  const hns = host(1).ns
+  await run(['ip', '-n', hns, 'link', 'add', `${P}s1`, 'mtu', '1450', 'type', 'bridge'])
+  await run(['ip', '-n', hns, 'link', 'set', `${P}s1`, 'up'])
+  await run(['ip', '-n', hns, 'link', 'add', `${P}p11a`, 'mtu', '1450', 'type', 'veth', 'peer', 'name', `${P}q11a`, 'mtu', '1450'])
+  await attachToEndpoint(P, 17, `${P}p11a`, { netns: hns })
+  await run(['ip', '-n', hns, 'link', 'set', `${P}q11a`, 'master', `${P}s1`, 'up'])
+  const sg = await addGuest(1, 'g1', '198.19.41.1/24')
+  await run(['ip', '-n', hns, 'link', 'set', sg, 'master', `${P}s1`, 'mtu', '1450', 'up'])
+  await attachToEndpoint(P, 17, await addGuest(2, 'g2', '198.19.41.2/24'), { netns: host(2).ns })
+  t.ok(await waitRedirect(2, `${P}x11`, `${P}g2`), 'h2 (a VM NIC): fast path')
+  await sleep(500)
+  t.equal(await redirectOf(1, `${P}p11a`), undefined, 'h1 (switch port): no redirect on the port')
+  t.equal(await redirectOf(1, `${P}x11`), undefined, 'h1: none on the VXLAN device')
+  t.equal(await linkKind(1, `${P}p11a`), `veth master=${P}b11`)
+  const r = await ping('g1', '198.19.41.2')
+  t.equal(r.code, 0, `switch guest reaches the VM across the connector: ${r.stdout}${r.stderr}`)
+  t.not((await learned(1, `${P}b11`)).length, 0, 'frames crossed the endpoint bridge (it learned)')
+  t.match(await readFile(host(1).log, 'utf8'), /endpoint 17: bridged \(Domain-0 switch port/)
+  await shOk(1, 'echo 17 > destroy')
+  await shOk(2, 'echo 17 > destroy')
+  t.ok(await waitRedirect(2, `${P}g2`, undefined), 'destroy removed the NIC\'s redirect')
+})
+
 t.test('re-pointing h1 to a sister on h3 moves the traffic there', async t => {
   await shOk(3, `echo "5 ${UNDERLAY(3)} ${UNDERLAY(1)}" > create`)
   await attachToEndpoint(P, 5, await addGuest(3, 'v3', `${GUEST(3)}/24`), { netns: host(3).ns })
@@ -207,6 +300,8 @@ t.test('re-pointing h1 to a sister on h3 moves the traffic there', async t => {
   t.equal(await shOk(1, 'cat 5'), `5 ${UNDERLAY(1)}:4789 ${UNDERLAY(3)}:4789 encap bridge=${P}b5 dev=${P}x5\n`)
   const r = await ping('v1', GUEST(3))
   t.equal(r.code, 0, `v1 reaches v3 behind h3: ${r.stdout}${r.stderr}`)
+  t.equal((await redirectOf(1, `${P}v1`))?.to, `${P}x5`, 're-pointing keeps the fast path')
+  t.ok(await waitRedirect(3, `${P}x5`, `${P}v3`), 'h3: fast path for the new sister')
   const old = await run(['ip', 'netns', 'exec', `${P}-v1`, 'busybox', 'ping', '-c', '1', '-W', '1', GUEST(2)], { allowFailure: true })
   t.not(old.code, 0, 'v2 (behind the old sister) is no longer reachable')
 })
@@ -267,6 +362,8 @@ t.test('after SIGKILL the manager restarts from its state file and repairs the k
   t.equal(await shOk(1, 'cat 9'), `9 ${UNDERLAY(1)}:4789 ${UNDERLAY(1)}:4789 collapsed bridge=${P}b9\n`)
   t.equal(await linkKind(1, `${P}x5`), `vxlan master=${P}b5`, 'deleted VXLAN device recreated')
   t.equal(await linkKind(1, `${P}b1f`), undefined, 'stale endpoint bridge removed')
+  t.equal((await redirectOf(1, `${P}v1`))?.to, `${P}x5`, 'fast path reinstalled towards the new VXLAN device at start')
+  t.equal((await redirectOf(1, `${P}x5`))?.to, `${P}v1`)
   const r = await ping('v1', GUEST(3))
   t.equal(r.code, 0, `traffic flows again: ${r.stdout}${r.stderr}`)
   t.match(await readFile(host(1).log, 'utf8'), /reconcile: add vxlan/)
@@ -284,7 +381,9 @@ t.test('SIGTERM unmounts but leaves the connector forwarding', async t => {
 })
 
 t.test('destroy removes the endpoint and its devices', async t => {
+  t.equal((await redirectOf(3, `${P}v3`))?.to, `${P}x5`)
   await shOk(3, 'echo 5 > destroy')
+  t.equal(await redirectOf(3, `${P}v3`), undefined, 'the NIC\'s redirect went with the endpoint')
   t.same((await shOk(3, 'ls')).split('\n').filter(Boolean), ['create', 'destroy', 'last_error'])
   t.equal(await linkKind(3, `${P}x5`), undefined)
   t.equal(await linkKind(3, `${P}b5`), undefined)
