@@ -3,24 +3,13 @@
  * thrown is listed and documented, every documented code is listed, and none listed is dead.
  */
 import t from 'tap'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { ROOT as root, sourcesUnder as sources } from '../../helpers/sources.ts'
 import { ERROR_CODES, isErrorCode } from '../../../core/error-codes.ts'
 import { AgentError } from '../../../core/errors.ts'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 const SOURCE_DIRS = ['core', 'blanket-manager', 'drivers', 'virtualwire', 'overdriver', 'images']
-
-function sources (dir: string): string[] {
-  const out: string[] = []
-  for (const e of readdirSync(dir)) {
-    const p = path.join(dir, e)
-    if (statSync(p).isDirectory()) out.push(...sources(p))
-    else if (p.endsWith('.ts')) out.push(p)
-  }
-  return out
-}
 
 const files = SOURCE_DIRS.flatMap(d => sources(path.join(root, d))).filter(f => !f.endsWith(path.join('core', 'error-codes.ts')))
 const quoted = new Map<string, string>()

@@ -3,21 +3,10 @@
  * overdriver/ and images/ never import blanket-manager/ (the controller, agent and CLI on top).
  */
 import t from 'tap'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { ROOT as root, sourcesUnder as sources } from '../../helpers/sources.ts'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
-
-function sources (dir: string): string[] {
-  const out: string[] = []
-  for (const e of readdirSync(dir)) {
-    const p = path.join(dir, e)
-    if (statSync(p).isDirectory()) out.push(...sources(p))
-    else if (p.endsWith('.ts')) out.push(p)
-  }
-  return out
-}
 
 /** Repo-relative targets of a file's relative imports (static, dynamic and re-exports). */
 export function importsOf (file: string): string[] {
