@@ -17,6 +17,8 @@ import { runPaths } from './args.ts'
 import { CancelledError, SupercloudError } from '../../core/errors.ts'
 import { bitmapName, shouldRunPass } from './disk-bitmap.ts'
 import { capabilitiesFor, foldProgress, shouldStartPostcopy, type MigrationMode, type MigrationProgress, type QueryMigrate } from './migration-progress.ts'
+import type { MigrationSummary } from '../hypervisor.ts'
+export type { MigrationSummary } from '../hypervisor.ts'
 
 export class MigrationError extends SupercloudError {
   constructor (message: string, cause?: unknown) {
@@ -144,28 +146,6 @@ export interface OutgoingOptions {
    * migration `id`: only the blocks in bitmap `sc-since-<id>` are sent (the others are mirrored).
    */
   incremental?: { id: string, nodes: string[] }
-}
-
-export interface MigrationSummary {
-  mode: MigrationMode
-  /** Whether postcopy was used (auto/hybrid may or may not). */
-  postcopy: boolean
-  totalMs: number
-  /** QEMU's measured downtime. */
-  downtimeMs: number
-  sentBytes: number
-  iterations: number
-  /** Bytes of disk copied (mirror and incremental passes); part of sentBytes. */
-  diskSentBytes: number
-  /** Sum of the migrated disks' virtual sizes. */
-  diskSizeBytes: number
-  /** Whether the destination reused the disk image the VM left there (only dirty blocks sent). */
-  diskReused: boolean
-  /**
-   * How long the source held both copies paused at pre-switchover (disk jobs finished, the
-   * caller's hook run) before QEMU switched: part of `downtimeMs`.
-   */
-  switchoverHoldMs?: number
 }
 
 interface IncrementalDisk {
