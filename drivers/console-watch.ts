@@ -3,6 +3,7 @@
  * says how to read the log from an offset (a local file for QEMU, a file in the dom0 for Xen)
  * and, when it can, whether the guest's process is gone.
  */
+import { open } from 'node:fs/promises'
 import { GuestBootError, throwIfAborted } from '../core/errors.ts'
 import { cleanConsoleText, lastLines } from './qemu/console-text.ts'
 
@@ -14,6 +15,23 @@ export interface ConsoleLogReader {
   read: (offset: number) => Promise<{ text: string, next: number, restarted: boolean } | undefined>
   /** When the guest's process exited (it prints no more): what exited (e.g. 'QEMU') and a note for the message; undefined while it runs. */
   exited?: () => Promise<{ what: string, note: string } | undefined>
+}
+
+/** ConsoleLogReader.read of a log file on this machine. */
+export function localLogRead (path: string): ConsoleLogReader['read'] {
+  return async offset => {
+    let fh
+    try { fh = await open(path, 'r') } catch { return undefined }
+    try {
+      const size = (await fh.stat()).size
+      const restarted = size < offset // log rotated by a restart
+      const from = restarted ? 0 : offset
+      if (size <= from) return { text: '', next: from, restarted }
+      const buf = Buffer.alloc(size - from)
+      const { bytesRead } = await fh.read(buf, 0, buf.length, from)
+      return { text: buf.subarray(0, bytesRead).toString('utf8'), next: from + bytesRead, restarted }
+    } finally { await fh.close() }
+  }
 }
 
 /** Console text kept for matching (the end of the log). */

@@ -16,7 +16,7 @@ import { QemuMigration } from './backend-migration.ts'
 import { GuestNotRunningError, GuestStartError, HypervisorMissingError } from './errors.ts'
 import { QmpClient, withQmp } from './qmp.ts'
 import { lastLines } from './console-text.ts'
-import { watchConsole } from '../console-watch.ts'
+import { localLogRead, watchConsole } from '../console-watch.ts'
 
 export { HypervisorMissingError, GuestStartError, GuestNotRunningError, GuestDefinitionError, QmpCommandError } from './errors.ts'
 export { runPaths } from './args.ts'
@@ -118,19 +118,7 @@ export async function waitForConsole (runDir: string, pattern: string | RegExp, 
   const pid = await livePid(runDir)
   const vm = name ?? (pid !== undefined ? await guestNameOf(pid) : undefined) ?? runDir
   await watchConsole({
-    read: async offset => {
-      let fh
-      try { fh = await open(p.consoleLog, 'r') } catch { return undefined }
-      try {
-        const size = (await fh.stat()).size
-        const restarted = size < offset // log rotated by a restart
-        const from = restarted ? 0 : offset
-        if (size <= from) return { text: '', next: from, restarted }
-        const buf = Buffer.alloc(size - from)
-        const { bytesRead } = await fh.read(buf, 0, buf.length, from)
-        return { text: buf.subarray(0, bytesRead).toString('utf8'), next: from + bytesRead, restarted }
-      } finally { await fh.close() }
-    },
+    read: localLogRead(p.consoleLog),
     exited: async () => {
       if (pid === undefined || await isQemuFor(pid, p.pidfile)) return undefined
       const qemuLog = (await tailFile(p.qemuLog, 4096)).trim()

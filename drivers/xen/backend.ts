@@ -14,7 +14,7 @@ import { CancelledError, SupercloudError, throwIfAborted } from '../../core/erro
 import type { OperationOptions } from '../../core/progress.ts'
 import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend, SelfMigration } from '../hypervisor.ts'
 import { lastLines } from '../qemu/console-text.ts'
-import { watchConsole } from '../console-watch.ts'
+import { localLogRead, watchConsole } from '../console-watch.ts'
 import { guestCpuAffinity, parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDiskName, xenDomainPlan, xenSwapLink, xlState, type XlListRow } from './config.ts'
 import { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
 import { localExecutor, type ExecOutcome, type XenExecutor } from './exec.ts'
@@ -472,9 +472,16 @@ class XenBackend implements HypervisorBackend {
     return r.code === 0 ? lastLines(r.stdout, n) : ''
   }
 
-  /** Reads console.log in the dom0 from where the last look ended, every half second. */
+  /**
+   * Reads console.log in the dom0 from where the last look ended: as a file when the backend
+   * runs in the dom0 (the host agent), else through the executor every half second.
+   */
   async waitForConsole (name: string, runDir: string, pattern: string | RegExp, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const log = xenRunPaths(runDir).consoleLog
+    if (this.exec.where === 'local') {
+      await watchConsole({ read: localLogRead(log) }, name, pattern, timeoutMs, signal)
+      return
+    }
     await watchConsole({
       read: async offset => {
         const r = await this.sh('s=$(stat -L -c %s "$1" 2>/dev/null) || exit 3; o=$2; [ "$s" -ge "$o" ] || o=0; echo "$s"; tail -c "+$((o + 1))" "$1" | head -c "$((s - o))"', [log, String(offset)])
