@@ -3,6 +3,7 @@
  * (blanket-manager/agent), never directly by the controller.
  */
 import type { OperationOptions } from '../core/progress.ts'
+import type { MigrationMode, MigrationProgress } from '../core/migration.ts'
 
 /** 'xen': guests are Xen domains (PVH) of the host's Xen (drivers/xen). */
 export type AccelMode = 'kvm' | 'tcg' | 'xen'
@@ -42,8 +43,8 @@ export interface GuestDefinition {
   /** Start paused, waiting for an incoming live migration (`-incoming defer`). */
   incoming?: boolean
   /**
-   * A swap disk served over NBD on a unix socket (Overdriver's swap export), attached as a
-   * virtio disk after `disks` (so the guest sees it as the next /dev/vdX: virtioDiskName(disks.length)).
+   * A swap disk served over NBD on a unix socket (Overdriver's swap export), attached as the
+   * disk after `disks` (the guest sees it as swapDeviceName(disks.length)).
    */
   swap?: { socketPath: string, exportName?: string, reconnectDelaySec?: number }
 }
@@ -89,9 +90,8 @@ export interface SelfMigrationResult {
 }
 
 /**
- * Live migration for backends whose toolstack moves a guest itself (Xen: `xl migrate` /
- * `xl migrate-receive`); QEMU's migration is driven by the host agent over QMP
- * (drivers/qemu/migration.ts). The stream runs over TCP from the source host to
+ * Live migration run by a toolstack itself (Xen: `xl migrate` / `xl migrate-receive`), under
+ * the Xen backend's BackendMigration. The stream runs over TCP from the source host to
  * `listenIp:port` on the destination. The guest arrives **paused**: it runs at the
  * destination only after `resume`, so the caller can re-point the network in between.
  */
@@ -112,10 +112,134 @@ export interface SelfMigration {
   resume (name: string, runDir: string): Promise<void>
 }
 
+/** Outcome of a live migration, as the source reports it. */
+export interface MigrationSummary {
+  mode: MigrationMode
+  /** Whether postcopy was used (auto/hybrid may or may not). */
+  postcopy: boolean
+  totalMs: number
+  /** The measured (QEMU) or estimated (Xen: last round to end of stream) downtime. */
+  downtimeMs: number
+  sentBytes: number
+  iterations: number
+  /** Bytes of disk copied (mirror and incremental passes); part of sentBytes. */
+  diskSentBytes: number
+  /** Sum of the migrated disks' virtual sizes. */
+  diskSizeBytes: number
+  /** Whether the destination reused the disk image the VM left there (only dirty blocks sent). */
+  diskReused: boolean
+  /**
+   * How long the source held both copies paused at pre-switchover (disk jobs finished, the
+   * caller's hook run) before the switch: part of `downtimeMs`.
+   */
+  switchoverHoldMs?: number
+}
+
+/** A guest as a migration knows it: where its files are and what it carries (from its launch). */
+export interface MigratingGuest {
+  name: string
+  runDir: string
+  /** Ids of its GuestDefinition.disks, in order. */
+  diskIds: string[]
+  /** It has an Overdriver swap disk (its contents move with the guest). */
+  swap: boolean
+  /** Guest memory, bytes (progress before the hypervisor reports figures). */
+  memoryBytes: number
+}
+
+/** Where the source sends a guest to, as the destination's prepareIncoming set it up. */
+export interface IncomingEndpoint {
+  migrationPort: number
+  /** Port of the destination's disk exports; 0 when the backend moves no disks. */
+  nbdPort: number
+  /** A backend whose toolstack moves the guest (Xen): the guest configuration the source must send. */
+  selfConfig?: string
+}
+
+export interface OutgoingMigration {
+  destIp: string
+  migrationPort: number
+  nbdPort: number
+  mode: MigrationMode
+  maxDowntimeMs: number
+  /** Bytes/s; undefined = unlimited. */
+  bandwidth?: number
+  deadlineMs: number
+  /** Wait at the switchover until `continue(name)` (at most 30 s; then the migration fails). */
+  holdAtSwitchover: boolean
+  /** The destination holds the images of these disk nodes as of migration `id` (disks capability): send only their dirty blocks. */
+  incremental?: { id: string, nodes: string[] }
+  /** IncomingEndpoint.selfConfig of the destination. */
+  selfConfig?: string
+  /** Cancels like `cancel(name)`. */
+  signal?: AbortSignal
+  onProgress?: (p: MigrationProgress & { message?: string }) => void
+  /** The switchover is reached (both copies paused, or the guest paused at the destination); before the hold. */
+  onSwitchover?: () => void
+}
+
+/** Dirty-bitmap state of a guest's disks (disks capability). */
+export interface DiskDirtyStatus {
+  /** Every node asked about carries the migration's bitmap. */
+  present: boolean
+  /** Sum of the bitmaps' dirty counts (bytes written since they started). */
+  dirtyBytes: number
+  /** Sum of the disks' virtual sizes. */
+  sizeBytes: number
+}
+
+/**
+ * Capability of BackendMigration: the guest's local disks move with it (mirrored to the
+ * destination's exports) and the guest's writes can be recorded from the arrival on (dirty
+ * bitmaps), so a return copies only those blocks (blanket-manager/migration/disk-reuse.ts).
+ */
+export interface MigrationDisks {
+  /** The name migrations, bitmaps and the agent protocol give the guest disk with GuestDisk id `diskId`. */
+  node (diskId: string): string
+  /** Destination, at the switchover hold: record the guest's writes on `nodes` under migration `id`. */
+  markArrival (guest: MigratingGuest, nodes: string[], id: string): Promise<void>
+  /** Whether every one of `nodes` records writes under migration `id`, their dirty bytes and sizes. */
+  dirtyStatus (guest: MigratingGuest, nodes: string[], id: string): Promise<DiskDirtyStatus>
+}
+
+/**
+ * Live migration of a guest between two instances of one backend (two hosts). Destination:
+ * prepareIncoming, then finish once the source's migrateOut returned. Source: migrateOut; while
+ * it runs, `cancel` stops it (the guest keeps running at the source), and `continue` releases
+ * a migration held at the switchover. Any failure or cancel before the switch leaves the guest
+ * running at the source.
+ */
+export interface BackendMigration {
+  /** Present when disks move with the guest and writes can be recorded for a return (QEMU). */
+  readonly disks?: MigrationDisks
+  /** Throws SC_MIGRATION_MODE_UNSUPPORTED when this backend does not migrate in `mode`. */
+  checkMode (mode: MigrationMode): void
+  /**
+   * Destination: `def` (devices ready) waits here for the guest's state, listening on
+   * `listenIp`; `port` picks free ports (not those in `avoid`). The caller destroys the guest
+   * when this throws.
+   */
+  prepareIncoming (def: GuestDefinition, p: { listenIp: string, mode: MigrationMode, port: (avoid: number[]) => Promise<number> }): Promise<IncomingEndpoint>
+  /** Source: moves the running guest to the destination; resolves after the switch (the guest runs, or is let run by `finish`, there). */
+  migrateOut (guest: MigratingGuest, p: OutgoingMigration): Promise<MigrationSummary>
+  /** Lets a migration held at the switchover go on; SC_MIGRATION_NOT_HELD when `name` is not held. */
+  continue (name: string): void
+  /** Cancels the outgoing migration of `name`; SC_MIGRATION_NOT_RUNNING when there is none. */
+  cancel (name: string): void
+  /** Whether an outgoing migration of `name` runs in this backend. */
+  active (name: string): boolean
+  /** Destination, after the source's migrateOut returned: the guest runs here (disk exports stopped, a paused arrival resumed). */
+  finish (guest: MigratingGuest): Promise<void>
+}
+
 export interface HypervisorBackend {
   readonly kind: 'qemu' | 'xen'
-  /** Present when the backend runs live migration itself (Xen); absent: the agent drives QEMU's over QMP. */
-  readonly selfMigration?: SelfMigration
+  /** Live migration between two hosts running this backend. */
+  readonly migration: BackendMigration
+  /** Format of the data disk images this backend opens (Xen's blkback: raw; QEMU: qcow2). */
+  readonly diskFormat: 'qcow2' | 'raw'
+  /** The device the guest sees its swap disk as, plugged after `diskCount` data disks (e.g. /dev/vdb). */
+  swapDeviceName (diskCount: number): string
   /** Check the hypervisor binary exists; returns its version. Throws a typed error when missing. */
   version (): Promise<string>
   /**
@@ -136,4 +260,10 @@ export interface HypervisorBackend {
   consoleSocket (runDir: string): string
   /** Last `lines` lines of the guest's console log. */
   consoleTail (runDir: string, lines: number): Promise<string>
+  /**
+   * Waits until `pattern` appears in the guest's console log (of its current boot). Throws
+   * GuestBootError with the console tail on timeout (or when the guest's process exits first),
+   * CancelledError on `signal`.
+   */
+  waitForConsole (name: string, runDir: string, pattern: string | RegExp, timeoutMs: number, signal?: AbortSignal): Promise<void>
 }

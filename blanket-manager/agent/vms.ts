@@ -1,20 +1,17 @@
 /**
  * The agent's guest manager: disks, TAP devices on the host bridge, and the
- * hypervisor backend. Everything here touches the host (processes, kernel links, files).
+ * hypervisor backend (through HypervisorBackend only: this module names no backend).
+ * Everything here touches the host (processes, kernel links, files).
  */
 import { execFile } from 'node:child_process'
 import { mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import type { GuestDefinition, HypervisorBackend, AccelMode } from '../../drivers/hypervisor.ts'
-import { readConsoleTail, waitForConsole } from '../../drivers/qemu/backend.ts'
+import type { GuestDefinition, HypervisorBackend, AccelMode, MigratingGuest, MigrationSummary } from '../../drivers/hypervisor.ts'
 import { guestCmdline } from '../../images/guest/cmdline.ts'
 import { GuestBootError, SupercloudError } from '../../core/errors.ts'
 import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
-import { virtioDiskName } from '../../drivers/qemu/args.ts'
-import { xenDiskName } from '../../drivers/xen/config.ts'
 import { AgentOverdriver } from './overdriver.ts'
-import { dirtyStatus, finishIncoming, markArrival, runOutgoing, startIncoming, type MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import { isMigrationId } from '../../core/names.ts'
 
@@ -41,10 +38,6 @@ export class VmManager {
   /** Swap exports, page repository and the overload loop (Overdriver). */
   readonly overdriver: AgentOverdriver
 
-  private readonly migrations = new Map<string, { ac: AbortController, release?: () => void }>()
-  /** Guests arriving through a backend's own migration (Xen): the listener, until finishIncoming. */
-  private readonly arrivals = new Map<string, { ac: AbortController, arrived: Promise<void>, timer?: NodeJS.Timeout }>()
-
   vmDir (name: string): string { return join(this.dir, 'vms', name) }
   /** Where a VM's disk images wait for its return after it migrated away (at most one set per VM). */
   departedDir (name: string): string { return join(this.dir, 'departed', name) }
@@ -59,14 +52,14 @@ export class VmManager {
       if (l.image.kind === 'kernel' && l.image.readyMarker !== undefined) {
         // The guest's init prints READY, or FAILED with its reasons (then there is no point waiting).
         const failed = `${l.image.readyMarker.replace(/READY$/, 'FAILED')} ${l.name}`
-        await waitForConsole(def.runDir, new RegExp(`(${escapeRe(`${l.image.readyMarker} ${l.name}`)}|${escapeRe(failed)})\\b`), l.bootTimeoutMs, signal)
-        const tail = await readConsoleTail(def.runDir, 40)
+        await this.backend.waitForConsole(l.name, def.runDir, new RegExp(`(${escapeRe(`${l.image.readyMarker} ${l.name}`)}|${escapeRe(failed)})\\b`), l.bootTimeoutMs, signal)
+        const tail = await this.backend.consoleTail(def.runDir, 40)
         const line = tail.split('\n').find(x => x.includes(failed))
         if (line !== undefined) throw new GuestBootError(l.name, `its init reported: ${line.slice(line.indexOf(failed) + failed.length).trim()}`, tail)
       }
       return { ...st, accel: def.accel }
     } catch (err) {
-      // A guest that failed to start or boot is removed: no orphaned QEMU or TAP.
+      // A guest that failed to start or boot is removed: no orphaned guest or TAP.
       await this.backend.destroy(l.name, def.runDir).catch(() => {})
       await this.overdriver.stopSwap(l.name, 'destroy').catch(() => {})
       for (const n of l.nics) await this.deleteTap(n.tap)
@@ -82,7 +75,6 @@ export class VmManager {
     await writeFile(join(vmDir, 'launch.json'), JSON.stringify(l, null, 2))
 
     const disks: GuestDefinition['disks'] = []
-    const xen = this.backend.kind === 'xen'
     let boot: GuestDefinition['boot']
     if (l.image.kind === 'qcow2') {
       const root = join(vmDir, 'root.qcow2')
@@ -90,31 +82,19 @@ export class VmManager {
       disks.push({ id: 'root', path: root, format: 'qcow2' })
       boot = { kind: 'disk' }
     } else {
-      // The swap disk is plugged after the data disks, so it is the next /dev/vdX (/dev/xvdX on Xen).
-      const swapDevice = l.swap !== undefined ? { swapDevice: xen ? xenDiskName(Math.min(l.disks.length, 25)) : virtioDiskName(l.disks.length) } : {} // beyond 25 disks + swap, xenDomainPlan refuses the guest
+      // The swap disk is plugged after the data disks: the backend says what the guest calls it.
+      const swapDevice = l.swap !== undefined ? { swapDevice: this.backend.swapDeviceName(l.disks.length) } : {}
       const append = [
         guestCmdline({ name: l.name, nics: l.nics.map((n, i) => ({ ifname: `eth${i}`, address: n.address })), ...(l.gateway !== undefined ? { gateway: l.gateway } : {}), ...(l.firewall !== undefined ? { firewall: l.firewall } : {}), ...swapDevice }),
         l.image.append ?? ''
       ].join(' ').trim()
       boot = { kind: 'kernel', kernel: l.image.kernel, append, ...(l.image.initrd !== undefined ? { initrd: l.image.initrd } : {}) }
     }
+    const format = this.backend.diskFormat
     for (const d of l.disks) {
-      if (xen) {
-        // Xen's blkback serves raw images (a loop device in the dom0): a sparse file.
-        const p = join(vmDir, `disk-${d.name}.img`)
-        if (!await exists(p)) {
-          // Sized under a temporary name, then renamed: a crash in between leaves no empty disk behind.
-          const tmp = `${p}.new`
-          await writeFile(tmp, '')
-          await truncate(tmp, d.sizeBytes)
-          await rename(tmp, p)
-        }
-        disks.push({ id: `disk-${d.name}`, path: p, format: 'raw' })
-        continue
-      }
-      const p = join(vmDir, `disk-${d.name}.qcow2`)
-      if (!await exists(p)) await run('qemu-img', ['create', '-q', '-f', 'qcow2', p, String(d.sizeBytes)])
-      disks.push({ id: `disk-${d.name}`, path: p, format: 'qcow2' })
+      const p = join(vmDir, this.dataDiskFile(d.name))
+      if (!await exists(p)) await createDiskImage(p, format, d.sizeBytes)
+      disks.push({ id: `disk-${d.name}`, path: p, format })
     }
     for (const n of l.nics) await this.ensureTap(n.tap, n.bridge, n.mtu)
     const def: GuestDefinition = {
@@ -132,15 +112,37 @@ export class VmManager {
     return def
   }
 
-  /** Block node names of a launch's disks, as the QEMU backend names them. */
-  diskNodes (l: VmLaunch): string[] {
-    // The Overdriver swap disk moves too: its pages are part of the guest's memory.
-    return [...(l.image.kind === 'qcow2' ? ['root'] : []), ...l.disks.map(d => `disk-${d.name}`), ...(l.swap !== undefined ? ['swap0'] : [])].map(id => `drv-${id}`)
+  /** File name of a data disk's image in the VM's directory (in the backend's disk format). */
+  private dataDiskFile (disk: string): string {
+    return `disk-${disk}.${this.backend.diskFormat === 'raw' ? 'img' : 'qcow2'}`
   }
 
-  /** The disks of a launch that can be kept on departure and reused on return: block node and image file. */
-  keepableDisks (l: VmLaunch): Array<{ node: string, file: string }> {
-    return [...(l.image.kind === 'qcow2' ? [{ node: 'drv-root', file: 'root.qcow2' }] : []), ...l.disks.map(d => ({ node: `drv-disk-${d.name}`, file: `disk-${d.name}.qcow2` }))]
+  /** The launch as a migration knows it (the GuestDisk ids are define()'s). */
+  private migrating (l: VmLaunch): MigratingGuest {
+    return {
+      name: l.name,
+      runDir: this.runDir(l.name),
+      diskIds: [...(l.image.kind === 'qcow2' ? ['root'] : []), ...l.disks.map(d => `disk-${d.name}`)],
+      swap: l.swap !== undefined,
+      memoryBytes: l.memory.requestedBytes
+    }
+  }
+
+  private async launchOf (name: string): Promise<VmLaunch> {
+    return JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+  }
+
+  /**
+   * The disks of a launch that can be kept on departure and reused on return: node (as the
+   * backend's migration names it), image file, size. None when the backend's migration moves no disks.
+   */
+  keepableDisks (l: VmLaunch): Array<{ node: string, file: string, sizeBytes?: number }> {
+    const disks = this.backend.migration.disks
+    if (disks === undefined) return []
+    return [
+      ...(l.image.kind === 'qcow2' ? [{ node: disks.node('root'), file: 'root.qcow2' }] : []),
+      ...l.disks.map(d => ({ node: disks.node(`disk-${d.name}`), file: this.dataDiskFile(d.name), sizeBytes: d.sizeBytes }))
+    ]
   }
 
   /**
@@ -157,9 +159,8 @@ export class VmManager {
       await mkdir(this.vmDir(l.name), { recursive: true })
       for (const k of this.keepableDisks(l)) {
         if (!d.disks.some(x => x.node === k.node && x.file === k.file)) continue
-        const want = l.disks.find(x => `drv-disk-${x.name}` === k.node)?.sizeBytes
         const size = await imageSize(join(dir, k.file))
-        if (size === undefined || (want !== undefined && size !== want)) continue
+        if (size === undefined || (k.sizeBytes !== undefined && size !== k.sizeBytes)) continue
         await rename(join(dir, k.file), join(this.vmDir(l.name), k.file))
         reused.push(k.node)
       }
@@ -174,13 +175,13 @@ export class VmManager {
   /** Moves a departed VM's disk images aside, tagged with the migration that left them. */
   private async keepDeparted (name: string, id: string): Promise<void> {
     if (!isMigrationId(id)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad migration id '${id}'`)
-    const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+    const l = await this.launchOf(name)
     const dir = this.departedDir(name)
     await rm(dir, { recursive: true, force: true })
     await mkdir(dir, { recursive: true })
     const kept: Departed['disks'] = []
     for (const k of this.keepableDisks(l)) {
-      try { await rename(join(this.vmDir(name), k.file), join(dir, k.file)); kept.push(k) } catch { /* no such image */ }
+      try { await rename(join(this.vmDir(name), k.file), join(dir, k.file)); kept.push({ node: k.node, file: k.file }) } catch { /* no such image */ }
     }
     if (kept.length === 0) { await rm(dir, { recursive: true, force: true }); return }
     const d: Departed = { id, at: new Date().toISOString(), disks: kept }
@@ -196,97 +197,53 @@ export class VmManager {
   /** Destination side, at the switchover hold: record the guest's writes from now on (bitmap of migration `id`). */
   async markArrival (name: string, id: string): Promise<{ nodes: string[] }> {
     if (!isMigrationId(id)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad migration id '${id}'`)
-    const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+    const l = await this.launchOf(name)
     const nodes = this.keepableDisks(l).map(k => k.node)
-    if (nodes.length > 0) await markArrival(this.runDir(name), nodes, id)
+    const disks = this.backend.migration.disks
+    if (disks !== undefined && nodes.length > 0) await disks.markArrival(this.migrating(l), nodes, id)
     return { nodes }
   }
 
   /** Source side: whether the guest's disks carry migration `id`'s bitmap, and how much it holds. */
   async dirtyStatus (name: string, id: string): Promise<DirtyStatus> {
     if (!isMigrationId(id)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad migration id '${id}'`)
-    const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+    const l = await this.launchOf(name)
     const nodes = this.keepableDisks(l).map(k => k.node)
     const st = await this.backend.status(name, this.runDir(name))
-    if (st.state !== 'running' && st.state !== 'paused') return { present: false, dirtyBytes: 0, sizeBytes: 0 }
-    return await dirtyStatus(this.runDir(name), nodes, id)
+    const disks = this.backend.migration.disks
+    if (disks === undefined || (st.state !== 'running' && st.state !== 'paused')) return { present: false, dirtyBytes: 0, sizeBytes: 0 }
+    return await disks.dirtyStatus(this.migrating(l), nodes, id)
   }
 
-  /** Destination side: start the guest waiting for an incoming migration and export its disks. */
+  /** Destination side: devices ready, the guest waiting for its state (its disks exported when they move). */
   async prepareIncoming (p: IncomingParams): Promise<IncomingResult> {
+    const mig = this.backend.migration
     const current = await this.backend.status(p.launch.name, this.runDir(p.launch.name))
     if (current.state !== 'absent') throw new SupercloudError('SC_MIGRATION_DEST_BUSY', `a guest named ${p.launch.name} already exists on this host (${current.state})`)
     if (!/^[a-z][a-z0-9-]{0,31}$/.test(p.launch.name)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', `bad VM name '${p.launch.name}'`)
     // Leftovers of an earlier copy are never opened by mistake: only images kept under `reuse` are.
     await rm(this.vmDir(p.launch.name), { recursive: true, force: true })
     const reusedNodes = await this.takeDeparted(p.launch, p.reuse)
-    if (this.backend.selfMigration !== undefined) return await this.prepareSelfIncoming(p)
-    const def = { ...await this.define(p.launch), incoming: true }
-    const migrationPort = await freeMigrationPort(p.listenIp)
-    const nbdPort = await freeMigrationPort(p.listenIp, [migrationPort])
+    mig.checkMode(p.mode)
+    const def = await this.define(p.launch)
     try {
-      await this.backend.start(def)
-      await startIncoming({ runDir: def.runDir, listenIp: p.listenIp, migrationPort, nbdPort, diskNodes: this.diskNodes(p.launch), mode: p.mode })
-      return { migrationPort, nbdPort, diskNodes: this.keepableDisks(p.launch).map(k => k.node), reusedNodes }
+      const at = await mig.prepareIncoming(def, { listenIp: p.listenIp, mode: p.mode, port: async avoid => await freeMigrationPort(p.listenIp, avoid) })
+      return {
+        migrationPort: at.migrationPort,
+        nbdPort: at.nbdPort,
+        diskNodes: this.keepableDisks(p.launch).map(k => k.node),
+        reusedNodes,
+        ...(at.selfConfig !== undefined ? { selfConfig: at.selfConfig } : {})
+      }
     } catch (err) {
       await this.destroy(p.launch.name, p.launch.nics.map(n => n.tap)).catch(() => {})
       throw err
     }
   }
 
-  /** A backend's own migration (xl migrate) is pre-copy only. */
-  private requirePrecopy (mode: IncomingParams['mode']): void {
-    if (mode !== 'auto' && mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `${this.backend.kind} migrates by pre-copy only (xl migrate); mode ${mode} is not available on this host`)
-  }
-
-  /** Destination side of a backend's own migration (Xen): devices ready, one listener for the stream. */
-  private async prepareSelfIncoming (p: IncomingParams): Promise<IncomingResult> {
-    const sm = this.backend.selfMigration
-    if (sm === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'this host\'s backend does not migrate guests itself')
-    this.requirePrecopy(p.mode)
-    const name = p.launch.name
-    this.arrivals.get(name)?.ac.abort()
-    const def = { ...await this.define(p.launch), incoming: true }
-    const port = await freeMigrationPort(p.listenIp)
-    const ac = new AbortController()
-    try {
-      const r = await sm.receive(def, { listenIp: p.listenIp, port, signal: ac.signal })
-      const entry: { ac: AbortController, arrived: Promise<void>, timer?: NodeJS.Timeout } = { ac, arrived: r.arrived }
-      r.arrived.catch(() => {})
-      // A guest that arrived but was never let run (the controller went away at the switch):
-      // it runs here anyway after a minute, rather than staying paused for good.
-      r.arrived.then(() => {
-        entry.timer = setTimeout(() => {
-          if (this.arrivals.get(name) !== entry) return
-          this.arrivals.delete(name)
-          void sm.resume(name, def.runDir).catch(() => {})
-        }, 60_000)
-        entry.timer.unref()
-      }, () => {})
-      this.arrivals.set(name, entry)
-      return { migrationPort: port, nbdPort: 0, diskNodes: [], selfConfig: r.config }
-    } catch (err) {
-      ac.abort()
-      await this.destroy(name, p.launch.nics.map(n => n.tap)).catch(() => {})
-      throw err
-    }
-  }
-
-  /** Destination side, after the switch: stop the disk exports; the guest runs here now. */
+  /** Destination side, after the switch: the guest runs here now (disk exports stopped, an arrival let run). */
   async finishIncoming (name: string): Promise<VmInfo> {
-    const sm = this.backend.selfMigration
-    if (sm !== undefined) {
-      const a = this.arrivals.get(name)
-      if (a !== undefined) {
-        await a.arrived
-        clearTimeout(a.timer)
-        this.arrivals.delete(name)
-      }
-      await sm.resume(name, this.runDir(name))
-      return await this.status(name)
-    }
-    const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
-    await finishIncoming(this.runDir(name), this.diskNodes(l))
+    await this.backend.migration.finish(this.migrating(await this.launchOf(name)))
     const st = await this.status(name)
     // The guest runs here: a sector table adopted at the switchover hold is this copy's now.
     if (st.state === 'running') this.overdriver.arrivalCommitted(name)
@@ -295,104 +252,44 @@ export class VmManager {
 
   /** Source side: run the migration; `push` reports progress to the caller. */
   async migrateOut (p: OutgoingParams, push: (ev: Record<string, unknown>) => void): Promise<MigrationSummary> {
-    if (this.migrations.has(p.name)) throw new SupercloudError('SC_MIGRATION_IN_PROGRESS', `${p.name} is already migrating`)
-    const l = JSON.parse(await readFile(join(this.vmDir(p.name), 'launch.json'), 'utf8')) as VmLaunch
-    const ac = new AbortController()
-    const entry: { ac: AbortController, release?: () => void } = { ac }
-    this.migrations.set(p.name, entry)
+    const mig = this.backend.migration
+    const l = await this.launchOf(p.name)
     try {
-      if (this.backend.selfMigration !== undefined) return await this.selfOutgoing(p, ac.signal, entry, push)
-      return await runOutgoing({
-        runDir: this.runDir(p.name),
+      return await mig.migrateOut(this.migrating(l), {
         destIp: p.destIp,
         migrationPort: p.migrationPort,
         nbdPort: p.nbdPort,
-        diskNodes: this.diskNodes(l),
-        ramBytes: l.memory.requestedBytes,
         mode: p.mode,
         maxDowntimeMs: p.maxDowntimeMs,
         ...(p.bandwidth !== undefined ? { bandwidth: p.bandwidth } : {}),
         deadlineMs: p.deadlineMs,
+        holdAtSwitchover: p.holdAtSwitchover,
         ...(p.incremental !== undefined ? { incremental: p.incremental } : {}),
-        signal: ac.signal,
+        ...(p.selfConfig !== undefined ? { selfConfig: p.selfConfig } : {}),
         onProgress: pr => push({ type: 'migration.progress', vm: p.name, ...pr }),
-        onSwitchover: async () => {
-          push({ type: 'migration.switchover', vm: p.name })
-          if (p.holdAtSwitchover) await holdAtSwitchover(entry)
-        }
+        onSwitchover: () => push({ type: 'migration.switchover', vm: p.name })
       })
     } catch (err) {
-      // Still running here (the switch did not happen): the sector table stays this copy's.
+      // Still running here (the switch did not happen): the sector table stays this copy's. (A
+      // migration still active was refused as SC_MIGRATION_IN_PROGRESS: that one goes on.)
       const st = await this.backend.status(p.name, this.runDir(p.name)).catch(() => undefined)
-      if (st?.state === 'running') this.overdriver.handoverAborted(p.name)
+      if (st?.state === 'running' && !mig.active(p.name)) this.overdriver.handoverAborted(p.name)
       throw err
-    } finally {
-      this.migrations.delete(p.name)
-    }
-  }
-
-  /**
-   * Source side of a backend's own migration (Xen): the backend sends the guest, which arrives
-   * paused at the destination; that is the switchover (the caller re-points the network, then
-   * the destination's finishIncoming lets the guest run).
-   */
-  private async selfOutgoing (p: OutgoingParams, signal: AbortSignal, entry: { release?: () => void }, push: (ev: Record<string, unknown>) => void): Promise<MigrationSummary> {
-    const sm = this.backend.selfMigration
-    if (sm === undefined || p.selfConfig === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'a Xen migration needs the destination\'s guest configuration (selfConfig)')
-    this.requirePrecopy(p.mode)
-    const l = JSON.parse(await readFile(join(this.vmDir(p.name), 'launch.json'), 'utf8')) as VmLaunch
-    const total = l.memory.requestedBytes
-    let sent = 0
-    let iteration = 0
-    let switchAt: number | undefined
-    const started = Date.now()
-    const r = await sm.send(p.name, this.runDir(p.name), {
-      destIp: p.destIp,
-      port: p.migrationPort,
-      config: p.selfConfig,
-      signal,
-      onProgress: pr => {
-        sent = Math.max(sent, pr.sentBytes ?? sent)
-        iteration = Math.max(iteration, pr.iteration ?? iteration)
-        // xl's events: start, memory, switchover (the last round), handover, arrived.
-        if (pr.phase === 'switchover' || pr.phase === 'handover' || pr.phase === 'arrived') switchAt ??= Date.now()
-        const phase = switchAt !== undefined ? 'switchover' : 'memory'
-        push({ type: 'migration.progress', vm: p.name, phase, sentBytes: sent, remainingBytes: Math.max(0, total - sent), dirtyRate: 0, iteration, fraction: Math.min(0.99, total > 0 ? sent / total : 0), message: pr.message })
-      }
-    })
-    push({ type: 'migration.switchover', vm: p.name })
-    if (p.holdAtSwitchover) await holdAtSwitchover(entry)
-    const sentBytes = r.sentBytes ?? sent
-    return {
-      mode: 'precopy',
-      postcopy: false,
-      totalMs: r.totalMs > 0 ? r.totalMs : Date.now() - started,
-      // xl does not measure the pause; from its last round to the end of the stream, as the source saw it.
-      downtimeMs: switchAt !== undefined ? Date.now() - switchAt : 0,
-      sentBytes,
-      iterations: r.iterations ?? iteration,
-      diskSentBytes: 0,
-      diskSizeBytes: 0,
-      diskReused: false
     }
   }
 
   /** Lets a migration held at switchover continue. */
   continueMigration (name: string): void {
-    const e = this.migrations.get(name)
-    if (e?.release === undefined) throw new SupercloudError('SC_MIGRATION_NOT_HELD', `${name} is not waiting at switchover`)
-    e.release()
+    this.backend.migration.continue(name)
   }
 
   /** Whether an outgoing migration of `name` is running in this agent. */
   migrationActive (name: string): boolean {
-    return this.migrations.has(name)
+    return this.backend.migration.active(name)
   }
 
   cancelMigration (name: string): void {
-    const e = this.migrations.get(name)
-    if (e === undefined) throw new SupercloudError('SC_MIGRATION_NOT_RUNNING', `${name} is not migrating from this host`)
-    e.ac.abort()
+    this.backend.migration.cancel(name)
   }
 
   /**
@@ -400,8 +297,6 @@ export class VmManager {
    * (replacing any kept before) for a return. Otherwise images it left here earlier go too.
    */
   async destroy (name: string, taps: string[], keep?: string): Promise<void> {
-    const arriving = this.arrivals.get(name)
-    if (arriving !== undefined) { arriving.ac.abort(); clearTimeout(arriving.timer); this.arrivals.delete(name) }
     await this.backend.destroy(name, this.runDir(name))
     // Its repository pages are freed, unless its sector table was handed to the host it migrated to.
     await this.overdriver.stopSwap(name, 'destroy')
@@ -409,7 +304,7 @@ export class VmManager {
     else await this.dropDeparted(name).catch(() => {})
     let all = taps
     try {
-      const l = JSON.parse(await readFile(join(this.vmDir(name), 'launch.json'), 'utf8')) as VmLaunch
+      const l = await this.launchOf(name)
       all = [...new Set([...taps, ...l.nics.map(n => n.tap)])]
     } catch { /* no launch record */ }
     for (const t of all) await this.deleteTap(t)
@@ -432,7 +327,7 @@ export class VmManager {
   async balloon (name: string, bytes: number): Promise<void> {
     await this.backend.setBalloon(name, this.runDir(name), bytes)
     const p = join(this.vmDir(name), 'launch.json')
-    const l = JSON.parse(await readFile(p, 'utf8')) as VmLaunch
+    const l = await this.launchOf(name)
     l.memory.allocatedBytes = bytes
     await writeFile(p, JSON.stringify(l, null, 2))
     this.overdriver.setAllocated(name, bytes)
@@ -505,6 +400,19 @@ async function imageSize (p: string): Promise<number | undefined> {
   }
 }
 
+/** A new data disk image of `sizeBytes` in `format`. */
+async function createDiskImage (p: string, format: GuestDefinition['disks'][number]['format'], sizeBytes: number): Promise<void> {
+  if (format === 'qcow2') {
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', p, String(sizeBytes)])
+    return
+  }
+  // A sparse raw file, sized under a temporary name, then renamed: a crash in between leaves no empty disk behind.
+  const tmp = `${p}.new`
+  await writeFile(tmp, '')
+  await truncate(tmp, sizeBytes)
+  await rename(tmp, p)
+}
+
 async function exists (p: string): Promise<boolean> {
   try { await access(p); return true } catch { return false }
 }
@@ -513,14 +421,6 @@ async function exists (p: string): Promise<boolean> {
 export const MIGRATION_PORTS = { first: 49152, last: 49215 }
 
 /** A free TCP port in the migration range on `ip` (checked by binding it). */
-/** Waits at the switchover until the controller calls vm.migrate.continue (entry.release), at most 30 s. */
-async function holdAtSwitchover (entry: { release?: () => void }): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new SupercloudError('SC_MIGRATION_FAILED', 'the controller did not confirm the switchover within 30 s')), 30000)
-    entry.release = () => { clearTimeout(timer); resolve() }
-  })
-}
-
 export async function freeMigrationPort (ip: string, avoid: number[] = []): Promise<number> {
   const { createServer } = await import('node:net')
   const span = MIGRATION_PORTS.last - MIGRATION_PORTS.first + 1

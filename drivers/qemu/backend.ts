@@ -11,10 +11,12 @@ import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promise
 import { CancelledError, GuestBootError, QmpError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
 import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
 import type { AccelMode, GuestDefinition, GuestRunState, GuestStats, GuestStatus, HypervisorBackend } from '../hypervisor.ts'
-import { buildQemuArgs, runPaths, validateDefinition } from './args.ts'
+import { buildQemuArgs, runPaths, validateDefinition, virtioDiskName } from './args.ts'
+import { QemuMigration } from './backend-migration.ts'
 import { GuestNotRunningError, GuestStartError, HypervisorMissingError } from './errors.ts'
 import { QmpClient, withQmp } from './qmp.ts'
-import { cleanConsoleText, lastLines } from './console-text.ts'
+import { lastLines } from './console-text.ts'
+import { localLogRead, watchConsole } from '../console-watch.ts'
 
 export { HypervisorMissingError, GuestStartError, GuestNotRunningError, GuestDefinitionError, QmpCommandError } from './errors.ts'
 export { runPaths } from './args.ts'
@@ -113,45 +115,16 @@ export async function readConsoleTail (runDir: string, lines: number): Promise<s
  */
 export async function waitForConsole (runDir: string, pattern: string | RegExp, timeoutMs: number, signal?: AbortSignal, name?: string): Promise<void> {
   const p = runPaths(runDir)
-  const matches = (s: string): boolean => typeof pattern === 'string' ? s.includes(pattern) : pattern.test(s)
-  const what = typeof pattern === 'string' ? `'${pattern}'` : String(pattern)
-  const deadline = Date.now() + timeoutMs
   const pid = await livePid(runDir)
   const vm = name ?? (pid !== undefined ? await guestNameOf(pid) : undefined) ?? runDir
-  const WINDOW = 1024 * 1024
-  let offset = 0
-  let text = ''
-  for (;;) {
-    throwIfAborted(signal, `waiting for ${what} on the console of ${vm}`)
-    let fh
-    try { fh = await open(p.consoleLog, 'r') } catch { fh = undefined }
-    if (fh !== undefined) {
-      try {
-        const size = (await fh.stat()).size
-        if (size < offset) { offset = 0; text = '' } // log rotated by a restart
-        if (size > offset) {
-          const buf = Buffer.alloc(size - offset)
-          const { bytesRead } = await fh.read(buf, 0, buf.length, offset)
-          offset += bytesRead
-          text += cleanConsoleText(buf.subarray(0, bytesRead).toString('utf8'))
-          if (text.length > WINDOW) text = text.slice(text.length - WINDOW)
-        }
-      } finally { await fh.close() }
-    }
-    if (matches(text)) return
-    if (pid !== undefined && !await isQemuFor(pid, p.pidfile)) {
+  await watchConsole({
+    read: localLogRead(p.consoleLog),
+    exited: async () => {
+      if (pid === undefined || await isQemuFor(pid, p.pidfile)) return undefined
       const qemuLog = (await tailFile(p.qemuLog, 4096)).trim()
-      throw new GuestBootError(vm, `QEMU exited before ${what} appeared on the console${qemuLog !== '' ? ` (qemu: ${qemuLog.split('\n').slice(-3).join(' | ')})` : ''}`, lastLines(text, 30))
+      return { what: 'QEMU', note: qemuLog !== '' ? ` (qemu: ${qemuLog.split('\n').slice(-3).join(' | ')})` : '' }
     }
-    if (Date.now() >= deadline) {
-      throw new GuestBootError(vm, `${what} did not appear on the console within ${Math.round(timeoutMs / 100) / 10} s`, lastLines(text, 30))
-    }
-    await new Promise<void>(resolve => {
-      const t = setTimeout(done, Math.min(250, Math.max(0, deadline - Date.now())))
-      function done (): void { clearTimeout(t); signal?.removeEventListener('abort', done); resolve() }
-      signal?.addEventListener('abort', done, { once: true })
-    })
-  }
+  }, vm, pattern, timeoutMs, signal)
 }
 
 // ---------------------------------------------------------------- backend
@@ -167,6 +140,9 @@ function mapState (qemuStatus: string): GuestRunState {
 
 class QemuBackend implements HypervisorBackend {
   readonly kind = 'qemu' as const
+  readonly diskFormat = 'qcow2' as const
+  /** QEMU's migration over QMP, disks mirrored over NBD (backend-migration.ts). */
+  readonly migration = new QemuMigration(async def => await this.start(def))
   private readonly binary: string
   private readonly startTimeoutMs: number
   private readonly balloonStatsIntervalS: number
@@ -441,6 +417,15 @@ class QemuBackend implements HypervisorBackend {
 
   consoleTail (runDir: string, lines: number): Promise<string> {
     return readConsoleTail(runDir, lines)
+  }
+
+  async waitForConsole (name: string, runDir: string, pattern: string | RegExp, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    await waitForConsole(runDir, pattern, timeoutMs, signal, name)
+  }
+
+  /** The swap disk is the virtio disk after the data disks. */
+  swapDeviceName (diskCount: number): string {
+    return virtioDiskName(diskCount)
   }
 }
 

@@ -17,6 +17,8 @@ import { runPaths } from './args.ts'
 import { CancelledError, SupercloudError } from '../../core/errors.ts'
 import { bitmapName, shouldRunPass } from './disk-bitmap.ts'
 import { capabilitiesFor, foldProgress, shouldStartPostcopy, type MigrationMode, type MigrationProgress, type QueryMigrate } from './migration-progress.ts'
+import type { MigrationSummary } from '../hypervisor.ts'
+export type { MigrationSummary } from '../hypervisor.ts'
 
 export class MigrationError extends SupercloudError {
   constructor (message: string, cause?: unknown) {
@@ -146,28 +148,6 @@ export interface OutgoingOptions {
   incremental?: { id: string, nodes: string[] }
 }
 
-export interface MigrationSummary {
-  mode: MigrationMode
-  /** Whether postcopy was used (auto/hybrid may or may not). */
-  postcopy: boolean
-  totalMs: number
-  /** QEMU's measured downtime. */
-  downtimeMs: number
-  sentBytes: number
-  iterations: number
-  /** Bytes of disk copied (mirror and incremental passes); part of sentBytes. */
-  diskSentBytes: number
-  /** Sum of the migrated disks' virtual sizes. */
-  diskSizeBytes: number
-  /** Whether the destination reused the disk image the VM left there (only dirty blocks sent). */
-  diskReused: boolean
-  /**
-   * How long the source held both copies paused at pre-switchover (disk jobs finished, the
-   * caller's hook run) before QEMU switched: part of `downtimeMs`.
-   */
-  switchoverHoldMs?: number
-}
-
 interface IncrementalDisk {
   node: string
   target: string
@@ -197,6 +177,8 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
   let switched = false
   let postcopy = false
   let holdMs: number | undefined
+  /** QEMU's bandwidth limit before this migration set one: put back on failure (a later attempt without a limit must not inherit it). */
+  let bandwidthBefore: number | undefined
   let progress: MigrationProgress | undefined
   const history: MigrationProgress[] = []
   const aborted = (): boolean => o.signal?.aborted === true
@@ -218,6 +200,7 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
       }
     }
     for (const m of [...mirrors, ...incs]) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})
+    if (bandwidthBefore !== undefined) await q.execute('migrate-set-parameters', { 'max-bandwidth': bandwidthBefore }).catch(() => {})
     // The guest keeps (or resumes) running on the source.
     const st = await q.execute<{ status: string }>('query-status').catch(() => ({ status: 'unknown' }))
     if (st.status !== 'running' && st.status !== 'unknown') await q.execute('cont').catch(() => {})
@@ -316,7 +299,10 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
     // Memory.
     await q.execute('migrate-set-capabilities', { capabilities: capabilitiesFor(o.mode) })
     const params: Record<string, unknown> = { 'downtime-limit': Math.max(1, Math.round(o.maxDowntimeMs)) }
-    if (o.bandwidth !== undefined) params['max-bandwidth'] = Math.round(o.bandwidth)
+    if (o.bandwidth !== undefined) {
+      bandwidthBefore = (await q.execute<{ 'max-bandwidth'?: number }>('query-migrate-parameters'))['max-bandwidth']
+      params['max-bandwidth'] = Math.round(o.bandwidth)
+    }
     await q.execute('migrate-set-parameters', params)
     await q.execute('migrate', { uri: `tcp:${o.destIp}:${o.migrationPort}` })
     const policy = { mode: o.mode, deadlineMs: o.deadlineMs, startedAt: Date.now() }

@@ -14,10 +14,12 @@ import { CancelledError, SupercloudError, throwIfAborted } from '../../core/erro
 import type { OperationOptions } from '../../core/progress.ts'
 import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend, SelfMigration } from '../hypervisor.ts'
 import { lastLines } from '../qemu/console-text.ts'
-import { guestCpuAffinity, parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDomainPlan, xenSwapLink, xlState, type XlListRow } from './config.ts'
+import { localLogRead, watchConsole } from '../console-watch.ts'
+import { guestCpuAffinity, parseXlInfo, parseXlList, parseXlListLong, shq, xenAccelReason, xenDiskName, xenDomainPlan, xenSwapLink, xlState, type XlListRow } from './config.ts'
 import { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
 import { localExecutor, type ExecOutcome, type XenExecutor } from './exec.ts'
 import { XenSelfMigration, type PreparedDomain, type PreparedNic, type XenMigrationOptions } from './migration.ts'
+import { XenMigration } from './backend-migration.ts'
 import { incomingName, migratedAwayName } from './migration-plan.ts'
 
 export { XenGuestNotRunningError, XenGuestStartError, XenMigrationError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
@@ -77,6 +79,8 @@ export const xenRunPaths = (runDir: string): { config: string, consoleLog: strin
 
 class XenBackend implements HypervisorBackend {
   readonly kind = 'xen' as const
+  /** Xen's blkback serves raw images (a loop device in the dom0). */
+  readonly diskFormat = 'raw' as const
   private readonly exec: XenExecutor
   private readonly xl: string
   private readonly defaultBridge: string
@@ -87,6 +91,8 @@ class XenBackend implements HypervisorBackend {
   private readonly locks = new Map<string, Promise<unknown>>()
   /** Live migration with xl (drivers/xen/migration.ts): the guest arrives paused, `resume` lets it run. */
   readonly selfMigration: SelfMigration
+  /** BackendMigration over selfMigration (backend-migration.ts). */
+  readonly migration: XenMigration
 
   constructor (opts: XenBackendOptions) {
     this.exec = opts.exec ?? localExecutor()
@@ -108,6 +114,7 @@ class XenBackend implements HypervisorBackend {
       stopConsole: async runDir => { await this.stopConsole(runDir) },
       serialize: async (key, fn) => await this.serialize(key, fn)
     }, opts.migration)
+    this.migration = new XenMigration(this.selfMigration)
   }
 
   private serialize<T> (key: string, fn: () => Promise<T>): Promise<T> {
@@ -357,6 +364,8 @@ class XenBackend implements HypervisorBackend {
   }
 
   destroy (name: string, runDir: string): Promise<void> {
+    // A pending arrival of this guest stops first (its listener, the half-arrived domain).
+    this.migration.forget(name)
     return this.serialize(name, () => this.destroyLocked(name, runDir))
   }
 
@@ -462,9 +471,39 @@ class XenBackend implements HypervisorBackend {
     const r = await this.run(['tail', '-n', String(n), xenRunPaths(runDir).consoleLog])
     return r.code === 0 ? lastLines(r.stdout, n) : ''
   }
+
+  /**
+   * Reads console.log in the dom0 from where the last look ended: as a file when the backend
+   * runs in the dom0 (the host agent), else through the executor every half second.
+   */
+  async waitForConsole (name: string, runDir: string, pattern: string | RegExp, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const log = xenRunPaths(runDir).consoleLog
+    if (this.exec.where === 'local') {
+      await watchConsole({ read: localLogRead(log) }, name, pattern, timeoutMs, signal)
+      return
+    }
+    await watchConsole({
+      read: async offset => {
+        const r = await this.sh('s=$(stat -L -c %s "$1" 2>/dev/null) || exit 3; o=$2; [ "$s" -ge "$o" ] || o=0; echo "$s"; tail -c "+$((o + 1))" "$1" | head -c "$((s - o))"', [log, String(offset)])
+        if (r.code !== 0) return undefined
+        const nl = r.stdout.indexOf('\n')
+        const size = Number(r.stdout.slice(0, nl))
+        if (nl < 0 || !Number.isSafeInteger(size)) return undefined
+        return { text: r.stdout.slice(nl + 1), next: size, restarted: size < offset }
+      }
+    }, name, pattern, timeoutMs, signal, 500)
+  }
+
+  /**
+   * The swap disk is the xvd disk after the data disks. Beyond 25 data disks there is no such
+   * name: xenDomainPlan refuses that guest at start, so the last name stands in until then.
+   */
+  swapDeviceName (diskCount: number): string {
+    return xenDiskName(Math.min(diskCount, 25))
+  }
 }
 
-export function createXenBackend (opts: XenBackendOptions = {}): HypervisorBackend & { readonly selfMigration: SelfMigration } {
+export function createXenBackend (opts: XenBackendOptions = {}): HypervisorBackend & { readonly selfMigration: SelfMigration, readonly migration: XenMigration } {
   return new XenBackend(opts)
 }
 

@@ -3,6 +3,9 @@
  *
  *   await runHypervisorCompliance(t, { backend, makeDefinition: name => ({ ... }) })
  *
+ * With `migration` (a second instance of the backend), the guest then moves between the two
+ * (migration.compliance.ts).
+ *
  * `makeDefinition(name)` returns a guest booting the tiny image (its console must
  * print `SUPERCLOUD-GUEST-READY <name>` and then run a shell on the serial line),
  * with its runDir under a test temp dir. Names given to it carry `prefix`.
@@ -12,6 +15,7 @@ import { connect } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
 import type { GuestDefinition, HypervisorBackend } from '../../../drivers/hypervisor.ts'
+import { runMigrationCompliance, type MigrationComplianceOptions } from './migration.compliance.ts'
 
 export interface HypervisorComplianceOptions {
   backend: HypervisorBackend
@@ -33,6 +37,8 @@ export interface HypervisorComplianceOptions {
    * default: that path itself. E.g. a forward of a socket in a dom0 over SSH.
    */
   localConsoleSocket?: (path: string) => Promise<string>
+  /** Live migration to a second instance of the backend (migration.compliance.ts); absent: not run. */
+  migration?: MigrationComplianceOptions
 }
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
@@ -174,4 +180,8 @@ export async function runHypervisorCompliance (t: Test, opts: HypervisorComplian
     await t.rejects(backend.stats(name, def.runDir), 'stats of an absent guest rejects')
     await t.rejects(backend.setBalloon(name, def.runDir, def.memoryBytes), 'setBalloon of an absent guest rejects')
   })
+
+  if (opts.migration !== undefined) {
+    await runMigrationCompliance(t, { backend, name, def, ready, bootTimeoutMs, consolePath, roundTrip: consoleRoundTrip, pollUntil }, opts.migration)
+  }
 }

@@ -48,7 +48,14 @@ async function panicKernel (): Promise<string> {
 }
 
 t.test('compliance', async t => {
-  await runHypervisorCompliance(t, { backend, prefix, makeDefinition: name => tinyGuest(name) })
+  // Migration: to a second QEMU backend on this host, the guest's copy in its own run dir.
+  const target = createQemuBackend()
+  await runHypervisorCompliance(t, {
+    backend,
+    prefix,
+    makeDefinition: name => tinyGuest(name),
+    migration: { target, makeTargetDefinition: name => tinyGuest(name, { runDir: join(root, `${name}-dst`) }), listenIp: '127.0.0.1' }
+  })
 })
 
 t.test('version', async t => {
