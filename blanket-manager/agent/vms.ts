@@ -11,7 +11,7 @@ import type { GuestDefinition, HypervisorBackend, AccelMode, MigratingGuest, Mig
 import { guestCmdline } from '../../images/guest/cmdline.ts'
 import { GuestBootError, SupercloudError } from '../../core/errors.ts'
 import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
-import { AgentOverdriver } from './overdriver.ts'
+import { AgentOverdriver } from './overdriver-host.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import { isMigrationId } from '../../core/names.ts'
 
