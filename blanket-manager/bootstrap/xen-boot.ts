@@ -11,11 +11,9 @@ import type { SshConnection } from '../../core/ssh.ts'
 import { shq } from '../../core/ssh.ts'
 import type { OperationOptions } from '../../core/progress.ts'
 import { BootstrapError, CancelledError, HostUnreachableError, XenBootFallbackError, XenUnsupportedError, throwIfAborted } from '../../core/errors.ts'
-import {
-  assessTrialBoot, fallbackEntry, findXenEntry, grubDefaultSetting, parseBootStatus, parseGrubMenu, parseHostFacts,
-  parseKeyValues, resolveGrubRef, SAVED_ENTRY, stepFraction, xenCapability,
-  type XenBootStatus, type XenBootStep, type XenHostFacts
-} from './xen-boot-plan.ts'
+import { assessTrialBoot, parseBootStatus, stepFraction, type XenBootStatus, type XenBootStep } from './xen-boot-plan.ts'
+import { fallbackEntry, findXenEntry, grubDefaultSetting, parseGrubMenu, resolveGrubRef, SAVED_ENTRY } from './grub-menu.ts'
+import { parseHostFacts, parseKeyValues, xenCapability, type XenHostFacts } from './xen-host-facts.ts'
 
 export const XEN_BOOT_SCRIPT = fileURLToPath(new URL('../../drivers/host-bootstrap/xen-boot.sh', import.meta.url))
 

@@ -1,7 +1,8 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { loadSpec, parseSpec, sanitizeName } from '../../../blanket-manager/specfile/load.ts'
+import { loadSpec, parseSpec } from '../../../blanket-manager/specfile/load.ts'
+import { sanitizeName } from '../../../blanket-manager/specfile/names.ts'
 import { SpecError, type SpecIssue } from '../../../core/errors.ts'
 import type { Spec } from '../../../core/spec.ts'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { errorXml, expectedSignature, filters, parseAuthorization, parseQuery, renderXml, responseXml, statusFor, tagSpecs } from '../../../../drivers/ec2/fake-server/protocol.ts'
-import { cidrContains, matchFilters } from '../../../../drivers/ec2/fake-server/server.ts'
+import { cidrContains, matchFilters } from '../../../../drivers/ec2/fake-server/filters.ts'
 
 t.test('query bodies become trees', async t => {
   const q = parseQuery('Action=RunInstances&Version=2016-11-15&ImageId=ami-1&SecurityGroupId.1=sg-a&SecurityGroupId.2=sg-b' +

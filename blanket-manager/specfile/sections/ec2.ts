@@ -1,0 +1,40 @@
+/** `hosts.<name>.ec2` → Ec2HostOptions; the same value rules as the driver (drivers/ec2/plan.ts hostOptions). */
+import type { Ec2HostOptions } from '../../../core/spec.ts'
+import { formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4 } from '../../../core/ipv4.ts'
+import type { SpecPath } from '../locate.ts'
+import { str, type Obj, type Report } from '../raw.ts'
+
+export function normalizeEc2 (e: Obj, at: SpecPath, report: Report): Ec2HostOptions {
+  const o: Ec2HostOptions = { region: str(e.region) ?? '', ami: str(e.ami) ?? '', instanceType: str(e.instanceType) ?? '' }
+  const check = (key: string, ok: boolean, message: string): void => { if (!ok) report([...at, key], message) }
+  if (o.region !== '') check('region', /^[a-z]{2}(-[a-z]+)+-\d+$/.test(o.region), `'${o.region}' is not an AWS region name (e.g. eu-west-1)`)
+  if (o.ami !== '') check('ami', /^ami-[0-9a-f]{8}([0-9a-f]{9})?$/.test(o.ami), `'${o.ami}' is not an AMI id (ami- and 8 or 17 hex digits, e.g. ami-0123456789abcdef0)`)
+  if (o.instanceType !== '') check('instanceType', /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/.test(o.instanceType), `'${o.instanceType}' is not an instance type (e.g. m5.large)`)
+  if (typeof e.spot === 'boolean') o.spot = e.spot
+  const sshFrom = str(e.sshFrom)
+  if (sshFrom !== undefined) {
+    const ip = parseIpv4(sshFrom)
+    const c = ip !== undefined ? { address: ip, prefix: 32 } : parseCidr(sshFrom)
+    if (c === undefined) report([...at, 'sshFrom'], `expected an IPv4 address or CIDR (who may SSH in) like 203.0.113.7/32, got '${sshFrom}'`)
+    else if (c.address !== networkOf(c)) report([...at, 'sshFrom'], `${formatCidr(c)} has host bits set; did you mean ${formatIpv4(networkOf(c))}/${c.prefix}, or ${formatIpv4(c.address)}/32?`)
+    else o.sshFrom = formatCidr(c)
+  }
+  const subnetId = str(e.subnetId)
+  if (subnetId !== undefined) {
+    check('subnetId', /^subnet-[0-9a-f]{8}([0-9a-f]{9})?$/.test(subnetId), `'${subnetId}' is not a subnet id (subnet- and 8 or 17 hex digits)`)
+    o.subnetId = subnetId
+  }
+  const endpoint = str(e.endpoint)
+  if (endpoint !== undefined) {
+    let ok = false
+    try { ok = ['http:', 'https:'].includes(new URL(endpoint).protocol) } catch { ok = false }
+    check('endpoint', ok, `'${endpoint}' is not an http(s) URL (e.g. https://ec2.eu-west-1.amazonaws.com)`)
+    o.endpoint = endpoint
+  }
+  const user = str(e.user)
+  if (user !== undefined) {
+    check('user', /^[a-z_][a-z0-9_-]*$/.test(user), `'${user}' is not a user name`)
+    o.user = user
+  }
+  return o
+}
