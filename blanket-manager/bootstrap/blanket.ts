@@ -5,7 +5,7 @@
  */
 import type { HostRecord } from '../../drivers/cloud.ts'
 import type { Accel, HypervisorKind } from '../../core/spec.ts'
-import type { OperationOptions } from '../../core/progress.ts'
+import type { OperationOptions, ProgressPhase } from '../../core/progress.ts'
 import { AgentClient } from '../agent/client.ts'
 import type { AccelChoice, HelloResult } from '../agent/protocol.ts'
 import { agentBundle } from '../agent/bundle.ts'
@@ -75,7 +75,7 @@ export function parseCheck (out: string): Record<string, string> {
 }
 
 export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts: BootstrapOptions): Promise<BootstrapResult> {
-  const say = (phase: string, message: string): void => opts.onProgress?.({ subject: `host ${host.name}`, phase, message })
+  const say = (phase: ProgressPhase, message: string): void => opts.onProgress?.({ subject: `host ${host.name}`, phase, message })
   const dir = host.stateDir
   const qemu = opts.qemuBinary ?? 'qemu-system-x86_64'
 

@@ -13,6 +13,8 @@
  * Pure: no I/O.
  */
 
+import { PROGRESS_PHASES } from '../../core/progress.ts'
+
 /** Version of this schema; bumped on any incompatible change (a field removed or retyped). */
 export const EVENT_SCHEMA_VERSION = 1
 
@@ -70,7 +72,7 @@ export const EVENT_TYPES = {
   'migration.failed': { requires: ['vm'], data: { migration: 'string', error: 'string', code: 'string?' }, doc: 'the migration failed; the guest stays on the source' },
   'migration.cancelled': { requires: ['vm'], data: { migration: 'string', reason: 'string?' }, doc: 'the migration was cancelled' },
   'operation.started': { requires: [], data: { operation: 'string', kind: ['up', 'down', 'migrate', 'evacuate'], by: 'string', subject: 'string?' }, doc: 'a long-running action (up, down, migrate) began; `supercloud cancel OPERATION` stops it' },
-  'operation.progress': { requires: [], data: { operation: 'string', subject: 'string', phase: 'string', message: 'string', fraction: 'number?' }, doc: 'one step of an operation (the same lines its terminal prints)' },
+  'operation.progress': { requires: [], data: { operation: 'string', subject: 'string', phase: PROGRESS_PHASES, message: 'string', fraction: 'number?' }, doc: 'one step of an operation (the same lines its terminal prints)' },
   'operation.completed': { requires: [], data: { operation: 'string', kind: ['up', 'down', 'migrate', 'evacuate'], durationMs: 'number' }, doc: 'the operation finished' },
   'operation.failed': { requires: [], data: { operation: 'string', kind: ['up', 'down', 'migrate', 'evacuate'], durationMs: 'number', error: 'string', code: 'string?' }, doc: 'the operation failed; the message says what and what was left as it was' },
   'operation.cancelled': { requires: [], data: { operation: 'string', kind: ['up', 'down', 'migrate', 'evacuate'], durationMs: 'number', by: 'string?' }, doc: 'the operation was cancelled (Ctrl-C, `supercloud cancel`, or the dashboard)' },

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { DescribeImagesCommand, RunInstancesCommand, type EC2Client, type Instance, type RunInstancesCommandInput, type _InstanceType } from '@aws-sdk/client-ec2'
 import type { DriverContext, HostRecord } from '../cloud.ts'
 import type { Ec2HostOptions, HostSpec } from '../../core/spec.ts'
-import type { OperationOptions } from '../../core/progress.ts'
+import type { OperationOptions, ProgressPhase } from '../../core/progress.ts'
 import { CancelledError, throwIfAborted } from '../../core/errors.ts'
 import { SshConnection, shq } from '../../core/ssh.ts'
 import { HOST_REPORT_FILE, ec2UserData, hostStateDir, parseHostReport, type HostReport } from '../host-bootstrap/cloud-init.ts'
@@ -21,7 +21,7 @@ import { recordOf, type Ec2HostData } from './record.ts'
 
 export async function createHost (env: Ec2Env, ctx: DriverContext, spec: HostSpec, opts?: OperationOptions): Promise<HostRecord> {
   const o = hostOptions(spec)
-  const say = (phase: string, message: string): void => opts?.onProgress?.({ subject: `host ${spec.name}`, phase, message })
+  const say = (phase: ProgressPhase, message: string): void => opts?.onProgress?.({ subject: `host ${spec.name}`, phase, message })
   const endpoint = endpointFor(env, o)
   const region = o.region
   const c = clientFor(env, region, endpoint)
@@ -58,7 +58,7 @@ export async function createHost (env: Ec2Env, ctx: DriverContext, spec: HostSpe
 
 /** Checks the AMI, makes the region's network and runs one instance for the host. */
 async function launch (env: Ec2Env, c: EC2Client, ctx: DriverContext, spec: HostSpec, o: Ec2HostOptions, opts?: OperationOptions): Promise<Instance | undefined> {
-  const say = (phase: string, message: string): void => opts?.onProgress?.({ subject: `host ${spec.name}`, phase, message })
+  const say = (phase: ProgressPhase, message: string): void => opts?.onProgress?.({ subject: `host ${spec.name}`, phase, message })
   const region = o.region
   const id: Ec2Identity = { name: ctx.name, prefix: ctx.prefix }
   const regionSpecs = [...(specsByRegion(ctx).get(region) ?? []), o]
@@ -96,7 +96,7 @@ async function waitReady (env: Ec2Env, record: HostRecord, opts?: OperationOptio
   let reachedAt: number | undefined
   let lastError = ''
   let said = ''
-  const say = (phase: string, message: string): void => {
+  const say = (phase: ProgressPhase, message: string): void => {
     if (message === said) return
     said = message
     opts?.onProgress?.({ subject: `host ${record.name}`, phase, message })

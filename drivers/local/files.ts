@@ -2,7 +2,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { DriverContext } from '../cloud.ts'
-import type { OperationOptions } from '../../core/progress.ts'
+import type { OperationOptions, ProgressPhase } from '../../core/progress.ts'
 
 export function driverDir (ctx: DriverContext): string {
   return join(ctx.dir, 'local')
@@ -12,7 +12,7 @@ export function hostDirOf (ctx: DriverContext, host: string): string {
   return join(ctx.dir, 'hosts', host)
 }
 
-export function progress (opts: OperationOptions | undefined, subject: string, phase: string, message: string): void {
+export function progress (opts: OperationOptions | undefined, subject: string, phase: ProgressPhase, message: string): void {
   opts?.onProgress?.({ subject, phase, message })
 }
 

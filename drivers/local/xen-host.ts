@@ -8,7 +8,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SshEndpoint } from '../cloud.ts'
 import { LocalDriverError, throwIfAborted } from '../../core/errors.ts'
-import type { OperationOptions } from '../../core/progress.ts'
+import type { OperationOptions, ProgressPhase } from '../../core/progress.ts'
 import { buildXenHostImage, type XenHostImage } from '../../images/xen-host/build.ts'
 import { launchCpio, readyState, xenHostQemuArgs, type XenHostVmConfig } from './xen-host-args.ts'
 import { isAlive, killPids, nsRun, run, sleep, sshBanner, startDaemon } from './sh.ts'
@@ -79,7 +79,7 @@ async function consoleTail (path: string, lines = 30): Promise<string> {
 
 export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost> {
   const what = `Xen host ${opts.name}`
-  const progress = (phase: string, message: string): void => opts.onProgress?.({ subject: `host ${opts.name}`, phase, message })
+  const progress = (phase: ProgressPhase, message: string): void => opts.onProgress?.({ subject: `host ${opts.name}`, phase, message })
   throwIfAborted(opts.signal, what)
   const image = opts.image ?? await buildXenHostImage({ signal: opts.signal, onProgress: opts.onProgress })
   const tap = opts.tap ?? `${opts.prefix}xen0`

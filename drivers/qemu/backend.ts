@@ -9,7 +9,7 @@ import { execFile, spawn } from 'node:child_process'
 import { constants as fsc } from 'node:fs'
 import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { CancelledError, GuestBootError, QmpError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
-import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
+import type { OperationOptions, ProgressEvent, ProgressPhase } from '../../core/progress.ts'
 import type { AccelMode, GuestDefinition, GuestRunState, GuestStats, GuestStatus, HypervisorBackend } from '../hypervisor.ts'
 import { buildQemuArgs, runPaths, validateDefinition, virtioDiskName } from './args.ts'
 import { QemuMigration } from './backend-migration.ts'
@@ -236,7 +236,7 @@ class QemuBackend implements HypervisorBackend {
 
   private async startLocked (def: GuestDefinition, opts: OperationOptions): Promise<GuestStatus> {
     const { signal } = opts
-    const progress = (phase: string, message: string): void => {
+    const progress = (phase: ProgressPhase, message: string): void => {
       const ev: ProgressEvent = { subject: `vm ${def.name}`, phase, message }
       opts.onProgress?.(ev)
     }

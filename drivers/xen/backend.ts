@@ -11,7 +11,7 @@
  * GuestStatus.pid is the domain id.
  */
 import { CancelledError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
-import type { OperationOptions } from '../../core/progress.ts'
+import type { OperationOptions, ProgressPhase } from '../../core/progress.ts'
 import type { AccelMode, GuestDefinition, GuestStats, GuestStatus, HypervisorBackend, SelfMigration } from '../hypervisor.ts'
 import { lastLines } from '../qemu/console-text.ts'
 import { localLogRead, watchConsole } from '../console-watch.ts'
@@ -198,7 +198,7 @@ class XenBackend implements HypervisorBackend {
   private async startLocked (given: GuestDefinition, opts: OperationOptions): Promise<GuestStatus> {
     const { signal } = opts
     let def = given
-    const progress = (phase: string, message: string): void => opts.onProgress?.({ subject: `vm ${def.name}`, phase, message })
+    const progress = (phase: ProgressPhase, message: string): void => opts.onProgress?.({ subject: `vm ${def.name}`, phase, message })
     throwIfAborted(signal, `start of guest ${def.name}`)
     const existing = await this.domain(def.name)
     if (existing !== undefined) {

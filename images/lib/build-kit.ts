@@ -12,7 +12,7 @@ import { access, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { CancelledError, throwIfAborted } from '../../core/errors.ts'
-import type { ProgressEvent } from '../../core/progress.ts'
+import type { ProgressEvent, ProgressPhase } from '../../core/progress.ts'
 import { newestKernelVersion, parseModulesBuiltin, parseModulesDep, resolveModules, UnknownModuleError } from '../guest/modules.ts'
 
 export const BOOT_DIR = '/boot'
@@ -44,7 +44,7 @@ export interface KernelModule {
 }
 
 /** Reports one progress event for `subject` (e.g. "image tiny"). */
-export type Progress = (phase: string, message: string, fraction?: number) => void
+export type Progress = (phase: ProgressPhase, message: string, fraction?: number) => void
 
 export function progressReporter (subject: string, onProgress?: (ev: ProgressEvent) => void): Progress {
   return (phase, message, fraction) => {
