@@ -28,7 +28,8 @@ t.test('a guest rewriting its memory through three moves finds every page as it 
   t.equal(up.code, 0, up.stderr)
   // 96 MiB rewritten at 24 MiB/s (each page every ~4 s) for the whole time the moves take;
   // the verdict goes to a file, so the console session can end while the VM moves.
-  const start = await inGuest('(memload --mb 96 --seconds 75 --write-mbps 24 --verify > /tmp/w.out 2>&1 &); sleep 3; cat /tmp/w.out')
+  // Wait for memload's first line (a loaded machine can take more than a few seconds to fill 96 MiB).
+  const start = await inGuest('(memload --mb 96 --seconds 75 --write-mbps 24 --verify > /tmp/w.out 2>&1 &); i=0; while [ ! -s /tmp/w.out ] && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done; cat /tmp/w.out')
   t.match(start.out, /verify ok pages=\d+|memload t=/, `the writer filled its memory and runs: ${start.out.trim()}`)
   for (const to of ['h2', 'h1', 'h2']) {
     const m = await sb.run(['migrate', 'w1', '--to', to, '--mode', 'precopy', '--json'])
