@@ -20,6 +20,9 @@ import { XenGuestNotRunningError, XenGuestStartError, XenMissingError, XenNoPvhE
 import { localExecutor, type ExecOutcome, type XenExecutor } from './exec.ts'
 import { XenSelfMigration, type PreparedDomain, type PreparedNic, type XenMigrationOptions } from './migration.ts'
 import { XenMigration } from './backend-migration.ts'
+import { XenConsole, type DomShell } from './console.ts'
+import { connectSwap, disconnectSwap } from './swap-disk.ts'
+import { xenRunPaths } from './paths.ts'
 import { incomingName, migratedAwayName } from './migration-plan.ts'
 
 export { XenGuestNotRunningError, XenGuestStartError, XenMigrationError, XenMissingError, XenNoPvhError, XlCommandError } from './errors.ts'
@@ -50,7 +53,6 @@ export interface XenBackendOptions {
 }
 
 /** Owner files of the dom0's NBD devices claimed for guests' swap disks (<dir>/nbdN holds the claiming link). */
-const NBD_OWNERS = '/run/sc-nbd'
 
 /** A host-local guest CPUID policy (one line, xl `cpuid=` syntax) that the backend applies to every guest. */
 export const GUEST_CPUID_FILE = '/etc/supercloud/xen-guest-cpuid'
@@ -68,14 +70,7 @@ function askedOnce<T> (ask: () => Promise<T>): () => Promise<T> {
 }
 const MiB = 1024 * 1024
 
-export const xenRunPaths = (runDir: string): { config: string, consoleLog: string, serial: string, consolePid: string, consoleSocatLog: string, consoleScript: string } => ({
-  config: `${runDir}/domain.cfg`,
-  consoleLog: `${runDir}/console.log`,
-  serial: `${runDir}/serial.sock`,
-  consolePid: `${runDir}/console.pid`,
-  consoleSocatLog: `${runDir}/console-socat.log`,
-  consoleScript: `${runDir}/console.sh`
-})
+export { xenRunPaths } from './paths.ts'
 
 class XenBackend implements HypervisorBackend {
   readonly kind = 'xen' as const
@@ -89,6 +84,10 @@ class XenBackend implements HypervisorBackend {
   private readonly guestInitrd?: (initrd: string) => Promise<string>
   private readonly guestCpuid?: string
   private readonly locks = new Map<string, Promise<unknown>>()
+  /** Shell scripts in the dom0 (for console.ts and swap-disk.ts). */
+  private readonly dom: DomShell = async (script, args, o) => await this.sh(script, args, o)
+  /** The guests' console listeners (console.ts). */
+  private readonly console: XenConsole
   /** Live migration with xl (drivers/xen/migration.ts): the guest arrives paused, `resume` lets it run. */
   readonly selfMigration: SelfMigration
   /** BackendMigration over selfMigration (backend-migration.ts). */
@@ -102,6 +101,7 @@ class XenBackend implements HypervisorBackend {
     this.createTimeoutMs = opts.createTimeoutMs ?? 180_000
     if (opts.guestInitrd !== undefined) this.guestInitrd = opts.guestInitrd
     if (opts.guestCpuid !== undefined) this.guestCpuid = opts.guestCpuid
+    this.console = new XenConsole(this.dom, this.xl)
     this.selfMigration = new XenSelfMigration({
       where: this.exec.where,
       xl: this.xl,
@@ -109,9 +109,9 @@ class XenBackend implements HypervisorBackend {
       domain: async name => await this.domain(name),
       prepareDomain: async (def, o) => await this.prepareDomain(def, o),
       restoreTaps: async nics => { await this.restoreTaps(nics) },
-      startConsole: async (name, runDir) => { await this.startConsole(name, runDir) },
-      consoleRunning: async runDir => await this.consoleRunning(runDir),
-      stopConsole: async runDir => { await this.stopConsole(runDir) },
+      startConsole: async (name, runDir) => { await this.console.start(name, runDir) },
+      consoleRunning: async runDir => await this.console.running(runDir),
+      stopConsole: async runDir => { await this.console.stop(runDir) },
       serialize: async (key, fn) => await this.serialize(key, fn)
     }, opts.migration)
     this.migration = new XenMigration(this.selfMigration)
@@ -215,7 +215,7 @@ class XenBackend implements HypervisorBackend {
     let created: ExecOutcome
     try {
       if (def.swap !== undefined) {
-        const dev = await this.connectSwap(def.name, def.runDir, def.swap)
+        const dev = await connectSwap(this.dom, def.name, def.runDir, def.swap)
         progress('swap', `swap disk: ${dev} on ${def.swap.socketPath}`)
       }
       created = await this.xlRun(['create', p.config], { allowFailure: true, timeoutMs: this.createTimeoutMs, ...(signal !== undefined ? { signal } : {}) })
@@ -233,7 +233,7 @@ class XenBackend implements HypervisorBackend {
         progress('balloon', `setting balloon target to ${plan.balloonMiB} MiB`)
         await this.xlRun(['mem-set', def.name, `${plan.balloonMiB}m`])
       }
-      await this.startConsole(def.name, def.runDir)
+      await this.console.start(def.name, def.runDir)
       const d = await this.domain(def.name)
       if (d === undefined) throw new XenGuestStartError(def.name, 'the domain disappeared right after xl create', await this.consoleTail(def.runDir, 30))
       progress('xen', `domain ${d.domid} is ${d.flags}`)
@@ -312,44 +312,6 @@ class XenBackend implements HypervisorBackend {
     return { name, state: xlState(d.flags), pid: d.domid, detail: d.flags }
   }
 
-  /**
-   * socat listening on serial.sock; each connection runs console.sh, which opens the domain's
-   * console pty (xenstore console/tty, what `xl console` opens) with socat. Not `xl console`
-   * itself: it takes a per-domain lock and can outlive a closed connection, refusing the next.
-   */
-  private async startConsole (name: string, runDir: string): Promise<void> {
-    const p = xenRunPaths(runDir)
-    const script = [
-      '#!/bin/sh',
-      '# Guest console of one connection to serial.sock (drivers/xen/backend.ts).',
-      `domid=$(${shq(this.xl)} domid ${shq(name)}) || exit 1`,
-      'tty=$(xenstore-read "/local/domain/$domid/console/tty") || exit 1',
-      'exec socat - "FILE:$tty,rawer"',
-      ''
-    ].join('\n')
-    const r = await this.sh(
-      'cat > "$4" && chmod 755 "$4" && rm -f "$1"; setsid socat "UNIX-LISTEN:$1,fork,mode=600" "EXEC:$4" </dev/null >"$3" 2>&1 & echo $! > "$2"; ' +
-      'i=0; while [ ! -S "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; [ -S "$1" ]',
-      [p.serial, p.consolePid, p.consoleSocatLog, p.consoleScript], { stdin: script })
-    if (r.code !== 0) throw new XenGuestStartError(name, `console socket ${p.serial} did not appear (socat)`, r.stderr)
-  }
-
-  /** True when the console listener of runDir runs (its socket exists, its pid is a socat on it). */
-  private async consoleRunning (runDir: string): Promise<boolean> {
-    const p = xenRunPaths(runDir)
-    const r = await this.sh('[ -S "$1" ] && pid=$(cat "$2" 2>/dev/null) && [ -n "$pid" ] && grep -q "$1" "/proc/$pid/cmdline" 2>/dev/null', [p.serial, p.consolePid])
-    return r.code === 0
-  }
-
-  /** Kills the console listener of runDir (its process group: the listener and its per-connection children). */
-  private async stopConsole (runDir: string): Promise<void> {
-    const p = xenRunPaths(runDir)
-    await this.sh(
-      'pid=$(cat "$1" 2>/dev/null); if [ -n "$pid" ] && grep -q "$2" "/proc/$pid/cmdline" 2>/dev/null; then kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"; ' +
-      'i=0; while [ -d "/proc/$pid" ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -- "-$pid" 2>/dev/null; fi; rm -f "$1" "$2"',
-      [p.consolePid, p.serial])
-  }
-
   stop (name: string, runDir: string, timeoutMs: number): Promise<void> {
     return this.serialize(name, async () => {
       if (await this.domain(name) !== undefined) {
@@ -376,52 +338,8 @@ class XenBackend implements HypervisorBackend {
       const r = await this.xlRun(['destroy', n], { allowFailure: true, timeoutMs: 60_000 })
       if (r.code !== 0 && await this.domain(n) !== undefined) throw new XlCommandError(`${this.xl} destroy ${n}`, r.code, r.stderr)
     }
-    await this.stopConsole(runDir)
-    await this.disconnectSwap(runDir)
-  }
-
-  /**
-   * Connects a free NBD device of the dom0 to the guest's swap export (nbd-client on the
-   * agent's unix socket) and links it at <runDir>/swap.nbd, which the domain config names.
-   * Each claimed device has an owner file (NBD_OWNERS/<dev>: the link that claimed it), so a
-   * link left from an earlier start is reused only when its device is still connected for this
-   * guest, never when another guest has claimed the device since.
-   */
-  private async connectSwap (name: string, runDir: string, swap: NonNullable<GuestDefinition['swap']>): Promise<string> {
-    const r = await this.sh([
-      'sock=$1 exp=$2 link=$3 owners=$4',
-      'connected () { [ -e "/sys/block/$1/pid" ] || [ "$(cat "/sys/block/$1/size" 2>/dev/null || echo 0)" != 0 ]; }',
-      'if [ -L "$link" ]; then d=$(readlink "$link"); n=${d##*/}',
-      '  if [ "$(cat "$owners/$n" 2>/dev/null)" = "$link" ] && connected "$n"; then echo "$d"; exit 0; fi',
-      '  rm -f "$link"',
-      'fi',
-      '[ -e /sys/block/nbd0 ] || { echo "no NBD devices in the dom0 (nbd module)" >&2; exit 3; }',
-      'mkdir -p "$owners"',
-      // Devices are claimed under a lock (guests start concurrently); a lock whose holder died is broken.
-      'lock=/run/sc-nbd.lock i=0',
-      'until mkdir "$lock" 2>/dev/null; do',
-      '  p=$(cat "$lock/pid" 2>/dev/null); if [ -n "$p" ] && ! kill -0 "$p" 2>/dev/null; then rm -rf "$lock"; continue; fi',
-      '  i=$((i + 1)); [ "$i" -lt 300 ] || { echo "$lock held for 30 s" >&2; exit 4; }; sleep 0.1',
-      'done',
-      'echo $$ > "$lock/pid"; trap "rm -rf $lock" EXIT',
-      'for s in /sys/block/nbd*; do',
-      '  n=${s##*/}',
-      '  connected "$n" && continue',
-      '  nbd-client -unix "$sock" "/dev/$n" -N "$exp" -b 4096 >&2 || exit 5',
-      '  printf "%s\\n" "$link" > "$owners/$n" && ln -sfn "/dev/$n" "$link" && echo "/dev/$n" && exit 0',
-      '  exit 7',
-      'done',
-      'echo "every NBD device of the dom0 is in use" >&2; exit 6'
-    ].join('\n'), [swap.socketPath, swap.exportName ?? 'swap', xenSwapLink(runDir), NBD_OWNERS], { timeoutMs: 60_000 })
-    if (r.code !== 0) throw new XenGuestStartError(name, `cannot connect the swap disk to ${swap.socketPath}`, r.stderr)
-    return r.stdout.trim()
-  }
-
-  /** Disconnects the NBD device linked at <runDir>/swap.nbd, if any and if this guest still owns it (after the domain is gone). */
-  private async disconnectSwap (runDir: string): Promise<void> {
-    await this.sh('link=$1 owners=$2; [ -L "$link" ] || exit 0; d=$(readlink "$link"); n=${d##*/}; ' +
-      'if [ "$(cat "$owners/$n" 2>/dev/null)" = "$link" ]; then nbd-client -d "$d" >/dev/null 2>&1; rm -f "$owners/$n"; fi; rm -f "$link"',
-    [xenSwapLink(runDir), NBD_OWNERS], { timeoutMs: 30_000 })
+    await this.console.stop(runDir)
+    await disconnectSwap(this.dom, runDir)
   }
 
   status (name: string, _runDir: string): Promise<GuestStatus> {
