@@ -39,12 +39,6 @@ function exited (child: ChildProcess): Promise<number> {
 
 t.test('another terminal follows an up step by step and cancels it; the next up converges', async t => {
   const sb = sandbox(t, oneHostSpec({ name: 'opsup', subnet: '198.18.62.0/24', vms: tinyVmLine('v1', { memory: '96M' }) }), 'opsup')
-  // Terminal 2 follows the event stream (it needs the state to exist: a first status makes it).
-  await sb.run(['status'])
-  const follower = sb.start(['events', '--follow', '--json', '--since', '0'])
-  const events = jsonLines(follower)
-  t.teardown(() => { follower.kill('SIGTERM') })
-
   // Terminal 1: up. Terminal 2: cancel it once it has made some steps.
   const up1 = sb.start(['up'])
   let err1 = ''
@@ -52,6 +46,11 @@ t.test('another terminal follows an up step by step and cancels it; the next up 
   const code1 = exited(up1)
   const id1 = await until('the operation id on up\'s terminal', () => /operation ([0-9a-f]{8}) \(up\)/.exec(err1)?.[1])
   t.teardown(() => { if (up1.exitCode === null) up1.kill('SIGKILL') })
+  // Terminal 2 follows the event stream from its start (the supercloud exists once up said its
+  // operation id; `events --follow` refuses one that does not exist yet).
+  const follower = sb.start(['events', '--follow', '--json', '--since', '0'])
+  const events = jsonLines(follower)
+  t.teardown(() => { follower.kill('SIGTERM') })
   await until('two progress steps in the other terminal', () => events.filter(e => e.type === 'operation.progress' && e.data.operation === id1).length >= 2 ? true : undefined)
   const listed = await sb.run(['operations'])
   t.match(listed.stdout, new RegExp(`${id1}\\s+running\\s+up`), '`operations` lists the running up')
