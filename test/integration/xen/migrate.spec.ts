@@ -253,7 +253,13 @@ t.test('the shared migration cases (migration.compliance.ts) through the backend
     // instead, the egress of its tap in the namespace; SSH to xen2 shares it (small, it still gets through).
     slowLink: async bytesPerSecond => {
       execFileSync('ip', ['netns', 'exec', ns, ...tbfArgs(xb.tap, bytesPerSecond * 8)])
-      return async () => { execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', xb.tap, 'root']) }
+      const since = Date.now()
+      return async () => {
+        const q = JSON.parse(execFileSync('ip', ['netns', 'exec', ns, 'tc', '-s', '-j', 'qdisc', 'show', 'dev', xb.tap], { encoding: 'utf8' })) as Array<{ kind?: string, bytes?: number, drops?: number }>
+        const tbf = q.find(x => x.kind === 'tbf')
+        t.comment(`link into xen2 slowed to ${bytesPerSecond} B/s for ${Date.now() - since} ms: ${tbf?.bytes ?? '?'} bytes passed, ${tbf?.drops ?? '?'} dropped`)
+        execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', xb.tap, 'root'])
+      }
     }
   })
 })
