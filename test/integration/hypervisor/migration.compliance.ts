@@ -9,7 +9,9 @@
  *   3. the guest moves (held at the switchover until `continue`): it runs at the destination
  *      after `finish`, with the marker, and no longer runs at the source.
  * Cases 1 and 2 need a copy slow enough to act during it: `slowBandwidth` (QEMU honours it), and
- * run pre-copy (a switch to post-copy could not be undone).
+ * run pre-copy (a switch to post-copy could not be undone). A backend with no bandwidth cap
+ * (Xen: `xl migrate` has none and ignores `bandwidth`) passes `slowLink`, which slows the
+ * link to the destination instead, for those two cases only.
  */
 import { createServer } from 'node:net'
 import { randomBytes } from 'node:crypto'
@@ -30,6 +32,12 @@ export interface MigrationComplianceOptions {
   targetConsoleSocket?: (path: string) => Promise<string>
   /** Bytes/s that make the memory copy last tens of seconds (cases 1 and 2). Default 256 KiB/s. */
   slowBandwidth?: number
+  /**
+   * For a backend that cannot cap its own copy (Xen): slows the link to the destination to
+   * `bytesPerSecond` (e.g. tc tbf) for cases 1 and 2; resolves with how to make it fast again.
+   * Absent: the cap is only asked of migrateOut (`bandwidth`).
+   */
+  slowLink?: (bytesPerSecond: number) => Promise<() => Promise<void>>
 }
 
 /** What the suite shares with the migration cases (runHypervisorCompliance's). */
@@ -109,6 +117,16 @@ export async function runMigrationCompliance (t: Test, c: MigrationComplianceCon
     return { outcome, progress }
   }
 
+  /** startMove for cases 1 and 2: pre-copy, slow (the cap, and the slow link when the backend has no cap). */
+  const startSlowMove = async (t: Test): Promise<{ outcome: Promise<unknown> }> => {
+    const bandwidth = m.slowBandwidth ?? 256 * 1024
+    if (m.slowLink !== undefined) {
+      const fast = await m.slowLink(bandwidth)
+      t.teardown(fast)
+    }
+    return await startMove({ mode: 'precopy', bandwidth })
+  }
+
   await t.test(`${source.kind}: migration setup: the guest boots at the source and holds a marker`, async t => {
     await source.start(def)
     const booted = await c.pollUntil(async () => (await source.consoleTail(def.runDir, 400)).includes(c.ready) ? true : undefined, c.bootTimeoutMs)
@@ -118,7 +136,7 @@ export async function runMigrationCompliance (t: Test, c: MigrationComplianceCon
   })
 
   await t.test(`${source.kind}: migration cancelled during the copy: the guest keeps running at the source`, async t => {
-    const { outcome } = await startMove({ mode: 'precopy', bandwidth: m.slowBandwidth ?? 256 * 1024 })
+    const { outcome } = await startSlowMove(t)
     t.equal(source.migration.active(name), true, 'active while it runs')
     source.migration.cancel(name)
     await t.rejects(outcome, { code: 'SC_CANCELLED' }, 'migrateOut rejects as cancelled')
@@ -129,7 +147,7 @@ export async function runMigrationCompliance (t: Test, c: MigrationComplianceCon
   })
 
   await t.test(`${source.kind}: the destination dies during the copy: the guest keeps running at the source`, async t => {
-    const { outcome } = await startMove({ mode: 'precopy', bandwidth: m.slowBandwidth ?? 256 * 1024 })
+    const { outcome } = await startSlowMove(t)
     await target.destroy(name, tdef.runDir)
     await t.rejects(outcome, { code: 'SC_MIGRATION_FAILED' }, 'migrateOut rejects as failed')
     await answersAtSource(t, 'after the failed destination')

@@ -9,14 +9,14 @@
  *
  * The suite's migration cases (`migration`, migration.compliance.ts) are not run here: they need
  * a second Xen host (a guest cannot migrate to its own dom0: the names collide), and booting
- * two TCG Xen hosts and moving a guest takes 3-5 minutes. Xen-to-Xen migration is tested by
- * test/e2e/xen/xen.spec.ts (through the agents) and test/integration/xen/migrate.spec.ts.
+ * two TCG Xen hosts and moving a guest takes 3-5 minutes. They run in
+ * test/integration/xen/migrate.spec.ts (opt-in, SC_XEN_MIGRATE=1), on its two hosts; Xen-to-Xen
+ * migration is also tested by test/e2e/xen/xen.spec.ts (through the agents).
  */
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SshConnection } from '../../../core/ssh.ts'
@@ -26,6 +26,7 @@ import { createXenBackend, sshExecutor, xenProcessesMentioning, XenGuestDefiniti
 import { buildTinyImage } from '../../../images/guest/build.ts'
 import { xenGuestInitrd } from '../../../images/xen-host/guest-overlay.ts'
 import { registerPrefix, sweepPrefix } from '../../helpers/sweep-lib.ts'
+import { UnixForwards } from '../../helpers/unix-forward.ts'
 import { pollUntil, runHypervisorCompliance } from '../hypervisor/hypervisor.compliance.ts'
 
 if (process.env.SC_XEN_COMPLIANCE === '0') {
@@ -40,11 +41,9 @@ registerPrefix(prefix)
 const dir = mkdtempSync(join(tmpdir(), `${prefix}-`))
 let host: XenHost | undefined
 let conn: SshConnection | undefined
-const servers: Server[] = []
-const sockets = new Set<Socket>()
+const forwards = new UnixForwards(dir)
 t.teardown(async () => {
-  for (const s of servers) { s.close(); s.unref() }
-  for (const s of sockets) s.destroy()
+  forwards.close()
   conn?.close()
   await host?.stop().catch(() => {})
   sweepPrefix(prefix)
@@ -95,27 +94,6 @@ function xenGuest (name: string, over: Partial<GuestDefinition> = {}): GuestDefi
   }
 }
 
-/** A local unix socket whose connections are carried to `remote` in the dom0 (SSH direct-streamlocal). */
-async function forward (remote: string): Promise<string> {
-  const local = join(dir, `fwd-${servers.length}.sock`)
-  const server = createServer(sock => {
-    sockets.add(sock)
-    sock.on('close', () => sockets.delete(sock))
-    ssh().then(async s => await s.openUnixSocket(remote)).then(ch => {
-      // The local side may have gone while the channel opened (a test that timed out): an
-      // open channel would keep the SSH connection, and this process, alive.
-      if (sock.destroyed) { ch.close(); return }
-      sock.pipe(ch)
-      ch.pipe(sock)
-      sock.on('close', () => ch.close())
-      ch.on('close', () => sock.destroy())
-    }, () => sock.destroy())
-  })
-  servers.push(server)
-  await new Promise<void>(resolve => server.listen(local, resolve))
-  return local
-}
-
 t.test('version and detectAccel report the Xen host', async t => {
   t.match(await backend.version(), /^4\.17/, 'Xen 4.17')
   const accel = await backend.detectAccel({ kernel: '', initrd: '', readyMarker: '', timeoutMs: 0, runDir: '/run/sc/probe' })
@@ -129,7 +107,7 @@ t.test('compliance', async t => {
     prefix,
     makeDefinition: name => xenGuest(name),
     processesMentioning: async text => (await xenProcessesMentioning(exec, text)).map(p => p.pid),
-    localConsoleSocket: forward
+    localConsoleSocket: async remote => await forwards.forward(ssh, remote)
   })
 })
 

@@ -10,6 +10,13 @@
  * 2. The guest moves: progress events (memory copy, switchover, arrival), it arrives paused,
  *    `resume` lets it run; it is gone from the source, its vif carries the tap's name in the
  *    destination's bridge, and it answers ping at the same address.
+ * 3. The shared migration cases (test/integration/hypervisor/migration.compliance.ts: cancel,
+ *    a dying destination, a move held at the switchover with a marker) against the backend's
+ *    `migration` member, xen1 to xen2, with a second guest (no NIC) on the same two hosts. Where
+ *    Xen differs: `xl migrate` has no bandwidth cap, so for the cancel and dying-destination
+ *    cases the link into xen2 is slowed (tc tbf on its tap in the namespace); it is pre-copy only
+ *    (the cases ask for pre-copy or auto); the dom0s are reached over SSH (console sockets
+ *    forwarded, ports picked here, not by binding on this machine).
  *
  * Heavy (two TCG machines for a few minutes), so it runs only with SC_XEN_MIGRATE=1.
  */
@@ -20,6 +27,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SshConnection } from '../../../core/ssh.ts'
+import { tbfArgs } from '../../../drivers/local/plan.ts'
 import { startXenHost, type XenHost } from '../../../drivers/local/xen-host.ts'
 import type { GuestDefinition, SelfMigrationProgress } from '../../../drivers/hypervisor.ts'
 import { createXenBackend, sshExecutor, XenMigrationError } from '../../../drivers/xen/backend.ts'
@@ -27,7 +35,9 @@ import { buildTinyImage } from '../../../images/guest/build.ts'
 import { buildXenHostImage } from '../../../images/xen-host/build.ts'
 import { xenGuestInitrd } from '../../../images/xen-host/guest-overlay.ts'
 import { registerPrefix, sweepPrefix } from '../../helpers/sweep-lib.ts'
-import { pollUntil } from '../hypervisor/hypervisor.compliance.ts'
+import { UnixForwards } from '../../helpers/unix-forward.ts'
+import { consoleRoundTrip, pollUntil } from '../hypervisor/hypervisor.compliance.ts'
+import { runMigrationCompliance } from '../hypervisor/migration.compliance.ts'
 
 if (process.env.SC_XEN_MIGRATE !== '1') {
   t.plan(0, 'Xen-to-Xen migration: set SC_XEN_MIGRATE=1 (two TCG machines for a few minutes)')
@@ -42,7 +52,9 @@ registerPrefix(prefix)
 const dir = mkdtempSync(join(tmpdir(), `${prefix}-xen-`))
 const hosts: XenHost[] = []
 const conns = new Map<string, SshConnection>()
+const forwards = new UnixForwards(dir)
 t.teardown(async () => {
+  forwards.close()
   for (const c of conns.values()) c.close()
   await Promise.all(hosts.map(async h => { await h.stop() }))
   sweepPrefix(prefix)
@@ -207,4 +219,47 @@ t.test('the guest moves with selfMigration: arrives paused, runs after resume, k
   t.equal(after.status, 0, `guest answers at the same address through xen2\n${String(after.stdout)}${String(after.stderr)}`)
   await b.destroy('g1', def.runDir)
   t.equal((await b.status('g1', def.runDir)).state, 'absent')
+})
+
+t.test('the shared migration cases (migration.compliance.ts) through the backend\'s migration, xen1 to xen2', async t => {
+  const name = `${prefix}-c1`
+  // Same size as g1, no NIC: the cases talk to it on its console.
+  const cdef: GuestDefinition = {
+    ...def,
+    name,
+    boot: { kind: 'kernel', kernel: `${imgDir}/vmlinuz`, initrd: `${imgDir}/initrd.img`, append: `console=ttyS0 sc.name=${name}` },
+    nics: [],
+    runDir: `/run/sc/${name}`
+  }
+  let nextPort = 8010
+  await runMigrationCompliance(t, {
+    backend: a,
+    name,
+    def: cdef,
+    ready: `SUPERCLOUD-GUEST-READY ${name}`,
+    bootTimeoutMs: 180_000,
+    consolePath: async p => await forwards.forward(sa, p),
+    roundTrip: consoleRoundTrip,
+    pollUntil
+  }, {
+    target: b,
+    // Another host: the same runDir there.
+    makeTargetDefinition: () => cdef,
+    listenIp: xb.ip,
+    // The listener is in xen2's dom0: a port there, not one found free on this machine.
+    port: async () => nextPort++,
+    targetConsoleSocket: async p => await forwards.forward(sb, p),
+    // xl migrate has no bandwidth cap (migrateOut ignores `bandwidth`): slow the link into xen2
+    // instead, the egress of its tap in the namespace; SSH to xen2 shares it (small, it still gets through).
+    slowLink: async bytesPerSecond => {
+      execFileSync('ip', ['netns', 'exec', ns, ...tbfArgs(xb.tap, bytesPerSecond * 8)])
+      const since = Date.now()
+      return async () => {
+        const q = JSON.parse(execFileSync('ip', ['netns', 'exec', ns, 'tc', '-s', '-j', 'qdisc', 'show', 'dev', xb.tap], { encoding: 'utf8' })) as Array<{ kind?: string, bytes?: number, drops?: number }>
+        const tbf = q.find(x => x.kind === 'tbf')
+        t.comment(`link into xen2 slowed to ${bytesPerSecond} B/s for ${Date.now() - since} ms: ${tbf?.bytes ?? '?'} bytes passed, ${tbf?.drops ?? '?'} dropped`)
+        execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', xb.tap, 'root'])
+      }
+    }
+  })
 })
