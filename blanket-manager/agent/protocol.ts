@@ -6,6 +6,7 @@
 import type { GuestFirewall } from '../../images/guest/cmdline.ts'
 import type { ControllerPolicy, HostView } from '../../overdriver/decision/decide.ts'
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
+import type { OutgoingMigration } from '../../drivers/hypervisor.ts'
 
 export const AGENT_PROTOCOL_VERSION = 1
 
@@ -178,22 +179,13 @@ export interface DestroyParams {
   keep?: string
 }
 
-export interface OutgoingParams {
-  name: string
-  destIp: string
-  migrationPort: number
-  nbdPort: number
-  mode: 'auto' | 'precopy' | 'postcopy' | 'hybrid'
-  maxDowntimeMs: number
-  bandwidth?: number
-  deadlineMs: number
-  /** Pause at switchover until the controller calls vm.migrate.continue (to re-point the network, mark the destination's disks). */
-  holdAtSwitchover: boolean
-  /** The destination opened the disk images kept from migration `id` for these nodes: send only their dirty blocks. */
-  incremental?: { id: string, nodes: string[] }
-  /** IncomingResult.selfConfig of the destination (Xen). */
-  selfConfig?: string
-}
+/**
+ * vm.migrate.outgoing: the backend's outgoing migration (drivers/hypervisor.ts OutgoingMigration,
+ * where each field is described) as it crosses the wire: the guest's name instead of the
+ * in-process signal and callbacks (the agent cancels on vm.migrate.cancel, reports progress as
+ * pushed events, and holds at the switchover until vm.migrate.continue).
+ */
+export type OutgoingParams = { name: string } & Omit<OutgoingMigration, 'signal' | 'onProgress' | 'onSwitchover'>
 
 /** The Domain-0 switches a host should have (VirtualWire); others carrying the prefix are removed. */
 export interface SwitchesParams {
