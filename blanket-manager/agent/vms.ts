@@ -46,13 +46,16 @@ export class VmManager {
   async create (l: VmLaunch, signal?: AbortSignal): Promise<VmInfo> {
     const current = await this.backend.status(l.name, this.runDir(l.name))
     if (current.state === 'running' || current.state === 'paused') return { ...current, accel: this.accel() }
+    // One deadline for the whole create (start and boot): the controller waits bootTimeoutMs plus a
+    // margin for the reply, so a slow host answers with the guest's console rather than going silent.
+    const deadline = Date.now() + l.bootTimeoutMs
     const def = await this.define(l)
     try {
       const st = await this.backend.start(def, signal !== undefined ? { signal } : {})
       if (l.image.kind === 'kernel' && l.image.readyMarker !== undefined) {
         // The guest's init prints READY, or FAILED with its reasons (then there is no point waiting).
         const failed = `${l.image.readyMarker.replace(/READY$/, 'FAILED')} ${l.name}`
-        await this.backend.waitForConsole(l.name, def.runDir, new RegExp(`(${escapeRe(`${l.image.readyMarker} ${l.name}`)}|${escapeRe(failed)})\\b`), l.bootTimeoutMs, signal)
+        await this.backend.waitForConsole(l.name, def.runDir, new RegExp(`(${escapeRe(`${l.image.readyMarker} ${l.name}`)}|${escapeRe(failed)})\\b`), Math.max(0, deadline - Date.now()), signal)
         const tail = await this.backend.consoleTail(def.runDir, 40)
         const line = tail.split('\n').find(x => x.includes(failed))
         if (line !== undefined) throw new GuestBootError(l.name, `its init reported: ${line.slice(line.indexOf(failed) + failed.length).trim()}`, tail)
