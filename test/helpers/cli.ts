@@ -1,6 +1,6 @@
 /** Runs the real `supercloud` CLI as a user would, against a private state directory. */
-import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
@@ -67,6 +67,12 @@ export function sandbox (t: Test, specText: string, name: string, extraEnv: Node
   }
   t.teardown(async () => {
     const p = prefix(name)
+    // SC_KEEP_TEST_DIRS: keep the hosts' and agents' logs for a post-mortem (`down` removes the state).
+    if (process.env.SC_KEEP_TEST_DIRS !== undefined) {
+      const kept = join(dir, 'kept-logs')
+      mkdirSync(kept, { recursive: true })
+      spawnSync('sh', ['-c', 'cd "$1" && find . \\( -name "*.log" -o -name "state.db" \\) -size -64M -exec cp --parents {} "$2" \\;', 'sh', stateRoot, kept])
+    }
     await run(['down'], { timeoutMs: 180000 }).catch(() => {})
     if (p !== undefined) sweepPrefix(p)
     if (process.env.SC_KEEP_TEST_DIRS === undefined) rmSync(dir, { recursive: true, force: true })
