@@ -5,6 +5,7 @@
  * Overdriver migrate the VM; the guest's data stays intact; the events tell the story.
  */
 import t from 'tap'
+import { writeFileSync } from 'node:fs'
 import { sandbox } from '../../helpers/cli.ts'
 import type { StatusReport } from '../../../blanket-manager/controller/index.ts'
 
@@ -23,7 +24,7 @@ overdriver:
   interval: 1s
   overload: 50
   window: 600/600
-  threshold: 90s
+  threshold: 60s
   adaptive: false
   repositories: { hosts: [h2], memory: 192M }
 `
@@ -52,13 +53,24 @@ t.test('up with an oversubscribed VM and a swap disk', async t => {
 })
 
 t.test('under serve: a transient burst is absorbed by cooperative swap, a sustained one migrates the VM', async t => {
-  // --interval 0: no stats poller; Overdriver's own subscription carries the agents' events.
-  const serve = sb.start(['serve', '--listen', '127.0.0.1:0', '--interval', '0'])
-  let serr = ''
-  serve.stderr?.on('data', (d: Buffer) => { serr += d.toString() })
-  t.teardown(() => { serve.kill('SIGTERM') })
-  for (let i = 0; i < 100 && !/overdriver: watching/.test(serr); i++) await new Promise(resolve => setTimeout(resolve, 200))
-  t.match(serr, /overdriver: watching 2 host/)
+  // An overload is transient or sustained by its length against the threshold. A burst's length
+  // in wall time depends on this machine's load (a 140 MB burst in a TCG guest paged for 20 s on a
+  // quiet machine and over 90 s beside a CI run), so each half runs under its own threshold: far
+  // above the burst for the transient half, far below the workload's length for the sustained one.
+  const serveWith = async (threshold: string): Promise<{ err: () => string }> => {
+    writeFileSync(sb.spec, spec.replace(/threshold: \S+/, `threshold: ${threshold}`))
+    // --interval 0: no stats poller; Overdriver's own subscription carries the agents' events.
+    const serve = sb.start(['serve', '--listen', '127.0.0.1:0', '--interval', '0'])
+    let serr = ''
+    serve.stderr?.on('data', (d: Buffer) => { serr += d.toString() })
+    const exited = new Promise(resolve => serve.on('exit', resolve))
+    t.teardown(async () => { if (serve.exitCode === null) { serve.kill('SIGTERM'); await exited } })
+    for (let i = 0; i < 100 && !/overdriver: watching/.test(serr); i++) await new Promise(resolve => setTimeout(resolve, 200))
+    t.match(serr, /overdriver: watching 2 host/)
+    stopServe = async () => { serve.kill('SIGTERM'); await exited }
+    return { err: () => serr }
+  }
+  let stopServe = async (): Promise<void> => {}
 
   // The workload runs in the background inside the guest and writes its verdict to a file, so a
   // console session that ends when the VM moves loses nothing.
@@ -71,12 +83,11 @@ t.test('under serve: a transient burst is absorbed by cooperative swap, a sustai
     }
   }
 
-  // Transient: a few seconds of paging, well under the 90 s threshold. Nothing touches the guest
-  // until the episode ends: a console session pages the shell and its tools back in (the burst
-  // swapped them out) and, polled every few seconds, kept the episode going past the threshold
-  // on a loaded machine.
+  // Transient: one burst, under a 600 s threshold. Nothing touches the guest until the episode
+  // ends: a console session pages the shell and its tools back in (the burst swapped them out).
+  await serveWith('600s')
   await sb.run(['console', 'v1', '--run', '(memload --mb 140 --seconds 1 --verify > /tmp/burst1 2>&1 &)'])
-  let evs = await waitFor(e => e.some(x => x.type === 'overload.ended' && x.vm === 'v1'), 180000)
+  let evs = await waitFor(e => e.some(x => x.type === 'overload.ended' && x.vm === 'v1'), 400000)
   t.match(await result('/tmp/burst1', 120000), /verify ok/, 'the guest\'s memory is intact after the burst')
   const types = evs.filter(e => e.vm === 'v1' && e.type.startsWith('overload.')).map(e => e.type === 'overload.classified' ? `classified:${String(e.data.classification)}` : e.type === 'overload.swap' ? `swap:${String(e.data.enabled)}` : e.type)
   t.ok(types.includes('overload.started'), `events: ${types.join(', ')}`)
@@ -84,8 +95,10 @@ t.test('under serve: a transient burst is absorbed by cooperative swap, a sustai
   t.ok(types.includes('swap:true'), 'cooperative swap turned on')
   t.ok(types.includes('overload.ended'))
   t.notOk(types.includes('overload.migration-decided'), 'no migration for a transient overload')
+  await stopServe()
 
-  // Sustained: paging for longer than the threshold.
+  // Sustained: paging for 130 s under a 20 s threshold.
+  const serve = await serveWith('20s')
   await sb.run(['console', 'v1', '--run', '(memload --mb 200 --seconds 130 --verify > /tmp/burst2 2>&1 &)'])
   evs = await waitFor(e => e.some(x => x.type === 'migration.completed' && x.vm === 'v1'), 300000)
   const decided = evs.find(e => e.type === 'overload.migration-decided' && e.vm === 'v1')
@@ -94,7 +107,7 @@ t.test('under serve: a transient burst is absorbed by cooperative swap, a sustai
   t.ok(evs.some(e => e.type === 'overload.classified' && e.data.classification === 'sustained'))
   // KNOWN is marked todo (reported, not failing the run) until issue 18's root cause is fixed;
   // the VM must still end on h2, running, with every page verified (asserted strictly below).
-  t.ok(evs.some(e => e.type === 'migration.completed' && e.vm === 'v1'), `migration completed (serve said: ${serr.split('\n').filter(l => /overdriver/.test(l)).join(' | ')})`, { todo: KNOWN })
+  t.ok(evs.some(e => e.type === 'migration.completed' && e.vm === 'v1'), `migration completed (serve said: ${serve.err().split('\n').filter(l => /overdriver/.test(l)).join(' | ')})`, { todo: KNOWN })
   t.match(await result('/tmp/burst2', 200000), /verify ok/, 'every page verified after the move, swapped pages included')
   const s = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
   t.equal(s.vms.find(v => v.name === 'v1')?.host, 'h2')
@@ -103,5 +116,5 @@ t.test('under serve: a transient burst is absorbed by cooperative swap, a sustai
   // migration back to h1 is decided from what was measured before or during the move.
   const all = await events()
   t.equal(all.filter(e => e.type === 'overload.migration-decided' && e.vm === 'v1').length, 1, 'one migration decided, none back to h1', { todo: KNOWN })
-  t.notMatch(serr, /migrating v1 from h2/, 'no second move decided from the stale record', { todo: KNOWN })
+  t.notMatch(serve.err(), /migrating v1 from h2/, 'no second move decided from the stale record', { todo: KNOWN })
 })
