@@ -1,7 +1,7 @@
 /** Controller side of the agent protocol: RPC over a stream opened through SSH. */
 import type { Duplex } from 'node:stream'
 import { AgentError, CancelledError } from '../../core/errors.ts'
-import { encode, splitLines, type AccelChoice, type AdoptTableResult, type AttachParams, type ConfigureParams, type IssueParams, type RepositoryGrantJson, type RepositoryParams, type SwitchesParams, type AgentMethod, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import { encode, LineSplitter, type AccelChoice, type AdoptTableResult, type AttachParams, type ConfigureParams, type IssueParams, type RepositoryGrantJson, type RepositoryParams, type SwitchesParams, type AgentMethod, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
 import { parseAgentMessage, parseResult, type AgentParams, type AgentResult } from './schema.ts'
 import { FieldError } from './validate.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
@@ -26,7 +26,6 @@ export class AgentClient {
   private readonly stream: Duplex
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
-  private buffer = ''
   private closedError?: Error
   private readonly listeners = new Set<(ev: AgentPush['event']) => void>()
   private readonly log: (line: string) => void
@@ -38,16 +37,17 @@ export class AgentClient {
     this.stream = stream
     this.log = opts.log ?? (line => { process.stderr.write(`${line}\n`) })
     stream.setEncoding('utf8')
-    stream.on('data', (chunk: string) => {
-      this.buffer = splitLines(this.buffer + chunk, line => this.onLine(line))
-    })
-    const fail = (why: string): void => {
-      this.closedError = new AgentError('SC_AGENT_GONE', `agent on ${host}: ${why}`)
-      for (const p of this.pending.values()) { clearTimeout(p.timer); p.reject(this.closedError) }
-      this.pending.clear()
-    }
-    stream.on('close', () => fail('connection closed'))
-    stream.on('error', (err: Error) => fail(err.message))
+    const lines = new LineSplitter(line => this.onLine(line))
+    stream.on('data', (chunk: string) => lines.push(chunk))
+    stream.on('close', () => this.fail(new AgentError('SC_AGENT_GONE', `agent on ${host}: connection closed`)))
+    stream.on('error', (err: Error) => this.fail(new AgentError('SC_AGENT_GONE', `agent on ${host}: ${err.message}`)))
+  }
+
+  /** The connection is over: every pending and later call fails with the first reason given. */
+  private fail (err: Error): void {
+    this.closedError ??= err
+    for (const p of this.pending.values()) { clearTimeout(p.timer); p.reject(this.closedError) }
+    this.pending.clear()
   }
 
   /** Connects to the agent's unix socket through an SSH connection. */
@@ -67,6 +67,11 @@ export class AgentClient {
       return
     }
     if (msg.kind === 'push') { for (const l of this.listeners) l(msg.event); return }
+    if (msg.kind === 'error' && msg.id === -1 && !this.pending.has(-1)) {
+      // About the connection, not one request (e.g. a request line over the agent's limit): the agent closes it.
+      this.fail(new AgentError(msg.code, `${this.host}: ${msg.message}`))
+      return
+    }
     const p = this.pending.get(msg.id)
     if (p === undefined) return
     this.pending.delete(msg.id)
@@ -159,7 +164,8 @@ export class AgentClient {
   /** Overdriver, source of a migration at the switchover hold: the VM's sector table (moves with the VM). */
   async overdriverExportTable (name: string): Promise<SectorTableJson> { return (await this.call('overdriver.table.export', { name }, { timeoutMs: 10000 })).table }
   /** Overdriver, destination at the switchover hold: serve the moved table's pages from their repositories. */
-  async overdriverAdoptTable (name: string, table: SectorTableJson): Promise<AdoptTableResult> { return await this.call('overdriver.table.adopt', { name, table }, { timeoutMs: 10000 }) }
+  /** The table can be megabytes (about 30 bytes a page): the reply may take 10 s plus a second per 20,000 pages. */
+  async overdriverAdoptTable (name: string, table: SectorTableJson): Promise<AdoptTableResult> { return await this.call('overdriver.table.adopt', { name, table }, { timeoutMs: 10000 + Math.ceil(table.entries.length / 20000) * 1000 }) }
   /** Overdriver, source: whether the destination adopted the table (ok: destroying this copy leaves its pages to it). */
   async overdriverHandover (name: string, ok: boolean): Promise<void> { await this.call('overdriver.table.handover', { name, ok }, { timeoutMs: 10000 }) }
 

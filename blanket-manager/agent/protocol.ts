@@ -128,15 +128,33 @@ export function encode (msg: AgentRequest | AgentResponse | AgentPush): string {
 }
 
 /** Splits a byte stream into JSON lines; returns the unconsumed tail. */
-export function splitLines (buffer: string, onLine: (line: string) => void): string {
-  let rest = buffer
-  for (;;) {
-    const i = rest.indexOf('\n')
-    if (i < 0) return rest
-    const line = rest.slice(0, i)
-    rest = rest.slice(i + 1)
-    if (line.trim() !== '') onLine(line)
+/**
+ * Splits a stream of text into lines (empty ones skipped). Only each new chunk is searched for a
+ * line end, so a line of many megabytes costs what its bytes cost (joining the whole buffer and
+ * searching it again per chunk made a 64 MiB line take minutes).
+ */
+export class LineSplitter {
+  private parts: string[] = []
+  /** Length of the line begun and not ended yet. */
+  pending = 0
+
+  constructor (private readonly onLine: (line: string) => void) {}
+
+  push (chunk: string): void {
+    let from = 0
+    for (let i = chunk.indexOf('\n'); i >= 0; i = chunk.indexOf('\n', from)) {
+      this.parts.push(chunk.slice(from, i))
+      const line = this.parts.length === 1 ? this.parts[0] ?? '' : this.parts.join('')
+      this.parts = []
+      this.pending = 0
+      from = i + 1
+      if (line.trim() !== '') this.onLine(line)
+    }
+    if (from < chunk.length) { this.parts.push(chunk.slice(from)); this.pending += chunk.length - from }
   }
+
+  /** Drops the line begun. */
+  clear (): void { this.parts = []; this.pending = 0 }
 }
 
 export interface IncomingParams {

@@ -9,7 +9,7 @@ import { cpus, hostname, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { HypervisorBackend } from '../../drivers/hypervisor.ts'
 import { SupercloudError } from '../../core/errors.ts'
-import { AGENT_PROTOCOL_VERSION, encode, splitLines, type AccelChoice, type AgentMethod, type AgentResponse, type HelloResult, type ProbeParams } from './protocol.ts'
+import { AGENT_PROTOCOL_VERSION, encode, LineSplitter, type AccelChoice, type AgentMethod, type AgentResponse, type HelloResult, type ProbeParams } from './protocol.ts'
 import { parseParams, parseRequestLine, type AgentParams, type AgentResult } from './schema.ts'
 import { VmManager } from './vms.ts'
 
@@ -19,6 +19,14 @@ export interface AgentOptions {
   build: string
   backend: HypervisorBackend
 }
+
+/**
+ * The longest request line the agent reads. The largest legitimate one is a VM's sector table at
+ * a switchover (overdriver.table.adopt: about 30 bytes per page held in a repository), so 64 MiB
+ * holds over two million pages (8 GiB swapped out). It was 1 MiB: a table of ~37,000 pages
+ * (145 MiB swapped to repositories) made the destination agent drop the connection mid-migration.
+ */
+export const MAX_REQUEST_BYTES = 64 << 20
 
 /** What a method's handler gets besides its params: the connection, and pushes to it. */
 interface Call {
@@ -64,10 +72,18 @@ export class Agent {
   private serve (sock: Socket): void {
     this.sockets.add(sock)
     sock.setEncoding('utf8')
-    let buf = ''
+    const lines = new LineSplitter(line => { void this.handle(sock, line) })
+    let refused = false
     sock.on('data', (chunk: string) => {
-      buf = splitLines(buf + chunk, line => { void this.handle(sock, line) })
-      if (buf.length > 1 << 20) sock.destroy()
+      if (refused) return
+      lines.push(chunk)
+      if (lines.pending > MAX_REQUEST_BYTES) {
+        // Said, not just dropped: the caller's pending requests fail with this reason.
+        refused = true
+        lines.clear()
+        const error = { code: 'SC_AGENT_BAD_REQUEST', message: `a request line of over ${MAX_REQUEST_BYTES} bytes was refused and the connection closed` }
+        sock.end(encode({ id: -1, ok: false, error }), () => sock.destroy())
+      }
     })
     sock.on('close', () => this.sockets.delete(sock))
     sock.on('error', () => sock.destroy())

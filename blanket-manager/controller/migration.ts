@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { MigrationProgress } from '../../core/migration.ts'
-import { CancelledError, CapacityError, NotFoundError, SupercloudError } from '../../core/errors.ts'
+import { AgentError, CancelledError, CapacityError, NotFoundError, SupercloudError } from '../../core/errors.ts'
 import type { Spec, VmSpec, WireSpec } from '../../core/spec.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import { diffEndpoints, type EndpointWrite, type Topology } from '../../virtualwire/topology/compile.ts'
@@ -375,11 +375,29 @@ class MigrationRun<A extends HostAgent> {
     return this.sw
   }
 
+  /**
+   * A call on the destination's agent, made once more on a new connection when the first one was
+   * lost: the hosts carry on without the controller's connection (QEMU finishes the switch), so a
+   * lost connection is no failed migration until a new one says so. Without this, a connection
+   * dropped after the switch recorded the VM as failed while it ran on the destination.
+   */
+  private async atTarget<T> (call: (a: A) => Promise<T>): Promise<T> {
+    try {
+      return await call(this.target)
+    } catch (err) {
+      if (!(err instanceof AgentError && err.code === 'SC_AGENT_GONE')) throw err
+      this.c.sessions.drop(this.to)
+      this.target = await this.c.sessions.agent(this.to)
+      this.say(`the connection to ${this.to}'s agent was lost (${err.message}): asking again on a new one`)
+      return await call(this.target)
+    }
+  }
+
   /** The VM runs on the destination: record it there, then remove the source copy. */
   private async complete (summary: MigrationSummary): Promise<MigrateResult> {
     const { vm, from, to, id } = this
     const { spec, row, record } = this.i
-    const st = await this.target.finishIncoming(vm)
+    const st = await this.atTarget(async a => await a.finishIncoming(vm))
     if (st.state !== 'running') throw new SupercloudError('SC_MIGRATION_FAILED', `${vm} is ${st.state} on ${to} after the switch`)
     const { marked, repointFailed } = this.outcome
     const after = this.m.recordMove(spec, row, to)

@@ -184,6 +184,13 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
   const aborted = (): boolean => o.signal?.aborted === true
   const report = (p: MigrationProgress): void => { progress = p; history.push(p); o.onProgress?.(p) }
   const cleanup = async (): Promise<void> => {
+    // The migration is abandoned: shut its connections first (QMP `yank`). Over a dead link (cut,
+    // or a destination that stopped answering) the cancels below would otherwise wait for the
+    // in-flight writes until TCP gives up, minutes after the deadline. One instance per call: a
+    // list fails whole when one of them does not exist (no migration started yet, say).
+    for (const instance of [{ type: 'migration' }, ...[...mirrors, ...incs].map(m => ({ type: 'block-node', 'node-name': m.target }))]) {
+      await q.execute('yank', { instances: [instance] }).catch(() => {})
+    }
     await q.execute('migrate_cancel').catch(() => {})
     for (const m of mirrors) {
       await q.execute('block-job-cancel', { device: m.job, force: true }).catch(() => {})

@@ -106,3 +106,31 @@ t.test('the client drops malformed pushes and rejects malformed results', async 
   t.equal(client.dropped, 4, 'two malformed lines per request dropped')
   t.match(logged[0], /agent on host-x: dropped a malformed message \(event\.sentBytes: must be a number/)
 })
+
+t.test('a sector table of megabytes reaches the agent; a line over the limit is refused with a reason', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sc-agent-wire-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const agent = new Agent({ dir, bridge: 'scwirebr', build: 'test', backend: createQemuBackend() })
+  await agent.start()
+  const client = new AgentClient('test', await open(agent.socketPath))
+  t.teardown(async () => { client.close(); await agent.stop() })
+
+  // 60,000 pages in a repository (~2 MB of JSON): the size a 256M swap reached in the Overdriver
+  // e2e, where a 1 MiB line limit made the destination agent drop the connection mid-migration.
+  const entries = Array.from({ length: 60000 }, (_, i): [number, number, number, number] => [i * 8, 0, i, i * 4096])
+  const table = { version: 1 as const, pageSize: 4096, repositories: [{ address: '198.18.0.1:7709', capability: 'ab'.repeat(16) }], entries }
+  t.ok(JSON.stringify(table).length > 1 << 20, 'the table is over 1 MiB')
+  const err = await client.overdriverAdoptTable('web1', table).then(() => undefined, (e: unknown) => e as AgentError)
+  t.equal(err?.code, 'SC_AGENT_BAD_REQUEST', 'the agent read the whole request and answered it')
+  t.match(err?.message, /web1 has no swap export on this host/)
+  t.same(await client.listVms(), [], 'the connection still serves')
+
+  // Over the limit: the caller learns why, instead of a bare "connection closed".
+  const raw = new AgentClient('test', await open(agent.socketPath))
+  t.teardown(() => raw.close())
+  const huge = { ...table, padding: 'x'.repeat(65 << 20) }
+  const over = await raw.overdriverAdoptTable('web1', huge).then(() => undefined, (e: unknown) => e as AgentError)
+  t.equal(over?.code, 'SC_AGENT_BAD_REQUEST')
+  t.match(over?.message, /request line of over 67108864 bytes was refused/)
+  t.same(await client.listVms(), [], 'other connections are unaffected')
+})

@@ -42,6 +42,8 @@ export class MemHost {
     dieOnCreate?: string
     /** prepareIncoming refuses with this error. */
     refuseIncoming?: AgentError
+    /** The connection drops on this call (e.g. 'finishIncoming'); the agent lives on, and a new connection reaches it. */
+    dropConnectionOn?: string
     /** migrateOut waits (for a cancel) instead of streaming at once; called with the VM once it waits. */
     holdStream?: (vm: string) => void
   } = {}
@@ -115,6 +117,11 @@ export class MemAgent implements HostAgent {
 
   private call (what: string): void {
     if (this.dead) throw new AgentError('SC_AGENT_GONE', `agent on ${this.host}: connection closed`)
+    if (this.h.faults.dropConnectionOn !== undefined && what.startsWith(this.h.faults.dropConnectionOn)) {
+      this.h.faults.dropConnectionOn = undefined
+      this.dead = true
+      throw new AgentError('SC_AGENT_GONE', `agent on ${this.host}: connection closed`)
+    }
     this.h.calls.push(what)
   }
 

@@ -119,3 +119,19 @@ t.test('a controller that died mid-migration: the next up finishes a switched mo
   t.equal(c2.state.migration('web'), undefined)
   t.equal(c2.state.migration('db'), undefined)
 })
+
+t.test('the connection to the destination drops after the switch: the move completes on a new connection and the record says where the VM runs', async t => {
+  const { b, h1, h2, spec } = await started(t)
+  const c = b.controller()
+  t.teardown(() => c.close())
+  h2.faults.dropConnectionOn = 'finishIncoming'
+  const r = await c.migrate(spec, 'web', 'h2')
+  t.equal(r.to, 'h2', 'migrate reports the move done')
+  t.same(h2.running(), ['db', 'web'], 'the VM runs on h2')
+  t.same(h1.running(), [], 'and no more on h1')
+  const row = c.store.vm('web')
+  t.equal(row?.host, 'h2')
+  t.equal(row?.status, 'ready', 'recorded ready on h2, not failed')
+  t.equal(c.state.migration('web'), undefined, 'no migration record left')
+  t.same((await c.plan(spec)).actions, [], 'up has nothing to do')
+})
