@@ -78,7 +78,7 @@ export interface PlanOptions {
 }
 
 export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed?: Observation, wires: Spec['network']['wires'] = spec.network.wires, opts: PlanOptions = {}): Plan {
-  const resolved = resolveVms(spec, prefix)
+  const resolved = resolveVms(spec, prefix, keptNics(state))
   const changes: Change[] = []
   const held: string[] = []
   const fates = new Map<string, HostFate>()
@@ -199,6 +199,11 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
   const vmRest = vmActions.filter(a => a.kind !== 'vm.delete')
   const actions: Action[] = [...vmDeletes, ...hostDeletes, ...netDeletes, ...netCreates, ...createHosts, ...wiring, ...vmRest]
   return { actions, changes, resolved, ...(held.length > 0 ? { held } : {}) }
+}
+
+/** The NICs the state's VMs run with (their allocated addresses stay theirs). */
+export function keptNics (state: Pick<StateSnapshot, 'vms'>): Record<string, Array<{ name: string, address: string }>> {
+  return Object.fromEntries(state.vms.filter(v => v.record !== undefined).map(v => [v.name, v.record?.nics ?? []]))
 }
 
 function destroys (items: string[]): { destroysData?: string[] } {

@@ -1,25 +1,6 @@
 import t from 'tap'
-import { plan, describePlan, vmHash, hostHash, networkHash } from '../../../blanket-manager/planner/plan.ts'
-import type { StateSnapshot } from '../../../blanket-manager/state/store.ts'
-import { host, spec, vm } from './fixtures.ts'
-
-const empty: StateSnapshot = { networks: [], hosts: [], vms: [] }
-
-/** The state `up` leaves behind after applying a plan for `s`. */
-function applied (s: ReturnType<typeof spec>): StateSnapshot {
-  const p = plan(s, empty, 'scx')
-  return {
-    networks: [{ driver: 'local', specHash: networkHash(s, 'local'), status: 'ready' }],
-    hosts: Object.values(s.hosts).map(h => ({ name: h.name, site: h.site, driver: h.driver, specHash: hostHash(h), status: 'ready' as const, bootstrapped: true })),
-    vms: Object.values(p.resolved).map(r => ({
-      name: r.spec.name,
-      host: r.host,
-      specHash: vmHash(r),
-      status: 'ready' as const,
-      record: { host: r.host, nics: r.nics, memory: r.spec.memory, cpus: r.spec.cpus, image: r.spec.image }
-    }))
-  }
-}
+import { plan, describePlan } from '../../../blanket-manager/planner/plan.ts'
+import { applied, empty, host, spec, vm } from './fixtures.ts'
 
 const base = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1' }), vm('db1', { host: 'h2' })])
 
