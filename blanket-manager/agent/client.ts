@@ -134,6 +134,8 @@ export class AgentClient {
   async listVms (): Promise<VmInfo[]> { return await this.call('vm.list', {}) }
   async vmStats (name: string): Promise<VmStats> { return await this.call('vm.stats', { name }) }
   async balloon (name: string, bytes: number): Promise<void> { await this.call('vm.balloon', { name, bytes }) }
+  /** Stops the guest and keeps its disks (a restart: vm.create then boots it on them). */
+  async stopVm (name: string, timeoutMs: number): Promise<void> { await this.call('vm.stop', { name, timeoutMs }, { timeoutMs: timeoutMs + 60000 }) }
   async prepareIncoming (p: IncomingParams): Promise<IncomingResult> { return await this.call('vm.migrate.incoming', p, { timeoutMs: 120000 }) }
   async migrateOut (p: OutgoingParams): Promise<MigrationSummary> { return await this.call('vm.migrate.outgoing', p, { timeoutMs: p.deadlineMs + 120000 }) }
   async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }

@@ -33,6 +33,7 @@ export type AgentMethod =
   | 'vm.list'
   | 'vm.stats'
   | 'vm.balloon'
+  | 'vm.stop'
   | 'vm.console'
   | 'vm.migrate.incoming'
   | 'vm.migrate.outgoing'
@@ -221,6 +222,9 @@ export interface NameParams { name: string }
 
 /** vm.balloon: the guest's new memory target. */
 export interface BalloonParams { name: string, bytes: number }
+
+/** vm.stop: the guest stops (asked to power down, killed after `timeoutMs`); its directory and disk images stay. */
+export interface StopParams { name: string, timeoutMs: number }
 
 /** vm.migrate.mark / vm.migrate.dirty: the migration whose bitmaps are meant. */
 export type MigrationIdParams = BitmapParams

@@ -14,7 +14,7 @@ import type { ControllerPolicy, HostView } from '../../overdriver/decision/decid
 import type { RepositoryRef, SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import { validateEventInput } from '../events/schema.ts'
-import type { AccelChoice, AdoptTableParams, AdoptTableResult, AgentMethod, AttachParams, BalloonParams, BitmapParams, ConfigureParams, DestroyParams, HandoverParams, HelloResult, IncomingParams, IncomingResult, IssueParams, MigratedParams, NameParams, OutgoingParams, ProbeParams, RepositoryGrantJson, RepositoryInfo, RepositoryParams, SwapLaunch, SwitchesParams, VmImage, VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import type { AccelChoice, AdoptTableParams, AdoptTableResult, AgentMethod, AttachParams, BalloonParams, StopParams, BitmapParams, ConfigureParams, DestroyParams, HandoverParams, HelloResult, IncomingParams, IncomingResult, IssueParams, MigratedParams, NameParams, OutgoingParams, ProbeParams, RepositoryGrantJson, RepositoryInfo, RepositoryParams, SwapLaunch, SwitchesParams, VmImage, VmInfo, VmLaunch, VmStats } from './protocol.ts'
 import { FieldError, absPath, anyObject, arr, bool, byKind, check, count, deviceName, devicePrefix, guard, hex, listenPort, mac, migrationId, none, nonEmpty, num, obj, oneOf, opt, port, nonNegative, specName, isAbsPath, str, tuple, vmName, type Schema } from './validate.ts'
 
 /** Requests without parameters. */
@@ -30,6 +30,7 @@ export interface AgentMethods {
   'vm.list': { params: NoParams, result: VmInfo[] }
   'vm.stats': { params: NameParams, result: VmStats }
   'vm.balloon': { params: BalloonParams, result: null }
+  'vm.stop': { params: StopParams, result: null }
   'vm.console': { params: NameParams, result: { path: string } }
   'vm.migrate.incoming': { params: IncomingParams, result: IncomingResult }
   'vm.migrate.outgoing': { params: OutgoingParams, result: MigrationSummary }
@@ -137,6 +138,7 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
   'vm.list': { params: noParams, result: arr(vmInfo) },
   'vm.stats': { params: nameParams, result: obj<VmStats>({ name: str, memoryBytes: nonNegative, balloonActualBytes: nonNegative, residentBytes: nonNegative }) },
   'vm.balloon': { params: obj<BalloonParams>({ name: vmName, bytes: positive }), result: none },
+  'vm.stop': { params: obj<StopParams>({ name: vmName, timeoutMs: nonNegative }), result: none },
   'vm.console': { params: nameParams, result: obj<{ path: string }>({ path: nonEmpty }) },
   'vm.migrate.incoming': {
     params: obj<IncomingParams>({ launch: vmLaunch, listenIp: address, mode: migrationMode, reuse: opt(migrationId) }),

@@ -96,7 +96,9 @@ export class VmManager {
     const format = this.backend.diskFormat
     for (const d of l.disks) {
       const p = join(vmDir, this.dataDiskFile(d.name))
+      // An existing image is the guest's data: kept (a restart or cold boot), grown when the spec grew it.
       if (!await exists(p)) await createDiskImage(p, format, d.sizeBytes)
+      else await growDiskImage(p, format, d.sizeBytes)
       disks.push({ id: `disk-${d.name}`, path: p, format })
     }
     for (const n of l.nics) await this.ensureTap(n.tap, n.bridge, n.mtu)
@@ -314,6 +316,12 @@ export class VmManager {
     await rm(this.vmDir(name), { recursive: true, force: true })
   }
 
+  /** Stops the guest (power-down asked, killed after `timeoutMs`); its directory and disk images stay for the next create. */
+  async stop (name: string, timeoutMs: number): Promise<void> {
+    await this.backend.stop(name, this.runDir(name), timeoutMs)
+    await this.overdriver.stopSwap(name, 'destroy')
+  }
+
   async status (name: string): Promise<VmInfo> {
     return { ...await this.backend.status(name, this.runDir(name)), accel: this.accel() }
   }
@@ -414,6 +422,14 @@ async function createDiskImage (p: string, format: GuestDefinition['disks'][numb
   await writeFile(tmp, '')
   await truncate(tmp, sizeBytes)
   await rename(tmp, p)
+}
+
+/** Grows a data disk image to `sizeBytes` (never shrinks it: the planner replaces a VM whose disk shrinks). */
+async function growDiskImage (p: string, format: GuestDefinition['disks'][number]['format'], sizeBytes: number): Promise<void> {
+  const now = await imageSize(p)
+  if (now === undefined || now >= sizeBytes) return
+  if (format === 'qcow2') await run('qemu-img', ['resize', '-q', p, String(sizeBytes)])
+  else await truncate(p, sizeBytes)
 }
 
 async function exists (p: string): Promise<boolean> {

@@ -13,6 +13,7 @@ import { operatorName, reapOperations, registerOperations } from './operations.t
 import { SupercloudError, SpecError } from '../../core/errors.ts'
 import type { Spec } from '../../core/spec.ts'
 import { makeProgressPrinter } from './progress.ts'
+import { describePlan } from '../planner/plan.ts'
 import { renderStatus } from './status.ts'
 import { registerServe } from './serve.ts'
 import { registerEvents } from './events.ts'
@@ -83,16 +84,29 @@ program
   .showHelpAfterError()
   .enablePositionalOptions()
 
+const collect = (v: string, prev: string[]): string[] => [...prev, v]
+
 program.command('up')
-  .description('create or update everything the spec describes (idempotent; resumes an interrupted run)')
-  .action(async (_o: unknown, cmd: Command) => {
+  .description('create or update everything the spec describes (idempotent; resumes an interrupted run); a plan that destroys data is confirmed y/N on a terminal, refused without one unless --yes')
+  .option('-y, --yes', 'apply a plan that destroys data (replaced or deleted disks, a replaced host\'s VMs) without asking')
+  .option('--replace <vm/NAME>', 'replace this VM (destroy and re-create it, losing its disks) though it could be kept; repeatable', collect, [])
+  .option('--repair', 're-create hosts found unreachable (their guests\' data is lost); without it they are left alone')
+  .action(async (o: { yes?: boolean, replace: string[], repair?: boolean }, cmd: Command) => {
     await withController(cmd, async (c, spec) => {
       if (spec === undefined) return
       const t0 = Date.now()
+      const { parseReplace, terminalConfirm } = await import('./confirm.ts')
+      const replace = parseReplace(o.replace)
+      const confirm = terminalConfirm()
       const r = await asOperation(c, { kind: 'up', signal: interruptSignal() }, async op => await c.up(spec, {
         signal: op.signal,
         onProgress: op.onProgress,
-        onPlan: lines => {
+        ...(o.yes === true ? { yes: true } : {}),
+        ...(o.repair === true ? { repair: true } : {}),
+        ...(replace.length > 0 ? { replace } : {}),
+        ...(confirm !== undefined ? { confirm } : {}),
+        onPlan: (_lines, p) => {
+          const lines = describePlan(p, process.stderr.isTTY)
           process.stderr.write(lines.length === 0 ? 'plan: nothing to change\n' : `plan (${lines.length} change${lines.length === 1 ? '' : 's'}):\n${lines.map(l => `  ${l}`).join('\n')}\n`)
         }
       }))
@@ -101,16 +115,18 @@ program.command('up')
   })
 
 program.command('plan')
-  .description('show what `up` would change, without changing anything')
+  .description('show what `up` would change (+ create, ~ update, > move, -/+ replace, - delete; DATA LOSS marked), without changing anything')
   .option('--json', 'machine-readable output')
-  .action(async (o: { json?: boolean }, cmd: Command) => {
+  .option('--replace <vm/NAME>', 'plan the replacement of this VM (as `up --replace`); repeatable', collect, [])
+  .option('--repair', 'plan the re-creation of unreachable hosts (as `up --repair`)')
+  .action(async (o: { json?: boolean, replace: string[], repair?: boolean }, cmd: Command) => {
     await withController(cmd, async (c, spec) => {
       if (spec === undefined) return
-      const p = await c.plan(spec)
-      if (o.json === true) process.stdout.write(JSON.stringify({ actions: p.actions.map(a => ({ kind: a.kind, reason: a.reason })), held: p.held ?? [] }, null, 2) + '\n')
+      const p = await c.plan(spec, { ...(o.repair === true ? { repair: true } : {}), replace: (await import('./confirm.ts')).parseReplace(o.replace) })
+      const { changesJson, dataLoss } = await import('../planner/changes.ts')
+      if (o.json === true) process.stdout.write(JSON.stringify({ changes: changesJson(p.changes), destroysData: dataLoss(p.changes), actions: p.actions.map(a => ({ kind: a.kind, reason: a.reason })), held: p.held ?? [] }, null, 2) + '\n')
       else {
-        const { describePlan } = await import('../planner/plan.ts')
-        const lines = describePlan(p)
+        const lines = describePlan(p, process.stdout.isTTY)
         process.stdout.write(lines.length === 0 ? 'nothing to change\n' : lines.join('\n') + '\n')
         if (spec.overdriver !== undefined) process.stdout.write((await import('./plan-capacity.ts')).formatCapacityPlan(spec))
       }

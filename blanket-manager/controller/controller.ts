@@ -13,8 +13,10 @@ import type { EndpointWrite, Topology } from '../../virtualwire/topology/compile
 import type { EndpointConfig, WireSpec } from '../../virtualwire/types.ts'
 import type { AgentClient } from '../agent/client.ts'
 import type { EventHub } from '../events/hub.ts'
-import { describePlan, type Observation, type Plan } from '../planner/plan.ts'
+import { checkReplace, dataLoss, PlanDestroysDataError } from '../planner/changes.ts'
+import { describePlan, type Observation, type Plan, type PlanOptions } from '../planner/plan.ts'
 import type { PlacementOverride, ResolvedVm } from '../planner/placement.ts'
+import { checkPlannable } from '../specfile/plan-checks.ts'
 import type { StateStore } from '../state/store.ts'
 import { controllerCore, type ControllerComponents, type ControllerCore } from './components.ts'
 import { hostRecord, openConsole } from './console.ts'
@@ -23,7 +25,7 @@ import { Reconciler } from './reconcile.ts'
 import type { HostAgent } from './sessions.ts'
 import type { ControllerState } from './state.ts'
 import { statusReport } from './status.ts'
-import type { MigrateOptions, MigrateResult, StatusReport, UpResult } from './types.ts'
+import type { MigrateOptions, MigrateResult, StatusReport, UpOptions, UpResult } from './types.ts'
 import { Wiring } from './wiring.ts'
 
 export class Controller<A extends HostAgent = AgentClient> {
@@ -47,8 +49,10 @@ export class Controller<A extends HostAgent = AgentClient> {
     this.events = components.events
     this.state = this.c.state
     this.wiring = new Wiring(this.c)
-    this.reconciler = new Reconciler(this.c, this.wiring)
     this.migrations = new Migrations(this.c, this.wiring)
+    this.reconciler = new Reconciler(this.c, this.wiring, async (spec, vm, to, signal) => {
+      await this.migrations.migrate(spec, vm, to, signal !== undefined ? { signal } : {})
+    })
   }
 
   /** Driver context: from the spec when given (and remembered), else the remembered one. */
@@ -63,7 +67,13 @@ export class Controller<A extends HostAgent = AgentClient> {
   overrides (): Record<string, PlacementOverride> { return this.migrations.overrides() }
   /** The spec as `up` applies it: the file plus the placement changes made by `migrate`. */
   effectiveSpec (spec: Spec): Spec { return this.migrations.effectiveSpec(spec) }
-  async plan (spec: Spec): Promise<Plan> { return await this.reconciler.plan(spec, this.effectiveSpec(spec)) }
+  async plan (spec: Spec, opts: PlanOptions = {}): Promise<Plan> {
+    checkReplace(spec, this.store, opts.replace ?? [])
+    const eff = this.effectiveSpec(spec)
+    const p = await this.reconciler.plan(spec, eff, opts)
+    await checkPlannable(eff, Object.fromEntries(Object.values(p.resolved).map(r => [r.spec.name, r.host])))
+    return p
+  }
   /** Wires in force: the spec's, plus `wire connect`, minus `wire disconnect`. */
   wires (spec: Spec): WireSpec[] { return this.wiring.wires(spec) }
   /** Records a runtime wiring change (`wire connect` / `wire disconnect`). */
@@ -75,14 +85,23 @@ export class Controller<A extends HostAgent = AgentClient> {
   /** Executes endpoint-interface writes over SSH, in order. */
   async applyEndpointWrites (writes: EndpointWrite[]): Promise<void> { await this.wiring.applyEndpointWrites(writes) }
 
-  /** Reconciles reality with the spec. Safe to interrupt and re-run. */
-  async up (spec: Spec, opts: OperationOptions & { onPlan?: (lines: string[]) => void } = {}): Promise<UpResult> {
+  /**
+   * Reconciles reality with the spec. Safe to interrupt and re-run. A plan that destroys data
+   * (a replace or delete of a VM's disks, of a host's VMs) runs only with `yes` or when
+   * `confirm` agrees; otherwise nothing is changed and it throws PlanDestroysDataError.
+   */
+  async up (spec: Spec, opts: UpOptions = {}): Promise<UpResult> {
     this.store.lock()
     try {
       for (const line of await this.recoverMigrations(spec)) this.c.progress({ subject: 'migration', phase: 'recover', message: line })
-      const p = await this.plan(spec)
+      const p = await this.plan(spec, { ...(opts.repair === true ? { repair: true } : {}), ...(opts.replace !== undefined ? { replace: opts.replace } : {}) })
       const lines = describePlan(p)
-      opts.onPlan?.(lines)
+      opts.onPlan?.(lines, p)
+      const lost = dataLoss(p.changes)
+      if (lost.length > 0 && opts.yes !== true) {
+        const agreed = opts.confirm !== undefined ? await opts.confirm(lost) : false
+        if (!agreed) throw new PlanDestroysDataError(lost, opts.confirm !== undefined)
+      }
       await this.reconciler.apply(this.effectiveSpec(spec), p, opts)
       return { plan: lines, applied: p.actions.length }
     } finally {

@@ -17,7 +17,7 @@ import type { VmLaunch } from '../agent/protocol.ts'
 import { reportMigration, type MigrationReporter } from '../events/migration.ts'
 import { decideReuse, formatDiskSummary, obsoleteAfter, type DirtyStatus, type DiskReuse, type ReuseDecision } from '../migration/disk-reuse.ts'
 import { Switchover, SWITCHOVER_HOOKS, type MigrationSwitchover } from '../migration/switchover.ts'
-import { vmHash, wiringHash } from '../planner/plan.ts'
+import { keptNics, vmHash, wiringHash } from '../planner/plan.ts'
 import { resolveVms, withOverrides, xenMigrationUnsupported, type PlacementOverride, type ResolvedVm } from '../planner/placement.ts'
 import type { HostRow, VmRecord, VmRow } from '../state/store.ts'
 import type { ControllerCore } from './components.ts'
@@ -121,7 +121,7 @@ export class Migrations<A extends HostAgent> {
     overrides[row.name] = this.overrideFor(spec, row.name, to)
     this.c.state.setOverrides(overrides)
     const eff = this.effectiveSpec(spec)
-    const resolved = resolveVms(eff, this.c.store.prefix())
+    const resolved = resolveVms(eff, this.c.store.prefix(), keptNics({ vms: this.c.store.vms() }))
     const moved = resolved[row.name]
     this.c.store.putVm({ ...row, host: to, status: 'ready', ...(row.record !== undefined ? { record: { ...row.record, host: to } } : {}), specHash: moved !== undefined ? vmHash(moved) : row.specHash })
     return { spec: eff, resolved }

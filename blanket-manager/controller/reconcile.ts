@@ -11,7 +11,7 @@ import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
 import type { Spec } from '../../core/spec.ts'
 import type { GuestImageFiles } from '../bootstrap/blanket.ts'
 import type { Topology } from '../../virtualwire/topology/compile.ts'
-import { plan, type Action, type Observation, type Plan } from '../planner/plan.ts'
+import { plan, type Action, type Observation, type Plan, type PlanOptions } from '../planner/plan.ts'
 import type { ResolvedVm } from '../planner/placement.ts'
 import type { HostRow } from '../state/store.ts'
 import type { ControllerCore } from './components.ts'
@@ -33,8 +33,14 @@ interface Run {
   tiny?: GuestImageFiles
 }
 
+/** Live-migrates a VM as `up` moves it: `spec` is the effective spec with the VM as it runs now. */
+export type MoveVm = (spec: Spec, vm: string, to: string, signal?: AbortSignal) => Promise<void>
+
+/** How long a guest restarted by `up` may take to power down before it is stopped hard. */
+const STOP_TIMEOUT_MS = 20000
+
 export class Reconciler<A extends HostAgent> {
-  constructor (private readonly c: ControllerCore<A>, private readonly wiring: Wiring<A>) {}
+  constructor (private readonly c: ControllerCore<A>, private readonly wiring: Wiring<A>, private readonly move: MoveVm) {}
 
   /** Looks at the hosts and guests that the state says exist. */
   async observe (): Promise<Observation> {
@@ -63,13 +69,13 @@ export class Reconciler<A extends HostAgent> {
   }
 
   /** The plan for `spec` (the file; `eff` with the placement changes made by `migrate`). */
-  async plan (spec: Spec, eff: Spec): Promise<Plan> {
+  async plan (spec: Spec, eff: Spec, opts: PlanOptions = {}): Promise<Plan> {
     const ctx = await this.c.context(spec)
     const obs = await this.observe()
     obs.wiringApplied = this.c.state.wiresApplied()
     const wires = this.wiring.wires(spec)
     if (wires.length > 0 && obs.wiringApplied !== '') obs.wiringDrift = await this.wiring.drifted(eff, ctx.prefix, wires)
-    return plan(eff, this.c.store.snapshot(), ctx.prefix, obs, wires)
+    return plan(eff, this.c.store.snapshot(), ctx.prefix, obs, wires, opts)
   }
 
   /** Applies `p` (planned for the effective spec `spec`). */
@@ -81,33 +87,57 @@ export class Reconciler<A extends HostAgent> {
       progress: ev => { this.c.progress(ev); opts.onProgress?.(ev) },
       ...(opts.signal !== undefined ? { signal: opts.signal } : {})
     }
-    await this.applyDeletes(run)
-    await this.applyNetworks(run)
-    // The builtin guest image: for guests that use it and for new hosts (KVM probe guest).
-    const needsTiny = actions(p, 'host.create').length > 0 ||
-      actions(p, 'vm.create').some(a => spec.images[a.vm.spec.image]?.kind === 'builtin')
-    if (needsTiny) run.tiny = await this.c.images.tiny({ signal: run.signal, onProgress: run.progress })
-    await allSettledOrThrow(actions(p, 'host.create').map(async a => { await this.createHost(run, a) }))
-    // VirtualWire: endpoints and switches before the guests whose NICs join them.
-    const topo = this.wiring.topology(spec, p.resolved, run.ctx.prefix, this.wiring.wires(spec))
-    await this.applyWires(run, topo)
-    await allSettledOrThrow([...actions(p, 'vm.create'), ...actions(p, 'vm.balloon')].map(async a => {
-      throwIfAborted(run.signal, 'up')
-      if (a.kind === 'vm.balloon') { await this.balloon(a); return }
-      await this.createVm(run, a.vm, a.specHash, topo)
-      this.c.store.journal('vm.running', a.vm.spec.name, { host: a.vm.host })
-    }))
-  }
-
-  private async applyDeletes (run: Run): Promise<void> {
-    await allSettledOrThrow(actions(run.plan, 'vm.delete').map(async a => {
+    await allSettledOrThrow(actions(p, 'vm.delete').map(async a => {
       await this.deleteVm(a.name, run.progress)
       this.c.store.journal('vm.deleted', a.name, { host: a.host, reason: a.reason })
     }))
-    await allSettledOrThrow(actions(run.plan, 'host.delete').map(async a => {
+    // Hosts re-created under the same name go before their creation; removed ones after the moves off them.
+    const recreated = new Set(actions(p, 'host.create').map(a => a.host.name))
+    await this.deleteHosts(run, actions(p, 'host.delete').filter(a => recreated.has(a.name)))
+    await this.applyNetworks(run)
+    // The builtin guest image: for guests that use it and for new hosts (KVM probe guest).
+    const needsTiny = actions(p, 'host.create').length > 0 ||
+      [...actions(p, 'vm.create'), ...actions(p, 'vm.restart')].some(a => spec.images[a.vm.spec.image]?.kind === 'builtin')
+    if (needsTiny) run.tiny = await this.c.images.tiny({ signal: run.signal, onProgress: run.progress })
+    await allSettledOrThrow(actions(p, 'host.create').map(async a => { await this.createHost(run, a) }))
+    // Moves one at a time (each is a live migration with its disks), as it runs now: a restart below applies new sizes.
+    for (const a of actions(p, 'vm.move')) {
+      throwIfAborted(run.signal, 'up')
+      run.progress({ subject: `vm ${a.name}`, phase: 'migrate', message: `moving by live migration ${a.from} -> ${a.to} with its disks` })
+      await this.move({ ...spec, vms: { ...spec.vms, [a.name]: a.running } }, a.name, a.to, run.signal)
+      this.c.store.journal('vm.moved', a.name, { from: a.from, to: a.to })
+    }
+    await this.deleteHosts(run, actions(p, 'host.delete').filter(a => !recreated.has(a.name)))
+    await this.deleteNetworks(run)
+    // VirtualWire: endpoints and switches before the guests whose NICs join them.
+    const topo = this.wiring.topology(spec, p.resolved, run.ctx.prefix, this.wiring.wires(spec))
+    await this.applyWires(run, topo)
+    await allSettledOrThrow([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.balloon')].map(async a => {
+      throwIfAborted(run.signal, 'up')
+      if (a.kind === 'vm.balloon') { await this.balloon(a); return }
+      if (a.kind === 'vm.restart') await this.stopVm(run, a.vm)
+      await this.createVm(run, a.vm, a.specHash, topo)
+      this.c.store.journal(a.kind === 'vm.restart' ? 'vm.restarted' : 'vm.running', a.vm.spec.name, { host: a.vm.host, ...(a.kind === 'vm.restart' ? { reason: a.reason } : {}) })
+    }))
+  }
+
+  private async deleteHosts (run: Run, hosts: Array<ActionOf<'host.delete'>>): Promise<void> {
+    await allSettledOrThrow(hosts.map(async a => {
       await this.deleteHost(run.ctx, a.name, run.progress)
       this.c.store.journal('host.deleted', a.name, { reason: a.reason })
     }))
+  }
+
+  /** Stops a guest that is restarted on its disks (the agent keeps its directory and images). */
+  private async stopVm (run: Run, vm: ResolvedVm): Promise<void> {
+    const agent = await this.c.sessions.agent(vm.host)
+    run.progress({ subject: `vm ${vm.spec.name}`, phase: 'stop', message: `stopping on ${vm.host} (its disks stay)` })
+    // The builtin guest does not power down on request (nothing to flush but what the user synced): stopped at once.
+    const img = run.spec.images[vm.spec.image]
+    await agent.stopVm(vm.spec.name, img?.kind === 'builtin' ? 0 : STOP_TIMEOUT_MS)
+  }
+
+  private async deleteNetworks (run: Run): Promise<void> {
     for (const a of actions(run.plan, 'network.delete')) {
       run.progress({ subject: `network ${a.driver}`, phase: 'delete', message: 'removing sites and WAN' })
       await this.c.driver(a.driver).destroyNetwork(run.ctx, { signal: run.signal, onProgress: run.progress })
@@ -151,7 +181,7 @@ export class Reconciler<A extends HostAgent> {
     for (const a of actions(run.plan, 'wires.sync')) {
       run.progress({ subject: 'virtualwire', phase: 'sync', message: `${a.wires} wire(s): ${a.reason}` })
       // Guests (re)created by this plan get their bridges at creation.
-      await this.wiring.sync(run.spec, topo, run.ctx.prefix, new Set(actions(run.plan, 'vm.create').map(x => x.vm.spec.name)), run.progress)
+      await this.wiring.sync(run.spec, topo, run.ctx.prefix, new Set([...actions(run.plan, 'vm.create'), ...actions(run.plan, 'vm.restart')].map(x => x.vm.spec.name)), run.progress)
       this.c.state.setWiresApplied(a.wiringHash)
       this.c.store.journal('wires.synced', 'virtualwire', { wires: a.wires })
     }
@@ -168,7 +198,7 @@ export class Reconciler<A extends HostAgent> {
   /** Creates one guest: recorded 'creating', then 'ready', or 'failed' with the error when the agent could not run it. */
   private async createVm (run: Run, vm: ResolvedVm, specHash: string, topo: Topology): Promise<void> {
     const name = vm.spec.name
-    const record = { host: vm.host, nics: vm.nics, memory: vm.spec.memory, cpus: vm.spec.cpus, image: vm.spec.image }
+    const record = { host: vm.host, nics: vm.nics, memory: vm.spec.memory, cpus: vm.spec.cpus, image: vm.spec.image, disks: vm.spec.disks.map(d => ({ name: d.name, sizeBytes: d.sizeBytes })) }
     this.c.store.putVm({ name, host: vm.host, specHash, status: 'creating', record })
     const agent = await this.c.sessions.agent(vm.host)
     const launch = await buildLaunch(this.c, { spec: run.spec, vm, host: vm.host, topo, progress: run.progress, ...(run.tiny !== undefined ? { tiny: run.tiny } : {}), ...(run.signal !== undefined ? { signal: run.signal } : {}) })

@@ -1,7 +1,8 @@
 /** The controller's public option and result types (the CLI, the server and tests use them). */
 import type { MigrationMode, MigrationProgress } from '../../core/migration.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
-import type { ProgressEvent } from '../../core/progress.ts'
+import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
+import type { Plan } from '../planner/plan.ts'
 import { CancelledError } from '../../core/errors.ts'
 import type { VmInfo } from '../agent/protocol.ts'
 
@@ -24,6 +25,19 @@ export interface MigrateOptions {
 export interface MigrateResult extends MigrationSummary {
   from: string
   to: string
+}
+
+export interface UpOptions extends OperationOptions {
+  /** The plan, as lines (describePlan) and as planned, before anything is applied. */
+  onPlan?: (lines: string[], plan: Plan) => void
+  /** Apply a plan that destroys data without asking. */
+  yes?: boolean
+  /** Asked when the plan destroys data (the CLI asks y/N on a terminal); without it such a plan is refused. */
+  confirm?: (lost: string[]) => Promise<boolean>
+  /** Re-create unreachable hosts (their guests' data is lost). */
+  repair?: boolean
+  /** VMs to replace though they could be kept (`--replace vm/NAME`). */
+  replace?: string[]
 }
 
 export interface UpResult {

@@ -4,7 +4,7 @@
  */
 import type { HostSpec, Spec, VmSpec } from '../../core/spec.ts'
 import { CapacityError } from '../../core/errors.ts'
-import { broadcastOf, firstHostOf, formatIpv4, networkOf, parseCidr } from '../../core/ipv4.ts'
+import { broadcastOf, cidrContains, firstHostOf, formatIpv4, networkOf, parseCidr } from '../../core/ipv4.ts'
 
 export interface ResolvedNic {
   name: string
@@ -105,12 +105,29 @@ function mib (bytes: number): string {
   return bytes % (1024 ** 3) === 0 ? `${bytes / 1024 ** 3}G` : `${Math.round(bytes / 1024 ** 2)}M`
 }
 
-/** Places VMs and fills in NIC addresses (from the host's site subnet, from .100 up), MACs and TAP names. */
-export function resolveVms (spec: Spec, prefix: string): Record<string, ResolvedVm> {
+/**
+ * Places VMs and fills in NIC addresses (from the host's site subnet, from .100 up), MACs and TAP
+ * names. `kept`: the NICs VMs run with now (the state's records); an allocated address they have
+ * stays theirs while it is in their site's subnet, so adding a VM never renumbers the others.
+ */
+export function resolveVms (spec: Spec, prefix: string, kept: Record<string, Array<{ name: string, address: string }>> = {}): Record<string, ResolvedVm> {
   const placement = place(spec)
   const used = new Set<string>()
   for (const vm of Object.values(spec.vms)) for (const n of vm.nics) if (n.address !== undefined) used.add(n.address.split('/')[0] ?? '')
   for (const h of Object.values(spec.hosts)) if (h.local?.address !== undefined) used.add(h.local.address)
+  const keptAddress = new Map<string, string>()
+  for (const vm of Object.values(spec.vms).sort((a, b) => a.name.localeCompare(b.name))) {
+    const subnet = spec.sites[spec.hosts[placement[vm.name] ?? '']?.site ?? '']?.subnet
+    const c = subnet !== undefined ? parseCidr(subnet) : undefined
+    for (const n of vm.nics) {
+      const had = kept[vm.name]?.find(k => k.name === n.name)?.address
+      const a = had !== undefined ? parseCidr(had) : undefined
+      const ip = had?.split('/')[0] ?? ''
+      if (n.address !== undefined || a === undefined || c === undefined || a.prefix !== c.prefix || !cidrContains(c, a.address) || used.has(ip)) continue
+      used.add(ip)
+      keptAddress.set(`${vm.name}.${n.name}`, had ?? '')
+    }
+  }
   const out: Record<string, ResolvedVm> = {}
   for (const vm of Object.values(spec.vms).sort((a, b) => a.name.localeCompare(b.name))) {
     const hostName = placement[vm.name] ?? ''
@@ -118,7 +135,7 @@ export function resolveVms (spec: Spec, prefix: string): Record<string, Resolved
     const site = host !== undefined ? spec.sites[host.site] : undefined
     const gateway = host !== undefined ? siteGateway(spec, host.site) : undefined
     const nics: ResolvedNic[] = vm.nics.map(n => {
-      let address = n.address
+      let address = n.address ?? keptAddress.get(`${vm.name}.${n.name}`)
       if (address === undefined) {
         if (site?.subnet === undefined) throw new CapacityError(`vms.${vm.name}.nics.${n.name}: no address given and site ${host?.site ?? '?'} has no subnet to allocate from`)
         const c = parseCidr(site.subnet)

@@ -36,6 +36,8 @@ export interface VmRecord {
   memory: { requestedBytes: number, allocatedBytes: number }
   cpus: number
   image: string
+  /** Its data disks as last launched (absent in states written before disks were recorded: then the spec's are assumed). */
+  disks?: Array<{ name: string, sizeBytes: number }>
 }
 
 export interface VmRow {

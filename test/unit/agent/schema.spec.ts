@@ -36,6 +36,7 @@ const GOOD: { [M in AgentMethod]: AgentParams<M> } = {
   'vm.list': {},
   'vm.stats': { name: 'web1' },
   'vm.balloon': { name: 'web1', bytes: 128 * MiB },
+  'vm.stop': { name: 'web1', timeoutMs: 0 },
   'vm.console': { name: 'web1' },
   'vm.migrate.incoming': { launch, listenIp: '198.18.0.3', mode: 'auto', reuse: id },
   'vm.migrate.outgoing': { name: 'web1', destIp: '198.18.0.3', migrationPort: 49152, nbdPort: 49153, mode: 'precopy', maxDowntimeMs: 100, deadlineMs: 120000, holdAtSwitchover: true, incremental: { id, nodes: ['drv-disk-data'] } },
@@ -68,6 +69,7 @@ const BAD: Partial<Record<AgentMethod, Array<[string, unknown]>>> = {
   'vm.status': [['name', 'web 1']],
   'vm.stats': [['name', 42]],
   'vm.balloon': [['bytes', 'lots']],
+  'vm.stop': [['name', '../web1'], ['timeoutMs', -1]],
   'vm.console': [['name', '/etc']],
   'vm.migrate.incoming': [['launch.name', '..'], ['listenIp', '198.18.0.3/24'], ['mode', 'xbzrle'], ['reuse', 'zz']],
   'vm.migrate.outgoing': [['name', 'a'.repeat(33)], ['migrationPort', 70000], ['holdAtSwitchover', 'yes'], ['incremental.id', '../id']],
@@ -110,7 +112,7 @@ function refusal (method: AgentMethod, params: unknown): SupercloudError | undef
 const methods = Object.keys(AGENT_SCHEMAS) as AgentMethod[]
 
 t.test('every method: a good request passes', async t => {
-  t.equal(methods.length, 30, 'thirty methods')
+  t.equal(methods.length, 31, 'thirty-one methods')
   for (const m of methods) t.same(parseParams(m, GOOD[m]), GOOD[m], `${m}: accepted as sent`)
 })
 

@@ -155,6 +155,11 @@ export class MemAgent implements HostAgent {
   }
 
   async destroyVm (...[name]: Fn<'destroyVm'>['args']): Promise<void> { this.call(`destroyVm ${name}`); this.h.guests.delete(name) }
+
+  async stopVm (...[name]: Fn<'stopVm'>['args']): Promise<void> {
+    this.call(`stopVm ${name}`)
+    if (this.h.guests.has(name)) this.h.guests.set(name, { state: 'shutdown', detail: 'shutdown' })
+  }
   async vmStatus (name: string): Promise<VmInfo> { this.call(`vmStatus ${name}`); return this.info(name) }
   async balloon (name: string): Promise<void> { this.call(`balloon ${name}`) }
 

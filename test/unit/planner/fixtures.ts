@@ -1,4 +1,24 @@
 import type { Spec, VmSpec, HostSpec } from '../../../core/spec.ts'
+import { hostHash, networkHash, plan, vmHash } from '../../../blanket-manager/planner/plan.ts'
+import type { StateSnapshot } from '../../../blanket-manager/state/store.ts'
+
+export const empty: StateSnapshot = { networks: [], hosts: [], vms: [] }
+
+/** The state `up` leaves behind after applying a plan for `s`. */
+export function applied (s: Spec): StateSnapshot {
+  const p = plan(s, empty, 'scx')
+  return {
+    networks: [{ driver: 'local', specHash: networkHash(s, 'local'), status: 'ready' }],
+    hosts: Object.values(s.hosts).map(h => ({ name: h.name, site: h.site, driver: h.driver, specHash: hostHash(h), status: 'ready' as const, bootstrapped: true })),
+    vms: Object.values(p.resolved).map(r => ({
+      name: r.spec.name,
+      host: r.host,
+      specHash: vmHash(r),
+      status: 'ready' as const,
+      record: { host: r.host, nics: r.nics, memory: r.spec.memory, cpus: r.spec.cpus, image: r.spec.image, disks: r.spec.disks }
+    }))
+  }
+}
 
 const M = 1024 * 1024
 

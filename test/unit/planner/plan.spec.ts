@@ -1,25 +1,6 @@
 import t from 'tap'
-import { plan, describePlan, vmHash, hostHash, networkHash } from '../../../blanket-manager/planner/plan.ts'
-import type { StateSnapshot } from '../../../blanket-manager/state/store.ts'
-import { host, spec, vm } from './fixtures.ts'
-
-const empty: StateSnapshot = { networks: [], hosts: [], vms: [] }
-
-/** The state `up` leaves behind after applying a plan for `s`. */
-function applied (s: ReturnType<typeof spec>): StateSnapshot {
-  const p = plan(s, empty, 'scx')
-  return {
-    networks: [{ driver: 'local', specHash: networkHash(s, 'local'), status: 'ready' }],
-    hosts: Object.values(s.hosts).map(h => ({ name: h.name, site: h.site, driver: h.driver, specHash: hostHash(h), status: 'ready' as const, bootstrapped: true })),
-    vms: Object.values(p.resolved).map(r => ({
-      name: r.spec.name,
-      host: r.host,
-      specHash: vmHash(r),
-      status: 'ready' as const,
-      record: { host: r.host, nics: r.nics, memory: r.spec.memory, cpus: r.spec.cpus, image: r.spec.image }
-    }))
-  }
-}
+import { plan, describePlan } from '../../../blanket-manager/planner/plan.ts'
+import { applied, empty, host, spec, vm } from './fixtures.ts'
 
 const base = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1' }), vm('db1', { host: 'h2' })])
 
@@ -53,18 +34,18 @@ t.test('removed VM and host are deleted, VMs before hosts', async t => {
   t.same(p.actions.map(a => a.kind), ['vm.delete', 'host.delete'])
 })
 
-t.test('changing allocated memory balloons in place; changing requested replaces', async t => {
+t.test('changing allocated memory balloons in place; changing requested restarts the guest on its disks', async t => {
   const st = applied(base)
   const ballooned = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1', mem: 128, alloc: 64 }), vm('db1', { host: 'h2' })])
   t.same(plan(ballooned, st, 'scx').actions.map(a => a.kind), ['vm.balloon'])
   const bigger = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1', mem: 256 }), vm('db1', { host: 'h2' })])
-  t.same(plan(bigger, st, 'scx').actions.map(a => a.kind), ['vm.delete', 'vm.create'])
+  t.same(plan(bigger, st, 'scx').actions.map(a => a.kind), ['vm.restart'])
 })
 
-t.test('observed drift is repaired: dead VM restarted, vanished host recreated with its VMs', async t => {
+t.test('observed drift is repaired: dead VM started again on its disks, vanished host recreated with its VMs', async t => {
   const st = applied(base)
   const p1 = plan(base, st, 'scx', { hosts: { h1: 'running', h2: 'running' }, vms: { web1: 'absent', db1: 'running' } })
-  t.same(p1.actions.map(a => a.kind), ['vm.create'])
+  t.same(p1.actions.map(a => a.kind), ['vm.restart'])
   t.match(describePlan(p1)[0], /VM is absent: restarting/)
   const p2 = plan(base, st, 'scx', { hosts: { h1: 'gone', h2: 'running' }, vms: { db1: 'running' } })
   t.same(p2.actions.map(a => a.kind), ['host.create', 'vm.create'])
