@@ -28,7 +28,7 @@ cli_bundle_stale () {
 # for the lock. esbuild's messages go to ROOT/dist/cli-build.log. Non-zero when the build failed.
 cli_bundle_build () (
   local root=$1 dist="$1/dist" dir old
-  mkdir -p "$dist" 2>/dev/null && exec 9>"$dist/.cli-build.lock" && flock 9 || return 1
+  { mkdir -p "$dist" && exec 9>"$dist/.cli-build.lock" && flock 9; } 2>/dev/null || return 1
   cli_bundle_stale "$root" || return 0
   dir=$(mktemp -d "$dist/cli-XXXXXX") || return 1
   chmod 755 "$dir" && touch "$dir/stamp"
