@@ -39,6 +39,10 @@ if [[ ! -d node_modules/.package-lock.json && ! -f node_modules/.package-lock.js
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 
+# The CLI as bundled JavaScript (dist/cli/), so the first command starts at once; bin/supercloud
+# rebuilds it whenever a source is newer.
+bash scripts/cli-bundle.sh
+
 # Build (or find in the cache) the guest image used by examples and tests.
 node --import tsx images/guest/build-cli.ts >/dev/null
 echo "setup: ready" >&2

@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { attachToEndpoint } from '../../virtualwire/endpoint/attach.ts'
-import { ENDPOINT_DAEMON_SCRIPT, endpointDaemonArgv } from '../../virtualwire/endpoint/daemon.ts'
+import { endpointDaemonArgv, endpointDaemonScript } from '../../virtualwire/endpoint/daemon.ts'
 import { run, sleep, type Res } from './proc.ts'
 
 /** The repository root: the daemon resolves `--import tsx` from here. */
@@ -129,7 +129,7 @@ export class Lab {
    */
   async startEndpointDaemon (name: string, opts: { fastPath?: boolean } = {}): Promise<void> {
     const h = this.host(name)
-    const argv = endpointDaemonArgv({ script: ENDPOINT_DAEMON_SCRIPT, root: h.root, statePath: h.state, prefix: this.prefix, ...(opts.fastPath === false ? { fastPath: false } : {}) })
+    const argv = endpointDaemonArgv({ script: endpointDaemonScript(), root: h.root, statePath: h.state, prefix: this.prefix, ...(opts.fastPath === false ? { fastPath: false } : {}) })
     const q = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`
     const c = this.track(spawn('nsenter', ['-t', String(h.holder.pid), '-m', '-n', 'sh', '-c', `cd ${q(REPO)} && exec ${argv.map(q).join(' ')} >>${q(h.log)} 2>&1`], { stdio: 'ignore' }))
     h.daemon = c

@@ -3,7 +3,7 @@ import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
 import { mkdir, writeFile, rename } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { projectRoot } from '../../core/root.ts'
 import { cacheRoot } from '../state/paths.ts'
 
 export interface AgentBundle {
@@ -46,7 +46,7 @@ export async function bundleEntry (name: string, entry: string, external: string
   return await p
 }
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const repoRoot = projectRoot()
 
 /** The host agent, one file. */
 export async function agentBundle (): Promise<AgentBundle> {

@@ -6,7 +6,7 @@
  * runs on the host is drivers/host-bootstrap/xen-boot.sh; decisions are in xen-boot-plan.ts.
  */
 import { readFile } from 'node:fs/promises'
-import { fileURLToPath } from 'node:url'
+import { projectPath } from '../../core/root.ts'
 import type { SshConnection } from '../../core/ssh.ts'
 import { shq } from '../../core/ssh.ts'
 import type { OperationOptions } from '../../core/progress.ts'
@@ -15,7 +15,7 @@ import { assessTrialBoot, parseBootStatus, stepFraction, type XenBootStatus, typ
 import { fallbackEntry, findXenEntry, grubDefaultSetting, parseGrubMenu, resolveGrubRef, SAVED_ENTRY } from './grub-menu.ts'
 import { parseHostFacts, parseKeyValues, xenCapability, type XenHostFacts } from './xen-host-facts.ts'
 
-export const XEN_BOOT_SCRIPT = fileURLToPath(new URL('../../drivers/host-bootstrap/xen-boot.sh', import.meta.url))
+export const XEN_BOOT_SCRIPT = projectPath('drivers', 'host-bootstrap', 'xen-boot.sh')
 
 /** Where things are on the host. Defaults are the real paths; tests use temporary ones. */
 export interface XenBootLayout {

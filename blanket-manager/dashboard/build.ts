@@ -9,8 +9,9 @@ import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import type { Asset } from '../server/server.ts'
+import { projectPath } from '../../core/root.ts'
 
-const here = import.meta.dirname
+const here = projectPath('blanket-manager', 'dashboard')
 
 export async function buildDashboard (): Promise<Map<string, Asset>> {
   const out = await build({

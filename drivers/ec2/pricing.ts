@@ -5,11 +5,11 @@
  * price of 40 small instances). docs/pricing.md.
  */
 import { readFile } from 'node:fs/promises'
-import { fileURLToPath } from 'node:url'
+import { projectPath } from '../../core/root.ts'
 import { SupercloudError } from '../../core/errors.ts'
 import type { HostSpec, VmSpec } from '../../core/spec.ts'
 
-export const DEFAULT_PRICES_PATH = fileURLToPath(new URL('./prices.json', import.meta.url))
+export const DEFAULT_PRICES_PATH = projectPath('drivers', 'ec2', 'prices.json')
 const GIB = 1024 ** 3
 
 export interface InstanceTypeInfo {

@@ -4,7 +4,7 @@
  */
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { projectPath } from '../../core/root.ts'
 import type { DriverContext } from '../cloud.ts'
 import type { OperationOptions } from '../../core/progress.ts'
 import { LocalDriverError, throwIfAborted } from '../../core/errors.ts'
@@ -21,7 +21,7 @@ const SOCAT_PORT = 40002
 interface RelayState { relayPid: number, socatPid: number, delayMs: number }
 
 function relayProgram (): { argv: string[] } {
-  const relay = fileURLToPath(new URL('./delay-relay.ts', import.meta.url))
+  const relay = projectPath('drivers', 'local', 'delay-relay.ts')
   return { argv: [process.execPath, '--import', import.meta.resolve('tsx'), relay] }
 }
 

@@ -6,10 +6,10 @@
  * same bytes.
  */
 import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { throwIfAborted } from '../../core/errors.ts'
+import { projectPath } from '../../core/root.ts'
 import { buildKit, type KernelModule, progressReporter, sha256 } from '../lib/build-kit.ts'
 import { cachedImage, type ImageBuildOptions, type ImageManifest, imageId } from '../lib/image-cache.ts'
 import { INIT_COMMON_DIGEST_KEY, initCommonEntry, readInitCommon } from '../lib/init-common.ts'
@@ -51,7 +51,7 @@ export interface TinyImage {
   tools: { memload: string, netprobe: string, l2fw: string }
 }
 
-const HERE = dirname(fileURLToPath(import.meta.url))
+const HERE = projectPath('images', 'guest')
 const INIT_SCRIPT = join(HERE, 'init.sh')
 const TOOLS_DIR = join(HERE, 'tools')
 const CFLAGS = ['-static', '-O2', '-s', '-Wall']

@@ -3,13 +3,12 @@
  * module loading, the sc.* words, /etc, the status line). Each recipe reads it as an input,
  * hashes it into its image id and ships it at INIT_COMMON_PATH.
  */
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { projectPath } from '../../core/root.ts'
 import type { CpioEntry } from '../guest/cpio.ts'
 import type { BuildKit } from './build-kit.ts'
 
 /** The fragment in this checkout. */
-export const INIT_COMMON_SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'init-common.sh')
+export const INIT_COMMON_SOURCE = projectPath('images', 'lib', 'init-common.sh')
 
 /** Where it lands in the initramfs; images/guest/init.sh and images/xen-host/init.sh source this path. */
 export const INIT_COMMON_PATH = '/lib/supercloud/init-common.sh'

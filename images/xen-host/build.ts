@@ -12,10 +12,10 @@
  * appends them as a second cpio archive (drivers/local/xen-host-args.ts).
  */
 import { chmod, copyFile, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { throwIfAborted } from '../../core/errors.ts'
+import { projectPath } from '../../core/root.ts'
 import { type CpioEntry, writeNewc } from '../guest/cpio.ts'
 import { BOOT_DIR, buildKit, type KernelModule, progressReporter, sha256 } from '../lib/build-kit.ts'
 import { cachedImage, type ImageBuildOptions, type ImageManifest, imageId } from '../lib/image-cache.ts'
@@ -128,7 +128,7 @@ interface Manifest extends ImageManifest {
   xenVersion: string
 }
 
-const HERE = dirname(fileURLToPath(import.meta.url))
+const HERE = projectPath('images', 'xen-host')
 const INIT_SCRIPT = join(HERE, 'init.sh')
 const VIF_SCRIPT = join(HERE, 'vif-bridge.sh')
 const BLOCK_SCRIPT = join(HERE, 'block.sh')

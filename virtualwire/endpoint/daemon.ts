@@ -13,6 +13,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { SupercloudError } from '../../core/errors.ts'
+import { projectPath } from '../../core/root.ts'
 import { mountEndpointFs } from './fs.ts'
 import { DEFAULT_ENDPOINT_MTU, EndpointManager, type EndpointLog } from './manager.ts'
 
@@ -58,8 +59,10 @@ export function endpointDaemonArgv (o: { script: string, root: string, statePath
   ]
 }
 
-/** Path of this file (for `endpointDaemonArgv` when running from the source tree). */
-export const ENDPOINT_DAEMON_SCRIPT = fileURLToPath(import.meta.url)
+/** Path of this file in the checkout (for `endpointDaemonArgv` when running from the source tree). */
+export function endpointDaemonScript (): string {
+  return projectPath('virtualwire', 'endpoint', 'daemon.ts')
+}
 
 function alive (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
@@ -118,7 +121,11 @@ async function main (): Promise<void> {
   process.on('SIGINT', () => { bye('SIGINT') })
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+/** Defined (true) by the CLI's bundle (scripts/cli-bundle.sh): there this file is one module of the CLI, never the program. */
+declare const SUPERCLOUD_CLI_BUNDLE: boolean | undefined
+
+// The program when node started this file: from the sources, or as the daemon's own bundle on a host.
+if (typeof SUPERCLOUD_CLI_BUNDLE === 'undefined' && process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   main().catch(err => {
     process.stderr.write(`endpoint manager failed: ${(err as Error).stack ?? String(err)}\n`)
     process.exit(1)

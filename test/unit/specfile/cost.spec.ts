@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadSpec, parseSpec } from '../../../blanket-manager/specfile/load.ts'
-import { priceTableFor, renderCost, specCostPlan } from '../../../blanket-manager/cli/cost.ts'
+import { priceTableFor, renderCost, specCostPlan } from '../../../blanket-manager/cli/cost-plan.ts'
 import { loadPriceTable } from '../../../drivers/ec2/pricing.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
