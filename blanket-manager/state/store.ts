@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { HostRecord } from '../../drivers/cloud.ts'
 import { StateLockedError } from '../../core/errors.ts'
+import type { HostKeyPins, PinnedHostKey } from '../../core/ssh.ts'
 
 export type ResourceStatus = 'creating' | 'ready' | 'destroying' | 'failed' | 'migrating'
 
@@ -71,6 +72,7 @@ CREATE TABLE IF NOT EXISTS vms (
   name TEXT PRIMARY KEY, host TEXT NOT NULL, spec_hash TEXT NOT NULL, status TEXT NOT NULL,
   record TEXT, error TEXT, updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT, who TEXT NOT NULL, pid INTEGER NOT NULL, started TEXT NOT NULL, ended TEXT, status TEXT NOT NULL, cancel_by TEXT);
+CREATE TABLE IF NOT EXISTS host_keys (host TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, public_key TEXT NOT NULL, pinned TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
 `
 
@@ -241,6 +243,32 @@ export class StateStore {
 
   deleteHost (name: string): void {
     this.db.prepare('DELETE FROM hosts WHERE name = ?').run(name)
+  }
+
+  /**
+   * The SSH host key pinned for a host: its fingerprint (SHA256:..., as OpenSSH prints it), the
+   * public key (`type base64`, for a known_hosts file) and when it was pinned.
+   */
+  hostKey (host: string): PinnedHostKey | undefined {
+    const r = this.db.prepare('SELECT fingerprint, public_key, pinned FROM host_keys WHERE host = ?').get(host) as { fingerprint: string, public_key: string, pinned: string } | undefined
+    return r === undefined ? undefined : { fingerprint: r.fingerprint, publicKey: r.public_key, since: r.pinned }
+  }
+
+  /** Pins a host's key (replacing an earlier pin). */
+  pinHostKey (host: string, fingerprint: string, publicKey: string): void {
+    this.db.prepare(`INSERT INTO host_keys (host, fingerprint, public_key, pinned) VALUES (?, ?, ?, ?)
+      ON CONFLICT(host) DO UPDATE SET fingerprint = excluded.fingerprint, public_key = excluded.public_key, pinned = excluded.pinned`)
+      .run(host, fingerprint, publicKey, new Date().toISOString())
+  }
+
+  /** The pins as SSH connections use them (core/ssh.ts). */
+  get hostKeyPins (): HostKeyPins {
+    return { pinned: host => this.hostKey(host), pin: (host, fp, key) => { this.pinHostKey(host, fp, key) } }
+  }
+
+  /** Forgets a host's pinned key (the next connection pins the key it meets); false when none was pinned. */
+  forgetHostKey (host: string): boolean {
+    return this.db.prepare('DELETE FROM host_keys WHERE host = ?').run(host).changes === 1
   }
 
   vms (): VmRow[] {
