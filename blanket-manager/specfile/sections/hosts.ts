@@ -7,6 +7,7 @@ import { entries, isObject, str, tryParse, unknownRef, type NormalizeContext, ty
 import type { SitesResult } from './sites.ts'
 import { normalizeEc2 } from './ec2.ts'
 import { hostKeyFingerprint } from '../../../core/host-keys.ts'
+import { sshAddressProblem, sshUserProblem } from '../../../core/ssh-values.ts'
 
 const DEFAULT_HOST_CPUS = 2
 const DEFAULT_HOST_MEMORY = 2 * 1024 ** 3
@@ -99,6 +100,10 @@ function sshHost (host: HostSpec, v: Obj, at: SpecPath, { report, resolvePath }:
     user: str(s.user) ?? DEFAULT_SSH_USER,
     key: resolvePath(str(s.key) ?? '')
   }
+  const addressProblem = host.ssh.address !== '' ? sshAddressProblem(host.ssh.address) : undefined
+  if (addressProblem !== undefined) report([...at, 'ssh', 'address'], addressProblem)
+  const userProblem = sshUserProblem(host.ssh.user)
+  if (userProblem !== undefined) report([...at, 'ssh', 'user'], userProblem)
   const bridge = str(s.guestBridge)
   if (bridge !== undefined) host.ssh.guestBridge = bridge
   const hostKey = str(s.hostKey)
