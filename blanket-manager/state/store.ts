@@ -6,11 +6,11 @@
  * without duplicates or leaks.
  */
 import Database from 'better-sqlite3'
-import { mkdirSync, openSync, closeSync, writeSync, readFileSync, unlinkSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { HostRecord } from '../../drivers/cloud.ts'
-import { StateLockedError } from '../../core/errors.ts'
+import { takeStateLock } from './lock.ts'
 import type { HostKeyPins, PinnedHostKey } from '../../core/ssh.ts'
 
 export type ResourceStatus = 'creating' | 'ready' | 'destroying' | 'failed' | 'migrating'
@@ -96,7 +96,7 @@ export class StateStore {
   readonly dir: string
   readonly path: string
   private readonly db: Database.Database
-  private lockPath?: string
+  private release?: () => void
   private eventsReady = false
 
   private constructor (dir: string) {
@@ -115,32 +115,18 @@ export class StateStore {
   }
 
   /**
-   * Takes the supercloud's exclusive lock (one mutating command at a time).
-   * A lock left by a dead process (kill -9) is taken over.
+   * Takes the supercloud's exclusive lock (one mutating command at a time): a kernel lock
+   * (lock.ts), free again the moment a holder dies. Throws StateLockedError while another
+   * process holds it.
    */
   lock (): void {
-    const p = join(this.dir, 'lock')
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(p, 'wx', 0o600)
-        writeSync(fd, String(process.pid))
-        closeSync(fd)
-        this.lockPath = p
-        return
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-        const pid = Number(readFileSync(p, 'utf8').trim())
-        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new StateLockedError(this.path, pid)
-        unlinkSync(p)
-      }
-    }
-    throw new StateLockedError(this.path, -1)
+    if (this.release !== undefined) return
+    this.release = takeStateLock(this.dir, this.path)
   }
 
   unlock (): void {
-    if (this.lockPath === undefined) return
-    try { unlinkSync(this.lockPath) } catch { /* already gone */ }
-    this.lockPath = undefined
+    this.release?.()
+    this.release = undefined
   }
 
   close (): void {
