@@ -51,6 +51,17 @@ export class HostAuthError extends SupercloudError {
   }
 }
 
+/**
+ * A host presented an SSH host key other than the one pinned for it (at first contact, by the
+ * spec's `ssh.hostKey` or by its cloud). Someone may be posing as the host: nothing is done.
+ */
+export class HostKeyMismatchError extends SupercloudError {
+  constructor (readonly host: string, readonly expected: string, readonly seen: string, source: string, remedy: string) {
+    super('SC_HOST_KEY_MISMATCH', `host ${host} presented SSH host key ${seen}, but ${expected} is pinned for it (${source}); stopping before anything is sent to it. ` +
+      `If the host really got a new key (reinstalled, key rotated), check the new fingerprint on the host itself (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and then ${remedy}`, { exitCode: 2 })
+  }
+}
+
 /** The last `lines` lines of a command's output on one line, for an error message. */
 export function outputTail (output: string, lines = 5): string {
   return output.trim().split('\n').slice(-lines).join(' | ')

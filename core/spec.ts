@@ -58,7 +58,7 @@ export interface HostSpec {
   /** Options of the `local` driver. */
   local?: { address?: string }
   /** Options of the `ssh` driver. */
-  ssh?: { address: string, port: number, user: string, key: string, guestBridge?: string }
+  ssh?: { address: string, port: number, user: string, key: string, guestBridge?: string, /** The host's SSH host key (an OpenSSH public key line or a SHA256:... fingerprint), pinned from the start. */ hostKey?: string }
   /** Options of the `ec2` driver (docs/ec2.md). */
   ec2?: Ec2HostOptions
 }

@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { Duplex } from 'node:stream'
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2'
-import { HostAuthError, HostUnreachableError, CancelledError, throwIfAborted } from './errors.ts'
+import { HostAuthError, HostKeyMismatchError, HostUnreachableError, CancelledError, throwIfAborted } from './errors.ts'
+import { fingerprintOf, knownHostsFingerprints, publicKeyLine } from './host-keys.ts'
 import { collectCommand, commandOptions, shq, type CommandEnd, type CommandOptions, type CommandResult, type CommandRunner } from './exec.ts'
 
 export { shq } from './exec.ts'
@@ -19,8 +20,13 @@ export interface SshEndpoint {
   username: string
   /** Path of the private key file on the controller's machine. */
   privateKeyPath: string
-  /** Path of a known_hosts-style file pinning the host key, or undefined to accept any (ssh driver with trust on first use). */
+  /** Path of a known_hosts-style file naming the host's key (the local driver writes it from the key it made). */
   hostKeyPath?: string
+  /**
+   * SHA256 fingerprints (`SHA256:...`) one of which the host must present, and where they come
+   * from (for messages): the spec's `ssh.hostKey`, an EC2 instance's console output.
+   */
+  hostKeys?: { fingerprints: string[], source: string }
   /**
    * A command whose stdin/stdout is a byte stream to host:port (like OpenSSH ProxyCommand),
    * e.g. ['ip','netns','exec','sc1234-wan','socat','-','TCP:198.18.1.10:22'].
@@ -72,16 +78,34 @@ function proxyStream (argv: string[]): { stream: Duplex, child: ChildProcess } {
   return { stream, child }
 }
 
-/** Extracts the base64 key blobs from an OpenSSH public key or known_hosts file. */
-export function parseHostKeys (text: string): Buffer[] {
-  const out: Buffer[] = []
-  for (const line of text.split('\n')) {
-    const parts = line.trim().split(/\s+/)
-    const i = parts.findIndex(p => /^(ssh-|ecdsa-)/.test(p))
-    const blob = i >= 0 ? parts[i + 1] : undefined
-    if (blob !== undefined) out.push(Buffer.from(blob, 'base64'))
+/**
+ * The controller's memory of host keys (the state store): the key a host presented at first
+ * contact is pinned and every later connection must present it.
+ */
+export interface HostKeyPins {
+  /** The key pinned for a host, or undefined before first contact. */
+  pinned: (host: string) => PinnedHostKey | undefined
+  /** Pins (or re-pins, after the endpoint's own keys vouched for it) the key a host presented. */
+  pin: (host: string, fingerprint: string, publicKey: string) => void
+}
+
+/** A pinned host key: its fingerprint, the key itself (`type base64`, a known_hosts line's end) and when it was pinned. */
+export interface PinnedHostKey {
+  fingerprint: string
+  publicKey: string
+  since: string
+}
+
+/** What the host must present: the endpoint's own keys first, else the pin, else nothing yet (first contact). */
+export function expectedHostKeys (hostName: string, ep: SshEndpoint, knownHostsText: string | undefined, pins: HostKeyPins | undefined): { fingerprints: string[], source: string, remedy: string } | undefined {
+  const own = [...ep.hostKeys?.fingerprints ?? [], ...(knownHostsText !== undefined ? knownHostsFingerprints(knownHostsText) : [])]
+  if (own.length > 0) {
+    const source = [ep.hostKeys !== undefined ? ep.hostKeys.source : undefined, knownHostsText !== undefined ? `the host key file ${ep.hostKeyPath ?? ''}` : undefined].filter(s => s !== undefined).join(' and ')
+    return { fingerprints: own, source, remedy: `correct ${source} (or re-create the host)` }
   }
-  return out
+  const p = pins?.pinned(hostName)
+  if (p !== undefined) return { fingerprints: [p.fingerprint], source: `pinned at first contact, ${p.since}`, remedy: `run \`supercloud forget-host-key ${hostName}\` (the next connection pins the key it meets), or put the new key in the host's ssh.hostKey` }
+  return undefined
 }
 
 export class SshConnection implements CommandRunner {
@@ -96,14 +120,18 @@ export class SshConnection implements CommandRunner {
   }
 
   /** Opens an authenticated connection; typed errors for unreachable host and refused key. */
-  static async connect (hostName: string, ep: SshEndpoint, opts: { signal?: AbortSignal, timeoutMs?: number, keepaliveIntervalMs?: number, keepaliveCountMax?: number } = {}): Promise<SshConnection> {
+  static async connect (hostName: string, ep: SshEndpoint, opts: { signal?: AbortSignal, timeoutMs?: number, keepaliveIntervalMs?: number, keepaliveCountMax?: number, pins?: HostKeyPins } = {}): Promise<SshConnection> {
     let privateKey: Buffer
     try {
       privateKey = await readFile(ep.privateKeyPath)
     } catch (err) {
       throw new HostAuthError(hostName, `cannot read private key ${ep.privateKeyPath}`, err)
     }
-    const pinned = ep.hostKeyPath !== undefined ? parseHostKeys(await readFile(ep.hostKeyPath, 'utf8').catch(() => '')) : undefined
+    const knownHosts = ep.hostKeyPath !== undefined ? await readFile(ep.hostKeyPath, 'utf8').catch(() => '') : undefined
+    const expected = expectedHostKeys(hostName, ep, knownHosts, opts.pins)
+    let seen: string | undefined
+    let seenKey = ''
+    let mismatch: HostKeyMismatchError | undefined
     const client = new Client()
     const conn = new SshConnection(hostName, client)
     const cfg: ConnectConfig = {
@@ -117,8 +145,14 @@ export class SshConnection implements CommandRunner {
       keepaliveInterval: opts.keepaliveIntervalMs ?? ep.slow?.keepaliveIntervalMs ?? 5000,
       keepaliveCountMax: opts.keepaliveCountMax ?? ep.slow?.keepaliveCountMax ?? 3
     }
-    if (pinned !== undefined) {
-      cfg.hostVerifier = (key: Buffer) => pinned.some(k => k.equals(key))
+    // Every connection checks the key: against the endpoint's own keys or the pin; the first
+    // contact with a host that has neither pins the key it presents.
+    cfg.hostVerifier = (key: Buffer) => {
+      seen = fingerprintOf(key)
+      seenKey = publicKeyLine(key)
+      if (expected === undefined || expected.fingerprints.includes(seen)) return true
+      mismatch = new HostKeyMismatchError(hostName, expected.fingerprints.join(' or '), seen, expected.source, expected.remedy)
+      return false
     }
     if (ep.proxyCommand !== undefined) {
       const p = proxyStream(ep.proxyCommand)
@@ -136,13 +170,15 @@ export class SshConnection implements CommandRunner {
         settled = true
         opts.signal?.removeEventListener('abort', onAbort)
         conn.proxy?.kill('SIGKILL')
-        if (err.level === 'client-authentication') reject(new HostAuthError(hostName, 'all authentication methods failed', err))
+        if (mismatch !== undefined) reject(mismatch)
+        else if (err.level === 'client-authentication') reject(new HostAuthError(hostName, 'all authentication methods failed', err))
         else if (/host key|hostVerifier|Host denied/i.test(err.message)) reject(new HostAuthError(hostName, `host key does not match the pinned key in ${ep.hostKeyPath ?? ''}`, err))
         else reject(new HostUnreachableError(hostName, `${ep.host}:${ep.port}: ${err.message}`, err))
       })
       client.connect(cfg)
     })
     client.on('close', () => { conn.closed = true; conn.proxy?.kill('SIGKILL') })
+    if (seen !== undefined && opts.pins !== undefined && opts.pins.pinned(hostName)?.fingerprint !== seen) opts.pins.pin(hostName, seen, seenKey)
     return conn
   }
 

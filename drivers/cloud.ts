@@ -7,7 +7,7 @@ import type { OperationOptions } from '../core/progress.ts'
 
 /** How the controller reaches a host over SSH (defined with the SSH client in core/ssh.ts). */
 export type { SshEndpoint } from '../core/ssh.ts'
-import type { SshEndpoint } from '../core/ssh.ts'
+import type { HostKeyPins, SshEndpoint } from '../core/ssh.ts'
 
 /** What a driver knows about one host it made. Stored as JSON in the state store. */
 export interface HostRecord {
@@ -51,6 +51,8 @@ export interface DriverContext {
    * allocate host addresses deterministically (hosts of a site in name order).
    */
   hosts?: Record<string, HostSpec>
+  /** The controller's pinned host keys: every SSH connection a driver makes checks (and on first contact pins) the host's key there. */
+  hostKeys?: HostKeyPins
 }
 
 export interface CloudDriver {

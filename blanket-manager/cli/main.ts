@@ -5,7 +5,9 @@
 import { Command, Option } from 'commander'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { basename, dirname, resolve } from 'node:path'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { basename, dirname, join, resolve } from 'node:path'
+import { knownHostsLine, sshArgs } from './ssh-args.ts'
 import { supercloudDir } from '../state/paths.ts'
 import type { Controller } from '../controller/index.ts'
 import type { OperationContext, OperationRequest } from '../operations/operation.ts'
@@ -184,19 +186,33 @@ program.command('ssh')
   .action(async (host: string, command: string[], _o: unknown, cmd: Command) => {
     const code = await withController(cmd, async c => {
       const r = c.hostRecord(host)
-      const args = ['-i', r.ssh.privateKeyPath, '-p', String(r.ssh.port), '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR']
-      if (r.ssh.hostKeyPath !== undefined) args.push('-o', `UserKnownHostsFile=${r.ssh.hostKeyPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', `HostKeyAlias=${r.ssh.host}`)
-      // No pinned key (ssh and ec2 drivers trust on first use): remember it in the supercloud's own file.
-      else args.push('-o', `UserKnownHostsFile=${c.dir}/known_hosts`, '-o', 'StrictHostKeyChecking=accept-new')
-      if (r.ssh.proxyCommand !== undefined) args.push('-o', `ProxyCommand=${r.ssh.proxyCommand.join(' ')}`)
-      if (command.length === 0 && process.stdin.isTTY) args.push('-t')
-      args.push(`${r.ssh.username}@${r.ssh.host}`, ...command)
+      // The controller's connection checks the host's key (and pins it at first contact); the
+      // interactive ssh then accepts only that key.
+      await c.connect(host)
+      const pinned = c.store.hostKey(host)
+      if (pinned === undefined) throw new Error(`host ${host}: no pinned host key after connecting`)
+      const dir = join(c.dir, 'known_hosts.d')
+      await mkdir(dir, { recursive: true, mode: 0o700 })
+      const knownHosts = join(dir, host)
+      await writeFile(knownHosts, knownHostsLine(host, pinned.publicKey), { mode: 0o600 })
+      const args = sshArgs(host, r.ssh, knownHosts, command, command.length === 0 && process.stdin.isTTY)
       return await new Promise<number>(resolve => {
         const child = spawn('ssh', args, { stdio: 'inherit' })
         child.on('exit', code => resolve(code ?? 1))
       })
     }, false)
     process.exitCode = code
+  })
+
+program.command('forget-host-key')
+  .description("forget a host's pinned SSH host key (after it really changed): the next connection pins the key it meets")
+  .argument('<host>', 'host name')
+  .action(async (host: string, _o: unknown, cmd: Command) => {
+    await withController(cmd, async c => {
+      const was = c.store.hostKey(host)
+      c.store.forgetHostKey(host)
+      process.stdout.write(was !== undefined ? `forgot ${host}'s host key ${was.fingerprint} (pinned ${was.since})\n` : `no host key was pinned for ${host}\n`)
+    }, false)
   })
 
 program.command('migrate')

@@ -29,7 +29,7 @@ export function createController (spec: string | { name: string }, opts: Control
     if (r === undefined) throw new NotFoundError('host', host)
     return r
   }
-  const sessions = new SshSessions(host => store.host(host)?.record)
+  const sessions = new SshSessions(host => store.host(host)?.record, store.hostKeyPins)
   return new Controller({
     name,
     dir,

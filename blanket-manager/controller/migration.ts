@@ -26,6 +26,7 @@ import { dropDiskReuse } from './reconcile.ts'
 import type { HostAgent } from './sessions.ts'
 import type { MigrateOptions, MigrateResult } from './types.ts'
 import type { ArmedWrites, Wiring } from './wiring.ts'
+import { CrossSiteMigrationError, crossSiteMoveProblems } from '../migration/cross-site.ts'
 
 type Incoming = Awaited<ReturnType<HostAgent['prepareIncoming']>>
 
@@ -84,6 +85,10 @@ export class Migrations<A extends HostAgent> {
     if (used + record.memory.allocatedBytes > cap) {
       throw new CapacityError(`${vmName} needs ${Math.round(record.memory.allocatedBytes / 1048576)}M but host ${to} has ${Math.round(Math.max(0, cap - used) / 1048576)}M free of ${Math.round(cap / 1048576)}M`)
     }
+    // The extender rule: no wire of this VM may cross sites in clear after the move.
+    const placement = Object.fromEntries(this.c.store.vms().map(v => [v.name, v.host]))
+    const crossing = crossSiteMoveProblems(spec, this.wiring.wires(spec), placement, vmName, to)
+    if (crossing.length > 0) throw new CrossSiteMigrationError(vmName, to, crossing)
     const fromKind = spec.hosts[row.host]?.hypervisor.backend ?? 'qemu'
     const toKind = spec.hosts[to]?.hypervisor.backend ?? 'qemu'
     if (fromKind !== toKind) throw new SupercloudError('SC_MIGRATE_HYPERVISOR_MISMATCH', `${vmName} runs on ${row.host} under ${fromKind}; ${to} runs ${toKind}: a live migration needs the same hypervisor at both ends`, { exitCode: 2 })

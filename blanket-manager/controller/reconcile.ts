@@ -6,13 +6,13 @@
  */
 import { rm } from 'node:fs/promises'
 import type { DriverContext } from '../../drivers/cloud.ts'
-import { throwIfAborted } from '../../core/errors.ts'
+import { HostKeyMismatchError, throwIfAborted } from '../../core/errors.ts'
 import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
 import type { Spec } from '../../core/spec.ts'
 import type { GuestImageFiles } from '../bootstrap/blanket.ts'
-import type { Topology } from '../../virtualwire/topology/compile.ts'
+import { assertCrossSite, type Topology } from '../../virtualwire/topology/compile.ts'
 import { plan, type Action, type Observation, type Plan, type PlanOptions } from '../planner/plan.ts'
-import type { ResolvedVm } from '../planner/placement.ts'
+import { place, type ResolvedVm } from '../planner/placement.ts'
 import type { HostRow } from '../state/store.ts'
 import type { ControllerCore } from './components.ts'
 import { buildLaunch } from './launch.ts'
@@ -48,7 +48,8 @@ export class Reconciler<A extends HostAgent> {
     const obs: Observation = { hosts: {}, vms: {}, wantedAgentBuild: await this.c.hosts.wantedAgentBuild() }
     await Promise.all(this.c.store.hosts().map(async row => {
       if (row.record === undefined || row.status !== 'ready') return
-      const health = await this.c.driver(row.driver).describeHost(ctx, row.record).catch(() => 'unreachable' as const)
+      // A host presenting another key is not "unreachable" (to be repaired): it stops everything.
+      const health = await this.c.driver(row.driver).describeHost(ctx, row.record).catch((err: unknown) => { if (err instanceof HostKeyMismatchError) throw err; return 'unreachable' as const })
       obs.hosts[row.name] = health
       if (health !== 'running') return
       try {
@@ -58,7 +59,8 @@ export class Reconciler<A extends HostAgent> {
         const here = new Set(this.c.store.vms().filter(v => v.host === row.name).map(v => v.name))
         for (const vm of await agent.listVms()) if (here.has(vm.name)) obs.vms[vm.name] = vm.state
         ;(obs.agentBuilds ??= {})[row.name] = (await agent.hello()).build
-      } catch {
+      } catch (err) {
+        if (err instanceof HostKeyMismatchError) throw err
         obs.hosts[row.name] = 'unreachable'
       }
     }))
@@ -70,10 +72,12 @@ export class Reconciler<A extends HostAgent> {
 
   /** The plan for `spec` (the file; `eff` with the placement changes made by `migrate`). */
   async plan (spec: Spec, eff: Spec, opts: PlanOptions = {}): Promise<Plan> {
+    const wires = this.wiring.wires(spec)
+    // The extender rule once placement is known (auto-placed VMs included): refused before anything is looked at or changed.
+    assertCrossSite({ ...eff, network: { ...eff.network, wires } }, place(eff))
     const ctx = await this.c.context(spec)
     const obs = await this.observe()
     obs.wiringApplied = this.c.state.wiresApplied()
-    const wires = this.wiring.wires(spec)
     if (wires.length > 0 && obs.wiringApplied !== '') obs.wiringDrift = await this.wiring.drifted(eff, ctx.prefix, wires)
     return plan(eff, this.c.store.snapshot(), ctx.prefix, obs, wires, opts)
   }

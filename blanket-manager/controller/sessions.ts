@@ -5,7 +5,7 @@
  */
 import type { HostRecord } from '../../drivers/cloud.ts'
 import { NotFoundError } from '../../core/errors.ts'
-import { SshConnection } from '../../core/ssh.ts'
+import { SshConnection, type HostKeyPins } from '../../core/ssh.ts'
 import { AgentClient } from '../agent/client.ts'
 
 /**
@@ -39,8 +39,11 @@ export class SshSessions implements HostSessions<AgentClient> {
   private readonly ssh = new Map<string, Promise<SshConnection>>()
   private readonly agents = new Map<string, Promise<AgentClient>>()
 
-  /** `record`: a host's record as the state has it (undefined when the host was not created). */
-  constructor (private readonly record: (host: string) => HostRecord | undefined) {}
+  /**
+   * `record`: a host's record as the state has it (undefined when the host was not created);
+   * `pins`: the host keys every connection checks (and pins at first contact).
+   */
+  constructor (private readonly record: (host: string) => HostRecord | undefined, private readonly pins?: HostKeyPins) {}
 
   private recordOf (host: string): HostRecord {
     const r = this.record(host)
@@ -55,7 +58,7 @@ export class SshSessions implements HostSessions<AgentClient> {
       const c = await p.catch(() => undefined)
       if (c !== undefined && !c.isClosed) return c
     }
-    p = SshConnection.connect(host, record.ssh, signal !== undefined ? { signal } : {})
+    p = SshConnection.connect(host, record.ssh, { ...(signal !== undefined ? { signal } : {}), ...(this.pins !== undefined ? { pins: this.pins } : {}) })
     this.ssh.set(host, p)
     p.catch(() => this.ssh.delete(host))
     return await p

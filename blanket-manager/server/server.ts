@@ -13,7 +13,8 @@
  *
  * Every request needs the token: `Authorization: Bearer <token>`, `?token=<token>`, or the
  * `sc_token` cookie the dashboard page sets. A bad or missing token gets HTTP 401, or on a
- * WebSocket a close with code 4401 and the reason.
+ * WebSocket a close with code 4401 and the reason. A POST or a WebSocket from a page of another
+ * origin gets HTTP 403; the dashboard's page carries a Content-Security-Policy.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -126,6 +127,26 @@ function closeReason (s: string): string {
   return b.length <= 123 ? s : b.subarray(0, 120).toString('utf8').replace(/\uFFFD+$/, '') + '...'
 }
 
+/** Whether a request comes from this server's own pages: no Origin (not a browser page), or exactly this origin. */
+export function sameOrigin (req: IncomingMessage): boolean {
+  const origin = req.headers.origin
+  return origin === undefined || origin === `http://${req.headers.host ?? ''}`
+}
+
+/**
+ * The dashboard's Content-Security-Policy: its own scripts only (no inline or injected script),
+ * fetch and WebSockets to this server only, no framing, no plugins. Inline styles stay allowed:
+ * xterm.js styles its terminal with a <style> element.
+ */
+export function contentSecurityPolicy (req: IncomingMessage): string {
+  const host = req.headers.host ?? ''
+  const ws = /^[A-Za-z0-9.:[\]-]+$/.test(host) ? ` ws://${host}` : ''
+  return [
+    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data:", `connect-src 'self'${ws}`,
+    "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'", "form-action 'self'"
+  ].join('; ')
+}
+
 export async function startServer (opts: ServerOptions): Promise<RunningServer> {
   const host = opts.host ?? '127.0.0.1'
   const highWater = opts.highWaterBytes ?? 1024 * 1024
@@ -143,9 +164,9 @@ export async function startServer (opts: ServerOptions): Promise<RunningServer> 
       return
     }
     // A page on another origin (another port on 127.0.0.1 counts as same-site for the cookie) may not POST here.
-    if (req.method !== 'GET' && req.method !== 'HEAD' && req.headers.origin !== undefined && req.headers.origin !== `http://${req.headers.host ?? ''}`) {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && !sameOrigin(req)) {
       res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8' })
-      res.end(`forbidden: requests from origin ${req.headers.origin} are not accepted\n`)
+      res.end(`forbidden: requests from origin ${req.headers.origin ?? ''} are not accepted\n`)
       return
     }
     try {
@@ -182,7 +203,7 @@ export async function startServer (opts: ServerOptions): Promise<RunningServer> 
       if (req.method === 'GET' && opts.assets !== undefined) {
         const asset = opts.assets.get(path === '/' ? '/index.html' : path)
         if (asset !== undefined) {
-          const headers: Record<string, string> = { 'content-type': asset.type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
+          const headers: Record<string, string> = { 'content-type': asset.type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-security-policy': contentSecurityPolicy(req), 'x-frame-options': 'DENY', 'referrer-policy': 'no-referrer' }
           // The page was opened with ?token=: later requests (scripts, fetch, WebSockets) carry the cookie.
           if (url.searchParams.has('token')) headers['set-cookie'] = `${COOKIE}=${encodeURIComponent(opts.token)}; HttpOnly; SameSite=Strict; Path=/`
           res.writeHead(200, headers)
@@ -200,6 +221,12 @@ export async function startServer (opts: ServerOptions): Promise<RunningServer> 
 
   http.on('upgrade', (req, socket, head) => {
     const url = new URL(req.url ?? '/', 'http://localhost')
+    // A browser page of another origin may not open the event stream or a console with the cookie.
+    if (!sameOrigin(req)) {
+      socket.on('error', () => {})
+      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\r\nforbidden: WebSocket from origin ${String(req.headers.origin).replace(/[\r\n]/g, '')} is not accepted\n`)
+      return
+    }
     wss.handleUpgrade(req, socket, head, ws => {
       if (!tokenMatches(presentedToken(req, url), opts.token)) {
         ws.close(WS_CLOSE.unauthorized, presentedToken(req, url) === undefined ? 'unauthorized: token required' : 'unauthorized: bad token')

@@ -110,7 +110,8 @@ const host: Schema = {
         user: str,
         key: str,
         port: { type: 'integer', minimum: 1, maximum: 65535 },
-        guestBridge: str
+        guestBridge: str,
+        hostKey: str
       }
     },
     ec2: {

@@ -6,11 +6,12 @@
  * without duplicates or leaks.
  */
 import Database from 'better-sqlite3'
-import { mkdirSync, openSync, closeSync, writeSync, readFileSync, unlinkSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { HostRecord } from '../../drivers/cloud.ts'
-import { StateLockedError } from '../../core/errors.ts'
+import { takeStateLock } from './lock.ts'
+import type { HostKeyPins, PinnedHostKey } from '../../core/ssh.ts'
 
 export type ResourceStatus = 'creating' | 'ready' | 'destroying' | 'failed' | 'migrating'
 
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS vms (
   name TEXT PRIMARY KEY, host TEXT NOT NULL, spec_hash TEXT NOT NULL, status TEXT NOT NULL,
   record TEXT, error TEXT, updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT, who TEXT NOT NULL, pid INTEGER NOT NULL, started TEXT NOT NULL, ended TEXT, status TEXT NOT NULL, cancel_by TEXT);
+CREATE TABLE IF NOT EXISTS host_keys (host TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, public_key TEXT NOT NULL, pinned TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
 `
 
@@ -96,7 +98,7 @@ export class StateStore {
   readonly dir: string
   readonly path: string
   private readonly db: Database.Database
-  private lockPath?: string
+  private release?: () => void
   private eventsReady = false
 
   private constructor (dir: string) {
@@ -115,32 +117,18 @@ export class StateStore {
   }
 
   /**
-   * Takes the supercloud's exclusive lock (one mutating command at a time).
-   * A lock left by a dead process (kill -9) is taken over.
+   * Takes the supercloud's exclusive lock (one mutating command at a time): a kernel lock
+   * (lock.ts), free again the moment a holder dies. Throws StateLockedError while another
+   * process holds it.
    */
   lock (): void {
-    const p = join(this.dir, 'lock')
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(p, 'wx', 0o600)
-        writeSync(fd, String(process.pid))
-        closeSync(fd)
-        this.lockPath = p
-        return
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-        const pid = Number(readFileSync(p, 'utf8').trim())
-        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new StateLockedError(this.path, pid)
-        unlinkSync(p)
-      }
-    }
-    throw new StateLockedError(this.path, -1)
+    if (this.release !== undefined) return
+    this.release = takeStateLock(this.dir, this.path)
   }
 
   unlock (): void {
-    if (this.lockPath === undefined) return
-    try { unlinkSync(this.lockPath) } catch { /* already gone */ }
-    this.lockPath = undefined
+    this.release?.()
+    this.release = undefined
   }
 
   close (): void {
@@ -243,6 +231,32 @@ export class StateStore {
 
   deleteHost (name: string): void {
     this.db.prepare('DELETE FROM hosts WHERE name = ?').run(name)
+  }
+
+  /**
+   * The SSH host key pinned for a host: its fingerprint (SHA256:..., as OpenSSH prints it), the
+   * public key (`type base64`, for a known_hosts file) and when it was pinned.
+   */
+  hostKey (host: string): PinnedHostKey | undefined {
+    const r = this.db.prepare('SELECT fingerprint, public_key, pinned FROM host_keys WHERE host = ?').get(host) as { fingerprint: string, public_key: string, pinned: string } | undefined
+    return r === undefined ? undefined : { fingerprint: r.fingerprint, publicKey: r.public_key, since: r.pinned }
+  }
+
+  /** Pins a host's key (replacing an earlier pin). */
+  pinHostKey (host: string, fingerprint: string, publicKey: string): void {
+    this.db.prepare(`INSERT INTO host_keys (host, fingerprint, public_key, pinned) VALUES (?, ?, ?, ?)
+      ON CONFLICT(host) DO UPDATE SET fingerprint = excluded.fingerprint, public_key = excluded.public_key, pinned = excluded.pinned`)
+      .run(host, fingerprint, publicKey, new Date().toISOString())
+  }
+
+  /** The pins as SSH connections use them (core/ssh.ts). */
+  get hostKeyPins (): HostKeyPins {
+    return { pinned: host => this.hostKey(host), pin: (host, fp, key) => { this.pinHostKey(host, fp, key) } }
+  }
+
+  /** Forgets a host's pinned key (the next connection pins the key it meets); false when none was pinned. */
+  forgetHostKey (host: string): boolean {
+    return this.db.prepare('DELETE FROM host_keys WHERE host = ?').run(host).changes === 1
   }
 
   vms (): VmRow[] {

@@ -4,12 +4,13 @@
  * run, to answer SSH and for its bootstrap report; terminate it when it never becomes usable.
  */
 import { readFile } from 'node:fs/promises'
-import { DescribeImagesCommand, RunInstancesCommand, type EC2Client, type Instance, type RunInstancesCommandInput, type _InstanceType } from '@aws-sdk/client-ec2'
+import { DescribeImagesCommand, GetConsoleOutputCommand, RunInstancesCommand, type EC2Client, type Instance, type RunInstancesCommandInput, type _InstanceType } from '@aws-sdk/client-ec2'
 import type { DriverContext, HostRecord } from '../cloud.ts'
 import type { Ec2HostOptions, HostSpec } from '../../core/spec.ts'
 import type { OperationOptions, ProgressPhase } from '../../core/progress.ts'
-import { CancelledError, throwIfAborted } from '../../core/errors.ts'
+import { CancelledError, HostKeyMismatchError, throwIfAborted } from '../../core/errors.ts'
 import { SshConnection, shq } from '../../core/ssh.ts'
+import { consoleFingerprints } from '../../core/host-keys.ts'
 import { HOST_REPORT_FILE, ec2UserData, hostStateDir, parseHostReport, type HostReport } from '../host-bootstrap/cloud-init.ts'
 import { Ec2Error, mapEc2Error } from './errors.ts'
 import { hostOptions, type Ec2Identity } from './plan.ts'
@@ -40,7 +41,7 @@ export async function createHost (env: Ec2Env, ctx: DriverContext, spec: HostSpe
   const record = recordOf(ctx, spec, o, running, endpoint, env.sshNetns)
   let report: HostReport
   try {
-    report = await waitReady(env, record, opts)
+    report = await waitReady(env, ctx, c, record, opts)
   } catch (err) {
     if (err instanceof Ec2Error && err.code === 'SC_EC2_UNREACHABLE') {
       // Never leave an instance nobody can use running (and billing).
@@ -87,8 +88,22 @@ async function launch (env: Ec2Env, c: EC2Client, ctx: DriverContext, spec: Host
   return out.Instances?.[0]
 }
 
-/** Waits until the host answers SSH and its bootstrap report is there. */
-async function waitReady (env: Ec2Env, record: HostRecord, opts?: OperationOptions): Promise<HostReport> {
+/**
+ * The host key fingerprints cloud-init printed on the instance's console (GetConsoleOutput,
+ * base64), or undefined while the block is not there yet.
+ */
+async function consoleHostKeys (c: EC2Client, region: string, instanceId: string): Promise<string[] | undefined> {
+  const out = await call(c, region, `reading the console output of ${instanceId}`, async c => await c.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true })))
+  const fps = consoleFingerprints(Buffer.from(out.Output ?? '', 'base64').toString('utf8'))
+  return fps.length > 0 ? fps : undefined
+}
+
+/**
+ * Waits until the instance's console shows its host key fingerprints (the only key SSH then
+ * accepts), the host answers SSH and its bootstrap report is there.
+ */
+async function waitReady (env: Ec2Env, ctx: DriverContext, c: EC2Client, record: HostRecord, opts?: OperationOptions): Promise<HostReport> {
+  const instanceId = (record.driverData as unknown as Ec2HostData).instanceId
   const what = `waiting for host ${record.name}`
   const start = Date.now()
   const reachTimeout = env.opts.reachTimeoutMs ?? 5 * 60000
@@ -104,7 +119,13 @@ async function waitReady (env: Ec2Env, record: HostRecord, opts?: OperationOptio
   for (;;) {
     throwIfAborted(opts?.signal, what)
     try {
-      const conn = await SshConnection.connect(record.name, record.ssh, { timeoutMs: 10000, ...(opts?.signal !== undefined ? { signal: opts.signal } : {}) })
+      if (record.ssh.hostKeys === undefined) {
+        const fingerprints = await consoleHostKeys(c, (record.driverData as unknown as Ec2HostData).region, instanceId)
+        if (fingerprints === undefined) throw new Error('the instance console shows no SSH host key fingerprints yet')
+        record.ssh.hostKeys = { fingerprints, source: `the console output of instance ${instanceId}` }
+        say('ssh', `host key ${fingerprints.join(', ')} (from the instance console)`)
+      }
+      const conn = await SshConnection.connect(record.name, record.ssh, { timeoutMs: 10000, ...(opts?.signal !== undefined ? { signal: opts.signal } : {}), ...(ctx.hostKeys !== undefined ? { pins: ctx.hostKeys } : {}) })
       try {
         reachedAt ??= Date.now()
         say('bootstrap', 'SSH answers; waiting for the host bootstrap (user-data) to finish')
@@ -116,7 +137,8 @@ async function waitReady (env: Ec2Env, record: HostRecord, opts?: OperationOptio
       }
     } catch (err) {
       // Not up yet, root login not enabled yet, a dropped connection: all mean "try again".
-      if (err instanceof CancelledError) throw err
+      // A key other than the console's is someone else: stop.
+      if (err instanceof CancelledError || err instanceof HostKeyMismatchError || err instanceof Ec2Error) throw err
       lastError = err instanceof Error ? err.message : String(err)
       say('ssh', `waiting for SSH on ${record.ssh.host}:${record.ssh.port}`)
     }

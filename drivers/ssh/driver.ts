@@ -8,6 +8,7 @@ import type { CloudDriver, DriverContext, HostHealth, HostRecord, SshEndpoint } 
 import type { HostSpec } from '../../core/spec.ts'
 import { HostAuthError, HostUnreachableError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
 import { SshConnection, shq } from '../../core/ssh.ts'
+import { hostKeyFingerprint } from '../../core/host-keys.ts'
 
 export const DEFAULT_GUEST_BRIDGE = 'scbr0'
 const CONNECT_TIMEOUT_MS = 15000
@@ -29,7 +30,20 @@ function expandHome (p: string): string {
 
 function endpointOf (spec: HostSpec): SshEndpoint {
   if (spec.ssh === undefined) throw new SshDriverError(`host ${spec.name}: driver ssh needs an ssh: section (address, port, user, key)`)
-  return { host: spec.ssh.address, port: spec.ssh.port, username: spec.ssh.user, privateKeyPath: expandHome(spec.ssh.key) }
+  return withSpecKey(spec, { host: spec.ssh.address, port: spec.ssh.port, username: spec.ssh.user, privateKeyPath: expandHome(spec.ssh.key) })
+}
+
+/** The endpoint checking the key the spec's `ssh.hostKey` names, when it names one (else the pin decides). */
+function withSpecKey (spec: HostSpec | undefined, ep: SshEndpoint): SshEndpoint {
+  const { hostKeys: _, ...rest } = ep
+  const fp = spec?.ssh?.hostKey !== undefined ? hostKeyFingerprint(spec.ssh.hostKey) : undefined
+  return fp !== undefined ? { ...rest, hostKeys: { fingerprints: [fp], source: `the spec's hosts.${spec?.name ?? ''}.ssh.hostKey` } } : rest
+}
+
+/** A created host's endpoint, checking the key the spec names now (an edited ssh.hostKey applies at once). */
+function currentEndpoint (ctx: DriverContext, record: HostRecord): SshEndpoint {
+  const spec = ctx.hosts?.[record.name]
+  return spec !== undefined ? withSpecKey(spec, record.ssh) : record.ssh
 }
 
 /** Prefixes commands with `sudo -n` for non-root users. */
@@ -37,10 +51,8 @@ function privileged (ep: SshEndpoint, command: string): string {
   return ep.username === 'root' ? command : `sudo -n sh -c ${shq(command)}`
 }
 
-async function withConnection<T> (name: string, ep: SshEndpoint, fn: (c: SshConnection) => Promise<T>, signal?: AbortSignal): Promise<T> {
-  const opts: { signal?: AbortSignal, timeoutMs: number } = { timeoutMs: CONNECT_TIMEOUT_MS }
-  if (signal !== undefined) opts.signal = signal
-  const conn = await SshConnection.connect(name, ep, opts)
+async function withConnection<T> (ctx: DriverContext, name: string, ep: SshEndpoint, fn: (c: SshConnection) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  const conn = await SshConnection.connect(name, ep, { timeoutMs: CONNECT_TIMEOUT_MS, ...(signal !== undefined ? { signal } : {}), ...(ctx.hostKeys !== undefined ? { pins: ctx.hostKeys } : {}) })
   try {
     return await fn(conn)
   } finally {
@@ -61,7 +73,7 @@ export function createSshDriver (): CloudDriver {
       const stateDir = sshStateDir(ctx.name)
       throwIfAborted(opts?.signal, `creating host ${spec.name}`)
       opts?.onProgress?.({ subject: `host ${spec.name}`, phase: 'ssh', message: `connecting to ${ep.username}@${ep.host}:${ep.port}` })
-      await withConnection(spec.name, ep, async c => {
+      await withConnection(ctx, spec.name, ep, async c => {
         await c.exec('true')
         await c.exec(privileged(ep, `mkdir -p ${shq(stateDir)}`))
       }, opts?.signal)
@@ -79,9 +91,9 @@ export function createSshDriver (): CloudDriver {
     },
 
     /** running: reachable and enrolled; gone: reachable, state directory absent; unreachable otherwise. */
-    async describeHost (_ctx, record): Promise<HostHealth> {
+    async describeHost (ctx, record): Promise<HostHealth> {
       try {
-        return await withConnection(record.name, record.ssh, async c => {
+        return await withConnection(ctx, record.name, currentEndpoint(ctx, record), async c => {
           const r = await c.exec(`test -d ${shq(record.stateDir)}`, { allowFailure: true, timeoutMs: CONNECT_TIMEOUT_MS })
           return r.code === 0 ? 'running' : 'gone'
         })
@@ -91,10 +103,10 @@ export function createSshDriver (): CloudDriver {
       }
     },
 
-    async destroyHost (_ctx, record, opts) {
+    async destroyHost (ctx, record, opts) {
       opts?.onProgress?.({ subject: `host ${record.name}`, phase: 'destroy', message: `removing ${record.stateDir}` })
       try {
-        await withConnection(record.name, record.ssh, async c => {
+        await withConnection(ctx, record.name, currentEndpoint(ctx, record), async c => {
           await c.exec(privileged(record.ssh, `rm -rf ${shq(record.stateDir)}`))
         }, opts?.signal)
       } catch (err) {

@@ -212,7 +212,8 @@ export class CoopSwapPath implements SwapPath {
     let any = false
     for (let p = first; p <= last && !any; p++) any = this.table.has(p)
     if (!any) { this.s.diskReads++; return await this.disk.read(offset, length) }
-    const out = Buffer.allocUnsafe(length)
+    // Zero-filled: whatever goes wrong below, no leftover memory of this process reaches the guest.
+    const out = Buffer.alloc(length)
     const jobs: Array<Promise<void>> = []
     let runStart = -1
     const flushRun = (endPage: number): void => {
@@ -257,6 +258,8 @@ export class CoopSwapPath implements SwapPath {
     try {
       const data = await c.get(r.capability, pageId)
       if (data === undefined) return fallback(`repository ${r.ref.address} no longer holds the page`)
+      // Only a whole page counts: a short (or long) answer is no page at all, and the disk has it.
+      if (data.length !== PAGE_SIZE) return fallback(`repository ${r.ref.address} answered ${data.length} bytes, not a ${PAGE_SIZE}-byte page`)
       this.s.repositoryReads++
       if (!this.granted(r.ref) && (this.gen.get(page) ?? 0) === g && this.table.get(page)?.repository === repoIndex) {
         // A page that moved with the VM: the disk holds the same data, so the repository gets its memory back now.

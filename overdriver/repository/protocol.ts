@@ -11,7 +11,7 @@
  *
  * PUT carries exactly one 4 KiB page; GET answers with one; DEL frees one. ISSUE's payload is
  * JSON {"vm": "<name>", "maxPages"?: n} and its answer the new 16-byte capability; REVOKE's
- * payload is a capability (its pages are dropped). STATS answers JSON. A request that breaks
+ * payload is a capability (its pages are dropped). STATS (admin token only) answers JSON. A request that breaks
  * the framing gets a BAD_REQUEST reply whose payload is the reason, and the connection is closed.
  */
 import { PAGE_SIZE } from '../constants.ts'

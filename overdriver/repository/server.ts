@@ -157,7 +157,8 @@ export class PageRepository {
         return n < 0 ? P.encodeReply(P.STATUS.BAD_CAPABILITY, h.id) : P.encodeReply(P.STATUS.OK, h.id)
       }
       case P.OP.STATS: {
-        if (!admin() && !this.holders.has(h.token.toString('hex'))) return P.encodeReply(P.STATUS.BAD_CAPABILITY, h.id)
+        // It lists every VM the repository serves: for the supercloud (admin token), not for one VM's capability.
+        if (!admin()) return P.encodeReply(P.STATUS.DENIED, h.id, Buffer.from('STATS needs the admin token'))
         return P.encodeReply(P.STATUS.OK, h.id, Buffer.from(JSON.stringify(this.stats())))
       }
     }
@@ -170,7 +171,7 @@ export class PageRepository {
         if (page === undefined) {
           if (this.usedPages >= this.capacityPages) return P.encodeReply(P.STATUS.NO_ROOM, h.id, Buffer.from(`repository full (${this.capacityPages} pages)`))
           if (holder.maxPages !== undefined && holder.pages.size >= holder.maxPages) return P.encodeReply(P.STATUS.NO_ROOM, h.id, Buffer.from(`${holder.vm} reached its ${holder.maxPages} pages`))
-          page = this.free.pop() ?? Buffer.allocUnsafeSlow(PAGE_SIZE)
+          page = this.free.pop() ?? Buffer.alloc(PAGE_SIZE)
           holder.pages.set(h.pageId, page)
           this.usedPages++
         }

@@ -3,6 +3,7 @@ import type { Ec2HostOptions } from '../../../core/spec.ts'
 import { formatCidr, formatIpv4, networkOf, parseCidr, parseIpv4 } from '../../../core/ipv4.ts'
 import type { SpecPath } from '../locate.ts'
 import { str, type Obj, type Report } from '../raw.ts'
+import { sshUserProblem } from '../../../core/ssh-values.ts'
 
 export function normalizeEc2 (e: Obj, at: SpecPath, report: Report): Ec2HostOptions {
   const o: Ec2HostOptions = { region: str(e.region) ?? '', ami: str(e.ami) ?? '', instanceType: str(e.instanceType) ?? '' }
@@ -33,7 +34,8 @@ export function normalizeEc2 (e: Obj, at: SpecPath, report: Report): Ec2HostOpti
   }
   const user = str(e.user)
   if (user !== undefined) {
-    check('user', /^[a-z_][a-z0-9_-]*$/.test(user), `'${user}' is not a user name`)
+    const problem = sshUserProblem(user)
+    if (problem !== undefined) report([...at, 'user'], problem)
     o.user = user
   }
   return o

@@ -6,6 +6,8 @@ import type { SpecPath } from '../locate.ts'
 import { entries, isObject, str, tryParse, unknownRef, type NormalizeContext, type Obj } from '../raw.ts'
 import type { SitesResult } from './sites.ts'
 import { normalizeEc2 } from './ec2.ts'
+import { hostKeyFingerprint } from '../../../core/host-keys.ts'
+import { sshAddressProblem, sshUserProblem } from '../../../core/ssh-values.ts'
 
 const DEFAULT_HOST_CPUS = 2
 const DEFAULT_HOST_MEMORY = 2 * 1024 ** 3
@@ -98,8 +100,17 @@ function sshHost (host: HostSpec, v: Obj, at: SpecPath, { report, resolvePath }:
     user: str(s.user) ?? DEFAULT_SSH_USER,
     key: resolvePath(str(s.key) ?? '')
   }
+  const addressProblem = host.ssh.address !== '' ? sshAddressProblem(host.ssh.address) : undefined
+  if (addressProblem !== undefined) report([...at, 'ssh', 'address'], addressProblem)
+  const userProblem = sshUserProblem(host.ssh.user)
+  if (userProblem !== undefined) report([...at, 'ssh', 'user'], userProblem)
   const bridge = str(s.guestBridge)
   if (bridge !== undefined) host.ssh.guestBridge = bridge
+  const hostKey = str(s.hostKey)
+  if (hostKey !== undefined) {
+    if (hostKeyFingerprint(hostKey) === undefined) report([...at, 'ssh', 'hostKey'], "must be the host's OpenSSH public key line (e.g. the contents of /etc/ssh/ssh_host_ed25519_key.pub) or its fingerprint as `ssh-keygen -lf` prints it (SHA256: and 43 base64 characters)")
+    else host.ssh.hostKey = hostKey.trim()
+  }
 }
 
 /** An ec2 host is not on a site subnet (EC2 gives its addresses): it does not share a site with local hosts. */

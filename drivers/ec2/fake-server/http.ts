@@ -12,7 +12,7 @@ import { syncGateway } from './gateway.ts'
 import { describeImages, describeSubnets } from './images.ts'
 import { deleteKeyPair, describeKeyPairs, importKeyPair } from './key-pairs.ts'
 import { changeIngress, createSecurityGroup, deleteSecurityGroup, describeSecurityGroups } from './security-groups.ts'
-import { createTags, describeInstances, runInstances, terminateInstances } from './instances.ts'
+import { createTags, getConsoleOutput, describeInstances, runInstances, terminateInstances } from './instances.ts'
 
 export async function handle (s: FakeEc2State, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const chunks: Buffer[] = []
@@ -89,6 +89,7 @@ async function dispatch (s: FakeEc2State, action: string, region: string, q: Que
     case 'DescribeInstances': return describeInstances(s, region, q)
     case 'TerminateInstances': return await terminateInstances(s, region, q)
     case 'CreateTags': return createTags(s, region, q)
+    case 'GetConsoleOutput': return getConsoleOutput(s, region, q)
     default: throw new Ec2ApiError('InvalidAction', `The action ${action} is not valid for this web service.`)
   }
 }

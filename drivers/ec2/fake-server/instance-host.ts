@@ -13,6 +13,7 @@ import { publicAddressOf } from './internet.ts'
 import type { FakeEc2State, FakeInstance, InstanceRuntime } from './state.ts'
 import { syncGateway } from './gateway.ts'
 import { keysOf } from './key-pairs.ts'
+import { consoleFingerprintBlock } from '../../../core/host-keys.ts'
 
 function nextPublic (s: FakeEc2State): string {
   return publicAddressOf(s.net, s.publicNext++)
@@ -41,6 +42,9 @@ export async function provision (s: FakeEc2State, inst: FakeInstance, rt: Instan
     // EC2 puts the key pair's public key in the instance's authorized keys.
     const key = keysOf(s, inst.region).get(inst.keyName)
     await writeFile(join(data.sshdDir, 'authorized_keys'), key !== undefined ? `${key.publicKey}\n` : '', { mode: 0o600 })
+    // cloud-init prints the fingerprints of the keys sshd really uses on the console.
+    const fp = await run(['ssh-keygen', '-l', '-E', 'sha256', '-f', join(data.sshdDir, 'ssh_host_ed25519_key.pub')])
+    inst.console += `[    0.000000] Linux version 6.1.0 (fake EC2 instance ${inst.id})\n${consoleFingerprintBlock([fp.stdout])}`
     if (inst.state !== 'pending') return
     inst.privateIp = host.address
     inst.publicIp = publicIp
@@ -65,6 +69,7 @@ async function runUserData (s: FakeEc2State, inst: FakeInstance, rt: InstanceRun
   const r = await run(['ip', 'netns', 'exec', ns, 'env', `SC_HOST_ROOT=${root}`, 'sh', join(dir, 'user-data')], { allowFailure: true })
   inst.userDataExit = r.code
   await writeFile(join(dir, 'console.log'), r.stdout + r.stderr)
+  inst.console += r.stdout + r.stderr
 }
 
 export async function terminate (s: FakeEc2State, inst: FakeInstance): Promise<void> {

@@ -43,7 +43,7 @@ export function runInstances (s: FakeEc2State, region: string, q: QueryObject): 
   for (let n = 0; n < max; n++) {
     const inst: FakeInstance = {
       id: `i-${hex(17)}`, region, reservationId, imageId, instanceType, keyName, groupIds, subnetId, az: str(obj(q.Placement).AvailabilityZone) ?? `${region}a`,
-      tags: { ...tags }, state: 'pending', launchTime: new Date().toISOString(), spot, unreachable: false
+      tags: { ...tags }, state: 'pending', launchTime: new Date().toISOString(), spot, unreachable: false, console: ''
     }
     if (token !== undefined) inst.clientToken = token
     if (userData !== undefined) inst.userData = userData
@@ -119,6 +119,14 @@ export async function terminateInstances (s: FakeEc2State, region: string, q: Qu
     ['currentState', [['code', STATE_CODES[i.state]], ['name', i.state]]],
     ['previousState', [['code', STATE_CODES[before[n] as InstanceStateName]], ['name', before[n] as string]]]
   ]))]
+}
+
+/** GetConsoleOutput: what the instance printed so far, base64 (as EC2 answers; empty before boot). */
+export function getConsoleOutput (s: FakeEc2State, region: string, q: QueryObject): XmlNode[] {
+  const id = str(q.InstanceId) ?? ''
+  const i = s.instancesById.get(id)
+  if (i === undefined || i.region !== region) throw new Ec2ApiError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`)
+  return [['instanceId', i.id], ['timestamp', new Date().toISOString()], ['output', Buffer.from(i.console, 'utf8').toString('base64')]]
 }
 
 export function createTags (s: FakeEc2State, region: string, q: QueryObject): XmlNode[] {

@@ -55,6 +55,8 @@ export interface FakeInstance {
   unreachable: boolean
   /** Exit status of the user-data script, when it ran. */
   userDataExit?: number | null
+  /** What the instance printed on its console (cloud-init's host key fingerprints, the user-data's output): GetConsoleOutput. */
+  console: string
 }
 
 /** The host side of an instance: its local host, and the work making it and running its user-data. */

@@ -255,6 +255,65 @@ t.test('a console for an unknown VM is refused with the reason', async t => {
   t.match(r.reason, /no vm named 'nosuchvm'/)
 })
 
+/** A WebSocket upgrade as a browser page on `origin` would send it (the token in the query, as the cookie would carry it); resolves with the HTTP status or 101. */
+async function upgradeStatus (path: string, origin: string | undefined): Promise<{ status: number, body: string }> {
+  return await new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${s.server.url.replace(/^http/, 'ws')}${path}?token=${s.token}`, origin !== undefined ? { origin } : {})
+    ws.on('unexpected-response', (_req, res) => {
+      let body = ''
+      res.on('data', (d: Buffer) => { body += d.toString() })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+    })
+    ws.on('open', () => { ws.close(); resolve({ status: 101, body: '' }) })
+    ws.on('error', err => { if (!/Unexpected server response/.test(err.message)) reject(err) })
+  })
+}
+
+t.test('a page of another origin: its POSTs and WebSockets get 403, even with the token', async t => {
+  const own = s.server.url
+  const evil = own.replace(/:(\d+)$/, (_m, p: string) => `:${Number(p) + 1}`)
+  const auth = { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' }
+  const post = await fetch(`${own}/api/operations/0123abcd/cancel`, { method: 'POST', headers: { ...auth, origin: evil } })
+  t.equal(post.status, 403, 'cancel POST from another port of 127.0.0.1')
+  t.match(await post.text(), /origin .* not accepted/)
+  const ev = await fetch(`${own}/api/events`, { method: 'POST', headers: { ...auth, origin: 'http://attacker.example' }, body: JSON.stringify(stats('web1', 1)) })
+  t.equal(ev.status, 403, 'event POST from another site')
+  const same = await fetch(`${own}/api/operations/0123abcd/cancel`, { method: 'POST', headers: { ...auth, origin: own } })
+  t.equal(same.status, 409, 'the same origin gets through (no such operation running)')
+  for (const path of ['/api/events', '/api/console/web1']) {
+    const cross = await upgradeStatus(path, evil)
+    t.equal(cross.status, 403, `${path}: WebSocket from ${evil} refused before the upgrade`)
+    t.match(cross.body, /forbidden: WebSocket from origin/)
+    t.equal((await upgradeStatus(path, 'null')).status, 403, `${path}: opaque origin (sandboxed page) refused`)
+  }
+  t.equal((await upgradeStatus('/api/events', own)).status, 101, 'the dashboard\'s own origin upgrades')
+  t.equal((await upgradeStatus('/api/events', undefined)).status, 101, 'a client that is no browser page (no Origin) upgrades')
+})
+
+t.test('operations: listing and cancelling need the token (401)', async t => {
+  const list = await fetch(`${s.server.url}/api/operations`)
+  t.equal(list.status, 401, 'GET /api/operations without token')
+  const cancel = await fetch(`${s.server.url}/api/operations/0123abcd/cancel`, { method: 'POST', headers: { origin: s.server.url } })
+  t.equal(cancel.status, 401, 'POST /api/operations/<id>/cancel without token')
+  const bad = await fetch(`${s.server.url}/api/operations/0123abcd/cancel`, { method: 'POST', headers: { authorization: 'Bearer nope' } })
+  t.equal(bad.status, 401, 'and with a bad one')
+  const ok = await fetch(`${s.server.url}/api/operations`, { headers: { authorization: `Bearer ${s.token}` } })
+  t.equal(ok.status, 200)
+  t.same(await ok.json(), [], 'with the token: the (empty) list')
+})
+
+t.test('the dashboard page carries a Content-Security-Policy: own scripts only, no framing', async t => {
+  const page = await fetch(`${s.server.url}/?token=${s.token}`)
+  t.equal(page.status, 200)
+  const csp = page.headers.get('content-security-policy') ?? ''
+  const host = new URL(s.server.url).host
+  for (const d of ["script-src 'self'", "default-src 'self'", "object-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", `connect-src 'self' ws://${host}`]) t.ok(csp.split('; ').includes(d), d)
+  t.notMatch(csp, /script-src[^;]*unsafe/, 'no inline or eval script')
+  t.equal(page.headers.get('x-frame-options'), 'DENY')
+  const js = await fetch(`${s.server.url}/app.js?token=${s.token}`)
+  t.ok(js.headers.get('content-security-policy'), 'on the assets too')
+})
+
 t.test('stop removes serve.json', async t => {
   await s.stop()
   t.notOk(existsSync(join(c.dir, 'serve.json')))

@@ -152,7 +152,7 @@ t.test('bad values, each at its own position', async t => {
     [8, col('203.0.113.7/24'), 'hosts.aws1.ec2.sshFrom', '203.0.113.7/24 has host bits set; did you mean 203.0.113.0/24, or 203.0.113.7/32?'],
     [8, col('subnet-0abc'), 'hosts.aws1.ec2.subnetId', "'subnet-0abc' is not a subnet id (subnet- and 8 or 17 hex digits)"],
     [8, col('ec2.local'), 'hosts.aws1.ec2.endpoint', "'ec2.local' is not an http(s) URL (e.g. https://ec2.eu-west-1.amazonaws.com)"],
-    [8, col('Root'), 'hosts.aws1.ec2.user', "'Root' is not a user name"]
+    [8, col('Root'), 'hosts.aws1.ec2.user', "'Root' is not a user name (lower-case letters, digits, '.', '_', '-'; starting with a letter or '_'; at most 32 characters)"]
   ].sort((a, b) => (a[1] as number) - (b[1] as number)))
   const bad = 'ec2: { region: eu-west-1, ami: ami-0123456789abcdef0, instanceType: m5.large, sshFrom: anywhere }'
   t.same(brief(issuesOf(withHost(bad))),

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { StateStore } from '../../../blanket-manager/state/store.ts'
 import { StateLockedError } from '../../../core/errors.ts'
 
@@ -32,20 +32,70 @@ t.test('prefix avoids ones already taken on the machine', async t => {
   s.close()
 })
 
-t.test('lock: a live holder refuses, a dead holder is taken over', async t => {
+/** Runs lock-contender.ts processes racing from one moment; once each answered, winners may let go. Resolves with each one's output. */
+async function contenders (dir: string, n: number, holdMs: number, mode = ''): Promise<string[]> {
+  rmSync(join(dir, 'release'), { force: true })
+  const goAt = Date.now() + 2500
+  const script = join(import.meta.dirname, 'lock-contender.ts')
+  let answered = 0
+  const outs = await Promise.all(Array.from({ length: n }, async () => await new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, dir, String(goAt), String(holdMs), mode], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => {
+      if (out === '' && ++answered === n) writeFileSync(join(dir, 'release'), '')
+      out += d.toString()
+    })
+    child.on('error', reject)
+    child.on('exit', () => { resolve(out.trim()) })
+  })))
+  return outs
+}
+
+t.test('lock: another process holding it refuses with its pid; released when it ends', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sc-state-'))
+  const s = StateStore.open(dir)
+  t.teardown(() => { s.close() })
+  const holder = contenders(dir, 1, 4000)
+  await new Promise(resolve => setTimeout(resolve, 4000))
+  const err = (() => { try { s.lock(); return undefined } catch (e) { return e } })()
+  t.ok(err instanceof StateLockedError, 'refused while the other process holds it')
+  const [out] = await holder
+  t.match(out, /^got \d+$/)
+  t.match((err as Error).message, new RegExp(`locked by running process ${(out ?? '').split(' ')[1] ?? 'x'}`), 'names the holder')
+  t.doesNotThrow(() => { s.lock() }, 'free once the holder exited')
+  s.unlock()
+})
+
+t.test('lock: a holder killed with SIGKILL leaves it free, and of processes racing for it exactly one wins', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sc-state-'))
+  const [died] = await contenders(dir, 1, 100, 'die')
+  t.match(died, /^got \d+$/, 'the first holder took the lock, then was killed holding it')
+  t.equal(readFileSync(join(dir, 'lock'), 'utf8').trim(), (died ?? '').split(' ')[1], 'its pid is still in the lock file: a stale lock')
+  for (let round = 0; round < 3; round++) {
+    const outs = await contenders(dir, 4, 200)
+    const winners = outs.filter(o => o.startsWith('got '))
+    t.equal(winners.length, 1, `round ${round + 1}: exactly one of 4 racing processes holds the lock (${outs.map(o => o.split(' ')[0]).join(', ')})`)
+    t.equal(outs.filter(o => o.startsWith('locked ')).length, 3, 'the others are refused with StateLockedError')
+  }
+  const s = StateStore.open(dir)
+  t.doesNotThrow(() => { s.lock() }, 'free after the last holder exited')
+  s.close()
+})
+
+t.test('lock: re-entrant within one process; each lock needs its unlock', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'sc-state-'))
   const a = StateStore.open(dir)
-  a.lock()
   const b = StateStore.open(dir)
-  // Simulate another live process holding the lock: our parent pid is alive and not us.
-  writeFileSync(join(dir, 'lock'), String(process.ppid))
-  t.throws(() => b.lock(), StateLockedError)
-  // A pid that is certainly dead (a finished child).
-  const dead = spawnSync('true').pid
-  writeFileSync(join(dir, 'lock'), String(dead))
-  t.doesNotThrow(() => b.lock())
-  b.close()
+  a.lock()
+  b.lock()
+  a.unlock()
+  const [still] = await contenders(dir, 1, 10)
+  t.match(still, /^locked /, 'still held for b')
+  b.unlock()
+  const [free] = await contenders(dir, 1, 10)
+  t.match(free, /^got /, 'free after both unlocked')
   a.close()
+  b.close()
 })
 
 t.test('journal is sequenced', async t => {
