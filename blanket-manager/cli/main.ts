@@ -15,7 +15,7 @@ import { operatorName, reapOperations, registerOperations } from './operations.t
 import { SupercloudError, SpecError } from '../../core/errors.ts'
 import type { Spec } from '../../core/spec.ts'
 import { makeProgressPrinter } from './progress.ts'
-import { describePlan } from '../planner/plan.ts'
+import { describePlan } from '../planner/changes.ts'
 import { renderStatus } from './status.ts'
 import { registerServe } from './serve.ts'
 import { registerEvents } from './events.ts'

@@ -7,6 +7,7 @@
 import { SupercloudError } from '../../core/errors.ts'
 import { formatBytes } from '../../core/units.ts'
 import type { DiskSpec, ImageSpec, Spec } from '../../core/spec.ts'
+import type { Plan } from './plan.ts'
 
 /** `up` would destroy data (disks, a host's guests) and was not allowed to (no --yes, no terminal, or declined). */
 export class PlanDestroysDataError extends SupercloudError {
@@ -88,4 +89,12 @@ export function dataLoss (changes: Change[]): string[] {
 /** The plan's classification for `plan --json`. */
 export function changesJson (changes: Change[]): Array<{ op: ChangeOp, subject: string, reason: string, restart: boolean, destroysData: string[] }> {
   return changes.map(c => ({ op: c.op, subject: c.subject, reason: c.reason, restart: c.restart === true, destroysData: c.destroysData ?? [] }))
+}
+
+/**
+ * The plan as a human reads it: one line per change (`+` create, `~` update, `>` move, `-/+`
+ * replace, `-` delete; a line that loses data says so, in red when `color`), then `!` for what is held back.
+ */
+export function describePlan (p: Plan, color = false): string[] {
+  return [...p.changes.map(c => describeChange(c, color)), ...(p.held ?? []).map(h => `! ${h}`)]
 }

@@ -7,7 +7,8 @@
  */
 import type { HostSpec, Spec } from '../../core/spec.ts'
 import type { StateSnapshot, VmRow } from '../state/store.ts'
-import { describeChange, hostDataLoss, vmDataLoss, type Change } from './changes.ts'
+import { hostDataLoss, vmDataLoss, type Change } from './changes.ts'
+export { describePlan } from './changes.ts'
 import { resolveVms, type ResolvedVm } from './placement.ts'
 import { planVm, rowData, type HostFate, type VmAction } from './vm-plan.ts'
 import { hashHost, stableHash } from '../specfile/hash.ts'
@@ -210,10 +211,3 @@ function destroys (items: string[]): { destroysData?: string[] } {
   return items.length > 0 ? { destroysData: items } : {}
 }
 
-/**
- * The plan as a human reads it: one line per change (`+` create, `~` update, `>` move, `-/+`
- * replace, `-` delete; a line that loses data says so, in red when `color`), then `!` for what is held back.
- */
-export function describePlan (p: Plan, color = false): string[] {
-  return [...p.changes.map(c => describeChange(c, color)), ...(p.held ?? []).map(h => `! ${h}`)]
-}
