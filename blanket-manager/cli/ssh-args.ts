@@ -19,6 +19,8 @@ export function sshArgs (host: string, ep: SshEndpoint, knownHostsFile: string, 
   ]
   if (ep.proxyCommand !== undefined) args.push('-o', `ProxyCommand=${ep.proxyCommand.join(' ')}`)
   if (tty) args.push('-t')
-  args.push('-l', ep.username, '--', ep.host, ...command)
+  // `supercloud ssh HOST -- CMD`: our own `--` ends supercloud's options and is not part of the
+  // remote command (ssh reads nothing after its own `--`, so it would reach the remote shell as `sh -c '-- CMD'`).
+  args.push('-l', ep.username, '--', ep.host, ...(command[0] === '--' ? command.slice(1) : command))
   return args
 }

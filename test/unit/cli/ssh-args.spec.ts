@@ -23,3 +23,12 @@ t.test('the destination and the command come after --: a value starting with - i
   t.strictSame(a.slice(dd), ['--', '-oProxyCommand=touch /tmp/x', 'uname', '-a'])
   t.notOk(a.includes('-t'))
 })
+
+t.test('`supercloud ssh HOST -- CMD`: the user\'s -- is not sent as part of the remote command', async t => {
+  // ssh reads no option after its own `--`, so a second one reached the remote shell as `sh -c '-- xl list'`
+  // ("sh: -c requires an argument"; seen in the Xen e2e).
+  const a = sshArgs('h', ep, '/k', ['--', 'xl list'], false)
+  t.strictSame(a.slice(a.indexOf('--')), ['--', ep.host, 'xl list'])
+  const b = sshArgs('h', ep, '/k', ['ls', '--', 'x'], false)
+  t.strictSame(b.slice(b.indexOf('--')), ['--', ep.host, 'ls', '--', 'x'], 'a -- inside the command stays')
+})
