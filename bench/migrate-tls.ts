@@ -7,7 +7,8 @@
  *
  * Paths: `local` (no cap: the streams are CPU-bound, the worst case for TLS) and `capped` (QEMU's
  * max-bandwidth at 200 Mbit/s, the WAN's rate; no delay, and the disk mirror is not capped).
- * Per case: median total time and QEMU's downtime for each, and TLS / clear ratios.
+ * Per case: median total time and QEMU's downtime for each, and TLS / clear ratios. (QEMU
+ * reports no downtime figure for some runs: those count as 0 in `downtimeMs`.)
  * Prints one JSON object.
  * Usage: node --import tsx bench/migrate-tls.ts [--rounds 3] [--workloads 0,16] [--paths local,capped]
  */
@@ -106,8 +107,8 @@ async function main (): Promise<Record<string, unknown>> {
       })
     }
   }
-  const out = await inGuest(defs[at].runDir, 'kill -USR1 $(pidof memload); sleep 3; tail -n 2 /tmp/ml.out')
-  return { rounds: ROUNDS, cases, guestVerify: /verify ok/.test(out) ? 'ok' : out.slice(-200), machine: machineInfo(start) }
+  // (Integrity is test/integration/qemu/migration-tls.spec.ts's business; this bench only times.)
+  return { rounds: ROUNDS, cases, machine: machineInfo(start) }
 }
 
 await runBench({
