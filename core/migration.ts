@@ -20,3 +20,35 @@ export interface MigrationProgress {
   fraction: number
 }
 
+
+/**
+ * The credentials of one migration's encrypted, authenticated streams (memory and disks): a
+ * pre-shared key the controller draws for this migration alone and hands to both hosts over
+ * their SSH sessions. The destination admits only a client that presents `identity` with `key`
+ * (a TLS-PSK handshake); nobody else can open its migration or disk ports. `key` is 32 random
+ * bytes, hex.
+ */
+export interface MigrationTls {
+  identity: string
+  key: string
+}
+
+/** What a migration's streams run over: TLS with these credentials, or, asked for explicitly, clear text (benchmarks). */
+export type MigrationSecurity = MigrationTls | 'off'
+
+const TLS_IDENTITY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const TLS_KEY_RE = /^[0-9a-f]{64}$/
+
+/** Why `v` is no MigrationTls (undefined when it is one): a PSK identity may not carry ':' or spaces (the key file's syntax). */
+export function migrationTlsProblem (v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object'
+  const o = v as Record<string, unknown>
+  if (Object.keys(o).some(k => k !== 'identity' && k !== 'key')) return 'unknown fields (only identity and key)'
+  if (typeof o.identity !== 'string' || !TLS_IDENTITY_RE.test(o.identity)) return 'identity must be 1-64 of A-Z a-z 0-9 . _ - (a letter or digit first)'
+  if (typeof o.key !== 'string' || !TLS_KEY_RE.test(o.key)) return 'key must be 64 lowercase hex digits (32 bytes)'
+  return undefined
+}
+
+export function isMigrationSecurity (v: unknown): v is MigrationSecurity {
+  return v === 'off' || migrationTlsProblem(v) === undefined
+}

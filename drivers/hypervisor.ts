@@ -3,7 +3,7 @@
  * (blanket-manager/agent), never directly by the controller.
  */
 import type { OperationOptions } from '../core/progress.ts'
-import type { MigrationMode, MigrationProgress } from '../core/migration.ts'
+import type { MigrationMode, MigrationProgress, MigrationSecurity } from '../core/migration.ts'
 
 /** 'xen': guests are Xen domains (PVH) of the host's Xen (drivers/xen). */
 export type AccelMode = 'kvm' | 'tcg' | 'xen'
@@ -147,6 +147,16 @@ export interface MigratingGuest {
   memoryBytes: number
 }
 
+/** How the destination listens for a guest (prepareIncoming). */
+export interface IncomingMigration {
+  listenIp: string
+  mode: MigrationMode
+  /** Picks a free port on the destination, not one in `avoid`. */
+  port: (avoid: number[]) => Promise<number>
+  /** The migration's TLS credentials: only a source presenting them is admitted (QEMU: required, see OutgoingMigration.tls). */
+  tls?: MigrationSecurity
+}
+
 /** Where the source sends a guest to, as the destination's prepareIncoming set it up. */
 export interface IncomingEndpoint {
   migrationPort: number
@@ -158,6 +168,12 @@ export interface IncomingEndpoint {
 
 export interface OutgoingMigration {
   destIp: string
+  /**
+   * The migration's TLS credentials, the same the destination's prepareIncoming got (QEMU:
+   * required; SC_MIGRATION_TLS_MISSING without them; 'off' = clear text, asked explicitly).
+   * Xen's streams do not use them yet.
+   */
+  tls?: MigrationSecurity
   migrationPort: number
   nbdPort: number
   mode: MigrationMode
@@ -219,7 +235,7 @@ export interface BackendMigration {
    * `listenIp`; `port` picks free ports (not those in `avoid`). The caller destroys the guest
    * when this throws.
    */
-  prepareIncoming (def: GuestDefinition, p: { listenIp: string, mode: MigrationMode, port: (avoid: number[]) => Promise<number> }): Promise<IncomingEndpoint>
+  prepareIncoming (def: GuestDefinition, p: IncomingMigration): Promise<IncomingEndpoint>
   /** Source: moves the running guest to the destination; resolves after the switch (the guest runs, or is let run by `finish`, there). */
   migrateOut (guest: MigratingGuest, p: OutgoingMigration): Promise<MigrationSummary>
   /** Lets a migration held at the switchover go on; SC_MIGRATION_NOT_HELD when `name` is not held. */

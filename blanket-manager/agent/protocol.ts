@@ -7,6 +7,7 @@ import type { GuestFirewall } from '../../images/guest/cmdline.ts'
 import type { ControllerPolicy, HostView } from '../../overdriver/decision/decide.ts'
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 import type { OutgoingMigration } from '../../drivers/hypervisor.ts'
+import type { MigrationSecurity } from '../../core/migration.ts'
 
 export const AGENT_PROTOCOL_VERSION = 1
 
@@ -163,6 +164,8 @@ export interface IncomingParams {
   /** Address the destination listens on (its site address). */
   listenIp: string
   mode: 'auto' | 'precopy' | 'postcopy' | 'hybrid'
+  /** The migration's TLS credentials (drivers/hypervisor.ts IncomingMigration.tls); the source gets the same in OutgoingParams.tls. */
+  tls?: MigrationSecurity
   /**
    * Disk reuse on return: the migration id under which this host kept the VM's disk images when
    * the VM left it. Kept images with that id are opened instead of fresh ones; any other kept

@@ -7,7 +7,7 @@
  * built; the client checks the results it relies on and every push.
  */
 import { SupercloudError } from '../../core/errors.ts'
-import type { MigrationProgress } from '../../core/migration.ts'
+import { isMigrationSecurity, type MigrationProgress } from '../../core/migration.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { GuestFirewall, L2fwRule } from '../../images/guest/cmdline.ts'
 import type { ControllerPolicy, HostView } from '../../overdriver/decision/decide.ts'
@@ -65,6 +65,8 @@ const hostName = specName(63)
 const positive = guard('a whole number > 0', (v): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0)
 const migrationMode = oneOf('auto', 'precopy', 'postcopy', 'hybrid')
 /** An address the agent listens on or connects to (IPv4, IPv6 or a host name), not a path. */
+/** A migration's TLS credentials ({ identity, key: 64 hex }) or 'off' (clear text, asked explicitly). */
+const migrationSecurity = guard('TLS credentials { identity, key } or \'off\'', isMigrationSecurity)
 const address = guard('an address (IPv4, IPv6 or host name)', (v): v is string => typeof v === 'string' && /^[A-Za-z0-9.:-]{1,253}$/.test(v))
 
 /** A probe without a test guest image (accel forced) sends ''. */
@@ -141,7 +143,7 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
   'vm.stop': { params: obj<StopParams>({ name: vmName, timeoutMs: nonNegative }), result: none },
   'vm.console': { params: nameParams, result: obj<{ path: string }>({ path: nonEmpty }) },
   'vm.migrate.incoming': {
-    params: obj<IncomingParams>({ launch: vmLaunch, listenIp: address, mode: migrationMode, reuse: opt(migrationId) }),
+    params: obj<IncomingParams>({ launch: vmLaunch, listenIp: address, mode: migrationMode, tls: opt(migrationSecurity), reuse: opt(migrationId) }),
     result: obj<IncomingResult>({ migrationPort: port, nbdPort: count, diskNodes: opt(arr(str)), reusedNodes: opt(arr(str)), selfConfig: opt(str) })
   },
   'vm.migrate.outgoing': {
@@ -155,6 +157,7 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
       bandwidth: opt(nonNegative),
       deadlineMs: positive,
       holdAtSwitchover: bool,
+      tls: opt(migrationSecurity),
       incremental: opt(obj<NonNullable<OutgoingParams['incremental']>>({ id: migrationId, nodes: arr(str) })),
       selfConfig: opt(str)
     }),

@@ -232,7 +232,7 @@ export class VmManager {
     mig.checkMode(p.mode)
     const def = await this.define(p.launch)
     try {
-      const at = await mig.prepareIncoming(def, { listenIp: p.listenIp, mode: p.mode, port: async avoid => await freeMigrationPort(p.listenIp, avoid) })
+      const at = await mig.prepareIncoming(def, { listenIp: p.listenIp, mode: p.mode, ...(p.tls !== undefined ? { tls: p.tls } : {}), port: async avoid => await freeMigrationPort(p.listenIp, avoid) })
       return {
         migrationPort: at.migrationPort,
         nbdPort: at.nbdPort,
@@ -269,6 +269,7 @@ export class VmManager {
         ...(p.bandwidth !== undefined ? { bandwidth: p.bandwidth } : {}),
         deadlineMs: p.deadlineMs,
         holdAtSwitchover: p.holdAtSwitchover,
+        ...(p.tls !== undefined ? { tls: p.tls } : {}),
         ...(p.incremental !== undefined ? { incremental: p.incremental } : {}),
         ...(p.selfConfig !== undefined ? { selfConfig: p.selfConfig } : {}),
         onProgress: pr => push({ type: 'migration.progress', vm: p.name, ...pr }),

@@ -8,7 +8,7 @@
  * stream (with the switchover hooks of migration/switchover.ts), then complete or roll back.
  */
 import { randomBytes } from 'node:crypto'
-import type { MigrationProgress } from '../../core/migration.ts'
+import type { MigrationProgress, MigrationSecurity } from '../../core/migration.ts'
 import { AgentError, CancelledError, CapacityError, NotFoundError, SupercloudError } from '../../core/errors.ts'
 import type { Spec, VmSpec, WireSpec } from '../../core/spec.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
@@ -211,6 +211,8 @@ class MigrationRun<A extends HostAgent> {
   private readonly mode: NonNullable<MigrateOptions['mode']>
   /** The migration's id: the source keeps its disk images under it, the destination's bitmaps carry it. */
   private readonly id = randomBytes(6).toString('hex')
+  /** The streams' credentials: a key for this migration alone, given to both agents over SSH, never stored (docs/security.md). */
+  private readonly tls: MigrationSecurity
   private readonly startedAt = new Date().toISOString()
   private readonly prevReuse: DiskReuse | undefined
   private report!: MigrationReporter
@@ -233,6 +235,7 @@ class MigrationRun<A extends HostAgent> {
     this.to = i.to
     this.mode = i.opts.mode ?? 'auto'
     this.prevReuse = c.state.diskReuse(this.vm)
+    this.tls = i.opts.clearText === true ? 'off' : { identity: `${this.from}.${this.id}`, key: randomBytes(32).toString('hex') }
   }
 
   private say (message: string): void {
@@ -307,7 +310,7 @@ class MigrationRun<A extends HostAgent> {
     if (prevReuse?.host === to) this.c.state.setDiskReuse(vm, undefined)
     if (reuse.reuse) this.c.state.setMigration(vm, { from: this.from, to, mode: this.mode, id: this.id, reuse: reuse.id, startedAt: this.startedAt })
     this.say(`preparing ${to} to receive it`)
-    const inc = await this.target.prepareIncoming({ launch, listenIp: dest.record.address, mode: this.mode, ...(reuse.reuse ? { reuse: reuse.id } : {}) })
+    const inc = await this.target.prepareIncoming({ launch, listenIp: dest.record.address, mode: this.mode, tls: this.tls, ...(reuse.reuse ? { reuse: reuse.id } : {}) })
     this.prepared = true
     return { launch, reuse, inc }
   }
@@ -346,6 +349,7 @@ class MigrationRun<A extends HostAgent> {
         ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
         deadlineMs: opts.deadlineMs ?? 120000,
         holdAtSwitchover: switchover.holds,
+        tls: this.tls,
         ...(inc.selfConfig !== undefined ? { selfConfig: inc.selfConfig } : {}),
         ...(reusedNodes.length > 0 && reuse.reuse ? { incremental: { id: reuse.id, nodes: reusedNodes } } : {})
       })

@@ -18,6 +18,8 @@ export interface MigrateOptions {
   /** Bytes/s. */
   bandwidth?: number
   deadlineMs?: number
+  /** Streams in clear text instead of TLS (benchmarks comparing the two; no CLI flag). */
+  clearText?: boolean
   signal?: AbortSignal
   onProgress?: (p: MigrationProgress) => void
 }

@@ -3,11 +3,12 @@
  * with the guest's disks mirrored to the destination's NBD exports and dirty bitmaps for a
  * return (the disks capability). Every mode is available.
  */
-import type { BackendMigration, GuestDefinition, GuestStatus, IncomingEndpoint, MigratingGuest, MigrationDisks, MigrationSummary, OutgoingMigration } from '../hypervisor.ts'
+import type { BackendMigration, GuestDefinition, GuestStatus, IncomingEndpoint, IncomingMigration, MigratingGuest, MigrationDisks, MigrationSummary, OutgoingMigration } from '../hypervisor.ts'
 import type { MigrationMode } from '../../core/migration.ts'
 import { OutgoingSessions } from '../migration-sessions.ts'
 import { SWAP_ID } from './args.ts'
 import { dirtyStatus, finishIncoming, markArrival, runOutgoing, startIncoming } from './migration.ts'
+import { requireSecurity } from './migration-tls.ts'
 
 /** QEMU's block node of the guest disk with device id `id` (args.ts names them so). */
 const node = (id: string): string => `drv-${id}`
@@ -29,15 +30,17 @@ export class QemuMigration implements BackendMigration {
 
   checkMode (_mode: MigrationMode): void {}
 
-  async prepareIncoming (def: GuestDefinition, p: { listenIp: string, mode: MigrationMode, port: (avoid: number[]) => Promise<number> }): Promise<IncomingEndpoint> {
+  async prepareIncoming (def: GuestDefinition, p: IncomingMigration): Promise<IncomingEndpoint> {
+    const security = requireSecurity(def.name, 'incoming', p.tls)
     const migrationPort = await p.port([])
     const nbdPort = await p.port([migrationPort])
     await this.start({ ...def, incoming: true })
-    await startIncoming({ runDir: def.runDir, listenIp: p.listenIp, migrationPort, nbdPort, diskNodes: movingNodes({ diskIds: def.disks.map(d => d.id), swap: def.swap !== undefined }), mode: p.mode })
+    await startIncoming({ runDir: def.runDir, listenIp: p.listenIp, migrationPort, nbdPort, diskNodes: movingNodes({ diskIds: def.disks.map(d => d.id), swap: def.swap !== undefined }), mode: p.mode, security })
     return { migrationPort, nbdPort }
   }
 
   async migrateOut (g: MigratingGuest, p: OutgoingMigration): Promise<MigrationSummary> {
+    const security = requireSecurity(g.name, 'outgoing', p.tls)
     return await this.sessions.run(g.name, p.signal, async s => await runOutgoing({
       runDir: g.runDir,
       destIp: p.destIp,
@@ -49,6 +52,7 @@ export class QemuMigration implements BackendMigration {
       maxDowntimeMs: p.maxDowntimeMs,
       ...(p.bandwidth !== undefined ? { bandwidth: p.bandwidth } : {}),
       deadlineMs: p.deadlineMs,
+      security,
       ...(p.incremental !== undefined ? { incremental: p.incremental } : {}),
       signal: s.signal,
       ...(p.onProgress !== undefined ? { onProgress: p.onProgress } : {}),

@@ -8,11 +8,13 @@
 import { execFile, spawn } from 'node:child_process'
 import { constants as fsc } from 'node:fs'
 import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { CancelledError, GuestBootError, QmpError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
 import type { OperationOptions, ProgressEvent, ProgressPhase } from '../../core/progress.ts'
 import type { AccelMode, GuestDefinition, GuestRunState, GuestStats, GuestStatus, HypervisorBackend } from '../hypervisor.ts'
 import { buildQemuArgs, runPaths, validateDefinition, virtioDiskName } from './args.ts'
 import { QemuMigration } from './backend-migration.ts'
+import { TLS_DIR } from './migration-tls.ts'
 import { GuestNotRunningError, GuestStartError, HypervisorMissingError } from './errors.ts'
 import { QmpClient, withQmp } from './qmp.ts'
 import { lastLines } from './console-text.ts'
@@ -364,6 +366,8 @@ class QemuBackend implements HypervisorBackend {
       const pid = await livePid(runDir)
       if (pid !== undefined) await this.killLocked(pid, runDir)
       for (const f of [p.qmp, p.serial, p.pidfile]) await rm(f, { force: true })
+      // A destination's migration key file (migration-tls.ts), when the migration never finished.
+      await rm(join(runDir, TLS_DIR), { recursive: true, force: true })
     })
   }
 

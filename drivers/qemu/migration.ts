@@ -6,6 +6,8 @@
  * at pre-switchover the mirrors are completed, the caller's switchover hook runs (VirtualWire
  * re-points sister endpoints), then the migration continues.
  * Any failure or cancel before switchover leaves the guest running on the source.
+ * Both streams run over TLS with the migration's pre-shared key (migration-tls.ts) unless the
+ * caller asked for clear text (`security: 'off'`).
  *
  * Disk reuse on return (blanket-manager/migration/disk-reuse.ts): the destination starts a dirty
  * bitmap on each disk at the switchover hold (`markArrival`); a later migration back to a host
@@ -18,6 +20,9 @@ import { CancelledError, SupercloudError } from '../../core/errors.ts'
 import { bitmapName, shouldRunPass } from './disk-bitmap.ts'
 import { capabilitiesFor, foldProgress, shouldStartPostcopy, type MigrationMode, type MigrationProgress, type QueryMigrate } from './migration-progress.ts'
 import type { MigrationSummary } from '../hypervisor.ts'
+import type { MigrationSecurity } from '../../core/migration.ts'
+import { migrationTlsParams, nbdServerArgs, nbdTargetArgs } from './migration-tls.ts'
+import { dropCreds, installCreds } from './migration-tls-creds.ts'
 export type { MigrationSummary } from '../hypervisor.ts'
 
 export class MigrationError extends SupercloudError {
@@ -40,6 +45,8 @@ export interface IncomingOptions {
   /** Block node names of the guest's disks (`drv-<id>`), exported for the source's mirrors. */
   diskNodes: string[]
   mode: MigrationMode
+  /** The migration's TLS credentials (the destination admits only their identity), or 'off'. */
+  security: MigrationSecurity
 }
 
 /** On the destination, once the guest was started with `incoming: true`. */
@@ -47,8 +54,10 @@ export async function startIncoming (o: IncomingOptions): Promise<void> {
   const q = await migrationQmp(o.runDir)
   try {
     await q.execute('migrate-set-capabilities', { capabilities: capabilitiesFor(o.mode).filter(c => c.capability !== 'pause-before-switchover') })
+    await installCreds(q, o.runDir, 'server', o.security)
+    await q.execute('migrate-set-parameters', migrationTlsParams(o.security))
     if (o.diskNodes.length > 0) {
-      await q.execute('nbd-server-start', { addr: { type: 'inet', data: { host: o.listenIp, port: String(o.nbdPort) } } })
+      await q.execute('nbd-server-start', nbdServerArgs(o.listenIp, o.nbdPort, o.security))
       for (const node of o.diskNodes) await q.execute('block-export-add', { type: 'nbd', id: `exp-${node}`, 'node-name': node, name: node, writable: true })
     }
     await q.execute('migrate-incoming', { uri: `tcp:${o.listenIp}:${o.migrationPort}` })
@@ -104,7 +113,7 @@ function dirtyOf (nodes: NamedNode[], diskNodes: string[], bitmap: string): { pr
   return { present, dirtyBytes, sizeBytes }
 }
 
-/** On the destination after the guest runs there: stop the NBD exports. */
+/** On the destination after the guest runs there: stop the NBD exports, drop the credentials. */
 export async function finishIncoming (runDir: string, diskNodes: string[]): Promise<string> {
   const q = await migrationQmp(runDir)
   try {
@@ -118,6 +127,7 @@ export async function finishIncoming (runDir: string, diskNodes: string[]): Prom
       await sleep(200)
       st = await q.execute<{ status: string }>('query-status')
     }
+    await dropCreds(q, runDir)
     return st.status
   } finally {
     await q.close()
@@ -137,6 +147,8 @@ export interface OutgoingOptions {
   /** Bytes/s; undefined = unlimited. */
   bandwidth?: number
   deadlineMs: number
+  /** The migration's TLS credentials (this side presents their identity), or 'off'. */
+  security: MigrationSecurity
   signal?: AbortSignal
   onProgress?: (p: MigrationProgress) => void
   /** Runs while both sides are paused, after disks are synchronised and before the switch. */
@@ -207,6 +219,7 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
       }
     }
     for (const m of [...mirrors, ...incs]) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})
+    await dropCreds(q, o.runDir)
     if (bandwidthBefore !== undefined) await q.execute('migrate-set-parameters', { 'max-bandwidth': bandwidthBefore }).catch(() => {})
     // The guest keeps (or resumes) running on the source.
     const st = await q.execute<{ status: string }>('query-status').catch(() => ({ status: 'unknown' }))
@@ -286,9 +299,8 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
       const st = dirtyOf(await namedNodes(q), incs.map(d => d.node), bitmap)
       if (!st.present) throw new MigrationError(`the disks have no dirty bitmap ${bitmap}: the image kept on the destination cannot be updated`)
     }
-    for (const m of [...mirrors, ...incs]) {
-      await q.execute('blockdev-add', { driver: 'nbd', 'node-name': m.target, server: { type: 'inet', host: o.destIp, port: String(o.nbdPort) }, export: m.node })
-    }
+    await installCreds(q, o.runDir, 'client', o.security)
+    for (const m of [...mirrors, ...incs]) await q.execute('blockdev-add', nbdTargetArgs(m.target, o.destIp, o.nbdPort, m.node, o.security))
     for (const m of mirrors) {
       await q.execute('blockdev-mirror', { 'job-id': m.job, device: m.node, target: m.target, sync: 'full', 'auto-dismiss': true })
     }
@@ -305,7 +317,7 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
 
     // Memory.
     await q.execute('migrate-set-capabilities', { capabilities: capabilitiesFor(o.mode) })
-    const params: Record<string, unknown> = { 'downtime-limit': Math.max(1, Math.round(o.maxDowntimeMs)) }
+    const params: Record<string, unknown> = { 'downtime-limit': Math.max(1, Math.round(o.maxDowntimeMs)), ...migrationTlsParams(o.security) }
     if (o.bandwidth !== undefined) {
       bandwidthBefore = (await q.execute<{ 'max-bandwidth'?: number }>('query-migrate-parameters'))['max-bandwidth']
       params['max-bandwidth'] = Math.round(o.bandwidth)
@@ -353,6 +365,7 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
         holdMs = Date.now() - held
       } else if (info.status === 'completed') {
         for (const m of [...mirrors, ...incs]) await q.execute('blockdev-del', { 'node-name': m.target }).catch(() => {})
+        await dropCreds(q, o.runDir)
         return {
           mode: o.mode,
           postcopy,

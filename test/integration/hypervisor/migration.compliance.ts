@@ -93,7 +93,9 @@ export async function runMigrationCompliance (t: Test, c: MigrationComplianceCon
   /** Prepares the destination and starts migrateOut; resolves with the outcome promise once the memory copy runs. */
   const startMove = async (p: Partial<OutgoingMigration>): Promise<{ outcome: Promise<unknown>, progress: MigrationProgress[] }> => {
     const mode = p.mode ?? 'auto'
-    const at = await target.migration.prepareIncoming(tdef, { listenIp: m.listenIp, mode, port })
+    // Each move with its own TLS credentials, as the controller draws them (QEMU requires them).
+    const tls = { identity: `src.${randomBytes(6).toString('hex')}`, key: randomBytes(32).toString('hex') }
+    const at = await target.migration.prepareIncoming(tdef, { listenIp: m.listenIp, mode, port, tls })
     const progress: MigrationProgress[] = []
     let copying = (): void => {}
     const copy = new Promise<void>(resolve => { copying = resolve })
@@ -105,6 +107,7 @@ export async function runMigrationCompliance (t: Test, c: MigrationComplianceCon
       maxDowntimeMs: 300,
       deadlineMs: 240_000,
       holdAtSwitchover: false,
+      tls,
       ...(at.selfConfig !== undefined ? { selfConfig: at.selfConfig } : {}),
       onProgress: pr => {
         progress.push(pr)

@@ -48,6 +48,9 @@ export class MemHost {
     holdStream?: (vm: string) => void
   } = {}
 
+  /** The TLS credentials each migration call brought ('prepareIncoming' / 'migrateOut'), in order. */
+  readonly tls: Array<{ call: string, tls: unknown }> = []
+
   /** Running migrations out of this host: VM -> cancel. */
   readonly outgoing = new Map<string, () => void>()
 
@@ -165,6 +168,7 @@ export class MemAgent implements HostAgent {
 
   async prepareIncoming (...[p]: Fn<'prepareIncoming'>['args']): Promise<Fn<'prepareIncoming'>['ret']> {
     this.call(`prepareIncoming ${p.launch.name}`)
+    this.h.tls.push({ call: 'prepareIncoming', tls: p.tls })
     if (this.h.faults.refuseIncoming !== undefined) throw this.h.faults.refuseIncoming
     if ((this.h.guests.get(p.launch.name)?.state ?? 'absent') !== 'absent') throw new AgentError('SC_MIGRATION_DEST_BUSY', `${this.host}: a guest named ${p.launch.name} already exists on this host`)
     this.h.guests.set(p.launch.name, { state: 'paused', detail: 'incoming' })
@@ -173,6 +177,7 @@ export class MemAgent implements HostAgent {
 
   async migrateOut (...[p]: Fn<'migrateOut'>['args']): Promise<Fn<'migrateOut'>['ret']> {
     this.call(`migrateOut ${p.name}`)
+    this.h.tls.push({ call: 'migrateOut', tls: p.tls })
     const dest = this.h.cloud.byAddress(p.destIp)
     this.emit({ type: 'migration.progress', vm: p.name, phase: 'memory', sentBytes: 1, remainingBytes: 1, dirtyRate: 0, iteration: 1, fraction: 0.5 })
     const hold = this.h.faults.holdStream

@@ -5,6 +5,8 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { AgentError, CancelledError, SupercloudError } from '../../../core/errors.ts'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { Bench, twoHosts, type MemHost } from './mem.ts'
 
 async function started (t: Test): Promise<{ b: Bench, h1: MemHost, h2: MemHost, spec: ReturnType<typeof twoHosts> }> {
@@ -134,4 +136,37 @@ t.test('the connection to the destination drops after the switch: the move compl
   t.equal(row?.status, 'ready', 'recorded ready on h2, not failed')
   t.equal(c.state.migration('web'), undefined, 'no migration record left')
   t.same((await c.plan(spec)).actions, [], 'up has nothing to do')
+})
+
+t.test('every migration runs over TLS: both hosts get the same key, drawn for that migration alone and kept nowhere', async t => {
+  const { b, h1, h2, spec } = await started(t)
+  const c = b.controller()
+  t.teardown(() => c.close())
+  await c.migrate(spec, 'web', 'h2')
+  await c.migrate(spec, 'web', 'h1')
+  type Tls = { identity: string, key: string }
+  t.same(h1.tls.map(x => x.call), ['migrateOut', 'prepareIncoming'], 'h1: source of the first move, destination of the second')
+  t.same(h2.tls.map(x => x.call), ['prepareIncoming', 'migrateOut'], 'h2: destination of the first move, source of the second')
+  const [out1, in2] = h1.tls.map(x => x.tls as Tls)
+  const [in1, out2] = h2.tls.map(x => x.tls as Tls)
+  t.same(out1, in1, 'source and destination of the first move hold the same credentials')
+  t.same(out2, in2, 'and of the second')
+  t.match(out1, { identity: /^h1\.[0-9a-f]{12}$/, key: /^[0-9a-f]{64}$/ }, 'identity names the source host and the migration; a 32-byte key')
+  t.match(out2, { identity: /^h2\.[0-9a-f]{12}$/, key: /^[0-9a-f]{64}$/ })
+  t.not(out2?.key, out1?.key, 'the return move has a key of its own')
+  // The keys are in no journal entry and not in the state directory.
+  const keys = [out1?.key ?? 'x', out2?.key ?? 'x']
+  const journal = JSON.stringify(c.store.journalSince(0))
+  t.notOk(keys.some(k => journal.includes(k)), 'not journaled')
+  const stored = readdirSync(b.dir).map(f => { try { return readFileSync(join(b.dir, f)).toString('latin1') } catch { return '' } }).join('')
+  t.ok(stored.length > 0, 'the state directory was read')
+  t.notOk(keys.some(k => stored.includes(k)), 'not in the state directory')
+})
+
+t.test('clearText (benchmarks only) asks both hosts for clear text explicitly', async t => {
+  const { b, h1, h2, spec } = await started(t)
+  const c = b.controller()
+  t.teardown(() => c.close())
+  await c.migrate(spec, 'web', 'h2', { clearText: true })
+  t.same([...h1.tls, ...h2.tls].map(x => x.tls), ['off', 'off'])
 })
