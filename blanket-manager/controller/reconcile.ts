@@ -95,10 +95,10 @@ export class Reconciler<A extends HostAgent> {
       progress: ev => { this.c.progress(ev); opts.onProgress?.(ev) },
       ...(opts.signal !== undefined ? { signal: opts.signal } : {})
     }
-    await allSettledOrThrow(actions(p, 'vm.delete').map(async a => {
+    await this.perHost(actions(p, 'vm.delete'), a => a.host, async a => {
       await this.deleteVm(a.name, run.progress)
       this.c.store.journal('vm.deleted', a.name, { host: a.host, reason: a.reason })
-    }))
+    })
     // Hosts re-created under the same name go before their creation; removed ones after the moves off them.
     const recreated = new Set(actions(p, 'host.create').map(a => a.host.name))
     await this.deleteHosts(run, actions(p, 'host.delete').filter(a => recreated.has(a.name)))
@@ -120,13 +120,22 @@ export class Reconciler<A extends HostAgent> {
     // VirtualWire: endpoints and switches before the guests whose NICs join them.
     const topo = this.wiring.topology(spec, p.resolved, run.ctx.prefix, this.wiring.wires(spec))
     await this.applyWires(run, topo)
-    await allSettledOrThrow([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.balloon')].map(async a => {
+    await this.perHost([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.balloon')], a => a.kind === 'vm.balloon' ? a.host : a.vm.host, async a => {
       throwIfAborted(run.signal, 'up')
       if (a.kind === 'vm.balloon') { await this.balloon(a); return }
       if (a.kind === 'vm.restart') await this.stopVm(run, a.vm)
       await this.createVm(run, a.vm, a.specHash, topo)
       this.c.store.journal(a.kind === 'vm.restart' ? 'vm.restarted' : 'vm.running', a.vm.spec.name, { host: a.vm.host, ...(a.kind === 'vm.restart' ? { reason: a.reason } : {}) })
-    }))
+    })
+  }
+
+  /**
+   * Runs `fn` for every item, host by host: at most hostConcurrency hosts at once (each may
+   * need a connection, image uploads, a boot), a host's items together. Every item is tried;
+   * the first failure is rethrown (allSettledOrThrow).
+   */
+  private async perHost<T> (items: T[], hostOf: (item: T) => string, fn: (item: T) => Promise<void>): Promise<void> {
+    await settleLimitedOrThrow(groupBy(items, hostOf), this.c.hostConcurrency, async ([, list]) => { await allSettledOrThrow(list.map(fn)) })
   }
 
   private async deleteHosts (run: Run, hosts: Array<ActionOf<'host.delete'>>): Promise<void> {
@@ -264,10 +273,7 @@ export class Reconciler<A extends HostAgent> {
     this.c.store.lock()
     const ctx = await this.c.context()
     const progress: Progress = ev => { this.c.progress(ev); opts.onProgress?.(ev) }
-    // Host by host (at most hostConcurrency at once: each may need a new connection), a host's guests together.
-    await settleLimitedOrThrow(groupBy(this.c.store.vms(), v => v.host), this.c.hostConcurrency, async ([, vms]) => {
-      await allSettledOrThrow(vms.map(async vm => { await this.deleteVm(vm.name, progress) }))
-    })
+    await this.perHost(this.c.store.vms(), v => v.host, async vm => { await this.deleteVm(vm.name, progress) })
     await settleLimitedOrThrow(this.c.store.hosts(), this.c.hostConcurrency, async h => { await this.deleteHost(ctx, h.name, progress, opts.signal) })
     for (const n of this.c.store.networks()) {
       progress({ subject: `network ${n.driver}`, phase: 'delete', message: 'removing sites and WAN' })
