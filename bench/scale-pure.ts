@@ -53,8 +53,8 @@ function measure (fn: () => unknown): number {
   return median(xs)
 }
 
-/** The parts at one size: part -> median ms. */
-function measureSize (size: ScaleSize): { wires: number, ms: Record<string, number> } {
+/** The parts at one size: part -> median ms; `emit` gets each part as soon as it is measured. */
+function measureSize (size: ScaleSize, emit: (part: string, ms: number, wires: number) => void): Record<string, number> {
   const text = scaleSpecYaml(size)
   const file = '/nonexistent/scale/supercloud.yaml'
   const spec = parseSpec(text, file)
@@ -84,41 +84,48 @@ function measureSize (size: ScaleSize): { wires: number, ms: Record<string, numb
   const sustained = decide(odState, { ...odInput, atMs: decidingAt })
   log(`${size.hosts} hosts, ${size.vms} VMs, ${wires.length} wires: ${topo.connectors.length} connectors, overdriver ${sustained.actions.filter(a => a.kind === 'migrate').length} migrations decided`)
 
+  const parts: Record<string, () => unknown> = {
+    baseline: () => JSON.parse(JSON.stringify(spec)),
+    yamlOnly: () => parseDocument(text).toJS(),
+    specLoad: () => parseSpec(text, file),
+    placement: () => place(spec),
+    resolve: () => resolveVms(spec, PREFIX),
+    planFromNothing: () => plan(spec, { networks: [], hosts: [], vms: [] }, PREFIX),
+    planNoop: () => plan(spec, state, PREFIX, obs),
+    topology: () => compileTopology({ ...topoInput, ids: assignConnectorIds(wires, {}) }),
+    endpointDiff: () => diffEndpoints(topo.endpoints, topo.endpoints),
+    overdriverStart: () => decide(emptyControllerState(), odInput),
+    overdriverSustained: () => decide(odState, { ...odInput, atMs: decidingAt }),
+    capacityPlan: () => capacityPlanLines(spec)
+  }
   const ms: Record<string, number> = {}
-  ms.baseline = measure(() => JSON.parse(JSON.stringify(spec)))
-  ms.yamlOnly = measure(() => parseDocument(text).toJS())
-  ms.specLoad = measure(() => parseSpec(text, file))
-  ms.placement = measure(() => place(spec))
-  ms.resolve = measure(() => resolveVms(spec, PREFIX))
-  ms.planFromNothing = measure(() => plan(spec, { networks: [], hosts: [], vms: [] }, PREFIX))
-  ms.planNoop = measure(() => plan(spec, state, PREFIX, obs))
-  ms.topology = measure(() => compileTopology({ ...topoInput, ids: assignConnectorIds(wires, {}) }))
-  ms.endpointDiff = measure(() => diffEndpoints(topo.endpoints, topo.endpoints))
-  ms.overdriverStart = measure(() => decide(emptyControllerState(), odInput))
-  ms.overdriverSustained = measure(() => decide(odState, { ...odInput, atMs: decidingAt }))
-  ms.capacityPlan = measure(() => capacityPlanLines(spec))
-  return { wires: wires.length, ms }
+  for (const [part, fn] of Object.entries(parts)) {
+    ms[part] = measure(fn)
+    emit(part, ms[part], wires.length)
+  }
+  return ms
 }
 
-const results: Array<{ size: ScaleSize, wires: number, ms: Record<string, number> }> = []
+let prev: { size: ScaleSize, ms: Record<string, number> } | undefined
 for (const size of sizes) {
   log(`measuring ${size.hosts} hosts / ${size.vms} VMs (${runs} run(s) each)`)
-  const r = measureSize(size)
-  const prev = results.at(-1)
-  results.push({ size, ...r })
-  for (const [part, ms] of Object.entries(r.ms)) {
+  let baselineMs = NaN
+  const ms = measureSize(size, (part, partMs, wires) => {
     const before = prev?.ms[part]
+    if (part === 'baseline') baselineMs = partMs
+    log(`  ${part}: ${r3(partMs)} ms`)
     process.stdout.write(JSON.stringify({
       bench: 'scale-pure',
       part,
       hosts: size.hosts,
       vms: size.vms,
-      wires: r.wires,
-      ms: r3(ms),
-      growth: before !== undefined && before > 0 ? r3(ms / before) : null,
+      wires,
+      ms: r3(partMs),
+      growth: before !== undefined && before > 0 ? r3(partMs / before) : null,
       sizeGrowth: prev !== undefined ? r3(size.vms / prev.size.vms) : null,
-      overBaseline: r3(ms / (r.ms.baseline ?? NaN))
+      overBaseline: r3(partMs / baselineMs)
     }) + '\n')
-  }
+  })
+  prev = { size, ms }
 }
 process.stdout.write(JSON.stringify({ bench: 'scale-pure', summary: true, runs, sizes, machine: machineInfo(load0) }) + '\n')
