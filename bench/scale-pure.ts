@@ -7,7 +7,7 @@
  * (bench/lib/scale-spec.ts): hosts in sites of 100, VMs half placed by `host:`, 2 wires per VM.
  *
  * Same-run baseline at each size: a JSON round trip of the loaded spec (one linear pass over
- * the same data), and the YAML parser alone (what spec load costs before our checks).
+ * the same data), and the YAML parser alone, as the loader calls it (what spec load costs before our checks).
  *
  * Output: JSON lines on stdout, one per part and size ({ part, hosts, vms, wires, ms, growth,
  * sizeGrowth, overBaseline }: `growth` is ms over the previous size's ms, to compare with
@@ -86,7 +86,7 @@ function measureSize (size: ScaleSize, emit: (part: string, ms: number, wires: n
 
   const parts: Record<string, () => unknown> = {
     baseline: () => JSON.parse(JSON.stringify(spec)),
-    yamlOnly: () => parseDocument(text).toJS(),
+    yamlOnly: () => parseDocument(text, { uniqueKeys: false }).toJS(),
     specLoad: () => parseSpec(text, file),
     placement: () => place(spec),
     resolve: () => resolveVms(spec, PREFIX),
