@@ -4,7 +4,8 @@
  * process with the real controller, `status` with new connections (cold: SSH handshake, agent
  * socket, hello, listVms per host) and over the connections it keeps (warm: the agent calls
  * only); baseline in the same run: one SSH handshake plus `exec true` to the same host, and
- * the whole `supercloud status --json` process. Prints one JSON object.
+ * the whole `supercloud status --json` process. The controller's CPU time (this process's user +
+ * system) is measured with each `status`. Prints one JSON object.
  * Usage: node --import tsx bench/status-host.ts [--hosts 1] [--runs 9]
  */
 import { loadavg } from 'node:os'
@@ -32,9 +33,12 @@ const spec = [
 ].join('\n')
 const sb = new CliSandbox(spec, 'sc-bench-status-')
 
-const ms = async (fn: () => Promise<unknown>): Promise<number> => {
+const ms = async (fn: () => Promise<unknown>, cpu?: number[]): Promise<number> => {
   const t0 = process.hrtime.bigint()
+  const c0 = process.cpuUsage()
   await fn()
+  const c = process.cpuUsage(c0)
+  cpu?.push((c.user + c.system) / 1000)
   return Number(process.hrtime.bigint() - t0) / 1e6
 }
 
@@ -51,6 +55,8 @@ await runBench({
     const warm: number[] = []
     const ssh: number[] = []
     const cli: number[] = []
+    const coldCpu: number[] = []
+    const warmCpu: number[] = []
     const warmController = createController(NAME, { env: sb.env })
     try {
       const s = await warmController.status()
@@ -60,8 +66,8 @@ await runBench({
       for (let i = 0; i < runs; i++) {
         log(`round ${i + 1}/${runs}`)
         const c = createController(NAME, { env: sb.env })
-        try { cold.push(await ms(async () => await c.status())) } finally { c.close() }
-        warm.push(await ms(async () => await warmController.status()))
+        try { cold.push(await ms(async () => await c.status(), coldCpu)) } finally { c.close() }
+        warm.push(await ms(async () => await warmController.status(), warmCpu))
         ssh.push(await ms(async () => {
           const conn = await SshConnection.connect('h0', record.ssh, { pins: warmController.store.hostKeyPins })
           try { await conn.exec('true') } finally { conn.close() }
@@ -71,14 +77,14 @@ await runBench({
     } finally {
       warmController.close()
     }
-    const m = { statusColdMs: median(cold), statusWarmMs: median(warm), sshHandshakeExecMs: median(ssh), cliStatusMs: median(cli) }
+    const m = { statusColdMs: median(cold), statusColdCpuMs: median(coldCpu), statusWarmMs: median(warm), statusWarmCpuMs: median(warmCpu), sshHandshakeExecMs: median(ssh), cliStatusMs: median(cli) }
     return {
       bench: 'status-host',
       hosts,
       runs,
       upMs: r3(up.ms),
       median: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, r3(v)])),
-      perHost: { coldMs: r3(m.statusColdMs / hosts), warmMs: r3(m.statusWarmMs / hosts) },
+      perHost: { coldMs: r3(m.statusColdMs / hosts), coldCpuMs: r3(m.statusColdCpuMs / hosts), warmMs: r3(m.statusWarmMs / hosts), warmCpuMs: r3(m.statusWarmCpuMs / hosts) },
       ratios: { coldOverSsh: r3(m.statusColdMs / m.sshHandshakeExecMs), warmOverCold: r3(m.statusWarmMs / m.statusColdMs) },
       raw: { cold: cold.map(r3), warm: warm.map(r3), ssh: ssh.map(r3), cli: cli.map(r3) },
       machine: machineInfo(load0)
