@@ -14,7 +14,7 @@ import type { EventInput } from '../events/schema.ts'
 import type { StateStore } from '../state/store.ts'
 import type { HostAgent, HostSessions } from './sessions.ts'
 import { controllerState, type ControllerState } from './state.ts'
-import { bootTimeoutMs } from './types.ts'
+import { bootTimeoutMs, hostConcurrency } from './types.ts'
 
 /** Guest images: built on this machine, put on hosts. */
 export interface GuestImages {
@@ -57,7 +57,7 @@ export interface ControllerComponents<A extends HostAgent = AgentClient> {
   images: GuestImages
   hosts: HostSetup<A>
   local: LocalMachine
-  /** Environment for settings (SUPERCLOUD_BOOT_TIMEOUT_MS); default process.env. */
+  /** Environment for settings (SUPERCLOUD_BOOT_TIMEOUT_MS, SUPERCLOUD_HOST_CONCURRENCY); default process.env. */
   env?: NodeJS.ProcessEnv
   onProgress?: (ev: ProgressEvent) => void
 }
@@ -74,6 +74,8 @@ export interface ControllerCore<A extends HostAgent = AgentClient> extends Contr
   /** A host's record; NotFoundError when the host was not created. */
   record: (host: string) => HostRecord
   bootTimeoutMs: number
+  /** Hosts talked to at once when an operation fans out to many (SUPERCLOUD_HOST_CONCURRENCY, default 16). */
+  hostConcurrency: number
 }
 
 export function controllerCore<A extends HostAgent> (c: ControllerComponents<A>): ControllerCore<A> {
@@ -104,7 +106,8 @@ export function controllerCore<A extends HostAgent> (c: ControllerComponents<A>)
       if (r === undefined) throw new NotFoundError('host', host)
       return r
     },
-    bootTimeoutMs: bootTimeoutMs(c.env)
+    bootTimeoutMs: bootTimeoutMs(c.env),
+    hostConcurrency: hostConcurrency(c.env)
   }
   return core
 }

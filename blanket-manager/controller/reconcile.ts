@@ -17,7 +17,8 @@ import type { HostRow } from '../state/store.ts'
 import type { ControllerCore } from './components.ts'
 import { buildLaunch } from './launch.ts'
 import type { HostAgent } from './sessions.ts'
-import { allSettledOrThrow } from './types.ts'
+import { allSettledOrThrow, settleLimitedOrThrow } from './types.ts'
+import { groupBy, mapLimited } from '../../core/concurrency.ts'
 import type { Wiring } from './wiring.ts'
 
 type Progress = (ev: ProgressEvent) => void
@@ -46,7 +47,10 @@ export class Reconciler<A extends HostAgent> {
   async observe (): Promise<Observation> {
     const ctx = await this.c.context()
     const obs: Observation = { hosts: {}, vms: {}, wantedAgentBuild: await this.c.hosts.wantedAgentBuild() }
-    await Promise.all(this.c.store.hosts().map(async row => {
+    const vms = this.c.store.vms()
+    const vmsOn = new Map(groupBy(vms, v => v.host).map(([host, list]) => [host, new Set(list.map(v => v.name))]))
+    // At most hostConcurrency hosts at once (SSH handshakes and agent calls); a key mismatch stops it.
+    await mapLimited(this.c.store.hosts(), this.c.hostConcurrency, async row => {
       if (row.record === undefined || row.status !== 'ready') return
       // A host presenting another key is not "unreachable" (to be repaired): it stops everything.
       const health = await this.c.driver(row.driver).describeHost(ctx, row.record).catch((err: unknown) => { if (err instanceof HostKeyMismatchError) throw err; return 'unreachable' as const })
@@ -56,15 +60,15 @@ export class Reconciler<A extends HostAgent> {
         const agent = await this.c.sessions.agent(row.name)
         // A VM's state is what its own host says: another host may still list a copy that is
         // gone (the destination of a rolled-back migration) and must not hide the running one.
-        const here = new Set(this.c.store.vms().filter(v => v.host === row.name).map(v => v.name))
+        const here = vmsOn.get(row.name) ?? new Set<string>()
         for (const vm of await agent.listVms()) if (here.has(vm.name)) obs.vms[vm.name] = vm.state
         ;(obs.agentBuilds ??= {})[row.name] = (await agent.hello()).build
       } catch (err) {
         if (err instanceof HostKeyMismatchError) throw err
         obs.hosts[row.name] = 'unreachable'
       }
-    }))
-    for (const vm of this.c.store.vms()) {
+    })
+    for (const vm of vms) {
       if (obs.vms[vm.name] === undefined && obs.hosts[vm.host] === 'running') obs.vms[vm.name] = 'absent'
     }
     return obs
@@ -91,10 +95,10 @@ export class Reconciler<A extends HostAgent> {
       progress: ev => { this.c.progress(ev); opts.onProgress?.(ev) },
       ...(opts.signal !== undefined ? { signal: opts.signal } : {})
     }
-    await allSettledOrThrow(actions(p, 'vm.delete').map(async a => {
+    await this.perHost(actions(p, 'vm.delete'), a => a.host, async a => {
       await this.deleteVm(a.name, run.progress)
       this.c.store.journal('vm.deleted', a.name, { host: a.host, reason: a.reason })
-    }))
+    })
     // Hosts re-created under the same name go before their creation; removed ones after the moves off them.
     const recreated = new Set(actions(p, 'host.create').map(a => a.host.name))
     await this.deleteHosts(run, actions(p, 'host.delete').filter(a => recreated.has(a.name)))
@@ -103,7 +107,7 @@ export class Reconciler<A extends HostAgent> {
     const needsTiny = actions(p, 'host.create').length > 0 ||
       [...actions(p, 'vm.create'), ...actions(p, 'vm.restart')].some(a => spec.images[a.vm.spec.image]?.kind === 'builtin')
     if (needsTiny) run.tiny = await this.c.images.tiny({ signal: run.signal, onProgress: run.progress })
-    await allSettledOrThrow(actions(p, 'host.create').map(async a => { await this.createHost(run, a) }))
+    await settleLimitedOrThrow(actions(p, 'host.create'), this.c.hostConcurrency, async a => { await this.createHost(run, a) })
     // Moves one at a time (each is a live migration with its disks), as it runs now: a restart below applies new sizes.
     for (const a of actions(p, 'vm.move')) {
       throwIfAborted(run.signal, 'up')
@@ -116,20 +120,29 @@ export class Reconciler<A extends HostAgent> {
     // VirtualWire: endpoints and switches before the guests whose NICs join them.
     const topo = this.wiring.topology(spec, p.resolved, run.ctx.prefix, this.wiring.wires(spec))
     await this.applyWires(run, topo)
-    await allSettledOrThrow([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.balloon')].map(async a => {
+    await this.perHost([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.balloon')], a => a.kind === 'vm.balloon' ? a.host : a.vm.host, async a => {
       throwIfAborted(run.signal, 'up')
       if (a.kind === 'vm.balloon') { await this.balloon(a); return }
       if (a.kind === 'vm.restart') await this.stopVm(run, a.vm)
       await this.createVm(run, a.vm, a.specHash, topo)
       this.c.store.journal(a.kind === 'vm.restart' ? 'vm.restarted' : 'vm.running', a.vm.spec.name, { host: a.vm.host, ...(a.kind === 'vm.restart' ? { reason: a.reason } : {}) })
-    }))
+    })
+  }
+
+  /**
+   * Runs `fn` for every item, host by host: at most hostConcurrency hosts at once (each may
+   * need a connection, image uploads, a boot), a host's items together. Every item is tried;
+   * the first failure is rethrown (allSettledOrThrow).
+   */
+  private async perHost<T> (items: T[], hostOf: (item: T) => string, fn: (item: T) => Promise<void>): Promise<void> {
+    await settleLimitedOrThrow(groupBy(items, hostOf), this.c.hostConcurrency, async ([, list]) => { await allSettledOrThrow(list.map(fn)) })
   }
 
   private async deleteHosts (run: Run, hosts: Array<ActionOf<'host.delete'>>): Promise<void> {
-    await allSettledOrThrow(hosts.map(async a => {
+    await settleLimitedOrThrow(hosts, this.c.hostConcurrency, async a => {
       await this.deleteHost(run.ctx, a.name, run.progress)
       this.c.store.journal('host.deleted', a.name, { reason: a.reason })
-    }))
+    })
   }
 
   /** Stops a guest that is restarted on its disks (the agent keeps its directory and images). */
@@ -260,8 +273,8 @@ export class Reconciler<A extends HostAgent> {
     this.c.store.lock()
     const ctx = await this.c.context()
     const progress: Progress = ev => { this.c.progress(ev); opts.onProgress?.(ev) }
-    await allSettledOrThrow(this.c.store.vms().map(async vm => { await this.deleteVm(vm.name, progress) }))
-    await allSettledOrThrow(this.c.store.hosts().map(async h => { await this.deleteHost(ctx, h.name, progress, opts.signal) }))
+    await this.perHost(this.c.store.vms(), v => v.host, async vm => { await this.deleteVm(vm.name, progress) })
+    await settleLimitedOrThrow(this.c.store.hosts(), this.c.hostConcurrency, async h => { await this.deleteHost(ctx, h.name, progress, opts.signal) })
     for (const n of this.c.store.networks()) {
       progress({ subject: `network ${n.driver}`, phase: 'delete', message: 'removing sites and WAN' })
       await this.c.driver(n.driver).destroyNetwork(ctx, opts)

@@ -4,6 +4,7 @@ import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
 import type { Plan } from '../planner/plan.ts'
 import { CancelledError } from '../../core/errors.ts'
+import { concurrencyLimit, DEFAULT_HOST_CONCURRENCY, settleLimited } from '../../core/concurrency.ts'
 import type { VmInfo } from '../agent/protocol.ts'
 
 export interface ControllerOptions {
@@ -84,9 +85,23 @@ export function bootTimeoutMs (env: NodeJS.ProcessEnv = process.env): number {
   return Number.isFinite(v) && v > 0 ? v : 180000
 }
 
+/** Hosts the controller talks to at once: `SUPERCLOUD_HOST_CONCURRENCY`, default 16 (docs/scale.md). */
+export function hostConcurrency (env: NodeJS.ProcessEnv = process.env): number {
+  return concurrencyLimit(env.SUPERCLOUD_HOST_CONCURRENCY, DEFAULT_HOST_CONCURRENCY)
+}
+
 /** Waits for all; rethrows the first failure (others were already recorded in state). */
 export async function allSettledOrThrow (ps: Array<Promise<unknown>>): Promise<void> {
-  const rs = await Promise.allSettled(ps)
+  throwFirstFailure(await Promise.allSettled(ps))
+}
+
+/** allSettledOrThrow over `items.map(fn)` with at most `limit` calls running at once: every item is tried. */
+export async function settleLimitedOrThrow<T> (items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  throwFirstFailure(await settleLimited(items, limit, fn))
+}
+
+/** Rethrows the first failure that is not a cancellation, else the first cancellation. */
+function throwFirstFailure (rs: Array<PromiseSettledResult<unknown>>): void {
   const failed = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map(r => r.reason as Error)
   const real = failed.find(e => !(e instanceof CancelledError))
   if (real !== undefined) throw real

@@ -8,6 +8,7 @@ import type { HostRecord } from '../../drivers/cloud.ts'
 import type { ProgressEvent } from '../../core/progress.ts'
 import type { Spec } from '../../core/spec.ts'
 import { shq } from '../../core/ssh.ts'
+import { mapLimited } from '../../core/concurrency.ts'
 import { applyExtenderRoutes, connectExtender, sshShell, type ExtenderHostSide } from '../../virtualwire/extender/manage.ts'
 import { extenderDevName, extenderRoutes, extenderTunnel, DEFAULT_EXTENDER_PORT, type ExtenderTunnelPlan } from '../../virtualwire/extender/openvpn.ts'
 import { assignConnectorIds, compileTopology, diffEndpoints, type EndpointWrite, type Topology } from '../../virtualwire/topology/compile.ts'
@@ -76,10 +77,10 @@ export class Wiring<A extends HostAgent> {
   /** Each ready host's endpoints, read through its endpoint interface. */
   async currentEndpoints (): Promise<Record<string, EndpointConfig[]>> {
     const out: Record<string, EndpointConfig[]> = {}
-    await Promise.all(this.c.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined).map(async h => {
+    await mapLimited(this.c.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined), this.c.hostConcurrency, async h => {
       const ssh = await this.c.sessions.connect(h.name)
       out[h.name] = await readEndpoints(ssh, endpointRoot(h.record?.stateDir ?? ''))
-    }))
+    })
     return out
   }
 
@@ -142,9 +143,9 @@ export class Wiring<A extends HostAgent> {
    */
   async sync (spec: Spec, topo: Topology, prefix: string, skip: Set<string>, progress: (ev: ProgressEvent) => void): Promise<void> {
     // Endpoint managers first (one that died is restarted and reconciles from its saved state).
-    await Promise.all(this.c.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined).map(async h => {
+    await mapLimited(this.c.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined), this.c.hostConcurrency, async h => {
       await this.c.hosts.endpointManager(h.name, prefix, { onProgress: progress })
-    }))
+    })
     await this.syncExtenders(spec, prefix, progress)
     await this.syncWires(topo, prefix, progress)
     await this.attachNics(topo, skip)
@@ -154,10 +155,10 @@ export class Wiring<A extends HostAgent> {
   private async syncWires (topo: Topology, prefix: string, progress: (ev: ProgressEvent) => void): Promise<void> {
     const writes = diffEndpoints(await this.currentEndpoints(), topo.endpoints)
     await this.applyEndpointWrites(writes, progress)
-    await Promise.all(this.c.store.hosts().filter(h => h.status === 'ready').map(async h => {
+    await mapLimited(this.c.store.hosts().filter(h => h.status === 'ready'), this.c.hostConcurrency, async h => {
       const switches = (topo.switches[h.name] ?? []).map(sw => ({ name: sw.name, bridge: sw.bridge, mtu: VW_MTU, ports: sw.ports.map(p => ({ port: p.port, endpointBridge: p.endpointBridge, link: p.link, peer: p.peer })) }))
       await (await this.c.sessions.agent(h.name)).ensureSwitches({ prefix, switches })
-    }))
+    })
   }
 
   /**
@@ -188,7 +189,7 @@ export class Wiring<A extends HostAgent> {
       hostsBySite,
       tunnels
     })
-    await Promise.all(Object.values(plans).map(async plan => { await applyExtenderRoutes(sshShell(await this.c.sessions.connect(plan.host)), plan) }))
+    await mapLimited(Object.values(plans), this.c.hostConcurrency, async plan => { await applyExtenderRoutes(sshShell(await this.c.sessions.connect(plan.host)), plan) })
   }
 
   /** The extender between the gateways of sites `sa` and `sb` (the `index`th pair). */
@@ -221,7 +222,7 @@ export class Wiring<A extends HostAgent> {
         byHost.set(vm.host, list)
       }
     }
-    await Promise.all([...byHost].map(async ([host, taps]) => { await (await this.c.sessions.agent(host)).attach({ taps }) }))
+    await mapLimited([...byHost], this.c.hostConcurrency, async ([host, taps]) => { await (await this.c.sessions.agent(host)).attach({ taps }) })
   }
 }
 

@@ -88,9 +88,9 @@ export function place (spec: Spec): Record<string, string> {
   }
   const unplaced = vms.filter(v => v.host === undefined)
     .sort((a, b) => b.memory.allocatedBytes - a.memory.allocatedBytes || a.name.localeCompare(b.name))
+  const byName = Object.values(spec.hosts).sort((a, b) => a.name.localeCompare(b.name))
   for (const vm of unplaced) {
-    const host = Object.values(spec.hosts)
-      .sort((a, b) => a.name.localeCompare(b.name))
+    const host = byName
       .find(h => vm.cpus <= h.cpus && vm.memory.allocatedBytes <= (free.get(h.name) ?? 0) && (h.hypervisor.backend !== 'xen' || xenUnsupported(spec, vm) === undefined))
     if (host === undefined) {
       const nox = Object.values(spec.hosts).some(h => h.hypervisor.backend === 'xen') ? xenUnsupported(spec, vm) : undefined
@@ -128,6 +128,9 @@ export function resolveVms (spec: Spec, prefix: string, kept: Record<string, Arr
       keptAddress.set(`${vm.name}.${n.name}`, had ?? '')
     }
   }
+  // Per subnet, the offset below which every address is taken (`used` only grows): each allocation starts there.
+  const nextFree = new Map<string, number>()
+  const wired = wiredNicNames(spec)
   const out: Record<string, ResolvedVm> = {}
   for (const vm of Object.values(spec.vms).sort((a, b) => a.name.localeCompare(b.name))) {
     const hostName = placement[vm.name] ?? ''
@@ -141,11 +144,14 @@ export function resolveVms (spec: Spec, prefix: string, kept: Record<string, Arr
         const c = parseCidr(site.subnet)
         if (c === undefined) throw new CapacityError(`sites.${host?.site ?? '?'}.subnet: '${site.subnet}' is not a CIDR`)
         const base = networkOf(c)
+        const key = `${base}/${c.prefix}`
         let found: string | undefined
-        for (let i = 100; base + i < broadcastOf(c); i++) {
+        let i = nextFree.get(key) ?? 100
+        for (; base + i < broadcastOf(c); i++) {
           const ip = formatIpv4(base + i)
           if (!used.has(ip) && ip !== gateway) { found = ip; break }
         }
+        nextFree.set(key, i)
         if (found === undefined) throw new CapacityError(`vms.${vm.name}.nics.${n.name}: site ${host?.site ?? '?'} subnet ${site.subnet} has no free address`)
         used.add(found)
         address = `${found}/${c.prefix}`
@@ -153,8 +159,7 @@ export function resolveVms (spec: Spec, prefix: string, kept: Record<string, Arr
       return { name: n.name, address, mac: n.mac ?? macFor(spec.name, vm.name, n.name), tap: tapFor(prefix, vm.name, n.name) }
     })
     const r: ResolvedVm = { spec: vm, host: hostName, nics }
-    const wired = wiredNicNames(spec, vm.name)
-    const onSite = vm.nics.some(n => !wired.has(n.name))
+    const onSite = vm.nics.some(n => wired.get(vm.name)?.has(n.name) !== true)
     if (vm.gateway !== undefined) r.gateway = vm.gateway
     else if (gateway !== undefined && onSite) r.gateway = gateway
     out[vm.name] = r
@@ -181,9 +186,14 @@ export function withOverrides (spec: Spec, overrides: Record<string, PlacementOv
   return { ...spec, vms }
 }
 
-/** Names of a VM's NICs that are VirtualWire NICs (an end of some wire in the spec). */
-function wiredNicNames (spec: Spec, vm: string): Set<string> {
-  const out = new Set<string>()
-  for (const w of spec.network?.wires ?? []) for (const e of [w.a, w.b]) if (e.component === vm) out.add(e.port)
+/** VM name -> names of its NICs that are VirtualWire NICs (an end of some wire in the spec). */
+function wiredNicNames (spec: Spec): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>()
+  for (const w of spec.network?.wires ?? []) {
+    for (const e of [w.a, w.b]) {
+      const set = out.get(e.component)
+      if (set === undefined) out.set(e.component, new Set([e.port])); else set.add(e.port)
+    }
+  }
   return out
 }

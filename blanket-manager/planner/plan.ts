@@ -84,14 +84,19 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
   const held: string[] = []
   const fates = new Map<string, HostFate>()
   const fate = (h: string): HostFate => fates.get(h) ?? 'new'
-  const liveVms = (host: string): VmRow[] => state.vms.filter(v => v.host === host && v.status !== 'migrating')
+  // Rows by name and by host: looked up once per host and VM (a search per item would grow with the square of the VMs).
+  const hostRows = new Map(state.hosts.map(h => [h.name, h]))
+  const vmRows = new Map(state.vms.map(v => [v.name, v]))
+  const vmsOn = new Map<string, VmRow[]>()
+  for (const v of state.vms) { const list = vmsOn.get(v.host); if (list === undefined) vmsOn.set(v.host, [v]); else list.push(v) }
+  const liveVms = (host: string): VmRow[] => (vmsOn.get(host) ?? []).filter(v => v.status !== 'migrating')
   const hostLoss = (host: string, vms = liveVms(host)): string[] => hostDataLoss(host, vms.map(v => rowData(spec, v)))
 
   // Hosts to (re)create.
   const hostDeletes: Action[] = []
   const createHosts: Action[] = []
   for (const host of Object.values(spec.hosts).sort((a, b) => a.name.localeCompare(b.name))) {
-    const row = state.hosts.find(h => h.name === host.name)
+    const row = hostRows.get(host.name)
     const h = hostHash(host)
     const health = observed?.hosts[host.name]
     const create = (reason: string): void => { createHosts.push({ kind: 'host.create', host, specHash: h, reason }) }
@@ -120,7 +125,7 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
       // Guests outlive the agent, so an upgrade touches no VM; except on a Xen host, where the
       // swap disks of running guests are NBD devices on the agent's export, which a restart breaks.
       const swappers = host.hypervisor.backend === 'xen'
-        ? state.vms.filter(v => v.host === host.name && spec.vms[v.name]?.swapBytes !== undefined).map(v => v.name).sort()
+        ? (vmsOn.get(host.name) ?? []).filter(v => spec.vms[v.name]?.swapBytes !== undefined).map(v => v.name).sort()
         : []
       if (swappers.length > 0) {
         held.push(`host ${host.name}: agent upgrade ${observed.agentBuilds[host.name] ?? ''} -> ${observed.wantedAgentBuild} held back: an agent restart would break the swap disks of ${swappers.join(', ')} on this Xen host (docs/xen.md); remove or move them first`)
@@ -142,7 +147,7 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
   const vmActions: VmAction[] = []
   const forced = new Set(opts.replace ?? [])
   for (const vm of Object.values(resolved)) {
-    const row = state.vms.find(v => v.name === vm.spec.name)
+    const row = vmRows.get(vm.spec.name)
     const h = vmHash(vm)
     if (row?.status === 'migrating') continue // `supercloud migrate` owns it until it finishes or rolls back
     if (row === undefined) {

@@ -8,6 +8,8 @@
  */
 import type { AgentClient } from '../agent/client.ts'
 import type { StatusReport } from '../controller/index.ts'
+import { hostConcurrency } from '../controller/types.ts'
+import { groupBy, mapLimited } from '../../core/concurrency.ts'
 import { ingestAgentEvents, type EventHub, type EventRejectedError } from '../events/hub.ts'
 import type { EventInput } from '../events/schema.ts'
 
@@ -21,6 +23,8 @@ export interface PollerOptions {
   intervalMs?: number
   onError?: (err: Error) => void
   onRejected?: (err: EventRejectedError) => void
+  /** Hosts polled at once; default SUPERCLOUD_HOST_CONCURRENCY, else 16 (docs/scale.md). */
+  hostConcurrency?: number
 }
 
 export const DEFAULT_POLL_MS = 5000
@@ -77,7 +81,8 @@ export class StatsPoller {
     const status = await this.target.status()
     this.lastStatus = status
     const events: EventInput[] = []
-    await Promise.all(status.hosts.map(async h => {
+    const running = new Map(groupBy(status.vms.filter(vm => vm.state === 'running'), vm => vm.host))
+    await mapLimited(status.hosts, this.opts.hostConcurrency ?? hostConcurrency(), async h => {
       if (h.status !== 'ready') return
       if (h.health !== 'running') { this.agentIs(h.name, 'down', `host ${h.health}`); return }
       let agent: AgentClient
@@ -89,8 +94,7 @@ export class StatsPoller {
       }
       this.agentIs(h.name, 'up')
       this.attachAgent(agent)
-      for (const vm of status.vms) {
-        if (vm.host !== h.name || vm.state !== 'running') continue
+      for (const vm of running.get(h.name) ?? []) {
         try {
           const s = await agent.vmStats(vm.name)
           const data: Extract<EventInput, { type: 'vm.stats' }>['data'] = { balloonBytes: s.balloonActualBytes, residentBytes: s.residentBytes }
@@ -100,7 +104,7 @@ export class StatsPoller {
           this.opts.onError?.(err as Error)
         }
       }
-    }))
+    })
     if (events.length > 0 && !this.stopped) this.hub.publishMany(events)
   }
 }

@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { Ajv, type ValidateFunction } from 'ajv'
-import { LineCounter, parseDocument } from 'yaml'
+import { isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml'
 import { SpecError, type SpecIssue } from '../../core/errors.ts'
 import type { Spec } from '../../core/spec.ts'
 import { checkValue, specSchema, type ValueKind } from './schema.ts'
@@ -51,13 +51,15 @@ export async function loadSpec (file: string, opts: ParseOptions = {}): Promise<
 /** Parses and validates spec text (no I/O). `file` is used in messages and to resolve relative paths. */
 export function parseSpec (text: string, file: string, opts: ParseOptions = {}): Spec {
   const lines = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
+  // yaml's own duplicate-key check compares each key with every earlier one (seconds at 10,000 VMs): ours below is one pass.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false })
   const issues: SpecIssue[] = []
 
-  if (doc.errors.length > 0) {
-    for (const e of doc.errors) {
-      const p = lines.linePos(e.pos[0])
-      issues.push({ file, line: p.line, column: p.col, field: '(yaml)', message: yamlMessage(e.message) })
+  const yamlProblems = [...doc.errors.map(e => ({ pos: e.pos[0], message: yamlMessage(e.message) })), ...duplicateKeys(doc)]
+  if (yamlProblems.length > 0) {
+    for (const e of yamlProblems) {
+      const p = lines.linePos(e.pos)
+      issues.push({ file, line: p.line, column: p.col, field: '(yaml)', message: e.message })
     }
     throw new SpecError(sortIssues(issues))
   }
@@ -103,6 +105,22 @@ export function parseSpec (text: string, file: string, opts: ParseOptions = {}):
   })
   if (issues.length > 0) throw new SpecError(sortIssues(issues))
   return spec
+}
+
+/** Keys repeated in a mapping (scalars of equal value, as yaml's own check compares them), at the repeated key. */
+function duplicateKeys (doc: Document): Array<{ pos: number, message: string }> {
+  const out: Array<{ pos: number, message: string }> = []
+  visit(doc, {
+    Map: (_key, map) => {
+      const seen = new Set<unknown>()
+      for (const pair of map.items) {
+        if (!isScalar(pair.key)) continue
+        if (seen.has(pair.key.value)) out.push({ pos: pair.key.range?.[0] ?? 0, message: 'Map keys must be unique' })
+        else seen.add(pair.key.value)
+      }
+    }
+  })
+  return out
 }
 
 function sortIssues (issues: SpecIssue[]): SpecIssue[] {

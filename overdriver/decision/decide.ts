@@ -136,9 +136,15 @@ export function chooseMigration (vm: VmView, vms: VmView[], hosts: HostView[], b
   const home = hosts.find(h => h.name === vm.host)
   if (home?.noMigration !== undefined) return `VMs on ${vm.host} do not live-migrate (${home.noMigration}): ${vm.name} stays on cooperative swap`
   const homeSpace = home?.migrationSpaceBytes ?? 0
-  const bestFit = (bytes: number): HostView | undefined => hosts
-    .filter(h => h.name !== vm.host && h.noMigration === undefined && h.migrationSpaceBytes >= bytes)
-    .sort((a, b) => a.migrationSpaceBytes - b.migrationSpaceBytes || a.name.localeCompare(b.name))[0]
+  // The least room that suffices, then the name: one pass (a sort per candidate grew with hosts × log hosts × VMs).
+  const bestFit = (bytes: number): HostView | undefined => {
+    let best: HostView | undefined
+    for (const h of hosts) {
+      if (h.name === vm.host || h.noMigration !== undefined || h.migrationSpaceBytes < bytes) continue
+      if (best === undefined || h.migrationSpaceBytes < best.migrationSpaceBytes || (h.migrationSpaceBytes === best.migrationSpaceBytes && h.name.localeCompare(best.name) < 0)) best = h
+    }
+    return best
+  }
   const options: MigrationChoice[] = []
   const self = bestFit(vm.requestedBytes)
   if (self !== undefined) {
@@ -168,6 +174,10 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
   const failed = new Set(input.migrationFailed ?? [])
   const arrived = new Set(input.arrived ?? [])
   const byName = new Map(input.vms.map(v => [v.name, v]))
+  // Co-located VMs per host (chooseMigration considers only those): not every VM for every decision.
+  const vmsOn = new Map<string, VmView[]>()
+  for (const v of input.vms) { const list = vmsOn.get(v.host); if (list === undefined) vmsOn.set(v.host, [v]); else list.push(v) }
+  const hostByName = new Map(hosts.map(h => [h.name, h]))
   const timeoutMs = policy.migrationTimeoutMs ?? DEFAULT_MIGRATION_TIMEOUT_MS
   const graceMs = (policy.arrivalGraceIntervals ?? DEFAULT_ARRIVAL_GRACE_INTERVALS) * policy.intervalMs
   /** A decided migration nobody reported within the timeout: counts as failed. */
@@ -258,7 +268,7 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
         events.push({ ...base, type: 'overload.classified', class: 'sustained', durationMs: step.durationMs, overloadedInWindow: step.overloadedInWindow, thresholdMs, by: window.sustainedBy ?? 'window' })
       }
       if (step.class === 'sustained' && s.migrating === undefined && oversubscribed && !busy.has(vm.name)) {
-        const choice = chooseMigration(vm, input.vms, hosts, busy)
+        const choice = chooseMigration(vm, vmsOn.get(vm.host) ?? [], hosts, busy)
         if (typeof choice === 'string') {
           if (s.blockedReported !== true) {
             events.push({ ...base, type: 'migration.blocked', reason: choice })
@@ -269,7 +279,7 @@ export function decide (state: ControllerState, input: ControllerInput, policy: 
           busy.add(vm.name)
           busy.add(choice.move)
           const moved = byName.get(choice.move)
-          const t = hosts.find(h => h.name === choice.target)
+          const t = hostByName.get(choice.target)
           if (t !== undefined) t.migrationSpaceBytes -= choice.move === vm.name ? vm.requestedBytes : (moved?.allocatedBytes ?? 0)
           actions.push({ kind: 'migrate', vm: choice.move, target: choice.target, relieves: vm.name, growToBytes: choice.growToBytes, reason: choice.reason })
           events.push({ ...base, type: 'migration.decided', move: choice.move, target: choice.target, relieves: vm.name, bytes: choice.bytes, reason: choice.reason })

@@ -66,11 +66,33 @@ export class MemCloud implements CloudDriver {
   /** Driver calls, e.g. 'createHost h1', 'destroyHost h1'. */
   readonly calls: string[] = []
   private nextAddress = 10
+  /** Time each driver call and the agents' hello, listVms, createVm and destroyVm take (ms; 0: none), so that calls overlap as over a network. */
+  latencyMs = 0
+  /** The most hosts that had such a call in flight at once. */
+  maxBusyHosts = 0
+  private readonly inFlight = new Map<string, number>()
+
+  /** Runs `fn` as a call to `host` (latency, the busy-hosts gauge). */
+  async busy<T> (host: string, fn: () => T | Promise<T>): Promise<T> {
+    this.inFlight.set(host, (this.inFlight.get(host) ?? 0) + 1)
+    this.maxBusyHosts = Math.max(this.maxBusyHosts, this.inFlight.size)
+    try {
+      if (this.latencyMs > 0) await new Promise(resolve => setTimeout(resolve, this.latencyMs))
+      return await fn()
+    } finally {
+      const n = (this.inFlight.get(host) ?? 1) - 1
+      if (n === 0) this.inFlight.delete(host); else this.inFlight.set(host, n)
+    }
+  }
 
   async ensureNetwork (): Promise<void> { this.calls.push('ensureNetwork') }
   async destroyNetwork (): Promise<void> { this.calls.push('destroyNetwork') }
 
   async createHost (_ctx: DriverContext, spec: HostSpec): Promise<HostRecord> {
+    return await this.busy(spec.name, () => this.create(spec))
+  }
+
+  private create (spec: HostSpec): HostRecord {
     this.calls.push(`createHost ${spec.name}`)
     const existing = this.hosts.get(spec.name)
     if (existing !== undefined) return existing.record
@@ -90,12 +112,14 @@ export class MemCloud implements CloudDriver {
   }
 
   async describeHost (_ctx: DriverContext, record: HostRecord): Promise<'running' | 'gone'> {
-    return this.hosts.has(record.name) ? 'running' : 'gone'
+    return await this.busy(record.name, () => this.hosts.has(record.name) ? 'running' : 'gone')
   }
 
   async destroyHost (_ctx: DriverContext, record: HostRecord): Promise<void> {
-    this.calls.push(`destroyHost ${record.name}`)
-    this.hosts.delete(record.name)
+    await this.busy(record.name, () => {
+      this.calls.push(`destroyHost ${record.name}`)
+      this.hosts.delete(record.name)
+    })
   }
 
   host (name: string): MemHost {
@@ -138,13 +162,15 @@ export class MemAgent implements HostAgent {
   }
 
   async hello (): Promise<Fn<'hello'>['ret']> {
+    await this.h.cloud.busy(this.host, () => {})
     this.call('hello')
     return { protocol: 1, build: AGENT_BUILD, pid: 1, hostname: this.host, stateDir: this.h.record.stateDir, bridge: 'br0', qemuVersion: 'mem', memTotalBytes: 8 << 30, cpus: 4 }
   }
 
-  async listVms (): Promise<VmInfo[]> { this.call('listVms'); return [...this.h.guests.keys()].map(n => this.info(n)) }
+  async listVms (): Promise<VmInfo[]> { await this.h.cloud.busy(this.host, () => {}); this.call('listVms'); return [...this.h.guests.keys()].map(n => this.info(n)) }
 
   async createVm (...[l]: Fn<'createVm'>['args']): Promise<VmInfo> {
+    await this.h.cloud.busy(this.host, () => {})
     this.call(`createVm ${l.name}`)
     if (this.h.faults.dieOnCreate === l.name) {
       this.h.faults.dieOnCreate = undefined
@@ -157,7 +183,7 @@ export class MemAgent implements HostAgent {
     return { name: l.name, state: 'running', accel: 'tcg' }
   }
 
-  async destroyVm (...[name]: Fn<'destroyVm'>['args']): Promise<void> { this.call(`destroyVm ${name}`); this.h.guests.delete(name) }
+  async destroyVm (...[name]: Fn<'destroyVm'>['args']): Promise<void> { await this.h.cloud.busy(this.host, () => {}); this.call(`destroyVm ${name}`); this.h.guests.delete(name) }
 
   async stopVm (...[name]: Fn<'stopVm'>['args']): Promise<void> {
     this.call(`stopVm ${name}`)
@@ -262,8 +288,8 @@ export class Bench {
   readonly dir = mkdtempSync(join(tmpdir(), 'sc-ctl-'))
   private readonly open: Array<Controller<MemAgent>> = []
 
-  /** A controller over this bench's state and cloud, with its own agent connections (like a new CLI process). */
-  controller (): Controller<MemAgent> {
+  /** A controller over this bench's state and cloud, with its own agent connections (like a new CLI process); `env`: its settings. */
+  controller (env?: NodeJS.ProcessEnv): Controller<MemAgent> {
     const store = StateStore.open(this.dir)
     const c = new Controller<MemAgent>({
       name: 'unit',
@@ -274,7 +300,8 @@ export class Bench {
       sessions: new MemSessions(this.cloud),
       images: memImages,
       hosts: memHostSetup(this.cloud),
-      local: memLocal
+      local: memLocal,
+      ...(env !== undefined ? { env } : {})
     })
     this.open.push(c)
     return c

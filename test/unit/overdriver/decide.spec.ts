@@ -87,6 +87,20 @@ t.test('chooseMigration: ties move the overloaded VM; busy VMs are skipped; noth
   t.match(chooseMigration({ name: 'x', host: 'h1', requestedBytes: M, allocatedBytes: M }, v, []), /already has all the memory/)
 })
 
+t.test('chooseMigration: best fit is the least room that suffices, then the first name, whatever the hosts\' order', async t => {
+  const a: VmView = { name: 'a', host: 'h1', requestedBytes: 1024 * M, allocatedBytes: 512 * M }
+  const hs: HostView[] = [
+    { name: 'h1', migrationSpaceBytes: 0 },
+    { name: 'hz', migrationSpaceBytes: 1024 * M },
+    { name: 'big', migrationSpaceBytes: 8192 * M },
+    { name: 'hb', migrationSpaceBytes: 1024 * M },
+    { name: 'small', migrationSpaceBytes: 1000 * M },
+    { name: 'ha', migrationSpaceBytes: 2048 * M }
+  ]
+  t.match(chooseMigration(a, [a], hs), { move: 'a', target: 'hb' }, 'hb and hz have just enough: hb by name; ha has more, small too little')
+  t.match(chooseMigration(a, [a], [...hs].reverse()), { move: 'a', target: 'hb' }, 'the same in reverse order')
+})
+
 t.test('hosts whose VMs cannot live-migrate (Xen) are neither sources nor targets', async t => {
   const v: VmView[] = [
     { name: 'a', host: 'x1', requestedBytes: 1024 * M, allocatedBytes: 512 * M },

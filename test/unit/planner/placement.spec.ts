@@ -50,6 +50,21 @@ t.test('addresses are allocated from the site subnet, skipping taken ones', asyn
   for (const tap of taps) t.ok(tap.length <= 15 && tap.startsWith('sc1234'), `${tap} fits and carries the prefix`)
 })
 
+t.test('new addresses fill the holes left by kept and explicit ones, lowest first, per subnet', async t => {
+  // Allocation resumes where the last one stopped (not from .100 each time): the result must be the same as a scan from .100.
+  const s = spec([host('h1', 'a'), host('h2', 'b')], [
+    vm('a', { host: 'h1' }), vm('b', { host: 'h1' }), vm('c', { host: 'h1' }), vm('d', { host: 'h1' }),
+    vm('e', { host: 'h1' }), vm('f', { host: 'h1' }), vm('g', { host: 'h1' }), vm('x', { host: 'h2' }),
+    vm('zz', { host: 'h1', nics: [{ name: 'eth0', address: '198.18.1.106/24' }] })
+  ])
+  const kept = { a: [{ name: 'eth0', address: '198.18.1.100/24' }], c: [{ name: 'eth0', address: '198.18.1.102/24' }], e: [{ name: 'eth0', address: '198.18.1.104/24' }] }
+  const r = resolveVms(s, 'sc1234', kept)
+  t.same(Object.fromEntries(Object.values(r).map(v => [v.spec.name, v.nics[0]?.address])), {
+    a: '198.18.1.100/24', b: '198.18.1.101/24', c: '198.18.1.102/24', d: '198.18.1.103/24',
+    e: '198.18.1.104/24', f: '198.18.1.105/24', g: '198.18.1.107/24', x: '198.18.2.100/24', zz: '198.18.1.106/24'
+  })
+})
+
 t.test('resolution is deterministic', async t => {
   const s = spec([host('h1', 'a')], [vm('a'), vm('b')])
   t.same(resolveVms(s, 'scx'), resolveVms(s, 'scx'))

@@ -203,6 +203,13 @@ t.test('YAML-level problems', async t => {
   t.match(issuesOf(() => parseSpec('', 'e.yaml')), [{ line: 1, column: 1, field: '(top level)', message: /the spec is empty/ }])
   t.match(issuesOf(() => parseSpec('- a\n- b\n', 'e.yaml')), [{ line: 1, column: 1, field: '(top level)', message: 'expected a map, got a list' }])
   t.match(issuesOf(() => parseSpec('sites:\n  a: {}\n  a: {}\n', 'e.yaml')), [{ line: 3, column: 3, field: '(yaml)', message: 'Map keys must be unique' }])
+  // Duplicates anywhere (block and flow maps, nested), each at the repeated key; unlike values of one key are no duplicate.
+  const dup = 'sites:\n  a: { subnet: 198.18.1.0/24, subnet: 198.18.2.0/24 }\n  b: {}\n  a: {}\nhosts: {}\nhosts: {}\nvms:\n  "1": {}\n  1: {}\n'
+  t.same(issuesOf(() => parseSpec(dup, 'e.yaml')).map(i => [i.line, i.column, i.field, i.message]), [
+    [2, 31, '(yaml)', 'Map keys must be unique'],
+    [4, 3, '(yaml)', 'Map keys must be unique'],
+    [6, 1, '(yaml)', 'Map keys must be unique']
+  ])
   t.match(issuesOf(() => parseSpec('name: a\n---\nname: b\n', 'e.yaml')), [{ line: 2, field: '(yaml)', message: /multiple documents/ }])
   t.match(issuesOf(() => parseSpec('vm: {}\n', 'e.yaml')), [{ line: 1, column: 1, field: 'vm', message: "unknown key 'vm' (did you mean 'vms'?)" }])
   t.match(issuesOf(() => parseSpec('colour: blue\n', 'e.yaml')), [{ field: 'colour', message: "unknown key 'colour'; known keys: name, sites, wan, hosts, images, vms" }])
