@@ -61,6 +61,8 @@ export class PageRepository {
   private readonly sockets = new Set<Socket>()
   /** Open connections per peer address. */
   private readonly perPeer = new Map<string, number>()
+  /** Connections refused over a cap, until they are gone. */
+  private readonly refused = new Set<Socket>()
   private server: Server | undefined
   private readonly opts: PageRepositoryOptions
   private readonly counts = { put: 0, get: 0, del: 0, rejected: 0 }
@@ -85,7 +87,7 @@ export class PageRepository {
   }
 
   async close (): Promise<void> {
-    for (const s of this.sockets) s.destroy()
+    for (const s of [...this.sockets, ...this.refused]) s.destroy()
     const srv = this.server
     this.server = undefined
     if (srv !== undefined) await new Promise<void>(resolve => srv.close(() => resolve()))
@@ -131,8 +133,15 @@ export class PageRepository {
     const max = this.opts.maxConnections ?? 256
     const maxPeer = this.opts.maxConnectionsPerPeer ?? 64
     const fromPeer = this.perPeer.get(peer) ?? 0
-    if (this.sockets.size >= max) { this.reject(socket, remote, 0, `repository has ${this.sockets.size} connections, its limit`); return }
-    if (fromPeer >= maxPeer) { this.reject(socket, remote, 0, `${peer} has ${fromPeer} connections to this repository, the limit per peer`); return }
+    const refuse = (reason: string): void => {
+      // Read (and drop) what it sends until it goes, so its end is seen; close() ends it too.
+      this.refused.add(socket)
+      socket.on('close', () => this.refused.delete(socket))
+      socket.resume()
+      this.reject(socket, remote, 0, reason)
+    }
+    if (this.sockets.size >= max) { refuse(`repository has ${this.sockets.size} connections, its limit`); return }
+    if (fromPeer >= maxPeer) { refuse(`${peer} has ${fromPeer} connections to this repository, the limit per peer`); return }
     this.sockets.add(socket)
     this.perPeer.set(peer, fromPeer + 1)
     socket.setNoDelay(true)
