@@ -7,6 +7,7 @@
  * capped, and a peer that does not read its replies cannot make the repository buffer them.
  */
 import t from 'tap'
+import type { Test } from 'tap'
 import { connect, createServer, type Socket } from 'node:net'
 import { copyFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -60,20 +61,25 @@ function flipped (stored: Buffer | undefined): Buffer {
   return b
 }
 
+/** A swap export of 4 MiB with cooperative swap on, using the repository at `port`, and an NBD client of it (both closed at teardown). */
+async function swapUsing (t: Test, name: string, port: number, onEvent: (e: { type: string }) => void): Promise<{ svc: SwapService, c: NbdClient }> {
+  const dir = tempDir(t, name)
+  const svc = await SwapService.start({
+    vm: 'web1', diskPath: join(dir, 'swap.img'), sizeBytes: 4 * MiB, listen: { path: join(dir, 'nbd.sock') },
+    repositories: [{ address: { host: '127.0.0.1', port }, capability: Buffer.alloc(16, 7) }], cooperative: true, onEvent
+  })
+  t.teardown(() => svc.stop())
+  const c = await NbdClient.connect({ path: join(dir, 'nbd.sock') }, 'swap')
+  t.teardown(() => c.close())
+  return { svc, c }
+}
+
 for (const getBytes of [100, 0, 4095]) {
   t.test(`a repository answering GET with ${getBytes} bytes: the guest reads its own data from the disk, never leftover memory`, async t => {
-    const dir = tempDir(t, 'hostile')
     const hostile = await shortPageRepository(getBytes)
     t.teardown(() => { hostile.close() })
     const events: Array<{ type: string }> = []
-    const svc = await SwapService.start({
-      vm: 'web1', diskPath: join(dir, 'swap.img'), sizeBytes: 4 * MiB, listen: { path: join(dir, 'nbd.sock') },
-      repositories: [{ address: { host: '127.0.0.1', port: hostile.port }, capability: Buffer.alloc(16, 7) }], cooperative: true,
-      onEvent: e => { events.push(e) }
-    })
-    t.teardown(() => svc.stop())
-    const c = await NbdClient.connect({ path: join(dir, 'nbd.sock') }, 'swap')
-    t.teardown(() => c.close())
+    const { svc, c } = await swapUsing(t, 'hostile', hostile.port, e => { events.push(e) })
     const pages = 32
     await Promise.all(Array.from({ length: pages }, async (_, p) => { await c.write(p * 4096, pattern(p)) }))
     await svc.path.settle()
@@ -109,19 +115,11 @@ t.test('STATS needs the admin token: a VM\'s capability cannot list the other VM
 })
 
 t.test('a repository answering a tampered page: detected by the checksum, the guest reads its own data from disk, an event names the repository', async t => {
-  const dir = tempDir(t, 'tamper')
   let tamper = (_p: number): boolean => false
   const hostile = await hostileRepository((stored, p) => tamper(p) ? flipped(stored) : stored ?? Buffer.alloc(0))
   t.teardown(() => { hostile.close() })
   const events: Array<{ type: string, page?: number, address?: string, reason?: string }> = []
-  const svc = await SwapService.start({
-    vm: 'web1', diskPath: join(dir, 'swap.img'), sizeBytes: 4 * MiB, listen: { path: join(dir, 'nbd.sock') },
-    repositories: [{ address: { host: '127.0.0.1', port: hostile.port }, capability: Buffer.alloc(16, 7) }], cooperative: true,
-    onEvent: e => { events.push(e) }
-  })
-  t.teardown(() => svc.stop())
-  const c = await NbdClient.connect({ path: join(dir, 'nbd.sock') }, 'swap')
-  t.teardown(() => c.close())
+  const { svc, c } = await swapUsing(t, 'tamper', hostile.port, e => { events.push(e) })
   const pages = 16
   for (let p = 0; p < pages; p++) await c.write(p * 4096, pattern(p))
   await svc.path.settle()

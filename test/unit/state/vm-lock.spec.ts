@@ -4,6 +4,7 @@
  * runs; no move starts while they run; the controller's `migrate` holds it for its whole run.
  */
 import t from 'tap'
+import type { Test } from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -49,6 +50,25 @@ async function race (dir: string, whats: string[], mode = ''): Promise<string[]>
 
 const pidOf = (line: string): string => line.split(' ')[1] ?? 'none'
 
+/** A test bench (controller/mem.ts) after `up` of web on h1 and db on h2. */
+async function benchUp (t: Test): Promise<{ b: Bench, spec: ReturnType<typeof twoHosts>, c: ReturnType<Bench['controller']> }> {
+  const b = new Bench()
+  t.teardown(() => { b.cleanup() })
+  const spec = twoHosts({ web: { host: 'h1' }, db: { host: 'h2' } })
+  const c = b.controller()
+  await c.up(spec)
+  return { b, spec, c }
+}
+
+/** Checks that another process gets `what` now (then lets it go). */
+async function freeFor (t: Test, dir: string, what: string, message: string): Promise<void> {
+  rmSync(join(dir, 'release'), { force: true })
+  const other = contender(dir, what)
+  t.match(await other.answer, /^got \d+$/, message)
+  writeFileSync(join(dir, 'release'), '')
+  await other.exited
+}
+
 t.test('two moves of one VM never run at once: of processes racing for its lock exactly one wins, the others are told who holds it; a SIGKILLed holder leaves it free', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'sc-move-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
@@ -85,18 +105,11 @@ t.test('moves of different VMs run side by side; up/down refuse while one runs a
   const during = await contender(dir, 'move:web').answer
   t.match(during, new RegExp(`^refused \\d+ SC_STATE_LOCKED state \\S+ is locked by running process ${process.pid}`), 'no move starts while up/down hold the supercloud lock')
   s.unlock()
-  const after = contender(dir, 'move:web')
-  t.match(await after.answer, /^got \d+$/, 'and it starts once they end')
-  writeFileSync(join(dir, 'release'), '')
-  await after.exited
+  await freeFor(t, dir, 'move:web', 'and it starts once they end')
 })
 
 t.test("migrate holds the VM's move lock for its whole run: another process cannot move it, up refuses, other VMs move", async t => {
-  const b = new Bench()
-  t.teardown(() => { b.cleanup() })
-  const spec = twoHosts({ web: { host: 'h1' }, db: { host: 'h2' } })
-  const c = b.controller()
-  await c.up(spec)
+  const { b, spec, c } = await benchUp(t)
   const h1 = b.cloud.host('h1')
   const ac = new AbortController()
   const seen: string[] = []
@@ -118,19 +131,11 @@ t.test("migrate holds the VM's move lock for its whole run: another process cann
   t.match(move, new RegExp(`^refused \\d+ SC_VM_MOVING vm web is being moved by running process ${process.pid} `), 'a second move of web is refused, naming the migrating process')
   t.match(up, new RegExp(`^refused \\d+ SC_VM_MOVING vm web is being moved by running process ${process.pid} `), 'up/down refuse while web moves')
   t.match(other, /^got \d+$/, 'db can move meanwhile')
-  rmSync(join(b.dir, 'release'), { force: true })
-  const after = contender(b.dir, 'move:web')
-  t.match(await after.answer, /^got \d+$/, "web's lock is free once its migration ended")
-  writeFileSync(join(b.dir, 'release'), '')
-  await after.exited
+  await freeFor(t, b.dir, 'move:web', "web's lock is free once its migration ended")
 })
 
 t.test('while another process moves a VM, migrate of it and up are refused before anything changes', async t => {
-  const b = new Bench()
-  t.teardown(() => { b.cleanup() })
-  const spec = twoHosts({ web: { host: 'h1' }, db: { host: 'h2' } })
-  const c = b.controller()
-  await c.up(spec)
+  const { b, spec, c } = await benchUp(t)
   const h1 = b.cloud.host('h1')
   const h2 = b.cloud.host('h2')
   const callsBefore = [...h1.calls, ...h2.calls].length
