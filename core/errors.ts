@@ -148,6 +148,13 @@ export class StateLockedError extends SupercloudError {
   }
 }
 
+/** Another running process moves this VM (`migrate`, or `serve`'s Overdriver loop): its move lock is held. */
+export class VmMovingError extends SupercloudError {
+  constructor (readonly vm: string, readonly pid: number) {
+    super('SC_VM_MOVING', `vm ${vm} is being moved by running process ${pid} (a supercloud migrate, or serve's Overdriver); wait for the move to end, or cancel it: supercloud migrate ${vm} --cancel`)
+  }
+}
+
 /** Operation cancelled through its AbortSignal (Ctrl-C). */
 export class CancelledError extends SupercloudError {
   constructor (what: string) {

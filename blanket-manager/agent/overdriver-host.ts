@@ -99,7 +99,10 @@ export class AgentOverdriver {
     if (have !== undefined) return path
     const repositories = (l.swap.repositories ?? []).map(g => ({ address: g.address, capability: Buffer.from(g.capability, 'hex') }))
     const { SwapService } = await import('../../overdriver/swap-service.ts')
-    const svc = await SwapService.start({ vm: l.name, diskPath: join(this.vmsDir, l.name, 'swap.img'), sizeBytes: l.swap.sizeBytes, listen: { path }, repositories })
+    const svc = await SwapService.start({
+      vm: l.name, diskPath: join(this.vmsDir, l.name, 'swap.img'), sizeBytes: l.swap.sizeBytes, listen: { path }, repositories,
+      onEvent: e => { if (e.type === 'coopswap.page-corrupt') this.note(l.name, `repository ${e.address} answered page ${e.page} with a wrong checksum: read from the disk, that repository is no longer used`) }
+    })
     this.swaps.set(l.name, { svc, requestedBytes: l.memory.requestedBytes, allocatedBytes: l.memory.allocatedBytes, grants: repositories.length, originTries: 0, arriving: false, startedMs: Date.now() })
     return path
   }

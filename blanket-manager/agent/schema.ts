@@ -119,10 +119,11 @@ const policy = obj<ControllerPolicy>({
 })
 
 const sectorTable = obj<SectorTableJson>({
-  version: guard('1', (v): v is 1 => v === 1),
+  version: guard('1 or 2', (v): v is 1 | 2 => v === 1 || v === 2),
   pageSize: positive,
   repositories: arr(obj<RepositoryRef>({ address: str, capability: hex })),
-  entries: arr(tuple(count, count, count, count))
+  entries: arr(tuple(count, count, count, count)),
+  sums: opt(str)
 })
 
 const switchPort = obj<SwitchesParams['switches'][number]['ports'][number]>({ port: str, endpointBridge: deviceName, link: deviceName, peer: deviceName })

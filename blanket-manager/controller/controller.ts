@@ -114,6 +114,12 @@ export class Controller<A extends HostAgent = AgentClient> {
    * switchover any failure or cancel leaves the VM running where it was.
    */
   async migrate (spec: Spec, vmName: string, to: string, opts: MigrateOptions = {}): Promise<MigrateResult> { return await this.migrations.migrate(spec, vmName, to, opts) }
+  /**
+   * Takes the move lock of a VM (state/vm-lock.ts), as `migrate` does for its run, for a caller
+   * that moves it in several steps (serve's Overdriver loop): VmMovingError while another process
+   * moves it, StateLockedError while an `up` or `down` runs. Returns its release.
+   */
+  async lockVm (vm: string, signal?: AbortSignal): Promise<() => void> { return await this.migrations.lockVm(vm, signal) }
   /** Finishes migrations whose controller died; one line per VM on what it did. */
   async recoverMigrations (spec: Spec): Promise<string[]> { return await this.migrations.recover(spec) }
   /** Asks the source host to cancel a running migration (from another process, e.g. a second terminal). */

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { MigrationProgress, MigrationSecurity } from '../../core/migration.ts'
-import { AgentError, CancelledError, CapacityError, NotFoundError, SupercloudError } from '../../core/errors.ts'
+import { AgentError, CancelledError, CapacityError, NotFoundError, SupercloudError, VmMovingError } from '../../core/errors.ts'
 import type { Spec, VmSpec, WireSpec } from '../../core/spec.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import { diffEndpoints, type EndpointWrite, type Topology } from '../../virtualwire/topology/compile.ts'
@@ -20,6 +20,7 @@ import { Switchover, SWITCHOVER_HOOKS, type MigrationSwitchover } from '../migra
 import { keptNics, vmHash, wiringHash } from '../planner/plan.ts'
 import { resolveVms, withOverrides, xenMigrationUnsupported, type PlacementOverride, type ResolvedVm } from '../planner/placement.ts'
 import type { HostRow, VmRecord, VmRow } from '../state/store.ts'
+import { takeMoveLock } from '../state/vm-lock.ts'
 import type { ControllerCore } from './components.ts'
 import { buildLaunch } from './launch.ts'
 import { dropDiskReuse } from './reconcile.ts'
@@ -58,15 +59,28 @@ export class Migrations<A extends HostAgent> {
     return withOverrides(spec, this.overrides())
   }
 
-  /** Live-migrates a VM to another host. */
+  /**
+   * Takes the move lock of `vm` (state/vm-lock.ts): VmMovingError while another process moves
+   * it, StateLockedError while an `up` or `down` runs. Returns its release.
+   */
+  async lockVm (vm: string, signal?: AbortSignal): Promise<() => void> {
+    return await takeMoveLock(this.c.store.dir, this.c.store.path, vm, signal !== undefined ? { signal } : {})
+  }
+
+  /** Live-migrates a VM to another host, holding its move lock throughout. */
   async migrate (spec: Spec, vmName: string, to: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
-    if (this.c.store.vm(vmName)?.status === 'migrating' && !await this.running(vmName)) {
-      for (const line of await this.recover(spec)) this.c.progress({ subject: 'migration', phase: 'recover', message: line })
+    const release = await this.lockVm(vmName, opts.signal)
+    try {
+      if (this.c.store.vm(vmName)?.status === 'migrating' && !await this.running(vmName)) {
+        for (const line of await this.recover(spec)) this.c.progress({ subject: 'migration', phase: 'recover', message: line })
+      }
+      const { row, vmSpec, record, dest } = this.check(spec, vmName, to, opts)
+      this.claim(vmName)
+      const run = new MigrationRun(this, this.c, this.wiring, { spec, vmSpec, row, record, dest, to, opts })
+      return await run.execute()
+    } finally {
+      release()
     }
-    const { row, vmSpec, record, dest } = this.check(spec, vmName, to, opts)
-    this.claim(vmName)
-    const run = new MigrationRun(this, this.c, this.wiring, { spec, vmSpec, row, record, dest, to, opts })
-    return await run.execute()
   }
 
   /** Refuses a migration that cannot work (nothing changed yet); returns what it moves and where. */
@@ -141,15 +155,19 @@ export class Migrations<A extends HostAgent> {
   async recover (spec: Spec): Promise<string[]> {
     const done: string[] = []
     for (const row of this.c.store.vms().filter(v => v.status === 'migrating')) {
-      const m = this.c.state.migration(row.name)
-      if (m === undefined || row.record === undefined) {
-        this.c.store.putVm({ ...row, status: 'ready' })
-        continue
+      // A VM whose move lock another process holds is being moved by it: not interrupted.
+      const release = await this.lockVm(row.name).catch((err: unknown) => { if (err instanceof VmMovingError) return err; throw err })
+      if (release instanceof VmMovingError) { done.push(`${row.name}: being moved by running process ${release.pid}`); continue }
+      try {
+        const m = this.c.state.migration(row.name)
+        if (m === undefined || row.record === undefined) { this.c.store.putVm({ ...row, status: 'ready' }); continue }
+        const line = await this.recoverOne(spec, row, row.record, m.from, m.to)
+        if (line === undefined) { done.push(`${row.name}: migration to ${m.to} still running on the hosts`); continue }
+        done.push(line)
+        this.c.state.setMigration(row.name, undefined)
+      } finally {
+        release()
       }
-      const line = await this.recoverOne(spec, row, row.record, m.from, m.to)
-      if (line === undefined) { done.push(`${row.name}: migration to ${m.to} still running on the hosts`); continue }
-      done.push(line)
-      this.c.state.setMigration(row.name, undefined)
     }
     return done
   }

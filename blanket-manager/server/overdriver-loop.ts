@@ -73,7 +73,11 @@ export async function startOverdriverLoop (c: Controller, spec: Spec, hub: Event
       const from = c.store.vm(vm)?.host
       log(`overdriver: migrating ${vm} from ${from ?? '?'} to ${target} (${ev.data.reason})`)
       let ok = false
+      let release: (() => void) | undefined
       try {
+        // The VM's move lock, held through the move and the balloon after it (a `migrate` of it
+        // from a terminal is refused meanwhile, and this move is refused while one runs).
+        release = await c.lockVm(vm)
         await c.migrate(spec, vm, target, { mode: 'auto' })
         ok = true
         // On its new host the VM gets the memory it requested: the balloon deflates.
@@ -85,6 +89,8 @@ export async function startOverdriverLoop (c: Controller, spec: Spec, hub: Event
         }
       } catch (err) {
         log(`overdriver: migration of ${vm} failed: ${(err as Error).message}`)
+      } finally {
+        release?.()
       }
       // The source learns the migration it decided is over (or may be decided again); the
       // destination learns the VM arrived (its overload history starts afresh, after a grace period).

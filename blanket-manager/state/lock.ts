@@ -1,13 +1,16 @@
 /**
- * The supercloud's exclusive lock (one mutating command at a time), held by the kernel: an
- * exclusive SQLite transaction on `<dir>/lock.db` (better-sqlite3; SQLite takes a POSIX fcntl
- * write lock on the file), kept open while the lock is held. The kernel drops the lock the
- * moment its holder dies (kill -9 included), so a lock left by a dead process is simply free:
- * there is no stale-lock takeover (check, unlink, create) that two controllers could both win.
- * `<dir>/lock` carries the holder's pid, for the message only; it decides nothing.
+ * Locks held by the kernel: an exclusive SQLite transaction on a lock file (better-sqlite3;
+ * SQLite takes a POSIX fcntl write lock on the file), kept open while the lock is held. The
+ * kernel drops the lock the moment its holder dies (kill -9 included), so a lock left by a dead
+ * process is simply free: there is no stale-lock takeover (check, unlink, create) that two
+ * controllers could both win. Beside each lock file a pid file carries the holder's pid, for
+ * the message only; it decides nothing. Lock files are never removed while the supercloud
+ * exists (removing one could let two processes lock two different files of one name).
  *
- * Within one process the lock is re-entrant (several StateStores of one supercloud, as tests
- * and a `serve` with its operations open them): each lock() needs its unlock().
+ * The supercloud's exclusive lock (one mutating command at a time) is `<dir>/lock.db`; the
+ * per-VM move locks (vm-lock.ts) use the same mechanism. Within one process a lock is
+ * re-entrant (several StateStores of one supercloud, as tests and a `serve` with its operations
+ * open them): each take needs its release.
  */
 import Database from 'better-sqlite3'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -19,23 +22,32 @@ interface Held { db: Database.Database, count: number }
 /** Locks this process holds, by lock file path. */
 const held = new Map<string, Held>()
 
-/** Takes the lock of the state in `dir` (throws StateLockedError when another process holds it); returns its release. */
-export function takeStateLock (dir: string, statePath: string): () => void {
-  const path = join(dir, 'lock.db')
-  const pidFile = join(dir, 'lock')
-  let h = held.get(path)
+/** A lock file and the pid file naming its holder. */
+export interface LockFiles {
+  lock: string
+  pid: string
+}
+
+function isBusy (err: unknown): boolean {
+  const code = (err as { code?: string }).code
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED'
+}
+
+/** Takes the kernel lock of `files` (throws `busy(holder pid)` when another process holds it); returns its release. */
+export function takeKernelLock (files: LockFiles, busy: (pid: number) => Error): () => void {
+  let h = held.get(files.lock)
   if (h === undefined) {
-    const db = new Database(path, { timeout: 0 })
+    const db = new Database(files.lock, { timeout: 0 })
     try {
       db.exec('BEGIN EXCLUSIVE')
     } catch (err) {
       db.close()
-      if ((err as { code?: string }).code !== 'SQLITE_BUSY' && (err as { code?: string }).code !== 'SQLITE_LOCKED') throw err
-      throw new StateLockedError(statePath, holderPid(pidFile))
+      if (!isBusy(err)) throw err
+      throw busy(holderPid(files.pid))
     }
-    writeFileSync(pidFile, String(process.pid), { mode: 0o600 })
+    writeFileSync(files.pid, String(process.pid), { mode: 0o600 })
     h = { db, count: 0 }
-    held.set(path, h)
+    held.set(files.lock, h)
   }
   h.count++
   let released = false
@@ -44,11 +56,33 @@ export function takeStateLock (dir: string, statePath: string): () => void {
     if (released) return
     released = true
     if (--mine.count > 0) return
-    held.delete(path)
-    rmSync(pidFile, { force: true })
+    held.delete(files.lock)
+    rmSync(files.pid, { force: true })
     try { mine.db.exec('ROLLBACK') } catch { /* closing releases it anyway */ }
     mine.db.close()
   }
+}
+
+/** The pid of another process holding the lock of `files`, or undefined when it is free (or held by this process). */
+export function otherHolder (files: LockFiles): number | undefined {
+  if (held.has(files.lock)) return undefined
+  let pid: number | undefined
+  try {
+    takeKernelLock(files, p => { pid = p; return new Error('held') })()
+  } catch (err) {
+    if (pid === undefined) throw err
+  }
+  return pid
+}
+
+/** The files of the supercloud's exclusive lock in `dir`. */
+export function stateLockFiles (dir: string): LockFiles {
+  return { lock: join(dir, 'lock.db'), pid: join(dir, 'lock') }
+}
+
+/** Takes the lock of the state in `dir` (throws StateLockedError when another process holds it); returns its release. */
+export function takeStateLock (dir: string, statePath: string): () => void {
+  return takeKernelLock(stateLockFiles(dir), pid => new StateLockedError(statePath, pid))
 }
 
 function holderPid (pidFile: string): number {

@@ -11,6 +11,8 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { HostRecord } from '../../drivers/cloud.ts'
 import { takeStateLock } from './lock.ts'
+import { movesInProgress } from './vm-lock.ts'
+import { VmMovingError } from '../../core/errors.ts'
 import type { HostKeyPins, PinnedHostKey } from '../../core/ssh.ts'
 
 export type ResourceStatus = 'creating' | 'ready' | 'destroying' | 'failed' | 'migrating'
@@ -119,11 +121,18 @@ export class StateStore {
   /**
    * Takes the supercloud's exclusive lock (one mutating command at a time): a kernel lock
    * (lock.ts), free again the moment a holder dies. Throws StateLockedError while another
-   * process holds it.
+   * process holds it, VmMovingError (and lets it go again) while another process moves a VM
+   * (vm-lock.ts: no move starts while it is held).
    */
   lock (): void {
     if (this.release !== undefined) return
-    this.release = takeStateLock(this.dir, this.path)
+    const release = takeStateLock(this.dir, this.path)
+    const moving = movesInProgress(this.dir)[0]
+    if (moving !== undefined) {
+      release()
+      throw new VmMovingError(moving.vm, moving.pid)
+    }
+    this.release = release
   }
 
   unlock (): void {

@@ -15,7 +15,7 @@ import { PAGE_SIZE } from '../constants.ts'
 import { RepositoryError } from '../errors.ts'
 import { formatAddress, parseAddress, RepositoryClient, type RepositoryAddress } from '../repository/client.ts'
 import type { SwapPath } from '../swap-path.ts'
-import { SectorTable, type RepositoryRef, type SectorTableJson } from './sector-table.ts'
+import { pageSum, SectorTable, type RepositoryRef, type SectorEntry, type SectorTableJson } from './sector-table.ts'
 
 export const COOPSWAP_CHANNEL = 'supercloud:overdriver:coopswap'
 const diag = channel(COOPSWAP_CHANNEL)
@@ -24,6 +24,8 @@ export type CoopSwapEvent =
   | { type: 'coopswap.repository-down', address: string, reason: string }
   | { type: 'coopswap.repository-full', address: string }
   | { type: 'coopswap.read-fallback', page: number, reason: string }
+  /** A repository answered a page that does not match its checksum in the sector table (tampered or corrupted): read from disk, the repository is no longer used. */
+  | { type: 'coopswap.page-corrupt', address: string, page: number }
   | { type: 'coopswap.table-adopted', pages: number, skipped: number, repositories: number }
   | { type: 'coopswap.table-released', pages: number }
 
@@ -197,7 +199,7 @@ export class CoopSwapPath implements SwapPath {
   private async client (r: Repo): Promise<RepositoryClient | undefined> {
     if (r.down) return undefined
     if (r.client !== undefined && r.client.alive) return r.client
-    if (r.client !== undefined) { this.markDown(r, 'connection lost'); return undefined }
+    if (r.client !== undefined) { this.markDown(r, r.client.failureReason ?? 'connection lost'); return undefined }
     r.connecting ??= RepositoryClient.connect(r.address, { timeoutMs: 2000 }).then(c => { r.client = c; return c }, (e: Error) => { this.markDown(r, e.message); return undefined }).finally(() => { r.connecting = undefined })
     return await r.connecting
   }
@@ -228,7 +230,7 @@ export class CoopSwapPath implements SwapPath {
       const e = this.table.get(p)
       if (e === undefined) { if (runStart < 0) runStart = p; continue }
       flushRun(p)
-      jobs.push(this.readPage(p, e.repository, e.pageId).then(async page => {
+      jobs.push(this.readPage(p, e).then(async page => {
         const a = Math.max(offset, p * PAGE_SIZE)
         const b = Math.min(offset + length, (p + 1) * PAGE_SIZE)
         if (page !== undefined) { page.copy(out, a - offset, a - p * PAGE_SIZE, b - p * PAGE_SIZE); return }
@@ -243,7 +245,7 @@ export class CoopSwapPath implements SwapPath {
   }
 
   /** One page from its repository, or undefined (then the caller reads the disk). */
-  private async readPage (page: number, repoIndex: number, pageId: number): Promise<Buffer | undefined> {
+  private async readPage (page: number, { repository: repoIndex, pageId, sum }: SectorEntry): Promise<Buffer | undefined> {
     const r = this.repoFor(repoIndex)
     const g = this.gen.get(page) ?? 0
     const fallback = (reason: string): undefined => {
@@ -260,6 +262,13 @@ export class CoopSwapPath implements SwapPath {
       if (data === undefined) return fallback(`repository ${r.ref.address} no longer holds the page`)
       // Only a whole page counts: a short (or long) answer is no page at all, and the disk has it.
       if (data.length !== PAGE_SIZE) return fallback(`repository ${r.ref.address} answered ${data.length} bytes, not a ${PAGE_SIZE}-byte page`)
+      // Only the page that was sent: its checksum is in the table, not at the repository.
+      if (pageSum(data) !== sum) {
+        this.emit({ type: 'coopswap.page-corrupt', address: r.ref.address, page })
+        const reason = `repository ${r.ref.address} answered page ${page} with a wrong checksum (tampered or corrupted)`
+        this.markDown(r, reason)
+        return fallback(reason)
+      }
       this.s.repositoryReads++
       if (!this.granted(r.ref) && (this.gen.get(page) ?? 0) === g && this.table.get(page)?.repository === repoIndex) {
         // A page that moved with the VM: the disk holds the same data, so the repository gets its memory back now.
@@ -313,12 +322,14 @@ export class CoopSwapPath implements SwapPath {
   }
 
   private async putPage (page: number, data: Buffer, g: number): Promise<void> {
+    let sum: bigint | undefined
     for (let attempt = 0; attempt < this.repos.length; attempt++) {
       const r = this.pickRepo()
       if (r === undefined) { this.s.skippedWrites++; return }
       const c = await this.client(r)
       if (c === undefined) continue
       try {
+        sum ??= pageSum(data)
         await c.put(r.capability, page, data)
       } catch (e) {
         if (e instanceof RepositoryError && e.status === 'no-room') {
@@ -337,7 +348,7 @@ export class CoopSwapPath implements SwapPath {
       }
       const old = this.table.get(page)
       if (old !== undefined) { const o = this.repoFor(old.repository); if (o !== undefined) o.pages-- }
-      this.table.set(page, { repository: r.index, pageId: page, diskOffset: page * PAGE_SIZE })
+      this.table.set(page, { repository: r.index, pageId: page, diskOffset: page * PAGE_SIZE, sum: sum ?? pageSum(data) })
       r.pages++
       return
     }

@@ -56,6 +56,8 @@ export class RepositoryClient {
   }
 
   get alive (): boolean { return this.failure === undefined }
+  /** Why the connection failed (e.g. the repository's reason for refusing it), once it did. */
+  get failureReason (): string | undefined { return this.failure?.message }
 
   private fail (e: RepositoryError): void {
     if (this.failure !== undefined) return

@@ -4,6 +4,13 @@
  * gets its own capability from an admin ISSUE call; a capacity limit in pages answers
  * NO_ROOM when reached. Every request is validated; malformed ones close the connection with
  * a reason (event 'repository.rejected'), never the process.
+ *
+ * Hostile or broken peers cannot grow its memory without bound: connections are capped (in all
+ * and per peer address; one over the cap gets a BAD_REQUEST reply with the reason and is
+ * closed), and replies are written with backpressure: while more than `replyBufferBytes` of
+ * replies wait for a peer that does not read them, no further request of that connection is
+ * read (its requests then wait in the kernel, and TCP stops the peer); a peer that reads
+ * nothing for `stalledMs` is disconnected with a reason.
  */
 import { channel } from 'node:diagnostics_channel'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
@@ -25,6 +32,14 @@ export interface PageRepositoryOptions {
   capacityPages: number
   /** 16-byte admin token for ISSUE/REVOKE; random when absent (read it from `adminToken`). */
   adminToken?: Buffer
+  /** Connections at once, in all (default 256). */
+  maxConnections?: number
+  /** Connections at once from one peer address (default 64). */
+  maxConnectionsPerPeer?: number
+  /** Reply bytes a connection may have waiting for its peer before its next request is read (default 1 MiB). */
+  replyBufferBytes?: number
+  /** A peer that reads none of its waiting replies for this long is disconnected (default 30 s). */
+  stalledMs?: number
   onEvent?: (e: RepositoryEvent) => void
 }
 
@@ -44,6 +59,10 @@ export class PageRepository {
   private readonly holders = new Map<string, Holder>()
   private readonly free: Buffer[] = []
   private readonly sockets = new Set<Socket>()
+  /** Open connections per peer address. */
+  private readonly perPeer = new Map<string, number>()
+  /** Connections refused over a cap, until they are gone. */
+  private readonly refused = new Set<Socket>()
   private server: Server | undefined
   private readonly opts: PageRepositoryOptions
   private readonly counts = { put: 0, get: 0, del: 0, rejected: 0 }
@@ -68,7 +87,7 @@ export class PageRepository {
   }
 
   async close (): Promise<void> {
-    for (const s of this.sockets) s.destroy()
+    for (const s of [...this.sockets, ...this.refused]) s.destroy()
     const srv = this.server
     this.server = undefined
     if (srv !== undefined) await new Promise<void>(resolve => srv.close(() => resolve()))
@@ -108,11 +127,29 @@ export class PageRepository {
   }
 
   private accept (socket: Socket): void {
-    this.sockets.add(socket)
-    socket.setNoDelay(true)
     socket.on('error', () => {})
-    socket.on('close', () => this.sockets.delete(socket))
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? ''}`
+    const peer = socket.remoteAddress ?? '?'
+    const max = this.opts.maxConnections ?? 256
+    const maxPeer = this.opts.maxConnectionsPerPeer ?? 64
+    const fromPeer = this.perPeer.get(peer) ?? 0
+    const refuse = (reason: string): void => {
+      // Read (and drop) what it sends until it goes, so its end is seen; close() ends it too.
+      this.refused.add(socket)
+      socket.on('close', () => this.refused.delete(socket))
+      socket.resume()
+      this.reject(socket, remote, 0, reason)
+    }
+    if (this.sockets.size >= max) { refuse(`repository has ${this.sockets.size} connections, its limit`); return }
+    if (fromPeer >= maxPeer) { refuse(`${peer} has ${fromPeer} connections to this repository, the limit per peer`); return }
+    this.sockets.add(socket)
+    this.perPeer.set(peer, fromPeer + 1)
+    socket.setNoDelay(true)
+    socket.on('close', () => {
+      this.sockets.delete(socket)
+      const n = (this.perPeer.get(peer) ?? 1) - 1
+      if (n > 0) this.perPeer.set(peer, n); else this.perPeer.delete(peer)
+    })
     const reader = new StreamReader(socket, { highWater: 8 * 1024 * 1024 })
     this.serve(socket, reader, remote).catch(err => {
       if (!(err instanceof StreamClosedError)) this.reject(socket, remote, 0, `internal error: ${(err as Error).message}`)
@@ -134,7 +171,32 @@ export class PageRepository {
       const payload = h.length === 0 ? Buffer.alloc(0) : reader.tryRead(h.length) ?? await reader.read(h.length)
       const reply = this.handle(h, payload)
       socket.write(reply)
+      if (socket.writableLength > (this.opts.replyBufferBytes ?? 1024 * 1024)) await this.drained(socket, remote)
     }
+  }
+
+  /** Waits until the peer read the replies waiting for it; disconnects it (StreamClosedError) when it reads nothing for `stalledMs`. */
+  private async drained (socket: Socket, remote: string): Promise<void> {
+    const stalledMs = this.opts.stalledMs ?? 30000
+    if (socket.destroyed) throw new StreamClosedError()
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        clearTimeout(timer)
+        socket.off('drain', onDrain)
+        socket.off('close', onClose)
+        if (err === undefined) resolve(); else reject(err)
+      }
+      const onDrain = (): void => { done() }
+      const onClose = (): void => { done(new StreamClosedError()) }
+      const timer = setTimeout(() => {
+        this.counts.rejected++
+        this.emit({ type: 'repository.rejected', remote, reason: `peer read none of its ${socket.writableLength} bytes of replies for ${stalledMs} ms` })
+        socket.destroy()
+        done(new StreamClosedError())
+      }, stalledMs)
+      socket.on('drain', onDrain)
+      socket.on('close', onClose)
+    })
   }
 
   private handle (h: P.RequestHeader, payload: Buffer): Buffer {

@@ -1,10 +1,15 @@
 /**
  * The page repository read as an attacker would (issue 14): a repository answering GET with a
  * short page never puts leftover memory into the guest's page (the page comes from the local
- * disk, with a read-fallback event), and STATS, which lists every VM, needs the admin token.
+ * disk, with a read-fallback event); one answering with a tampered page is caught by the
+ * page's checksum in the sector table (also in a table that moved with the VM) and the guest
+ * reads its own data; STATS, which lists every VM, needs the admin token; connections are
+ * capped, and a peer that does not read its replies cannot make the repository buffer them.
  */
 import t from 'tap'
-import { createServer, type Socket } from 'node:net'
+import type { Test } from 'tap'
+import { connect, createServer, type Socket } from 'node:net'
+import { copyFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as P from '../../../overdriver/repository/protocol.ts'
 import { StreamReader, StreamClosedError } from '../../../overdriver/stream-reader.ts'
@@ -16,9 +21,13 @@ import { pattern, tempDir } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
-/** A repository speaking the protocol that takes every PUT and answers every GET with `getBytes` bytes of 0xAA. */
-async function shortPageRepository (getBytes: number): Promise<{ port: number, gets: () => number, close: () => void }> {
+/**
+ * A repository speaking the protocol that keeps every PUT page and answers GET with what
+ * `answer` makes of the stored page (undefined: nothing stored).
+ */
+async function hostileRepository (answer: (stored: Buffer | undefined, pageId: number) => Buffer): Promise<{ port: number, gets: () => number, close: () => void }> {
   let gets = 0
+  const pages = new Map<number, Buffer>()
   const sockets = new Set<Socket>()
   const srv = createServer(socket => {
     sockets.add(socket)
@@ -28,8 +37,9 @@ async function shortPageRepository (getBytes: number): Promise<{ port: number, g
       for (;;) {
         const h = P.parseRequestHeader(await reader.read(P.REQUEST_HEADER_SIZE))
         if (typeof h === 'string') { socket.destroy(); return }
-        if (h.length > 0) await reader.read(h.length)
-        if (h.op === P.OP.GET) { gets++; socket.write(P.encodeReply(P.STATUS.OK, h.id, Buffer.alloc(getBytes, 0xaa))) } else socket.write(P.encodeReply(P.STATUS.OK, h.id))
+        const payload = h.length > 0 ? await reader.read(h.length) : Buffer.alloc(0)
+        if (h.op === P.OP.PUT) pages.set(h.pageId, Buffer.from(payload))
+        if (h.op === P.OP.GET) { gets++; socket.write(P.encodeReply(P.STATUS.OK, h.id, answer(pages.get(h.pageId), h.pageId))) } else socket.write(P.encodeReply(P.STATUS.OK, h.id))
       }
     })().catch((e: unknown) => { if (!(e instanceof StreamClosedError)) socket.destroy() })
   })
@@ -39,20 +49,37 @@ async function shortPageRepository (getBytes: number): Promise<{ port: number, g
   return { port: addr.port, gets: () => gets, close: () => { for (const s of sockets) s.destroy(); srv.close() } }
 }
 
+/** A repository that takes every PUT and answers every GET with `getBytes` bytes of 0xAA. */
+async function shortPageRepository (getBytes: number): Promise<{ port: number, gets: () => number, close: () => void }> {
+  return await hostileRepository(() => Buffer.alloc(getBytes, 0xaa))
+}
+
+/** The stored page with one bit flipped. */
+function flipped (stored: Buffer | undefined): Buffer {
+  const b = Buffer.from(stored ?? Buffer.alloc(4096))
+  b[1234] = (b[1234] ?? 0) ^ 0x10
+  return b
+}
+
+/** A swap export of 4 MiB with cooperative swap on, using the repository at `port`, and an NBD client of it (both closed at teardown). */
+async function swapUsing (t: Test, name: string, port: number, onEvent: (e: { type: string }) => void): Promise<{ svc: SwapService, c: NbdClient }> {
+  const dir = tempDir(t, name)
+  const svc = await SwapService.start({
+    vm: 'web1', diskPath: join(dir, 'swap.img'), sizeBytes: 4 * MiB, listen: { path: join(dir, 'nbd.sock') },
+    repositories: [{ address: { host: '127.0.0.1', port }, capability: Buffer.alloc(16, 7) }], cooperative: true, onEvent
+  })
+  t.teardown(() => svc.stop())
+  const c = await NbdClient.connect({ path: join(dir, 'nbd.sock') }, 'swap')
+  t.teardown(() => c.close())
+  return { svc, c }
+}
+
 for (const getBytes of [100, 0, 4095]) {
   t.test(`a repository answering GET with ${getBytes} bytes: the guest reads its own data from the disk, never leftover memory`, async t => {
-    const dir = tempDir(t, 'hostile')
     const hostile = await shortPageRepository(getBytes)
     t.teardown(() => { hostile.close() })
     const events: Array<{ type: string }> = []
-    const svc = await SwapService.start({
-      vm: 'web1', diskPath: join(dir, 'swap.img'), sizeBytes: 4 * MiB, listen: { path: join(dir, 'nbd.sock') },
-      repositories: [{ address: { host: '127.0.0.1', port: hostile.port }, capability: Buffer.alloc(16, 7) }], cooperative: true,
-      onEvent: e => { events.push(e) }
-    })
-    t.teardown(() => svc.stop())
-    const c = await NbdClient.connect({ path: join(dir, 'nbd.sock') }, 'swap')
-    t.teardown(() => c.close())
+    const { svc, c } = await swapUsing(t, 'hostile', hostile.port, e => { events.push(e) })
     const pages = 32
     await Promise.all(Array.from({ length: pages }, async (_, p) => { await c.write(p * 4096, pattern(p)) }))
     await svc.path.settle()
@@ -86,3 +113,124 @@ t.test('STATS needs the admin token: a VM\'s capability cannot list the other VM
   const s = await c.stats(repo.adminToken)
   t.same(s.vms.map(v => v.vm).sort(), ['vm-a', 'vm-b'], 'the admin token gets the list')
 })
+
+t.test('a repository answering a tampered page: detected by the checksum, the guest reads its own data from disk, an event names the repository', async t => {
+  let tamper = (_p: number): boolean => false
+  const hostile = await hostileRepository((stored, p) => tamper(p) ? flipped(stored) : stored ?? Buffer.alloc(0))
+  t.teardown(() => { hostile.close() })
+  const events: Array<{ type: string, page?: number, address?: string, reason?: string }> = []
+  const { svc, c } = await swapUsing(t, 'tamper', hostile.port, e => { events.push(e) })
+  const pages = 16
+  for (let p = 0; p < pages; p++) await c.write(p * 4096, pattern(p))
+  await svc.path.settle()
+  t.equal(svc.path.stats().pagesInRepositories, pages)
+  for (let p = 0; p < 4; p++) t.ok((await c.read(p * 4096, 4096)).equals(pattern(p)), `page ${p} read back`)
+  t.equal(svc.path.stats().repositoryReads, 4, 'intact pages are served by the repository')
+  tamper = p => p === 5
+  t.ok((await c.read(5 * 4096, 4096)).equals(pattern(5)), 'the tampered page reads as the guest wrote it')
+  const corrupt = events.filter(e => e.type === 'coopswap.page-corrupt')
+  t.same(corrupt, [{ type: 'coopswap.page-corrupt', address: `127.0.0.1:${hostile.port}`, page: 5 }], 'one page-corrupt event, naming the page and the repository')
+  t.match(events.find(e => e.type === 'coopswap.read-fallback')?.reason, /answered page 5 with a wrong checksum/)
+  t.match(events.find(e => e.type === 'coopswap.repository-down')?.reason, /wrong checksum/, 'the repository is no longer trusted')
+  let bad = 0
+  for (let p = 0; p < pages; p++) if (!(await c.read(p * 4096, 4096)).equals(pattern(p))) bad++
+  t.equal(bad, 0, 'every page reads back as written, from the disk now')
+  t.equal(svc.path.stats().repositoryReads, 4, 'nothing more from that repository')
+  t.notOk(svc.path.stats().repositories[0]?.alive, 'marked down')
+})
+
+t.test('the checksums move with the sector table: a repository tampering after the migration is caught on the destination', async t => {
+  const dir = tempDir(t, 'tamper-moved')
+  let tamper = false
+  const hostile = await hostileRepository(stored => tamper ? flipped(stored) : stored ?? Buffer.alloc(0))
+  t.teardown(() => { hostile.close() })
+  const grant = { address: { host: '127.0.0.1', port: hostile.port }, capability: Buffer.alloc(16, 7) }
+  const src = await SwapService.start({ vm: 'web1', diskPath: join(dir, 'src.img'), sizeBytes: 4 * MiB, listen: { path: join(dir, 'src.sock') }, repositories: [grant], cooperative: true })
+  const c = await NbdClient.connect({ path: join(dir, 'src.sock') }, 'swap')
+  const pages = 8
+  for (let p = 0; p < pages; p++) await c.write(p * 4096, pattern(p))
+  c.close()
+  const table = JSON.parse(JSON.stringify(await src.path.exportTable())) as Awaited<ReturnType<typeof src.path.exportTable>>
+  await src.stop()
+  t.equal(table.entries.length, pages)
+  t.equal(Buffer.from(table.sums ?? '', 'base64').length, pages * 8, '8 bytes of checksum per entry in the table that moves')
+  // The destination has the mirrored disk and the table (as a migration hands them over).
+  copyFileSync(join(dir, 'src.img'), join(dir, 'dst.img'))
+  const events: Array<{ type: string, page?: number }> = []
+  const dst = await SwapService.start({ vm: 'web1', diskPath: join(dir, 'dst.img'), listen: { path: join(dir, 'dst.sock') }, table, onEvent: e => { events.push(e) } })
+  t.teardown(() => dst.stop())
+  t.equal(dst.path.stats().pagesInRepositories, pages, 'the destination serves the pages from the repository')
+  tamper = true
+  const d = await NbdClient.connect({ path: join(dir, 'dst.sock') }, 'swap')
+  t.teardown(() => d.close())
+  let bad = 0
+  for (let p = 0; p < pages; p++) if (!(await d.read(p * 4096, 4096)).equals(pattern(p))) bad++
+  t.equal(bad, 0, 'every page reads back as written')
+  t.ok(events.some(e => e.type === 'coopswap.page-corrupt' && e.page === 0), 'the tampered page is reported on the destination')
+  t.ok(hostile.gets() >= 1, 'the repository was asked')
+})
+
+t.test('connections are capped, in all and per peer: one over the cap is refused with the reason, the others keep working', { timeout: 60000 }, async t => {
+  const events: Array<{ type: string, reason?: string }> = []
+  const repo = new PageRepository({ capacityPages: 16, maxConnections: 3, maxConnectionsPerPeer: 2, onEvent: e => { events.push(e) } })
+  const port = await repo.listen(0)
+  t.teardown(() => repo.close())
+  const a = await RepositoryClient.connect({ host: '127.0.0.1', port })
+  const b = await RepositoryClient.connect({ host: '127.0.0.1', port })
+  t.teardown(() => { a.close(); b.close() })
+  await a.ping()
+  await b.ping()
+  const c = await RepositoryClient.connect({ host: '127.0.0.1', port })
+  await t.rejects(c.ping(), { code: 'SC_REPOSITORY', message: /127\.0\.0\.1 has 2 connections to this repository, the limit per peer/ }, 'a third from the same peer is refused, with the reason')
+  t.notOk(c.alive)
+  t.match(events.find(e => e.type === 'repository.rejected')?.reason, /limit per peer/, 'and reported')
+  // Another peer address (127.0.0.2 is loopback too) gets the last slot; then the repository is full.
+  const other = await connectFrom('127.0.0.2', port)
+  t.teardown(() => other.destroy())
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const e = await connectFrom('127.0.0.3', port)
+  const refused = await new Promise<Buffer>(resolve => { const got: Buffer[] = []; e.on('data', x => got.push(x)); e.on('close', () => resolve(Buffer.concat(got))) })
+  t.match(refused.subarray(P.REPLY_HEADER_SIZE).toString(), /repository has 3 connections, its limit/, 'over the total cap: refused with the reason')
+  await a.ping()
+  t.ok(a.alive && b.alive, 'the connections within the caps are untouched')
+  a.close()
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const f = await RepositoryClient.connect({ host: '127.0.0.1', port })
+  t.teardown(() => f.close())
+  await f.ping()
+  t.pass('a slot freed by a closed connection is taken again')
+})
+
+t.test('a peer that sends requests and reads no replies: the repository stops reading its requests instead of buffering replies, then drops it', { timeout: 60000 }, async t => {
+  const events: Array<{ type: string, reason?: string }> = []
+  const repo = new PageRepository({ capacityPages: 16, replyBufferBytes: 64 * 1024, stalledMs: 2000, onEvent: e => { events.push(e) } })
+  const port = await repo.listen(0)
+  t.teardown(() => repo.close())
+  const admin = await RepositoryClient.connect({ host: '127.0.0.1', port })
+  t.teardown(() => admin.close())
+  const cap = await admin.issue(repo.adminToken, 'vm-a')
+  await admin.put(cap, 1, pattern(1))
+  const n = 20000
+  const greedy = await connectFrom('127.0.0.1', port)
+  t.teardown(() => greedy.destroy())
+  greedy.pause()
+  greedy.write(Buffer.concat(Array.from({ length: n }, (_, i) => P.encodeRequest(P.OP.GET, i + 1, cap, 1))))
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  const served = (await admin.stats(repo.adminToken)).requests.get
+  t.ok(served < n / 4, `only ${served} of ${n} GETs (${Math.round(n * 4112 / MiB)} MiB of replies) were answered while the peer reads nothing: the rest wait unread`)
+  t.ok(served > 0, 'it did answer some')
+  await admin.ping()
+  t.pass('other connections are served meanwhile')
+  // (A paused socket does not notice its end: the repository's event says it.)
+  for (let i = 0; i < 50 && !events.some(e => e.type === 'repository.rejected'); i++) await new Promise(resolve => setTimeout(resolve, 100))
+  t.match(events.find(e => e.type === 'repository.rejected')?.reason, /peer read none of its \d+ bytes of replies for 2000 ms/, 'the stalled peer is dropped with a reason')
+  t.equal((await admin.stats(repo.adminToken)).requests.get, served, 'no more of its requests were served')
+})
+
+/** A raw TCP connection to 127.0.0.1:port from a given local loopback address. */
+async function connectFrom (localAddress: string, port: number): Promise<Socket> {
+  const s = connect({ host: '127.0.0.1', port, localAddress })
+  s.on('error', () => {})
+  await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject) })
+  return s
+}

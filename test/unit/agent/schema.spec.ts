@@ -22,7 +22,7 @@ const launch: VmLaunch = {
   swap: { sizeBytes: 64 * MiB, repositories: [{ address: { host: '198.18.0.2', port: 7709 }, capability: '00112233445566778899aabbccddeeff' }] },
   bootTimeoutMs: 60000
 }
-const table: SectorTableJson = { version: 1, pageSize: 4096, repositories: [{ address: '198.18.0.2:7709', capability: '00112233445566778899aabbccddeeff' }], entries: [[0, 0, 1, 0], [8, 0, 2, 4096]] }
+const table: SectorTableJson = { version: 2, pageSize: 4096, repositories: [{ address: '198.18.0.2:7709', capability: '00112233445566778899aabbccddeeff' }], entries: [[0, 0, 1, 0], [8, 0, 2, 4096]], sums: Buffer.alloc(16, 1).toString('base64') }
 const policy = { intervalMs: 1000, overloadOpsPerSec: 200, window: { size: 12, sustained: 8 }, initialThresholdMs: 120000, adaptive: { enabled: true, baseCount: 10 }, quietIntervals: 3 }
 const id = '0123456789abcdef'
 
@@ -87,7 +87,7 @@ const BAD: Partial<Record<AgentMethod, Array<[string, unknown]>>> = {
   'overdriver.issue': [['vm', '../vm']],
   'overdriver.migrated': [['ok', 1]],
   'overdriver.table.export': [['name', 'web1\n']],
-  'overdriver.table.adopt': [['table.version', 2], ['table.entries.1', [8, 0, 2]]],
+  'overdriver.table.adopt': [['table.version', 3], ['table.entries.1', [8, 0, 2]], ['table.sums', 7]],
   'overdriver.table.handover': [['ok', 'true']]
 }
 
