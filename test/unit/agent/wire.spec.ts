@@ -5,7 +5,7 @@
  * The agent here touches no kernel device or guest: every request it gets is refused or
  * answered from its state directory.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { connect, createServer, type Socket } from 'node:net'
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -32,13 +32,19 @@ const launch: VmLaunch = {
   bootTimeoutMs: 1000
 }
 
-t.test('the agent refuses bad requests before building a path', async t => {
+/** A real agent in a temp dir and a client connected to its socket, both gone at the test's end. */
+async function startAgent (t: Test): Promise<{ dir: string, agent: Agent, client: AgentClient }> {
   const dir = mkdtempSync(join(tmpdir(), 'sc-agent-wire-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const agent = new Agent({ dir, bridge: 'scwirebr', build: 'test', backend: createQemuBackend() })
   await agent.start()
   const client = new AgentClient('test', await open(agent.socketPath))
   t.teardown(async () => { client.close(); await agent.stop() })
+  return { dir, agent, client }
+}
+
+t.test('the agent refuses bad requests before building a path', async t => {
+  const { dir, agent, client } = await startAgent(t)
 
   const refused = async (p: Promise<unknown>): Promise<AgentError | undefined> => await p.then(() => undefined, (e: unknown) => e instanceof AgentError ? e : undefined)
   const e1 = await refused(client.createVm({ ...launch, name: '../../escape' }))
@@ -108,12 +114,7 @@ t.test('the client drops malformed pushes and rejects malformed results', async 
 })
 
 t.test('a sector table of megabytes reaches the agent; a line over the limit is refused with a reason', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'sc-agent-wire-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const agent = new Agent({ dir, bridge: 'scwirebr', build: 'test', backend: createQemuBackend() })
-  await agent.start()
-  const client = new AgentClient('test', await open(agent.socketPath))
-  t.teardown(async () => { client.close(); await agent.stop() })
+  const { agent, client } = await startAgent(t)
 
   // 60,000 pages in a repository (~2 MB of JSON): the size a 256M swap reached in the Overdriver
   // e2e, where a 1 MiB line limit made the destination agent drop the connection mid-migration.
