@@ -313,8 +313,8 @@ export class Bench {
   }
 }
 
-/** A spec of two local hosts (h1, h2) on one site, VMs of the builtin image. */
-export function twoHosts (vms: Record<string, { host: string, memory?: string }>): Spec {
+/** A spec of two local hosts (h1, h2) on one site, VMs of the builtin image (`disks` as YAML flow text). */
+export function twoHosts (vms: Record<string, { host: string, memory?: string, cpus?: number, disks?: string }>): Spec {
   const text = [
     'name: unit',
     'sites:',
@@ -325,7 +325,10 @@ export function twoHosts (vms: Record<string, { host: string, memory?: string }>
     'images:',
     '  tiny: { builtin: tiny }',
     'vms:',
-    ...Object.entries(vms).map(([n, v]) => `  ${n}: { image: tiny, host: ${v.host}, memory: ${v.memory ?? '128M'} }`),
+    ...Object.entries(vms).map(([n, v]) => {
+      const more = [v.cpus !== undefined ? `cpus: ${v.cpus}` : '', v.disks !== undefined ? `disks: ${v.disks}` : ''].filter(x => x !== '')
+      return `  ${n}: { ${[`image: tiny, host: ${v.host}, memory: ${v.memory ?? '128M'}`, ...more].join(', ')} }`
+    }),
     ''
   ].join('\n')
   return parseSpec(text, join(tmpdir(), 'unit', 'supercloud.yaml'))

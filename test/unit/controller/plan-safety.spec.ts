@@ -6,28 +6,15 @@
  * migrates it; `--replace` replaces it.
  */
 import t, { type Test } from 'tap'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
 import { PlanDestroysDataError } from '../../../blanket-manager/planner/changes.ts'
-import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
 import type { Spec } from '../../../core/spec.ts'
-import { Bench } from './mem.ts'
+import { Bench, twoHosts } from './mem.ts'
 
 function spec (db1: { host?: string, cpus?: number, disks?: string }): Spec {
-  return parseSpec([
-    'name: unit',
-    'sites:',
-    '  s1: { subnet: 198.18.0.0/24 }',
-    'hosts:',
-    '  h1: { site: s1, memory: 1G, hypervisor: { accel: tcg } }',
-    '  h2: { site: s1, memory: 1G, hypervisor: { accel: tcg } }',
-    'images:',
-    '  tiny: { builtin: tiny }',
-    'vms:',
-    `  db1: { image: tiny, host: ${db1.host ?? 'h1'}, cpus: ${db1.cpus ?? 1}, memory: 128M, disks: ${db1.disks ?? '[ { name: data, size: 64M } ]'} }`,
-    '  web1: { image: tiny, host: h2, memory: 128M }',
-    ''
-  ].join('\n'), join(tmpdir(), 'unit', 'supercloud.yaml'))
+  return twoHosts({
+    db1: { host: db1.host ?? 'h1', cpus: db1.cpus ?? 1, disks: db1.disks ?? '[ { name: data, size: 64M } ]' },
+    web1: { host: 'h2' }
+  })
 }
 
 /** A bench with db1 (a 64M disk) on h1 and web1 on h2 up; `calls` lists the guest calls made since, in order. */
