@@ -6,6 +6,8 @@ import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { RepositoryClient } from '../../../overdriver/repository/client.ts'
+import { PageRepository, type PageRepositoryOptions } from '../../../overdriver/repository/server.ts'
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 export const prefix = `sct${randomBytes(2).toString('hex')}`
@@ -15,6 +17,24 @@ export function tempDir (t: { teardown: (f: () => void) => void }, name: string)
   const d = mkdtempSync(join(tmpdir(), `${prefix}-${name}-`))
   t.teardown(() => rmSync(d, { recursive: true, force: true }))
   return d
+}
+
+type Teardown = { teardown: (f: () => void | Promise<void>) => void }
+
+/** A page repository listening on a free loopback port, closed at the test's end. */
+export async function listeningRepository (t: Teardown, opts: PageRepositoryOptions): Promise<{ repo: PageRepository, port: number }> {
+  const repo = new PageRepository(opts)
+  const port = await repo.listen(0)
+  t.teardown(() => repo.close())
+  return { repo, port }
+}
+
+/** `listeningRepository` and one client connected to it (closed at the test's end too). */
+export async function repositoryWithClient (t: Teardown, opts: PageRepositoryOptions): Promise<{ repo: PageRepository, port: number, c: RepositoryClient }> {
+  const { repo, port } = await listeningRepository(t, opts)
+  const c = await RepositoryClient.connect({ host: '127.0.0.1', port })
+  t.teardown(() => c.close())
+  return { repo, port, c }
 }
 
 /** Sends bytes on a fresh connection and collects what comes back until the server closes or `ms` pass. */

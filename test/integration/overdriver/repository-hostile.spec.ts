@@ -13,11 +13,10 @@ import { copyFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as P from '../../../overdriver/repository/protocol.ts'
 import { StreamReader, StreamClosedError } from '../../../overdriver/stream-reader.ts'
-import { PageRepository } from '../../../overdriver/repository/server.ts'
 import { RepositoryClient } from '../../../overdriver/repository/client.ts'
 import { NbdClient } from '../../../overdriver/nbd/client.ts'
 import { SwapService } from '../../../overdriver/swap-service.ts'
-import { pattern, tempDir } from './helpers.ts'
+import { listeningRepository, pattern, repositoryWithClient, tempDir } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -99,11 +98,7 @@ for (const getBytes of [100, 0, 4095]) {
 }
 
 t.test('STATS needs the admin token: a VM\'s capability cannot list the other VMs', async t => {
-  const repo = new PageRepository({ capacityPages: 16 })
-  const port = await repo.listen(0)
-  t.teardown(() => repo.close())
-  const c = await RepositoryClient.connect({ host: '127.0.0.1', port })
-  t.teardown(() => c.close())
+  const { repo, port, c } = await repositoryWithClient(t, { capacityPages: 16 })
   const a = await c.issue(repo.adminToken, 'vm-a')
   await c.issue(repo.adminToken, 'vm-b')
   await c.put(a, 1, pattern(1))
@@ -172,9 +167,7 @@ t.test('the checksums move with the sector table: a repository tampering after t
 
 t.test('connections are capped, in all and per peer: one over the cap is refused with the reason, the others keep working', { timeout: 60000 }, async t => {
   const events: Array<{ type: string, reason?: string }> = []
-  const repo = new PageRepository({ capacityPages: 16, maxConnections: 3, maxConnectionsPerPeer: 2, onEvent: e => { events.push(e) } })
-  const port = await repo.listen(0)
-  t.teardown(() => repo.close())
+  const { repo, port } = await listeningRepository(t, { capacityPages: 16, maxConnections: 3, maxConnectionsPerPeer: 2, onEvent: e => { events.push(e) } })
   const a = await RepositoryClient.connect({ host: '127.0.0.1', port })
   const b = await RepositoryClient.connect({ host: '127.0.0.1', port })
   t.teardown(() => { a.close(); b.close() })
@@ -203,9 +196,7 @@ t.test('connections are capped, in all and per peer: one over the cap is refused
 
 t.test('a peer that sends requests and reads no replies: the repository stops reading its requests instead of buffering replies, then drops it', { timeout: 60000 }, async t => {
   const events: Array<{ type: string, reason?: string }> = []
-  const repo = new PageRepository({ capacityPages: 16, replyBufferBytes: 64 * 1024, stalledMs: 2000, onEvent: e => { events.push(e) } })
-  const port = await repo.listen(0)
-  t.teardown(() => repo.close())
+  const { repo, port } = await listeningRepository(t, { capacityPages: 16, replyBufferBytes: 64 * 1024, stalledMs: 2000, onEvent: e => { events.push(e) } })
   const admin = await RepositoryClient.connect({ host: '127.0.0.1', port })
   t.teardown(() => admin.close())
   const cap = await admin.issue(repo.adminToken, 'vm-a')

@@ -1,17 +1,12 @@
 /** Page repository: capabilities, capacity, admin calls, against a live server. */
 import t from 'tap'
 import { RepositoryClient } from '../../../overdriver/repository/client.ts'
-import { PageRepository } from '../../../overdriver/repository/server.ts'
-import { pattern, startNode, tempDir } from './helpers.ts'
+import { pattern, repositoryWithClient, startNode, tempDir } from './helpers.ts'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 
 t.test('put, get, overwrite, delete; pages are per capability', async t => {
-  const repo = new PageRepository({ capacityPages: 16 })
-  const port = await repo.listen(0)
-  t.teardown(() => repo.close())
-  const c = await RepositoryClient.connect({ host: '127.0.0.1', port })
-  t.teardown(() => c.close())
+  const { repo, port, c } = await repositoryWithClient(t, { capacityPages: 16 })
   const a = await c.issue(repo.adminToken, 'vm-a')
   const b = await c.issue(repo.adminToken, 'vm-b')
   t.equal(a.length, 16)
@@ -31,11 +26,7 @@ t.test('put, get, overwrite, delete; pages are per capability', async t => {
 })
 
 t.test('no room: the capacity limit and a per-VM limit answer no-room; freeing makes room', async t => {
-  const repo = new PageRepository({ capacityPages: 4 })
-  const port = await repo.listen(0)
-  t.teardown(() => repo.close())
-  const c = await RepositoryClient.connect({ host: '127.0.0.1', port })
-  t.teardown(() => c.close())
+  const { repo, port, c } = await repositoryWithClient(t, { capacityPages: 4 })
   const small = await c.issue(repo.adminToken, 'small', 1)
   const big = await c.issue(repo.adminToken, 'big')
   await c.put(small, 0, pattern(0))
@@ -51,11 +42,7 @@ t.test('no room: the capacity limit and a per-VM limit answer no-room; freeing m
 })
 
 t.test('capabilities: unknown ones are refused, admin calls need the admin token, revoke drops pages', async t => {
-  const repo = new PageRepository({ capacityPages: 8 })
-  const port = await repo.listen(0)
-  t.teardown(() => repo.close())
-  const c = await RepositoryClient.connect({ host: '127.0.0.1', port })
-  t.teardown(() => c.close())
+  const { repo, port, c } = await repositoryWithClient(t, { capacityPages: 8 })
   await t.rejects(c.put(Buffer.alloc(16, 1), 0, pattern(0)), { code: 'SC_REPOSITORY', status: 'bad-capability' })
   await t.rejects(c.issue(Buffer.alloc(16, 2), 'x'), { status: 'denied', message: /admin token/ })
   const cap = await c.issue(repo.adminToken, 'vm')

@@ -7,9 +7,9 @@
 import t, { type Test } from 'tap'
 import { join } from 'node:path'
 import { NbdClient } from '../../../overdriver/nbd/client.ts'
-import { PageRepository } from '../../../overdriver/repository/server.ts'
+import type { PageRepository } from '../../../overdriver/repository/server.ts'
 import { qemuSwapArgs, SwapService } from '../../../overdriver/swap-service.ts'
-import { pattern, tempDir } from './helpers.ts'
+import { listeningRepository, pattern, tempDir } from './helpers.ts'
 
 const MiB = 1024 * 1024
 const PAGES = 64
@@ -28,9 +28,7 @@ async function setup (t: Test, dir: string, repo: PageRepository, port: number, 
 
 t.test('TRIM frees the trimmed pages in the sector table and the repository', async t => {
   const dir = tempDir(t, 'trim')
-  const repo = new PageRepository({ capacityPages: 1024 })
-  const port = await repo.listen(0)
-  t.teardown(() => repo.close())
+  const { repo, port } = await listeningRepository(t, { capacityPages: 1024 })
   const cap = repo.issue('web1')
   let { svc, c } = await setup(t, dir, repo, port, cap)
   await Promise.all(Array.from({ length: PAGES }, (_, p) => c.write(p * 4096, pattern(p))))
@@ -57,9 +55,7 @@ t.test('TRIM frees the trimmed pages in the sector table and the repository', as
 
 t.test('a page trimmed while its put is in flight does not stay in the repository', async t => {
   const dir = tempDir(t, 'trim-race')
-  const repo = new PageRepository({ capacityPages: 1024 })
-  const port = await repo.listen(0)
-  t.teardown(() => repo.close())
+  const { repo, port } = await listeningRepository(t, { capacityPages: 1024 })
   const cap = repo.issue('web1')
   const { svc, c } = await setup(t, dir, repo, port, cap)
   t.teardown(async () => { await c.close().catch(() => {}); await svc.stop() })
