@@ -8,7 +8,6 @@
 import type { HostSpec, Spec } from '../../core/spec.ts'
 import type { StateSnapshot, VmRow } from '../state/store.ts'
 import { hostDataLoss, vmDataLoss, type Change } from './changes.ts'
-export { describePlan } from './changes.ts'
 import { resolveVms, type ResolvedVm } from './placement.ts'
 import { planVm, rowData, type HostFate, type VmAction } from './vm-plan.ts'
 import { hashHost, stableHash } from '../specfile/hash.ts'

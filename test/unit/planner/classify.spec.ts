@@ -4,7 +4,8 @@
  * destroys. The planner is pure: state as `up` leaves it (fixtures.applied) plus an edited spec.
  */
 import t from 'tap'
-import { plan, describePlan, type Observation, type Plan } from '../../../blanket-manager/planner/plan.ts'
+import { plan, type Observation, type Plan } from '../../../blanket-manager/planner/plan.ts'
+import { describePlan } from '../../../blanket-manager/planner/changes.ts'
 import { dataLoss } from '../../../blanket-manager/planner/changes.ts'
 import type { Spec, VmSpec } from '../../../core/spec.ts'
 import { applied, host, spec, vm } from './fixtures.ts'

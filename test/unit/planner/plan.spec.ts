@@ -1,5 +1,6 @@
 import t from 'tap'
-import { plan, describePlan } from '../../../blanket-manager/planner/plan.ts'
+import { plan } from '../../../blanket-manager/planner/plan.ts'
+import { describePlan } from '../../../blanket-manager/planner/changes.ts'
 import { applied, empty, host, spec, vm } from './fixtures.ts'
 
 const base = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1' }), vm('db1', { host: 'h2' })])
