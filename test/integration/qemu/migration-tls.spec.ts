@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import type { MigrationSecurity } from '../../../core/migration.ts'
 import type { GuestDefinition, MigratingGuest, MigrationSummary } from '../../../drivers/hypervisor.ts'
 import { createQemuBackend } from '../../../drivers/qemu/backend.ts'
+import { tinyGuestDefinition } from './tiny-guest.ts'
 import { buildTinyImage } from '../../../images/guest/build.ts'
 import { consoleRoundTrip, pollUntil, processesMentioning } from '../hypervisor/hypervisor.compliance.ts'
 import { freePort, nbdInfo, plainWrite, pskHandshake, RecordingRelay, typeOnce } from './tls-probes.ts'
@@ -39,16 +40,7 @@ t.teardown(async () => {
 })
 
 function guest (runDir: string, disk: string): GuestDefinition {
-  return {
-    name,
-    cpus: 1,
-    memoryBytes: 256 * MiB,
-    accel: 'tcg',
-    boot: { kind: 'kernel', kernel: img.kernel, initrd: img.initrd, append: `console=ttyS0 sc.name=${name}` },
-    disks: [{ id: 'data', path: disk, format: 'qcow2' }],
-    nics: [],
-    runDir
-  }
+  return tinyGuestDefinition(img, name, runDir, { disks: [{ id: 'data', path: disk, format: 'qcow2' }] })
 }
 const freshDisk = (file: string): string => { execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '64M']); return file }
 const a = guest(join(root, 'a'), freshDisk(join(root, 'a.qcow2')))

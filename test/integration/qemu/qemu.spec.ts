@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { CancelledError, GuestBootError } from '../../../core/errors.ts'
 import type { GuestDefinition } from '../../../drivers/hypervisor.ts'
 import { createQemuBackend, GuestStartError, HypervisorMissingError, waitForConsole } from '../../../drivers/qemu/backend.ts'
+import { tinyGuestDefinition } from './tiny-guest.ts'
 import { buildTinyImage } from '../../../images/guest/build.ts'
 import { pollUntil, processesMentioning, runHypervisorCompliance } from '../hypervisor/hypervisor.compliance.ts'
 
@@ -27,17 +28,7 @@ t.teardown(async () => {
 })
 
 function tinyGuest (name: string, over: Partial<GuestDefinition> = {}): GuestDefinition {
-  return {
-    name,
-    cpus: 1,
-    memoryBytes: 256 * MiB,
-    accel: 'tcg',
-    boot: { kind: 'kernel', kernel: img.kernel, initrd: img.initrd, append: `console=ttyS0 sc.name=${name}` },
-    disks: [],
-    nics: [],
-    runDir: join(root, name),
-    ...over
-  }
+  return tinyGuestDefinition(img, name, join(root, name), over)
 }
 
 /** Guest that boots a kernel without initrd: it panics and reboots forever, never printing the marker. */
