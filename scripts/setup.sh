@@ -18,6 +18,7 @@ PACKAGES=(
   xen-hypervisor-common               # Xen boot on real servers: Debian's /etc/grub.d/20_linux_xen and /etc/default/grub.d/xen.cfg (a Recommends, not pulled in above); no update-grub without /boot/grub
   nbd-client                          # Xen hosts: a guest swap disk on the agent NBD export, in the dom0 image
   grub2-common                        # Xen boot on real servers: grub-reboot / grub-set-default tested on a scratch /boot
+  postgresql                          # shared state store (issue 16): tests start their own server on a unix socket, as the postgres user
 )
 
 missing=()
