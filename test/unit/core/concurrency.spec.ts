@@ -62,3 +62,13 @@ t.test('concurrencyLimit: a positive integer, else the default', async t => {
 t.test('groupBy: groups in order of first appearance', async t => {
   t.same(groupBy(['a1', 'b1', 'a2', 'c1', 'b2'], s => s[0] ?? ''), [['a', ['a1', 'a2']], ['b', ['b1', 'b2']], ['c', ['c1']]])
 })
+
+t.test('odd limits: below one runs one at a time, Infinity runs all at once', async t => {
+  const items = Array.from({ length: 6 }, (_, i) => i)
+  const zero = gauged()
+  t.same(await mapLimited(items, 0, zero.fn), items.map(x => x * 2))
+  t.equal(zero.max(), 1)
+  const all = gauged()
+  await settleLimited(items, Infinity, all.fn)
+  t.equal(all.max(), items.length)
+})
