@@ -6,12 +6,13 @@
  *   - baseline for no-op up: `supercloud status` (the same observation without planning/applying).
  * Prints one JSON object. Usage: node --import tsx bench/up.ts [--runs N] [--spec FILE]
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { buildTinyImage } from '../images/guest/build.ts'
+import { buildTinyImage, qemuKernel } from '../images/guest/build.ts'
+import { bareBoot } from './lib/boot.ts'
 import { parseSpec } from '../blanket-manager/specfile/load.ts'
 
 const root = resolve(import.meta.dirname, '..')
@@ -27,20 +28,6 @@ function cli (args: string[], env: NodeJS.ProcessEnv): number {
   return ms
 }
 
-async function bareBoot (kernel: string, initrd: string): Promise<number> {
-  const t0 = process.hrtime.bigint()
-  const q = spawn('qemu-system-x86_64', ['-accel', 'tcg', '-m', '128', '-nodefaults', '-no-user-config', '-display', 'none',
-    '-serial', 'stdio', '-kernel', kernel, '-initrd', initrd, '-append', 'console=ttyS0 sc.name=bench'], { stdio: ['ignore', 'pipe', 'ignore'] })
-  let out = ''
-  await new Promise<void>((res, rej) => {
-    const timer = setTimeout(() => { q.kill('SIGKILL'); rej(new Error('bare boot timed out')) }, 180000)
-    q.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('SUPERCLOUD-GUEST-READY bench')) { clearTimeout(timer); res() } })
-  })
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6
-  q.kill('SIGKILL')
-  return ms
-}
-
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN }
 
 const img = await buildTinyImage()
@@ -50,7 +37,7 @@ for (let i = 0; i < runs; i++) {
   const state = mkdtempSync(join(tmpdir(), 'sc-bench-up-'))
   const env = { ...process.env, SUPERCLOUD_STATE_DIR: state }
   try {
-    results.bareBootMs.push(await bareBoot(img.kernel, img.initrd))
+    results.bareBootMs.push(await bareBoot(qemuKernel(img), img.initrd))
     results.upMs.push(cli(['up'], env))
     results.statusMs.push(cli(['status', '--json'], env))
     results.noopUpMs.push(cli(['up'], env))

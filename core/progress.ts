@@ -11,7 +11,7 @@ export const PROGRESS_PHASES = [
   // Xen boot of a real server (blanket-manager/bootstrap/xen-boot.ts)
   'xen-check', 'xen-prepare', 'xen-install', 'xen-regenerate', 'xen-arm', 'xen-reboot', 'xen-reconnect', 'xen-verify', 'xen-agent', 'xen-commit',
   // images
-  'image', 'inputs', 'cached', 'compile', 'initramfs', 'done',
+  'image', 'inputs', 'cached', 'compile', 'initramfs', 'kernel', 'done',
   // VMs
   'create', 'boot', 'running', 'balloon', 'swap', 'start', 'wait', 'up', 'sync', 'delete', 'destroy', 'stop',
   // VirtualWire

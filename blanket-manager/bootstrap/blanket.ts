@@ -33,6 +33,8 @@ export interface GuestImageFiles {
   id: string
   kernel: string
   initrd: string
+  /** The kernel uncompressed for a direct PVH boot on QEMU hosts, gzip'ed for the upload (images/guest/build.ts). */
+  pvh?: { gz: string }
 }
 
 export interface BootstrapOptions extends OperationOptions {

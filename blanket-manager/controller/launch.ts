@@ -64,6 +64,11 @@ async function launchImage<A extends HostAgent> (c: ControllerCore<A>, l: Launch
   const opts = { onProgress: l.progress, ...(l.signal !== undefined ? { signal: l.signal } : {}) }
   if (img.kind === 'builtin') {
     const t = l.tiny ?? await c.images.tiny(opts)
+    // QEMU hosts boot the uncompressed kernel directly (PVH) when the image has it; Xen hosts the bzImage.
+    if (t.pvh !== undefined && (l.spec.hosts[l.host]?.hypervisor.backend ?? 'qemu') === 'qemu') {
+      const f = await c.images.place(l.host, t.id, { 'vmlinux.gz': t.pvh.gz, 'initrd.img': t.initrd }, opts)
+      return { kind: 'kernel', kernel: f.vmlinux ?? '', initrd: f['initrd.img'] ?? '', readyMarker: 'SUPERCLOUD-GUEST-READY' }
+    }
     const f = await c.images.place(l.host, t.id, { vmlinuz: t.kernel, 'initrd.img': t.initrd }, opts)
     return { kind: 'kernel', kernel: f.vmlinuz ?? '', initrd: f['initrd.img'] ?? '', readyMarker: 'SUPERCLOUD-GUEST-READY' }
   }

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { buildTinyImage } from '../../../images/guest/build.ts'
 import { INIT_COMMON_DIGEST_KEY, INIT_COMMON_SOURCE } from '../../../images/lib/init-common.ts'
+import { hasPvhEntry } from '../../../images/lib/pvh-kernel.ts'
 import type { ProgressEvent } from '../../../core/progress.ts'
 
 const sha = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex')
@@ -28,6 +29,9 @@ t.test('build lands in <cache>/images/tiny-<id> and a second call uses the cache
   t.match(img.id, /^[0-9a-f]{12}$/)
   t.equal(img.dir, join(cacheDir, 'images', `tiny-${img.id}`))
   t.ok(statSync(img.kernel).size > 1_000_000, 'kernel copied')
+  // Debian's kernel has a PVH entry: the image carries it uncompressed for QEMU's direct boot.
+  t.ok(img.pvh !== undefined && hasPvhEntry(readFileSync(img.pvh.kernel)), 'the uncompressed kernel is an ELF with a PVH entry')
+  t.same(img.pvh !== undefined ? gunzipSync(readFileSync(img.pvh.gz)).equals(readFileSync(img.pvh.kernel)) : false, true, 'vmlinux.gz holds the same bytes')
   t.ok(events.some(e => e.phase === 'compile'), 'reported compiling the tools')
   t.equal(events.at(-1)?.phase, 'done')
 

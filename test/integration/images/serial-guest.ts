@@ -1,6 +1,6 @@
 /** Test helpers for tiny-image guests: a QEMU process driven through its serial console. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import type { TinyImage } from '../../../images/guest/build.ts'
+import { qemuKernel, type TinyImage } from '../../../images/guest/build.ts'
 
 export const BOOT_TIMEOUT_MS = 90_000
 
@@ -77,7 +77,7 @@ export function qemuArgs (img: TinyImage, append: string, extra: string[] = []):
     '-accel', 'tcg', '-m', '256', '-smp', '1',
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-serial', 'stdio',
-    '-kernel', img.kernel, '-initrd', img.initrd, '-append', append,
+    '-kernel', qemuKernel(img), '-initrd', img.initrd, '-append', append,
     ...extra
   ]
 }

@@ -21,7 +21,7 @@ import { Agent } from '../../../blanket-manager/agent/server.ts'
 import { runInConsole } from '../../../blanket-manager/cli/console.ts'
 import { validateEventInput } from '../../../blanket-manager/events/schema.ts'
 import { createQemuBackend } from '../../../drivers/qemu/backend.ts'
-import { buildTinyImage } from '../../../images/guest/build.ts'
+import { buildTinyImage, qemuKernel } from '../../../images/guest/build.ts'
 import type { ControllerPolicy } from '../../../overdriver/decision/decide.ts'
 import { BOOT_TIMEOUT_MS, haveQemu } from '../images/serial-guest.ts'
 import { prefix, tempDir } from './helpers.ts'
@@ -57,7 +57,7 @@ t.test('agent Overdriver: swap export, repository, transient and sustained overl
     name: vm,
     cpus: 1,
     memory: { requestedBytes: 256 * MiB, allocatedBytes: 128 * MiB },
-    image: { kind: 'kernel', kernel: img.kernel, initrd: img.initrd, readyMarker: 'SUPERCLOUD-GUEST-READY' },
+    image: { kind: 'kernel', kernel: qemuKernel(img), initrd: img.initrd, readyMarker: 'SUPERCLOUD-GUEST-READY' },
     disks: [],
     nics: [],
     swap: { sizeBytes: 256 * MiB, repositories: [grant] },

@@ -1,6 +1,6 @@
 /** The QEMU integration tests' guest: the tiny image booted by kernel and initrd under TCG, 256 MiB, one CPU. */
 import type { GuestDefinition } from '../../../drivers/hypervisor.ts'
-import type { TinyImage } from '../../../images/guest/build.ts'
+import { qemuKernel, type TinyImage } from '../../../images/guest/build.ts'
 
 const MiB = 1024 * 1024
 
@@ -10,7 +10,7 @@ export function tinyGuestDefinition (img: TinyImage, name: string, runDir: strin
     cpus: 1,
     memoryBytes: 256 * MiB,
     accel: 'tcg',
-    boot: { kind: 'kernel', kernel: img.kernel, initrd: img.initrd, append: `console=ttyS0 sc.name=${name}` },
+    boot: { kind: 'kernel', kernel: qemuKernel(img), initrd: img.initrd, append: `console=ttyS0 sc.name=${name}` },
     disks: [],
     nics: [],
     runDir,

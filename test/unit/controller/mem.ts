@@ -15,6 +15,7 @@ import type { SshConnection } from '../../../core/ssh.ts'
 import { Controller } from '../../../blanket-manager/controller/controller.ts'
 import type { GuestImages, HostSetup, LocalMachine } from '../../../blanket-manager/controller/components.ts'
 import type { HostAgent, HostSessions } from '../../../blanket-manager/controller/sessions.ts'
+import type { VmLaunch } from '../../../blanket-manager/agent/protocol.ts'
 import { EventHub } from '../../../blanket-manager/events/hub.ts'
 import { StateStore } from '../../../blanket-manager/state/store.ts'
 import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
@@ -47,6 +48,9 @@ export class MemHost {
     /** migrateOut waits (for a cancel) instead of streaming at once; called with the VM once it waits. */
     holdStream?: (vm: string) => void
   } = {}
+
+  /** The image each createVm was given, by VM (the last one). */
+  readonly images = new Map<string, VmLaunch['image']>()
 
   /** The TLS credentials each migration call brought ('prepareIncoming' / 'migrateOut'), in order. */
   readonly tls: Array<{ call: string, tls: unknown }> = []
@@ -180,6 +184,7 @@ export class MemAgent implements HostAgent {
       throw new AgentError('SC_AGENT_GONE', `agent on ${this.host}: connection closed`)
     }
     this.h.guests.set(l.name, { state: 'running', detail: 'running' })
+    this.h.images.set(l.name, l.image)
     return { name: l.name, state: 'running', accel: 'tcg' }
   }
 
@@ -276,8 +281,9 @@ function memHostSetup (cloud: MemCloud): HostSetup<MemAgent> {
 }
 
 const memImages: GuestImages = {
-  tiny: async () => ({ id: 'tiny0', kernel: '/mem/vmlinuz', initrd: '/mem/initrd' }),
-  place: async (host, id, files) => Object.fromEntries(Object.keys(files).map(f => [f, `/mem/${host}/images/${id}/${f}`]))
+  tiny: async () => ({ id: 'tiny0', kernel: '/mem/vmlinuz', initrd: '/mem/initrd', pvh: { gz: '/mem/vmlinux.gz' } }),
+  // As ensureImageOnHost: a `.gz` file is unpacked on the host under its name without `.gz`.
+  place: async (host, id, files) => Object.fromEntries(Object.keys(files).map(f => f.replace(/\.gz$/, '')).map(f => [f, `/mem/${host}/images/${id}/${f}`]))
 }
 
 const memLocal: LocalMachine = { ensureKey: async dir => join(dir, 'id_ed25519'), prefixTaken: () => false }
