@@ -7,8 +7,10 @@
  *  - overdriver.configure (1 s interval, low thresholds) + overdriver.subscribe: a memload
  *    burst in the guest gives overload.started → classified transient → swap on → ended
  *    (swap off), no migration, and memload verifies its data;
- *  - with a short migration threshold and room on host-b, a longer burst is classified
- *    sustained and overload.migration-decided names the VM and host-b.
+ * A sustained overload (classified sustained, migration decided and carried out, the guest's
+ * memory verified after the move) is tested end to end, through `serve`, by
+ * test/e2e/overdriver/overdriver.spec.ts, and the decision rule by the unit tests of
+ * overdriver/decision; it is not repeated here at the agent level.
  * Every pushed event passes the event schema's validator.
  */
 import t from 'tap'
@@ -41,7 +43,7 @@ async function startAgent (t: { teardown: (f: () => void | Promise<void>) => voi
 
 interface Ev { type: string, vm?: string, data: Record<string, unknown> }
 
-t.test('agent Overdriver: swap export, repository, transient and sustained overloads as schema events', { skip: haveQemu ? false : 'qemu-system-x86_64 missing' }, async t => {
+t.test('agent Overdriver: swap export, repository, a transient overload as schema events', { skip: haveQemu ? false : 'qemu-system-x86_64 missing' }, async t => {
   const dir = tempDir(t, 'agents')
   const img = await buildTinyImage({})
   const a = await startAgent(t, join(dir, 'a'))
@@ -107,16 +109,5 @@ t.test('agent Overdriver: swap export, repository, transient and sustained overl
   t.ok((stats.vms[vm]?.counters.writePages ?? 0) > 0, `swap-outs counted by the agent's export: ${stats.vms[vm]?.counters.writePages}`)
   t.ok((stats.vms[vm]?.coopswap.repositoryWrites ?? 0) > 0, `cooperative swap sent ${stats.vms[vm]?.coopswap.repositoryWrites} pages to host-b's repository`)
 
-  // Sustained: a short migration threshold and room on host-b.
-  events.length = 0
-  await a.client.overdriverConfigure({ host: 'host-a', policy: { ...policy, initialThresholdMs: 3000 }, hosts: [{ name: 'host-a', migrationSpaceBytes: 0 }, { name: 'host-b', migrationSpaceBytes: 1024 * MiB }] })
-  const m2 = await run('memload --mb 200 --seconds 20 --verify')
-  t.equal(m2.status, 0, 'memload exits 0 (sustained burst)')
-  t.ok(await waitFor(() => events.some(e => e.type === 'overload.migration-decided'), 30_000), 'a migration was decided')
-  const classes = events.filter(e => e.type === 'overload.classified').map(e => e.data.classification)
-  t.ok(classes.includes('sustained'), `classified sustained (${classes.join(', ')})`)
-  const md = events.find(e => e.type === 'overload.migration-decided')
-  t.equal(md?.vm, vm, 'migration-decided names the VM to move')
-  t.equal(md?.data.target, 'host-b', 'to host-b (room for its requested memory)')
   t.same(invalid, [], 'every pushed event is valid under the event schema')
 })
