@@ -29,6 +29,7 @@ const id = '0123456789abcdef'
 /** A good request for every method (a method missing here does not typecheck). */
 const GOOD: { [M in AgentMethod]: AgentParams<M> } = {
   'agent.hello': {},
+  'host.watch': { host: 'aws1' },
   'host.probe': { kernel: '/k/vmlinuz', initrd: '/k/initrd', timeoutMs: 20000, want: 'auto' },
   'vm.create': launch,
   'vm.destroy': { name: 'web1', nics: [{ tap: 'sct1ab2t0a1b2c' }], keep: id },
