@@ -80,8 +80,7 @@ export function imdsAnswer (inst: FakeInstance, t: ImdsTokens, req: ImdsRequest,
 }
 
 /** An HTTP handler answering for `inst` (also used on TCP loopback by unit tests). */
-export function imdsHandler (inst: FakeInstance): (req: IncomingMessage, res: ServerResponse) => void {
-  const tokens: ImdsTokens = { tokens: new Map() }
+export function imdsHandler (inst: FakeInstance, tokens: ImdsTokens = { tokens: new Map() }): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     req.resume()
     req.on('end', () => {

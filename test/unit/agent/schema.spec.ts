@@ -64,6 +64,7 @@ const GOOD: { [M in AgentMethod]: AgentParams<M> } = {
 
 /** For every method that takes params: a dotted field, the bad value put there. */
 const BAD: Partial<Record<AgentMethod, Array<[string, unknown]>>> = {
+  'host.watch': [['host', 'aws 1'], ['host', 7]],
   'host.probe': [['want', 'fast'], ['kernel', 'vmlinuz'], ['timeoutMs', -1]],
   'vm.create': [['name', 'Web1'], ['cpus', 0], ['memory.requestedBytes', '1G'], ['image.kind', 'iso'], ['image.kernel', '/a/../../etc/passwd'], ['disks.0.name', '../../etc'], ['nics.0.tap', 'tap/0'], ['nics.0.bridge', 'br 0'], ['nics.0.mac', 'zz:00:00:00:00:00'], ['swap.repositories.0.capability', 'xyz'], ['firewall.between', ['eth0']], ['bootTimeoutMs', 'soon']],
   'vm.destroy': [['name', '../web1'], ['nics.0.tap', '..'], ['keep', '../../x']],
@@ -113,7 +114,7 @@ function refusal (method: AgentMethod, params: unknown): SupercloudError | undef
 const methods = Object.keys(AGENT_SCHEMAS) as AgentMethod[]
 
 t.test('every method: a good request passes', async t => {
-  t.equal(methods.length, 31, 'thirty-one methods')
+  t.equal(methods.length, 32, 'thirty-two methods')
   for (const m of methods) t.same(parseParams(m, GOOD[m]), GOOD[m], `${m}: accepted as sent`)
 })
 
