@@ -19,7 +19,8 @@
  * extender routes send traffic for it through the tunnel.
  */
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { DescribeInstancesCommand, DescribeKeyPairsCommand, DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2'
 import { FAKE_ACCESS_KEY_ID, FAKE_AMI, FAKE_SECRET_ACCESS_KEY } from '../../../drivers/ec2/fake-server/server.ts'
 import { sandbox } from '../../helpers/cli.ts'
@@ -75,10 +76,10 @@ const ec2Host = (cpus: number, memory: string, spot = false): string =>
 const NOTICE_S = 60
 const IMDS_POLL_MS = '1000'
 
-/** Runs `curl` in an instance's namespace against its metadata service (IMDSv2): status and body. */
-function imdsFrom (ns: string, path: string): string {
-  return execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c',
-    `T=$(curl -sf -m 2 -X PUT -H 'x-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) && curl -s -m 2 -w ' %{http_code}' -H "x-aws-ec2-metadata-token: $T" http://169.254.169.254/latest/meta-data/${path}`], { encoding: 'utf8' })
+/** Runs `curl` in an instance's namespace against its metadata service (IMDSv2): body and status (not blocking: the fake server runs in this process). */
+async function imdsFrom (ns: string, path: string): Promise<string> {
+  return (await promisify(execFile)('ip', ['netns', 'exec', ns, 'sh', '-c',
+    `T=$(curl -sf -m 2 -X PUT -H 'x-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) && curl -s -m 2 -w ' %{http_code}' -H "x-aws-ec2-metadata-token: $T" http://169.254.169.254/latest/meta-data/${path}`])).stdout
 }
 
 t.test('a local site and an ec2 site through the CLI', async t => {
@@ -96,7 +97,7 @@ images:
 vms:
   cloud1: { image: tiny, host: aws1, memory: 96M, nics: [ { address: 198.19.10.11/24 }, { address: 198.19.11.11/24 } ] }
   cloud2: { image: tiny, host: aws2, memory: 96M, nics: [ { address: 198.19.10.12/24 } ] }
-  cloud3: { image: tiny, host: aws2, memory: 64M }
+  cloud3: { image: tiny, host: aws2, memory: 96M }
   lab1: { image: tiny, host: local1, memory: 96M, nics: [ { address: 198.19.11.13/24 } ] }
 network:
   wires: [ cloud1.eth0 -- cloud2.eth0, lab1.eth0 -- cloud1.eth1 ]
@@ -171,7 +172,7 @@ network:
     }
     const sums: Record<string, string> = {}
     for (const vm of ['cloud2', 'cloud3']) {
-      const out = await inGuest(vm, 'memload --mb 16 --hold > /tmp/ml.out 2>&1 & sleep 3; cat /tmp/ml.out')
+      const out = await inGuest(vm, 'memload --mb 16 --hold > /tmp/ml.out 2>&1 & for i in $(seq 40); do grep -q checksum /tmp/ml.out && break; sleep 1; done; cat /tmp/ml.out')
       sums[vm] = /checksum ([0-9a-f]{16})/.exec(out)?.[1] ?? ''
       t.match(sums[vm], /^[0-9a-f]{16}$/, `${vm} holds 16 MiB of known memory`)
     }
@@ -179,7 +180,7 @@ network:
     const inst = fake.instances().find(i => i.tags['supercloud:prefix'] === p && i.tags['supercloud:host'] === 'aws2' && i.state === 'running')
     t.equal(inst?.spot, true, 'aws2 is a spot instance')
     const ns = (fake.hostOf(inst?.id ?? '')?.driverData as { ns?: string } | undefined)?.ns ?? ''
-    t.match(imdsFrom(ns, 'spot/instance-action'), / 404$/, 'its metadata at 169.254.169.254 in its namespace: no notice yet')
+    t.match(await imdsFrom(ns, 'spot/instance-action'), / 404$/, 'its metadata at 169.254.169.254 in its namespace: no notice yet')
 
     const serve = sb.start(['serve', '--listen', '127.0.0.1:0', '--interval', '0'])
     serve.stdin?.end()
@@ -197,7 +198,7 @@ network:
 
     const time = fake.inject.interrupt(inst?.id ?? '', NOTICE_S)
     const deadline = Date.parse(time)
-    t.match(imdsFrom(ns, 'spot/instance-action'), new RegExp(`^\\{"action":"terminate","time":"${time}"\\} 200$`), 'the notice in its metadata')
+    t.match(await imdsFrom(ns, 'spot/instance-action'), new RegExp(`^\\{"action":"terminate","time":"${time}"\\} 200$`), 'the notice in its metadata')
     const done = await seen(/interruptions: (aws2 evacuated: .*|evacuation of aws2 left .*)/, NOTICE_S * 1000 + 15000)
     const doneAt = Date.now()
     t.match(done?.[1], /^aws2 evacuated: cloud3 -> aws1, cloud2 -> aws1$/, `both VMs moved, the smaller first\n${log}`)
@@ -207,7 +208,7 @@ network:
     const s = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
     t.same(s.vms.filter(v => v.name.startsWith('cloud')).map(v => [v.name, v.host, v.state]).sort(), [['cloud1', 'aws1', 'running'], ['cloud2', 'aws1', 'running'], ['cloud3', 'aws1', 'running']])
     for (const vm of ['cloud2', 'cloud3']) {
-      const out = await inGuest(vm, 'kill -USR1 $(pidof memload); sleep 3; tail -n 2 /tmp/ml.out')
+      const out = await inGuest(vm, 'kill -USR1 $(pidof memload); for i in $(seq 40); do [ $(grep -c checksum /tmp/ml.out) -ge 2 ] && break; sleep 1; done; tail -n 2 /tmp/ml.out')
       t.match(out, /verify ok/, `${vm}: every page verified inside the guest`)
       t.equal(/checksum ([0-9a-f]{16})/.exec(out)?.[1], sums[vm], `${vm}: memory checksum unchanged`)
     }
