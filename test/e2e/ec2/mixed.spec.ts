@@ -111,7 +111,10 @@ network:
     t.equal(r.code, 0, r.stderr)
     t.match(r.stdout, /host aws1 {2}t3\.small us-east-1 {2}\$0\.0208\/h {2}1 VM\(s\)/)
     t.match(r.stdout, /host local1 {2}unpriced .*local host: not priced/)
-    t.match(r.stdout, /total \$0\.0416\/h/)
+    // aws2 is a spot host: priced at the fake's DescribeSpotPriceHistory answer (30% of on-demand).
+    t.match(r.stdout, /host aws2 {2}t3\.small us-east-1 spot {2}\$0\.0062\/h {2}2 VM\(s\) {2}\(spot price; on-demand \$0\.0208\/h, saves 70%\)/)
+    t.match(r.stdout, /vm cloud3 on aws2 {2}50\.0% {2}\$0\.0031\/h {2}\(on-demand \$0\.0104\/h\)/, 'each VM\'s share at spot and on demand')
+    t.match(r.stdout, /total \$0\.0270\/h \(on demand \$0\.0416\/h: spot saves \$0\.0146\/h, 35%\)/)
     t.equal(sb.prefix(name), undefined, 'cost made no state')
   })
 
