@@ -9,7 +9,7 @@
  */
 import type { AgentClient } from '../agent/client.ts'
 import type { Controller } from '../controller/index.ts'
-import { ingestAgentEvents, type EventHub } from '../events/hub.ts'
+import type { EventHub } from '../events/hub.ts'
 import { runOperation } from '../operations/operation.ts'
 import { evacuateHost } from '../evacuation/evacuate.ts'
 import type { Spec } from '../../core/spec.ts'
@@ -23,6 +23,13 @@ export interface InterruptionLoop {
 
 export const WATCH_CHECK_MS = 5000
 
+function ingestNotices (hub: EventHub, agent: AgentClient, log: (line: string) => void): void {
+  agent.onEvent(raw => {
+    if (raw.type !== 'host.interruption' && raw.type !== 'host.rebalance') return
+    try { hub.ingest(raw, `agent on ${agent.host}`, { host: agent.host }) } catch (err) { log((err as Error).message) }
+  })
+}
+
 export async function startInterruptionLoop (c: Controller, spec: Spec, hub: EventHub, poller: StatsPoller | undefined, log: (line: string) => void): Promise<InterruptionLoop | undefined> {
   const ec2 = (): string[] => c.store.hosts().filter(h => h.status === 'ready' && h.driver === 'ec2' && spec.hosts[h.name] !== undefined).map(h => h.name)
   if (!Object.values(spec.hosts).some(h => h.driver === 'ec2')) return undefined
@@ -33,8 +40,10 @@ export async function startInterruptionLoop (c: Controller, spec: Spec, hub: Eve
       try {
         const agent = await c.agent(name)
         if (watched.get(name) === agent) continue
+        // The poller ingests all of a connection's pushes; without it, only the notices (this
+        // connection's migration pushes are the controller's, not the event stream's).
         if (poller !== undefined) poller.attachAgent(agent)
-        else if (!attached.has(agent)) { attached.add(agent); ingestAgentEvents(hub, agent, err => log(err.message)) }
+        else if (!attached.has(agent)) { attached.add(agent); ingestNotices(hub, agent, log) }
         if (!await agent.hostWatch(name)) log(`interruptions: ${name}'s agent does not watch the instance metadata (started without --imds)`)
         watched.set(name, agent)
       } catch (err) {
