@@ -136,6 +136,8 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
     for (const s of plan.stranded) if (!result.stranded.some(x => x.vm === s.vm) && !tried.has(s.vm)) { result.stranded.push(s); say(`${s.vm}: no host can take it (${s.reason})`) }
   }
   if (result.stranded.length > 0 || result.failed.length > 0) throw new EvacuationIncompleteError(result)
-  say(`all ${result.moved.length} VM(s) moved${opts.deadline !== undefined ? `, the last ${Math.round((deadline - Date.parse(result.moved[result.moved.length - 1]?.endedAt ?? '')) / 1000)} s before the deadline` : ''}`, 1)
+  const after = result.moved.filter(m => !m.beforeDeadline).map(m => m.vm)
+  const lastEnd = Date.parse(result.moved[result.moved.length - 1]?.endedAt ?? '')
+  say(`all ${result.moved.length} VM(s) moved${opts.deadline === undefined ? '' : after.length > 0 ? `; after the deadline: ${after.join(', ')}` : `, the last ${Math.round((deadline - lastEnd) / 1000)} s before the deadline`}`, 1)
   return result
 }
