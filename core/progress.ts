@@ -17,7 +17,7 @@ export const PROGRESS_PHASES = [
   // VirtualWire
   'virtualwire', 'extender',
   // migration
-  'preparing', 'migrate', 'disks', 'memory', 'switchover', 'handover', 'adopt', 'arrived', 'recover', 'cancel'
+  'preparing', 'migrate', 'disks', 'memory', 'switchover', 'handover', 'adopt', 'arrived', 'recover', 'cancel', 'evacuate'
 ] as const
 
 export type ProgressPhase = typeof PROGRESS_PHASES[number]

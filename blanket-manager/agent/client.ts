@@ -160,6 +160,12 @@ export class AgentClient {
   async overdriverRepository (p: RepositoryParams): Promise<{ host: string, port: number, capacityPages: number }> { return await this.call('overdriver.repository', p) }
   /** Overdriver: a capability for `vm` at this host's repository, to put in the VM's launch (swap.repositories). */
   async overdriverIssue (p: IssueParams): Promise<RepositoryGrantJson> { return await this.call('overdriver.issue', p) }
+  /**
+   * This connection receives the host's `host.interruption` / `host.rebalance` events (see
+   * onEvent), as `host`, until it closes; `watching` is false where the agent has no
+   * interruption watch (not an ec2 host).
+   */
+  async hostWatch (host: string): Promise<boolean> { return (await this.call('host.watch', { host })).watching }
   async overdriverStats (): Promise<Record<string, unknown>> { return await this.call('overdriver.stats', {}) }
   /** Overdriver: a migration decided for `name` (overload.migration-decided) finished or failed. */
   async overdriverMigrated (name: string, ok: boolean): Promise<void> { await this.call('overdriver.migrated', { name, ok }) }

@@ -48,6 +48,7 @@ export type AgentMethod =
   | 'vw.switches'
   | 'vw.attach'
   | 'agent.shutdown'
+  | 'host.watch'
   | 'overdriver.configure'
   | 'overdriver.subscribe'
   | 'overdriver.repository'

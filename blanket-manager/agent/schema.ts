@@ -44,6 +44,7 @@ export interface AgentMethods {
   'vw.switches': { params: SwitchesParams, result: null }
   'vw.attach': { params: AttachParams, result: null }
   'agent.shutdown': { params: NoParams, result: null }
+  'host.watch': { params: { host: string }, result: { watching: boolean } }
   'overdriver.configure': { params: ConfigureParams, result: { vms: string[] } }
   'overdriver.subscribe': { params: NoParams, result: null }
   'overdriver.repository': { params: RepositoryParams, result: RepositoryInfo }
@@ -191,6 +192,7 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
   },
   'vw.attach': { params: obj<AttachParams>({ taps: arr(obj<AttachParams['taps'][number]>({ tap: deviceName, bridge: deviceName, mtu: opt(positive) })) }), result: none },
   'agent.shutdown': { params: noParams, result: none },
+  'host.watch': { params: obj<{ host: string }>({ host: hostName }), result: obj<{ watching: boolean }>({ watching: bool }) },
   'overdriver.configure': {
     params: obj<ConfigureParams>({ host: hostName, policy, hosts: opt(arr(obj<HostView>({ name: hostName, migrationSpaceBytes: nonNegative, noMigration: opt(str) }))) }),
     result: obj<{ vms: string[] }>({ vms: arr(str) })
@@ -254,7 +256,7 @@ const progressPush = obj<MigrationProgressPush>({
 const switchoverPush = obj<SwitchoverPush>({ type: oneOf('migration.switchover'), ts: str, vm: vmName })
 
 const stamped = obj<{ type: string, ts: string }>({ type: str, ts: str })
-/** An overload.* event (overdriver.subscribe): checked against the event schema (blanket-manager/events/schema.ts). */
+/** An overload.* event (overdriver.subscribe) or host.interruption / host.rebalance (host.watch): checked against the event schema (blanket-manager/events/schema.ts). */
 const overloadPush: Schema<{ type: string, ts: string }> = {
   parse: (v, at) => {
     const r = validateEventInput(v)
@@ -272,7 +274,9 @@ export const PUSH_SCHEMAS: Record<string, Schema<{ type: string, ts: string }>> 
   'overload.swap': overloadPush,
   'overload.threshold': overloadPush,
   'overload.migration-decided': overloadPush,
-  'overload.ended': overloadPush
+  'overload.ended': overloadPush,
+  'host.interruption': overloadPush,
+  'host.rebalance': overloadPush
 }
 
 /** A request as the agent received it: its id, a method it knows, params not checked yet (parseParams). */

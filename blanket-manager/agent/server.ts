@@ -12,12 +12,15 @@ import { SupercloudError } from '../../core/errors.ts'
 import { AGENT_PROTOCOL_VERSION, encode, LineSplitter, type AccelChoice, type AgentMethod, type AgentResponse, type HelloResult, type ProbeParams } from './protocol.ts'
 import { parseParams, parseRequestLine, type AgentParams, type AgentResult } from './schema.ts'
 import { VmManager } from './vms.ts'
+import type { InterruptionWatch } from './interruption-watch.ts'
 
 export interface AgentOptions {
   dir: string
   bridge: string
   build: string
   backend: HypervisorBackend
+  /** The interruption watch of an ec2 host (polling its instance metadata); none elsewhere. */
+  watch?: InterruptionWatch
 }
 
 /**
@@ -60,9 +63,11 @@ export class Agent {
     await chmod(this.socketPath, 0o600)
     // Swap exports of running guests come back with the agent (QEMU reconnects to them).
     await this.vms.overdriver.resume()
+    this.opts.watch?.start()
   }
 
   async stop (): Promise<void> {
+    this.opts.watch?.stop()
     await this.vms.overdriver.stop()
     for (const s of this.sockets) s.destroy()
     await new Promise<void>(resolve => this.server?.close(() => resolve()) ?? resolve())
@@ -145,6 +150,13 @@ export class Agent {
     'overdriver.table.export': async p => await this.vms.overdriver.exportTable(p.name),
     'overdriver.table.adopt': p => this.vms.overdriver.adoptTable(p),
     'overdriver.table.handover': p => { this.vms.overdriver.handover(p); return null },
+    'host.watch': (p, c) => {
+      const w = this.opts.watch
+      if (w === undefined) return { watching: false }
+      const off = w.subscribe(p.host, c.push)
+      c.sock.once('close', off)
+      return { watching: true }
+    },
     'agent.shutdown': () => { setTimeout(() => { void this.stop().then(() => process.exit(0)) }, 50); return null }
   }
 

@@ -3,6 +3,7 @@
  * start the host agent, upload the guest image, and choose the hypervisor mode
  * (KVM only if a test guest actually boots under it, else QEMU TCG).
  */
+import { IMDS_URL } from '../../drivers/ec2/imds.ts'
 import type { HostRecord } from '../../drivers/cloud.ts'
 import type { Accel, HypervisorKind } from '../../core/spec.ts'
 import type { OperationOptions, ProgressPhase } from '../../core/progress.ts'
@@ -76,6 +77,16 @@ export function parseCheck (out: string): Record<string, string> {
   return r
 }
 
+/**
+ * An ec2 host's agent watches the instance metadata for spot interruptions (agent/interruption-watch.ts);
+ * SUPERCLOUD_IMDS_INTERVAL_MS sets its poll interval (default 5 s; a knob for tests).
+ */
+function imdsArgs (host: HostRecord): string {
+  if (host.driver !== 'ec2') return ''
+  const ms = process.env.SUPERCLOUD_IMDS_INTERVAL_MS
+  return ` --imds ${IMDS_URL}${ms !== undefined && /^\d+$/.test(ms) ? ` --imds-interval ${ms}` : ''}`
+}
+
 export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts: BootstrapOptions): Promise<BootstrapResult> {
   const say = (phase: ProgressPhase, message: string): void => opts.onProgress?.({ subject: `host ${host.name}`, phase, message })
   const dir = host.stateDir
@@ -130,7 +141,7 @@ export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts:
       dir,
       pidFile: 'agent.pid',
       prepare: ['rm -f agent.sock agent.pid'],
-      command: `node agent.mjs --dir ${shq(dir)} --bridge ${shq(host.guestBridge)} --qemu ${shq(qemu)} --hypervisor ${xen ? 'xen' : 'qemu'} --build ${bundle.hash}`,
+      command: `node agent.mjs --dir ${shq(dir)} --bridge ${shq(host.guestBridge)} --qemu ${shq(qemu)} --hypervisor ${xen ? 'xen' : 'qemu'} --build ${bundle.hash}${imdsArgs(host)}`,
       log: 'agent.log',
       ready: 'test -S agent.sock && test -s agent.pid',
       what: 'agent'

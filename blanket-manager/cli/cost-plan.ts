@@ -11,6 +11,8 @@ import type { Spec } from '../../core/spec.ts'
 export interface SpecCostOptions {
   /** How a host's price is split among its VMs. Default memory (allocated). */
   shareBy?: ShareBy
+  /** Current spot prices (drivers/ec2/spot-prices.ts): spot hosts are priced at them. */
+  spotPrices?: Record<string, number>
 }
 
 /** The cost plan of a spec (pure): every host, VMs placed by the planner (explicit `host:` first, then first fit). */
@@ -20,7 +22,8 @@ export function specCostPlan (spec: Spec, prices: PriceTable, opts: SpecCostOpti
     vms: Object.values(spec.vms),
     placement: place(spec),
     prices,
-    ...(opts.shareBy !== undefined ? { shareBy: opts.shareBy } : {})
+    ...(opts.shareBy !== undefined ? { shareBy: opts.shareBy } : {}),
+    ...(opts.spotPrices !== undefined ? { spotPrices: opts.spotPrices } : {})
   })
 }
 

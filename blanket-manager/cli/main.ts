@@ -20,6 +20,7 @@ import { renderStatus } from './status.ts'
 import { registerServe } from './serve.ts'
 import { registerEvents } from './events.ts'
 import { registerCost } from './cost.ts'
+import { registerEvacuate } from './evacuate.ts'
 import { makeMigrationBar, formatMigrationSummary } from './migrate.ts'
 import { MIGRATION_MODES, type MigrationMode } from '../../drivers/qemu/migration-progress.ts'
 import { parseBandwidth, parseDuration } from '../../core/units.ts'
@@ -298,6 +299,7 @@ registerServe(program, { withController })
 registerOperations(program, { withController })
 registerEvents(program, { withController })
 registerCost(program, { withController })
+registerEvacuate(program, { withController, asOperation, interruptSignal })
 
 async function main (): Promise<void> {
   try {

@@ -31,7 +31,7 @@ export function isLoopback (host: string): boolean {
 
 export function registerServe (program: Command, helpers: CliHelpers): void {
   program.command('serve')
-    .description('run the controller as a service: dashboard, live events over WebSocket, web console, /metrics (Ctrl-C stops)')
+    .description('run the controller as a service: dashboard, live events over WebSocket, web console, /metrics, evacuation of ec2 hosts EC2 interrupts (Ctrl-C stops)')
     .addOption(new Option('--listen <host:port>', 'address to listen on').default(DEFAULT_LISTEN))
     .addOption(new Option('--interval <seconds>', 'how often to poll guests\' memory figures (0: never)').default('5'))
     .option('--public', 'allow listening on a non-loopback address (plain HTTP: put TLS in front)')
@@ -48,6 +48,8 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
         const { startOverdriverLoop } = await import('../server/overdriver-loop.ts')
         const s = await runServe(c, { host, port, pollMs: interval * 1000, log })
         const od = spec !== undefined ? await startOverdriverLoop(c, spec, s.hub, s.poller, log) : undefined
+        const { startInterruptionLoop } = await import('../server/interruption-loop.ts')
+        const spot = spec !== undefined ? await startInterruptionLoop(c, spec, s.hub, s.poller, log) : undefined
         process.stdout.write(`supercloud serve: ${c.name} at ${s.dashboardUrl}\n`)
         process.stderr.write(`serve: events ws ${s.server.url.replace(/^http/, 'ws')}/api/events, metrics ${s.server.url}/metrics (token in ${c.dir}/serve-token); Ctrl-C stops\n`)
         await new Promise<void>(resolve => {
@@ -57,6 +59,7 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
         })
         process.stderr.write('serve: stopping\n')
         od?.stop()
+        spot?.stop()
         await s.stop()
       }, false)
     })

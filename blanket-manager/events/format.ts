@@ -23,7 +23,8 @@ export function describeEvent (ev: SupercloudEvent): string {
     case 'host.created': return `host created at site ${ev.data.site} (driver ${ev.data.driver})`
     case 'host.ready': return `host ready${ev.data.accel !== undefined ? `, hypervisor ${ev.data.accel}` : ''}`
     case 'host.gone': return `host gone: ${ev.data.reason}`
-    case 'host.spot-interruption': return `spot interruption notice${ev.data.deadline !== undefined ? `, reclaimed at ${ev.data.deadline}` : ''}${ev.data.noticeSeconds !== undefined ? ` (${ev.data.noticeSeconds} s notice)` : ''}`
+    case 'host.interruption': return `interruption notice: ${ev.data.action} at ${ev.data.deadline}${ev.data.noticeSeconds !== undefined ? ` (${ev.data.noticeSeconds} s notice)` : ''}`
+    case 'host.rebalance': return `rebalance recommendation (${ev.data.noticeTime}): move off this host`
     case 'agent.up': return `agent up${ev.data.build !== undefined ? ` (build ${ev.data.build})` : ''}`
     case 'agent.down': return `agent down: ${ev.data.reason}`
     case 'vm.created': return `VM created: ${formatBytes(ev.data.requestedBytes)} requested, ${formatBytes(ev.data.allocatedBytes)} allocated, ${ev.data.cpus} vCPU`

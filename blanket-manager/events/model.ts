@@ -62,6 +62,8 @@ export interface HostLive {
   agent?: 'up' | 'down'
   agentReason?: string
   spotDeadline?: string
+  /** When the provider recommended moving off the host. */
+  rebalance?: string
   gone?: boolean
 }
 
@@ -107,7 +109,8 @@ export class LiveModel {
     switch (ev.type) {
       case 'host.ready': { const h = this.host(ev.host); h.gone = false; break }
       case 'host.gone': { const h = this.host(ev.host); h.gone = true; h.agent = 'down'; h.agentReason = ev.data.reason; break }
-      case 'host.spot-interruption': { const h = this.host(ev.host); if (ev.data.deadline !== undefined) h.spotDeadline = ev.data.deadline; break }
+      case 'host.interruption': { const h = this.host(ev.host); h.spotDeadline = ev.data.deadline; break }
+      case 'host.rebalance': { const h = this.host(ev.host); h.rebalance = ev.data.noticeTime; break }
       case 'agent.up': { const h = this.host(ev.host); h.agent = 'up'; delete h.agentReason; break }
       case 'agent.down': { const h = this.host(ev.host); h.agent = 'down'; h.agentReason = ev.data.reason; break }
       case 'vm.created': this.vm(ev.vm, ev.host).state = 'created'; break

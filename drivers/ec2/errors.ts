@@ -6,7 +6,7 @@ import { SupercloudError } from '../../core/errors.ts'
 
 export type Ec2ErrorCode =
   | 'SC_EC2_CREDENTIALS' | 'SC_EC2_PERMISSION' | 'SC_EC2_AMI_NOT_FOUND' | 'SC_EC2_QUOTA' | 'SC_EC2_CAPACITY'
-  | 'SC_EC2_THROTTLED' | 'SC_EC2_UNREACHABLE' | 'SC_EC2_SPEC' | 'SC_EC2_SSH_FROM' | 'SC_EC2_INSTANCE' | 'SC_EC2_API'
+  | 'SC_EC2_THROTTLED' | 'SC_EC2_UNREACHABLE' | 'SC_EC2_SPEC' | 'SC_EC2_SSH_FROM' | 'SC_EC2_INSTANCE' | 'SC_EC2_API' | 'SC_EC2_IMDS'
 
 export class Ec2Error extends SupercloudError {
   /** The AWS error code behind it, when there is one (e.g. InstanceLimitExceeded). */

@@ -137,7 +137,7 @@ export const SPOT_NOTICE_COMMAND = 'T=$(curl -sf -m 2 -X PUT http://169.254.169.
 
 /** The event a spot interruption notice becomes (published on the event hub once there is one). */
 export interface SpotInterruptionEvent {
-  type: 'host.spot-interruption'
+  type: 'host.interruption'
   host: string
   /** When EC2 will act (ISO 8601, UTC): about two minutes after the notice. */
   at: string
@@ -155,5 +155,5 @@ export function spotInterruptionEvent (host: string, notice: string): SpotInterr
   try { j = JSON.parse(notice) as { action?: unknown, time?: unknown } } catch { return undefined }
   if (j.action !== 'terminate' && j.action !== 'stop' && j.action !== 'hibernate') return undefined
   if (typeof j.time !== 'string' || Number.isNaN(Date.parse(j.time))) return undefined
-  return { type: 'host.spot-interruption', host, at: new Date(j.time).toISOString(), action: j.action }
+  return { type: 'host.interruption', host, at: new Date(j.time).toISOString(), action: j.action }
 }

@@ -105,6 +105,8 @@ export interface CostPlanInput {
   prices: PriceTable
   /** How a host's price is split among its VMs: by allocated memory (default) or by vCPUs. */
   shareBy?: ShareBy
+  /** Current spot prices (`region/instanceType` → per hour, spot-prices.ts): spot hosts are priced at them. */
+  spotPrices?: Record<string, number>
 }
 
 export interface HostCost {
@@ -112,8 +114,10 @@ export interface HostCost {
   region?: string
   instanceType?: string
   spot: boolean
-  /** On-demand price per hour; undefined when not priced (non-ec2 host, or no price in the table). */
+  /** Price per hour (the spot price for a spot host when known, else on-demand); undefined when not priced (non-ec2 host, or no price in the table). */
   hourly?: number
+  /** The on-demand price, when `hourly` is a spot price. */
+  onDemandHourly?: number
   vms: string[]
   note?: string
 }
@@ -124,6 +128,8 @@ export interface VmCost {
   /** Fraction of the host's price this VM carries (0..1). */
   share: number
   hourly?: number
+  /** Its share of the host's on-demand price, when the host is priced at spot. */
+  onDemandHourly?: number
   /** The smallest instance that would run this VM on its own (requested memory, vCPUs), in the host's region. */
   standalone?: { instanceType: string, hourly: number }
 }
@@ -136,6 +142,8 @@ export interface CostPlan {
   vms: VmCost[]
   /** Sum of the priced hosts. */
   totalHourly: number
+  /** What the priced hosts would cost on demand, when some are priced at spot. */
+  onDemandTotalHourly?: number
   /** Sum of the standalone prices of the VMs on priced hosts (when every one of them has one). */
   standaloneHourly?: number
   /** totalHourly / standaloneHourly: 0.47 means the supercloud costs 47% of one instance per VM. */
@@ -154,6 +162,7 @@ export function costPlan (input: CostPlanInput): CostPlan {
   const hosts: HostCost[] = []
   const vms: VmCost[] = []
   let totalHourly = 0
+  let onDemandTotal = 0
   let standaloneHourly = 0
   let standaloneComplete = true
   let pricedVms = 0
@@ -167,10 +176,14 @@ export function costPlan (input: CostPlanInput): CostPlan {
       hc.region = h.ec2.region
       hc.instanceType = h.ec2.instanceType
       hourly = hourlyPrice(input.prices, h.ec2.region, h.ec2.instanceType)
-      if (hourly === undefined) hc.note = `no price for ${h.ec2.instanceType} in ${h.ec2.region} in the price table`
+      const spot = hc.spot ? input.spotPrices?.[`${h.ec2.region}/${h.ec2.instanceType}`] : undefined
+      if (spot !== undefined) {
+        if (hourly !== undefined) { hc.onDemandHourly = hourly; hc.note = `spot price; on-demand ${money(hourly, input.prices.currency)}/h, saves ${((1 - spot / hourly) * 100).toFixed(0)}%` }
+        hourly = spot
+      } else if (hourly === undefined) hc.note = `no price for ${h.ec2.instanceType} in ${h.ec2.region} in the price table`
       else if (hc.spot) hc.note = 'spot: the on-demand price is shown, spot is usually lower'
     }
-    if (hourly !== undefined) { hc.hourly = hourly; totalHourly += hourly }
+    if (hourly !== undefined) { hc.hourly = hourly; totalHourly += hourly; onDemandTotal += hc.onDemandHourly ?? hourly }
     hosts.push(hc)
     const weight = (v: VmSpec): number => shareBy === 'memory' ? v.memory.allocatedBytes : v.cpus
     const sum = onHost.reduce((a, v) => a + weight(v), 0)
@@ -179,6 +192,7 @@ export function costPlan (input: CostPlanInput): CostPlan {
       const vc: VmCost = { name: v.name, host: h.name, share }
       if (hourly !== undefined) {
         vc.hourly = hourly * share
+        if (hc.onDemandHourly !== undefined) vc.onDemandHourly = hc.onDemandHourly * share
         pricedVms++
         const alone = h.ec2 !== undefined ? smallestFitting(input.prices, h.ec2.region, v.cpus, v.memory.requestedBytes) : undefined
         if (alone !== undefined) { vc.standalone = alone; standaloneHourly += alone.hourly } else standaloneComplete = false
@@ -187,6 +201,7 @@ export function costPlan (input: CostPlanInput): CostPlan {
     }
   }
   const plan: CostPlan = { currency: input.prices.currency, asOf: input.prices.asOf, shareBy, hosts, vms, totalHourly }
+  if (hosts.some(h => h.onDemandHourly !== undefined)) plan.onDemandTotalHourly = onDemandTotal
   if (pricedVms > 0 && standaloneComplete && standaloneHourly > 0) {
     plan.standaloneHourly = standaloneHourly
     plan.ratio = pricedHostsTotalWithVms(hosts) / standaloneHourly
@@ -208,7 +223,7 @@ function money (x: number | undefined, currency: string): string {
 /** A plain-text table of the cost plan (for `supercloud plan`). */
 export function formatCostPlan (p: CostPlan): string {
   const lines: string[] = []
-  lines.push(`Cost per hour (${p.currency}, on-demand prices as of ${p.asOf}; VM shares by ${p.shareBy === 'memory' ? 'allocated memory' : 'vCPUs'}):`)
+  lines.push(`Cost per hour (${p.currency}, on-demand prices as of ${p.asOf}${p.onDemandTotalHourly !== undefined ? ', spot hosts at current spot prices' : ''}; VM shares by ${p.shareBy === 'memory' ? 'allocated memory' : 'vCPUs'}):`)
   for (const h of p.hosts) {
     const what = h.instanceType !== undefined ? `${h.instanceType} ${h.region ?? ''}${h.spot ? ' spot' : ''}` : 'unpriced'
     lines.push(`  host ${h.name}  ${what}  ${money(h.hourly, p.currency)}/h  ${h.vms.length} VM(s)${h.note !== undefined ? `  (${h.note})` : ''}`)
@@ -216,9 +231,11 @@ export function formatCostPlan (p: CostPlan): string {
   for (const v of p.vms) {
     if (v.hourly === undefined) continue
     const alone = v.standalone !== undefined ? `  alone: ${v.standalone.instanceType} ${money(v.standalone.hourly, p.currency)}/h` : ''
-    lines.push(`  vm ${v.name} on ${v.host}  ${(v.share * 100).toFixed(1)}%  ${money(v.hourly, p.currency)}/h${alone}`)
+    const od = v.onDemandHourly !== undefined ? `  (on-demand ${money(v.onDemandHourly, p.currency)}/h)` : ''
+    lines.push(`  vm ${v.name} on ${v.host}  ${(v.share * 100).toFixed(1)}%  ${money(v.hourly, p.currency)}/h${od}${alone}`)
   }
-  lines.push(`  total ${money(p.totalHourly, p.currency)}/h`)
+  const od = p.onDemandTotalHourly
+  lines.push(`  total ${money(p.totalHourly, p.currency)}/h${od !== undefined && od > 0 ? ` (on demand ${money(od, p.currency)}/h: spot saves ${money(od - p.totalHourly, p.currency)}/h, ${((1 - p.totalHourly / od) * 100).toFixed(0)}%)` : ''}`)
   if (p.ratio !== undefined && p.standaloneHourly !== undefined) {
     lines.push(`  one instance per VM would cost ${money(p.standaloneHourly, p.currency)}/h: the supercloud costs ${(p.ratio * 100).toFixed(0)}% of that`)
   }

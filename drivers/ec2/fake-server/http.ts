@@ -12,6 +12,7 @@ import { syncGateway } from './gateway.ts'
 import { describeImages, describeSubnets } from './images.ts'
 import { deleteKeyPair, describeKeyPairs, importKeyPair } from './key-pairs.ts'
 import { changeIngress, createSecurityGroup, deleteSecurityGroup, describeSecurityGroups } from './security-groups.ts'
+import { describeSpotPriceHistory, interrupt, recommendRebalance } from './spot.ts'
 import { createTags, getConsoleOutput, describeInstances, runInstances, terminateInstances } from './instances.ts'
 
 export async function handle (s: FakeEc2State, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -26,6 +27,7 @@ export async function handle (s: FakeEc2State, req: IncomingMessage, res: Server
     res.end(`${s.net.publicAddress}\n`)
     return
   }
+  if (req.method === 'POST' && url.pathname.startsWith('/control/')) { control(s, url, res); return }
   const requestId = randomUUID()
   const q = parseQuery(body.toString('utf8'))
   const action = str(q.Action) ?? ''
@@ -90,6 +92,27 @@ async function dispatch (s: FakeEc2State, action: string, region: string, q: Que
     case 'TerminateInstances': return await terminateInstances(s, region, q)
     case 'CreateTags': return createTags(s, region, q)
     case 'GetConsoleOutput': return getConsoleOutput(s, region, q)
+    case 'DescribeSpotPriceHistory': return describeSpotPriceHistory(s, region, q)
     default: throw new Ec2ApiError('InvalidAction', `The action ${action} is not valid for this web service.`)
+  }
+}
+
+/**
+ * The control calls of a standalone server (main.ts), for e2e tests driving it from another
+ * process: `POST /control/interrupt?instance=ID&notice=SECONDS` (answers the termination
+ * time) and `POST /control/rebalance?instance=ID`. Loopback only, like the whole server.
+ */
+function control (s: FakeEc2State, url: URL, res: ServerResponse): void {
+  const id = url.searchParams.get('instance') ?? ''
+  try {
+    let out = ''
+    if (url.pathname === '/control/interrupt') out = interrupt(s, id, Number(url.searchParams.get('notice') ?? '120'))
+    else if (url.pathname === '/control/rebalance') recommendRebalance(s, id)
+    else { res.writeHead(404); res.end(); return }
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    res.end(`${out}\n`)
+  } catch (err) {
+    res.writeHead(400, { 'content-type': 'text/plain' })
+    res.end(`${(err as Error).message}\n`)
   }
 }

@@ -14,6 +14,7 @@ import type { FakeEc2State, FakeInstance, InstanceRuntime } from './state.ts'
 import { syncGateway } from './gateway.ts'
 import { keysOf } from './key-pairs.ts'
 import { consoleFingerprintBlock } from '../../../core/host-keys.ts'
+import { serveImds } from './imds.ts'
 
 function nextPublic (s: FakeEc2State): string {
   return publicAddressOf(s.net, s.publicNext++)
@@ -46,6 +47,8 @@ export async function provision (s: FakeEc2State, inst: FakeInstance, rt: Instan
     const fp = await run(['ssh-keygen', '-l', '-E', 'sha256', '-f', join(data.sshdDir, 'ssh_host_ed25519_key.pub')])
     inst.console += `[    0.000000] Linux version 6.1.0 (fake EC2 instance ${inst.id})\n${consoleFingerprintBlock([fp.stdout])}`
     if (inst.state !== 'pending') return
+    // Its metadata service, at 169.254.169.254 in its namespace (imds.ts).
+    rt.imds = await serveImds(inst, data.ns, join(s.opts.dir, `imds-${inst.id}.sock`))
     inst.privateIp = host.address
     inst.publicIp = publicIp
     inst.state = 'running'
@@ -72,10 +75,12 @@ async function runUserData (s: FakeEc2State, inst: FakeInstance, rt: InstanceRun
   inst.console += r.stdout + r.stderr
 }
 
-export async function terminate (s: FakeEc2State, inst: FakeInstance): Promise<void> {
+/** Terminates the instance: its host namespace and every process in it go; `reason` is its state reason (default: user initiated). */
+export async function terminate (s: FakeEc2State, inst: FakeInstance, reason = USER_SHUTDOWN): Promise<void> {
   const rt = s.runtime.get(inst.id)
   if (inst.state === 'terminated') return
   inst.state = 'shutting-down'
+  if (rt?.reclaim !== undefined) clearTimeout(rt.reclaim)
   await rt?.provisioning?.catch(() => {})
   await rt?.userData?.catch(() => {})
   // Off the internet first (its public address, NAT and rules), then the host.
@@ -83,6 +88,8 @@ export async function terminate (s: FakeEc2State, inst: FakeInstance): Promise<v
   if (rt !== undefined) {
     if (rt.host !== undefined && s.ctx !== undefined) await s.local.destroyHost(s.ctx, rt.host)
     rt.host = undefined
+    await rt.imds?.close().catch(() => {})
+    rt.imds = undefined
   }
   // The root volume goes with the instance: what the bootstrap made there too.
   const sc = inst.tags.supercloud
@@ -93,5 +100,8 @@ export async function terminate (s: FakeEc2State, inst: FakeInstance): Promise<v
   }
   await rm(join(s.opts.dir, 'instances', inst.id, 'root'), { recursive: true, force: true })
   inst.state = 'terminated'
-  inst.stateReason = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' }
+  inst.stateReason = reason
 }
+
+export const USER_SHUTDOWN = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' }
+export const SPOT_TERMINATION = { code: 'Server.SpotInstanceTermination', message: 'Server.SpotInstanceTermination: Spot instance termination' }

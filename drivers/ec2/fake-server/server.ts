@@ -10,6 +10,7 @@
  * user-data that is a shell script runs on the instance.
  *
  * Tests steer it with `inject` (throttling, quota, unreachable instances, missing AMIs)
+ * and reclaim spot instances (`inject.interrupt`: notice in the instance metadata, imds.ts, then termination),
  * and look at it with `instances()`, `securityGroups()`, `keyPairs()`, `requests`.
  *
  * This module is the server's face (lifecycle, steering, inspection); state.ts holds its
@@ -27,6 +28,7 @@ import { hex, type FakeEc2Options, type FakeEc2State, type FakeInstance, type Gr
 import { ensureInternet, inetNs } from './gateway.ts'
 import { handle } from './http.ts'
 import { terminate } from './instance-host.ts'
+import { interrupt, recommendRebalance } from './spot.ts'
 
 
 export const FAKE_ACCESS_KEY_ID = 'AKIASUPERCLOUDTEST01'
@@ -62,7 +64,8 @@ export class FakeEc2Server {
       gatewaySync: Promise.resolve(),
       throttles: [],
       quotaFailures: 0,
-      unreachableLaunches: 0
+      unreachableLaunches: 0,
+      spotPrices: new Map()
     }
     this.opts = opts
     this.requests = this.s.requests
@@ -133,6 +136,16 @@ export class FakeEc2Server {
     unreachable: (times = 1): void => { this.s.unreachableLaunches += times },
     removeImage: (region: string, ami: string): void => { this.s.images.get(region)?.delete(ami) },
     addImage: (region: string, ami: string): void => { this.s.images.get(region)?.add(ami) },
+    /**
+     * Reclaims a running spot instance as EC2 does: the interruption notice in its metadata now
+     * (`spot/instance-action`, and a rebalance recommendation), termination `noticeSeconds` later
+     * (its host namespace and every process in it go). Returns the stated termination time.
+     */
+    interrupt: (instanceId: string, noticeSeconds = 120): string => interrupt(this.s, instanceId, noticeSeconds),
+    /** A rebalance recommendation in a spot instance's metadata (nothing else happens). */
+    rebalance: (instanceId: string): void => { recommendRebalance(this.s, instanceId) },
+    /** The spot price DescribeSpotPriceHistory answers for a type (USD per hour). */
+    spotPrice: (region: string, instanceType: string, usdPerHour: number): void => { this.s.spotPrices.set(`${region}/${instanceType}`, usdPerHour) },
     /** Drops pending throttling, quota and unreachable injections. */
     clear: (): void => { this.s.throttles = []; this.s.quotaFailures = 0; this.s.unreachableLaunches = 0 }
   }

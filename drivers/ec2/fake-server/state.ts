@@ -57,6 +57,10 @@ export interface FakeInstance {
   userDataExit?: number | null
   /** What the instance printed on its console (cloud-init's host key fingerprints, the user-data's output): GetConsoleOutput. */
   console: string
+  /** The spot interruption notice the instance metadata shows (`spot/instance-action`), once issued. */
+  interruption?: { action: 'terminate' | 'stop', time: string }
+  /** The rebalance recommendation the instance metadata shows (`events/recommendations/rebalance`), once issued. */
+  rebalance?: { noticeTime: string }
 }
 
 /** The host side of an instance: its local host, and the work making it and running its user-data. */
@@ -64,6 +68,10 @@ export interface InstanceRuntime {
   host?: HostRecord
   provisioning?: Promise<void>
   userData?: Promise<void>
+  /** The instance's metadata service (imds.ts), once the host is up. */
+  imds?: { close: () => Promise<void> }
+  /** The reclaim scheduled by an interruption. */
+  reclaim?: NodeJS.Timeout
 }
 
 export interface RequestLogEntry { action: string, region: string, status: number, code?: string }
@@ -90,6 +98,8 @@ export interface FakeEc2State {
   throttles: Array<{ remaining: number, action?: string }>
   quotaFailures: number
   unreachableLaunches: number
+  /** Spot prices set by tests (`region/instanceType` → USD per hour); otherwise a fixed share of on-demand. */
+  spotPrices: Map<string, number>
 }
 
 export function hex (n: number): string {

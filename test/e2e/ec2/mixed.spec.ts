@@ -3,7 +3,9 @@
  * are instances of the fake EC2 server (drivers/ec2/fake-server: the EC2 Query API over
  * loopback, instances are local hosts). `up`, `status`, a guest on an ec2 host answering on
  * its console, a VirtualWire wire between guests of two ec2 hosts, a wire between a guest of
- * the local site and a guest of the ec2 site through the extenders, `cost`, `down` leaving
+ * the local site and a guest of the ec2 site through the extenders, `cost` (the spot host at
+ * the fake's spot price), a spot interruption of aws2 that `serve` evacuates before the
+ * reclaim (the VMs keep their memory and wires), `down` leaving
  * nothing in the fake server or on this machine; and `down` after an `up` killed (-9) while
  * its instance was being created.
  *
@@ -19,6 +21,8 @@
  * extender routes send traffic for it through the tunnel.
  */
 import t from 'tap'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { DescribeInstancesCommand, DescribeKeyPairsCommand, DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2'
 import { FAKE_ACCESS_KEY_ID, FAKE_AMI, FAKE_SECRET_ACCESS_KEY } from '../../../drivers/ec2/fake-server/server.ts'
 import { sandbox } from '../../helpers/cli.ts'
@@ -64,8 +68,21 @@ function fakeHostLeftovers (): { namespaces: string[], processes: string[] } {
   return { namespaces: l.namespaces, processes: l.processes }
 }
 
-const ec2Host = (cpus: number, memory: string): string =>
-  `{ site: aws, driver: ec2, cpus: ${cpus}, memory: ${memory}, hypervisor: { accel: tcg }, ec2: { region: us-east-1, ami: ${FAKE_AMI}, instanceType: t3.small, endpoint: "${fake.endpoint}" } }`
+const ec2Host = (cpus: number, memory: string, spot = false): string =>
+  `{ site: aws, driver: ec2, cpus: ${cpus}, memory: ${memory}, hypervisor: { accel: tcg }, ec2: { region: us-east-1, ami: ${FAKE_AMI}, instanceType: t3.small, endpoint: "${fake.endpoint}"${spot ? ', spot: true' : ''} } }`
+
+/**
+ * The spot reclaim, scaled down (test knobs): EC2 gives 120 s of notice, this test NOTICE_S; the
+ * agents poll the instance metadata every second (SUPERCLOUD_IMDS_INTERVAL_MS) instead of every 5 s.
+ */
+const NOTICE_S = 45
+const IMDS_POLL_MS = '1000'
+
+/** Runs `curl` in an instance's namespace against its metadata service (IMDSv2): body and status (not blocking: the fake server runs in this process). */
+async function imdsFrom (ns: string, path: string): Promise<string> {
+  return (await promisify(execFile)('ip', ['netns', 'exec', ns, 'sh', '-c',
+    `T=$(curl -sf -m 2 -X PUT -H 'x-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) && curl -s -m 2 -w ' %{http_code}' -H "x-aws-ec2-metadata-token: $T" http://169.254.169.254/latest/meta-data/${path}`])).stdout
+}
 
 t.test('a local site and an ec2 site through the CLI', async t => {
   const name = 'ec2mixed'
@@ -76,26 +93,30 @@ sites:
 hosts:
   local1: { site: lab, cpus: 1, memory: 384M, hypervisor: { accel: tcg } }
   aws1: ${ec2Host(1, '384M')}
-  aws2: ${ec2Host(1, '384M')}
+  aws2: ${ec2Host(1, '384M', true)}
 images:
   tiny: { builtin: tiny }
 vms:
   cloud1: { image: tiny, host: aws1, memory: 96M, nics: [ { address: 198.19.10.11/24 }, { address: 198.19.11.11/24 } ] }
   cloud2: { image: tiny, host: aws2, memory: 96M, nics: [ { address: 198.19.10.12/24 } ] }
+  cloud3: { image: tiny, host: aws2, memory: 96M }
   lab1: { image: tiny, host: local1, memory: 96M, nics: [ { address: 198.19.11.13/24 } ] }
 network:
   wires: [ cloud1.eth0 -- cloud2.eth0, lab1.eth0 -- cloud1.eth1 ]
   extenders:
     lab: { gateway: local1 }
     aws: { gateway: aws1 }
-`, name, { ...awsEnv, SUPERCLOUD_LOCAL_UPLINK: fake.uplink(0) })
+`, name, { ...awsEnv, SUPERCLOUD_LOCAL_UPLINK: fake.uplink(0), SUPERCLOUD_IMDS_INTERVAL_MS: IMDS_POLL_MS })
 
   t.test('cost prices the ec2 hosts before anything exists', async t => {
     const r = await sb.run(['cost'])
     t.equal(r.code, 0, r.stderr)
     t.match(r.stdout, /host aws1 {2}t3\.small us-east-1 {2}\$0\.0208\/h {2}1 VM\(s\)/)
     t.match(r.stdout, /host local1 {2}unpriced .*local host: not priced/)
-    t.match(r.stdout, /total \$0\.0416\/h/)
+    // aws2 is a spot host: priced at the fake's DescribeSpotPriceHistory answer (30% of on-demand).
+    t.match(r.stdout, /host aws2 {2}t3\.small us-east-1 spot {2}\$0\.0062\/h {2}2 VM\(s\) {2}\(spot price; on-demand \$0\.0208\/h, saves 70%\)/)
+    t.match(r.stdout, /vm cloud3 on aws2 {2}50\.0% {2}\$0\.0031\/h {2}\(on-demand \$0\.0104\/h\)/, 'each VM\'s share at spot and on demand')
+    t.match(r.stdout, /total \$0\.0270\/h \(on demand \$0\.0416\/h: spot saves \$0\.0146\/h, 35%\)/)
     t.equal(sb.prefix(name), undefined, 'cost made no state')
   })
 
@@ -119,7 +140,7 @@ network:
       ['aws1', 'ec2', 'ready', 'running'], ['aws2', 'ec2', 'ready', 'running'], ['local1', 'local', 'ready', 'running']
     ])
     t.match(s.hosts.find(h => h.name === 'aws1')?.address, /^198\.18\.200\.\d+$/, 'an ec2 host is recorded at its private address')
-    t.same(s.vms.map(v => [v.name, v.host, v.state]).sort(), [['cloud1', 'aws1', 'running'], ['cloud2', 'aws2', 'running'], ['lab1', 'local1', 'running']])
+    t.same(s.vms.map(v => [v.name, v.host, v.state]).sort(), [['cloud1', 'aws1', 'running'], ['cloud2', 'aws2', 'running'], ['cloud3', 'aws2', 'running'], ['lab1', 'local1', 'running']])
   })
 
   t.test('the guest on the ec2 host answers on its console', async t => {
@@ -146,6 +167,74 @@ network:
     const w = await sb.run(['wire', 'list', '--json'])
     t.same((JSON.parse(w.stdout) as Array<{ hosts: string[], mode: string }>).map(x => [[...x.hosts].sort(), x.mode]).sort(),
       [[['aws1', 'aws2'], 'encapsulated'], [['aws1', 'local1'], 'encapsulated']])
+  })
+
+  t.test(`a spot interruption (${NOTICE_S} s notice): serve moves both VMs of aws2 to aws1 before EC2 reclaims it`, async t => {
+    const inGuest = async (vm: string, cmd: string): Promise<string> => {
+      const r = await sb.run(['console', vm, '--run', cmd, '--timeout', '60'])
+      t.equal(r.code, 0, `${vm}: ${cmd}\n${r.stdout}${r.stderr}`)
+      return r.stdout
+    }
+    const sums: Record<string, string> = {}
+    for (const vm of ['cloud2', 'cloud3']) {
+      // 8 MiB of random data in the guest's RAM (its root is an initramfs): it moves with the memory.
+      const out = await inGuest(vm, 'dd if=/dev/urandom of=/tmp/blob bs=1M count=8 2>/dev/null; md5sum /tmp/blob')
+      sums[vm] = /^([0-9a-f]{32})\s+\/tmp\/blob/m.exec(out)?.[1] ?? ''
+      t.match(sums[vm], /^[0-9a-f]{32}$/, `${vm} holds 8 MiB of known memory`)
+    }
+    const p = sb.prefix(name) ?? ''
+    const inst = fake.instances().find(i => i.tags['supercloud:prefix'] === p && i.tags['supercloud:host'] === 'aws2' && i.state === 'running')
+    t.equal(inst?.spot, true, 'aws2 is a spot instance')
+    const ns = (fake.hostOf(inst?.id ?? '')?.driverData as { ns?: string } | undefined)?.ns ?? ''
+    t.match(await imdsFrom(ns, 'spot/instance-action'), / 404$/, 'its metadata at 169.254.169.254 in its namespace: no notice yet')
+
+    const serve = sb.start(['serve', '--listen', '127.0.0.1:0', '--interval', '0'])
+    serve.stdin?.end()
+    let log = ''
+    const seen = async (re: RegExp, ms: number): Promise<RegExpExecArray | null> => await new Promise(resolve => {
+      const check = (): void => { const m = re.exec(log); if (m !== null) { clearInterval(timer); clearTimeout(limit); resolve(m) } }
+      const timer = setInterval(check, 200)
+      const limit = setTimeout(() => { clearInterval(timer); resolve(re.exec(log)) }, ms)
+      check()
+    })
+    serve.stderr?.on('data', (d: Buffer) => { log += d.toString() })
+    const exited = new Promise(resolve => serve.on('exit', resolve))
+    t.teardown(async () => { serve.kill('SIGTERM'); await exited })
+    t.ok(await seen(/interruptions: watching 2 ec2 host\(s\)/, 60000), `serve watches both ec2 hosts\n${log}`)
+
+    const time = fake.inject.interrupt(inst?.id ?? '', NOTICE_S)
+    const deadline = Date.parse(time)
+    t.match(await imdsFrom(ns, 'spot/instance-action'), new RegExp(`^\\{"action":"terminate","time":"${time}"\\} 200$`), 'the notice in its metadata')
+    const done = await seen(/interruptions: (aws2 evacuated: .*|evacuation of aws2 left .*)/, NOTICE_S * 1000 + 15000)
+    const doneAt = Date.now()
+    t.match(done?.[1], /^aws2 evacuated: cloud2 -> aws1, cloud3 -> aws1$/, `both VMs moved (same size: by name)\n${log}`)
+    t.ok(doneAt < deadline, `done ${Math.round((deadline - doneAt) / 1000)} s before the termination time`)
+    t.match(log, /interruptions: aws2 will be reclaimed \(terminate\) at /)
+
+    const s = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
+    t.same(s.vms.filter(v => v.name.startsWith('cloud')).map(v => [v.name, v.host, v.state]).sort(), [['cloud1', 'aws1', 'running'], ['cloud2', 'aws1', 'running'], ['cloud3', 'aws1', 'running']])
+    for (const vm of ['cloud2', 'cloud3']) {
+      const out = await inGuest(vm, 'md5sum /tmp/blob')
+      t.equal(/^([0-9a-f]{32})\s+\/tmp\/blob/m.exec(out)?.[1], sums[vm], `${vm}: its memory arrived intact (checksum inside the guest)`)
+    }
+    const ping = await sb.run(['console', 'cloud1', '--run', 'ping -c 2 -W 5 198.19.10.12', '--timeout', '60'])
+    t.match(ping.stdout, /2 packets transmitted, 2 (packets )?received/, 'the wire cloud1 -- cloud2 kept')
+    const ev = (await sb.run(['events', '--json', '--limit', '500'])).stdout.trim().split('\n').map(l => JSON.parse(l) as { type: string, host?: string, data: Record<string, unknown> })
+    t.ok(ev.some(e => e.type === 'host.interruption' && e.host === 'aws2' && e.data.deadline === new Date(time).toISOString()), 'host.interruption with the termination time in the event stream')
+    t.ok(ev.some(e => e.type === 'operation.completed' && e.data.kind === 'evacuate'), 'the evacuation is an operation that completed')
+    t.ok(ev.some(e => e.type === 'operation.progress' && /plan.*cloud2 -> aws1.*cloud3 -> aws1/.test(String(e.data.message))), 'its plan said first')
+
+    // EC2 reclaims the instance at the stated time: its namespace and every process in it go.
+    const gone = await new Promise<boolean>(resolve => {
+      const timer = setInterval(() => { if (fake.instances().find(i => i.id === inst?.id)?.state === 'terminated') { clearInterval(timer); resolve(true) } }, 500)
+      setTimeout(() => { clearInterval(timer); resolve(false) }, Math.max(0, deadline - Date.now()) + 30000)
+    })
+    t.ok(gone, 'the instance was terminated')
+    t.ok(Date.now() >= deadline, 'not before its time')
+    t.equal(fake.instances().find(i => i.id === inst?.id)?.stateReason?.code, 'Server.SpotInstanceTermination')
+    t.same(leftovers(ns), { namespaces: [], links: [], processes: [] }, 'its namespace and processes are gone')
+    const after = await sb.run(['console', 'cloud2', '--run', 'echo ok', '--timeout', '60'])
+    t.match(after.stdout, /^ok$/m, 'cloud2 runs on after the reclaim')
   })
 
   t.test('down leaves nothing', async t => {

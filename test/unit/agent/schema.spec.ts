@@ -29,6 +29,7 @@ const id = '0123456789abcdef'
 /** A good request for every method (a method missing here does not typecheck). */
 const GOOD: { [M in AgentMethod]: AgentParams<M> } = {
   'agent.hello': {},
+  'host.watch': { host: 'aws1' },
   'host.probe': { kernel: '/k/vmlinuz', initrd: '/k/initrd', timeoutMs: 20000, want: 'auto' },
   'vm.create': launch,
   'vm.destroy': { name: 'web1', nics: [{ tap: 'sct1ab2t0a1b2c' }], keep: id },
@@ -63,6 +64,7 @@ const GOOD: { [M in AgentMethod]: AgentParams<M> } = {
 
 /** For every method that takes params: a dotted field, the bad value put there. */
 const BAD: Partial<Record<AgentMethod, Array<[string, unknown]>>> = {
+  'host.watch': [['host', 'aws 1'], ['host', 7]],
   'host.probe': [['want', 'fast'], ['kernel', 'vmlinuz'], ['timeoutMs', -1]],
   'vm.create': [['name', 'Web1'], ['cpus', 0], ['memory.requestedBytes', '1G'], ['image.kind', 'iso'], ['image.kernel', '/a/../../etc/passwd'], ['disks.0.name', '../../etc'], ['nics.0.tap', 'tap/0'], ['nics.0.bridge', 'br 0'], ['nics.0.mac', 'zz:00:00:00:00:00'], ['swap.repositories.0.capability', 'xyz'], ['firewall.between', ['eth0']], ['bootTimeoutMs', 'soon']],
   'vm.destroy': [['name', '../web1'], ['nics.0.tap', '..'], ['keep', '../../x']],
@@ -112,7 +114,7 @@ function refusal (method: AgentMethod, params: unknown): SupercloudError | undef
 const methods = Object.keys(AGENT_SCHEMAS) as AgentMethod[]
 
 t.test('every method: a good request passes', async t => {
-  t.equal(methods.length, 31, 'thirty-one methods')
+  t.equal(methods.length, 32, 'thirty-two methods')
   for (const m of methods) t.same(parseParams(m, GOOD[m]), GOOD[m], `${m}: accepted as sent`)
 })
 

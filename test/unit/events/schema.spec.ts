@@ -5,7 +5,7 @@ t.test('every type the issue names exists', async t => {
   for (const name of ['host.created', 'host.ready', 'host.gone', 'agent.up', 'agent.down', 'vm.created', 'vm.running', 'vm.stopped', 'vm.failed', 'vm.deleted', 'vm.stats',
     'connector.created', 'connector.repointed', 'connector.destroyed', 'migration.started', 'migration.progress', 'migration.switchover', 'migration.completed',
     'migration.failed', 'migration.cancelled', 'overload.started', 'overload.classified', 'overload.swap', 'overload.threshold', 'overload.migration-decided',
-    'overload.ended', 'host.spot-interruption']) {
+    'overload.ended', 'host.interruption', 'host.rebalance']) {
     t.ok(EVENT_TYPE_NAMES.includes(name as never), name)
   }
 })

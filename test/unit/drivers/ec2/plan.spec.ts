@@ -64,7 +64,7 @@ t.test('host options', async t => {
 
 t.test('spot interruption notices become events', async t => {
   t.same(spotInterruptionEvent('web1', '{"action": "terminate", "time": "2017-09-18T08:22:00Z"}'),
-    { type: 'host.spot-interruption', host: 'web1', at: '2017-09-18T08:22:00.000Z', action: 'terminate' })
+    { type: 'host.interruption', host: 'web1', at: '2017-09-18T08:22:00.000Z', action: 'terminate' })
   t.equal(spotInterruptionEvent('web1', ''), undefined, 'no notice: nothing')
   t.equal(spotInterruptionEvent('web1', '<html>404 - Not Found</html>'), undefined)
   t.equal(spotInterruptionEvent('web1', '{"action":"reboot","time":"2017-09-18T08:22:00Z"}'), undefined)

@@ -93,3 +93,22 @@ t.test('a user price table', async t => {
   t.throws(() => validatePriceTable({ ...seedPrices, prices: { 'us-east-1': { 'x9.huge': 1 } } }, 'test'), { code: 'SC_PRICES_INVALID', message: /x9.huge is not in instanceTypes/ })
   t.throws(() => validatePriceTable({ ...seedPrices, prices: { 'us-east-1': { 'm1.small': -1 } } }, 'test'), { code: 'SC_PRICES_INVALID' })
 })
+
+t.test('spot hosts at the spot price, with the saving against on-demand per host, per VM and in total', async t => {
+  const spot = { ...ec2('s1', 'cc1.4xlarge'), ec2: { region: 'us-east-1', ami: 'ami-0123456789abcdef0', instanceType: 'cc1.4xlarge', spot: true } }
+  const vms = [vm('a', 1, GIB, 3 * GIB), vm('b', 1, GIB, GIB)]
+  const input = { hosts: [spot, ec2('od1', 'm1.small')], vms: [...vms, vm('c', 1, GIB, GIB)], placement: { a: 's1', b: 's1', c: 'od1' }, prices: seedPrices }
+  const p = costPlan({ ...input, spotPrices: { 'us-east-1/cc1.4xlarge': 0.48 } })
+  const s1 = p.hosts.find(h => h.name === 's1')
+  t.same([s1?.hourly, s1?.onDemandHourly], [0.48, 1.60], 'the spot price, and the on-demand one beside it')
+  t.match(s1?.note, /spot price; on-demand \$1\.600\/h, saves 70%/)
+  t.same(p.vms.filter(v => v.host === 's1').map(v => [v.name, v.hourly?.toFixed(4), v.onDemandHourly?.toFixed(4)]), [['a', '0.3600', '1.2000'], ['b', '0.1200', '0.4000']], 'each VM\'s share of both')
+  t.equal(p.totalHourly, 0.48 + 0.085)
+  t.equal(p.onDemandTotalHourly, 1.60 + 0.085, 'on-demand hosts count at their price on both sides')
+  t.match(formatCostPlan(p), /total \$0\.565\/h \(on demand \$1\.685\/h: spot saves \$1\.120\/h, 66%\)/)
+  t.match(formatCostPlan(p), /vm a on s1 {2}75\.0% {2}\$0\.360\/h {2}\(on-demand \$1\.200\/h\)/)
+  const noSpot = costPlan(input)
+  t.equal(noSpot.hosts.find(h => h.name === 's1')?.hourly, 1.60, 'without spot prices: on demand, as before')
+  t.equal(noSpot.onDemandTotalHourly, undefined)
+  t.match(noSpot.hosts.find(h => h.name === 's1')?.note, /on-demand price is shown/)
+})

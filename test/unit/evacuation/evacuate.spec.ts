@@ -1,0 +1,112 @@
+/**
+ * evacuateHost's orchestration (blanket-manager/evacuation/evacuate.ts) with an in-memory
+ * controller (state rows, and a migrate that moves the row and reports a transfer): the plan is
+ * said before anything moves, VMs without room are named, a VM made late by the measured
+ * bandwidth is said before its turn, the extender rule is kept, and VMs left end in
+ * SC_EVACUATION_INCOMPLETE.
+ */
+import t from 'tap'
+import type { ProgressEvent } from '../../../core/progress.ts'
+import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
+import { evacuateHost, type EvacuationController } from '../../../blanket-manager/evacuation/evacuate.ts'
+import type { HostRow, VmRow } from '../../../blanket-manager/state/store.ts'
+import type { MigrateOptions, MigrateResult } from '../../../blanket-manager/controller/types.ts'
+
+const M = 1024 * 1024
+
+function bed (aws2Memory: string): ReturnType<typeof parseSpec> {
+  return parseSpec(`name: evac
+sites:
+  aws: { subnet: 198.18.200.0/24 }
+  lab: { subnet: 198.18.60.0/24 }
+hosts:
+  spot1: { site: aws, memory: 1G }
+  aws2: { site: aws, memory: ${aws2Memory} }
+  lab1: { site: lab, memory: 2G }
+images:
+  tiny: { builtin: tiny }
+vms:
+  a: { image: tiny, host: spot1, memory: 96M, nics: [ { address: 198.19.10.1/24 } ] }
+  b: { image: tiny, host: spot1, memory: 200M }
+  c: { image: tiny, host: spot1, memory: 300M }
+  w: { image: tiny, host: aws2, memory: 64M, nics: [ { address: 198.19.10.2/24 } ] }
+network:
+  wires: [ a.eth0 -- w.eth0 ]
+`, 'supercloud.yaml')
+}
+
+/** The in-memory controller: rows from the spec, migrations that take `secondsPerMiB` each MiB. */
+function controller (spec: ReturnType<typeof parseSpec>, clock: { now: number }, secondsPerMiB: number): EvacuationController & { moves: string[] } {
+  const hosts: HostRow[] = Object.values(spec.hosts).map(h => ({ name: h.name, site: h.site, driver: 'local', specHash: '', status: 'ready', bootstrapped: true }))
+  const vms: VmRow[] = Object.values(spec.vms).map(v => ({ name: v.name, host: v.host ?? '', specHash: '', status: 'ready', record: { memory: v.memory } as unknown as VmRow['record'] }))
+  const moves: string[] = []
+  return {
+    moves,
+    store: { vms: () => vms.map(v => ({ ...v })), hosts: () => hosts },
+    wires: s => s.network.wires,
+    migrate: async (_s, vm, to, opts: MigrateOptions): Promise<MigrateResult> => {
+      const row = vms.find(v => v.name === vm)
+      if (row === undefined) throw new Error(`no ${vm}`)
+      const bytes = row.record?.memory.allocatedBytes ?? 0
+      const ms = (bytes / M) * secondsPerMiB * 1000
+      // As a real migration does, it gives up at its deadline (the VM stays on the source).
+      if (opts.deadlineMs !== undefined && ms > opts.deadlineMs) { clock.now += opts.deadlineMs; throw new Error(`not done within ${opts.deadlineMs} ms`) }
+      clock.now += ms
+      moves.push(`${vm}->${to} ${opts.mode ?? ''}`)
+      const from = row.host
+      row.host = to
+      return { from, to, mode: 'auto', postcopy: false, totalMs: ms, downtimeMs: 20, sentBytes: bytes, iterations: 2, diskSentBytes: 0, diskSizeBytes: 0, diskReused: false }
+    }
+  }
+}
+
+t.test('all VMs moved within the site, smallest first, the plan said before the first move', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const c = controller(spec, clock, 0.01)
+  const said: ProgressEvent[] = []
+  const r = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, onProgress: ev => said.push(ev) })
+  t.same(c.moves, ['a->aws2 auto', 'b->aws2 auto', 'c->aws2 auto'])
+  t.same(r.moved.map(m => [m.vm, m.to, m.beforeDeadline]), [['a', 'aws2', true], ['b', 'aws2', true], ['c', 'aws2', true]])
+  t.match(said[0]?.message, /^plan \(deadline 2026-12-07T14:02:00.000Z, 120 s from now\): a -> aws2 .*; b -> aws2 .*; c -> aws2 /)
+  t.match(said[said.length - 1]?.message, /all 3 VM\(s\) moved, the last 1\d\d s before the deadline/)
+})
+
+t.test('no room: the VM is named before anything moves, the others still move, and the evacuation fails saying so', async t => {
+  // aws2 has 196M free (w takes 64M): a (96M) fits, b (200M) and c (300M) do not; lab1 (a Xen host) cannot take QEMU guests.
+  const spec = bed('260M')
+  const lab1 = spec.hosts.lab1
+  if (lab1 !== undefined) lab1.hypervisor = { ...lab1.hypervisor, backend: 'xen' }
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const c = controller(spec, clock, 0.01)
+  const said: string[] = []
+  const err = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, onProgress: ev => said.push(ev.message) }).catch((e: unknown) => e)
+  t.match(err, { code: 'SC_EVACUATION_INCOMPLETE' })
+  t.match((err as Error).message, /left 2 VM\(s\) on it: c \(no host can take it: needs 300M; aws2 has 196M free; lab1: runs xen, spot1 runs qemu\); b \(no host can take it: needs 200M; .*\); moved a to aws2/)
+  t.match(said[0], /^plan .*a -> aws2 .*; c: no host can take it .*; b: no host can take it/, 'said in the plan, before any move')
+  t.same(c.moves, ['a->aws2 auto'])
+})
+
+t.test('the extender rule: a VM with a wire stays in its site even where another site has room', async t => {
+  const spec = bed('64M')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const c = controller(spec, clock, 0.01)
+  const err = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now }).catch((e: unknown) => e)
+  t.match((err as Error).message, /a \(no host can take it: needs 96M; aws2 has 0M free; lab1: the extender rule/)
+  t.same(c.moves.sort(), ['b->lab1 auto', 'c->lab1 auto'], 'the VMs without wires cross to the other site')
+})
+
+t.test('a slower link than assumed: the VM that will miss the deadline is said after the first move, before its turn', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  // 0.2 s per MiB (5 MiB/s): a takes 19 s, b 40 s, c 60 s; the deadline is 80 s away.
+  const c = controller(spec, clock, 0.2)
+  const said: string[] = []
+  const err = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 80_000, now: () => clock.now, onProgress: ev => said.push(ev.message) }).catch((e: unknown) => e)
+  t.notMatch(said[0], /AFTER THE DEADLINE/, 'the assumed gigabit made every VM look in time')
+  const late = said.findIndex(m => /^c is not expected to make the deadline/.test(m))
+  const cStarts = said.findIndex(m => /^c -> aws2/.test(m))
+  t.ok(late > 0 && late < said.findIndex(m => /^b -> aws2/.test(m)) + 2 && (cStarts < 0 || late < cStarts), `said after a's move measured the link, before c's turn:\n${said.join('\n')}`)
+  t.match(err, { code: 'SC_EVACUATION_INCOMPLETE' }, 'c ran out of time')
+  t.match((err as Error).message, /left 1 VM\(s\) on it: c \(migration to aws2 failed: not done within \d+ ms\); moved a to aws2, b to aws2/)
+})
