@@ -20,7 +20,7 @@ import { Switchover, SWITCHOVER_HOOKS, type MigrationSwitchover } from '../migra
 import { keptNics, vmHash, wiringHash } from '../planner/plan.ts'
 import { resolveVms, withOverrides, xenMigrationUnsupported, type PlacementOverride, type ResolvedVm } from '../planner/placement.ts'
 import type { HostRow, VmRecord, VmRow } from '../state/store.ts'
-import { takeMoveLock } from '../state/vm-lock.ts'
+import { takeMoveLockWith } from '../state/vm-lock.ts'
 import type { ControllerCore } from './components.ts'
 import { buildLaunch } from './launch.ts'
 import { dropDiskReuse } from './reconcile.ts'
@@ -64,7 +64,7 @@ export class Migrations<A extends HostAgent> {
    * it, StateLockedError while an `up` or `down` runs. Returns its release.
    */
   async lockVm (vm: string, signal?: AbortSignal): Promise<() => void> {
-    return await takeMoveLock(this.c.store.dir, this.c.store.path, vm, signal !== undefined ? { signal } : {})
+    return await takeMoveLockWith(this.c.store.locks, vm, signal !== undefined ? { signal } : {})
   }
 
   /** Live-migrates a VM to another host, holding its move lock throughout. */

@@ -10,6 +10,8 @@ import type { VmInfo } from '../agent/protocol.ts'
 export interface ControllerOptions {
   /** Override the state root (tests); default from the environment. */
   env?: NodeJS.ProcessEnv
+  /** Where the state lives: a postgres:// URL (the spec's `state:`); default SUPERCLOUD_STATE, else the SQLite file. */
+  state?: string
   onProgress?: (ev: ProgressEvent) => void
 }
 
