@@ -15,19 +15,19 @@ export function isPgUrl (url: string): boolean {
 
 /** Checks a postgres:// URL; StateUrlError naming what is wrong (the password never appears in it). */
 export function parsePgUrl (url: string): PgTarget {
+  const display = url.replace(/^([a-z]+:\/\/[^:/@]*:)[^@/]*@/i, '$1***@')
+  // A unix-socket URL may leave the host out (postgres://user@/db?host=/run/postgresql), which
+  // WHATWG URLs do not allow: it is checked with a stand-in host.
+  const hostless = /^[a-z]+:\/\/([^/@]*@)?\//i.test(url)
   let u: URL
-  const shown = url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@')
   try {
-    u = new URL(url)
+    u = new URL(hostless ? url.replace(/^([a-z]+:\/\/(?:[^/@]*@)?)\//i, '$1stand-in/') : url)
   } catch {
-    throw new StateUrlError(shown, 'it cannot be parsed')
+    throw new StateUrlError(display, 'it cannot be parsed')
   }
-  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new StateUrlError(shown, `the scheme is ${u.protocol.replace(/:$/, '')}, not postgres`)
-  const socket = u.searchParams.get('host')
-  if (u.hostname === '' && (socket === null || socket === '')) throw new StateUrlError(shown, 'it names no host')
-  if (u.pathname.replace(/^\//, '') === '') throw new StateUrlError(shown, 'it names no database')
-  if (u.port !== '' && !(Number(u.port) > 0 && Number(u.port) < 65536)) throw new StateUrlError(shown, `port ${u.port} is not valid`)
-  const display = new URL(u.href)
-  if (display.password !== '') display.password = '***'
-  return { connectionString: u.href, display: decodeURIComponent(display.href) }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new StateUrlError(display, `the scheme is ${u.protocol.replace(/:$/, '')}, not postgres`)
+  const socket = u.searchParams.get('host') ?? ''
+  if ((hostless || u.hostname === '') && socket === '') throw new StateUrlError(display, 'it names no host')
+  if (u.pathname.replace(/^\//, '') === '') throw new StateUrlError(display, 'it names no database')
+  return { connectionString: url, display }
 }
