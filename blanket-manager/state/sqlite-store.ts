@@ -63,6 +63,10 @@ export class SqliteStateStore extends StoreBase implements StateStore {
     this.db.close()
   }
 
+  destroy (): void {
+    this.close()
+  }
+
   getMeta (key: string): string | undefined {
     const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined
     return row?.value

@@ -144,6 +144,8 @@ export interface StateStore {
   lock: (purpose?: string) => void
   unlock: () => void
   close: () => void
+  /** Removes this supercloud's state from the store (`down`; the SQLite file goes with the directory) and closes it. */
+  destroy: () => void
   getMeta: (key: string) => string | undefined
   setMeta: (key: string, value: string) => void
   /** Every meta key and value (for `state push` / `pull`). */
@@ -167,8 +169,8 @@ export interface StateStore {
   deleteHost: (name: string) => void
   /** The SSH host key pinned for a host: fingerprint (SHA256:...), public key (`type base64`), when pinned. */
   hostKey: (host: string) => PinnedHostKey | undefined
-  /** Pins a host's key (replacing an earlier pin). */
-  pinHostKey: (host: string, fingerprint: string, publicKey: string) => void
+  /** Pins a host's key (replacing an earlier pin); `since` defaults to now. */
+  pinHostKey: (host: string, fingerprint: string, publicKey: string, since?: string) => void
   /** The pins as SSH connections use them (core/ssh.ts). */
   readonly hostKeyPins: HostKeyPins
   /** Every pinned host key (for `state push` / `pull`). */

@@ -22,6 +22,7 @@ import { join } from 'node:path'
 import { CancelledError, StateLockedError, VmMovingError } from '../../core/errors.ts'
 import { otherHolder, takeKernelLock, takeStateLock, type LockFiles } from './lock.ts'
 import type { MoveInProgress, StateLocks } from './types.ts'
+import { waitForLock, type LockWait } from './wait.ts'
 
 const MOVES = 'moves'
 
@@ -33,6 +34,8 @@ function moveLockFiles (dir: string, vm: string): LockFiles {
 export interface MoveLockOptions {
   /** How long to wait for the supercloud lock when another command holds it (default 5 s). */
   waitMs?: number
+  /** Wait for the supercloud lock as long as it is held, saying who holds it (`migrate` without --no-wait). */
+  wait?: LockWait
   signal?: AbortSignal
 }
 
@@ -47,6 +50,11 @@ export async function takeMoveLock (dir: string, statePath: string, vm: string, 
 
 /** takeMoveLock on any store's locks (SQLite's kernel locks, PostgreSQL's advisory locks). */
 export async function takeMoveLockWith (locks: StateLocks, vm: string, opts: MoveLockOptions = {}): Promise<() => void> {
+  if (opts.wait?.wait === true) {
+    // Only an `up` or `down` holding the supercloud lock is waited for: a second move of one VM is refused at once.
+    const once: MoveLockOptions = { waitMs: 0, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) }
+    return await waitForLock(async () => await takeMoveLockWith(locks, vm, once), { ...opts.wait, retry: err => err instanceof StateLockedError })
+  }
   const until = Date.now() + (opts.waitMs ?? 5000)
   let releaseState: () => void
   for (;;) {

@@ -9,7 +9,7 @@ import type { PinnedHostKey } from '../../../core/ssh.ts'
 import { eventFromRow, hostColumns, hostFromRow, networkFromRow, operationFromRow, StoreBase, vmColumns, vmFromRow } from '../common.ts'
 import type { EventRow, HostRow, JournalEntry, NetworkRow, OperationRow, OperationStatus, StateLocation, StateLocks, StateStore, VmRow } from '../types.ts'
 import { advisoryLocks } from './locks.ts'
-import { PgSession } from './session.ts'
+import { PgSession, quoteIdent } from './session.ts'
 import { parsePgUrl } from './url.ts'
 
 /** Sessions of this process, by URL and schema (stores of one supercloud share one). */
@@ -54,12 +54,17 @@ export class PgStateStore extends StoreBase implements StateStore {
   /** Whether the database at `url` holds a supercloud named `name` (for `state push`); connects without creating anything. */
   static exists (name: string, url: string): boolean {
     const target = parsePgUrl(url)
-    const probe = new PgSession(target, 'pg_catalog', name, () => {})
+    const probe = new PgSession(target, schemaOf(name), name, () => {})
     try {
       return probe.use().rows('SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2', [schemaOf(name), 'schema_version']).length > 0
     } finally {
       probe.release()
     }
+  }
+
+  /** `url` as messages show it (without its password). */
+  static displayUrl (url: string): string {
+    return parsePgUrl(url).display
   }
 
   location (): StateLocation {
@@ -71,6 +76,13 @@ export class PgStateStore extends StoreBase implements StateStore {
     this.unlock()
     this.closed = true
     this.s.release()
+  }
+
+  destroy (): void {
+    if (this.closed) return
+    this.unlock()
+    this.s.run('data', `DROP SCHEMA IF EXISTS ${quoteIdent(this.s.schema)} CASCADE`)
+    this.close()
   }
 
   getMeta (key: string): string | undefined {

@@ -4,7 +4,8 @@
  * reachability errors, schema versions in the database, fencing of a holder that lost its lock).
  */
 import t from 'tap'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -12,6 +13,7 @@ import { PG_PASSWORD, startPostgres } from '../../helpers/postgres.ts'
 import { contender, open, stateCompliance, type Supercloud } from './state.compliance.ts'
 import { SCHEMA_VERSION } from '../../../blanket-manager/state/migrations.ts'
 import { SupercloudError } from '../../../core/errors.ts'
+import { waitForLock } from '../../../blanket-manager/state/wait.ts'
 
 const pg = startPostgres()
 t.teardown(pg.stop)
@@ -79,4 +81,94 @@ t.test('postgres fencing: a holder whose lock session died cannot write once ano
   b.child.stdin.write('release\n')
   await b.done
   a.close()
+})
+
+t.test('waiting for a lock: says who holds it, waits until it is free; --no-wait refuses; Ctrl-C stops the wait', async t => {
+  const sc = fresh(pg.url())
+  const s = open(sc)
+  const holder = await contender(sc, 'lock')
+  t.throws(() => { s.lock('up') }, { code: 'SC_STATE_LOCKED' }, 'without waiting: refused at once')
+  const ac = new AbortController()
+  const cancelled = waitForLock(() => { s.lock('up') }, { wait: true, signal: ac.signal, pollMs: 50 })
+  ac.abort()
+  await t.rejects(cancelled, { code: 'SC_CANCELLED' }, 'Ctrl-C ends the wait')
+  const said: string[] = []
+  let got = false
+  const waiting = waitForLock(() => { s.lock('up'); got = true }, { wait: true, pollMs: 50, onBlocked: err => { said.push(err.message) } })
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.notOk(got, 'still waiting while the other process holds it')
+  t.equal(said.length, 1, 'said once who holds it')
+  t.match(said[0], new RegExp(`locked by running process ${holder.line.split(' ')[1] ?? 'x'} \\(\\S+@\\S+ since \\d\\d:\\d\\d:\\d\\d, up\\)`))
+  holder.child.stdin.write('release\n')
+  await waiting
+  t.ok(got, 'took the lock once it was released')
+  await holder.done
+  s.close()
+})
+
+/** Runs the real CLI (bin/supercloud) in `dir` with `env`. */
+async function cli (dir: string, env: NodeJS.ProcessEnv, args: string[]): Promise<{ code: number, out: string, err: string }> {
+  const child = spawn(join(import.meta.dirname, '..', '..', '..', 'bin', 'supercloud'), args, { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  const code = await new Promise<number>(resolve => child.on('exit', c => { resolve(c ?? 137) }))
+  return { code, out, err }
+}
+
+t.test('cli: state show, push to PostgreSQL (refused twice), pull by another operator; down --no-wait refused, down waits then drops the state', async t => {
+  const work = mkdtempSync(join(tmpdir(), 'sc-state-cli-'))
+  t.teardown(() => { rmSync(work, { recursive: true, force: true }) })
+  writeFileSync(join(work, 'supercloud.yaml'), 'name: pgcli\n')
+  const alice = { SUPERCLOUD_STATE_DIR: join(work, 'alice'), SUPERCLOUD_STATE: '' }
+  const seed = open({ name: 'pgcli', dir: join(alice.SUPERCLOUD_STATE_DIR, 'pgcli') })
+  seed.putHost({ name: 'h1', site: 'a', driver: 'local', specHash: 'x', status: 'ready', bootstrapped: true })
+  seed.putVm({ name: 'v1', host: 'h1', specHash: 'y', status: 'ready' })
+  seed.pinHostKey('h1', 'SHA256:abc', 'ssh-ed25519 AAAA')
+  const prefix = seed.prefix()
+  seed.close()
+  const local = await cli(work, alice, ['state', 'show'])
+  t.match(local.out, new RegExp(`^pgcli: SQLite file ${alice.SUPERCLOUD_STATE_DIR}/pgcli/state.db \\(schema version ${SCHEMA_VERSION}\\)`))
+  const push = await cli(work, alice, ['state', 'push', pg.url()])
+  t.equal(push.code, 0, push.err)
+  t.match(push.err, /state push: 1 host\(s\), 1 VM\(s\), 0 network\(s\), 1 host key\(s\) copied/)
+  t.notMatch(push.err, PG_PASSWORD, 'the password is not printed')
+  const again = await cli(work, alice, ['state', 'push', pg.url()])
+  t.equal(again.code, 1)
+  t.match(again.err, /^error\[SC_STATE_EXISTS\]: .* already holds a supercloud named pgcli; nothing was copied/)
+
+  const bob = { SUPERCLOUD_STATE_DIR: join(work, 'bob'), SUPERCLOUD_STATE: pg.url() }
+  const shown = await cli(work, bob, ['state', 'show'])
+  t.match(shown.out, /^pgcli: PostgreSQL postgres:\/\/postgres:\*\*\*@localhost\/postgres\?host=\S+ \(schema supercloud_pgcli\) \(schema version \d+\)/)
+  const shared = open({ name: 'pgcli', dir: join(work, 'bob', 'pgcli'), url: pg.url() })
+  t.equal(shared.prefix(), prefix, 'the other operator sees the same world')
+  t.strictSame(shared.vms().map(v => v.name), ['v1'])
+  t.equal(shared.hostKey('h1')?.fingerprint, 'SHA256:abc')
+  shared.close()
+  const carol = { SUPERCLOUD_STATE_DIR: join(work, 'carol'), SUPERCLOUD_STATE: pg.url() }
+  const pull = await cli(work, carol, ['state', 'pull'])
+  t.equal(pull.code, 0, pull.err)
+  const pulled = open({ name: 'pgcli', dir: join(work, 'carol', 'pgcli') })
+  t.strictSame(pulled.snapshot(), (() => { const a = open({ name: 'pgcli', dir: join(alice.SUPERCLOUD_STATE_DIR, 'pgcli') }); const snap = a.snapshot(); a.close(); return snap })(), 'pulled what was pushed')
+  pulled.close()
+
+  // An empty supercloud in PostgreSQL, locked by another process: down --no-wait is refused, down waits.
+  writeFileSync(join(work, 'supercloud.yaml'), 'name: pgdown\n')
+  const sc: Supercloud = { name: 'pgdown', dir: join(work, 'dave', 'pgdown'), url: pg.url() }
+  open(sc).close()
+  const holder = await contender(sc, 'lock')
+  const refused = await cli(work, bob, ['down', '--no-wait'])
+  t.equal(refused.code, 1)
+  t.match(refused.err, new RegExp(`error\\[SC_STATE_LOCKED\\]: state .* is locked by running process ${holder.line.split(' ')[1] ?? 'x'} \\(\\S+@\\S+ since \\d\\d:\\d\\d:\\d\\d, up\\)`))
+  const child = spawn(join(import.meta.dirname, '..', '..', '..', 'bin', 'supercloud'), ['down'], { cwd: work, env: { ...process.env, ...bob }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  const said = new Promise<void>(resolve => { child.stderr.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('waiting…')) resolve() }) })
+  const exited = new Promise<number>(resolve => child.on('exit', c => { resolve(c ?? 137) }))
+  await said
+  t.match(err, /is locked by running process \d+ \(\S+ since \S+, up\); waiting… \(Ctrl-C to stop\)/, 'a blocked down says who holds the lock and waits')
+  holder.child.stdin.write('release\n')
+  t.equal(await exited, 0, err)
+  t.equal(pg.psql("SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'supercloud_pgdown'"), '0', 'down removed the state from PostgreSQL')
+  await holder.done
 })
