@@ -193,6 +193,11 @@ export interface StateStore {
   eventsSince: (seq: number, opts?: { limit?: number, vm?: string, host?: string }) => EventRow[]
   /** Oldest stored sequence number (0 when empty) and the last one ever assigned (0 when none). */
   eventBounds: () => { oldest: number, head: number }
+  /**
+   * Calls `fn` soon after any process appended events (PostgreSQL: LISTEN/NOTIFY); returns the
+   * remover. Absent when the store cannot tell (SQLite: followers poll).
+   */
+  watchEvents?: (fn: () => void) => () => void
   /** Runs `fn` in one transaction. */
   transaction: <T>(fn: () => T) => T
   isEmpty: () => boolean

@@ -33,18 +33,21 @@ export class SyncPg {
   private readonly port: MessagePort
   private readonly flag: Int32Array
   private readonly callTimeoutMs: number
+  private readonly notify: MessagePort
   private closed = false
 
   constructor (opts: BridgeOptions) {
     const shared = new SharedArrayBuffer(4)
     this.flag = new Int32Array(shared)
     const { port1, port2 } = new MessageChannel()
+    const notify = new MessageChannel()
     this.port = port1
+    this.notify = notify.port1
     this.callTimeoutMs = opts.callTimeoutMs ?? 60_000
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { pg: createRequire(import.meta.url).resolve('pg'), url: opts.connectionString, schema: opts.schema, connectTimeoutMs: opts.connectTimeoutMs ?? 10_000, flag: shared, port: port2 },
-      transferList: [port2]
+      workerData: { pg: createRequire(import.meta.url).resolve('pg'), url: opts.connectionString, schema: opts.schema, connectTimeoutMs: opts.connectTimeoutMs ?? 10_000, flag: shared, port: port2, notify: notify.port2 },
+      transferList: [port2, notify.port2]
     })
     this.worker.unref()
     this.port.unref()
@@ -58,6 +61,18 @@ export class SyncPg {
     return this.answer()
   }
 
+  /**
+   * LISTENs on `channel` (a quoted identifier) on a connection of its own and calls `fn` with each
+   * notification's payload, asynchronously, until close(). While listening the process stays alive.
+   */
+  listen (channel: string, fn: (payload: string) => void): void {
+    if (this.closed) throw new PgCallError('the state store is closed', 'CLOSED')
+    this.notify.on('message', (payload: string) => { fn(payload) })
+    Atomics.store(this.flag, 0, 0)
+    this.port.postMessage({ op: 'listen', channel })
+    this.answer()
+  }
+
   /** Ends both connections (the server releases the session's advisory locks) and the worker. */
   close (): void {
     if (this.closed) return
@@ -68,6 +83,7 @@ export class SyncPg {
     } catch { /* ending anyway */ }
     this.closed = true
     this.port.close()
+    this.notify.close()
     void this.worker.terminate()
   }
 

@@ -61,6 +61,26 @@ export class PgSession {
     }
   }
 
+  /** The channel on which appended events are announced (payload: the last seq). */
+  get eventChannel (): string { return quoteIdent(`${this.schema}:events`) }
+
+  private readonly watchers = new Set<() => void>()
+  private listening = false
+
+  /** Calls `fn` whenever any process appended events to this supercloud (LISTEN/NOTIFY); returns the remover. */
+  watchEvents (fn: () => void): () => void {
+    if (!this.listening) {
+      try {
+        this.pg.listen(this.eventChannel, () => { for (const w of [...this.watchers]) w() })
+      } catch (err) {
+        throw stateError(err, this.where)
+      }
+      this.listening = true
+    }
+    this.watchers.add(fn)
+    return () => { this.watchers.delete(fn) }
+  }
+
   schemaVersion (): number {
     return Number(this.run('data', 'SELECT max(version) AS v FROM schema_version').rows[0]?.v ?? 0)
   }

@@ -215,7 +215,11 @@ export class PgStateStore extends StoreBase implements StateStore {
       const seqs = rows.map(r => Number(this.s.run('data', 'INSERT INTO events (ts, type, host, vm, data) VALUES ($1, $2, $3, $4, $5) RETURNING seq',
         [r.ts, r.type, r.host ?? null, r.vm ?? null, r.data]).rows[0]?.seq))
       const last = seqs[seqs.length - 1]
-      if (last !== undefined) this.s.run('data', 'DELETE FROM events WHERE seq <= $1', [last - keep])
+      if (last !== undefined) {
+        this.s.run('data', 'DELETE FROM events WHERE seq <= $1', [last - keep])
+        // Delivered at commit to every process following this supercloud (watchEvents).
+        this.s.run('data', 'SELECT pg_notify($1, $2)', [`${this.s.schema}:events`, String(last)])
+      }
       return seqs
     })
   }
@@ -236,5 +240,9 @@ export class PgStateStore extends StoreBase implements StateStore {
 
   transaction<T> (fn: () => T): T {
     return this.s.transaction(fn)
+  }
+
+  watchEvents (fn: () => void): () => void {
+    return this.s.watchEvents(fn)
   }
 }

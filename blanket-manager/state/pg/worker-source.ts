@@ -4,13 +4,15 @@
  * rather than loaded from a file so the bundled CLI (scripts/cli-bundle.sh) needs no extra file.
  *
  * Each request comes on `port` ({ op, conn, sql, params }); the reply is posted on `port`,
- * then `flag[0]` is set to 1 and notified. Two connections: `data` (every query and
- * transaction) and `lock` (advisory locks only, opened on first use; its session holds them).
+ * then `flag[0]` is set to 1 and notified. Connections: `data` (every query and transaction),
+ * `lock` (advisory locks only, opened on first use; its session holds them) and `listen`
+ * (op 'listen': LISTEN on a channel; each notification's payload is posted on `notify`).
  */
 export const WORKER_SOURCE = String.raw`
 const { workerData } = require('node:worker_threads')
 const { Client } = require(workerData.pg)
 const port = workerData.port
+const notify = workerData.notify
 const flag = new Int32Array(workerData.flag)
 const conns = {}
 let lostLock = undefined
@@ -30,6 +32,14 @@ port.on('message', async m => {
   try {
     if (m.op === 'close') {
       for (const c of Object.values(conns)) await c.end().catch(() => {})
+      reply({ ok: true, rows: [], rowCount: 0 })
+      return
+    }
+    if (m.op === 'listen') {
+      const l = await conn('listen')
+      l.removeAllListeners('notification')
+      l.on('notification', n => { notify.postMessage(n.payload || '') })
+      await l.query('LISTEN ' + m.channel)
       reply({ ok: true, rows: [], rowCount: 0 })
       return
     }

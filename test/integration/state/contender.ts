@@ -4,7 +4,8 @@
  *   lock     takes the supercloud lock for "up", prints `got PID` (or `locked CODE MESSAGE`),
  *            holds it until a line arrives on stdin, then closes and exits;
  *   move VM  the same with VM's move lock;
- *   die      takes the supercloud lock, prints `got PID` and kills itself with SIGKILL.
+ *   die      takes the supercloud lock, prints `got PID` and kills itself with SIGKILL;
+ *   event    appends a `host.gone` event about host VM (the 5th argument), prints `got PID`, exits.
  * `contender.ts MODE DIR NAME [URL] [VM]`
  */
 import { openStateStore } from '../../../blanket-manager/state/store.ts'
@@ -12,6 +13,12 @@ import { SupercloudError } from '../../../core/errors.ts'
 
 const [mode, dir = '', name = '', url = '', vm = ''] = process.argv.slice(2)
 const store = openStateStore(name, dir, url === '' ? undefined : url)
+if (mode === 'event') {
+  store.appendEvents([{ ts: new Date().toISOString(), type: 'host.gone', host: vm, data: JSON.stringify({ reason: 'removed' }) }])
+  process.stdout.write(`got ${process.pid}\n`)
+  store.close()
+  process.exit(0)
+}
 try {
   const release = mode === 'move' ? store.locks.takeMove(vm, `migrate ${vm}`) : (store.lock('up'), () => { store.unlock() })
   process.stdout.write(`got ${process.pid}\n`)

@@ -22,7 +22,7 @@ export function open (sc: Supercloud): StateStore {
 }
 
 /** Another process holding a lock of `sc` (contender.ts); resolves once it answered `got` or `locked`. */
-export async function contender (sc: Supercloud, mode: 'lock' | 'move' | 'die', vm = ''): Promise<{ line: string, child: ChildProcessByStdio<Writable, Readable, null>, done: Promise<void> }> {
+export async function contender (sc: Supercloud, mode: 'lock' | 'move' | 'die' | 'event', vm = ''): Promise<{ line: string, child: ChildProcessByStdio<Writable, Readable, null>, done: Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'contender.ts'), mode, sc.dir, sc.name, sc.url ?? '', vm], { stdio: ['pipe', 'pipe', 'inherit'] })
   const done = new Promise<void>(resolve => { child.on('exit', () => { resolve() }) })
   const line = await new Promise<string>((resolve, reject) => {

@@ -14,6 +14,7 @@ import { contender, open, stateCompliance, type Supercloud } from './state.compl
 import { SCHEMA_VERSION } from '../../../blanket-manager/state/migrations.ts'
 import { SupercloudError } from '../../../core/errors.ts'
 import { waitForLock } from '../../../blanket-manager/state/wait.ts'
+import { EventHub } from '../../../blanket-manager/events/hub.ts'
 
 const pg = startPostgres()
 t.teardown(pg.stop)
@@ -171,4 +172,21 @@ t.test('cli: state show, push to PostgreSQL (refused twice), pull by another ope
   t.equal(await exited, 0, err)
   t.equal(pg.psql("SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'supercloud_pgdown'"), '0', 'down removed the state from PostgreSQL')
   await holder.done
+})
+
+t.test('postgres events: a follower is told of another process\'s events at once (LISTEN/NOTIFY), not by polling', async t => {
+  const sc = fresh(pg.url())
+  const s = open(sc)
+  const hub = new EventHub(s)
+  const seen: string[] = []
+  const arrived = new Promise<void>(resolve => { hub.tap(ev => { seen.push(`${ev.type} ${ev.host ?? ''}`); resolve() }) })
+  hub.follow(3_600_000)
+  const t0 = Date.now()
+  const other = await contender(sc, 'event', 'h9')
+  t.match(other.line, /^got \d+$/)
+  await arrived
+  t.ok(Date.now() - t0 < 30_000, 'delivered long before the hour-long backstop poll')
+  t.strictSame(seen, ['host.gone h9'])
+  hub.close()
+  s.close()
 })
