@@ -46,8 +46,17 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
         const log = (line: string): void => { process.stderr.write(`serve: ${line}\n`) }
         const { runServe } = await import('../server/serve.ts')
         const { startOverdriverLoop } = await import('../server/overdriver-loop.ts')
-        const s = await runServe(c, { host, port, pollMs: interval * 1000, log })
-        const od = spec !== undefined ? await startOverdriverLoop(c, spec, s.hub, s.poller, log) : undefined
+        const { seekLeadership } = await import('../server/leader.ts')
+        const s = await runServe(c, { host, port, pollMs: interval * 1000, log, startPoller: false })
+        let od: Awaited<ReturnType<typeof startOverdriverLoop>>
+        // Only the leading serve of the supercloud runs the pollers and the Overdriver loop (server/leader.ts).
+        const leader = seekLeadership(c.store.locks, {
+          log,
+          onLead: async () => {
+            s.poller?.start()
+            od = spec !== undefined ? await startOverdriverLoop(c, spec, s.hub, s.poller, log) : undefined
+          }
+        })
         process.stdout.write(`supercloud serve: ${c.name} at ${s.dashboardUrl}\n`)
         process.stderr.write(`serve: events ws ${s.server.url.replace(/^http/, 'ws')}/api/events, metrics ${s.server.url}/metrics (token in ${c.dir}/serve-token); Ctrl-C stops\n`)
         await new Promise<void>(resolve => {
@@ -57,6 +66,7 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
         })
         process.stderr.write('serve: stopping\n')
         od?.stop()
+        leader.stop()
         await s.stop()
       }, false)
     })

@@ -117,6 +117,8 @@ export interface StateLocks {
   takeMove: (vm: string, purpose: string) => () => void
   /** The VMs other processes move now (call while holding the supercloud lock). */
   moves: () => MoveInProgress[]
+  /** Takes the leadership of `serve` (one runs the Overdriver loop and the pollers); throws StateLockedError naming the leader. */
+  takeLeader: () => () => void
 }
 
 /** Where a supercloud's state lives (`supercloud state show`). */

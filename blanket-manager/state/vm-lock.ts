@@ -99,6 +99,7 @@ export function fileLocks (dir: string, statePath: string): StateLocks {
       mkdirSync(join(dir, MOVES), { recursive: true, mode: 0o700 })
       return takeKernelLock(moveLockFiles(dir, vm), pid => new VmMovingError(vm, pid))
     },
-    moves: () => movesInProgress(dir)
+    moves: () => movesInProgress(dir),
+    takeLeader: () => takeKernelLock({ lock: join(dir, 'leader.db'), pid: join(dir, 'leader') }, pid => new StateLockedError(`${statePath} (serve leadership)`, pid))
   }
 }

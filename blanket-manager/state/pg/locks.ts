@@ -74,6 +74,7 @@ export function advisoryLocks (s: PgSession): StateLocks {
   return {
     takeState: purpose => take('supercloud', purpose, h => new StateLockedError(s.where, h.pid, h)),
     takeMove: (vm, purpose) => take(`move:${vm}`, purpose, h => new VmMovingError(vm, h.pid, h)),
+    takeLeader: () => take('leader', 'serve', h => new StateLockedError(`${s.where} (serve leadership)`, h.pid, h)),
     moves: (): MoveInProgress[] => s.run('lock', `SELECT h.* FROM lock_holders h WHERE h.name LIKE 'move:%' AND h.backend <> pg_backend_pid() AND ${LIVE} ORDER BY h.name`, [ns]).rows
       .map(r => ({ vm: String(r.name).slice('move:'.length), pid: Number(r.pid), holder: holderFromRow(r) }))
   }

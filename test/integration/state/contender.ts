@@ -5,6 +5,7 @@
  *            holds it until a line arrives on stdin, then closes and exits;
  *   move VM  the same with VM's move lock;
  *   die      takes the supercloud lock, prints `got PID` and kills itself with SIGKILL;
+ *   lead     takes the leadership of `serve`, prints `got PID`, holds it like `lock`;
  *   event    appends a `host.gone` event about host VM (the 5th argument), prints `got PID`, exits.
  * `contender.ts MODE DIR NAME [URL] [VM]`
  */
@@ -20,7 +21,7 @@ if (mode === 'event') {
   process.exit(0)
 }
 try {
-  const release = mode === 'move' ? store.locks.takeMove(vm, `migrate ${vm}`) : (store.lock('up'), () => { store.unlock() })
+  const release = mode === 'move' ? store.locks.takeMove(vm, `migrate ${vm}`) : mode === 'lead' ? store.locks.takeLeader() : (store.lock('up'), () => { store.unlock() })
   process.stdout.write(`got ${process.pid}\n`)
   if (mode === 'die') process.kill(process.pid, 'SIGKILL')
   await new Promise(resolve => process.stdin.once('data', resolve))

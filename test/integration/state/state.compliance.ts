@@ -9,6 +9,7 @@ import type { Readable, Writable } from 'node:stream'
 import { join } from 'node:path'
 import { openStateStore, type StateStore } from '../../../blanket-manager/state/store.ts'
 import { StateLockedError, VmMovingError } from '../../../core/errors.ts'
+import { seekLeadership } from '../../../blanket-manager/server/leader.ts'
 
 export interface Supercloud { name: string, dir: string, url?: string }
 
@@ -22,7 +23,7 @@ export function open (sc: Supercloud): StateStore {
 }
 
 /** Another process holding a lock of `sc` (contender.ts); resolves once it answered `got` or `locked`. */
-export async function contender (sc: Supercloud, mode: 'lock' | 'move' | 'die' | 'event', vm = ''): Promise<{ line: string, child: ChildProcessByStdio<Writable, Readable, null>, done: Promise<void> }> {
+export async function contender (sc: Supercloud, mode: 'lock' | 'move' | 'die' | 'event' | 'lead', vm = ''): Promise<{ line: string, child: ChildProcessByStdio<Writable, Readable, null>, done: Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'contender.ts'), mode, sc.dir, sc.name, sc.url ?? '', vm], { stdio: ['pipe', 'pipe', 'inherit'] })
   const done = new Promise<void>(resolve => { child.on('exit', () => { resolve() }) })
   const line = await new Promise<string>((resolve, reject) => {
@@ -173,6 +174,29 @@ export function stateCompliance (t: Test, store: StoreUnderTest): void {
     await mover.done
     t.strictSame(s.locks.moves(), [], 'no move in progress once it ended')
     t.doesNotThrow(() => { s.lock('up') })
+    s.close()
+  })
+
+  t.test(`${store.kind}: one serve leads; a standby takes over within seconds of the leader's kill -9`, async t => {
+    const sc = store.fresh()
+    const s = open(sc)
+    const leader = await contender(sc, 'lead')
+    t.match(leader.line, /^got \d+$/)
+    const said: string[] = []
+    let led = 0
+    const became = new Promise<void>(resolve => {
+      const l = seekLeadership(s.locks, { retryMs: 200, log: line => { said.push(line) }, onLead: () => { led = Date.now(); resolve() } })
+      t.teardown(l.stop)
+    })
+    t.match(said[0], new RegExp(`^standby: .* locked by running process ${leader.line.split(' ')[1] ?? 'x'}.* leads`), 'a standby names the leader')
+    await new Promise(resolve => setTimeout(resolve, 500))
+    t.equal(led, 0, 'no second leader while the first lives')
+    const killed = Date.now()
+    leader.child.kill('SIGKILL')
+    await became
+    t.ok(led - killed < 10_000, `took over ${led - killed} ms after the leader died`)
+    t.match(said[said.length - 1], /^leading: /)
+    await leader.done
     s.close()
   })
 }
