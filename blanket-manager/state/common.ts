@@ -4,6 +4,7 @@
  * (the prefix, the snapshot, the supercloud lock with its check for moves in progress).
  */
 import { randomBytes } from 'node:crypto'
+import { hostname, userInfo } from 'node:os'
 import type { HostRecord } from '../../drivers/cloud.ts'
 import type { HostKeyPins, PinnedHostKey } from '../../core/ssh.ts'
 import { VmMovingError } from '../../core/errors.ts'
@@ -61,6 +62,13 @@ export function hostColumns (row: HostRow, now: string): unknown[] {
 /** A VM row's columns, in the order of the stores' INSERTs. */
 export function vmColumns (row: VmRow, now: string): unknown[] {
   return [row.name, row.host, row.specHash, row.status, row.record === undefined ? null : JSON.stringify(row.record), row.error ?? null, now]
+}
+
+/** user@machine of whoever runs this process, as operations and locks record it. */
+export function operatorName (): string {
+  let user = process.env.USER ?? 'unknown'
+  try { user = userInfo().username } catch { /* no passwd entry */ }
+  return `${user}@${hostname()}`
 }
 
 /** The stores' methods derived from their primitives. */

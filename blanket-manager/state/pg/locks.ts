@@ -10,7 +10,7 @@
  * lock's fencing number (session.ts: writes of a holder that lost its lock are refused).
  * Re-entrant within a process, as SQLite's kernel locks are: each take needs its release.
  */
-import { hostname, userInfo } from 'node:os'
+import { operatorName } from '../common.ts'
 import { StateLockedError, VmMovingError } from '../../../core/errors.ts'
 import type { LockHolder, MoveInProgress, StateLocks } from '../types.ts'
 import type { PgSession } from './session.ts'
@@ -20,12 +20,6 @@ export function lockKey (s: string): number {
   let h = 0x811c9dc5
   for (const c of Buffer.from(s)) { h ^= c; h = Math.imul(h, 0x01000193) }
   return h & 0x7fffffff
-}
-
-function me (): string {
-  let user = process.env.USER ?? 'unknown'
-  try { user = userInfo().username } catch { /* no passwd entry */ }
-  return `${user}@${hostname()}`
 }
 
 const LIVE = `EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = h.backend
@@ -52,7 +46,7 @@ export function advisoryLocks (s: PgSession): StateLocks {
         ON CONFLICT (name) DO UPDATE SET n = lock_fences.n + 1 RETURNING n`, [name]).rows[0]?.n)
       s.run('lock', `INSERT INTO lock_holders (name, lock_key, backend, pid, who, since, purpose) VALUES ($1, $2, pg_backend_pid(), $3, $4, $5, $6)
         ON CONFLICT (name) DO UPDATE SET lock_key = excluded.lock_key, backend = excluded.backend, pid = excluded.pid, who = excluded.who, since = excluded.since, purpose = excluded.purpose`,
-      [name, key, process.pid, me(), new Date().toISOString(), purpose])
+      [name, key, process.pid, operatorName(), new Date().toISOString(), purpose])
       h = { count: 0, fence, key }
       s.held.set(name, h)
     }
