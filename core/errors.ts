@@ -143,15 +143,22 @@ export class LocalDriverError extends SupercloudError {
 
 /** Another supercloud command holds the state lock. */
 export class StateLockedError extends SupercloudError {
-  constructor (path: string, pid: number) {
-    super('SC_STATE_LOCKED', `state ${path} is locked by running process ${pid}; wait for it or stop it`)
+  constructor (path: string, readonly pid: number, readonly holder?: { who?: string, since?: string, purpose?: string }) {
+    super('SC_STATE_LOCKED', `state ${path} is locked by running process ${pid}${holderText(holder)}; wait for it or stop it`)
   }
+}
+
+/** " (alice@laptop-7 since 12:03:11, up)" for a lock holder the store knows more of. */
+function holderText (h: { who?: string, since?: string, purpose?: string } | undefined): string {
+  if (h?.who === undefined) return ''
+  const since = h.since !== undefined ? ` since ${h.since.replace(/^.*T(\d\d:\d\d:\d\d).*$/, '$1')}` : ''
+  return ` (${h.who}${since}${h.purpose !== undefined ? `, ${h.purpose}` : ''})`
 }
 
 /** Another running process moves this VM (`migrate`, or `serve`'s Overdriver loop): its move lock is held. */
 export class VmMovingError extends SupercloudError {
-  constructor (readonly vm: string, readonly pid: number) {
-    super('SC_VM_MOVING', `vm ${vm} is being moved by running process ${pid} (a supercloud migrate, or serve's Overdriver); wait for the move to end, or cancel it: supercloud migrate ${vm} --cancel`)
+  constructor (readonly vm: string, readonly pid: number, readonly holder?: { who?: string, since?: string, purpose?: string }) {
+    super('SC_VM_MOVING', `vm ${vm} is being moved by running process ${pid}${holderText(holder)} (a supercloud migrate, or serve's Overdriver); wait for the move to end, or cancel it: supercloud migrate ${vm} --cancel`)
   }
 }
 

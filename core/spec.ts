@@ -20,6 +20,8 @@ export interface Spec {
   prices?: string
   /** The Overdriver policy (`overdriver:`, docs/overdriver.md); absent when the file has no such section. */
   overdriver?: OverdriverPolicy
+  /** Where the supercloud's state lives (`state:`): a postgres:// URL shared by a team; absent = SUPERCLOUD_STATE, else the SQLite file. */
+  state?: string
 }
 
 export interface SiteSpec {

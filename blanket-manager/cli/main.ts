@@ -9,6 +9,8 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { knownHostsLine, sshArgs } from './ssh-args.ts'
 import { supercloudDir } from '../state/paths.ts'
+import { stateUrl } from '../state/store.ts'
+import type { LockWait } from '../state/wait.ts'
 import type { Controller } from '../controller/index.ts'
 import type { OperationContext, OperationRequest } from '../operations/operation.ts'
 import { operatorName, reapOperations, registerOperations } from './operations.ts'
@@ -21,6 +23,7 @@ import { registerServe } from './serve.ts'
 import { registerEvents } from './events.ts'
 import { registerCost } from './cost.ts'
 import { registerEvacuate } from './evacuate.ts'
+import { registerState } from './state.ts'
 import { makeMigrationBar, formatMigrationSummary } from './migrate.ts'
 import { MIGRATION_MODES, type MigrationMode } from '../../drivers/qemu/migration-progress.ts'
 import { parseBandwidth, parseDuration } from '../../core/units.ts'
@@ -43,15 +46,32 @@ async function withController<T> (cmd: Command, fn: (c: Controller, spec: Spec |
     if (needSpec || !(err instanceof SpecError)) throw err
     name = basename(dirname(file)).toLowerCase().replace(/[^a-z0-9-]/g, '-')
   }
+  const state = stateUrl(spec?.state)
   // Read-only commands on a supercloud that does not exist must not create its state.
-  if (ifAbsent !== undefined && !existsSync(supercloudDir(name))) return ifAbsent(name)
+  if (ifAbsent !== undefined && !await stateExists(name, state)) return ifAbsent(name)
   // Loaded here, not at start: `--help` and bad input need none of the controller.
   const { createController } = await import('../controller/index.ts')
-  const c = createController(name, { onProgress: makeProgressPrinter() })
+  const c = createController(name, { onProgress: makeProgressPrinter(), ...(state !== undefined ? { state } : {}) })
   try {
     return await fn(c, spec)
   } finally {
     c.close()
+  }
+}
+
+/** Whether supercloud `name` has state: its local directory, or its schema in the PostgreSQL at `url`. */
+async function stateExists (name: string, url: string | undefined): Promise<boolean> {
+  if (url === undefined) return existsSync(supercloudDir(name))
+  const { PgStateStore } = await import('../state/pg/store.ts')
+  return PgStateStore.exists(name, url)
+}
+
+/** How up, down and migrate wait for a lock another process holds: saying who, until it is free or Ctrl-C (`--no-wait`: refused at once). */
+function lockWait (o: { wait?: boolean }, signal: AbortSignal): LockWait {
+  return {
+    wait: o.wait !== false,
+    signal,
+    onBlocked: err => { process.stderr.write(`${err.message.replace(/; wait for it.*$/, '')}; waiting… (Ctrl-C to stop)\n`) }
   }
 }
 
@@ -94,7 +114,8 @@ program.command('up')
   .option('-y, --yes', 'apply a plan that destroys data (replaced or deleted disks, a replaced host\'s VMs) without asking')
   .option('--replace <vm/NAME>', 'replace this VM (destroy and re-create it, losing its disks) though it could be kept; repeatable', collect, [])
   .option('--repair', 're-create hosts found unreachable (their guests\' data is lost); without it they are left alone')
-  .action(async (o: { yes?: boolean, replace: string[], repair?: boolean }, cmd: Command) => {
+  .option('--no-wait', 'when another command holds the lock, exit (SC_STATE_LOCKED) instead of waiting for it')
+  .action(async (o: { yes?: boolean, replace: string[], repair?: boolean, wait?: boolean }, cmd: Command) => {
     await withController(cmd, async (c, spec) => {
       if (spec === undefined) return
       const t0 = Date.now()
@@ -103,6 +124,7 @@ program.command('up')
       const confirm = terminalConfirm()
       const r = await asOperation(c, { kind: 'up', signal: interruptSignal() }, async op => await c.up(spec, {
         signal: op.signal,
+        lockWait: lockWait(o, op.signal),
         onProgress: op.onProgress,
         ...(o.yes === true ? { yes: true } : {}),
         ...(o.repair === true ? { repair: true } : {}),
@@ -137,10 +159,11 @@ program.command('plan')
   })
 
 program.command('down')
-  .description('remove everything `up` made, including the local state')
-  .action(async (_o: unknown, cmd: Command) => {
+  .description('remove everything `up` made, including the state')
+  .option('--no-wait', 'when another command holds the lock, exit (SC_STATE_LOCKED) instead of waiting for it')
+  .action(async (o: { wait?: boolean }, cmd: Command) => {
     await withController(cmd, async c => {
-      await asOperation(c, { kind: 'down', signal: interruptSignal() }, async op => { await c.down({ signal: op.signal, onProgress: op.onProgress }) })
+      await asOperation(c, { kind: 'down', signal: interruptSignal() }, async op => { await c.down({ signal: op.signal, onProgress: op.onProgress, lockWait: lockWait(o, op.signal) }) })
       process.stderr.write('down: everything removed\n')
     }, false)
   })
@@ -226,7 +249,8 @@ program.command('migrate')
   .option('--deadline <duration>', 'give up (VM stays on the source) if not done by then', '120s')
   .option('--cancel', 'cancel the running migration of <vm>')
   .option('--json', 'print the summary as JSON')
-  .action(async (vm: string, o: { to?: string, mode: MigrationMode, maxDowntime: string, bandwidth?: string, deadline: string, cancel?: boolean, json?: boolean }, cmd: Command) => {
+  .option('--no-wait', 'when an up or down holds the lock, exit (SC_STATE_LOCKED) instead of waiting for it')
+  .action(async (vm: string, o: { to?: string, mode: MigrationMode, maxDowntime: string, bandwidth?: string, deadline: string, cancel?: boolean, json?: boolean, wait?: boolean }, cmd: Command) => {
     await withController(cmd, async (c, spec) => {
       if (spec === undefined) return
       if (o.cancel === true) {
@@ -243,6 +267,7 @@ program.command('migrate')
         ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidth(o.bandwidth) / 8 } : {}),
         deadlineMs: parseDuration(o.deadline),
         signal: op.signal,
+        lockWait: lockWait(o, op.signal),
         onProgress: p => bar.update(p)
       }))
       bar.done()
@@ -300,6 +325,7 @@ registerOperations(program, { withController })
 registerEvents(program, { withController })
 registerCost(program, { withController })
 registerEvacuate(program, { withController, asOperation, interruptSignal })
+registerState(program, { withController })
 
 async function main (): Promise<void> {
   try {

@@ -4,19 +4,14 @@
  * operation notices within a fraction of a second, stops after its current steps, and its own
  * terminal exits with SC_CANCELLED (130); `events` shows operation.cancelled with who asked.
  */
-import { hostname, userInfo } from 'node:os'
 import type { Command } from 'commander'
 import { NotFoundError, SupercloudError } from '../../core/errors.ts'
 import { isOperationId } from '../operations/operation.ts'
 import type { OperationRow, StateStore } from '../state/store.ts'
 import type { CliHelpers } from './serve.ts'
+import { operatorName } from '../state/common.ts'
 
-/** user@machine of whoever runs this process, as operations and locks record it. */
-export function operatorName (): string {
-  let user = process.env.USER ?? 'unknown'
-  try { user = userInfo().username } catch { /* no passwd entry */ }
-  return `${user}@${hostname()}`
-}
+export { operatorName } from '../state/common.ts'
 
 /**
  * Operations started on this machine whose process is gone (kill -9, a crash) are ended as failed,

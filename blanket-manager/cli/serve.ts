@@ -46,10 +46,21 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
         const log = (line: string): void => { process.stderr.write(`serve: ${line}\n`) }
         const { runServe } = await import('../server/serve.ts')
         const { startOverdriverLoop } = await import('../server/overdriver-loop.ts')
-        const s = await runServe(c, { host, port, pollMs: interval * 1000, log })
-        const od = spec !== undefined ? await startOverdriverLoop(c, spec, s.hub, s.poller, log) : undefined
+        const { seekLeadership } = await import('../server/leader.ts')
         const { startInterruptionLoop } = await import('../server/interruption-loop.ts')
-        const spot = spec !== undefined ? await startInterruptionLoop(c, spec, s.hub, s.poller, log) : undefined
+        const s = await runServe(c, { host, port, pollMs: interval * 1000, log, startPoller: false })
+        let od: Awaited<ReturnType<typeof startOverdriverLoop>>
+        let spot: Awaited<ReturnType<typeof startInterruptionLoop>>
+        // Only the leading serve of the supercloud runs the pollers, the Overdriver loop and the
+        // spot-interruption watch (server/leader.ts).
+        const leader = seekLeadership(c.store.locks, {
+          log,
+          onLead: async () => {
+            s.poller?.start()
+            od = spec !== undefined ? await startOverdriverLoop(c, spec, s.hub, s.poller, log) : undefined
+            spot = spec !== undefined ? await startInterruptionLoop(c, spec, s.hub, s.poller, log) : undefined
+          }
+        })
         process.stdout.write(`supercloud serve: ${c.name} at ${s.dashboardUrl}\n`)
         process.stderr.write(`serve: events ws ${s.server.url.replace(/^http/, 'ws')}/api/events, metrics ${s.server.url}/metrics (token in ${c.dir}/serve-token); Ctrl-C stops\n`)
         await new Promise<void>(resolve => {
@@ -60,6 +71,7 @@ export function registerServe (program: Command, helpers: CliHelpers): void {
         process.stderr.write('serve: stopping\n')
         od?.stop()
         spot?.stop()
+        leader.stop()
         await s.stop()
       }, false)
     })

@@ -26,7 +26,8 @@ import { Reconciler } from './reconcile.ts'
 import type { HostAgent } from './sessions.ts'
 import type { ControllerState } from './state.ts'
 import { statusReport } from './status.ts'
-import type { MigrateOptions, MigrateResult, StatusReport, UpOptions, UpResult } from './types.ts'
+import type { DownOptions, MigrateOptions, MigrateResult, StatusReport, UpOptions, UpResult } from './types.ts'
+import { waitForLock } from '../state/wait.ts'
 import { Wiring } from './wiring.ts'
 
 export class Controller<A extends HostAgent = AgentClient> {
@@ -92,7 +93,7 @@ export class Controller<A extends HostAgent = AgentClient> {
    * `confirm` agrees; otherwise nothing is changed and it throws PlanDestroysDataError.
    */
   async up (spec: Spec, opts: UpOptions = {}): Promise<UpResult> {
-    this.store.lock()
+    await waitForLock(() => { this.store.lock('up') }, opts.lockWait)
     try {
       for (const line of await this.recoverMigrations(spec)) this.c.progress({ subject: 'migration', phase: 'recover', message: line })
       const p = await this.plan(spec, { ...(opts.repair === true ? { repair: true } : {}), ...(opts.replace !== undefined ? { replace: opts.replace } : {}) })
@@ -127,7 +128,7 @@ export class Controller<A extends HostAgent = AgentClient> {
   async cancelMigration (vmName: string): Promise<void> { await this.migrations.cancel(vmName) }
 
   /** Removes everything `up` made (also from a partial or interrupted `up`), then the state itself. */
-  async down (opts: OperationOptions = {}): Promise<void> { await this.reconciler.down(opts, () => { this.close() }) }
+  async down (opts: DownOptions = {}): Promise<void> { await this.reconciler.down(opts, () => { this.store.destroy(); this.close() }) }
 
   async status (): Promise<StatusReport> {
     const obs = await this.observe()

@@ -6,7 +6,7 @@ import type { AgentClient } from '../agent/client.ts'
 import { lazyDriver, type HostRecord } from '../../drivers/cloud.ts'
 import { EventHub } from '../events/hub.ts'
 import { supercloudDir } from '../state/paths.ts'
-import { StateStore } from '../state/store.ts'
+import { openStateStore, stateUrl } from '../state/store.ts'
 import { Controller } from './controller.ts'
 import { blanketHostSetup, sshGuestImages, thisMachine } from './real.ts'
 import { SshSessions } from './sessions.ts'
@@ -23,7 +23,7 @@ export { bootTimeoutMs, type ControllerOptions, type HostStatus, type MigrateOpt
 export function createController (spec: string | { name: string }, opts: ControllerOptions = {}): Controller<AgentClient> {
   const name = typeof spec === 'string' ? spec : spec.name
   const dir = supercloudDir(name, opts.env)
-  const store = StateStore.open(dir)
+  const store = openStateStore(name, dir, stateUrl(opts.state, opts.env))
   const record = (host: string): HostRecord => {
     const r = store.host(host)?.record
     if (r === undefined) throw new NotFoundError('host', host)

@@ -20,7 +20,8 @@ import { Switchover, SWITCHOVER_HOOKS, type MigrationSwitchover } from '../migra
 import { keptNics, vmHash, wiringHash } from '../planner/plan.ts'
 import { resolveVms, withOverrides, xenMigrationUnsupported, type PlacementOverride, type ResolvedVm } from '../planner/placement.ts'
 import type { HostRow, VmRecord, VmRow } from '../state/store.ts'
-import { takeMoveLock } from '../state/vm-lock.ts'
+import { takeMoveLockWith } from '../state/vm-lock.ts'
+import type { LockWait } from '../state/wait.ts'
 import type { ControllerCore } from './components.ts'
 import { buildLaunch } from './launch.ts'
 import { dropDiskReuse } from './reconcile.ts'
@@ -63,13 +64,13 @@ export class Migrations<A extends HostAgent> {
    * Takes the move lock of `vm` (state/vm-lock.ts): VmMovingError while another process moves
    * it, StateLockedError while an `up` or `down` runs. Returns its release.
    */
-  async lockVm (vm: string, signal?: AbortSignal): Promise<() => void> {
-    return await takeMoveLock(this.c.store.dir, this.c.store.path, vm, signal !== undefined ? { signal } : {})
+  async lockVm (vm: string, signal?: AbortSignal, wait?: LockWait): Promise<() => void> {
+    return await takeMoveLockWith(this.c.store.locks, vm, { ...(signal !== undefined ? { signal } : {}), ...(wait !== undefined ? { wait } : {}) })
   }
 
   /** Live-migrates a VM to another host, holding its move lock throughout. */
   async migrate (spec: Spec, vmName: string, to: string, opts: MigrateOptions = {}): Promise<MigrateResult> {
-    const release = await this.lockVm(vmName, opts.signal)
+    const release = await this.lockVm(vmName, opts.signal, opts.lockWait)
     try {
       if (this.c.store.vm(vmName)?.status === 'migrating' && !await this.running(vmName)) {
         for (const line of await this.recover(spec)) this.c.progress({ subject: 'migration', phase: 'recover', message: line })

@@ -17,7 +17,8 @@ import type { HostRow } from '../state/store.ts'
 import type { ControllerCore } from './components.ts'
 import { buildLaunch } from './launch.ts'
 import type { HostAgent } from './sessions.ts'
-import { allSettledOrThrow, settleLimitedOrThrow } from './types.ts'
+import { allSettledOrThrow, settleLimitedOrThrow, type DownOptions } from './types.ts'
+import { waitForLock } from '../state/wait.ts'
 import { groupBy, mapLimited } from '../../core/concurrency.ts'
 import type { Wiring } from './wiring.ts'
 
@@ -269,8 +270,8 @@ export class Reconciler<A extends HostAgent> {
   }
 
   /** Removes everything `up` made (also from a partial or interrupted `up`); `close` then stops the controller before its state goes. */
-  async down (opts: OperationOptions, close: () => void): Promise<void> {
-    this.c.store.lock()
+  async down (opts: DownOptions, close: () => void): Promise<void> {
+    await waitForLock(() => { this.c.store.lock('down') }, opts.lockWait)
     const ctx = await this.c.context()
     const progress: Progress = ev => { this.c.progress(ev); opts.onProgress?.(ev) }
     await this.perHost(this.c.store.vms(), v => v.host, async vm => { await this.deleteVm(vm.name, progress) })

@@ -1,5 +1,6 @@
 /** The controller's public option and result types (the CLI, the server and tests use them). */
 import type { MigrationMode, MigrationProgress } from '../../core/migration.ts'
+import type { LockWait } from '../state/wait.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
 import type { Plan } from '../planner/plan.ts'
@@ -10,6 +11,8 @@ import type { VmInfo } from '../agent/protocol.ts'
 export interface ControllerOptions {
   /** Override the state root (tests); default from the environment. */
   env?: NodeJS.ProcessEnv
+  /** Where the state lives: a postgres:// URL (the spec's `state:`); default SUPERCLOUD_STATE, else the SQLite file. */
+  state?: string
   onProgress?: (ev: ProgressEvent) => void
 }
 
@@ -23,6 +26,8 @@ export interface MigrateOptions {
   clearText?: boolean
   signal?: AbortSignal
   onProgress?: (p: MigrationProgress) => void
+  /** Waiting while an `up` or `down` holds the supercloud lock (default: refused after 5 s). */
+  lockWait?: LockWait
 }
 
 export interface MigrateResult extends MigrationSummary {
@@ -41,6 +46,14 @@ export interface UpOptions extends OperationOptions {
   repair?: boolean
   /** VMs to replace though they could be kept (`--replace vm/NAME`). */
   replace?: string[]
+  /** Waiting while another process holds the supercloud lock or moves a VM (default: refused at once). */
+  lockWait?: LockWait
+}
+
+/** `down`'s options. */
+export interface DownOptions extends OperationOptions {
+  /** Waiting while another process holds the supercloud lock or moves a VM (default: refused at once). */
+  lockWait?: LockWait
 }
 
 export interface UpResult {

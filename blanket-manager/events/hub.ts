@@ -124,6 +124,7 @@ export class EventHub {
   private readonly taps = new Set<(ev: SupercloudEvent) => void>()
   private delivered: number
   private followTimer?: NodeJS.Timeout
+  private unwatch: (() => void) | undefined
   private closed = false
   private readonly published: Partial<Record<EventType, number>> = {}
   private rejectedCount = 0
@@ -206,11 +207,17 @@ export class EventHub {
     return () => { this.taps.delete(fn) }
   }
 
-  /** Polls the store for events other processes published (for long-lived processes; until close()). */
+  /**
+   * Delivers events other processes publish (for long-lived processes; until close()): told by
+   * the store when it can (PostgreSQL's NOTIFY; then polling every 5 s is only a backstop),
+   * else polling it every `intervalMs`.
+   */
   follow (intervalMs = DEFAULT_FOLLOW_MS): void {
     if (this.followTimer !== undefined) return
+    const pump = (): void => { try { this.pump() } catch { /* store closed */ } }
+    this.unwatch = this.store.watchEvents?.(pump)
     // Keeps the process alive (a follower waits for events); close() stops it.
-    this.followTimer = setInterval(() => { try { this.pump() } catch { /* store closed */ } }, intervalMs)
+    this.followTimer = setInterval(pump, this.unwatch !== undefined ? Math.max(intervalMs, 5000) : intervalMs)
   }
 
   /** Events in the history after `since` (oldest first), filtered. */
@@ -255,6 +262,7 @@ export class EventHub {
     if (this.closed) return
     this.closed = true
     if (this.followTimer !== undefined) clearInterval(this.followTimer)
+    this.unwatch?.()
     for (const s of [...this.subs]) s.end({ kind: 'hub-closed' })
   }
 

@@ -17,6 +17,8 @@ export interface ServeOptions extends EventHubOptions {
   port?: number
   /** Stats poll interval; 0 turns the poller off. */
   pollMs?: number
+  /** Start the poller at once (default true); a standby `serve` starts it when it becomes the leader (leader.ts). */
+  startPoller?: boolean
   /** How often to look for events other processes stored. */
   followMs?: number
   highWaterBytes?: number
@@ -79,7 +81,7 @@ export async function runServe (c: Controller, opts: ServeOptions = {}): Promise
     sites: () => c.state.context()?.sites ?? {}
   })
   writeServeInfo(c.dir, { url: server.url, host: server.host, port: server.port, pid: process.pid, started: new Date().toISOString() })
-  poller?.start()
+  if (opts.startPoller !== false) poller?.start()
   let stopped = false
   return {
     server,

@@ -47,6 +47,8 @@ export function normalize (raw: Obj, file: string, opts: ParseOptions, report: R
   const spec: Spec = { file: absFile, name, sites: siteResult.sites, wan, hosts, images, vms, network }
   const prices = str(raw.prices)
   if (prices !== undefined) spec.prices = ctx.resolvePath(prices)
+  const state = str(raw.state)
+  if (state !== undefined) spec.state = state
   if (raw.overdriver !== undefined) {
     const policy = normalizeOverdriver(raw.overdriver, hosts, report)
     if (policy !== undefined) spec.overdriver = policy

@@ -230,6 +230,7 @@ export const specSchema: Schema = {
     vms: { type: ['object', 'null'], additionalProperties: vm },
     network,
     prices: str,
+    state: str,
     // Checked field by field by parseOverdriverPolicy (overdriver/decision/policy.ts).
     overdriver: { type: ['object', 'null'] }
   }

@@ -21,6 +21,8 @@ import { mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { CancelledError, StateLockedError, VmMovingError } from '../../core/errors.ts'
 import { otherHolder, takeKernelLock, takeStateLock, type LockFiles } from './lock.ts'
+import type { MoveInProgress, StateLocks } from './types.ts'
+import { waitForLock, type LockWait } from './wait.ts'
 
 const MOVES = 'moves'
 
@@ -32,6 +34,8 @@ function moveLockFiles (dir: string, vm: string): LockFiles {
 export interface MoveLockOptions {
   /** How long to wait for the supercloud lock when another command holds it (default 5 s). */
   waitMs?: number
+  /** Wait for the supercloud lock as long as it is held, saying who holds it (`migrate` without --no-wait). */
+  wait?: LockWait
   signal?: AbortSignal
 }
 
@@ -41,11 +45,21 @@ export interface MoveLockOptions {
  * supercloud lock stays held (an `up` or `down` runs).
  */
 export async function takeMoveLock (dir: string, statePath: string, vm: string, opts: MoveLockOptions = {}): Promise<() => void> {
+  return await takeMoveLockWith(fileLocks(dir, statePath), vm, opts)
+}
+
+/** takeMoveLock on any store's locks (SQLite's kernel locks, PostgreSQL's advisory locks). */
+export async function takeMoveLockWith (locks: StateLocks, vm: string, opts: MoveLockOptions = {}): Promise<() => void> {
+  if (opts.wait?.wait === true) {
+    // Only an `up` or `down` holding the supercloud lock is waited for: a second move of one VM is refused at once.
+    const once: MoveLockOptions = { waitMs: 0, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) }
+    return await waitForLock(async () => await takeMoveLockWith(locks, vm, once), { ...opts.wait, retry: err => err instanceof StateLockedError })
+  }
   const until = Date.now() + (opts.waitMs ?? 5000)
   let releaseState: () => void
   for (;;) {
     try {
-      releaseState = takeStateLock(dir, statePath)
+      releaseState = locks.takeState(`migrate ${vm}`)
       break
     } catch (err) {
       if (!(err instanceof StateLockedError) || Date.now() >= until) throw err
@@ -54,26 +68,38 @@ export async function takeMoveLock (dir: string, statePath: string, vm: string, 
     }
   }
   try {
-    mkdirSync(join(dir, MOVES), { recursive: true, mode: 0o700 })
-    return takeKernelLock(moveLockFiles(dir, vm), pid => new VmMovingError(vm, pid))
+    return locks.takeMove(vm, `migrate ${vm}`)
   } finally {
     releaseState()
   }
 }
 
 /** The VMs another process is moving now, with the holders' pids (call while holding the supercloud lock). */
-export function movesInProgress (dir: string): Array<{ vm: string, pid: number }> {
+export function movesInProgress (dir: string): MoveInProgress[] {
   let names: string[]
   try {
     names = readdirSync(join(dir, MOVES))
   } catch {
     return []
   }
-  const out: Array<{ vm: string, pid: number }> = []
+  const out: MoveInProgress[] = []
   for (const f of names.filter(n => n.endsWith('.db')).sort()) {
     const vm = decodeURIComponent(f.slice(0, -3))
     const pid = otherHolder(moveLockFiles(dir, vm))
     if (pid !== undefined) out.push({ vm, pid })
   }
   return out
+}
+
+/** The kernel locks of the SQLite store of the supercloud at `dir` (state file `statePath`). */
+export function fileLocks (dir: string, statePath: string): StateLocks {
+  return {
+    takeState: () => takeStateLock(dir, statePath),
+    takeMove: vm => {
+      mkdirSync(join(dir, MOVES), { recursive: true, mode: 0o700 })
+      return takeKernelLock(moveLockFiles(dir, vm), pid => new VmMovingError(vm, pid))
+    },
+    moves: () => movesInProgress(dir),
+    takeLeader: () => takeKernelLock({ lock: join(dir, 'leader.db'), pid: join(dir, 'leader') }, pid => new StateLockedError(`${statePath} (serve leadership)`, pid))
+  }
 }

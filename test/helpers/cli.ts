@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
 import { registerPrefix, sweepPrefix } from './sweep-lib.ts'
-import { StateStore } from '../../blanket-manager/state/store.ts'
+import { openStateStore } from '../../blanket-manager/state/store.ts'
+import { PgStateStore } from '../../blanket-manager/state/pg/store.ts'
 
 export const ROOT = resolve(import.meta.dirname, '..', '..')
 export const CLI = join(ROOT, 'bin', 'supercloud')
@@ -33,7 +34,7 @@ export function sandbox (t: Test, specText: string, name: string, extraEnv: Node
   const stateRoot = join(dir, 'state')
   const spec = join(dir, 'supercloud.yaml')
   writeFileSync(spec, specText)
-  const env = { ...process.env, SUPERCLOUD_STATE_DIR: stateRoot, ...extraEnv }
+  const env: NodeJS.ProcessEnv = { ...process.env, SUPERCLOUD_STATE_DIR: stateRoot, ...extraEnv }
   const start = (args: string[]): import('node:child_process').ChildProcess =>
     spawn(CLI, ['-f', spec, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
   const run = async (args: string[], opts: { timeoutMs?: number, stdin?: string } = {}): Promise<CliResult> => {
@@ -54,10 +55,12 @@ export function sandbox (t: Test, specText: string, name: string, extraEnv: Node
   const seen = new Set<string>()
   const known = new Map<string, string>()
   const prefix = (n: string): string | undefined => {
-    // Never create a state directory by looking (a test may assert that `down` removed it).
-    if (!existsSync(join(stateRoot, n, 'state.db'))) return known.get(n)
+    // Never create a state by looking (a test may assert that `down` removed it). With
+    // SUPERCLOUD_STATE (the e2e specs run against PostgreSQL) the state is in its schema.
+    const url = env.SUPERCLOUD_STATE !== undefined && env.SUPERCLOUD_STATE !== '' ? env.SUPERCLOUD_STATE : undefined
+    if (url === undefined ? !existsSync(join(stateRoot, n, 'state.db')) : !PgStateStore.exists(n, url)) return known.get(n)
     try {
-      const s = StateStore.open(join(stateRoot, n))
+      const s = openStateStore(n, join(stateRoot, n), url)
       const p = s.getMeta('prefix')
       s.close()
       if (p !== undefined && !seen.has(p)) { seen.add(p); registerPrefix(p) }
