@@ -1,0 +1,105 @@
+/**
+ * Host firewalls from the controller (issue 14 item 3): what each host admits follows from the
+ * state's hosts and the VirtualWire endpoints they carry (firewallFacts, pure); the rules are
+ * made by firewall/rules.ts and installed through the host setup's firewall port (SSH + nft on
+ * real hosts; absent in in-memory tests). Installed by `up` once hosts exist and again once the
+ * wires are in place; VXLAN peers are admitted ahead of endpoint writes (a migration's, a
+ * `wire connect`'s); removed with the host (`down`).
+ */
+import type { DriverContext, HostRecord } from '../../drivers/cloud.ts'
+import { mapLimited } from '../../core/concurrency.ts'
+import { firstHostOf, formatIpv4, parseCidr } from '../../core/ipv4.ts'
+import type { ProgressEvent } from '../../core/progress.ts'
+import { parseEndpointAddress, type EndpointWrite } from '../../virtualwire/topology/compile.ts'
+import type { EndpointConfig } from '../../virtualwire/types.ts'
+import { admitPeersRuleset, hostFirewallRuleset, type HostFirewallFacts } from '../firewall/rules.ts'
+import type { ControllerCore } from './components.ts'
+import type { HostAgent } from './sessions.ts'
+import { peerAddress } from './wiring.ts'
+
+export interface FirewallFactsInput {
+  prefix: string
+  self: HostRecord
+  /** The supercloud's other hosts. */
+  others: HostRecord[]
+  /** Where the driver's SSH comes from ('any' when it cannot be known). */
+  sshFrom: 'any' | string[]
+  /** The host's endpoints, from each topology that counts (wanted, current). */
+  endpoints: EndpointConfig[][]
+}
+
+/** What one host admits: the other hosts at every address their packets may carry, the sisters of its encapsulated endpoints. */
+export function firewallFacts (i: FirewallFactsInput): HostFirewallFacts {
+  const hosts = i.others.flatMap(o => [o.address, peerAddress(i.self, o)])
+  const vxlanPeers = i.endpoints.flat().filter(e => e.remote.ip !== e.local.ip).map(e => e.remote.ip)
+  return { prefix: i.prefix, sshFrom: i.sshFrom, hosts: [...new Set(hosts)].sort(), vxlanPeers: [...new Set(vxlanPeers)].sort() }
+}
+
+/** Where the local driver's SSH reaches a host from: the site's gateway (its ProxyCommand runs in the site namespace). */
+export function localSshSource (site: { subnet?: string, gateway?: string } | undefined): 'any' | string[] {
+  if (site?.gateway !== undefined) return [site.gateway]
+  const c = site?.subnet !== undefined ? parseCidr(site.subnet) : undefined
+  return c !== undefined ? [formatIpv4(firstHostOf(c))] : 'any'
+}
+
+export class HostFirewalls<A extends HostAgent> {
+  constructor (private readonly c: ControllerCore<A>) {}
+
+  /** Hosts that get a firewall: ready, recorded, not a Xen dom0 (its image has no nft yet). */
+  private hosts (ctx: DriverContext): { yes: HostRecord[], xen: string[] } {
+    const ready = this.c.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined)
+    const xen = ready.filter(h => ctx.hosts?.[h.name]?.hypervisor.backend === 'xen').map(h => h.name)
+    return { yes: ready.filter(h => !xen.includes(h.name)).map(h => h.record as HostRecord), xen }
+  }
+
+  /** Installs every host's firewall; `endpoints`: the topologies whose peers are admitted (each host -> its endpoints). */
+  async sync (ctx: DriverContext, endpoints: Array<Record<string, EndpointConfig[]>>, progress: (ev: ProgressEvent) => void): Promise<void> {
+    const port = this.c.hosts.firewall
+    if (port === undefined) return
+    const { yes, xen } = this.hosts(ctx)
+    for (const h of xen) progress({ subject: `host ${h}`, phase: 'firewall', message: 'no host firewall: the Xen dom0 image has no nft (issue 14)' })
+    const all = this.c.store.hosts().flatMap(h => h.record !== undefined ? [h.record] : [])
+    await mapLimited(yes, this.c.hostConcurrency, async self => {
+      const facts = firewallFacts({
+        prefix: ctx.prefix,
+        self,
+        others: all.filter(o => o.name !== self.name),
+        sshFrom: self.driver === 'local' ? localSshSource(ctx.sites[self.site]) : 'any',
+        endpoints: endpoints.map(e => e[self.name] ?? [])
+      })
+      const r = await port.install(self.name, ctx.prefix, hostFirewallRuleset(facts), {})
+      if (r === 'installed') progress({ subject: `host ${self.name}`, phase: 'firewall', message: `nftables table ${'supercloud_' + ctx.prefix}: ${facts.hosts.length} host address(es), ${facts.vxlanPeers.length} VXLAN peer(s)` })
+    })
+  }
+
+  /**
+   * Ahead of endpoint writes: a created or re-pointed endpoint's host admits its new sister,
+   * and the sister's host admits it (both ends send to each other).
+   */
+  async admit (writes: EndpointWrite[]): Promise<void> {
+    const port = this.c.hosts.firewall
+    if (port === undefined) return
+    const prefix = this.c.store.prefix()
+    const recs = this.c.store.hosts().flatMap(h => h.record !== undefined ? [h.record] : [])
+    const byAddress = (ip: string): HostRecord | undefined => recs.find(r => r.address === ip || r.reach?.publicAddress === ip)
+    const add = new Map<string, Set<string>>()
+    const push = (host: string, ip: string): void => { const s = add.get(host) ?? new Set(); s.add(ip); add.set(host, s) }
+    for (const w of writes) {
+      const text = w.file === 'create' ? w.line.split(' ')[2] : /^\d+$/.test(w.file) ? w.line : undefined
+      const remote = text !== undefined ? parseEndpointAddress(text) : undefined
+      const self = recs.find(r => r.name === w.host)
+      if (remote === undefined || self === undefined || remote.ip === self.address) continue
+      push(self.name, remote.ip)
+      const sister = byAddress(remote.ip)
+      if (sister !== undefined) push(sister.name, peerAddress(sister, self))
+    }
+    await mapLimited([...add], this.c.hostConcurrency, async ([host, ips]) => { await port.amend(host, prefix, admitPeersRuleset(prefix, [...ips])) })
+  }
+
+  /** Removes a host's firewall before its driver lets it go, where the machine outlives the host (`ssh` servers). */
+  async remove (host: HostRecord): Promise<void> {
+    const port = this.c.hosts.firewall
+    if (port === undefined || host.driver !== 'ssh') return
+    await port.remove(host.name, this.c.store.prefix())
+  }
+}
