@@ -50,11 +50,9 @@ function listen (ns: string, port: number, banner: string): void {
   children.push(spawn('ip', ['netns', 'exec', ns, 'socat', `TCP-LISTEN:${port},reuseaddr,fork`, `SYSTEM:echo ${banner}`], { stdio: 'ignore' }))
 }
 
-/** Crafted VXLAN frames sent from namespace `ns` at host:4789; how many web1's netprobe counted. */
-async function craftedReceived (ns: string, host: string, vni: number): Promise<string> {
-  t.equal((await guest('web1', 'netprobe recv 5000 --seconds 60 > /tmp/np 2>&1 & sleep 1')).code, 0)
-  await run(['ip', 'netns', 'exec', ns, 'node', '--import', 'tsx', join(ROOT, 'test', 'helpers', 'vxlan-craft.ts'), host, String(vni), macFor(NAME, 'web1', 'eth1'), '198.19.31.99', '198.19.31.11', '5000', '10'])
-  return (await guest('web1', 'killall -INT netprobe; sleep 0.5; cat /tmp/np')).out
+/** Sends 10 crafted VXLAN frames from namespace `ns` at host:4789, each a netprobe datagram to web1's wired address and `port`. */
+async function craft (ns: string, host: string, vni: number, port: number): Promise<void> {
+  await run(['ip', 'netns', 'exec', ns, 'node', '--import', 'tsx', join(ROOT, 'test', 'helpers', 'vxlan-craft.ts'), host, String(vni), macFor(NAME, 'web1', 'eth1'), '198.19.31.99', '198.19.31.11', String(port), '10'])
 }
 
 let prefix = ''
@@ -81,31 +79,39 @@ t.test('up', async t => {
 t.test('an outsider on the underlay gets nothing from a host', async t => {
   const outsider = hostNs(prefix, 'outsider')
   const hostB = hostNs(prefix, 'host-b')
-  t.match(await tcpFrom(hostB, addr['host-a'] ?? '', 7709), /repository/, 'control: another host of the supercloud reaches the repository port')
-  t.match(await tcpFrom(hostB, addr['host-a'] ?? '', 49160), /migration/, 'control: and a migration port')
-  t.equal(await tcpFrom(outsider, addr['host-a'] ?? '', 7709), '', 'the repository port')
-  t.equal(await tcpFrom(outsider, addr['host-a'] ?? '', 49160), '', 'a migration port')
-  t.equal(await tcpFrom(outsider, addr['host-a'] ?? '', 22), '', 'SSH (only the driver\'s path may)')
-  t.match(await tcpFrom(siteNs(prefix, 's1'), addr['host-a'] ?? '', 22), /SSH-2\.0/, 'control: the driver\'s path to SSH works')
+  const a = addr['host-a'] ?? ''
+  const [repo, mig, ssh, ctlRepo, ctlMig, ctlSsh] = await Promise.all([
+    tcpFrom(outsider, a, 7709), tcpFrom(outsider, a, 49160), tcpFrom(outsider, a, 22),
+    tcpFrom(hostB, a, 7709), tcpFrom(hostB, a, 49160), tcpFrom(siteNs(prefix, 's1'), a, 22)
+  ])
+  t.match(ctlRepo, /repository/, 'control: another host of the supercloud reaches the repository port')
+  t.match(ctlMig, /migration/, 'control: and a migration port')
+  t.match(ctlSsh, /SSH-2\.0/, 'control: the driver\'s path to SSH works')
+  t.equal(repo, '', 'the repository port')
+  t.equal(mig, '', 'a migration port')
+  t.equal(ssh, '', 'SSH (only the driver\'s path may)')
 })
 
 t.test('a crafted VXLAN frame from the outsider never reaches the wired guest', async t => {
   const wires = JSON.parse((await sb.run(['wire', 'list', '--json'])).stdout) as Array<{ id: number, wire: string }>
   const vni = wires[0]?.id ?? 0
-  const fromPeer = await craftedReceived(hostNs(prefix, 'host-b'), addr['host-a'] ?? '', vni)
-  t.match(fromPeer, /"received":([1-9]|10)\b/, `control: the same frames from the connector's peer host reach web1: ${fromPeer}`)
-  const fromOutsider = await craftedReceived(hostNs(prefix, 'outsider'), addr['host-a'] ?? '', vni)
-  t.match(fromOutsider, /"received":0,/, `none from the outsider: ${fromOutsider}`)
+  // web1 counts what arrives on UDP 5000 (frames crafted on the connector's peer host) and 5001 (the outsider's).
+  t.equal((await guest('web1', 'for p in 5000 5001; do netprobe recv $p --seconds 60 > /tmp/np$p 2>&1 & done; sleep 1')).code, 0)
+  await Promise.all([craft(hostNs(prefix, 'host-b'), addr['host-a'] ?? '', vni, 5000), craft(hostNs(prefix, 'outsider'), addr['host-a'] ?? '', vni, 5001)])
+  const out = (await guest('web1', 'killall -INT netprobe; sleep 0.5; echo peer $(cat /tmp/np5000); echo outsider $(cat /tmp/np5001)')).out
+  t.match(out, /peer \{"received":([1-9]|10),/, `control: the same frames crafted on the connector's peer host reach web1: ${out}`)
+  t.match(out, /outsider \{"received":0,/, `none from the outsider: ${out}`)
 })
 
 t.test('a guest cannot open its host\'s services', async t => {
-  for (const [host, port] of [['host-a', 22], ['host-a', 7709], ['host-b', 22], ['host-a', 49160]] as const) {
-    const r = await guest('web1', `nc -w 3 ${addr[host] ?? ''} ${port} </dev/null; echo done`)
-    t.notMatch(r.out, /SSH-2\.0|repository|migration/, `web1 gets nothing from ${host}:${port}: ${r.out.trim()}`)
-    t.match(r.out, /done/)
+  const targets = [['host-a', 22], ['host-a', 7709], ['host-b', 22], ['host-a', 49160]] as const
+  const r = await guest('web1', targets.map(([h, p]) => `echo "== ${h}:${p}"; nc -w 2 ${addr[h] ?? ''} ${p} </dev/null`).join('; ') + '; echo "== end"; ping -c 1 -W 3 198.18.31.1 >/dev/null && echo gateway-ok', 90)
+  for (const [h, p] of targets) {
+    const got = r.out.split(`== ${h}:${p}`)[1]?.split('==')[0]?.trim() ?? 'missing'
+    t.notMatch(got, /SSH-2\.0|repository|migration|missing/, `web1 gets nothing from ${h}:${p}: ${got}`)
   }
-  const gw = await guest('web1', 'ping -c 1 -W 3 198.18.31.1')
-  t.equal(gw.code, 0, `control: web1 still reaches its site's gateway: ${gw.out}`)
+  t.match(r.out, /== end/)
+  t.match(r.out, /gateway-ok/, `control: web1 still reaches its site's gateway: ${r.out}`)
 })
 
 t.test('down removes the firewall with the hosts', async t => {
