@@ -42,6 +42,26 @@ export function localSshSource (site: { subnet?: string, gateway?: string } | un
   return c !== undefined ? [formatIpv4(firstHostOf(c))] : 'any'
 }
 
+/**
+ * Which host admits which new VXLAN peers for endpoint writes: a created or re-pointed
+ * endpoint's host admits its sister, and the sister's host (found by address) admits it.
+ */
+export function admissions (writes: EndpointWrite[], recs: HostRecord[]): Map<string, Set<string>> {
+  const byAddress = (ip: string): HostRecord | undefined => recs.find(r => r.address === ip || r.reach?.publicAddress === ip)
+  const add = new Map<string, Set<string>>()
+  const push = (host: string, ip: string): void => { const s = add.get(host) ?? new Set(); s.add(ip); add.set(host, s) }
+  for (const w of writes) {
+    const text = w.file === 'create' ? w.line.split(' ')[2] : /^\d+$/.test(w.file) ? w.line : undefined
+    const remote = text !== undefined ? parseEndpointAddress(text) : undefined
+    const self = recs.find(r => r.name === w.host)
+    if (remote === undefined || self === undefined || remote.ip === self.address) continue
+    push(self.name, remote.ip)
+    const sister = byAddress(remote.ip)
+    if (sister !== undefined) push(sister.name, peerAddress(sister, self))
+  }
+  return add
+}
+
 export class HostFirewalls<A extends HostAgent> {
   constructor (private readonly c: ControllerCore<A>) {}
 
@@ -72,27 +92,12 @@ export class HostFirewalls<A extends HostAgent> {
     })
   }
 
-  /**
-   * Ahead of endpoint writes: a created or re-pointed endpoint's host admits its new sister,
-   * and the sister's host admits it (both ends send to each other).
-   */
+  /** Ahead of endpoint writes, the new peers they need admitted (admissions) on each host concerned. */
   async admit (writes: EndpointWrite[]): Promise<void> {
     const port = this.c.hosts.firewall
     if (port === undefined) return
     const prefix = this.c.store.prefix()
-    const recs = this.c.store.hosts().flatMap(h => h.record !== undefined ? [h.record] : [])
-    const byAddress = (ip: string): HostRecord | undefined => recs.find(r => r.address === ip || r.reach?.publicAddress === ip)
-    const add = new Map<string, Set<string>>()
-    const push = (host: string, ip: string): void => { const s = add.get(host) ?? new Set(); s.add(ip); add.set(host, s) }
-    for (const w of writes) {
-      const text = w.file === 'create' ? w.line.split(' ')[2] : /^\d+$/.test(w.file) ? w.line : undefined
-      const remote = text !== undefined ? parseEndpointAddress(text) : undefined
-      const self = recs.find(r => r.name === w.host)
-      if (remote === undefined || self === undefined || remote.ip === self.address) continue
-      push(self.name, remote.ip)
-      const sister = byAddress(remote.ip)
-      if (sister !== undefined) push(sister.name, peerAddress(sister, self))
-    }
+    const add = admissions(writes, this.c.store.hosts().flatMap(h => h.record !== undefined ? [h.record] : []))
     await mapLimited([...add], this.c.hostConcurrency, async ([host, ips]) => { await port.amend(host, prefix, admitPeersRuleset(prefix, [...ips])) })
   }
 

@@ -1,8 +1,8 @@
 /**
  * Host firewalls as an attacker sees them (issue 14 item 3), through the real CLI: two local
- * hosts on one site, web1 on host-a with a NIC on the site segment (eth0) and one wired to app1
- * on host-b (eth1, a VXLAN connector between the hosts). An outsider namespace on the site's
- * underlay and the guest web1 try the hosts' SSH, repository and migration ports, and the
+ * hosts on one site, web1 on host-a with a NIC on the site segment (eth0) and one wired to a
+ * Domain-0 switch on host-b (eth1, a VXLAN connector between the hosts; no second guest to
+ * boot). An outsider namespace on the site's underlay and the guest web1 try the hosts' SSH, repository and migration ports, and the
  * outsider sends crafted VXLAN frames at the wire. Each check has a control that shows the
  * path itself works for those the firewall admits (a host, a connector's peer).
  */
@@ -24,10 +24,11 @@ const sb = sandbox(t, tcgSpec({
   hosts: { 'host-a': { site: 's1', memory: '512M' }, 'host-b': { site: 's1', memory: '512M' } },
   vms: [
     '  web1: { image: tiny, host: host-a, memory: 128M, nics: [ { name: eth0, address: 198.18.31.101/24 }, { name: eth1, address: 198.19.31.11/24 } ] }',
-    '  app1: { image: tiny, host: host-b, memory: 128M, nics: [ { name: eth0, address: 198.19.31.12/24 } ] }',
     'network:',
+    '  switches:',
+    '    sw1: { host: host-b }',
     '  wires:',
-    '    - web1.eth1 -- app1.eth0'
+    '    - web1.eth1 -- sw1.p1'
   ]
 }), NAME)
 
@@ -62,6 +63,11 @@ t.test('up', async t => {
   const r = await sb.run(['up'])
   t.equal(r.code, 0, r.stderr.slice(-2000))
   prefix = sb.prefix(NAME) ?? ''
+  t.match(r.stderr, /host host-a\b.*nftables table supercloud_/, 'up installs the host firewall')
+  for (const h of ['host-a', 'host-b']) {
+    const list = await run(['ip', 'netns', 'exec', hostNs(prefix, h), 'nft', 'list', 'table', 'inet', `supercloud_${prefix}`], { allowFailure: true })
+    t.match(list.stdout, /policy drop/, `${h} has the supercloud's table`)
+  }
   const st = JSON.parse((await sb.run(['status', '--json'])).stdout) as { hosts: Array<{ name: string, address: string }> }
   for (const h of st.hosts) addr[h.name] = h.address
   // The outsider: a namespace on the site's underlay segment, as any machine on a shared network.
@@ -114,7 +120,13 @@ t.test('a guest cannot open its host\'s services', async t => {
   t.match(r.out, /gateway-ok/, `control: web1 still reaches its site's gateway: ${r.out}`)
 })
 
-t.test('down removes the firewall with the hosts', async t => {
+t.test('a second up changes no firewall', async t => {
+  const r = await sb.run(['up'])
+  t.equal(r.code, 0, r.stderr.slice(-1000))
+  t.notMatch(r.stderr, /nftables table/, 'the installed rules are the wanted ones: nothing re-applied')
+})
+
+t.test('down', async t => {
   const r = await sb.run(['down'])
   t.equal(r.code, 0, r.stderr.slice(-1000))
 })
