@@ -65,6 +65,9 @@ export function admissions (writes: EndpointWrite[], recs: HostRecord[]): Map<st
 export class HostFirewalls<A extends HostAgent> {
   constructor (private readonly c: ControllerCore<A>) {}
 
+  /** Whether hosts get firewalls here (the host setup has a firewall port). */
+  enabled (): boolean { return this.c.hosts.firewall !== undefined }
+
   /** Hosts that get a firewall: ready, recorded, not a Xen dom0 (its image has no nft yet). */
   private hosts (ctx: DriverContext): { yes: HostRecord[], xen: string[] } {
     const ready = this.c.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined)

@@ -109,9 +109,10 @@ export class Reconciler<A extends HostAgent> {
     if (needsTiny) run.tiny = await this.c.images.tiny({ signal: run.signal, onProgress: run.progress })
     await settleLimitedOrThrow(actions(p, 'host.create'), this.c.hostConcurrency, async a => { await this.createHost(run, a) })
     // Host firewalls before anything moves onto new hosts: the connectors as they are and as they will be.
-    if (actions(p, 'host.create').length > 0 || actions(p, 'vm.move').length > 0) {
-      const wanted = this.wiring.topology(spec, p.resolved, run.ctx.prefix, this.wiring.wires(spec)).endpoints
-      await this.wiring.firewalls.sync(run.ctx, [wanted, await this.wiring.currentEndpoints()], run.progress)
+    if (this.wiring.firewalls.enabled() && (actions(p, 'host.create').length > 0 || actions(p, 'vm.move').length > 0)) {
+      const wires = this.wiring.wires(spec)
+      const wanted = this.wiring.topology(spec, p.resolved, run.ctx.prefix, wires).endpoints
+      await this.wiring.firewalls.sync(run.ctx, wires.length > 0 ? [wanted, await this.wiring.currentEndpoints()] : [], run.progress)
     }
     // Moves one at a time (each is a live migration with its disks), as it runs now: a restart below applies new sizes.
     for (const a of actions(p, 'vm.move')) {
