@@ -8,10 +8,12 @@
  */
 import type { DriverContext, HostRecord } from '../../drivers/cloud.ts'
 import { mapLimited } from '../../core/concurrency.ts'
+import { HostKeyMismatchError, SupercloudError } from '../../core/errors.ts'
 import { firstHostOf, formatIpv4, parseCidr } from '../../core/ipv4.ts'
 import type { ProgressEvent } from '../../core/progress.ts'
 import { parseEndpointAddress, type EndpointWrite } from '../../virtualwire/topology/compile.ts'
 import type { EndpointConfig } from '../../virtualwire/types.ts'
+import { FirewallError } from '../firewall/apply.ts'
 import { admitPeersRuleset, hostFirewallRuleset, type HostFirewallFacts } from '../firewall/rules.ts'
 import type { ControllerCore } from './components.ts'
 import type { HostAgent } from './sessions.ts'
@@ -90,7 +92,16 @@ export class HostFirewalls<A extends HostAgent> {
         sshFrom: self.driver === 'local' ? localSshSource(ctx.sites[self.site]) : 'any',
         endpoints: endpoints.map(e => e[self.name] ?? [])
       })
-      const r = await port.install(self.name, ctx.prefix, hostFirewallRuleset(facts), {})
+      const ruleset = hostFirewallRuleset(facts)
+      let r: 'installed' | 'unchanged'
+      try {
+        r = await port.install(self.name, ctx.prefix, ruleset, {})
+      } catch (err) {
+        // A host `up` holds (unreachable) keeps its rules until it is back; nft refusing, or another host key, stops `up`.
+        if (err instanceof FirewallError || err instanceof HostKeyMismatchError || !(err instanceof SupercloudError)) throw err
+        progress({ subject: `host ${self.name}`, phase: 'firewall', message: `firewall not updated: ${err.message}` })
+        return
+      }
       if (r === 'installed') progress({ subject: `host ${self.name}`, phase: 'firewall', message: `nftables table ${'supercloud_' + ctx.prefix}: ${facts.hosts.length} host address(es), ${facts.vxlanPeers.length} VXLAN peer(s)` })
     })
   }
