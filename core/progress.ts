@@ -15,7 +15,7 @@ export const PROGRESS_PHASES = [
   // VMs
   'create', 'boot', 'running', 'balloon', 'swap', 'start', 'wait', 'up', 'sync', 'delete', 'destroy', 'stop',
   // VirtualWire
-  'virtualwire', 'extender',
+  'virtualwire', 'extender', 'firewall',
   // migration
   'preparing', 'migrate', 'disks', 'memory', 'switchover', 'handover', 'adopt', 'arrived', 'recover', 'cancel', 'evacuate'
 ] as const

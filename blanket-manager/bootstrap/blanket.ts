@@ -20,7 +20,8 @@ export const HOST_PACKAGES: Record<string, string> = {
   'qemu-system-x86_64': 'qemu-system-x86',
   'qemu-img': 'qemu-utils',
   ip: 'iproute2',
-  node: 'nodejs'
+  node: 'nodejs',
+  nft: 'nftables'
 }
 
 /** What a Xen host (`hypervisor: xen`) must have: Xen's toolstack instead of QEMU (the dom0 image ships them). */

@@ -32,6 +32,18 @@ export interface HostSetup<A extends HostAgent = AgentClient> {
   bootstrap: (spec: HostSpec, record: HostRecord, tiny: GuestImageFiles | undefined, opts: OperationOptions) => Promise<{ agent: A, accel: { mode: string, reason: string } }>
   /** Starts the host's endpoint manager unless it runs (one that died reconciles from its saved state). */
   endpointManager: (host: string, prefix: string, opts: OperationOptions) => Promise<void>
+  /** The host firewall (controller/firewall.ts); absent: hosts get none (in-memory hosts). */
+  firewall?: FirewallSetup
+}
+
+/** Installs, amends and removes a supercloud's nftables tables on a host (firewall/apply.ts over SSH). */
+export interface FirewallSetup {
+  /** Installs the ruleset unless the same one is in place (atomic). */
+  install: (host: string, prefix: string, ruleset: string, opts: OperationOptions) => Promise<'installed' | 'unchanged'>
+  /** Adds to the installed tables (VXLAN peers); nothing on a host without them. */
+  amend: (host: string, prefix: string, nft: string) => Promise<void>
+  /** Removes the tables. */
+  remove: (host: string, prefix: string) => Promise<void>
 }
 
 /** The machine the controller runs on. */

@@ -8,6 +8,7 @@ import { bootstrapHost, type BootstrapResult } from '../bootstrap/blanket.ts'
 import { ensureEndpointManager } from '../bootstrap/endpoint-manager.ts'
 import { ensureImageOnHost } from '../bootstrap/images.ts'
 import { bootHostIntoXen } from '../bootstrap/xen-boot.ts'
+import { amendFirewall, installFirewall, removeFirewall } from '../firewall/apply.ts'
 import type { SshConnection } from '../../core/ssh.ts'
 import type { GuestImages, HostSetup, LocalMachine } from './components.ts'
 import type { HostSessions } from './sessions.ts'
@@ -55,6 +56,11 @@ export function blanketHostSetup (sessions: HostSessions<AgentClient>, record: R
     endpointManager: async (host, prefix, opts) => {
       const stateDir = record(host).stateDir
       await ensureEndpointManager(await sessions.connect(host, opts.signal), stateDir, prefix, opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {})
+    },
+    firewall: {
+      install: async (host, prefix, ruleset, opts) => await installFirewall(await sessions.connect(host, opts.signal), prefix, record(host).stateDir, ruleset, opts.signal),
+      amend: async (host, prefix, nft) => { await amendFirewall(await sessions.connect(host), prefix, nft) },
+      remove: async (host, prefix) => { await removeFirewall(await sessions.connect(host), prefix, record(host).stateDir) }
     }
   }
 }

@@ -109,6 +109,12 @@ export class Reconciler<A extends HostAgent> {
       [...actions(p, 'vm.create'), ...actions(p, 'vm.restart')].some(a => spec.images[a.vm.spec.image]?.kind === 'builtin')
     if (needsTiny) run.tiny = await this.c.images.tiny({ signal: run.signal, onProgress: run.progress })
     await settleLimitedOrThrow(actions(p, 'host.create'), this.c.hostConcurrency, async a => { await this.createHost(run, a) })
+    // Host firewalls before anything moves onto new hosts: the connectors as they are and as they will be.
+    if (this.wiring.firewalls.enabled() && (actions(p, 'host.create').length > 0 || actions(p, 'vm.move').length > 0)) {
+      const wires = this.wiring.wires(spec)
+      const wanted = this.wiring.topology(spec, p.resolved, run.ctx.prefix, wires).endpoints
+      await this.wiring.firewalls.sync(run.ctx, wires.length > 0 ? [wanted, await this.wiring.currentEndpoints()] : [], run.progress)
+    }
     // Moves one at a time (each is a live migration with its disks), as it runs now: a restart below applies new sizes.
     for (const a of actions(p, 'vm.move')) {
       throwIfAborted(run.signal, 'up')
@@ -121,6 +127,8 @@ export class Reconciler<A extends HostAgent> {
     // VirtualWire: endpoints and switches before the guests whose NICs join them.
     const topo = this.wiring.topology(spec, p.resolved, run.ctx.prefix, this.wiring.wires(spec))
     await this.applyWires(run, topo)
+    // Host firewalls with exactly the peers of the wires in force, before guests boot.
+    await this.wiring.firewalls.sync(run.ctx, [topo.endpoints], run.progress)
     await this.perHost([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.balloon')], a => a.kind === 'vm.balloon' ? a.host : a.vm.host, async a => {
       throwIfAborted(run.signal, 'up')
       if (a.kind === 'vm.balloon') { await this.balloon(a); return }
@@ -264,6 +272,7 @@ export class Reconciler<A extends HostAgent> {
     this.c.store.putHost({ ...row, status: 'destroying' })
     this.c.sessions.drop(name)
     progress({ subject: `host ${name}`, phase: 'delete', message: `removing with driver ${row.driver}` })
+    if (row.record !== undefined) await this.wiring.firewalls.remove(row.record).catch(() => { /* unreachable: nothing to remove from here */ })
     if (row.record !== undefined) await this.c.driver(row.driver).destroyHost(ctx, row.record, signal !== undefined ? { signal } : {})
     this.c.store.deleteHost(name)
     this.c.emit({ type: 'host.gone', host: name, data: { reason: 'removed' } })

@@ -18,6 +18,7 @@ import { endpointRoot, VW_MTU } from '../bootstrap/endpoint-manager.ts'
 import { resolveVms, type ResolvedVm } from '../planner/placement.ts'
 import { EndpointRefusedError, readEndpoints, writeEndpoint } from '../wiring/endpoint-files.ts'
 import type { ControllerCore } from './components.ts'
+import { HostFirewalls } from './firewall.ts'
 import type { HostAgent } from './sessions.ts'
 
 /** Endpoint writes held open ahead of a switch (see Wiring.arm). */
@@ -27,7 +28,11 @@ export interface ArmedWrites {
 }
 
 export class Wiring<A extends HostAgent> {
-  constructor (private readonly c: ControllerCore<A>) {}
+  /** The hosts' firewalls, which admit VirtualWire peers ahead of the endpoint writes made here. */
+  readonly firewalls: HostFirewalls<A>
+  constructor (private readonly c: ControllerCore<A>) {
+    this.firewalls = new HostFirewalls(c)
+  }
 
   /** Wires in force: the spec's, plus `wire connect`, minus `wire disconnect`. */
   wires (spec: Spec): WireSpec[] {
@@ -86,6 +91,7 @@ export class Wiring<A extends HostAgent> {
 
   /** Executes endpoint-interface writes over SSH, in order. */
   async applyEndpointWrites (writes: EndpointWrite[], progress: (ev: ProgressEvent) => void = this.c.progress): Promise<void> {
+    await this.firewalls.admit(writes)
     for (const w of writes) {
       const record = this.c.record(w.host)
       progress({ subject: `host ${w.host}`, phase: 'virtualwire', message: `echo "${w.line}" > ${w.file}` })
@@ -107,6 +113,7 @@ export class Wiring<A extends HostAgent> {
       await Promise.all(armed.map(async a => await a.done))
     }
     try {
+      await this.firewalls.admit(writes)
       for (const w of writes) {
         const record = this.c.record(w.host)
         const ch = await (await this.c.sessions.connect(w.host)).channel(`exec cat > ${shq(`${endpointRoot(record.stateDir)}/${w.file}`)}`)
