@@ -6,7 +6,7 @@ bash scripts/setup.sh || exit 1
 npx tsc -p tsconfig.json || { echo "typecheck failed"; exit 1; }
 
 log=$(mktemp)
-# Unit tests first (fast), then integration and end-to-end tests that run real hosts and guests.
+# tap runs the files two at a time in path order: end-to-end, integration, then unit tests.
 if (($# > 0)); then files=("$@"); else mapfile -t files < <(find test/unit test/integration test/e2e -name '*.spec.ts' | sort); fi
 export SC_TEST_RUN="${SC_TEST_RUN:-$$}"
 npx tap --reporter=tap "${files[@]}" 2>&1 | tee "$log"
