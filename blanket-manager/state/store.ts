@@ -5,6 +5,7 @@
  * so an interrupted `up` or `down` (Ctrl-C, kill -9) is finished by the next run
  * without duplicates or leaks.
  */
+import type { GuestPlugged } from '../../drivers/hypervisor.ts'
 import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -41,6 +42,8 @@ export interface VmRecord {
   image: string
   /** Its data disks as last launched (absent in states written before disks were recorded: then the spec's are assumed). */
   disks?: Array<{ name: string, sizeBytes: number }>
+  /** What was hot-plugged into it while it ran (a live update); absent: as cold-booted. */
+  plugged?: GuestPlugged
 }
 
 export interface VmRow {

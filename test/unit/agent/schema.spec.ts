@@ -37,6 +37,7 @@ const GOOD: { [M in AgentMethod]: AgentParams<M> } = {
   'vm.stats': { name: 'web1' },
   'vm.balloon': { name: 'web1', bytes: 128 * MiB },
   'vm.stop': { name: 'web1', timeoutMs: 0 },
+  'vm.update': { launch: { ...launch, plugged: { bootCpus: 1, bootMemoryBytes: 128 * MiB, dimmBytes: [128 * MiB], ports: { 'disk-logs': 0 } } } },
   'vm.console': { name: 'web1' },
   'vm.migrate.incoming': { launch, listenIp: '198.18.0.3', mode: 'auto', tls: { identity: 'h1.0123456789ab', key: 'ab'.repeat(32) }, reuse: id },
   'vm.migrate.outgoing': { name: 'web1', destIp: '198.18.0.3', migrationPort: 49152, nbdPort: 49153, mode: 'precopy', maxDowntimeMs: 100, deadlineMs: 120000, holdAtSwitchover: true, tls: 'off', incremental: { id, nodes: ['drv-disk-data'] } },
@@ -70,6 +71,7 @@ const BAD: Partial<Record<AgentMethod, Array<[string, unknown]>>> = {
   'vm.stats': [['name', 42]],
   'vm.balloon': [['bytes', 'lots']],
   'vm.stop': [['name', '../web1'], ['timeoutMs', -1]],
+  'vm.update': [['launch.name', '../web1'], ['launch.plugged.ports', { 'disk-logs': -1 }], ['launch.plugged.dimmBytes.0', 'lots']],
   'vm.console': [['name', '/etc']],
   'vm.migrate.incoming': [['launch.name', '..'], ['listenIp', '198.18.0.3/24'], ['mode', 'xbzrle'], ['reuse', 'zz'], ['tls', { identity: 'h1:x', key: 'ab'.repeat(32) }], ['tls', 'on']],
   'vm.migrate.outgoing': [['name', 'a'.repeat(33)], ['migrationPort', 70000], ['holdAtSwitchover', 'yes'], ['incremental.id', '../id'], ['tls', { identity: 'h1', key: 'AB'.repeat(32) }], ['tls', { identity: 'h1', key: 'ab' }]],
@@ -112,7 +114,7 @@ function refusal (method: AgentMethod, params: unknown): SupercloudError | undef
 const methods = Object.keys(AGENT_SCHEMAS) as AgentMethod[]
 
 t.test('every method: a good request passes', async t => {
-  t.equal(methods.length, 31, 'thirty-one methods')
+  t.equal(methods.length, 32, 'thirty-two methods')
   for (const m of methods) t.same(parseParams(m, GOOD[m]), GOOD[m], `${m}: accepted as sent`)
 })
 
