@@ -27,7 +27,7 @@ async function started (t: Test): Promise<{ b: Bench, calls: () => string[] }> {
     const push = h.calls.push.bind(h.calls)
     h.calls.push = (...xs: string[]): number => { all.push(...xs); return push(...xs) }
   }
-  return { b, calls: () => all.filter(c => /^(createVm|destroyVm|stopVm|prepareIncoming|migrateOut)/.test(c)) }
+  return { b, calls: () => all.filter(c => /^(createVm|destroyVm|stopVm|updateVm|prepareIncoming|migrateOut)/.test(c)) }
 }
 
 t.test('a removed disk: refused without --yes, naming the disk; nothing changes', async t => {
@@ -55,12 +55,13 @@ t.test('a removed disk: a terminal that says no changes nothing, one that says y
   t.same(c.store.vm('db1')?.record?.disks, [])
 })
 
-t.test('cpus 1 -> 2: the guest is stopped and started on its disks, never destroyed; no confirmation needed', async t => {
+t.test('cpus 1 -> 2: changed live (hot-plug), never stopped or destroyed; no confirmation needed', async t => {
   const { b, calls } = await started(t)
   const c = b.controller()
   const r = await c.up(spec({ cpus: 2 }))
-  t.same(r.plan, ['~ vm db1 on h1  (cpus 1 -> 2: restart on its disks)'])
-  t.same(calls(), ['stopVm db1', 'createVm db1'])
+  t.same(r.plan, ['~ vm db1 on h1  (cpus 1 -> 2: live, no reboot)'])
+  t.same(calls(), ['updateVm db1 cpus=2 memory=134217728 disks=data'])
+  t.ok(c.store.vm('db1')?.record?.plugged !== undefined, 'what was plugged is recorded (a migration launches the same)')
   t.equal(c.store.vm('db1')?.record?.cpus, 2)
   t.same((await c.plan(spec({ cpus: 2 }))).actions, [], 'converged')
 })
