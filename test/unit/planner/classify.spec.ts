@@ -52,7 +52,7 @@ t.test('cpus up, memory up in 128 MiB steps, a disk or NIC added: a live update 
 t.test('what cannot be live is a restart on its disks that says why', async t => {
   const big = { ...base, hosts: { ...base.hosts, h1: host('h1', 'a', 1024, 16) } }
   const two = withDb1({ cpus: 2, memory: { requestedBytes: 256 * M, allocatedBytes: 256 * M } })
-  const xen = { ...base, hosts: { ...base.hosts, h1: { ...host('h1', 'a'), hypervisor: { backend: 'xen' as const, accel: 'xen' as const } } } }
+  const xen = { ...base, hosts: { ...base.hosts, h1: { ...host('h1', 'a'), hypervisor: { backend: 'xen' as const, accel: 'tcg' as const } } } }
   const cases: Array<[Spec, Partial<VmSpec>, RegExp]> = [
     [big, { cpus: 9 }, /^cpus 1 -> 9: restart on its disks \(not live: cpus 1 -> 9: over the 8 vCPUs the guest was launched with room for\)$/],
     [base, { memory: { requestedBytes: 200 * M, allocatedBytes: 200 * M } }, /not live: .*grows live only in steps of 128 MiB/],
