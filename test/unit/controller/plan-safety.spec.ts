@@ -88,3 +88,16 @@ t.test('--replace vm/db1 needs --yes, then replaces', async t => {
   const bad = await c.up(spec({}), { replace: ['nope'] }).then(() => undefined, (e: unknown) => e)
   t.match((bad as { code?: string }).code, 'SC_USAGE')
 })
+
+t.test('resize: vCPUs and memory changed live and recorded; an up whose spec says the same changes nothing; what cannot be live is refused', async t => {
+  const { b, calls } = await started(t)
+  const c = b.controller()
+  t.equal(await c.resize(spec({}), 'db1', { cpus: 2, memoryBytes: 256 * 1024 * 1024 }), '~ vm db1 on h1  (cpus 1 -> 2, memory 128 MiB -> 256 MiB: live, no reboot)')
+  t.same(calls(), ['updateVm db1 cpus=2 memory=268435456 disks=data'], 'one live update, no stop')
+  t.equal(c.store.vm('db1')?.record?.cpus, 2)
+  t.same((await c.plan(twoHosts({ db1: { host: 'h1', cpus: 2, memory: '256M', disks: '[ { name: data, size: 64M } ]' }, web1: { host: 'h2' } }))).actions, [], 'the spec edited to match: nothing to change')
+  const down = await c.resize(spec({}), 'db1', { cpus: 1 }).then(() => undefined, (e: unknown) => e)
+  t.match((down as { code?: string }).code, 'SC_LIVE_UPDATE_UNSUPPORTED')
+  t.match((down as Error).message, /cpus 2 -> 1: vCPUs are not unplugged live.*nothing was changed/)
+  t.equal(calls().length, 1, 'nothing else was called')
+})
