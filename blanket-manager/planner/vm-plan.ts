@@ -1,7 +1,8 @@
 /**
  * What the planner does with one VM of the spec that the state already knows (pure). The VM's
- * record (what was last launched) against its resolved spec decides: nothing, a balloon, a
- * restart on its existing disks (cpus, memory, an added or grown disk, gateway, firewall, swap),
+ * record (what was last launched) against its resolved spec decides: nothing, a balloon, a live
+ * update (hot-plug where the host can: live.ts), a restart on its existing disks (cpus, memory,
+ * an added or grown disk, gateway, firewall, swap, when not live: it says why),
  * a move by live migration (a changed host), a cold boot (found not running), or a replace
  * (image, NICs, a removed or shrunk disk, `--replace`, its host re-created), which says what it loses.
  */
