@@ -22,8 +22,8 @@ function specText (db1: Db1): string {
     'sites:',
     '  a: { subnet: 198.18.60.0/24 }',
     'hosts:',
-    '  h1: { site: a, memory: 384M, hypervisor: { accel: tcg } }',
-    '  h2: { site: a, memory: 384M, hypervisor: { accel: tcg } }',
+    '  h1: { site: a, memory: 512M, hypervisor: { accel: tcg } }',
+    '  h2: { site: a, memory: 512M, hypervisor: { accel: tcg } }',
     'images:',
     '  tiny: { builtin: tiny }',
     '  tiny2: { builtin: tiny }',
@@ -110,8 +110,20 @@ t.test('a disk added: plugged live by up', async t => {
   t.match((await sb.run(['up'])).stderr, /plan: nothing to change/, 'and the next up agrees')
 })
 
+t.test('resize --memory: live, recorded; an up whose spec says the same changes nothing', async t => {
+  const before = Number(/MemTotal:\s+(\d+)/.exec(await inGuest('cat /proc/meminfo'))?.[1] ?? '0')
+  const r = await sb.run(['resize', 'db1', '--memory', '384M'])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /~ vm db1 on h1 +\(memory 256 MiB -> 384 MiB: live, no reboot\)/)
+  const out = await inGuest(`grep MemTotal /proc/meminfo; kill -0 ${sleeper} && echo sleeper-alive`)
+  t.ok(Number(/MemTotal:\s+(\d+)/.exec(out)?.[1] ?? '0') - before >= 120 * 1024, 'the guest has 128 MiB more')
+  t.match(out, /sleeper-alive/, 'no reboot')
+  edit({ host: 'h1', cpus: 2, disks: DISKS, memory: '384M' })
+  t.match((await sb.run(['up'])).stderr, /plan: nothing to change/, 'the spec edited to match: nothing to change')
+})
+
 t.test('host h1 -> h2: a move by live migration with the disk', async t => {
-  edit({ host: 'h2', cpus: 2, disks: DISKS, memory: '256M' })
+  edit({ host: 'h2', cpus: 2, disks: DISKS, memory: '384M' })
   const plan = await sb.run(['plan'])
   t.match(plan.stdout, /^> vm db1 h1 -> h2  \(host changed: live migration with its disks\)$/m, plan.stderr)
   const r = await sb.run(['up'])
@@ -127,14 +139,14 @@ t.test('host h1 -> h2: a move by live migration with the disk', async t => {
 })
 
 t.test('edits that would destroy the disk are refused without a terminal and change nothing', async t => {
-  for (const [what, db] of [['the disk removed', { host: 'h2', cpus: 2, disks: '[ { name: logs, size: 16M } ]', memory: '256M' }], ['another image', { host: 'h2', cpus: 2, disks: DISKS, image: 'tiny2', memory: '256M' }]] as const) {
+  for (const [what, db] of [['the disk removed', { host: 'h2', cpus: 2, disks: '[ { name: logs, size: 16M } ]', memory: '384M' }], ['another image', { host: 'h2', cpus: 2, disks: DISKS, image: 'tiny2', memory: '384M' }]] as const) {
     edit(db)
     const r = await sb.run(['up'])
     t.match(r.stderr, /^ {2}-\/\+ vm db1 on h2 .*DATA LOSS: .*disk data \(32 MiB\) of db1/m, `${what}: the plan shows a replace losing the disk`)
     t.equal(r.code, 2, `${what}: up refuses`)
     t.match(r.stderr, /error\[SC_PLAN_DESTROYS_DATA\]: .*disk data \(32 MiB\) of db1/, `${what}: names the disk`)
   }
-  edit({ host: 'h2', cpus: 2, disks: DISKS, memory: '256M' })
+  edit({ host: 'h2', cpus: 2, disks: DISKS, memory: '384M' })
   const forced = await sb.run(['up', '--replace', 'vm/db1'])
   t.equal(forced.code, 2, '--replace without --yes is refused too')
   t.match(forced.stderr, /SC_PLAN_DESTROYS_DATA/)
