@@ -12,7 +12,7 @@
 import { join } from 'node:path'
 import type { GuestDefinition } from '../hypervisor.ts'
 import { GuestDefinitionError } from './errors.ts'
-import { hotplugArgs, pluggedProblem } from './hotplug.ts'
+import { HOTPLUG_KERNEL_ARGS, hotplugArgs, pluggedProblem } from './hotplug.ts'
 
 export interface RunPaths {
   runDir: string
@@ -208,8 +208,10 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
   if (def.boot.kind === 'kernel') {
     a.push('-kernel', def.boot.kernel)
     if (def.boot.initrd !== undefined) a.push('-initrd', def.boot.initrd)
-    // Hot-plugged DIMMs are onlined by the guest kernel itself (it has no udev to do it).
-    a.push('-append', `${def.boot.append} memhp_default_state=online`.trim())
+    // Hot-plugged DIMMs are onlined by the guest kernel itself (it has no udev to do it). The
+    // hot-plug memory range lies above 4 GiB, which makes Linux set aside a 64 MiB swiotlb bounce
+    // buffer for 32-bit DMA; virtio devices (no iommu_platform) never bounce: none is set aside.
+    a.push('-append', `${def.boot.append} ${HOTPLUG_KERNEL_ARGS}`.trim())
   }
   if (def.incoming === true) a.push('-incoming', 'defer')
   return a

@@ -24,6 +24,12 @@ export const DIMM_SLOTS = 8
 export const DIMM_STEP_BYTES = 128 * MiB
 export const HOTPLUG_MEMORY_BYTES = 4096 * MiB
 export const HOTPLUG_PORTS = 4
+/**
+ * Kernel arguments a kernel-booted guest gets with the headroom: DIMMs online as they arrive, and
+ * no swiotlb bounce buffer (the hot-plug range above 4 GiB would make Linux take 64 MiB of the
+ * guest's RAM for one; virtio devices do not bounce). A disk-booted guest's own kernel decides both.
+ */
+export const HOTPLUG_KERNEL_ARGS = 'memhp_default_state=online swiotlb=noforce'
 /** Slot of the first hot-plug root port on pcie.0 (devices without an address take slots from 1 up). */
 export const HOTPLUG_PORT_SLOT = 0x10
 

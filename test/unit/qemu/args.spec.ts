@@ -64,7 +64,7 @@ t.test('TCG kernel-boot guest', async t => {
   t.same(all(a, '-device'), ['virtio-balloon-pci,id=balloon0', ...[0, 1, 2, 3].map(i => `pcie-root-port,id=hp${i},chassis=${i + 1},bus=pcie.0,addr=0x1${i}`)], 'the balloon, and 4 empty PCIe ports for hot-plugged disks and NICs')
   t.equal(after(a, '-kernel'), '/img/vmlinuz')
   t.equal(after(a, '-initrd'), '/img/initrd.img')
-  t.equal(after(a, '-append'), 'console=ttyS0 sc.name=web1 memhp_default_state=online', 'append is one argv element, spaces kept; hot-plugged memory onlines itself')
+  t.equal(after(a, '-append'), 'console=ttyS0 sc.name=web1 memhp_default_state=online swiotlb=noforce', 'append is one argv element, spaces kept; hot-plugged memory onlines itself')
   t.notOk(a.includes('-netdev'))
   t.notOk(a.includes('-blockdev'))
 })
@@ -82,7 +82,7 @@ t.test('KVM uses the host CPU; machine and TCG CPU can be chosen', async t => {
 t.test('kernel boot without initrd', async t => {
   const a = buildQemuArgs(def({ boot: { kind: 'kernel', kernel: '/boot/vmlinuz', append: 'console=ttyS0 panic=-1' } }))
   t.notOk(a.includes('-initrd'))
-  t.equal(after(a, '-append'), 'console=ttyS0 panic=-1 memhp_default_state=online')
+  t.equal(after(a, '-append'), 'console=ttyS0 panic=-1 memhp_default_state=online swiotlb=noforce')
 })
 
 t.test('disks become blockdevs + virtio-blk devices; disk boot marks the first bootable', async t => {
@@ -135,7 +135,7 @@ t.test('commas in paths are escaped inside option values only', async t => {
   t.match(after(a, '-chardev', 1), /logfile=\/tmp\/we,,ird\/console\.log,/)
   t.match(after(a, '-blockdev'), /file\.filename=\/x,,y\.qcow2$/)
   t.equal(after(a, '-kernel'), '/k,1', '-kernel is a plain path')
-  t.equal(after(a, '-append'), 'a,b memhp_default_state=online', '-append is a plain string')
+  t.equal(after(a, '-append'), 'a,b memhp_default_state=online swiotlb=noforce', '-append is a plain string')
   t.equal(after(a, '-pidfile'), '/tmp/we,ird/qemu.pid', '-pidfile is a plain path')
 })
 
