@@ -13,7 +13,7 @@ export const PROGRESS_PHASES = [
   // images
   'image', 'inputs', 'cached', 'compile', 'initramfs', 'kernel', 'done',
   // VMs
-  'create', 'boot', 'running', 'balloon', 'swap', 'start', 'wait', 'up', 'sync', 'delete', 'destroy', 'stop',
+  'create', 'boot', 'running', 'balloon', 'hotplug', 'swap', 'start', 'wait', 'up', 'sync', 'delete', 'destroy', 'stop',
   // VirtualWire
   'virtualwire', 'extender', 'firewall',
   // migration

@@ -47,6 +47,29 @@ export interface GuestDefinition {
    * disk after `disks` (the guest sees it as swapDeviceName(disks.length)).
    */
   swap?: { socketPath: string, exportName?: string, reconnectDelaySec?: number }
+  /**
+   * What of `cpus`, `memoryBytes`, `disks` and `nics` was hot-plugged into the running guest
+   * (QEMU): a migration's destination is launched with the same devices in the same places.
+   * Undefined: everything as at a cold boot.
+   */
+  plugged?: GuestPlugged
+}
+
+/** The hot-plugged part of a guest (drivers/qemu/hotplug.ts); the rest is its cold boot. */
+export interface GuestPlugged {
+  /** vCPUs at boot; cpus above are hot-plugged vCPUs. */
+  bootCpus: number
+  /** Memory at boot; the rest is hot-plugged DIMMs of these sizes, in order. */
+  bootMemoryBytes: number
+  dimmBytes: number[]
+  /** Hot-plugged disks and NICs (by device id) -> the hot-plug port they sit on. */
+  ports: Record<string, number>
+}
+
+/** A change to a running guest (HypervisorBackend.liveUpdate): `to` is the guest after it. */
+export interface LiveUpdate {
+  from: GuestDefinition
+  to: GuestDefinition
 }
 
 export type GuestRunState = 'running' | 'paused' | 'shutdown' | 'absent' | 'other'
@@ -282,4 +305,10 @@ export interface HypervisorBackend {
    * CancelledError on `signal`.
    */
   waitForConsole (name: string, runDir: string, pattern: string | RegExp, timeoutMs: number, signal?: AbortSignal): Promise<void>
+  /**
+   * Changes the running guest from `u.from` to `u.to` without a reboot (hot-plug); absent when the
+   * backend cannot. Throws SC_LIVE_UPDATE_UNSUPPORTED (nothing changed) for an edit it cannot do live.
+   * Answers what is hot-plugged now (`u.to` runs with it).
+   */
+  liveUpdate?: (u: LiveUpdate, opts?: OperationOptions) => Promise<GuestPlugged>
 }

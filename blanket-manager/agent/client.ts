@@ -1,7 +1,7 @@
 /** Controller side of the agent protocol: RPC over a stream opened through SSH. */
 import type { Duplex } from 'node:stream'
 import { AgentError, CancelledError } from '../../core/errors.ts'
-import { encode, LineSplitter, type AccelChoice, type AdoptTableResult, type AttachParams, type ConfigureParams, type IssueParams, type RepositoryGrantJson, type RepositoryParams, type SwitchesParams, type AgentMethod, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats } from './protocol.ts'
+import { encode, LineSplitter, type AccelChoice, type AdoptTableResult, type AttachParams, type ConfigureParams, type IssueParams, type RepositoryGrantJson, type RepositoryParams, type SwitchesParams, type AgentMethod, type AgentPush, type HelloResult, type IncomingParams, type IncomingResult, type OutgoingParams, type ProbeParams, type VmInfo, type VmLaunch, type VmStats, type UpdateResult } from './protocol.ts'
 import { parseAgentMessage, parseResult, type AgentParams, type AgentResult } from './schema.ts'
 import { FieldError } from './validate.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
@@ -136,6 +136,8 @@ export class AgentClient {
   async balloon (name: string, bytes: number): Promise<void> { await this.call('vm.balloon', { name, bytes }) }
   /** Stops the guest and keeps its disks (a restart: vm.create then boots it on them). */
   async stopVm (name: string, timeoutMs: number): Promise<void> { await this.call('vm.stop', { name, timeoutMs }, { timeoutMs: timeoutMs + 60000 }) }
+  /** Changes the running guest live to `l` (hot-plug); the new plugged layout. */
+  async updateVm (l: VmLaunch): Promise<UpdateResult> { return await this.call('vm.update', { launch: l }, { timeoutMs: 120000 }) }
   async prepareIncoming (p: IncomingParams): Promise<IncomingResult> { return await this.call('vm.migrate.incoming', p, { timeoutMs: 120000 }) }
   async migrateOut (p: OutgoingParams): Promise<MigrationSummary> { return await this.call('vm.migrate.outgoing', p, { timeoutMs: p.deadlineMs + 120000 }) }
   async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }

@@ -6,7 +6,7 @@
 import type { GuestFirewall } from '../../images/guest/cmdline.ts'
 import type { ControllerPolicy, HostView } from '../../overdriver/decision/decide.ts'
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
-import type { OutgoingMigration } from '../../drivers/hypervisor.ts'
+import type { GuestPlugged, OutgoingMigration } from '../../drivers/hypervisor.ts'
 import type { MigrationSecurity } from '../../core/migration.ts'
 
 export const AGENT_PROTOCOL_VERSION = 1
@@ -35,6 +35,7 @@ export type AgentMethod =
   | 'vm.stats'
   | 'vm.balloon'
   | 'vm.stop'
+  | 'vm.update'
   | 'vm.console'
   | 'vm.migrate.incoming'
   | 'vm.migrate.outgoing'
@@ -108,7 +109,13 @@ export interface VmLaunch {
   swap?: SwapLaunch
   /** How long to wait for the guest's ready marker on its console. */
   bootTimeoutMs: number
+  /** What of it was hot-plugged while it ran (a migration's destination plugs the same); undefined: a cold boot. */
+  plugged?: GuestPlugged
 }
+
+/** vm.update: the running guest changed live to `launch` (its sizes, disks, NICs); answers the new plugged layout. */
+export interface UpdateParams { launch: VmLaunch }
+export interface UpdateResult { plugged: GuestPlugged }
 
 export interface VmInfo {
   name: string

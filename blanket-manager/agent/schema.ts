@@ -14,7 +14,8 @@ import type { ControllerPolicy, HostView } from '../../overdriver/decision/decid
 import type { RepositoryRef, SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import { validateEventInput } from '../events/schema.ts'
-import type { AccelChoice, AdoptTableParams, AdoptTableResult, AgentMethod, AttachParams, BalloonParams, StopParams, BitmapParams, ConfigureParams, DestroyParams, HandoverParams, HelloResult, IncomingParams, IncomingResult, IssueParams, MigratedParams, NameParams, OutgoingParams, ProbeParams, RepositoryGrantJson, RepositoryInfo, RepositoryParams, SwapLaunch, SwitchesParams, VmImage, VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import type { AccelChoice, AdoptTableParams, AdoptTableResult, AgentMethod, AttachParams, BalloonParams, StopParams, BitmapParams, ConfigureParams, DestroyParams, HandoverParams, HelloResult, IncomingParams, IncomingResult, IssueParams, MigratedParams, NameParams, OutgoingParams, ProbeParams, RepositoryGrantJson, RepositoryInfo, RepositoryParams, SwapLaunch, SwitchesParams, UpdateParams, UpdateResult, VmImage, VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import type { GuestPlugged } from '../../drivers/hypervisor.ts'
 import { FieldError, absPath, anyObject, arr, bool, byKind, check, count, deviceName, devicePrefix, guard, hex, listenPort, mac, migrationId, none, nonEmpty, num, obj, oneOf, opt, port, nonNegative, specName, isAbsPath, str, tuple, vmName, type Schema } from './validate.ts'
 
 /** Requests without parameters. */
@@ -31,6 +32,7 @@ export interface AgentMethods {
   'vm.stats': { params: NameParams, result: VmStats }
   'vm.balloon': { params: BalloonParams, result: null }
   'vm.stop': { params: StopParams, result: null }
+  'vm.update': { params: UpdateParams, result: UpdateResult }
   'vm.console': { params: NameParams, result: { path: string } }
   'vm.migrate.incoming': { params: IncomingParams, result: IncomingResult }
   'vm.migrate.outgoing': { params: OutgoingParams, result: MigrationSummary }
@@ -92,6 +94,10 @@ const vmImage = byKind<VmImage>({
   qcow2: obj<Extract<VmImage, { kind: 'qcow2' }>>({ kind: oneOf('qcow2'), path: absPath })
 })
 
+/** Hot-plug ports by device id (drivers/qemu/hotplug.ts checks ids and port numbers against the launch). */
+const ports = guard('device id -> port number', (v): v is Record<string, number> => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every(x => Number.isSafeInteger(x) && (x as number) >= 0))
+const plugged = obj<GuestPlugged>({ bootCpus: positive, bootMemoryBytes: positive, dimmBytes: arr(positive), ports })
+
 type Nic = VmLaunch['nics'][number]
 const vmLaunch = obj<VmLaunch>({
   name: vmName,
@@ -103,7 +109,8 @@ const vmLaunch = obj<VmLaunch>({
   gateway: opt(str),
   firewall: opt(firewall),
   swap: opt(swapLaunch),
-  bootTimeoutMs: nonNegative
+  bootTimeoutMs: nonNegative,
+  plugged: opt(plugged)
 })
 
 const vmInfo = obj<VmInfo>({ name: str, state: oneOf('running', 'paused', 'shutdown', 'absent', 'other'), pid: opt(count), detail: opt(str), accel: opt(str) })
@@ -143,6 +150,7 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
   'vm.stats': { params: nameParams, result: obj<VmStats>({ name: str, memoryBytes: nonNegative, balloonActualBytes: nonNegative, residentBytes: nonNegative }) },
   'vm.balloon': { params: obj<BalloonParams>({ name: vmName, bytes: positive }), result: none },
   'vm.stop': { params: obj<StopParams>({ name: vmName, timeoutMs: nonNegative }), result: none },
+  'vm.update': { params: obj<UpdateParams>({ launch: vmLaunch }), result: obj<UpdateResult>({ plugged }) },
   'vm.console': { params: nameParams, result: obj<{ path: string }>({ path: nonEmpty }) },
   'vm.migrate.incoming': {
     params: obj<IncomingParams>({ launch: vmLaunch, listenIp: address, mode: migrationMode, tls: opt(migrationSecurity), reuse: opt(migrationId) }),

@@ -124,6 +124,7 @@ export class Agent {
     'vm.stats': async p => await this.vms.stats(p.name),
     'vm.balloon': async p => { await this.vms.balloon(p.name, p.bytes); return null },
     'vm.stop': async p => { await this.vms.stop(p.name, p.timeoutMs); return null },
+    'vm.update': async p => await this.vms.update(p.launch),
     'vm.console': p => ({ path: this.vms.consoleSocket(p.name) }),
     'vm.migrate.incoming': async p => await this.vms.prepareIncoming(p),
     'vm.migrate.outgoing': async (p, c) => await this.vms.migrateOut(p, c.push),

@@ -10,7 +10,7 @@ import { promisify } from 'node:util'
 import type { GuestDefinition, HypervisorBackend, AccelMode, MigratingGuest, MigrationSummary } from '../../drivers/hypervisor.ts'
 import { guestCmdline } from '../../images/guest/cmdline.ts'
 import { GuestBootError, SupercloudError } from '../../core/errors.ts'
-import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import type { IncomingParams, IncomingResult, OutgoingParams, SwitchesParams, UpdateResult, VmInfo, VmLaunch, VmStats } from './protocol.ts'
 import { AgentOverdriver } from './overdriver-host.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import { isMigrationId } from '../../core/names.ts'
@@ -77,12 +77,10 @@ export class VmManager {
     await mkdir(this.runDir(l.name), { recursive: true })
     await writeFile(join(vmDir, 'launch.json'), JSON.stringify(l, null, 2))
 
-    const disks: GuestDefinition['disks'] = []
     let boot: GuestDefinition['boot']
     if (l.image.kind === 'qcow2') {
       const root = join(vmDir, 'root.qcow2')
       if (!await exists(root)) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', l.image.path, root])
-      disks.push({ id: 'root', path: root, format: 'qcow2' })
       boot = { kind: 'disk' }
     } else {
       // The swap disk is plugged after the data disks: the backend says what the guest calls it.
@@ -93,28 +91,72 @@ export class VmManager {
       ].join(' ').trim()
       boot = { kind: 'kernel', kernel: l.image.kernel, append, ...(l.image.initrd !== undefined ? { initrd: l.image.initrd } : {}) }
     }
+    await this.prepareDevices(l)
+    const def = this.definition(l, boot)
+    if (l.memory.allocatedBytes < l.memory.requestedBytes) def.balloonTargetBytes = l.memory.allocatedBytes
+    if (l.swap !== undefined) def.swap = { socketPath: await this.overdriver.startSwap(l) }
+    return def
+  }
+
+  /** The data disk images (made, or grown when the spec grew them) and TAPs of a launch. */
+  private async prepareDevices (l: VmLaunch): Promise<void> {
     const format = this.backend.diskFormat
     for (const d of l.disks) {
-      const p = join(vmDir, this.dataDiskFile(d.name))
+      const p = join(this.vmDir(l.name), this.dataDiskFile(d.name))
       // An existing image is the guest's data: kept (a restart or cold boot), grown when the spec grew it.
       if (!await exists(p)) await createDiskImage(p, format, d.sizeBytes)
       else await growDiskImage(p, format, d.sizeBytes)
-      disks.push({ id: `disk-${d.name}`, path: p, format })
     }
     for (const n of l.nics) await this.ensureTap(n.tap, n.bridge, n.mtu)
-    const def: GuestDefinition = {
+  }
+
+  /** The guest definition of a launch whose devices are ready (no I/O). */
+  private definition (l: VmLaunch, boot: GuestDefinition['boot']): GuestDefinition {
+    const format = this.backend.diskFormat
+    return {
       name: l.name,
       cpus: l.cpus,
       memoryBytes: l.memory.requestedBytes,
       accel: this.accel(),
       boot,
-      disks,
+      disks: [
+        ...(l.image.kind === 'qcow2' ? [{ id: 'root', path: join(this.vmDir(l.name), 'root.qcow2'), format: 'qcow2' as const }] : []),
+        ...l.disks.map(d => ({ id: `disk-${d.name}`, path: join(this.vmDir(l.name), this.dataDiskFile(d.name)), format }))
+      ],
       nics: l.nics.map(n => ({ id: n.name, tap: n.tap, mac: n.mac, ...(n.mtu !== undefined ? { mtu: n.mtu } : {}) })),
-      runDir: this.runDir(l.name)
+      runDir: this.runDir(l.name),
+      ...(l.plugged !== undefined ? { plugged: l.plugged } : {})
     }
-    if (l.memory.allocatedBytes < l.memory.requestedBytes) def.balloonTargetBytes = l.memory.allocatedBytes
-    if (l.swap !== undefined) def.swap = { socketPath: await this.overdriver.startSwap(l) }
-    return def
+  }
+
+  /**
+   * Changes the running guest to `l` without a reboot (hot-plug: more vCPUs, more memory, disks
+   * and NICs added or removed); answers what is plugged now. Refused (SC_LIVE_UPDATE_UNSUPPORTED,
+   * nothing changed) when the backend cannot; a removed disk's image is deleted after the unplug.
+   */
+  async update (l: VmLaunch): Promise<UpdateResult> {
+    const live = this.backend.liveUpdate
+    if (live === undefined) throw new SupercloudError('SC_LIVE_UPDATE_UNSUPPORTED', `${l.name}: the ${this.backend.kind} backend changes no running guest; restart it on its disks`)
+    const old = await this.launchOf(l.name)
+    const st = await this.backend.status(l.name, this.runDir(l.name))
+    if (st.state !== 'running') throw new SupercloudError('SC_GUEST_NOT_RUNNING', `${l.name} is ${st.state}: nothing to change live`)
+    for (const d of l.disks) {
+      const was = old.disks.find(x => x.name === d.name)
+      if (was !== undefined && was.sizeBytes !== d.sizeBytes) throw new SupercloudError('SC_LIVE_UPDATE_UNSUPPORTED', `${l.name}: disk ${d.name} changes size; restart it on its disks`)
+    }
+    const boot: GuestDefinition['boot'] = { kind: 'disk' } // not used by a live update
+    const from = this.definition(old, boot)
+    const added: VmLaunch = { ...l, disks: l.disks.filter(d => !old.disks.some(x => x.name === d.name)), nics: l.nics.filter(n => !old.nics.some(x => x.name === n.name)) }
+    await this.prepareDevices(added)
+    const { plugged: _, ...want } = l
+    const plugged = await live.call(this.backend, { from, to: this.definition(want, boot) })
+    // The image and swap disk are the ones it booted with (neither changes live).
+    const { swap: _swap, ...rest } = l
+    const next: VmLaunch = { ...rest, image: old.image, plugged, ...(old.swap !== undefined ? { swap: old.swap } : {}) }
+    await writeFile(join(this.vmDir(l.name), 'launch.json'), JSON.stringify(next, null, 2))
+    for (const d of old.disks) if (!l.disks.some(x => x.name === d.name)) await rm(join(this.vmDir(l.name), this.dataDiskFile(d.name)), { force: true })
+    for (const n of old.nics) if (!l.nics.some(x => x.name === n.name)) await this.deleteTap(n.tap)
+    return { plugged }
   }
 
   /** File name of a data disk's image in the VM's directory (in the backend's disk format). */

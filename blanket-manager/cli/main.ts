@@ -26,7 +26,7 @@ import { registerEvacuate } from './evacuate.ts'
 import { registerState } from './state.ts'
 import { makeMigrationBar, formatMigrationSummary } from './migrate.ts'
 import { MIGRATION_MODES, type MigrationMode } from '../../drivers/qemu/migration-progress.ts'
-import { parseBandwidth, parseDuration } from '../../core/units.ts'
+import { parseBandwidth, parseDuration, parseSize } from '../../core/units.ts'
 
 interface GlobalOpts { file: string }
 
@@ -237,6 +237,21 @@ program.command('forget-host-key')
       c.store.forgetHostKey(host)
       process.stdout.write(was !== undefined ? `forgot ${host}'s host key ${was.fingerprint} (pinned ${was.since})\n` : `no host key was pinned for ${host}\n`)
     }, false)
+  })
+
+program.command('resize')
+  .description('change a running VM\'s vCPUs and memory live (hot-plug, no reboot) and record the new size (an `up` whose spec says the same changes nothing)')
+  .argument('<vm>', 'VM name')
+  .option('--cpus <n>', 'vCPUs (more than now: QEMU hot-plugs them)')
+  .option('--memory <size>', 'memory, e.g. 512M (more than now, in 128M steps: QEMU hot-plugs a DIMM)')
+  .action(async (vm: string, o: { cpus?: string, memory?: string }, cmd: Command) => {
+    await withController(cmd, async (c, spec) => {
+      if (spec === undefined) return
+      const cpus = o.cpus !== undefined ? Number(o.cpus) : undefined
+      if (cpus !== undefined && (!Number.isSafeInteger(cpus) || cpus < 1)) throw new SupercloudError('SC_USAGE', `--cpus must be a whole number >= 1, got '${o.cpus ?? ''}'`, { exitCode: 2 })
+      const line = await c.resize(spec, vm, { ...(cpus !== undefined ? { cpus } : {}), ...(o.memory !== undefined ? { memoryBytes: parseSize(o.memory) } : {}) }, { signal: interruptSignal() })
+      process.stdout.write(`${line}\n`)
+    })
   })
 
 program.command('migrate')

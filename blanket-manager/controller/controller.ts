@@ -23,6 +23,7 @@ import { controllerCore, type ControllerComponents, type ControllerCore } from '
 import { hostRecord, openConsole } from './console.ts'
 import { Migrations } from './migration.ts'
 import { Reconciler } from './reconcile.ts'
+import { resize, type ResizeRequest } from './resize.ts'
 import type { HostAgent } from './sessions.ts'
 import type { ControllerState } from './state.ts'
 import { statusReport } from './status.ts'
@@ -126,6 +127,24 @@ export class Controller<A extends HostAgent = AgentClient> {
   async recoverMigrations (spec: Spec): Promise<string[]> { return await this.migrations.recover(spec) }
   /** Asks the source host to cancel a running migration (from another process, e.g. a second terminal). */
   async cancelMigration (vmName: string): Promise<void> { await this.migrations.cancel(vmName) }
+
+  /**
+   * Changes a running VM's vCPUs and memory live (no reboot) and records them: an `up` whose spec
+   * says the same size changes nothing. Refused (nothing changed) when it cannot be live.
+   */
+  async resize (spec: Spec, vm: string, r: ResizeRequest, opts: OperationOptions = {}): Promise<string> {
+    this.store.lock()
+    try {
+      const progress = opts.onProgress ?? (() => {})
+      return await resize({
+        store: this.store,
+        plan: async eff => await this.reconciler.plan(spec, this.effectiveSpec(eff)),
+        update: async (eff, a) => { await this.reconciler.updateVm({ spec: this.effectiveSpec(eff), progress: ev => { this.c.progress(ev); progress(ev) }, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) }, a) }
+      }, spec, vm, r)
+    } finally {
+      this.store.unlock()
+    }
+  }
 
   /** Removes everything `up` made (also from a partial or interrupted `up`), then the state itself. */
   async down (opts: DownOptions = {}): Promise<void> { await this.reconciler.down(opts, () => { this.store.destroy(); this.close() }) }

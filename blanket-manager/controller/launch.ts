@@ -41,6 +41,9 @@ export async function buildLaunch<A extends HostAgent> (c: ControllerCore<A>, l:
     bootTimeoutMs: c.bootTimeoutMs
   }
   if (vm.gateway !== undefined) launch.gateway = vm.gateway
+  // A guest changed live runs with hot-plugged devices: a migration's destination gets the same.
+  const rec = c.store.vm(vm.spec.name)?.record
+  if (rec?.plugged !== undefined && rec.cpus === vm.spec.cpus && rec.memory.requestedBytes === vm.spec.memory.requestedBytes) launch.plugged = rec.plugged
   // Overdriver: a swap disk served by the host agent, with page repositories on peer hosts.
   const swap = await brokerSwapLaunch(spec, vm.spec, host, { agent: async h => await c.sessions.agent(h), address: h => c.store.host(h)?.record?.address })
   if (swap !== undefined) launch.swap = swap

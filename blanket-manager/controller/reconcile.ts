@@ -6,7 +6,7 @@
  */
 import { rm } from 'node:fs/promises'
 import type { DriverContext } from '../../drivers/cloud.ts'
-import { HostKeyMismatchError, throwIfAborted } from '../../core/errors.ts'
+import { HostKeyMismatchError, NotFoundError, throwIfAborted } from '../../core/errors.ts'
 import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
 import type { Spec } from '../../core/spec.ts'
 import type { GuestImageFiles } from '../bootstrap/blanket.ts'
@@ -106,7 +106,7 @@ export class Reconciler<A extends HostAgent> {
     await this.applyNetworks(run)
     // The builtin guest image: for guests that use it and for new hosts (KVM probe guest).
     const needsTiny = actions(p, 'host.create').length > 0 ||
-      [...actions(p, 'vm.create'), ...actions(p, 'vm.restart')].some(a => spec.images[a.vm.spec.image]?.kind === 'builtin')
+      [...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.update')].some(a => spec.images[a.vm.spec.image]?.kind === 'builtin')
     if (needsTiny) run.tiny = await this.c.images.tiny({ signal: run.signal, onProgress: run.progress })
     await settleLimitedOrThrow(actions(p, 'host.create'), this.c.hostConcurrency, async a => { await this.createHost(run, a) })
     // Host firewalls before anything moves onto new hosts: the connectors as they are and as they will be.
@@ -129,9 +129,10 @@ export class Reconciler<A extends HostAgent> {
     await this.applyWires(run, topo)
     // Host firewalls with exactly the peers of the wires in force, before guests boot.
     await this.wiring.firewalls.sync(run.ctx, [topo.endpoints], run.progress)
-    await this.perHost([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.balloon')], a => a.kind === 'vm.balloon' ? a.host : a.vm.host, async a => {
+    await this.perHost([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.update'), ...actions(p, 'vm.balloon')], a => a.kind === 'vm.balloon' ? a.host : a.vm.host, async a => {
       throwIfAborted(run.signal, 'up')
       if (a.kind === 'vm.balloon') { await this.balloon(a); return }
+      if (a.kind === 'vm.update') { await this.updateVm(run, a, topo); return }
       if (a.kind === 'vm.restart') await this.stopVm(run, a.vm)
       await this.createVm(run, a.vm, a.specHash, topo)
       this.c.store.journal(a.kind === 'vm.restart' ? 'vm.restarted' : 'vm.running', a.vm.spec.name, { host: a.vm.host, ...(a.kind === 'vm.restart' ? { reason: a.reason } : {}) })
@@ -219,6 +220,26 @@ export class Reconciler<A extends HostAgent> {
     const row = this.c.store.vm(a.name)
     if (row?.record !== undefined) this.c.store.putVm({ ...row, specHash: a.specHash, record: { ...row.record, memory: { ...row.record.memory, allocatedBytes: a.allocatedBytes } } })
     this.c.store.journal('vm.ballooned', a.name, { allocatedBytes: a.allocatedBytes })
+  }
+
+  /**
+   * Changes a running guest live (hot-plug, no reboot) and records its new sizes, disks, NICs and
+   * what is plugged (a migration launches the same devices); `allocated` memory follows through
+   * the balloon. Public for `supercloud resize`.
+   */
+  async updateVm (run: Pick<Run, 'spec' | 'progress' | 'signal' | 'tiny'>, a: ActionOf<'vm.update'>, topo?: Topology): Promise<void> {
+    const name = a.vm.spec.name
+    const row = this.c.store.vm(name)
+    if (row?.record === undefined) throw new NotFoundError('vm', name)
+    const agent = await this.c.sessions.agent(a.vm.host)
+    const launch = await buildLaunch(this.c, { spec: run.spec, vm: a.vm, host: a.vm.host, progress: run.progress, ...(topo !== undefined ? { topo } : {}), ...(run.tiny !== undefined ? { tiny: run.tiny } : {}), ...(run.signal !== undefined ? { signal: run.signal } : {}) })
+    run.progress({ subject: `vm ${name}`, phase: 'hotplug', message: `${a.reason} on ${a.vm.host}` })
+    const { plugged } = await agent.updateVm(launch)
+    const vm = a.vm.spec
+    if (vm.memory.allocatedBytes !== row.record.memory.allocatedBytes) await agent.balloon(name, vm.memory.allocatedBytes)
+    this.c.store.putVm({ ...row, specHash: a.specHash, status: 'ready', record: { ...row.record, cpus: vm.cpus, memory: vm.memory, disks: vm.disks.map(d => ({ name: d.name, sizeBytes: d.sizeBytes })), nics: a.vm.nics, plugged } })
+    this.c.store.journal('vm.updated', name, { host: a.vm.host, reason: a.reason })
+    run.progress({ subject: `vm ${name}`, phase: 'running', message: `running on ${a.vm.host}, changed live` })
   }
 
   /** Creates one guest: recorded 'creating', then 'ready', or 'failed' with the error when the agent could not run it. */

@@ -13,7 +13,7 @@ import { AgentClient } from '../agent/client.ts'
  * in memory). The methods keep AgentClient's signatures.
  */
 export type HostAgent = Pick<AgentClient,
-  'host' | 'hello' | 'listVms' | 'createVm' | 'destroyVm' | 'stopVm' | 'vmStatus' | 'balloon' |
+  'host' | 'hello' | 'listVms' | 'createVm' | 'destroyVm' | 'stopVm' | 'updateVm' | 'vmStatus' | 'balloon' |
   'prepareIncoming' | 'migrateOut' | 'continueMigration' | 'migrationActive' | 'cancelMigration' | 'finishIncoming' |
   'markArrival' | 'dirtyStatus' | 'dropDeparted' | 'onEvent' |
   'ensureSwitches' | 'attach' | 'consoleSocket' |

@@ -1,7 +1,8 @@
 /**
  * What the planner does with one VM of the spec that the state already knows (pure). The VM's
- * record (what was last launched) against its resolved spec decides: nothing, a balloon, a
- * restart on its existing disks (cpus, memory, an added or grown disk, gateway, firewall, swap),
+ * record (what was last launched) against its resolved spec decides: nothing, a balloon, a live
+ * update (hot-plug where the host can: live.ts), a restart on its existing disks (cpus, memory,
+ * an added or grown disk, gateway, firewall, swap, when not live: it says why),
  * a move by live migration (a changed host), a cold boot (found not running), or a replace
  * (image, NICs, a removed or shrunk disk, `--replace`, its host re-created), which says what it loses.
  */
@@ -10,6 +11,7 @@ import type { VmRow } from '../state/store.ts'
 import { humanBytes, vmDataLoss, type Change, type VmData } from './changes.ts'
 import type { ResolvedVm } from './placement.ts'
 import { xenMigrationUnsupported } from './placement.ts'
+import { asLaunched, liveEdit } from './live.ts'
 
 /** What happens to a VM's host in this plan. */
 export type HostFate =
@@ -26,6 +28,8 @@ export type VmAction =
   | { kind: 'vm.create', vm: ResolvedVm, specHash: string, reason: string }
   | { kind: 'vm.delete', name: string, host: string, reason: string }
   | { kind: 'vm.restart', vm: ResolvedVm, specHash: string, reason: string }
+  /** Changed live, in place (hot-plug: live.ts); its memory's `allocated` follows through the balloon. */
+  | { kind: 'vm.update', vm: ResolvedVm, specHash: string, reason: string }
   | { kind: 'vm.move', name: string, from: string, to: string, running: VmSpec, reason: string }
   | { kind: 'vm.balloon', name: string, host: string, allocatedBytes: number, specHash: string, reason: string }
 
@@ -39,6 +43,8 @@ export interface VmPlanInput {
   run?: string
   /** `--replace vm/NAME` asked for this VM. */
   forceReplace: boolean
+  /** The hash `up` records for a resolved VM (plan.ts's vmHash). */
+  hashOf: (vm: ResolvedVm) => string
 }
 
 export interface VmPlan {
@@ -125,11 +131,25 @@ export function planVm (i: VmPlanInput): VmPlan {
   if (src === 'gone') return replace(`host ${from} is gone: re-creating it (its disks went with the host)`, false)
   if (src === 'replaced') return replace(`host ${from} is being re-created`, true)
   if (src === 'removed-dead') return replace(`host ${from} is removed and unreachable`, true)
+  const hostChanged = from !== to
+  const alive = i.run === undefined || i.run === 'running' || i.run === 'paused'
+  // Hot-plug where the host can (live.ts); else what could not be live says why below.
+  let notLive: string[] = []
+  if (!hostChanged && row.record !== undefined && row.status === 'ready' && src === 'kept' && (i.run === undefined || i.run === 'running')) {
+    const le = liveEdit(spec, row.record, vm, i.hashOf(asLaunched(vm, row.record)) === row.specHash)
+    if (le !== undefined && 'edit' in le) {
+      const reason = `${le.edit.changes.join(', ')}: live, no reboot`
+      const c: Change = { op: 'update', subject, detail: `on ${to}`, reason }
+      const gone = le.edit.removedDisks.map(d => `disk ${d.name} (${humanBytes(d.sizeBytes)}) of ${name}`)
+      if (gone.length > 0) c.destroysData = gone
+      return { actions: [{ kind: 'vm.update', vm, specHash, reason }], changes: [c] }
+    }
+    if (le !== undefined) notLive = le.refused
+  }
   const why = replaceReasons(row, vm, specHash)
   if (why.length > 0) return replace(why.join(', '), true)
 
   const out: VmPlan = { actions: [], changes: [] }
-  const hostChanged = from !== to
   const restart = restartReasons(row, vm, specHash, hostChanged)
   if (hostChanged) {
     const kinds = new Set([spec.hosts[from]?.hypervisor.backend ?? spec.hosts[to]?.hypervisor.backend, spec.hosts[to]?.hypervisor.backend])
@@ -140,9 +160,8 @@ export function planVm (i: VmPlanInput): VmPlan {
     out.actions.push({ kind: 'vm.move', name, from, to, running: asRunning(row, vm), reason: 'host changed' })
     out.changes.push({ op: 'move', subject, detail: `${from} -> ${to}`, reason: 'host changed: live migration with its disks' })
   }
-  const alive = i.run === undefined || i.run === 'running' || i.run === 'paused'
   if (restart.length > 0 || (!alive && !hostChanged)) {
-    const reason = restart.length > 0 ? `${restart.join(', ')}: restart on its disks` : `VM is ${i.run ?? '?'}: restarting on its disks`
+    const reason = restart.length > 0 ? `${restart.join(', ')}: restart on its disks${notLive.length > 0 ? ` (not live: ${notLive.join('; ')})` : ''}` : `VM is ${i.run ?? '?'}: restarting on its disks`
     out.actions.push({ kind: 'vm.restart', vm, specHash, reason })
     out.changes.push({ op: 'update', subject, detail: `on ${to}`, reason, restart: true })
     return out

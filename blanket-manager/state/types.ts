@@ -7,6 +7,7 @@
  * and `transaction(fn)` runs a synchronous `fn` with no other work in between. The PostgreSQL
  * store keeps that contract by running node-postgres in a worker thread (pg/bridge.ts).
  */
+import type { GuestPlugged } from '../../drivers/hypervisor.ts'
 import type { HostRecord } from '../../drivers/cloud.ts'
 import type { HostKeyPins, PinnedHostKey } from '../../core/ssh.ts'
 
@@ -36,6 +37,8 @@ export interface VmRecord {
   image: string
   /** Its data disks as last launched (absent in states written before disks were recorded: then the spec's are assumed). */
   disks?: Array<{ name: string, sizeBytes: number }>
+  /** What was hot-plugged into it while it ran (a live update); absent: as cold-booted. */
+  plugged?: GuestPlugged
 }
 
 export interface VmRow {

@@ -12,6 +12,7 @@
 import { join } from 'node:path'
 import type { GuestDefinition } from '../hypervisor.ts'
 import { GuestDefinitionError } from './errors.ts'
+import { HOTPLUG_KERNEL_ARGS, hotplugArgs, pluggedProblem } from './hotplug.ts'
 
 export interface RunPaths {
   runDir: string
@@ -112,6 +113,8 @@ export function validateDefinition (def: GuestDefinition): void {
     if (!Number.isSafeInteger(def.balloonTargetBytes) || def.balloonTargetBytes <= 0) bad(`balloon target must be a positive number of bytes, got ${def.balloonTargetBytes}`)
     if (def.balloonTargetBytes > mem * MiB) bad(`balloon target ${def.balloonTargetBytes} exceeds memory ${def.memoryBytes}`)
   }
+  const plug = pluggedProblem(def)
+  if (plug !== undefined) bad(plug)
   if (def.accel !== 'kvm' && def.accel !== 'tcg') bad(`accel must be kvm or tcg, got ${String(def.accel)}`)
   if (!def.runDir.startsWith('/')) bad(`runDir must be an absolute path, got '${def.runDir}'`)
   const p = runPaths(def.runDir)
@@ -157,12 +160,15 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
   const esc = qemuOptValue
   const machine = opts.machine ?? 'q35'
   const cpu = def.accel === 'kvm' ? 'host' : (opts.tcgCpu ?? 'max')
+  // Headroom for hot-plug (vCPUs, DIMMs, PCIe ports) and what was hot-plugged: hotplug.ts.
+  const hp = hotplugArgs(def, cpu, bytes => memoryArg({ ...def, memoryBytes: bytes }))
+  const port = (id: string): string => def.plugged?.ports[id] !== undefined ? `,bus=hp${def.plugged.ports[id]}` : ''
   const a: string[] = [
     '-name', `guest=${esc(def.name)}`,
     '-machine', `${machine},accel=${def.accel}`,
     '-cpu', cpu,
-    '-smp', String(def.cpus),
-    '-m', memoryArg(def),
+    '-smp', hp.smp,
+    '-m', hp.m,
     '-nodefaults', '-no-user-config',
     '-display', 'none',
     '-pidfile', p.pidfile,
@@ -172,13 +178,14 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
     '-serial', 'chardev:ser0',
     '-chardev', `socket,id=qmp1,path=${esc(p.qmpMigration)},server=on,wait=off`,
     '-mon', 'chardev=qmp1,mode=control',
-    '-device', 'virtio-balloon-pci,id=balloon0'
+    '-device', 'virtio-balloon-pci,id=balloon0',
+    ...hp.extra
   ]
   def.disks.forEach((d, i) => {
     const node = `drv-${d.id}`
     a.push('-blockdev', `driver=${d.format},node-name=${node},file.driver=file,file.filename=${esc(d.path)}`)
     const bootindex = def.boot.kind === 'disk' && i === 0 ? ',bootindex=0' : ''
-    a.push('-device', `virtio-blk-pci,drive=${node},id=${d.id}${bootindex}`)
+    a.push('-device', `virtio-blk-pci,drive=${node},id=${d.id}${bootindex}${port(d.id)}`)
   })
   if (def.swap !== undefined) {
     const blockdev = {
@@ -196,12 +203,15 @@ export function buildQemuArgs (def: GuestDefinition, opts: QemuArgsOptions = {})
   for (const n of def.nics) {
     const netdev = `net-${n.id}`
     a.push('-netdev', `tap,id=${netdev},ifname=${n.tap},script=no,downscript=no`)
-    a.push('-device', `virtio-net-pci,netdev=${netdev},id=${n.id},mac=${n.mac.toLowerCase()}${n.mtu !== undefined ? `,host_mtu=${n.mtu}` : ''}`)
+    a.push('-device', `virtio-net-pci,netdev=${netdev},id=${n.id},mac=${n.mac.toLowerCase()}${n.mtu !== undefined ? `,host_mtu=${n.mtu}` : ''}${port(n.id)}`)
   }
   if (def.boot.kind === 'kernel') {
     a.push('-kernel', def.boot.kernel)
     if (def.boot.initrd !== undefined) a.push('-initrd', def.boot.initrd)
-    a.push('-append', def.boot.append)
+    // Hot-plugged DIMMs are onlined by the guest kernel itself (it has no udev to do it). The
+    // hot-plug memory range lies above 4 GiB, which makes Linux set aside a 64 MiB swiotlb bounce
+    // buffer for 32-bit DMA; virtio devices (no iommu_platform) never bounce: none is set aside.
+    a.push('-append', `${def.boot.append} ${HOTPLUG_KERNEL_ARGS}`.trim())
   }
   if (def.incoming === true) a.push('-incoming', 'defer')
   return a

@@ -11,12 +11,13 @@ import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promise
 import { join } from 'node:path'
 import { CancelledError, GuestBootError, QmpError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
 import type { OperationOptions, ProgressEvent, ProgressPhase } from '../../core/progress.ts'
-import type { AccelMode, GuestDefinition, GuestRunState, GuestStats, GuestStatus, HypervisorBackend } from '../hypervisor.ts'
+import type { AccelMode, GuestDefinition, GuestRunState, GuestStats, GuestPlugged, GuestStatus, HypervisorBackend, LiveUpdate } from '../hypervisor.ts'
 import { buildQemuArgs, runPaths, validateDefinition, virtioDiskName } from './args.ts'
 import { QemuMigration } from './backend-migration.ts'
 import { TLS_DIR } from './migration-tls.ts'
 import { GuestNotRunningError, GuestStartError, HypervisorMissingError } from './errors.ts'
 import { QmpClient, withQmp } from './qmp.ts'
+import { LiveUpdateRefused, liveSteps } from './hotplug.ts'
 import { lastLines } from './console-text.ts'
 import { localLogRead, watchConsole } from '../console-watch.ts'
 
@@ -34,6 +35,8 @@ export interface QemuBackendOptions {
 
 const DEFAULT_BINARY = 'qemu-system-x86_64'
 const QMP_OP_TIMEOUT_MS = 10_000
+/** How long a hot-unplug may wait for the guest to release the device. */
+const HOTUNPLUG_TIMEOUT_MS = 30_000
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 // ---------------------------------------------------------------- processes
@@ -384,6 +387,32 @@ class QemuBackend implements HypervisorBackend {
     } catch (err) {
       return { name, state: 'other', pid, detail: `QMP unavailable: ${(err as Error).message}` }
     }
+  }
+
+  /** Hot-plugs (and unplugs) what `u.to` has more (or less) than the running `u.from` (hotplug.ts). */
+  liveUpdate (u: LiveUpdate, opts: OperationOptions = {}): Promise<GuestPlugged> {
+    return this.serialize(u.from.runDir, async () => {
+      let plan
+      try {
+        plan = liveSteps(u.from, u.to, u.from.accel === 'kvm' ? 'host' : 'max')
+      } catch (err) {
+        if (err instanceof LiveUpdateRefused) throw new SupercloudError('SC_LIVE_UPDATE_UNSUPPORTED', `${u.from.name}: ${err.message}; nothing was changed`)
+        throw err
+      }
+      if (await livePid(u.from.runDir) === undefined) throw new GuestNotRunningError(u.from.name, u.from.runDir)
+      await withQmp(runPaths(u.from.runDir).qmp, async q => {
+        for (const s of plan.steps) {
+          throwIfAborted(opts.signal, `live update of ${u.from.name}`)
+          opts.onProgress?.({ subject: `vm ${u.from.name}`, phase: 'hotplug', message: `${s.execute} ${String(s.arguments.id ?? s.arguments['node-name'] ?? '')}`.trim() })
+          const deleted = s.awaitDeleted !== undefined ? q.waitForEvent('DEVICE_DELETED', ev => (ev.data as { device?: string } | undefined)?.device === s.awaitDeleted, HOTUNPLUG_TIMEOUT_MS, opts.signal) : undefined
+          deleted?.catch(() => {})
+          await q.execute(s.execute, s.arguments, { timeoutMs: QMP_OP_TIMEOUT_MS })
+          // A PCIe unplug waits for the guest to let the device go (Linux's pciehp takes ~5 s).
+          if (deleted !== undefined) await deleted
+        }
+      }, { timeoutMs: QMP_OP_TIMEOUT_MS })
+      return plan.plugged
+    })
   }
 
   setBalloon (name: string, runDir: string, bytes: number): Promise<void> {

@@ -194,6 +194,11 @@ export class MemAgent implements HostAgent {
     this.call(`stopVm ${name}`)
     if (this.h.guests.has(name)) this.h.guests.set(name, { state: 'shutdown', detail: 'shutdown' })
   }
+  async updateVm (...[l]: Fn<'updateVm'>['args']): Promise<Fn<'updateVm'>['ret']> {
+    this.call(`updateVm ${l.name} cpus=${l.cpus} memory=${l.memory.requestedBytes} disks=${l.disks.map(d => d.name).join(',')}`)
+    return { plugged: { bootCpus: 1, bootMemoryBytes: l.memory.requestedBytes, dimmBytes: [], ports: {} } }
+  }
+
   async vmStatus (name: string): Promise<VmInfo> { this.call(`vmStatus ${name}`); return this.info(name) }
   async balloon (name: string): Promise<void> { this.call(`balloon ${name}`) }
 

@@ -27,7 +27,7 @@ async function started (t: Test): Promise<{ b: Bench, calls: () => string[] }> {
     const push = h.calls.push.bind(h.calls)
     h.calls.push = (...xs: string[]): number => { all.push(...xs); return push(...xs) }
   }
-  return { b, calls: () => all.filter(c => /^(createVm|destroyVm|stopVm|prepareIncoming|migrateOut)/.test(c)) }
+  return { b, calls: () => all.filter(c => /^(createVm|destroyVm|stopVm|updateVm|prepareIncoming|migrateOut)/.test(c)) }
 }
 
 t.test('a removed disk: refused without --yes, naming the disk; nothing changes', async t => {
@@ -55,12 +55,13 @@ t.test('a removed disk: a terminal that says no changes nothing, one that says y
   t.same(c.store.vm('db1')?.record?.disks, [])
 })
 
-t.test('cpus 1 -> 2: the guest is stopped and started on its disks, never destroyed; no confirmation needed', async t => {
+t.test('cpus 1 -> 2: changed live (hot-plug), never stopped or destroyed; no confirmation needed', async t => {
   const { b, calls } = await started(t)
   const c = b.controller()
   const r = await c.up(spec({ cpus: 2 }))
-  t.same(r.plan, ['~ vm db1 on h1  (cpus 1 -> 2: restart on its disks)'])
-  t.same(calls(), ['stopVm db1', 'createVm db1'])
+  t.same(r.plan, ['~ vm db1 on h1  (cpus 1 -> 2: live, no reboot)'])
+  t.same(calls(), ['updateVm db1 cpus=2 memory=134217728 disks=data'])
+  t.ok(c.store.vm('db1')?.record?.plugged !== undefined, 'what was plugged is recorded (a migration launches the same)')
   t.equal(c.store.vm('db1')?.record?.cpus, 2)
   t.same((await c.plan(spec({ cpus: 2 }))).actions, [], 'converged')
 })
@@ -86,4 +87,17 @@ t.test('--replace vm/db1 needs --yes, then replaces', async t => {
   t.same(calls(), ['destroyVm db1', 'createVm db1'])
   const bad = await c.up(spec({}), { replace: ['nope'] }).then(() => undefined, (e: unknown) => e)
   t.match((bad as { code?: string }).code, 'SC_USAGE')
+})
+
+t.test('resize: vCPUs and memory changed live and recorded; an up whose spec says the same changes nothing; what cannot be live is refused', async t => {
+  const { b, calls } = await started(t)
+  const c = b.controller()
+  t.equal(await c.resize(spec({}), 'db1', { cpus: 2, memoryBytes: 256 * 1024 * 1024 }), '~ vm db1 on h1  (cpus 1 -> 2, memory 128 MiB -> 256 MiB: live, no reboot)')
+  t.same(calls(), ['updateVm db1 cpus=2 memory=268435456 disks=data'], 'one live update, no stop')
+  t.equal(c.store.vm('db1')?.record?.cpus, 2)
+  t.same((await c.plan(twoHosts({ db1: { host: 'h1', cpus: 2, memory: '256M', disks: '[ { name: data, size: 64M } ]' }, web1: { host: 'h2' } }))).actions, [], 'the spec edited to match: nothing to change')
+  const down = await c.resize(spec({}), 'db1', { cpus: 1 }).then(() => undefined, (e: unknown) => e)
+  t.match((down as { code?: string }).code, 'SC_LIVE_UPDATE_UNSUPPORTED')
+  t.match((down as Error).message, /cpus 2 -> 1: vCPUs are not unplugged live.*nothing was changed/)
+  t.equal(calls().length, 1, 'nothing else was called')
 })

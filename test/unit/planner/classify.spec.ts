@@ -7,7 +7,7 @@ import t from 'tap'
 import { plan, type Observation, type Plan } from '../../../blanket-manager/planner/plan.ts'
 import { describePlan } from '../../../blanket-manager/planner/changes.ts'
 import { dataLoss } from '../../../blanket-manager/planner/changes.ts'
-import type { Spec, VmSpec } from '../../../core/spec.ts'
+import type { HostSpec, Spec, VmSpec } from '../../../core/spec.ts'
 import { applied, host, spec, vm } from './fixtures.ts'
 
 const M = 1024 * 1024
@@ -32,15 +32,53 @@ t.test('a new VM is a create; it takes a free address, the others keep theirs', 
   t.same(dataLoss(p.changes), [])
 })
 
-t.test('cpus and requested memory: an update that restarts the guest on its disks, nothing lost', async t => {
-  for (const [edit, why] of [[{ cpus: 2 }, /cpus 1 -> 2/], [{ memory: { requestedBytes: 256 * M, allocatedBytes: 256 * M } }, /memory 128 MiB -> 256 MiB/]] as const) {
+t.test('cpus up, memory up in 128 MiB steps, a disk or NIC added: a live update in place (hot-plug), no restart, nothing lost', async t => {
+  const cases: Array<[Partial<VmSpec>, RegExp]> = [
+    [{ cpus: 2 }, /^~ vm db1 on h1  \(cpus 1 -> 2: live, no reboot\)$/],
+    [{ memory: { requestedBytes: 384 * M, allocatedBytes: 384 * M } }, /^~ vm db1 on h1  \(memory 128 MiB -> 384 MiB: live, no reboot\)$/],
+    [{ disks: [...data(), { name: 'logs', sizeBytes: 16 * M }] }, /^~ vm db1 on h1  \(disk logs \(16 MiB\) added: live, no reboot\)$/],
+    [{ nics: [{ name: 'eth0' }, { name: 'eth1' }] }, /^~ vm db1 on h1  \(NIC eth1 198\.18\.1\.\d+\/24 added: live, no reboot\)$/],
+    [{ cpus: 2, memory: { requestedBytes: 256 * M, allocatedBytes: 256 * M } }, /\(cpus 1 -> 2, memory 128 MiB -> 256 MiB: live, no reboot\)$/]
+  ]
+  for (const [edit, line] of cases) {
     const p = plan(withDb1(edit), st, 'scx', healthy)
-    t.same(kinds(p), ['vm.restart'])
-    t.same(p.changes.map(c => [c.op, c.restart]), [['update', true]])
-    t.match(describePlan(p)[0], /^~ vm db1 on h1  \(.*: restart on its disks\)$/)
-    t.match(describePlan(p)[0], why)
+    t.same(kinds(p), ['vm.update'], line.source)
+    t.same(p.changes.map(c => [c.op, c.restart ?? false]), [['update', false]])
+    t.match(describePlan(p)[0], line)
     t.same(dataLoss(p.changes), [])
   }
+})
+
+t.test('what cannot be live is a restart on its disks that says why', async t => {
+  const big = { ...base, hosts: { ...base.hosts, h1: host('h1', 'a', 1024, 16) } }
+  const two = withDb1({ cpus: 2, memory: { requestedBytes: 256 * M, allocatedBytes: 256 * M } })
+  const xen = { ...base, hosts: { ...base.hosts, h1: { ...host('h1', 'a'), hypervisor: { backend: 'xen' as const, accel: 'tcg' as const } } } }
+  const cases: Array<[Spec, Partial<VmSpec>, RegExp]> = [
+    [big, { cpus: 9 }, /^cpus 1 -> 9: restart on its disks \(not live: cpus 1 -> 9: over the 8 vCPUs the guest was launched with room for\)$/],
+    [base, { memory: { requestedBytes: 200 * M, allocatedBytes: 200 * M } }, /not live: .*grows live only in steps of 128 MiB/],
+    [base, { cpus: 2, gateway: '198.18.1.254' }, /^cpus 1 -> 2: restart on its disks \(not live: other settings changed too\)$/],
+    [two, { cpus: 1 }, /^cpus 2 -> 1: restart on its disks \(not live: cpus 2 -> 1: vCPUs are not unplugged live\)$/],
+    [two, { cpus: 2, memory: { requestedBytes: 128 * M, allocatedBytes: 128 * M } }, /not live: memory 256 MiB -> 128 MiB: memory is not unplugged live \(lower `allocated` to shrink it through the balloon\)/],
+    [xen, { cpus: 2 }, /^cpus 1 -> 2: restart on its disks \(not live: xen host changes no running guest here/]
+  ]
+  for (const [before, edit, why] of cases) {
+    const p = plan(withDb1(edit, before), applied(before), 'scx', healthy)
+    t.same(kinds(p), ['vm.restart'], why.source)
+    t.match(p.changes[0]?.reason, why)
+    t.same(dataLoss(p.changes), [])
+  }
+})
+
+t.test('a disk that was hot-plugged is unplugged live when removed: an update that names the disk lost', async t => {
+  const grown = withDb1({ disks: [...data(), { name: 'logs', sizeBytes: 16 * M }] })
+  const st1 = applied(grown)
+  const db1 = st1.vms.find(v => v.name === 'db1')
+  if (db1?.record !== undefined) db1.record.plugged = { bootCpus: 1, bootMemoryBytes: 128 * M, dimmBytes: [], ports: { 'disk-logs': 0 } }
+  const p = plan(base, st1, 'scx', healthy)
+  t.same(kinds(p), ['vm.update'])
+  t.match(describePlan(p)[0], /^~ vm db1 on h1  \(disk logs removed: live, no reboot\)  DATA LOSS: disk logs \(16 MiB\) of db1$/)
+  const cold = plan(base, applied(grown), 'scx', healthy)
+  t.same(kinds(cold), ['vm.delete', 'vm.create'], 'a disk plugged at boot: a replace (q35 unplugs nothing from its root bus)')
 })
 
 t.test('allocated memory alone: an update in place (balloon), no restart', async t => {
@@ -49,14 +87,11 @@ t.test('allocated memory alone: an update in place (balloon), no restart', async
   t.same(p.changes.map(c => [c.op, c.restart ?? false]), [['update', false]])
 })
 
-t.test('a disk added or grown: a restart that keeps the existing disk', async t => {
-  const added = plan(withDb1({ disks: [...data(), { name: 'logs', sizeBytes: 16 * M }] }), st, 'scx', healthy)
-  t.same(kinds(added), ['vm.restart'])
-  t.match(added.changes[0]?.reason, /disk logs \(16 MiB\) added/)
+t.test('a disk grown: a restart that keeps the existing disk', async t => {
   const grown = plan(withDb1({ disks: data(128) }), st, 'scx', healthy)
   t.same(kinds(grown), ['vm.restart'])
-  t.match(grown.changes[0]?.reason, /disk data grows 64 MiB -> 128 MiB/)
-  t.same(dataLoss([...added.changes, ...grown.changes]), [])
+  t.match(grown.changes[0]?.reason, /^disk data grows 64 MiB -> 128 MiB: restart on its disks$/)
+  t.same(dataLoss(grown.changes), [])
 })
 
 t.test('gateway or firewall (boot settings): a restart', async t => {
@@ -87,7 +122,7 @@ t.test('what cannot keep the disk is a replace that names the disk lost', async 
   const cases: Array<[string, Partial<VmSpec>, RegExp]> = [
     ['image', { image: 'other' }, /image tiny -> other/],
     ['NIC address', { nics: [{ name: 'eth0', address: '198.18.1.77/24' }] }, /NICs changed/],
-    ['NIC added', { nics: [{ name: 'eth0' }, { name: 'eth1' }] }, /NICs changed/],
+    ['NIC removed', { nics: [] }, /NICs changed/],
     ['disk removed', { disks: [] }, /disk data removed/],
     ['disk shrunk', { disks: data(32) }, /disk data shrinks 64 MiB -> 32 MiB/]
   ]

@@ -35,12 +35,14 @@ t.test('removed VM and host are deleted, VMs before hosts', async t => {
   t.same(p.actions.map(a => a.kind), ['vm.delete', 'host.delete'])
 })
 
-t.test('changing allocated memory balloons in place; changing requested restarts the guest on its disks', async t => {
+t.test('changing allocated memory balloons in place; requested memory up in 128 MiB steps is hot-plugged, other steps restart the guest on its disks', async t => {
   const st = applied(base)
   const ballooned = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1', mem: 128, alloc: 64 }), vm('db1', { host: 'h2' })])
   t.same(plan(ballooned, st, 'scx').actions.map(a => a.kind), ['vm.balloon'])
   const bigger = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1', mem: 256 }), vm('db1', { host: 'h2' })])
-  t.same(plan(bigger, st, 'scx').actions.map(a => a.kind), ['vm.restart'])
+  t.same(plan(bigger, st, 'scx').actions.map(a => a.kind), ['vm.update'])
+  const odd = spec([host('h1', 'a'), host('h2', 'b')], [vm('web1', { host: 'h1', mem: 200 }), vm('db1', { host: 'h2' })])
+  t.same(plan(odd, st, 'scx').actions.map(a => a.kind), ['vm.restart'])
 })
 
 t.test('observed drift is repaired: dead VM started again on its disks, vanished host recreated with its VMs', async t => {

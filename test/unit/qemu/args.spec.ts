@@ -46,10 +46,10 @@ t.test('TCG kernel-boot guest', async t => {
   t.equal(after(a, '-name'), 'guest=web1')
   t.equal(after(a, '-machine'), 'q35,accel=tcg')
   t.equal(after(a, '-cpu'), 'max')
-  t.equal(after(a, '-smp'), '2')
+  t.equal(after(a, '-smp'), '2,sockets=1,cores=8,threads=1,maxcpus=8', '2 vCPUs, room to hot-plug up to 8')
   // 512 MiB + 8 KiB: a RAM block that is not a multiple of 64 pages keeps QEMU 7.2's TCG dirty
   // tracking exact during migration (see TCG_RAM_PAD_BYTES).
-  t.equal(after(a, '-m'), '524296K')
+  t.equal(after(a, '-m'), '524296K,slots=8,maxmem=4718600K', 'room for 8 DIMMs, 4 GiB more')
   t.not(((512 * 1024 * 1024 + TCG_RAM_PAD_BYTES) / 4096) % 64, 0, 'the RAM block is not a multiple of 64 pages')
   t.ok(a.includes('-nodefaults'))
   t.ok(a.includes('-no-user-config'))
@@ -61,10 +61,10 @@ t.test('TCG kernel-boot guest', async t => {
   t.equal(after(a, '-mon'), 'chardev=qmp0,mode=control')
   t.equal(after(a, '-chardev', 1), 'socket,id=ser0,path=/var/lib/sc/vms/web1/run/serial.sock,server=on,wait=off,logfile=/var/lib/sc/vms/web1/run/console.log,logappend=on')
   t.equal(after(a, '-serial'), 'chardev:ser0')
-  t.same(all(a, '-device'), ['virtio-balloon-pci,id=balloon0'])
+  t.same(all(a, '-device'), ['virtio-balloon-pci,id=balloon0', ...[0, 1, 2, 3].map(i => `pcie-root-port,id=hp${i},chassis=${i + 1},bus=pcie.0,addr=0x1${i}`)], 'the balloon, and 4 empty PCIe ports for hot-plugged disks and NICs')
   t.equal(after(a, '-kernel'), '/img/vmlinuz')
   t.equal(after(a, '-initrd'), '/img/initrd.img')
-  t.equal(after(a, '-append'), 'console=ttyS0 sc.name=web1', 'append is one argv element, spaces kept')
+  t.equal(after(a, '-append'), 'console=ttyS0 sc.name=web1 memhp_default_state=online swiotlb=noforce', 'append is one argv element, spaces kept; hot-plugged memory onlines itself')
   t.notOk(a.includes('-netdev'))
   t.notOk(a.includes('-blockdev'))
 })
@@ -73,7 +73,7 @@ t.test('KVM uses the host CPU; machine and TCG CPU can be chosen', async t => {
   const k = buildQemuArgs(def({ accel: 'kvm' }))
   t.equal(after(k, '-machine'), 'q35,accel=kvm')
   t.equal(after(k, '-cpu'), 'host')
-  t.equal(after(k, '-m'), '512', 'KVM tracks dirty pages itself: whole MiB')
+  t.equal(after(k, '-m'), '512,slots=8,maxmem=4608', 'KVM tracks dirty pages itself: whole MiB')
   const p = buildQemuArgs(def(), { machine: 'pc', tcgCpu: 'qemu64' })
   t.equal(after(p, '-machine'), 'pc,accel=tcg')
   t.equal(after(p, '-cpu'), 'qemu64')
@@ -82,7 +82,7 @@ t.test('KVM uses the host CPU; machine and TCG CPU can be chosen', async t => {
 t.test('kernel boot without initrd', async t => {
   const a = buildQemuArgs(def({ boot: { kind: 'kernel', kernel: '/boot/vmlinuz', append: 'console=ttyS0 panic=-1' } }))
   t.notOk(a.includes('-initrd'))
-  t.equal(after(a, '-append'), 'console=ttyS0 panic=-1')
+  t.equal(after(a, '-append'), 'console=ttyS0 panic=-1 memhp_default_state=online swiotlb=noforce')
 })
 
 t.test('disks become blockdevs + virtio-blk devices; disk boot marks the first bootable', async t => {
@@ -97,14 +97,14 @@ t.test('disks become blockdevs + virtio-blk devices; disk boot marks the first b
     'driver=qcow2,node-name=drv-root,file.driver=file,file.filename=/vms/web1/root.qcow2',
     'driver=raw,node-name=drv-disk-data,file.driver=file,file.filename=/vms/web1/data.raw'
   ])
-  t.same(all(a, '-device').slice(1), [
+  t.same(all(a, '-device').slice(5), [
     'virtio-blk-pci,drive=drv-root,id=root,bootindex=0',
     'virtio-blk-pci,drive=drv-disk-data,id=disk-data'
   ])
   t.notOk(a.includes('-kernel'))
   t.notOk(a.includes('-append'))
   const k = buildQemuArgs(def({ disks: [{ id: 'swap', path: '/s.qcow2', format: 'qcow2' }] }))
-  t.same(all(k, '-device').slice(1), ['virtio-blk-pci,drive=drv-swap,id=swap'], 'no bootindex with kernel boot')
+  t.same(all(k, '-device').slice(5), ['virtio-blk-pci,drive=drv-swap,id=swap'], 'no bootindex with kernel boot')
 })
 
 t.test('NICs are tap netdevs + virtio-net with mac and optional host_mtu', async t => {
@@ -118,7 +118,7 @@ t.test('NICs are tap netdevs + virtio-net with mac and optional host_mtu', async
     'tap,id=net-eth0,ifname=sct1a2b-t0,script=no,downscript=no',
     'tap,id=net-eth1,ifname=sct1a2b-t1,script=no,downscript=no'
   ])
-  t.same(all(a, '-device').slice(1), [
+  t.same(all(a, '-device').slice(5), [
     'virtio-net-pci,netdev=net-eth0,id=eth0,mac=52:54:00:aa:00:01',
     'virtio-net-pci,netdev=net-eth1,id=eth1,mac=52:54:00:aa:00:02,host_mtu=1450'
   ])
@@ -135,7 +135,7 @@ t.test('commas in paths are escaped inside option values only', async t => {
   t.match(after(a, '-chardev', 1), /logfile=\/tmp\/we,,ird\/console\.log,/)
   t.match(after(a, '-blockdev'), /file\.filename=\/x,,y\.qcow2$/)
   t.equal(after(a, '-kernel'), '/k,1', '-kernel is a plain path')
-  t.equal(after(a, '-append'), 'a,b', '-append is a plain string')
+  t.equal(after(a, '-append'), 'a,b memhp_default_state=online swiotlb=noforce', '-append is a plain string')
   t.equal(after(a, '-pidfile'), '/tmp/we,ird/qemu.pid', '-pidfile is a plain path')
 })
 
