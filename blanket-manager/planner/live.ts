@@ -40,7 +40,7 @@ function shape (cpus: number, memoryBytes: number, disks: string[], nics: string
  * live-able to change; `refused` when there is but it cannot be live (then a restart or replace).
  * `onlyLive`: nothing else of the VM changed (its hash with the live edits taken back matches).
  */
-export function liveEdit (spec: Spec, rec: VmRecord, vm: ResolvedVm, onlyLive: boolean): { edit: LiveEdit } | { refused: string[] } | undefined {
+export function liveEdit (spec: Spec, rec: VmRecord, vm: ResolvedVm, onlyLive: boolean, accel?: string): { edit: LiveEdit } | { refused: string[] } | undefined {
   const recDisks = rec.disks ?? vm.spec.disks
   const changes: string[] = []
   if (rec.cpus !== vm.spec.cpus) changes.push(`cpus ${rec.cpus} -> ${vm.spec.cpus}`)
@@ -55,6 +55,12 @@ export function liveEdit (spec: Spec, rec: VmRecord, vm: ResolvedVm, onlyLive: b
   if (!onlyLive) refused.push('other settings changed too')
   const backend = spec.hosts[vm.host]?.hypervisor.backend
   if (backend !== 'qemu') refused.push(`${backend ?? 'its'} host changes no running guest here (xl could set vCPUs and memory up to the domain's boot maximum: not wired up)`)
+  // Under software emulation QEMU 7.2 can leave writes to a hot-plugged DIMM out of a later
+  // migration (its dirty-bitmap fast path, which drivers/qemu/args.ts TCG_RAM_PAD_BYTES keeps boot
+  // memory off; a DIMM's size is always a multiple of it): memory grows live only under KVM.
+  if (vm.spec.memory.requestedBytes > rec.memory.requestedBytes && accel !== 'kvm') {
+    refused.push(`memory is hot-plugged live only under KVM (this host runs ${accel ?? 'an unknown mode'}: QEMU 7.2 under TCG could lose writes to hot-plugged memory when the VM migrates)`)
+  }
   for (const n of rec.nics) if (!vm.nics.some(x => x.name === n.name)) refused.push(`NIC ${n.name} removed`)
   for (const d of vm.spec.disks) {
     const was = recDisks.find(x => x.name === d.name)

@@ -155,7 +155,7 @@ export function plan (spec: Spec, state: StateSnapshot, prefix: string, observed
       continue
     }
     const run = observed?.vms[vm.spec.name]
-    const r = planVm({ spec, row, vm, specHash: h, fate, forceReplace: forced.has(vm.spec.name), hashOf: vmHash, ...(run !== undefined ? { run } : {}) })
+    const r = planVm({ spec, row, vm, specHash: h, fate, forceReplace: forced.has(vm.spec.name), hashOf: vmHash, accelOf: host => state.hosts.find(x => x.name === host)?.accel, ...(run !== undefined ? { run } : {}) })
     vmActions.push(...r.actions)
     changes.push(...r.changes)
     if (r.held !== undefined) held.push(r.held)

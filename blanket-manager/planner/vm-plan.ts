@@ -45,6 +45,8 @@ export interface VmPlanInput {
   forceReplace: boolean
   /** The hash `up` records for a resolved VM (plan.ts's vmHash). */
   hashOf: (vm: ResolvedVm) => string
+  /** The hypervisor mode a host's bootstrap chose ('kvm', 'tcg', 'xen'), when known. */
+  accelOf?: (host: string) => string | undefined
 }
 
 export interface VmPlan {
@@ -136,7 +138,7 @@ export function planVm (i: VmPlanInput): VmPlan {
   // Hot-plug where the host can (live.ts); else what could not be live says why below.
   let notLive: string[] = []
   if (!hostChanged && row.record !== undefined && row.status === 'ready' && src === 'kept' && (i.run === undefined || i.run === 'running')) {
-    const le = liveEdit(spec, row.record, vm, i.hashOf(asLaunched(vm, row.record)) === row.specHash)
+    const le = liveEdit(spec, row.record, vm, i.hashOf(asLaunched(vm, row.record)) === row.specHash, i.accelOf?.(to))
     if (le !== undefined && 'edit' in le) {
       const reason = `${le.edit.changes.join(', ')}: live, no reboot`
       const c: Change = { op: 'update', subject, detail: `on ${to}`, reason }

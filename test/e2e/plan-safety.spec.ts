@@ -1,7 +1,8 @@
 /**
  * Changing a running supercloud never loses data (issue 15), through the real CLI: a VM with a
- * data disk holds a known pattern; `cpus` 1 -> 2 and `memory` up are hot-plugged and a disk is
- * added live (the guest sees them, a process started before runs on), a changed `host:` moves
+ * data disk holds a known pattern; `cpus` 1 -> 2 is hot-plugged and a disk is added live (the
+ * guest sees them, a process started before runs on), `memory` up is a restart that says why on
+ * this TCG host (and `resize --memory` refuses, changing nothing), a changed `host:` moves
  * it by live migration (with what was hot-plugged), an edit that would destroy the disk
  * (removed disk, other image, `--replace`) is refused without a terminal and changes nothing,
  * a killed QEMU is started again on its disk by the next `up`; the pattern verifies after each.
@@ -77,29 +78,35 @@ t.test('up, and a known pattern on db1\'s data disk', async t => {
 /** A process started before the live updates: still running after each (the guest did not reboot). */
 let sleeper = ''
 
-t.test('cpus 1 -> 2 and memory 128M -> 256M: changed live by up (hot-plug), no reboot', async t => {
+t.test('cpus 1 -> 2: changed live by up (hot-plug), no reboot; memory up on this TCG host is a restart that says why', async t => {
   sleeper = /pid=(\d+)/.exec(await inGuest('sleep 100000 >/dev/null 2>&1 & echo pid=$!'))?.[1] ?? ''
   t.match(sleeper, /^\d+$/, 'a process started in the guest before the change')
-  const memBefore = Number(/MemTotal:\s+(\d+)/.exec(await inGuest('cat /proc/meminfo'))?.[1] ?? '0')
-  edit({ host: 'h1', cpus: 2, disks: DISK, memory: '256M' })
+  edit({ host: 'h1', cpus: 2, disks: DISK })
   const plan = JSON.parse((await sb.run(['plan', '--json'])).stdout) as { changes: Array<{ op: string, subject: string, restart: boolean }>, destroysData: string[] }
   t.same(plan.changes.map(c => [c.op, c.subject, c.restart]), [['update', 'vm db1', false]], 'an update in place, no restart')
   t.same(plan.destroysData, [])
   const r = await sb.run(['up'])
   t.equal(r.code, 0, r.stderr)
-  t.match(r.stderr, /~ vm db1 on h1 +\(cpus 1 -> 2, memory 128 MiB -> 256 MiB: live, no reboot\)/)
+  t.match(r.stderr, /~ vm db1 on h1 +\(cpus 1 -> 2: live, no reboot\)/)
   // The tiny guest has no udev to online a hot-plugged vCPU (a distribution's udev rule does): it is present, then onlined.
-  const out = await inGuest(`cat /sys/devices/system/cpu/present; echo 1 > /sys/devices/system/cpu/cpu1/online; echo nproc=$(nproc); grep MemTotal /proc/meminfo; kill -0 ${sleeper} && echo sleeper-alive`)
+  const out = await inGuest(`cat /sys/devices/system/cpu/present; echo 1 > /sys/devices/system/cpu/cpu1/online; echo nproc=$(nproc); kill -0 ${sleeper} && echo sleeper-alive`)
   t.match(out, /^0-1\s*$/m, 'the guest sees a second vCPU present')
   t.match(out, /nproc=2\b/, 'and runs on 2 CPUs once it is online')
-  const memAfter = Number(/MemTotal:\s+(\d+)/.exec(out)?.[1] ?? '0')
-  t.ok(memAfter - memBefore >= 120 * 1024, `MemTotal grew by ~128 MiB (${memBefore} -> ${memAfter} kB): the DIMM is online`)
   t.match(out, /sleeper-alive/, 'the process started before still runs: no reboot')
   t.equal((await look()).sum, pattern, 'the disk pattern verifies')
+  // QEMU 7.2 under TCG can leave writes to hot-plugged memory out of a migration: not live here.
+  edit({ host: 'h1', cpus: 2, disks: DISK })
+  const mem = await sb.run(['plan'])
+  t.match(mem.stdout, /restart on its disks \(not live: memory is hot-plugged live only under KVM \(this host runs tcg/, mem.stderr)
+  const rs = await sb.run(['resize', 'db1', '--memory', '256M'])
+  t.equal(rs.code, 2, 'resize --memory refuses')
+  t.match(rs.stderr, /SC_LIVE_UPDATE_UNSUPPORTED.*only under KVM.*nothing was changed/)
+  edit({ host: 'h1', cpus: 2, disks: DISK })
+  t.match(await inGuest(`kill -0 ${sleeper} && echo sleeper-alive`), /sleeper-alive/, 'nothing restarted')
 })
 
 t.test('a disk added: plugged live by up', async t => {
-  edit({ host: 'h1', cpus: 2, disks: DISKS, memory: '256M' })
+  edit({ host: 'h1', cpus: 2, disks: DISKS })
   const r = await sb.run(['up'])
   t.equal(r.code, 0, r.stderr)
   t.match(r.stderr, /~ vm db1 on h1 +\(disk logs \(16 MiB\) added: live, no reboot\)/)
@@ -110,20 +117,8 @@ t.test('a disk added: plugged live by up', async t => {
   t.match((await sb.run(['up'])).stderr, /plan: nothing to change/, 'and the next up agrees')
 })
 
-t.test('resize --memory: live, recorded; an up whose spec says the same changes nothing', async t => {
-  const before = Number(/MemTotal:\s+(\d+)/.exec(await inGuest('cat /proc/meminfo'))?.[1] ?? '0')
-  const r = await sb.run(['resize', 'db1', '--memory', '384M'])
-  t.equal(r.code, 0, r.stderr)
-  t.match(r.stdout, /~ vm db1 on h1 +\(memory 256 MiB -> 384 MiB: live, no reboot\)/)
-  const out = await inGuest(`grep MemTotal /proc/meminfo; kill -0 ${sleeper} && echo sleeper-alive`)
-  t.ok(Number(/MemTotal:\s+(\d+)/.exec(out)?.[1] ?? '0') - before >= 120 * 1024, 'the guest has 128 MiB more')
-  t.match(out, /sleeper-alive/, 'no reboot')
-  edit({ host: 'h1', cpus: 2, disks: DISKS, memory: '384M' })
-  t.match((await sb.run(['up'])).stderr, /plan: nothing to change/, 'the spec edited to match: nothing to change')
-})
-
 t.test('host h1 -> h2: a move by live migration with the disk', async t => {
-  edit({ host: 'h2', cpus: 2, disks: DISKS, memory: '384M' })
+  edit({ host: 'h2', cpus: 2, disks: DISKS })
   const plan = await sb.run(['plan'])
   t.match(plan.stdout, /^> vm db1 h1 -> h2  \(host changed: live migration with its disks\)$/m, plan.stderr)
   const r = await sb.run(['up'])
@@ -139,14 +134,14 @@ t.test('host h1 -> h2: a move by live migration with the disk', async t => {
 })
 
 t.test('edits that would destroy the disk are refused without a terminal and change nothing', async t => {
-  for (const [what, db] of [['the disk removed', { host: 'h2', cpus: 2, disks: '[ { name: logs, size: 16M } ]', memory: '384M' }], ['another image', { host: 'h2', cpus: 2, disks: DISKS, image: 'tiny2', memory: '384M' }]] as const) {
+  for (const [what, db] of [['the disk removed', { host: 'h2', cpus: 2, disks: '[ { name: logs, size: 16M } ]' }], ['another image', { host: 'h2', cpus: 2, disks: DISKS, image: 'tiny2' }]] as const) {
     edit(db)
     const r = await sb.run(['up'])
     t.match(r.stderr, /^ {2}-\/\+ vm db1 on h2 .*DATA LOSS: .*disk data \(32 MiB\) of db1/m, `${what}: the plan shows a replace losing the disk`)
     t.equal(r.code, 2, `${what}: up refuses`)
     t.match(r.stderr, /error\[SC_PLAN_DESTROYS_DATA\]: .*disk data \(32 MiB\) of db1/, `${what}: names the disk`)
   }
-  edit({ host: 'h2', cpus: 2, disks: DISKS, memory: '384M' })
+  edit({ host: 'h2', cpus: 2, disks: DISKS })
   const forced = await sb.run(['up', '--replace', 'vm/db1'])
   t.equal(forced.code, 2, '--replace without --yes is refused too')
   t.match(forced.stderr, /SC_PLAN_DESTROYS_DATA/)

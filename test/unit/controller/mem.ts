@@ -69,6 +69,8 @@ export class MemCloud implements CloudDriver {
   readonly hosts = new Map<string, MemHost>()
   /** Driver calls, e.g. 'createHost h1', 'destroyHost h1'. */
   readonly calls: string[] = []
+  /** The hypervisor mode every host's bootstrap reports (KVM: live memory hot-plug is allowed there, planner/live.ts). */
+  accel: 'kvm' | 'tcg' = 'kvm'
   private nextAddress = 10
   /** Time each driver call and the agents' hello, listVms, createVm and destroyVm take (ms; 0: none), so that calls overlap as over a network. */
   latencyMs = 0
@@ -280,7 +282,7 @@ export class MemSessions implements HostSessions<MemAgent> {
 function memHostSetup (cloud: MemCloud): HostSetup<MemAgent> {
   return {
     wantedAgentBuild: async () => AGENT_BUILD,
-    bootstrap: async h => ({ agent: new MemAgent(h.name, cloud.host(h.name)), accel: { mode: 'tcg', reason: 'in memory' } }),
+    bootstrap: async h => ({ agent: new MemAgent(h.name, cloud.host(h.name)), accel: { mode: cloud.accel, reason: 'in memory' } }),
     endpointManager: async () => {}
   }
 }

@@ -69,6 +69,17 @@ t.test('what cannot be live is a restart on its disks that says why', async t =>
   }
 })
 
+t.test('memory grows live only on a KVM host: under TCG (or a mode not known) it is a restart that says why; vCPUs stay live', async t => {
+  for (const accel of ['tcg', undefined]) {
+    const st1 = { ...st, hosts: st.hosts.map(h => ({ ...h, accel })) }
+    const mem = plan(withDb1({ memory: { requestedBytes: 256 * M, allocatedBytes: 256 * M } }), st1, 'scx', healthy)
+    t.same(kinds(mem), ['vm.restart'], `accel ${String(accel)}: memory up restarts`)
+    t.match(mem.changes[0]?.reason, /not live: memory is hot-plugged live only under KVM \(this host runs (tcg|an unknown mode): QEMU 7\.2 under TCG could lose writes/)
+    t.same(dataLoss(mem.changes), [])
+    t.same(kinds(plan(withDb1({ cpus: 2 }), st1, 'scx', healthy)), ['vm.update'], `accel ${String(accel)}: a vCPU is still hot-plugged`)
+  }
+})
+
 t.test('a disk that was hot-plugged is unplugged live when removed: an update that names the disk lost', async t => {
   const grown = withDb1({ disks: [...data(), { name: 'logs', sizeBytes: 16 * M }] })
   const st1 = applied(grown)

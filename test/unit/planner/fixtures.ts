@@ -9,7 +9,7 @@ export function applied (s: Spec): StateSnapshot {
   const p = plan(s, empty, 'scx')
   return {
     networks: [{ driver: 'local', specHash: networkHash(s, 'local'), status: 'ready' }],
-    hosts: Object.values(s.hosts).map(h => ({ name: h.name, site: h.site, driver: h.driver, specHash: hostHash(h), status: 'ready' as const, bootstrapped: true })),
+    hosts: Object.values(s.hosts).map(h => ({ name: h.name, site: h.site, driver: h.driver, specHash: hostHash(h), status: 'ready' as const, bootstrapped: true, accel: 'kvm' })),
     vms: Object.values(p.resolved).map(r => ({
       name: r.spec.name,
       host: r.host,
