@@ -95,7 +95,7 @@ t.test('cpus 1 -> 2: changed live by up (hot-plug), no reboot; memory up on this
   t.match(out, /sleeper-alive/, 'the process started before still runs: no reboot')
   t.equal((await look()).sum, pattern, 'the disk pattern verifies')
   // QEMU 7.2 under TCG can leave writes to hot-plugged memory out of a migration: not live here.
-  edit({ host: 'h1', cpus: 2, disks: DISK })
+  edit({ host: 'h1', cpus: 2, disks: DISK, memory: '256M' })
   const mem = await sb.run(['plan'])
   t.match(mem.stdout, /restart on its disks \(not live: memory is hot-plugged live only under KVM \(this host runs tcg/, mem.stderr)
   const rs = await sb.run(['resize', 'db1', '--memory', '256M'])
