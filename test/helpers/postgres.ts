@@ -1,5 +1,6 @@
 /**
- * A real PostgreSQL server for a test file: Debian's postgresql 15 binaries, `initdb` + `pg_ctl`
+ * A real PostgreSQL server for a test file: Debian's postgresql binaries (the newest major version
+ * under /usr/lib/postgresql), `initdb` + `pg_ctl`
  * run as the `postgres` user (the server refuses root), listening only on a unix socket in a
  * temporary directory owned by that user (no TCP listener), password login (scram). Stopped and
  * removed by `stop()` (register it with t.teardown), and on process exit if a test dies first.
@@ -7,12 +8,13 @@
  * killed run is found and killed by `SC_TEST_RUN=... node --import tsx test/helpers/sweep.ts`.
  */
 import { execFileSync } from 'node:child_process'
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { registerPrefix } from './sweep-lib.ts'
 
-const BIN = '/usr/lib/postgresql/15/bin'
+/** The newest installed major version's binaries (Debian 12: 15). */
+const BIN = join('/usr/lib/postgresql', String(Math.max(0, ...readdirSync('/usr/lib/postgresql').map(Number).filter(Number.isInteger))), 'bin')
 export const PG_PASSWORD = 'sc-test-secret'
 
 export interface TestPostgres {
