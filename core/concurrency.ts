@@ -55,3 +55,18 @@ export function groupBy<T> (items: readonly T[], key: (item: T) => string): Arra
   }
   return [...groups]
 }
+
+/**
+ * Calls `fn` every `ms` milliseconds, skipping a tick while the previous call still runs (so a
+ * slow round never overlaps the next). Does not keep the process alive; `stop()` ends it.
+ */
+export function repeatWithoutOverlap (fn: () => Promise<unknown>, ms: number): { stop: () => void } {
+  let running = false
+  const timer = setInterval(() => {
+    if (running) return
+    running = true
+    void fn().finally(() => { running = false })
+  }, ms)
+  timer.unref()
+  return { stop: () => { clearInterval(timer) } }
+}

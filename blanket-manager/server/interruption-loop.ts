@@ -14,6 +14,7 @@ import { runOperation } from '../operations/operation.ts'
 import { evacuateHost } from '../evacuation/evacuate.ts'
 import type { Spec } from '../../core/spec.ts'
 import type { StatsPoller } from './poller.ts'
+import { repeatWithoutOverlap } from '../../core/concurrency.ts'
 
 export interface InterruptionLoop {
   stop: () => void
@@ -53,13 +54,7 @@ export async function startInterruptionLoop (c: Controller, spec: Spec, hub: Eve
   }
   await watchAll()
   let stopped = false
-  let checking = false
-  const timer = setInterval(() => {
-    if (checking || stopped) return
-    checking = true
-    void watchAll().finally(() => { checking = false })
-  }, WATCH_CHECK_MS)
-  timer.unref()
+  const rewatch = repeatWithoutOverlap(watchAll, WATCH_CHECK_MS)
 
   const noticed = new Map<string, string>()
   const running = new Map<string, Promise<void>>()
@@ -81,5 +76,5 @@ export async function startInterruptionLoop (c: Controller, spec: Spec, hub: Eve
     running.set(host, work)
   })
   log(`interruptions: watching ${ec2().length} ec2 host(s)`)
-  return { running, stop: () => { stopped = true; clearInterval(timer); untap() } }
+  return { running, stop: () => { stopped = true; rewatch.stop(); untap() } }
 }

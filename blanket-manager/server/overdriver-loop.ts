@@ -12,6 +12,7 @@ import { ingestAgentEvents, type EventHub } from '../events/hub.ts'
 import type { Spec } from '../../core/spec.ts'
 import type { HostView } from '../../overdriver/decision/decide.ts'
 import type { StatsPoller } from './poller.ts'
+import { repeatWithoutOverlap } from '../../core/concurrency.ts'
 
 export interface OverdriverLoop {
   stop: () => void
@@ -54,13 +55,7 @@ export async function startOverdriverLoop (c: Controller, spec: Spec, hub: Event
   }
   await subscribeAll()
   let stopped = false
-  let checking = false
-  const watch = setInterval(() => {
-    if (checking || stopped) return
-    checking = true
-    void subscribeAll().finally(() => { checking = false })
-  }, Math.max(5000, policy.intervalMs * 3))
-  watch.unref()
+  const resubscribe = repeatWithoutOverlap(subscribeAll, Math.max(5000, policy.intervalMs * 3))
   let queue = Promise.resolve()
   const busy = new Set<string>()
   const untap = hub.tap(ev => {
@@ -103,5 +98,5 @@ export async function startOverdriverLoop (c: Controller, spec: Spec, hub: Event
     })
   })
   log(`overdriver: watching ${c.store.hosts().length} host(s) every ${policy.intervalMs} ms`)
-  return { stop: () => { stopped = true; clearInterval(watch); untap() } }
+  return { stop: () => { stopped = true; resubscribe.stop(); untap() } }
 }

@@ -1,6 +1,6 @@
 /** core/concurrency.ts: bounded fan-out keeps order, never exceeds its limit, and fails like Promise.all / allSettled. */
 import t from 'tap'
-import { concurrencyLimit, DEFAULT_HOST_CONCURRENCY, groupBy, mapLimited, settleLimited } from '../../../core/concurrency.ts'
+import { concurrencyLimit, DEFAULT_HOST_CONCURRENCY, groupBy, mapLimited, repeatWithoutOverlap, settleLimited } from '../../../core/concurrency.ts'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
@@ -71,4 +71,18 @@ t.test('odd limits: below one runs one at a time, Infinity runs all at once', as
   const all = gauged()
   await settleLimited(items, Infinity, all.fn)
   t.equal(all.max(), items.length)
+})
+
+t.test('repeatWithoutOverlap: a slow round is never overlapped by the next; stop ends it', async t => {
+  let now = 0
+  let max = 0
+  let calls = 0
+  const r = repeatWithoutOverlap(async () => { calls++; now++; max = Math.max(max, now); await sleep(25); now-- }, 5)
+  await sleep(120)
+  r.stop()
+  const at = calls
+  await sleep(40)
+  t.equal(max, 1, 'never two rounds at once')
+  t.ok(at >= 1 && at <= 6, `rounds spaced by the 25 ms call, not the 5 ms tick (${at} in 120 ms)`)
+  t.equal(calls, at, 'no round after stop')
 })
