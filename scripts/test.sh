@@ -21,6 +21,14 @@ total=$(sed -nE 's/.*total: ([0-9]+).*/\1/p' <<<"$summary")
 pass=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$summary")
 fail=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$summary")
 skip=$(sed -nE 's/.*skip: ([0-9]+).*/\1/p' <<<"$summary")
+# What failed, and the slowest files, at the very end where a CI page shows them.
+if grep -qE '^ *not ok ' "$log"; then
+  echo "failed (a file's failing subtests come just before the file's own line):"
+  grep -E '^ *not ok ' "$log" | head -n 80
+fi
+echo "slowest files (s):"
+grep -E '^(not )?ok [0-9]+ - test/' "$log" | sed -nE 's/^(not )?ok [0-9]+ - (test\/[^ ]+) # time=([0-9.]+)ms.*/\3 \2/p' |
+  sort -rn | head -n 15 | awk '{printf "  %6.0f %s\n", $1 / 1000, $2}'
 rm -f "$log"
 echo "tests: ${pass:-0} passed, ${fail:-0} failed, ${skip:-0} skipped"
 if [[ -z "$total" ]]; then exit 1; fi
