@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { gunzipSync } from 'node:zlib'
 import { LocalDriverError } from '../../../core/errors.ts'
 import {
-  dom0Cmdline, launchCpio, multibootModules, readyState, xenCmdline, xenHostMac, xenHostQemuArgs, xlGuestConfig, type XenHostVmConfig
+  dom0Cmdline, launchCpio, multibootModules, readyState, xenCmdline, xenHostMac, xenHostQemuArgs, type XenHostVmConfig
 } from '../../../drivers/local/xen-host-args.ts'
 
 const base: XenHostVmConfig = {
@@ -86,33 +86,3 @@ t.test('ready line is found amid kernel noise; failures carry their detail', asy
   t.same(readyState('SUPERCLOUD-XEN-HOST-FAILED xen1 sshd; no interface eth0\n', 'xen1'), { ready: false, detail: 'sshd; no interface eth0' })
 })
 
-t.test('xl PV guest config: kernel + initramfs, console on hvc0, quoted values checked', async t => {
-  const cfg = xlGuestConfig({ name: 'g1', kernel: '/var/lib/xen/images/g1/vmlinuz', ramdisk: '/var/lib/xen/images/g1/initrd.img', extra: 'sc.name=g1', memoryMiB: 128 })
-  t.equal(cfg, [
-    'name = "g1"',
-    'type = "pv"',
-    'kernel = "/var/lib/xen/images/g1/vmlinuz"',
-    'ramdisk = "/var/lib/xen/images/g1/initrd.img"',
-    'extra = "console=hvc0 sc.name=g1"',
-    'memory = 128',
-    'maxmem = 128',
-    'vcpus = 1',
-    'vif = []',
-    'on_poweroff = "destroy"',
-    'on_reboot = "destroy"',
-    'on_crash = "preserve"',
-    ''
-  ].join('\n'))
-  t.match(xlGuestConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, maxMemoryMiB: 256, vcpus: 2 }), /maxmem = 256\nvcpus = 2/)
-  t.match(xlGuestConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, vifs: [{ bridge: 'xenbr0', mac: '02:fc:00:00:00:0a' }, { bridge: 'br1', mac: '02:fc:00:00:00:0b' }] }),
-    /^vif = \["bridge=xenbr0,mac=02:fc:00:00:00:0a", "bridge=br1,mac=02:fc:00:00:00:0b"\]$/m)
-  t.throws(() => xlGuestConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, vifs: [{ bridge: 'br0,script=x', mac: '02:fc:00:00:00:0a' }] }), /bridge/)
-  t.throws(() => xlGuestConfig({ name: 'g2', kernel: '/k', memoryMiB: 64, vifs: [{ bridge: 'br0', mac: 'nope' }] }), /mac/)
-  const pvh = xlGuestConfig({ name: 'g3', type: 'pvh', tscMode: 'native', kernel: '/k', memoryMiB: 64 })
-  t.match(pvh, /^type = "pvh"$/m)
-  t.match(pvh, /^tsc_mode = "native"$/m)
-  t.throws(() => xlGuestConfig({ name: 'g1', kernel: '/k', extra: 'a="b"', memoryMiB: 64 }), /extra/)
-  t.throws(() => xlGuestConfig({ name: 'g1', kernel: 'k', memoryMiB: 64 }), /kernel/)
-  t.throws(() => xlGuestConfig({ name: 'g1', kernel: '/k', memoryMiB: 64, maxMemoryMiB: 32 }), /maxMemoryMiB/)
-  t.throws(() => xlGuestConfig({ name: 'G 1', kernel: '/k', memoryMiB: 64 }), /guest name/)
-})
