@@ -53,6 +53,12 @@ export interface DriverContext {
   hosts?: Record<string, HostSpec>
   /** The controller's pinned host keys: every SSH connection a driver makes checks (and on first contact pins) the host's key there. */
   hostKeys?: HostKeyPins
+  /**
+   * How long a guest may take to boot on this controller's hosts (SUPERCLOUD_BOOT_TIMEOUT_MS). A
+   * driver that boots a machine itself (the local driver's Xen machines, a TCG machine running
+   * Xen and its dom0) gives that machine at least as long. Not part of the saved context.
+   */
+  bootTimeoutMs?: number
 }
 
 export interface CloudDriver {

@@ -108,10 +108,10 @@ export function controllerCore<A extends HostAgent> (c: ControllerComponents<A>)
       if (spec !== undefined) {
         const ctx: DriverContext = { name: c.name, prefix, dir: c.dir, keyPath, sites: spec.sites, wan: spec.wan, hosts: spec.hosts }
         state.setContext(ctx)
-        return { ...ctx, hostKeys: c.store.hostKeyPins }
+        return { ...ctx, hostKeys: c.store.hostKeyPins, bootTimeoutMs: bootTimeoutMs(c.env) }
       }
       const saved = state.context() ?? { sites: {}, wan: { delayMs: 0 } }
-      return { name: c.name, prefix, dir: c.dir, keyPath, ...saved, hostKeys: c.store.hostKeyPins }
+      return { name: c.name, prefix, dir: c.dir, keyPath, ...saved, hostKeys: c.store.hostKeyPins, bootTimeoutMs: bootTimeoutMs(c.env) }
     },
     record: host => {
       const r = c.store.host(host)?.record

@@ -119,7 +119,8 @@ async function createXenFlavour (ctx: DriverContext, spec: HostSpec, n: { ns: st
     gateway: n.sp.gateway,
     hostDir: n.hostDir,
     privateKeyPath: ctx.keyPath,
-    guestMemoryBytes: spec.memoryBytes
+    guestMemoryBytes: spec.memoryBytes,
+    ...(ctx.bootTimeoutMs !== undefined ? { bootTimeoutMs: ctx.bootTimeoutMs } : {})
   }, opts ?? {})
   const data: LocalHostData = { ns: n.ns, siteNs: n.sp.ns, siteLink: n.siteLink, hostDir: n.hostDir, sshdDir: n.sshdDir, sshdConfig: '', sshdPidFile: '', xen: { qemuPid: x.pid, consoleLog: x.consoleLog } }
   const ssh: SshEndpoint = { host: n.address, port: 22, username: 'root', privateKeyPath: ctx.keyPath, hostKeyPath: x.knownHosts, proxyCommand: x.proxyCommand, slow: { timeoutMs: 60_000, keepaliveIntervalMs: 10_000, keepaliveCountMax: 12 } }

@@ -21,6 +21,8 @@ export const XEN_HOST_GUEST_BRIDGE = 'xenbr0'
 export const XEN_DOM0_MIB = 768
 /** CPUs of the Xen machine: one for dom0, one for guests. */
 export const XEN_HOST_CPUS = 2
+/** The least time a Xen machine gets to boot Xen and its dom0 under TCG (startXenHost's default). */
+const XEN_HOST_BOOT_MS = 240_000
 /** Xen's own share of the machine beyond dom0 and guests (hypervisor heap, page tables). */
 const XEN_OVERHEAD_MIB = 64
 
@@ -41,6 +43,8 @@ export interface XenFlavourParams {
   privateKeyPath: string
   /** Memory offered to guests, bytes (the machine gets dom0's share and Xen's on top). */
   guestMemoryBytes: number
+  /** The controller's guest boot timeout: the machine gets at least as long (and at least XEN_HOST_BOOT_MS). */
+  bootTimeoutMs?: number
 }
 
 export interface XenFlavourHost {
@@ -107,6 +111,7 @@ export async function ensureXenHost (p: XenFlavourParams, opts: OperationOptions
     // under TCG, dom0 sharing a CPU with PVH vCPUs saw its processes' memory corrupted.
     cpus: XEN_HOST_CPUS,
     xenExtra: ['dom0_vcpus_pin'],
+    bootTimeoutMs: Math.max(XEN_HOST_BOOT_MS, p.bootTimeoutMs ?? 0),
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
     ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {})
   })
