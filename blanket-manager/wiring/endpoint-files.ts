@@ -33,10 +33,44 @@ export async function readEndpoints (ssh: SshConnection, root: string): Promise<
   return parseEndpointLines(r.stdout)
 }
 
+/**
+ * Whether `endpoints` (read back from the host) show `w` done: the endpoint created with that
+ * configuration, re-pointed to that address, or gone (pure).
+ */
+export function writeTookEffect (w: EndpointWrite, endpoints: EndpointConfig[]): boolean {
+  const words = w.line.trim().split(/\s+/)
+  if (w.file === 'destroy') return !endpoints.some(e => e.id === Number(words[0]))
+  if (w.file === 'create') {
+    const e = endpoints.find(x => x.id === Number(words[0]))
+    return e !== undefined && parseEndpointLines(w.line).some(x => x.id === e.id && sameAddress(x.local, e.local) && sameAddress(x.remote, e.remote))
+  }
+  const e = endpoints.find(x => x.id === Number(w.file))
+  const to = words[0] !== undefined ? parseEndpointAddress(words[0]) : undefined
+  return e !== undefined && to !== undefined && sameAddress(e.remote, to)
+}
+
+function sameAddress (a: EndpointConfig['local'], b: EndpointConfig['local']): boolean {
+  return a.ip === b.ip && a.port === b.port
+}
+
+/**
+ * Writes one line to the host's endpoint interface. A refused write throws EndpointRefusedError
+ * with the manager's reason. A write whose outcome is unknown (the SSH session ended without the
+ * command's exit status, as a loaded emulated dom0's sshd sometimes does) is checked by reading
+ * the endpoints back: done, or written once more.
+ */
 export async function writeEndpoint (ssh: SshConnection, root: string, w: EndpointWrite): Promise<void> {
-  const r = await ssh.exec(`printf '%s\\n' ${shq(w.line)} > ${shq(`${root}/${w.file}`)}`, { allowFailure: true })
+  const write = async (): Promise<{ code: number | null, stderr: string }> =>
+    await ssh.exec(`printf '%s\\n' ${shq(w.line)} > ${shq(`${root}/${w.file}`)}`, { allowFailure: true })
+  let r = await write()
+  if (r.code === null) {
+    if (writeTookEffect(w, await readEndpoints(ssh, root))) return
+    r = await write()
+    if (r.code === null && writeTookEffect(w, await readEndpoints(ssh, root))) return
+  }
   if (r.code !== 0) {
     const reason = (await ssh.exec(`cat ${shq(`${root}/last_error`)}`, { allowFailure: true })).stdout.trim()
-    throw new EndpointRefusedError(w.host, w, reason !== '' ? reason : r.stderr.trim())
+    const detail = reason !== '' ? reason : r.stderr.trim() !== '' ? r.stderr.trim() : r.code === null ? 'the SSH session ended without the write\'s exit status, twice, and the endpoint does not show the change' : `exit status ${r.code}, no reason given`
+    throw new EndpointRefusedError(w.host, w, detail)
   }
 }
