@@ -53,24 +53,27 @@ function sameAddress (a: EndpointConfig['local'], b: EndpointConfig['local']): b
   return a.ip === b.ip && a.port === b.port
 }
 
+/** How long one write may wait for the endpoint manager (its kernel changes) before it is called failed. */
+const WRITE_TIMEOUT_MS = 5 * 60_000
+
 /**
  * Writes one line to the host's endpoint interface. A refused write throws EndpointRefusedError
- * with the manager's reason. A write whose outcome is unknown (the SSH session ended without the
- * command's exit status, as a loaded emulated dom0's sshd sometimes does) is checked by reading
- * the endpoints back: done, or written once more.
+ * with the manager's reason. When the shell saw a failure or no exit status at all (a loaded
+ * emulated dom0's sshd sometimes ends a session without it), the endpoints are read back first:
+ * a change that was made counts as done; a write with no exit status and no change is written
+ * once more.
  */
 export async function writeEndpoint (ssh: SshConnection, root: string, w: EndpointWrite): Promise<void> {
   const write = async (): Promise<{ code: number | null, stderr: string }> =>
-    await ssh.exec(`printf '%s\\n' ${shq(w.line)} > ${shq(`${root}/${w.file}`)}`, { allowFailure: true })
+    await ssh.exec(`printf '%s\\n' ${shq(w.line)} > ${shq(`${root}/${w.file}`)}`, { allowFailure: true, timeoutMs: WRITE_TIMEOUT_MS })
   let r = await write()
+  if (r.code === 0) return
+  if (writeTookEffect(w, await readEndpoints(ssh, root))) return
   if (r.code === null) {
-    if (writeTookEffect(w, await readEndpoints(ssh, root))) return
     r = await write()
-    if (r.code === null && writeTookEffect(w, await readEndpoints(ssh, root))) return
+    if (r.code === 0) return
   }
-  if (r.code !== 0) {
-    const reason = (await ssh.exec(`cat ${shq(`${root}/last_error`)}`, { allowFailure: true })).stdout.trim()
-    const detail = reason !== '' ? reason : r.stderr.trim() !== '' ? r.stderr.trim() : r.code === null ? 'the SSH session ended without the write\'s exit status, twice, and the endpoint does not show the change' : `exit status ${r.code}, no reason given`
-    throw new EndpointRefusedError(w.host, w, detail)
-  }
+  const reason = (await ssh.exec(`cat ${shq(`${root}/last_error`)}`, { allowFailure: true })).stdout.trim()
+  const detail = reason !== '' ? reason : r.stderr.trim() !== '' ? r.stderr.trim() : r.code === null ? 'the SSH session ended without the write\'s exit status, twice' : `exit status ${r.code}, no reason given`
+  throw new EndpointRefusedError(w.host, w, detail)
 }

@@ -183,7 +183,11 @@ export async function mountEndpointFs (manager: EndpointManager, root: string, l
 
   // Attributes and names are never cached by the kernel: sizes and the listing change with
   // every write. (fuse-native drops falsy option values, hence the strings.)
-  const fuse = new Fuse(abs, ops, { fsname: `vw-endpoints-${manager.prefix}`, attrTimeout: '0', entryTimeout: '0' })
+  // No time limit on an operation: a write returns when the kernel change is made or refused, as
+  // a write to /sys does. (fuse-native's default answers ETIMEDOUT after 15 s while the change
+  // goes on; an emulated Xen dom0 under load took 21 s for a create, and the writer's shell saw
+  // a silent failure of a change that was made.)
+  const fuse = new Fuse(abs, ops, { fsname: `vw-endpoints-${manager.prefix}`, attrTimeout: '0', entryTimeout: '0', timeout: false })
   await new Promise<void>((resolve, reject) => {
     fuse.mount(err => { if (err !== null && err !== undefined) reject(err); else resolve() })
   })
