@@ -55,13 +55,23 @@ t.test('lock: another process holding it refuses with its pid; released when it 
   const dir = mkdtempSync(join(tmpdir(), 'sc-state-'))
   const s = StateStore.open(dir)
   t.teardown(() => { s.close() })
-  const holder = contenders(dir, 1, 4000)
-  await new Promise(resolve => setTimeout(resolve, 4000))
+  // The holder takes the lock at once and keeps it until the release file exists: the check
+  // below runs once it said so, however long its start took (no fixed sleep).
+  rmSync(join(dir, 'release'), { force: true })
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'lock-contender.ts'), dir, '0', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = new Promise<void>(resolve => { child.on('exit', () => { resolve() }) })
+  const out = await new Promise<string>((resolve, reject) => {
+    let text = ''
+    child.stdout.on('data', (d: Buffer) => { text += d.toString(); if (text.includes('\n')) resolve(text.trim()) })
+    child.on('error', reject)
+    void exited.then(() => { resolve(text.trim()) })
+  })
+  t.match(out, /^got \d+$/, 'the other process holds the lock')
   const err = (() => { try { s.lock(); return undefined } catch (e) { return e } })()
   t.ok(err instanceof StateLockedError, 'refused while the other process holds it')
-  const [out] = await holder
-  t.match(out, /^got \d+$/)
-  t.match((err as Error).message, new RegExp(`locked by running process ${(out ?? '').split(' ')[1] ?? 'x'}`), 'names the holder')
+  t.match((err as Error | undefined)?.message, new RegExp(`locked by running process ${out.split(' ')[1] ?? 'x'}`), 'names the holder')
+  writeFileSync(join(dir, 'release'), '')
+  await exited
   t.doesNotThrow(() => { s.lock() }, 'free once the holder exited')
   s.unlock()
 })
