@@ -79,7 +79,7 @@ export class MigrationNetworkError extends SupercloudError {
       nics.map(n => `  ${describeNic(n)}`).join('\n') + '\n' +
       `Ways out: move it within ${site}${others.length > 0 ? ` (${others.join(', ')})` : ' (add a host to that site)'}; ` +
       `or put ${names} on a VirtualWire wire (network.wires, with an extender in both sites), whose network moves with the VM across sites; ` +
-      `or re-address it: give ${names} an address in ${toSite}'s subnet and the VM \`host: ${to}\` in the spec, and \`up\` re-creates it there (a restart, not a live move).`,
+      `or re-address it: give ${names} an address in ${toSite}'s subnet and the VM \`host: ${to}\` in the spec, and \`up\` replaces it there (a new VM, its disks started afresh: not a live move).`,
     { exitCode: 2 })
   }
 }
