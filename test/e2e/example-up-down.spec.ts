@@ -59,8 +59,8 @@ async function hostOf (vm: string): Promise<[string | undefined, string | undefi
   return [v?.host, v?.state]
 }
 
+// Before the move its peers reached it: the test above pinged web1 -> app1 and db1 -> app1.
 t.test('the README\'s move: app1 moves live within cloud-a and keeps its address and peers', async t => {
-  await pings(t, 'web1', 'app1', 'before the move')
   const r = await sb.run(['migrate', 'app1', '--to', 'host-a', '--json'])
   t.equal(r.code, 0, r.stderr)
   t.same(await hostOf('app1'), ['host-a', 'running'])
