@@ -7,6 +7,7 @@
  * built; the client checks the results it relies on and every push.
  */
 import { SupercloudError } from '../../core/errors.ts'
+import { isVmName } from '../../core/names.ts'
 import { isMigrationSecurity, type MigrationProgress } from '../../core/migration.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { GuestFirewall, L2fwRule } from '../../images/guest/cmdline.ts'
@@ -96,6 +97,7 @@ const vmImage = byKind<VmImage>({
 
 /** Hot-plug ports by device id (drivers/qemu/hotplug.ts checks ids and port numbers against the launch). */
 const ports = guard('device id -> port number', (v): v is Record<string, number> => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every(x => Number.isSafeInteger(x) && (x as number) >= 0))
+const vmReasons = guard('VM name -> reason', (v): v is Record<string, string> => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.entries(v).every(([k, x]) => isVmName(k) && typeof x === 'string'))
 const plugged = obj<GuestPlugged>({ bootCpus: positive, bootMemoryBytes: positive, dimmBytes: arr(positive), ports })
 
 type Nic = VmLaunch['nics'][number]
@@ -202,7 +204,7 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
   'agent.shutdown': { params: noParams, result: none },
   'host.watch': { params: obj<{ host: string }>({ host: hostName }), result: obj<{ watching: boolean }>({ watching: bool }) },
   'overdriver.configure': {
-    params: obj<ConfigureParams>({ host: hostName, policy, hosts: opt(arr(obj<HostView>({ name: hostName, migrationSpaceBytes: nonNegative, noMigration: opt(str) }))) }),
+    params: obj<ConfigureParams>({ host: hostName, policy, hosts: opt(arr(obj<HostView>({ name: hostName, migrationSpaceBytes: nonNegative, noMigration: opt(str), refuses: opt(vmReasons) }))) }),
     result: obj<{ vms: string[] }>({ vms: arr(str) })
   },
   'overdriver.subscribe': { params: noParams, result: none },

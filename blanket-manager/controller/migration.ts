@@ -29,6 +29,7 @@ import type { HostAgent } from './sessions.ts'
 import type { MigrateOptions, MigrateResult } from './types.ts'
 import type { ArmedWrites, Wiring } from './wiring.ts'
 import { CrossSiteMigrationError, crossSiteMoveProblems } from '../migration/cross-site.ts'
+import { assertKeepsNetwork } from '../migration/site-network.ts'
 
 type Incoming = Awaited<ReturnType<HostAgent['prepareIncoming']>>
 
@@ -102,8 +103,11 @@ export class Migrations<A extends HostAgent> {
     }
     // The extender rule: no wire of this VM may cross sites in clear after the move.
     const placement = Object.fromEntries(this.c.store.vms().map(v => [v.name, v.host]))
-    const crossing = crossSiteMoveProblems(spec, this.wiring.wires(spec), placement, vmName, to)
+    const wires = this.wiring.wires(spec)
+    const crossing = crossSiteMoveProblems(spec, wires, placement, vmName, to)
     if (crossing.length > 0) throw new CrossSiteMigrationError(vmName, to, crossing)
+    // The site-network rule: no NIC on its site's network may leave that site (it would keep its address on no network).
+    assertKeepsNetwork(spec, wires, vmName, row.host, to, Object.fromEntries(record.nics.map(n => [n.name, n.address])))
     const fromKind = spec.hosts[row.host]?.hypervisor.backend ?? 'qemu'
     const toKind = spec.hosts[to]?.hypervisor.backend ?? 'qemu'
     if (fromKind !== toKind) throw new SupercloudError('SC_MIGRATE_HYPERVISOR_MISMATCH', `${vmName} runs on ${row.host} under ${fromKind}; ${to} runs ${toKind}: a live migration needs the same hypervisor at both ends`, { exitCode: 2 })

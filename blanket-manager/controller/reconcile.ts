@@ -11,6 +11,7 @@ import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
 import type { Spec } from '../../core/spec.ts'
 import type { GuestImageFiles } from '../bootstrap/blanket.ts'
 import { assertCrossSite, type Topology } from '../../virtualwire/topology/compile.ts'
+import { assertKeepsNetwork } from '../migration/site-network.ts'
 import { plan, type Action, type Observation, type Plan, type PlanOptions } from '../planner/plan.ts'
 import { place, type ResolvedVm } from '../planner/placement.ts'
 import type { HostRow } from '../state/store.ts'
@@ -84,7 +85,10 @@ export class Reconciler<A extends HostAgent> {
     const obs = await this.observe()
     obs.wiringApplied = this.c.state.wiresApplied()
     if (wires.length > 0 && obs.wiringApplied !== '') obs.wiringDrift = await this.wiring.drifted(eff, ctx.prefix, wires)
-    return plan(eff, this.c.store.snapshot(), ctx.prefix, obs, wires, opts)
+    const p = plan(eff, this.c.store.snapshot(), ctx.prefix, obs, wires, opts)
+    // The site-network rule for the moves `up` would make (a changed host:): refused before anything is changed.
+    for (const a of actions(p, 'vm.move')) assertKeepsNetwork(eff, wires, a.name, a.from, a.to, Object.fromEntries((p.resolved[a.name]?.nics ?? []).map(n => [n.name, n.address])))
+    return p
   }
 
   /** Applies `p` (planned for the effective spec `spec`). */

@@ -3,15 +3,18 @@
  * `supercloud evacuate HOST`) to other hosts, through the controller's migration path (each
  * move holds the VM's move lock, state/vm-lock.ts). The plan (plan.ts) is made from the state
  * first and said before anything moves: where each VM goes, and which VMs are not expected to
- * make the deadline or have no host with room. After each move the rest is planned again with
- * the bandwidth that move measured, and a VM that became late is said then, still before the
- * deadline. Progress goes to `onProgress` (the operation's progress in the event stream).
+ * make the deadline or have no host with room. Hosts a VM may not go to (the extender and
+ * site-network rules, the hypervisor) are skipped as its targets, not tried. After each move
+ * the rest is planned again with the bandwidth that move measured, and a VM that became late
+ * is said then, still before the deadline. Progress goes to `onProgress` (the operation's
+ * progress in the event stream).
  */
 import { CancelledError, NotFoundError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
 import type { ProgressEvent } from '../../core/progress.ts'
 import type { Spec, WireSpec } from '../../core/spec.ts'
 import type { MigrateOptions, MigrateResult } from '../controller/types.ts'
 import { crossSiteMoveProblems } from '../migration/cross-site.ts'
+import { strandedNics, strandedReason } from '../migration/site-network.ts'
 import type { HostRow, VmRow } from '../state/store.ts'
 import { describeEvacuation, planEvacuation, type EvacuationPlan, type EvacuationTarget } from './plan.ts'
 
@@ -81,6 +84,7 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
       .filter(h => h.name !== host && ready.has(h.name) && opts.avoid?.has(h.name) !== true)
       .map(h => ({ name: h.name, site: h.site, freeBytes: Math.max(0, h.memoryBytes - used(h.name)) }))
     const placement = Object.fromEntries(vms.map(v => [v.name, v.host]))
+    const addresses = (vm: string): Record<string, string> => Object.fromEntries((vms.find(v => v.name === vm)?.record?.nics ?? []).map(n => [n.name, n.address]))
     return planEvacuation({
       source: { name: host, site: src.site },
       vms: vms.filter(v => v.host === host && spec.vms[v.name] !== undefined).map(v => ({ name: v.name, memoryBytes: v.record?.memory.allocatedBytes ?? spec.vms[v.name]?.memory.allocatedBytes ?? 0 })),
@@ -90,7 +94,9 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
         const kind = spec.hosts[to]?.hypervisor.backend ?? 'qemu'
         if (kind !== src.hypervisor.backend) return `runs ${kind}, ${host} runs ${src.hypervisor.backend}`
         const crossing = crossSiteMoveProblems(spec, wires, placement, vm, to)
-        return crossing.length > 0 ? `the extender rule (${crossing.join('; ')})` : undefined
+        if (crossing.length > 0) return `the extender rule (${crossing.join('; ')})`
+        const stranded = strandedReason(strandedNics(spec, wires, vm, host, to, addresses(vm)))
+        return stranded !== undefined ? `the site-network rule (${stranded})` : undefined
       },
       now: now(),
       deadline

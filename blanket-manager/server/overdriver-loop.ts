@@ -13,6 +13,7 @@ import type { Spec } from '../../core/spec.ts'
 import type { HostView } from '../../overdriver/decision/decide.ts'
 import type { StatsPoller } from './poller.ts'
 import { repeatWithoutOverlap } from '../../core/concurrency.ts'
+import { refusedTargets } from '../migration/site-network.ts'
 
 export interface OverdriverLoop {
   stop: () => void
@@ -22,8 +23,11 @@ export async function startOverdriverLoop (c: Controller, spec: Spec, hub: Event
   const policy = spec.overdriver
   if (policy === undefined) return undefined
   const vms = c.store.vms()
+  // The site-network rule: a VM with a NIC on its site network is not moved to another site.
+  const refused = refusedTargets(spec, c.wires(spec), Object.fromEntries(vms.map(v => [v.name, v.host])))
   // Migration space per host: what its VMs' allocations leave free (the excess space manager's share).
   const hosts: HostView[] = Object.values(spec.hosts).map(h => ({
+    ...(refused[h.name] !== undefined ? { refuses: refused[h.name] } : {}),
     name: h.name,
     migrationSpaceBytes: Math.max(0, h.memoryBytes - vms.filter(v => v.host === h.name).reduce((a, v) => a + (v.record?.memory.allocatedBytes ?? 0), 0)),
     // Xen hosts run VMs with a swap disk but do not migrate them (planner/placement.ts xenMigrationUnsupported).

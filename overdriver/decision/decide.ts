@@ -47,6 +47,11 @@ export interface HostView {
    * migration source nor a target: its overloads are met with cooperative swap only.
    */
   noMigration?: string
+  /**
+   * VMs that may not move to this host, each with why (a VM with a NIC on its site network and
+   * this host in another site: blanket-manager/migration/site-network.ts). Skipped as its target.
+   */
+  refuses?: Record<string, string>
 }
 
 export interface ControllerInput {
@@ -126,7 +131,8 @@ export interface MigrationChoice {
  *  - the VM itself to a host with room for its full requested memory, or
  *  - a co-located VM (not itself overloaded) to a host with room for its allocation, when
  *    the memory that frees on the shared host covers the overloaded VM's shortfall;
- * the one copying fewer bytes wins; on a tie the overloaded VM moves. Targets are chosen
+ * the one copying fewer bytes wins; on a tie the overloaded VM moves. A host that refuses the
+ * VM to move (HostView.refuses) is not its target. Targets are chosen
  * best-fit (least sufficient room, then name) to limit fragmentation of the excess space.
  * Returns a string saying why not when nothing fits.
  */
@@ -137,28 +143,29 @@ export function chooseMigration (vm: VmView, vms: VmView[], hosts: HostView[], b
   if (home?.noMigration !== undefined) return `VMs on ${vm.host} do not live-migrate (${home.noMigration}): ${vm.name} stays on cooperative swap`
   const homeSpace = home?.migrationSpaceBytes ?? 0
   // The least room that suffices, then the name: one pass (a sort per candidate grew with hosts × log hosts × VMs).
-  const bestFit = (bytes: number): HostView | undefined => {
+  const bestFit = (mover: string, bytes: number): HostView | undefined => {
     let best: HostView | undefined
     for (const h of hosts) {
-      if (h.name === vm.host || h.noMigration !== undefined || h.migrationSpaceBytes < bytes) continue
+      if (h.name === vm.host || h.noMigration !== undefined || h.migrationSpaceBytes < bytes || h.refuses?.[mover] !== undefined) continue
       if (best === undefined || h.migrationSpaceBytes < best.migrationSpaceBytes || (h.migrationSpaceBytes === best.migrationSpaceBytes && h.name.localeCompare(best.name) < 0)) best = h
     }
     return best
   }
   const options: MigrationChoice[] = []
-  const self = bestFit(vm.requestedBytes)
+  const self = bestFit(vm.name, vm.requestedBytes)
   if (self !== undefined) {
     options.push({ move: vm.name, target: self.name, relieves: vm.name, bytes: vm.allocatedBytes, growToBytes: vm.requestedBytes, reason: `${vm.name} moves to ${self.name}, which has room for its requested ${vm.requestedBytes} bytes` })
   }
   for (const u of vms) {
     if (u.name === vm.name || u.host !== vm.host || busy.has(u.name)) continue
     if (homeSpace + u.allocatedBytes < need) continue
-    const t = bestFit(u.allocatedBytes)
+    const t = bestFit(u.name, u.allocatedBytes)
     if (t === undefined) continue
     options.push({ move: u.name, target: t.name, relieves: vm.name, bytes: u.allocatedBytes, growToBytes: vm.requestedBytes, reason: `co-located ${u.name} (${u.allocatedBytes} bytes) moves to ${t.name}, freeing room on ${vm.host} for ${vm.name} to grow by ${need} bytes` })
   }
   options.sort((a, b) => a.bytes - b.bytes || (a.move === vm.name ? -1 : b.move === vm.name ? 1 : a.move.localeCompare(b.move)))
-  return options[0] ?? `no host has ${vm.requestedBytes} bytes of migration space for ${vm.name}, and no co-located VM can move to free ${need} bytes on ${vm.host}`
+  const refused = hosts.filter(h => h.name !== vm.host && h.refuses?.[vm.name] !== undefined).map(h => `${h.name}: ${h.refuses?.[vm.name] ?? ''}`)
+  return options[0] ?? `no host has ${vm.requestedBytes} bytes of migration space for ${vm.name}, and no co-located VM can move to free ${need} bytes on ${vm.host}${refused.length > 0 ? ` (not a target for ${vm.name}: ${refused.join('; ')})` : ''}`
 }
 
 /**

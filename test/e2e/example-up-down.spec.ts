@@ -1,10 +1,11 @@
 /**
  * The README's promise, end to end through the real CLI: the example supercloud comes up on
  * this machine (3 namespaced hosts with sshd, the Blanket agent, 3 QEMU guests), the guests
- * reach each other within and across sites, a second `up` changes nothing, and `down`
- * leaves nothing behind.
+ * reach each other within and across sites, the README's live move (app1 within its site)
+ * keeps its peers while db1's move to another site is refused with the VM untouched, a second
+ * `up` changes nothing, and `down` leaves nothing behind.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { readFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { sandbox, ROOT } from '../helpers/cli.ts'
@@ -44,6 +45,37 @@ t.test('guests ping each other within a site and across the WAN', async t => {
     t.equal(r.code, 0, `${from} -> ${to} (${addr(to)}): ${r.stdout}${r.stderr}`)
     t.match(r.stdout, /2 packets transmitted, 2 (packets )?received/)
   }
+})
+
+/** `from` pings `to`'s address twice (through the real console); the test fails with the output if not. */
+async function pings (t: Test, from: string, to: string, what: string): Promise<void> {
+  const r = await sb.run(['console', from, '--run', `ping -c 2 -W 5 ${addr(to)}`, '--timeout', '60'])
+  t.equal(r.code, 0, `${what}: ${from} -> ${to} (${addr(to)}): ${r.stdout}${r.stderr}`)
+  t.match(r.stdout, /2 packets transmitted, 2 (packets )?received/, what)
+}
+
+async function hostOf (vm: string): Promise<[string | undefined, string | undefined]> {
+  const v = (JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport).vms.find(x => x.name === vm)
+  return [v?.host, v?.state]
+}
+
+// Before the move its peers reached it: the test above pinged web1 -> app1 and db1 -> app1.
+t.test('the README\'s move: app1 moves live within cloud-a and keeps its address and peers', async t => {
+  const r = await sb.run(['migrate', 'app1', '--to', 'host-a', '--json'])
+  t.equal(r.code, 0, r.stderr)
+  t.same(await hostOf('app1'), ['host-a', 'running'])
+  await pings(t, 'web1', 'app1', 'after the move, its peer in the site reaches it')
+  await pings(t, 'app1', 'db1', 'after the move, it reaches db1 across the WAN (the README\'s ping)')
+})
+
+t.test('the README\'s refused move: db1 to another site, refused before anything moves', async t => {
+  const r = await sb.run(['migrate', 'db1', '--to', 'host-b'])
+  t.equal(r.code, 2, `exit 2\n${r.stderr}`)
+  t.match(r.stderr, /error\[SC_MIGRATION_NETWORK\]: db1 cannot move to host-b \(site cloud-a\)/)
+  t.match(r.stderr, /NIC eth0 \(198\.18\.2\.101\/24\) is on the site network of cloud-b \(198\.18\.2\.0\/24\)/)
+  t.match(r.stderr, /VirtualWire wire/, 'says the way out')
+  t.same(await hostOf('db1'), ['host-c', 'running'], 'db1 still runs on host-c')
+  await pings(t, 'web1', 'db1', 'db1 still reachable')
 })
 
 t.test('a guest command that fails reports its exit status', async t => {

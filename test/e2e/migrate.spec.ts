@@ -17,7 +17,8 @@ const spec = tcgSpec({
   wan: '{ bandwidth: 200mbit, delay: 5ms }',
   hosts: { h1: { site: 'a', memory: '768M' }, h2: { site: 'a', memory: '768M' }, h3: { site: 'b', memory: '256M' } },
   vms: [
-    tinyVm('db1', { host: 'h1', memory: '160M', disk: '32M', address: '198.18.50.101/24' }),
+    // No NIC: db1 also crosses to site b (h3); a NIC on site a's network would keep it in site a (SC_MIGRATION_NETWORK).
+    tinyVm('db1', { host: 'h1', memory: '160M', disk: '32M' }) + '\n    nics: []',
     tinyVm('big', { host: 'h2', memory: '512M', address: '198.18.50.102/24' })
   ]
 })

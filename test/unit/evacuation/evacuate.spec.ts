@@ -2,7 +2,7 @@
  * evacuateHost's orchestration (blanket-manager/evacuation/evacuate.ts) with an in-memory
  * controller (state rows, and a migrate that moves the row and reports a transfer): the plan is
  * said before anything moves, VMs without room are named, a VM made late by the measured
- * bandwidth is said before its turn, the extender rule is kept, and VMs left end in
+ * bandwidth is said before its turn, the extender and site-network rules are kept, and VMs left end in
  * SC_EVACUATION_INCOMPLETE.
  */
 import t from 'tap'
@@ -28,7 +28,7 @@ images:
 vms:
   a: { image: tiny, host: spot1, memory: 96M, nics: [ { address: 198.19.10.1/24 } ] }
   b: { image: tiny, host: spot1, memory: 200M }
-  c: { image: tiny, host: spot1, memory: 300M }
+  c: { image: tiny, host: spot1, memory: 300M, nics: [] }
   w: { image: tiny, host: aws2, memory: 64M, nics: [ { address: 198.19.10.2/24 } ] }
 network:
   wires: [ a.eth0 -- w.eth0 ]
@@ -87,13 +87,17 @@ t.test('no room: the VM is named before anything moves, the others still move, a
   t.same(c.moves, ['a->aws2 auto'])
 })
 
-t.test('the extender rule: a VM with a wire stays in its site even where another site has room', async t => {
+t.test('the extender and site-network rules: a wired VM and a VM on its site network stay in their site, said in the plan', async t => {
+  // b has the default NIC, on aws's site network; c has none; a's NIC is on a wire (no extenders).
   const spec = bed('64M')
   const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
   const c = controller(spec, clock, 0.01)
-  const err = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now }).catch((e: unknown) => e)
+  const said: string[] = []
+  const err = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, onProgress: ev => said.push(ev.message) }).catch((e: unknown) => e)
   t.match((err as Error).message, /a \(no host can take it: needs 96M; aws2 has 0M free; lab1: the extender rule/)
-  t.same(c.moves.sort(), ['b->lab1 auto', 'c->lab1 auto'], 'the VMs without wires cross to the other site')
+  t.match(said[0], /^plan .*b: no host can take it \(needs 200M; aws2 has 0M free; lab1: the site-network rule \(b's NIC eth0 is on the site network of aws \(198\.18\.200\.0\/24\), which does not reach lab1 in site lab\)\)/, 'b: said in the plan, before any move')
+  t.same(c.moves, ['c->lab1 auto'], 'only the VM without a NIC crosses to the other site; b was never tried there')
+  t.match(err, { code: 'SC_EVACUATION_INCOMPLETE' })
 })
 
 t.test('a slower link than assumed: the VM that will miss the deadline is said after the first move, before its turn', async t => {
@@ -110,3 +114,4 @@ t.test('a slower link than assumed: the VM that will miss the deadline is said a
   t.match(err, { code: 'SC_EVACUATION_INCOMPLETE' }, 'c ran out of time')
   t.match((err as Error).message, /left 1 VM\(s\) on it: c \(migration to aws2 failed: not done within \d+ ms\); moved a to aws2, b to aws2/)
 })
+

@@ -87,6 +87,23 @@ t.test('chooseMigration: ties move the overloaded VM; busy VMs are skipped; noth
   t.match(chooseMigration({ name: 'x', host: 'h1', requestedBytes: M, allocatedBytes: M }, v, []), /already has all the memory/)
 })
 
+t.test('chooseMigration: a host that refuses the VM (another site for a NIC on its site network) is not its target', async t => {
+  const v: VmView[] = [
+    { name: 'a', host: 'h1', requestedBytes: 1024 * M, allocatedBytes: 512 * M },
+    { name: 'b', host: 'h1', requestedBytes: 512 * M, allocatedBytes: 512 * M }
+  ]
+  const why = "a's NIC eth0 is on the site network of s1, which does not reach far in site s2"
+  // far fits best (least room) for a, but refuses it: a goes to near.
+  const hs: HostView[] = [{ name: 'h1', migrationSpaceBytes: 0 }, { name: 'far', migrationSpaceBytes: 1024 * M, refuses: { a: why } }, { name: 'near', migrationSpaceBytes: 2048 * M }]
+  t.match(chooseMigration(v[0] as VmView, v, hs), { move: 'a', target: 'near' })
+  // Only far has room: the co-located b may go there (not refused), a may not.
+  const only = [{ name: 'h1', migrationSpaceBytes: 0 }, { name: 'far', migrationSpaceBytes: 1024 * M, refuses: { a: why } }]
+  t.match(chooseMigration(v[0] as VmView, v, only), { move: 'b', target: 'far', relieves: 'a' })
+  const none = chooseMigration(v[0] as VmView, v, only, new Set(['b']))
+  t.type(none, 'string')
+  t.match(none, /not a target for a: far: a's NIC eth0 is on the site network of s1/, 'the reason names the refusal')
+})
+
 t.test('chooseMigration: best fit is the least room that suffices, then the first name, whatever the hosts\' order', async t => {
   const a: VmView = { name: 'a', host: 'h1', requestedBytes: 1024 * M, allocatedBytes: 512 * M }
   const hs: HostView[] = [
