@@ -36,6 +36,9 @@ const ECDSA: Record<string, string> = { 'ecdsa-sha2-nistp256': 'nistp256', 'ecds
 const TYPES = new Set(['ssh-ed25519', 'ssh-rsa', ...Object.keys(ECDSA)])
 const MIN_RSA_BITS = 2048
 
+/** The reserved name of the block's line for the controller's own key. */
+export const CONTROLLER_ENTRY = 'controller'
+
 /** An operator's name: what `access grant NAME` and the spec's `operators[].name` accept. */
 export const OPERATOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/
 

@@ -21,6 +21,7 @@ import { allSettledOrThrow, settleLimitedOrThrow, type DownOptions } from './typ
 import { waitForLock } from '../state/wait.ts'
 import { groupBy, mapLimited } from '../../core/concurrency.ts'
 import type { Wiring } from './wiring.ts'
+import { HostAccess } from './access.ts'
 
 type Progress = (ev: ProgressEvent) => void
 type ActionOf<K extends Action['kind']> = Extract<Action, { kind: K }>
@@ -129,6 +130,8 @@ export class Reconciler<A extends HostAgent> {
     await this.applyWires(run, topo)
     // Host firewalls with exactly the peers of the wires in force, before guests boot.
     await this.wiring.firewalls.sync(run.ctx, [topo.endpoints], run.progress)
+    // Who may log in: the managed authorized_keys block on every ready host (revoked keys go).
+    await new HostAccess(this.c).sync(spec, run.ctx, run.progress)
     await this.perHost([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.update'), ...actions(p, 'vm.balloon')], a => a.kind === 'vm.balloon' ? a.host : a.vm.host, async a => {
       throwIfAborted(run.signal, 'up')
       if (a.kind === 'vm.balloon') { await this.balloon(a); return }

@@ -5,15 +5,12 @@
  * parseSpec alone leaves it to be read at `up`).
  */
 import type { OperatorSpec } from '../../../core/spec.ts'
-import { OPERATOR_NAME, OperatorKeyError, parsePublicKey } from '../../access/authorized-keys.ts'
+import { CONTROLLER_ENTRY, OPERATOR_NAME, OperatorKeyError, parsePublicKey } from '../../access/authorized-keys.ts'
 import type { SpecPath } from '../locate.ts'
 import { isObject, str, type NormalizeContext } from '../raw.ts'
 
 /** Reads a key file (its text); throws when it cannot. */
 export type ReadKeyFile = (path: string) => string
-
-/** The reserved name of the block's line for the controller's own key. */
-export const CONTROLLER_ENTRY = 'controller'
 
 export function normalizeOperators (raw: unknown, ctx: NormalizeContext, readKeyFile?: ReadKeyFile): OperatorSpec[] {
   const out: OperatorSpec[] = []
