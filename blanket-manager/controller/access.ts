@@ -6,7 +6,7 @@
  * block until the next `up` reaches it; another host key stops `up`.
  */
 import { readFile } from 'node:fs/promises'
-import type { DriverContext } from '../../drivers/cloud.ts'
+import type { DriverContext, HostRecord } from '../../drivers/cloud.ts'
 import { HostAuthError, HostUnreachableError } from '../../core/errors.ts'
 import type { ProgressEvent } from '../../core/progress.ts'
 import type { Spec } from '../../core/spec.ts'
@@ -49,5 +49,12 @@ export class HostAccess<A extends HostAgent> {
         progress({ subject: `host ${h.name}`, phase: 'keys', message: `authorized_keys not updated: ${err.message}` })
       }
     })
+  }
+
+  /** Removes the block from a host before its driver lets it go, where the machine outlives the host (`ssh` servers). */
+  async remove (host: HostRecord): Promise<void> {
+    const port = this.c.hosts.access
+    if (port === undefined || host.driver !== 'ssh') return
+    await port.authorize(host.name, this.c.name, [], {})
   }
 }

@@ -297,6 +297,7 @@ export class Reconciler<A extends HostAgent> {
     this.c.sessions.drop(name)
     progress({ subject: `host ${name}`, phase: 'delete', message: `removing with driver ${row.driver}` })
     if (row.record !== undefined) await this.wiring.firewalls.remove(row.record).catch(() => { /* unreachable: nothing to remove from here */ })
+    if (row.record !== undefined) await new HostAccess(this.c).remove(row.record).catch(() => { /* unreachable: the block stays */ })
     if (row.record !== undefined) await this.c.driver(row.driver).destroyHost(ctx, row.record, signal !== undefined ? { signal } : {})
     this.c.store.deleteHost(name)
     this.c.emit({ type: 'host.gone', host: name, data: { reason: 'removed' } })
