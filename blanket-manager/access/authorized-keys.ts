@@ -84,8 +84,8 @@ function blobProblem (type: string, blob: Buffer): string | undefined {
  */
 export function parsePublicKey (text: string, where: string): PublicKey {
   const line = text.replace(/\n$/, '')
-  if (/[\r\n]/.test(line)) throw new OperatorKeyError('a public key is one line; this has more than one', where)
   if (/PRIVATE KEY/.test(line)) throw new OperatorKeyError('this is a private key; give the public key (the .pub file)', where)
+  if (/[\r\n]/.test(line)) throw new OperatorKeyError('a public key is one line; this has more than one', where)
   const [type = '', b64 = ''] = line.trim().split(/\s+/)
   if (type === '') throw new OperatorKeyError('no public key given', where)
   if (!TYPES.has(type)) {

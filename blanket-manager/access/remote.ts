@@ -2,7 +2,8 @@
  * Puts a supercloud's managed block into the login user's authorized_keys on a host, over any
  * CommandRunner (the host's SSH connection). The file is the one the sshd serving this very
  * connection reads: the `-f` config of its listening process (found up the process tree from the
- * command's shell; /etc/ssh/sshd_config when it has none), its AuthorizedKeysFile (first entry;
+ * command's shell, whose own command line is not looked at; /etc/ssh/sshd_config when the sshd
+ * processes above it have none; no sshd above it at all is an error, nothing is written), its AuthorizedKeysFile (first entry;
  * `.ssh/authorized_keys` when unset). Written to a temporary file beside it and renamed over it
  * (atomic); nothing is written when the text would not change (idempotent).
  */
@@ -11,14 +12,23 @@ import { RemoteCommandError } from '../../core/errors.ts'
 import { shq } from '../../core/ssh.ts'
 import { authorizedKeysPath, spliceBlock } from './authorized-keys.ts'
 
+/** The walk up the process tree met no sshd: nothing is written (the file sshd reads is unknown). */
+const NO_SSHD = 93
+
 /** Prints the user, the home and the AuthorizedKeysFile setting of the sshd serving this session, one per line. */
-const FIND = String.raw`conf=/etc/ssh/sshd_config
-p=$$
+const FIND = String.raw`conf=
+p=$PPID
 while [ -n "$p" ] && [ "$p" -gt 1 ]; do
   c=$(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)
-  case "$c" in *sshd*' -f '*) conf=$(printf '%s\n' "$c" | sed -n 's/.* -f \([^ ]*\).*/\1/p'); break ;; esac
+  case "$c" in
+    'sshd: '*|'sshd '*|*/sshd|*/sshd' '*)
+      f=$(printf '%s\n' "$c" | sed -n 's/.* -f \([^ ]*\).*/\1/p')
+      if [ -n "$f" ]; then conf=$f; break; fi
+      conf=/etc/ssh/sshd_config ;;
+  esac
   p=$(awk '/^PPid:/ {print $2}' /proc/$p/status 2>/dev/null)
 done
+[ -n "$conf" ] || { echo 'no sshd among the processes above this session' >&2; exit ${NO_SSHD}; }
 id -un
 printf '%s\n' "$HOME"
 awk 'tolower($1) == "match" {exit} tolower($1) == "authorizedkeysfile" {$1 = ""; print; exit}' "$conf" 2>/dev/null

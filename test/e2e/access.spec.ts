@@ -40,7 +40,11 @@ function login (record: HostRecord, key: string, pinned: string): { code: number
   return { code: r.status, stderr: r.stderr }
 }
 
+/** This machine's own root authorized_keys: a local host shares its file system, and must not have it changed. */
+const machineKeys = (): string | undefined => { try { return readFileSync('/root/.ssh/authorized_keys', 'utf8') } catch { return undefined } }
+
 t.test('a granted operator logs in after the next up; revoked, refused after the next', async t => {
+  const machineBefore = machineKeys()
   const up = await alice.run(['up'])
   t.equal(up.code, 0, `alice's first up ${up.stderr.slice(-600)}`)
 
@@ -76,6 +80,7 @@ t.test('a granted operator logs in after the next up; revoked, refused after the
   const authorized = readFileSync(join(sshd, 'authorized_keys'), 'utf8').split('\n')
   t.equal(authorized[0], readFileSync(join(alice.stateRoot, NAME, 'id_ed25519.pub'), 'utf8').trim(), 'the line the driver put there is kept, outside the block')
   t.match(authorized[1], /^# BEGIN supercloud access: managed by supercloud/)
+  t.equal(machineKeys(), machineBefore, "the block went to the host sshd's file, not to this machine's /root/.ssh")
 
   t.equal(login(record, bobKey, pin?.publicKey ?? '').code, 0, 'bob logs in with his private key')
   t.equal(login(record, carolKey, pin?.publicKey ?? '').code, 0, 'carol (spec operator) logs in')

@@ -49,7 +49,7 @@ t.test('refused, saying why: short rsa, options prefix, more than one line, priv
   t.match(problem(`restrict ${ALICE}`), /options prefix/)
   t.match(problem(`${ALICE}\n${ALICE}`), /one line/)
   t.match(problem(`${ALICE}\rssh-ed25519 AAAA`), /one line/)
-  t.match(problem('-----BEGIN OPENSSH PRIVATE KEY-----'), /private key/)
+  t.match(problem('-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n'), /private key/)
   t.match(problem('ssh-dss AAAAB3NzaC1kc3MAAACBAP'), /key type 'ssh-dss' is not accepted/)
   t.match(problem(''), /no public key/)
   t.match(problem('ssh-ed25519'), /no base64 key data/)
