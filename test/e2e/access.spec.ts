@@ -78,6 +78,11 @@ t.test('a granted operator logs in after the next up; revoked, refused after the
   t.equal(authorized[0], readFileSync(join(alice.stateRoot, NAME, 'id_ed25519.pub'), 'utf8').trim(), 'the line the driver put there is kept, outside the block')
   t.match(authorized[1], /^# BEGIN supercloud access: managed by supercloud/)
   t.equal(machineKeys(), machineBefore, "the block went to the host sshd's file, not to this machine's /root/.ssh")
+  // No private key anywhere in the shared database: every table of the supercloud's schema, as text.
+  const tables = pg.psql(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'supercloud_${NAME}'`).split('\n')
+  t.ok(tables.includes('operators') && tables.includes('host_keys'), tables.join(' '))
+  const privateRows = tables.map(tb => Number(pg.psql(`SELECT count(*) FROM supercloud_${NAME}.${tb} r WHERE r::text LIKE '%PRIVATE KEY%'`)))
+  t.strictSame(privateRows, tables.map(() => 0), 'no row of any table holds a private key')
 
   t.equal(login(record, bobKey, pin?.publicKey ?? '').code, 0, 'bob logs in with his private key')
   t.equal(login(record, carolKey, pin?.publicKey ?? '').code, 0, 'carol (spec operator) logs in')
