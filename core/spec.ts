@@ -22,6 +22,19 @@ export interface Spec {
   overdriver?: OverdriverPolicy
   /** Where the supercloud's state lives (`state:`): a postgres:// URL shared by a team; absent = SUPERCLOUD_STATE, else the SQLite file. */
   state?: string
+  /** Operators whose SSH public keys the hosts authorize (`operators:`, besides `supercloud access grant`); absent = none. */
+  operators?: OperatorSpec[]
+}
+
+/** An operator of the spec's `operators:`: a public key given inline (`key`) or read from a file (`keyFile`). */
+export interface OperatorSpec {
+  name: string
+  /** The OpenSSH public key line; read from `keyFile` when the spec was loaded from disk. */
+  key?: string
+  /** Absolute path of the public key file, when given so. */
+  keyFile?: string
+  /** Where it is in the spec, for messages (`operators[1].keyFile`). */
+  field: string
 }
 
 export interface SiteSpec {

@@ -8,6 +8,8 @@ import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { knownHostsLine, sshArgs } from './ssh-args.ts'
+import { withOwnKey } from '../access/own-key.ts'
+import { supercloudKeyPath } from '../../drivers/local/keys.ts'
 import { supercloudDir } from '../state/paths.ts'
 import { stateUrl } from '../state/store.ts'
 import type { LockWait } from '../state/wait.ts'
@@ -24,6 +26,7 @@ import { registerEvents } from './events.ts'
 import { registerCost } from './cost.ts'
 import { registerEvacuate } from './evacuate.ts'
 import { registerState } from './state.ts'
+import { registerAccess } from './access.ts'
 import { makeMigrationBar, formatMigrationSummary } from './migrate.ts'
 import { MIGRATION_MODES, type MigrationMode } from '../../drivers/qemu/migration-progress.ts'
 import { parseBandwidth, parseDuration, parseSize } from '../../core/units.ts'
@@ -219,7 +222,7 @@ program.command('ssh')
       await mkdir(dir, { recursive: true, mode: 0o700 })
       const knownHosts = join(dir, host)
       await writeFile(knownHosts, knownHostsLine(host, pinned.publicKey), { mode: 0o600 })
-      const args = sshArgs(host, r.ssh, knownHosts, command, command.length === 0 && process.stdin.isTTY)
+      const args = sshArgs(host, withOwnKey(r.ssh, supercloudKeyPath(c.dir)), knownHosts, command, command.length === 0 && process.stdin.isTTY)
       return await new Promise<number>(resolve => {
         const child = spawn('ssh', args, { stdio: 'inherit' })
         child.on('exit', code => resolve(code ?? 1))
@@ -341,6 +344,7 @@ registerEvents(program, { withController })
 registerCost(program, { withController })
 registerEvacuate(program, { withController, asOperation, interruptSignal })
 registerState(program, { withController })
+registerAccess(program, { withController })
 
 async function main (): Promise<void> {
   try {

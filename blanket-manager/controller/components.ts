@@ -34,6 +34,13 @@ export interface HostSetup<A extends HostAgent = AgentClient> {
   endpointManager: (host: string, prefix: string, opts: OperationOptions) => Promise<void>
   /** The host firewall (controller/firewall.ts); absent: hosts get none (in-memory hosts). */
   firewall?: FirewallSetup
+  /** Who may log in (controller/access.ts); absent: authorized_keys are left alone (in-memory hosts). */
+  access?: AccessSetup
+}
+
+/** Puts a supercloud's managed block (access/authorized-keys.ts blockLines) into a host's authorized_keys (access/remote.ts over SSH). */
+export interface AccessSetup {
+  authorize: (host: string, supercloud: string, block: readonly string[], opts: OperationOptions) => Promise<'changed' | 'unchanged'>
 }
 
 /** Installs, amends and removes a supercloud's nftables tables on a host (firewall/apply.ts over SSH). */

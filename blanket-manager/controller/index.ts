@@ -12,6 +12,7 @@ import { blanketHostSetup, sshGuestImages, thisMachine } from './real.ts'
 import { SshSessions } from './sessions.ts'
 import type { ControllerOptions } from './types.ts'
 import { NotFoundError } from '../../core/errors.ts'
+import { supercloudKeyPath } from '../../drivers/local/keys.ts'
 
 export { Controller } from './controller.ts'
 export type { ControllerComponents, GuestImages, HostSetup, LocalMachine } from './components.ts'
@@ -29,7 +30,7 @@ export function createController (spec: string | { name: string }, opts: Control
     if (r === undefined) throw new NotFoundError('host', host)
     return r
   }
-  const sessions = new SshSessions(host => store.host(host)?.record, store.hostKeyPins)
+  const sessions = new SshSessions(host => store.host(host)?.record, store.hostKeyPins, supercloudKeyPath(dir))
   return new Controller({
     name,
     dir,

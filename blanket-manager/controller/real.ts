@@ -8,6 +8,7 @@ import { bootstrapHost, type BootstrapResult } from '../bootstrap/blanket.ts'
 import { ensureEndpointManager } from '../bootstrap/endpoint-manager.ts'
 import { ensureImageOnHost } from '../bootstrap/images.ts'
 import { bootHostIntoXen } from '../bootstrap/xen-boot.ts'
+import { syncAuthorizedKeys } from '../access/remote.ts'
 import { amendFirewall, installFirewall, removeFirewall } from '../firewall/apply.ts'
 import type { SshConnection } from '../../core/ssh.ts'
 import type { GuestImages, HostSetup, LocalMachine } from './components.ts'
@@ -61,6 +62,9 @@ export function blanketHostSetup (sessions: HostSessions<AgentClient>, record: R
       install: async (host, prefix, ruleset, opts) => await installFirewall(await sessions.connect(host, opts.signal), prefix, record(host).stateDir, ruleset, opts.signal),
       amend: async (host, prefix, nft) => { await amendFirewall(await sessions.connect(host), prefix, nft) },
       remove: async (host, prefix) => { await removeFirewall(await sessions.connect(host), prefix, record(host).stateDir) }
+    },
+    access: {
+      authorize: async (host, supercloud, block, opts) => await syncAuthorizedKeys(await sessions.connect(host, opts.signal), supercloud, block, opts.signal)
     }
   }
 }

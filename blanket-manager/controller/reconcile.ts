@@ -22,6 +22,7 @@ import { allSettledOrThrow, settleLimitedOrThrow, type DownOptions } from './typ
 import { waitForLock } from '../state/wait.ts'
 import { groupBy, mapLimited } from '../../core/concurrency.ts'
 import type { Wiring } from './wiring.ts'
+import { HostAccess } from './access.ts'
 
 type Progress = (ev: ProgressEvent) => void
 type ActionOf<K extends Action['kind']> = Extract<Action, { kind: K }>
@@ -133,6 +134,8 @@ export class Reconciler<A extends HostAgent> {
     await this.applyWires(run, topo)
     // Host firewalls with exactly the peers of the wires in force, before guests boot.
     await this.wiring.firewalls.sync(run.ctx, [topo.endpoints], run.progress)
+    // Who may log in: the managed authorized_keys block on every ready host (revoked keys go).
+    await new HostAccess(this.c).sync(spec, run.ctx, run.progress)
     await this.perHost([...actions(p, 'vm.create'), ...actions(p, 'vm.restart'), ...actions(p, 'vm.update'), ...actions(p, 'vm.balloon')], a => a.kind === 'vm.balloon' ? a.host : a.vm.host, async a => {
       throwIfAborted(run.signal, 'up')
       if (a.kind === 'vm.balloon') { await this.balloon(a); return }
@@ -298,6 +301,7 @@ export class Reconciler<A extends HostAgent> {
     this.c.sessions.drop(name)
     progress({ subject: `host ${name}`, phase: 'delete', message: `removing with driver ${row.driver}` })
     if (row.record !== undefined) await this.wiring.firewalls.remove(row.record).catch(() => { /* unreachable: nothing to remove from here */ })
+    if (row.record !== undefined) await new HostAccess(this.c).remove(row.record).catch(() => { /* unreachable: the block stays */ })
     if (row.record !== undefined) await this.c.driver(row.driver).destroyHost(ctx, row.record, signal !== undefined ? { signal } : {})
     this.c.store.deleteHost(name)
     this.c.emit({ type: 'host.gone', host: name, data: { reason: 'removed' } })

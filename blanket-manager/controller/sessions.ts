@@ -7,6 +7,7 @@ import type { HostRecord } from '../../drivers/cloud.ts'
 import { NotFoundError } from '../../core/errors.ts'
 import { SshConnection, type HostKeyPins } from '../../core/ssh.ts'
 import { AgentClient } from '../agent/client.ts'
+import { withOwnKey } from '../access/own-key.ts'
 
 /**
  * What the controller asks of a host agent (AgentClient implements it; unit tests implement it
@@ -41,9 +42,10 @@ export class SshSessions implements HostSessions<AgentClient> {
 
   /**
    * `record`: a host's record as the state has it (undefined when the host was not created);
-   * `pins`: the host keys every connection checks (and pins at first contact).
+   * `pins`: the host keys every connection checks (and pins at first contact); `ownKey`: this
+   * operator's supercloud key, used where a record names another operator's (access/own-key.ts).
    */
-  constructor (private readonly record: (host: string) => HostRecord | undefined, private readonly pins?: HostKeyPins) {}
+  constructor (private readonly record: (host: string) => HostRecord | undefined, private readonly pins?: HostKeyPins, private readonly ownKey?: string) {}
 
   private recordOf (host: string): HostRecord {
     const r = this.record(host)
@@ -58,7 +60,7 @@ export class SshSessions implements HostSessions<AgentClient> {
       const c = await p.catch(() => undefined)
       if (c !== undefined && !c.isClosed) return c
     }
-    p = SshConnection.connect(host, record.ssh, { ...(signal !== undefined ? { signal } : {}), ...(this.pins !== undefined ? { pins: this.pins } : {}) })
+    p = SshConnection.connect(host, withOwnKey(record.ssh, this.ownKey), { ...(signal !== undefined ? { signal } : {}), ...(this.pins !== undefined ? { pins: this.pins } : {}) })
     this.ssh.set(host, p)
     p.catch(() => this.ssh.delete(host))
     return await p

@@ -5,6 +5,7 @@
  * naming file, line, column and dotted field; all issues are reported together in one
  * SpecError, sorted by line.
  */
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { Ajv, type ValidateFunction } from 'ajv'
 import { isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml'
@@ -45,7 +46,7 @@ export async function loadSpec (file: string, opts: ParseOptions = {}): Promise<
         : `cannot read spec file: ${(err as Error).message}`
     throw new SpecError([{ file, line: 0, column: 0, field: '(file)', message }])
   }
-  return parseSpec(text, file, opts)
+  return parseSpec(text, file, { readKeyFile: p => readFileSync(p, 'utf8'), ...opts })
 }
 
 /** Parses and validates spec text (no I/O). `file` is used in messages and to resolve relative paths. */

@@ -15,10 +15,13 @@ import { normalizeImages } from './sections/images.ts'
 import { normalizeVms } from './sections/vms.ts'
 import { normalizeNetwork } from './sections/network.ts'
 import { normalizeOverdriver } from './sections/overdriver.ts'
+import { normalizeOperators, type ReadKeyFile } from './sections/operators.ts'
 
 export interface ParseOptions {
   /** Directory `~` expands to in paths (ssh keys, images). Default: os.homedir(). */
   homeDir?: string
+  /** Reads an operator's `keyFile` (loadSpec: from disk); absent: key files are read at `up`. */
+  readKeyFile?: ReadKeyFile
 }
 
 export function normalize (raw: Obj, file: string, opts: ParseOptions, report: Report): Spec {
@@ -49,6 +52,7 @@ export function normalize (raw: Obj, file: string, opts: ParseOptions, report: R
   if (prices !== undefined) spec.prices = ctx.resolvePath(prices)
   const state = str(raw.state)
   if (state !== undefined) spec.state = state
+  if (Array.isArray(raw.operators)) spec.operators = normalizeOperators(raw.operators, ctx, opts.readKeyFile)
   if (raw.overdriver !== undefined) {
     const policy = normalizeOverdriver(raw.overdriver, hosts, report)
     if (policy !== undefined) spec.overdriver = policy

@@ -231,6 +231,10 @@ export const specSchema: Schema = {
     network,
     prices: str,
     state: str,
+    operators: {
+      type: ['array', 'null'],
+      items: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: str, key: str, keyFile: str } }
+    },
     // Checked field by field by parseOverdriverPolicy (overdriver/decision/policy.ts).
     overdriver: { type: ['object', 'null'] }
   }

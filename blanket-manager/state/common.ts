@@ -8,7 +8,7 @@ import { hostname, userInfo } from 'node:os'
 import type { HostRecord } from '../../drivers/cloud.ts'
 import type { HostKeyPins, PinnedHostKey } from '../../core/ssh.ts'
 import { VmMovingError } from '../../core/errors.ts'
-import type { EventRow, HostRow, NetworkRow, OperationRow, OperationStatus, ResourceStatus, StateLocks, StateSnapshot, VmRecord, VmRow } from './types.ts'
+import type { EventRow, HostRow, NetworkRow, OperationRow, OperatorRow, OperationStatus, ResourceStatus, StateLocks, StateSnapshot, VmRecord, VmRow } from './types.ts'
 
 type Row = Record<string, unknown>
 
@@ -51,6 +51,10 @@ export function eventFromRow (r: Row): EventRow {
   if (typeof r.host === 'string') e.host = r.host
   if (typeof r.vm === 'string') e.vm = r.vm
   return e
+}
+
+export function operatorFromRow (r: Row): OperatorRow {
+  return { name: String(r.name), publicKey: String(r.public_key), added: String(r.added), by: String(r.added_by) }
 }
 
 /** A host row's columns, in the order of the stores' INSERTs. */

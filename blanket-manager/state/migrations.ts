@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS events (seq ${serial}, ts TEXT NOT NULL, type TEXT NO
 CREATE INDEX IF NOT EXISTS events_vm ON events (vm, seq);
 `
 
+const OPERATORS = 'CREATE TABLE IF NOT EXISTS operators (name TEXT PRIMARY KEY, public_key TEXT NOT NULL, added TEXT NOT NULL, added_by TEXT NOT NULL);'
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -41,6 +43,12 @@ export const MIGRATIONS: readonly Migration[] = [
 CREATE TABLE IF NOT EXISTS lock_holders (name TEXT PRIMARY KEY, lock_key BIGINT NOT NULL, backend INTEGER NOT NULL, pid INTEGER NOT NULL, who TEXT NOT NULL, since TEXT NOT NULL, purpose TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS lock_fences (name TEXT PRIMARY KEY, n BIGINT NOT NULL, written TEXT);
 `
+  },
+  {
+    // Operators granted login to the hosts (`supercloud access grant`): public keys only.
+    version: 2,
+    sqlite: OPERATORS,
+    postgres: OPERATORS
   }
 ]
 

@@ -9,9 +9,9 @@ import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { PinnedHostKey } from '../../core/ssh.ts'
-import { eventFromRow, hostColumns, hostFromRow, networkFromRow, operationFromRow, StoreBase, vmColumns, vmFromRow } from './common.ts'
+import { eventFromRow, hostColumns, hostFromRow, networkFromRow, operationFromRow, operatorFromRow, StoreBase, vmColumns, vmFromRow } from './common.ts'
 import { pendingMigrations } from './migrations.ts'
-import type { EventRow, HostRow, JournalEntry, NetworkRow, OperationRow, OperationStatus, StateLocation, StateLocks, StateStore, VmRow } from './types.ts'
+import type { EventRow, HostRow, JournalEntry, NetworkRow, OperationRow, OperationStatus, OperatorRow, StateLocation, StateLocks, StateStore, VmRow } from './types.ts'
 import { fileLocks } from './vm-lock.ts'
 
 type Row = Record<string, unknown>
@@ -157,6 +157,20 @@ export class SqliteStateStore extends StoreBase implements StateStore {
 
   forgetHostKey (host: string): boolean {
     return this.db.prepare('DELETE FROM host_keys WHERE host = ?').run(host).changes === 1
+  }
+
+  operators (): OperatorRow[] {
+    return (this.db.prepare('SELECT * FROM operators ORDER BY name').all() as Row[]).map(operatorFromRow)
+  }
+
+  putOperator (row: OperatorRow): void {
+    this.db.prepare(`INSERT INTO operators (name, public_key, added, added_by) VALUES (?, ?, ?, ?)
+      ON CONFLICT(name) DO UPDATE SET public_key = excluded.public_key, added = excluded.added, added_by = excluded.added_by`)
+      .run(row.name, row.publicKey, row.added, row.by)
+  }
+
+  deleteOperator (name: string): boolean {
+    return this.db.prepare('DELETE FROM operators WHERE name = ?').run(name).changes === 1
   }
 
   vms (): VmRow[] {

@@ -124,6 +124,16 @@ export interface StateLocks {
   takeLeader: () => () => void
 }
 
+/** An operator granted login to the hosts (`supercloud access grant`): a public key only, never a private one. */
+export interface OperatorRow {
+  name: string
+  /** The OpenSSH public key line (`type base64 comment`), checked when granted. */
+  publicKey: string
+  /** When it was granted (ISO time) and by whom (user@machine). */
+  added: string
+  by: string
+}
+
 /** Where a supercloud's state lives (`supercloud state show`). */
 export interface StateLocation {
   kind: 'sqlite' | 'postgres'
@@ -182,6 +192,12 @@ export interface StateStore {
   hostKeys: () => Array<PinnedHostKey & { host: string }>
   /** Forgets a host's pinned key; false when none was pinned. */
   forgetHostKey: (host: string) => boolean
+  /** The operators granted login with `access grant`, by name. */
+  operators: () => OperatorRow[]
+  /** Grants (or replaces) an operator's key. */
+  putOperator: (row: OperatorRow) => void
+  /** Revokes an operator; false when none had that name. */
+  deleteOperator: (name: string) => boolean
   vms: () => VmRow[]
   vm: (name: string) => VmRow | undefined
   putVm: (row: VmRow) => void

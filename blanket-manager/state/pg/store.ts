@@ -6,8 +6,8 @@
  * The supercloud's local directory still holds this operator's SSH key and driver files.
  */
 import type { PinnedHostKey } from '../../../core/ssh.ts'
-import { eventFromRow, hostColumns, hostFromRow, networkFromRow, operationFromRow, StoreBase, vmColumns, vmFromRow } from '../common.ts'
-import type { EventRow, HostRow, JournalEntry, NetworkRow, OperationRow, OperationStatus, StateLocation, StateLocks, StateStore, VmRow } from '../types.ts'
+import { eventFromRow, hostColumns, hostFromRow, networkFromRow, operationFromRow, operatorFromRow, StoreBase, vmColumns, vmFromRow } from '../common.ts'
+import type { EventRow, HostRow, JournalEntry, NetworkRow, OperationRow, OperationStatus, OperatorRow, StateLocation, StateLocks, StateStore, VmRow } from '../types.ts'
 import { advisoryLocks } from './locks.ts'
 import { PgSession, quoteIdent } from './session.ts'
 import { parsePgUrl } from './url.ts'
@@ -174,6 +174,20 @@ export class PgStateStore extends StoreBase implements StateStore {
 
   forgetHostKey (host: string): boolean {
     return this.s.write('DELETE FROM host_keys WHERE host = $1', [host]).rowCount === 1
+  }
+
+  operators (): OperatorRow[] {
+    return this.s.rows('SELECT * FROM operators ORDER BY name').map(operatorFromRow)
+  }
+
+  putOperator (row: OperatorRow): void {
+    this.s.write(`INSERT INTO operators (name, public_key, added, added_by) VALUES ($1, $2, $3, $4)
+      ON CONFLICT (name) DO UPDATE SET public_key = excluded.public_key, added = excluded.added, added_by = excluded.added_by`,
+    [row.name, row.publicKey, row.added, row.by])
+  }
+
+  deleteOperator (name: string): boolean {
+    return this.s.write('DELETE FROM operators WHERE name = $1', [name]).rowCount === 1
   }
 
   vms (): VmRow[] {

@@ -96,6 +96,26 @@ export function stateCompliance (t: Test, store: StoreUnderTest): void {
     s.close()
   })
 
+  t.test(`${store.kind}: operators: granted, replaced, listed by name, revoked; the grant is seen by another opener`, async t => {
+    const sc = store.fresh()
+    const s = open(sc)
+    t.strictSame(s.operators(), [], 'none at first')
+    s.putOperator({ name: 'bob', publicKey: 'ssh-ed25519 BBBB bob', added: '2026-01-01T00:00:00.000Z', by: 'a@b' })
+    s.putOperator({ name: 'alice', publicKey: 'ssh-ed25519 AAAA old', added: '2026-01-01T00:00:01.000Z', by: 'a@b' })
+    s.putOperator({ name: 'alice', publicKey: 'ssh-ed25519 AAA2 new', added: '2026-01-01T00:00:02.000Z', by: 'c@d' })
+    // On PostgreSQL another operator has a local directory of its own; the SQLite file is the directory's.
+    const other = open({ ...sc, dir: store.kind === 'postgres' ? join(sc.dir, 'second-operator') : sc.dir })
+    t.strictSame(other.operators(), [
+      { name: 'alice', publicKey: 'ssh-ed25519 AAA2 new', added: '2026-01-01T00:00:02.000Z', by: 'c@d' },
+      { name: 'bob', publicKey: 'ssh-ed25519 BBBB bob', added: '2026-01-01T00:00:00.000Z', by: 'a@b' }
+    ], 'by name, the second grant replacing the first')
+    t.ok(other.deleteOperator('alice'))
+    t.notOk(other.deleteOperator('alice'), 'a second revoke finds none')
+    other.close()
+    t.strictSame(s.operators().map(o => o.name), ['bob'])
+    s.close()
+  })
+
   t.test(`${store.kind}: events are sequenced, filtered, pruned; bounds survive pruning`, async t => {
     const s = open(store.fresh())
     t.strictSame(s.eventBounds(), { oldest: 0, head: 0 })
