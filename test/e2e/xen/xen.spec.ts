@@ -55,6 +55,9 @@ network:
 // passing; alone it takes about 560 s. The limit is there to stop a hung run, not to time it.
 t.setTimeout(35 * 60_000)
 const sb = sandbox(t, spec, 'xen', { SUPERCLOUD_BOOT_TIMEOUT_MS: '900000' })
+// `up` and `migrate` may take longer than the sandbox's 10 min per command: `up`, run
+// beside three other e2e runs (load 12-17), was killed at 10 min with its guests still booting.
+const SLOW = { timeoutMs: 25 * 60_000 }
 
 async function inGuest (vm: string, cmd: string): Promise<{ code: number, out: string }> {
   const r = await sb.run(['console', vm, '--run', cmd, '--timeout', '120'])
@@ -88,7 +91,7 @@ async function status (): Promise<StatusReport> {
 }
 
 t.test('up runs the guests as Xen domains on two Xen hosts', async t => {
-  const r = await sb.run(['up'])
+  const r = await sb.run(['up'], SLOW)
   t.equal(r.code, 0, `up succeeds\n${r.stdout.slice(-3000)}${r.stderr}`)
   t.match(r.stdout + r.stderr, /hypervisor xen \(Xen 4\.17/, 'the bootstrap reports Xen as the hypervisor')
   const s = await status()
@@ -126,7 +129,7 @@ t.test('a data disk and an Overdriver swap disk on a Xen host: raw image through
 })
 
 t.test('a second up changes nothing', async t => {
-  const r = await sb.run(['up'])
+  const r = await sb.run(['up'], SLOW)
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout + r.stderr, /nothing to change/)
 })
@@ -134,7 +137,7 @@ t.test('a second up changes nothing', async t => {
 t.test('migrate moves db1 to xen-a with its VirtualWire endpoint; the guest keeps its state', async t => {
   const mark = await inGuest('db1', 'echo xen-$((12345 * 7)) > /tmp/mark; cat /tmp/mark')
   t.match(mark.out, /xen-86415/)
-  const r = await sb.run(['migrate', 'db1', '--to', 'xen-a'])
+  const r = await sb.run(['migrate', 'db1', '--to', 'xen-a'], SLOW)
   t.equal(r.code, 0, `migrate succeeds\n${r.stdout.slice(-2000)}${r.stderr}`)
   t.match(r.stdout, /migrated db1 from xen-b to xen-a: total [\d.]+ s/, 'the summary line')
   t.same(await domains('xen-a'), ['app1', 'db1', 'web1'], 'db1 is a domain of xen-a now')
@@ -152,7 +155,7 @@ t.test('a Xen migration that fails midway leaves the guest running where it was'
   // command goes through unchanged). Cut by bytes, not by time: a timed kill came after the
   // handover once the migration took under 6 s.
   await wrapXlReceive(t, 'xen-b', 'head -c 33554432 | "$real" "$@"; echo "test: stream cut after 32 MiB" >&2; exit 1')
-  const r = await sb.run(['migrate', 'db1', '--to', 'xen-b'])
+  const r = await sb.run(['migrate', 'db1', '--to', 'xen-b'], SLOW)
   t.not(r.code, 0, `migrate reports the failure\n${r.stdout.slice(-1500)}${r.stderr}`)
   t.match(r.stdout + r.stderr, /Saving domain/, 'xl had started sending the guest when the stream broke')
   t.match(r.stderr, /SC_MIGRATION_FAILED.*the guest still runs on the source/, 'the error says where the guest is')
@@ -182,7 +185,7 @@ t.test('a receiver that fails after the domain started: the guest is there, the 
   // Past xl's "Domain started" line the sender destroys its copy: the destination must keep
   // the guest even though its receiver then reports an error (here: exits 1 after xl's success).
   await wrapXlReceive(t, 'xen-b', '"$real" "$@"; echo "test: receiver exits 1 after xl exited $?" >&2; exit 1')
-  const r = await sb.run(['migrate', 'db1', '--to', 'xen-b'])
+  const r = await sb.run(['migrate', 'db1', '--to', 'xen-b'], SLOW)
   t.equal(r.code, 0, `migrate succeeds\n${r.stdout.slice(-1500)}${r.stderr}`)
   t.same(await domains('xen-b'), ['db1'], 'db1 runs on xen-b')
   t.notOk((await domains('xen-a')).includes('db1'), 'and not on xen-a')
