@@ -1,5 +1,5 @@
 /**
- * bench/swap.ts — 4 KiB swap page reads and writes through four NBD servers on loopback,
+ * bench/swap.ts — 4 KiB swap page reads and writes through five NBD servers on loopback,
  * measured in the same run with the same client (seed 002 Table 6.1 compares network memory
  * with disk; here the baseline is qemu-nbd serving the same kind of file):
  *   (a) qemu-nbd serving a raw file (baseline),
@@ -7,12 +7,15 @@
  *   (c) our NBD server with cooperative swap to an in-memory page repository on loopback
  *       (every page pre-written, so reads come from the repository; writes go to disk and,
  *       asynchronously, to the repository),
+ *   (e) = (c) with the repository connection over TLS-PSK (TLS 1.3, as hosts run it), against (c)
+ *       in clear text: `tlsVsClear` gives the ratios (per-page read latency at depth 1,
+ *       throughput at depth 16);
  *   (d) disk swap under a cloud-disk profile: qemu-storage-daemon serving the same kind of file
  *       through QEMU's block throttling at an EBS gp3 baseline (--iops 3000, --mbps 125), the
  *       disk Overdriver's cooperative swap was made to beat (the seed's Table 6.1 disk).
  * Servers run in their own processes. Clients: our TS NBD client (random offsets; latency at
  * queue depth 1, throughput at depth 16) and QEMU's own NBD client (`qemu-img bench`,
- * sequential, depth 1), each used for all three servers. Prints one JSON object with ratios
+ * sequential, depth 1), each used for all five servers. Prints one JSON object with ratios
  * to the qemu-nbd baseline (goal: within 1.5x per 4 KiB page).
  * The servers are measured round-robin (--rounds) so the machine's noise hits them alike;
  * latency is reported as p50 (the robust number on a shared machine), mean and p99.
@@ -27,6 +30,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { NbdClient } from '../overdriver/nbd/client.ts'
 import { RepositoryClient } from '../overdriver/repository/client.ts'
+import { parsePskFile, pskConnector } from '../overdriver/repository/transport.ts'
 
 const root = resolve(import.meta.dirname, '..')
 const { values } = parseArgs({ options: { mb: { type: 'string', default: '64' }, ops: { type: 'string', default: '5000' }, seconds: { type: 'string', default: '1' }, rounds: { type: 'string', default: '5' }, iops: { type: 'string', default: '3000' }, mbps: { type: 'string', default: '125' } } })
@@ -117,10 +121,45 @@ function qemuImgBench (uri: string, write: boolean, n: number): number {
   return Number(m[1]) * 1e6 / n
 }
 
+const file = (n: string): string => join(dir, n)
+
+interface CoopCounters { coopswap: { pagesInRepositories: number, repositoryReads: number, diskReads: number } }
+
+function repositoryCounts (before: CoopCounters, after: CoopCounters): Record<string, number> {
+  return { repositoryPagesAtStart: before.coopswap.pagesInRepositories, readsFromRepository: after.coopswap.repositoryReads - before.coopswap.repositoryReads, readsFromDisk: after.coopswap.diskReads - before.coopswap.diskReads }
+}
+
+/**
+ * Our server with cooperative swap on, to its own repository process on loopback (clear TCP, or
+ * TLS-PSK with a key file both processes read), every page swapped out once so reads come from
+ * the repository.
+ */
+async function coopSwapTarget (n: string, tls: boolean): Promise<{ sock: string, ctl: () => Promise<CoopCounters>, before: CoopCounters }> {
+  const psk = tls ? ['--psk-file', file(`${n}.psk`)] : []
+  const repo = await start(process.execPath, ['--import', 'tsx', 'overdriver/repository/main.ts', '--port', '0', '--capacity', `${MB * 2}M`, '--admin-token-file', file(`${n}.token`), ...psk], o => o.includes('"listening"'))
+  const port = (JSON.parse(repo.out().split('\n')[0] ?? '{}') as { listening: { port: number } }).listening.port
+  const admin = await RepositoryClient.connect({ host: '127.0.0.1', port }, tls ? { connector: pskConnector(() => parsePskFile(readFileSync(file(`${n}.psk`), 'utf8'))) } : {})
+  const cap = await admin.issue(Buffer.from(readFileSync(file(`${n}.token`), 'utf8').trim(), 'hex'), 'bench')
+  admin.close()
+  const sock = file(`${n}.sock`)
+  await start(process.execPath, ['--import', 'tsx', 'overdriver/swapd.ts', '--vm', `${prefix}${n}`, '--disk', file(`${n}.img`), '--socket', sock, '--control', file(`${n}.ctl`), '--repository', `127.0.0.1:${port}=${cap.toString('hex')}`, ...psk, '--cooperative'], o => o.includes('"ready"'))
+  // Swap every page out once so the repository holds the whole device.
+  const pre = await NbdClient.connect({ path: sock }, 'swap')
+  const fill = Buffer.alloc(4096, 0x33)
+  for (let p = 0; p < PAGES; p += 64) await Promise.all(Array.from({ length: 64 }, (_, i) => pre.write((p + i) * 4096, fill)))
+  await pre.close()
+  const ctl = async (): Promise<CoopCounters> => await new Promise((res, rej) => {
+    const s = connect(file(`${n}.ctl`)); let out = ''
+    s.on('data', d => { out += d.toString(); if (out.includes('\n')) { s.destroy(); res(JSON.parse(out) as CoopCounters) } })
+    s.on('error', rej); s.write('{"op":"stats"}\n')
+  })
+  for (let i = 0; i < 200 && (await ctl()).coopswap.pagesInRepositories < PAGES; i++) await new Promise(r => setTimeout(r, 50))
+  return { sock, ctl, before: await ctl() }
+}
+
 async function main (): Promise<void> {
-  const file = (n: string): string => join(dir, n)
   // Same content in each backing file, so reads return real data.
-  for (const f of ['a.img', 'b.img', 'c.img', 'd.img']) {
+  for (const f of ['a.img', 'b.img', 'c.img', 'd.img', 'e.img']) {
     const r = spawnSync('qemu-io', ['-f', 'raw', '-c', `write -P 0x33 0 ${MB}M`, file(f)], { encoding: 'utf8' })
     if (r.status !== 0) {
       spawnSync('qemu-img', ['create', '-q', '-f', 'raw', file(f), `${MB}M`])
@@ -145,32 +184,16 @@ async function main (): Promise<void> {
   // (b) our server, disk only.
   const bSock = file('b.sock')
   await start(process.execPath, ['--import', 'tsx', 'overdriver/swapd.ts', '--vm', `${prefix}b`, '--disk', file('b.img'), '--socket', bSock, '--control', file('b.ctl')], o => o.includes('"ready"'))
-  // (c) our server with cooperative swap to a repository process on loopback.
-  const repo = await start(process.execPath, ['--import', 'tsx', 'overdriver/repository/main.ts', '--port', '0', '--capacity', `${MB * 2}M`, '--admin-token-file', file('admin.token')], o => o.includes('"listening"'))
-  const port = (JSON.parse(repo.out().split('\n')[0] ?? '{}') as { listening: { port: number } }).listening.port
-  const admin = await RepositoryClient.connect({ host: '127.0.0.1', port })
-  const cap = await admin.issue(Buffer.from(readFileSync(file('admin.token'), 'utf8').trim(), 'hex'), 'bench')
-  admin.close()
-  const cSock = file('c.sock')
-  await start(process.execPath, ['--import', 'tsx', 'overdriver/swapd.ts', '--vm', `${prefix}c`, '--disk', file('c.img'), '--socket', cSock, '--control', file('c.ctl'), '--repository', `127.0.0.1:${port}=${cap.toString('hex')}`, '--cooperative'], o => o.includes('"ready"'))
-  // Swap every page out once so the repository holds the whole device.
-  const pre = await NbdClient.connect({ path: cSock }, 'swap')
-  const fill = Buffer.alloc(4096, 0x33)
-  for (let p = 0; p < PAGES; p += 64) await Promise.all(Array.from({ length: 64 }, (_, i) => pre.write((p + i) * 4096, fill)))
-  await pre.close()
-  const ctl = async (): Promise<{ coopswap: { pagesInRepositories: number, repositoryReads: number, diskReads: number } }> => await new Promise((res, rej) => {
-    const s = connect(file('c.ctl')); let out = ''
-    s.on('data', d => { out += d.toString(); if (out.includes('\n')) { s.destroy(); res(JSON.parse(out)) } })
-    s.on('error', rej); s.write('{"op":"stats"}\n')
-  })
-  for (let i = 0; i < 200 && (await ctl()).coopswap.pagesInRepositories < PAGES; i++) await new Promise(r => setTimeout(r, 50))
-  const before = await ctl()
+  // (c) our server with cooperative swap to a repository process on loopback; (e) the same over TLS-PSK.
+  const c = await coopSwapTarget('c', false)
+  const e = await coopSwapTarget('e', true)
 
-  // Interleave the three servers round by round, so machine noise hits them alike.
+  // Interleave the servers round by round, so machine noise hits them alike.
   const targets = [
     { target: 'qemu-nbd', sock: aSock },
     { target: 'supercloud-nbd-disk', sock: bSock },
-    { target: 'supercloud-nbd-coopswap', sock: cSock },
+    { target: 'supercloud-nbd-coopswap', sock: c.sock },
+    { target: 'supercloud-nbd-coopswap-tls', sock: e.sock },
     { target: `disk-cloud-profile-${IOPS}iops-${MBPS}MBps`, sock: dSock }
   ].map(x => ({ ...x, uri: `nbd+unix:///swap?socket=${x.sock}`, acc: { read: [], write: [], readMBps: [], writeMBps: [], seqRead: [], seqWrite: [] } as Samples }))
   const clients = await Promise.all(targets.map(x => NbdClient.connect({ path: x.sock }, 'swap')))
@@ -180,7 +203,7 @@ async function main (): Promise<void> {
     for (const [i, x] of targets.entries()) await round(clients[i] as NbdClient, x.uri, x.acc, perRound)
   }
   for (const c of clients) await c.close()
-  const after = await ctl()
+  const after = { c: await c.ctl(), e: await e.ctl() }
 
   const results = targets.map(x => ({
     target: x.target,
@@ -202,15 +225,21 @@ async function main (): Promise<void> {
       qemuImgSeqRead: ratio(r.qemuImgBench.seqReadUs, base.qemuImgBench.seqReadUs),
       qemuImgSeqWrite: ratio(r.qemuImgBench.seqWriteUs, base.qemuImgBench.seqWriteUs)
     },
-    ...(r.target === 'supercloud-nbd-coopswap' ? { repositoryPagesAtStart: before.coopswap.pagesInRepositories, readsFromRepository: after.coopswap.repositoryReads - before.coopswap.repositoryReads, readsFromDisk: after.coopswap.diskReads - before.coopswap.diskReads } : {})
+    ...(r.target === 'supercloud-nbd-coopswap' ? repositoryCounts(c.before, after.c) : {}),
+    ...(r.target === 'supercloud-nbd-coopswap-tls' ? repositoryCounts(e.before, after.e) : {})
   }))
   // The seed's comparison: cooperative swap against a cloud disk (Table 6.1: 119 vs 451 µs per 4 KiB read).
   const coop = results.find(r => r.target === 'supercloud-nbd-coopswap')
-  const cloud = results.at(-1)
+  const cloud = results.find(r => r.target.startsWith('disk-cloud-profile'))
+  // Repository TLS on against off, same run, same client, interleaved rounds.
+  const tlsOn = results.find(r => r.target === 'supercloud-nbd-coopswap-tls')
+  const tlsVsClear = coop !== undefined && tlsOn !== undefined
+    ? { readLatencyP50: ratio(tlsOn.tsClient.readLatency.p50Us, coop.tsClient.readLatency.p50Us), readLatencyMean: ratio(tlsOn.tsClient.readLatency.meanUs, coop.tsClient.readLatency.meanUs), readThroughput: ratio(tlsOn.tsClient.readMBps, coop.tsClient.readMBps), writeLatencyP50: ratio(tlsOn.tsClient.writeLatency.p50Us, coop.tsClient.writeLatency.p50Us), writeThroughput: ratio(tlsOn.tsClient.writeMBps, coop.tsClient.writeMBps) }
+    : undefined
   const coopVsCloudDisk = coop !== undefined && cloud !== undefined
     ? { readLatencyP50: ratio(coop.tsClient.readLatency.p50Us, cloud.tsClient.readLatency.p50Us), writeLatencyP50: ratio(coop.tsClient.writeLatency.p50Us, cloud.tsClient.writeLatency.p50Us), readThroughput: ratio(coop.tsClient.readMBps, cloud.tsClient.readMBps), writeThroughput: ratio(coop.tsClient.writeMBps, cloud.tsClient.writeMBps) }
     : undefined
-  process.stdout.write(JSON.stringify({ bench: 'swap', date: new Date().toISOString(), deviceMB: MB, ops: OPS, rounds: ROUNDS, throughputSeconds: SECONDS, cloudDisk: { iops: IOPS, mbps: MBPS }, loadAverage: loadavg(), results: out, coopSwapVsCloudDisk: coopVsCloudDisk }, null, 2) + '\n')
+  process.stdout.write(JSON.stringify({ bench: 'swap', date: new Date().toISOString(), deviceMB: MB, ops: OPS, rounds: ROUNDS, throughputSeconds: SECONDS, cloudDisk: { iops: IOPS, mbps: MBPS }, loadAverage: loadavg(), results: out, coopSwapVsCloudDisk: coopVsCloudDisk, repositoryTlsVsClear: tlsVsClear }, null, 2) + '\n')
 }
 
 main().then(() => { cleanup(); process.exit(0) }, e => { process.stderr.write(`${(e as Error).stack ?? String(e)}\n`); cleanup(); process.exit(1) })

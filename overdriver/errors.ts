@@ -20,12 +20,13 @@ export class NbdRequestError extends SupercloudError {
 /**
  * A page repository refused a request or broke its protocol. `status` is the repository's
  * answer: 'no-room' (capacity reached), 'bad-capability', 'not-found', 'bad-request', 'denied',
- * or 'connection' when the repository could not be reached or went away.
+ * 'connection' when the repository could not be reached or went away, or 'tls' when the TLS
+ * handshake failed (wrong or missing pre-shared key, or no TLS repository at that address).
  */
 export class RepositoryError extends SupercloudError {
   readonly status: string
   constructor (status: string, message: string, cause?: unknown) {
-    super(status === 'no-room' ? 'SC_REPOSITORY_FULL' : status === 'connection' ? 'SC_REPOSITORY_UNREACHABLE' : 'SC_REPOSITORY', message, { cause })
+    super(status === 'no-room' ? 'SC_REPOSITORY_FULL' : status === 'connection' ? 'SC_REPOSITORY_UNREACHABLE' : status === 'tls' ? 'SC_REPOSITORY_TLS' : 'SC_REPOSITORY', message, { cause })
     this.status = status
   }
 }

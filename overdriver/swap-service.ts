@@ -7,6 +7,7 @@
  */
 import { CoopSwapPath, type CoopSwapEvent, type CoopSwapStats, type RepositoryGrant } from './coopswap/coop-swap-path.ts'
 import type { SectorTableJson } from './coopswap/sector-table.ts'
+import type { RepositoryConnector } from './repository/transport.ts'
 import { NbdServer, type Listen, type NbdExport, type NbdServerEvent } from './nbd/server.ts'
 import { FileSwapPath, type PagingCounters } from './swap-path.ts'
 
@@ -28,6 +29,8 @@ export interface SwapServiceOptions {
   table?: SectorTableJson
   /** Start with cooperative swap on (e.g. resuming during an overload). */
   cooperative?: boolean
+  /** How the repositories are reached (default clear TCP; the host agent passes pskConnector). */
+  connector?: RepositoryConnector
   onEvent?: (e: NbdServerEvent | CoopSwapEvent) => void
 }
 
@@ -54,6 +57,7 @@ export class SwapService {
       tablePath: opts.tablePath ?? `${opts.diskPath}.table`,
       ...(opts.table !== undefined ? { table: opts.table } : {}),
       enabled: opts.cooperative ?? false,
+      ...(opts.connector !== undefined ? { connector: opts.connector } : {}),
       ...(opts.onEvent !== undefined ? { onEvent: opts.onEvent } : {})
     })
     const server = new NbdServer(opts.onEvent !== undefined ? { onEvent: opts.onEvent } : {})

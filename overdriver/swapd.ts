@@ -2,7 +2,9 @@
  * Runs one VM's swap export (SwapService) as its own process, with a control socket:
  *   node --import tsx overdriver/swapd.ts --vm web1 --disk <file> [--size 256M]
  *        --socket <nbd.sock> --control <ctl.sock> [--repository host:port=<capability hex>]...
- *        [--cooperative]
+ *        [--psk-file <file>] [--cooperative]
+ * --psk-file: reach the repositories over TLS-PSK with the credential in the file
+ * (`identity:hexkey`, as repository/main.ts --psk-file writes it); without it, clear TCP.
  * Prints one JSON line {"ready": {...}} when QEMU may connect. The control socket takes one
  * JSON object per line and answers one line each:
  *   {"op":"stats"}  {"op":"cooperative","on":true|false}  {"op":"reclaim"}  {"op":"table"}
@@ -13,7 +15,9 @@ import { createServer } from 'node:net'
 import { rm } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { parseSize } from '../core/units.ts'
+import { readFileSync } from 'node:fs'
 import { parseAddress } from './repository/client.ts'
+import { parsePskFile, pskConnector } from './repository/transport.ts'
 import { SwapService } from './swap-service.ts'
 
 const { values } = parseArgs({
@@ -24,6 +28,7 @@ const { values } = parseArgs({
     socket: { type: 'string' },
     control: { type: 'string' },
     repository: { type: 'string', multiple: true, default: [] },
+    'psk-file': { type: 'string' },
     cooperative: { type: 'boolean', default: false }
   }
 })
@@ -37,6 +42,13 @@ const repositories = (values.repository ?? []).map(r => {
   if (m === null) { process.stderr.write(`swapd: --repository expects host:port=<32 hex digits>, got '${r}'\n`); process.exit(2) }
   return { address: parseAddress(m[1] ?? ''), capability: Buffer.from(m[2] ?? '', 'hex') }
 })
+let connector
+if (values['psk-file'] !== undefined) {
+  try {
+    const tls = parsePskFile(readFileSync(values['psk-file'], 'utf8'))
+    connector = pskConnector(() => tls)
+  } catch (e) { process.stderr.write(`swapd: ${values['psk-file']}: ${(e as Error).message}\n`); process.exit(2) }
+}
 const svc = await SwapService.start({
   vm: need('vm'),
   diskPath: need('disk'),
@@ -44,6 +56,7 @@ const svc = await SwapService.start({
   listen: { path: need('socket') },
   repositories,
   cooperative: values.cooperative ?? false,
+  ...(connector !== undefined ? { connector } : {}),
   onEvent: e => { if (e.type !== 'nbd.connected' && e.type !== 'nbd.export-opened') process.stderr.write(JSON.stringify(e) + '\n') }
 })
 const controlPath = need('control')

@@ -6,6 +6,9 @@
  *    launch.json, and the sector table is persisted next to the disk);
  *  - a page repository (PageRepository, in-process) when the controller asks this host to give
  *    memory to one (`overdriver.repository`), and capabilities for peer VMs (`overdriver.issue`);
+ *    it speaks TLS-PSK only, with a credential drawn when it starts and handed out with every
+ *    grant; the swap exports reach repositories with the credentials their grants carried
+ *    (a keyring by repository address), never in clear;
  *  - the overload loop: every policy interval, each VM's swap counters → pagingRate → decide();
  *    coop-swap-on/off applied with setCooperative(); decide()'s events turned into schema events
  *    (blanket-manager/events/schema.ts overload.*) pushed to every subscribed connection.
@@ -19,6 +22,7 @@ import { decide, emptyControllerState, forgetMigrations, type ControllerState } 
 import { pagingRate, type PagingSample } from '../../overdriver/decision/interval.ts'
 import { DEFAULT_MIGRATION_TIMEOUT_MS, PAGE_SIZE } from '../../overdriver/constants.ts'
 import type { PageRepository } from '../../overdriver/repository/server.ts'
+import type { RepositoryConnector, RepositoryTls } from '../../overdriver/repository/transport.ts'
 import type { SwapService } from '../../overdriver/swap-service.ts'
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 import { SupercloudError } from '../../core/errors.ts'
@@ -81,7 +85,12 @@ export class AgentOverdriver {
   private pendingMigrated: string[] = []
   private pendingFailed: string[] = []
   private readonly pendingArrived = new Set<string>()
-  private repository?: { repo: PageRepository, host: string, port: number }
+  private repository?: { repo: PageRepository, host: string, port: number, tls: RepositoryTls }
+  /** TLS-PSK credentials of the repositories this host's swap exports use, by address (host:port). */
+  private readonly keyring = new Map<string, RepositoryTls>()
+  private connector?: RepositoryConnector
+  /** The repository's refusals (failed handshakes, caps, malformed requests), newest last (overdriver.stats `repositoryLog`). */
+  private readonly repositoryLog: string[] = []
 
   /** `autoTick: false`: configure() starts no timer; the caller drives tick() (tests, with explicit times). */
   constructor (private readonly vmsDir: string, private readonly opts: { autoTick?: boolean } = {}) {}
@@ -99,9 +108,15 @@ export class AgentOverdriver {
     if (have !== undefined) return path
     const repositories = (l.swap.repositories ?? []).map(g => ({ address: g.address, capability: Buffer.from(g.capability, 'hex') }))
     const { SwapService } = await import('../../overdriver/swap-service.ts')
+    const { formatAddress, pskConnector } = await import('../../overdriver/repository/transport.ts')
+    for (const g of l.swap.repositories ?? []) this.keyring.set(formatAddress(g.address), g.tls)
+    this.connector ??= pskConnector(a => this.keyring.get(formatAddress(a)))
     const svc = await SwapService.start({
-      vm: l.name, diskPath: join(this.vmsDir, l.name, 'swap.img'), sizeBytes: l.swap.sizeBytes, listen: { path }, repositories,
-      onEvent: e => { if (e.type === 'coopswap.page-corrupt') this.note(l.name, `repository ${e.address} answered page ${e.page} with a wrong checksum: read from the disk, that repository is no longer used`) }
+      vm: l.name, diskPath: join(this.vmsDir, l.name, 'swap.img'), sizeBytes: l.swap.sizeBytes, listen: { path }, repositories, connector: this.connector,
+      onEvent: e => {
+        if (e.type === 'coopswap.page-corrupt') this.note(l.name, `repository ${e.address} answered page ${e.page} with a wrong checksum: read from the disk, that repository is no longer used`)
+        if (e.type === 'coopswap.repository-down') this.note(l.name, `repository ${e.address} is not used (reads from the disk): ${e.reason}`)
+      }
     })
     this.swaps.set(l.name, { svc, requestedBytes: l.memory.requestedBytes, allocatedBytes: l.memory.allocatedBytes, grants: repositories.length, originTries: 0, arriving: false, startedMs: Date.now() })
     return path
@@ -326,9 +341,21 @@ export class AgentOverdriver {
     }
     if (!(capacityPages > 0)) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'overdriver.repository: capacityBytes must hold at least one 4K page')
     const { PageRepository } = await import('../../overdriver/repository/server.ts')
-    const repo = new PageRepository({ capacityPages })
+    const { formatAddress, newRepositoryTls, pskListener } = await import('../../overdriver/repository/transport.ts')
+    // Drawn here, kept in this process only: the controller hands it on with each grant (overdriver.issue).
+    const tls = newRepositoryTls()
+    const repo = new PageRepository({
+      capacityPages,
+      listener: pskListener(tls),
+      onEvent: e => {
+        if (e.type !== 'repository.rejected') return
+        this.repositoryLog.push(`${new Date().toISOString()} refused ${e.remote}: ${e.reason}`)
+        if (this.repositoryLog.length > 50) this.repositoryLog.shift()
+      }
+    })
     const port = await repo.listen(p.port ?? REPOSITORY_PORT, p.host)
-    this.repository = { repo, host: p.host, port }
+    this.repository = { repo, host: p.host, port, tls }
+    this.keyring.set(formatAddress({ host: p.host, port }), tls)
     return { host: p.host, port, capacityPages }
   }
 
@@ -336,13 +363,13 @@ export class AgentOverdriver {
     const r = this.repository
     if (r === undefined) throw new SupercloudError('SC_REPOSITORY', 'this host runs no page repository (overdriver.repository first)')
     if (typeof p.vm !== 'string') throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'overdriver.issue: params.vm must be a string')
-    return { address: { host: r.host, port: r.port }, capability: r.repo.issue(p.vm, p.maxPages).toString('hex') }
+    return { address: { host: r.host, port: r.port }, capability: r.repo.issue(p.vm, p.maxPages).toString('hex'), tls: { ...r.tls } }
   }
 
   stats (): Record<string, unknown> {
     const vms: Record<string, unknown> = {}
     for (const [n, s] of this.swaps) vms[n] = { ...s.svc.stats(), coopSwap: this.state.vms[n]?.coopSwap ?? false }
-    return { vms, tableLog: [...this.tableLog], ...(this.repository !== undefined ? { repository: this.repository.repo.stats() } : {}) }
+    return { vms, tableLog: [...this.tableLog], repositoryLog: [...this.repositoryLog], ...(this.repository !== undefined ? { repository: this.repository.repo.stats() } : {}) }
   }
 
   async stop (): Promise<void> {

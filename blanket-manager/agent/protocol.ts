@@ -8,6 +8,7 @@ import type { ControllerPolicy, HostView } from '../../overdriver/decision/decid
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 import type { GuestPlugged, OutgoingMigration } from '../../drivers/hypervisor.ts'
 import type { MigrationSecurity } from '../../core/migration.ts'
+import type { RepositoryTls } from '../../overdriver/repository/transport.ts'
 
 export const AGENT_PROTOCOL_VERSION = 1
 
@@ -247,7 +248,8 @@ export interface SwapLaunch {
   repositories?: RepositoryGrantJson[]
 }
 
-export interface RepositoryGrantJson { address: { host: string, port: number }, capability: string }
+/** `tls`: the repository's TLS-PSK credential (it accepts nothing else; overdriver/repository/transport.ts). */
+export interface RepositoryGrantJson { address: { host: string, port: number }, capability: string, tls: RepositoryTls }
 
 /** overdriver.configure: the policy of the host's overload loop. */
 export interface ConfigureParams {

@@ -8,7 +8,7 @@
  */
 import { SupercloudError } from '../../core/errors.ts'
 import { isVmName } from '../../core/names.ts'
-import { isMigrationSecurity, type MigrationProgress } from '../../core/migration.ts'
+import { isMigrationSecurity, migrationTlsProblem, type MigrationProgress, type MigrationTls } from '../../core/migration.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
 import type { GuestFirewall, L2fwRule } from '../../images/guest/cmdline.ts'
 import type { ControllerPolicy, HostView } from '../../overdriver/decision/decide.ts'
@@ -81,7 +81,9 @@ const nameParams = obj<NameParams>({ name: vmName })
 
 const accelChoice = obj<AccelChoice>({ mode: oneOf('kvm', 'tcg', 'xen'), reason: str, probed: bool })
 
-const repositoryGrant = obj<RepositoryGrantJson>({ address: obj<RepositoryGrantJson['address']>({ host: address, port }), capability: hex })
+/** A page repository's TLS-PSK credential ({ identity, key: 64 hex }); a grant without one is refused (no clear text). */
+const repositoryTls = guard('TLS credentials { identity, key }', (v): v is MigrationTls => migrationTlsProblem(v) === undefined)
+const repositoryGrant = obj<RepositoryGrantJson>({ address: obj<RepositoryGrantJson['address']>({ host: address, port }), capability: hex, tls: repositoryTls })
 const swapLaunch = obj<SwapLaunch>({ sizeBytes: positive, repositories: opt(arr(repositoryGrant)) })
 
 const firewall = obj<GuestFirewall>({

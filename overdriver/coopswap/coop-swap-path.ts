@@ -14,6 +14,7 @@ import { channel } from 'node:diagnostics_channel'
 import { PAGE_SIZE } from '../constants.ts'
 import { RepositoryError } from '../errors.ts'
 import { formatAddress, parseAddress, RepositoryClient, type RepositoryAddress } from '../repository/client.ts'
+import type { RepositoryConnector } from '../repository/transport.ts'
 import type { SwapPath } from '../swap-path.ts'
 import { pageSum, SectorTable, type RepositoryRef, type SectorEntry, type SectorTableJson } from './sector-table.ts'
 
@@ -48,6 +49,8 @@ export interface CoopSwapOptions {
   enabled?: boolean
   /** Repository PUTs in flight before further writes skip the repository (default 4096 pages). */
   maxPutsInFlight?: number
+  /** How repositories are reached (default clear TCP; host agents pass pskConnector: TLS-PSK only). */
+  connector?: RepositoryConnector
   onEvent?: (e: CoopSwapEvent) => void
 }
 
@@ -200,7 +203,7 @@ export class CoopSwapPath implements SwapPath {
     if (r.down) return undefined
     if (r.client !== undefined && r.client.alive) return r.client
     if (r.client !== undefined) { this.markDown(r, r.client.failureReason ?? 'connection lost'); return undefined }
-    r.connecting ??= RepositoryClient.connect(r.address, { timeoutMs: 2000 }).then(c => { r.client = c; return c }, (e: Error) => { this.markDown(r, e.message); return undefined }).finally(() => { r.connecting = undefined })
+    r.connecting ??= RepositoryClient.connect(r.address, { timeoutMs: 2000, ...(this.opts.connector !== undefined ? { connector: this.opts.connector } : {}) }).then(c => { r.client = c; return c }, (e: Error) => { this.markDown(r, e.message); return undefined }).finally(() => { r.connecting = undefined })
     return await r.connecting
   }
 

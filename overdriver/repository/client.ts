@@ -1,19 +1,17 @@
 /**
- * Client of a page repository: one TCP connection, pipelined requests matched by id. When the
- * connection fails every outstanding and later request rejects with RepositoryError
- * ('connection'); `alive` turns false. Cooperative swap treats that as "read from disk".
+ * Client of a page repository: one connection (TLS-PSK or clear TCP, from the connector passed
+ * in: ./transport.ts), pipelined requests matched by id. When the connection fails every
+ * outstanding and later request rejects with RepositoryError ('connection'); `alive` turns
+ * false. Cooperative swap treats that as "read from disk".
  */
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { RepositoryError } from '../errors.ts'
 import { StreamReader } from '../stream-reader.ts'
 import * as P from './protocol.ts'
 import type { RepositoryStats } from './server.ts'
+import { clearConnector, formatAddress, type RepositoryAddress, type RepositoryConnector } from './transport.ts'
 
-export interface RepositoryAddress { host: string, port: number }
-
-export function formatAddress (a: RepositoryAddress): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`
-}
+export { formatAddress, type RepositoryAddress } from './transport.ts'
 
 export function parseAddress (s: string): RepositoryAddress {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(s)
@@ -38,20 +36,9 @@ export class RepositoryClient {
     void this.readReplies()
   }
 
-  static async connect (address: RepositoryAddress, opts: { timeoutMs?: number } = {}): Promise<RepositoryClient> {
-    const socket = connect(address.port, address.host)
-    socket.setNoDelay(true)
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('timed out')), opts.timeoutMs ?? 5000)
-        socket.once('connect', () => { clearTimeout(timer); resolve() })
-        socket.once('error', e => { clearTimeout(timer); reject(e) })
-      })
-    } catch (e) {
-      socket.destroy()
-      throw new RepositoryError('connection', `cannot reach repository ${formatAddress(address)}: ${(e as Error).message}`, e)
-    }
-    socket.on('error', () => {})
+  /** `connector`: how to reach it (default clear TCP; hosts use pskConnector: TLS-PSK, handshake done before this resolves). */
+  static async connect (address: RepositoryAddress, opts: { timeoutMs?: number, connector?: RepositoryConnector } = {}): Promise<RepositoryClient> {
+    const socket = await (opts.connector ?? clearConnector)(address, opts.timeoutMs ?? 5000)
     return new RepositoryClient(address, socket)
   }
 

@@ -11,13 +11,18 @@
  * replies wait for a peer that does not read them, no further request of that connection is
  * read (its requests then wait in the kernel, and TCP stops the peer); a peer that reads
  * nothing for `stalledMs` is disconnected with a reason.
+ *
+ * The socket layer is the `listener` passed in (./transport.ts): hosts run it with TLS-PSK (a
+ * peer without the repository's key fails the handshake: 'repository.rejected' with the
+ * reason, and it never reaches the protocol); clear TCP is the library default.
  */
 import { channel } from 'node:diagnostics_channel'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import type { AddressInfo, Server, Socket } from 'node:net'
 import { PAGE_SIZE } from '../constants.ts'
 import { StreamClosedError, StreamReader } from '../stream-reader.ts'
 import * as P from './protocol.ts'
+import { clearListener, type RepositoryListener } from './transport.ts'
 
 export const REPOSITORY_CHANNEL = 'supercloud:overdriver:repository'
 const diag = channel(REPOSITORY_CHANNEL)
@@ -40,6 +45,8 @@ export interface PageRepositoryOptions {
   replyBufferBytes?: number
   /** A peer that reads none of its waiting replies for this long is disconnected (default 30 s). */
   stalledMs?: number
+  /** The socket layer (default clear TCP; hosts pass pskListener: TLS-PSK, nothing in clear). */
+  listener?: RepositoryListener
   onEvent?: (e: RepositoryEvent) => void
 }
 
@@ -63,6 +70,8 @@ export class PageRepository {
   private readonly perPeer = new Map<string, number>()
   /** Connections refused over a cap, until they are gone. */
   private readonly refused = new Set<Socket>()
+  /** Every accepted TCP connection, handshake or not (close() ends them). */
+  private readonly raw = new Set<Socket>()
   private server: Server | undefined
   private readonly opts: PageRepositoryOptions
   private readonly counts = { put: 0, get: 0, del: 0, rejected: 0 }
@@ -76,7 +85,11 @@ export class PageRepository {
   }
 
   async listen (port: number, host = '127.0.0.1'): Promise<number> {
-    const server = createServer(s => this.accept(s))
+    const server = (this.opts.listener ?? clearListener).createServer(s => this.accept(s), (remote, reason) => {
+      this.counts.rejected++
+      this.emit({ type: 'repository.rejected', remote, reason })
+    })
+    server.on('connection', (s: Socket) => { this.raw.add(s); s.once('close', () => this.raw.delete(s)) })
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -87,7 +100,7 @@ export class PageRepository {
   }
 
   async close (): Promise<void> {
-    for (const s of [...this.sockets, ...this.refused]) s.destroy()
+    for (const s of [...this.sockets, ...this.refused, ...this.raw]) s.destroy()
     const srv = this.server
     this.server = undefined
     if (srv !== undefined) await new Promise<void>(resolve => srv.close(() => resolve()))

@@ -5,18 +5,27 @@
  * page's checksum in the sector table (also in a table that moved with the VM) and the guest
  * reads its own data; STATS, which lists every VM, needs the admin token; connections are
  * capped, and a peer that does not read its replies cannot make the repository buffer them.
+ * Over TLS-PSK (as hosts run it): a client without the repository's key (clear text, TLS
+ * without a key, another repository's key, the right identity with a wrong key) fails the
+ * handshake and gets no byte of the protocol, with the reason in an event (and the agent's
+ * repositoryLog); a repository without the key gets no page; the right client's pages go
+ * through and read back intact.
  */
 import t from 'tap'
 import type { Test } from 'tap'
 import { connect, createServer, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { copyFileSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { AgentOverdriver } from '../../../blanket-manager/agent/overdriver-host.ts'
+import { newRepositoryTls, pskConnector, pskListener, type RepositoryConnector } from '../../../overdriver/repository/transport.ts'
 import * as P from '../../../overdriver/repository/protocol.ts'
 import { StreamReader, StreamClosedError } from '../../../overdriver/stream-reader.ts'
 import { RepositoryClient } from '../../../overdriver/repository/client.ts'
 import { NbdClient } from '../../../overdriver/nbd/client.ts'
 import { SwapService } from '../../../overdriver/swap-service.ts'
-import { listeningRepository, pattern, repositoryWithClient, tempDir } from './helpers.ts'
+import { listeningRepository, pattern, poke, prefix, repositoryWithClient, tempDir } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -61,11 +70,12 @@ function flipped (stored: Buffer | undefined): Buffer {
 }
 
 /** A swap export of 4 MiB with cooperative swap on, using the repository at `port`, and an NBD client of it (both closed at teardown). */
-async function swapUsing (t: Test, name: string, port: number, onEvent: (e: { type: string }) => void): Promise<{ svc: SwapService, c: NbdClient }> {
+async function swapUsing (t: Test, name: string, port: number, onEvent: (e: { type: string }) => void, more: { capability?: Buffer, connector?: RepositoryConnector } = {}): Promise<{ svc: SwapService, c: NbdClient }> {
   const dir = tempDir(t, name)
   const svc = await SwapService.start({
     vm: 'web1', diskPath: join(dir, 'swap.img'), sizeBytes: 4 * MiB, listen: { path: join(dir, 'nbd.sock') },
-    repositories: [{ address: { host: '127.0.0.1', port }, capability: Buffer.alloc(16, 7) }], cooperative: true, onEvent
+    repositories: [{ address: { host: '127.0.0.1', port }, capability: more.capability ?? Buffer.alloc(16, 7) }], cooperative: true, onEvent,
+    ...(more.connector !== undefined ? { connector: more.connector } : {})
   })
   t.teardown(() => svc.stop())
   const c = await NbdClient.connect({ path: join(dir, 'nbd.sock') }, 'swap')
@@ -225,3 +235,101 @@ async function connectFrom (localAddress: string, port: number): Promise<Socket>
   await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject) })
   return s
 }
+
+/** Waits until `pred` holds (events arrive asynchronously). */
+async function until (pred: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (!pred() && Date.now() < end) await new Promise(resolve => setTimeout(resolve, 20))
+  return pred()
+}
+
+t.test('over TLS-PSK, a client without the repository\'s key gets nothing: clear text, TLS without a key, another key, a wrong key; each refusal is an event with the reason', async t => {
+  const tls = newRepositoryTls()
+  const events: Array<{ type: string, reason?: string }> = []
+  const { repo, port } = await listeningRepository(t, { capacityPages: 16, listener: pskListener(tls), onEvent: e => { events.push(e) } })
+  const refusals = (): string[] => events.filter(e => e.type === 'repository.rejected').map(e => e.reason ?? '')
+  // Clear text: the protocol's own requests (a PING, STATS with the admin token) get no byte back.
+  const clear = await poke({ port }, [P.encodeRequest(P.OP.PING, 1, Buffer.alloc(16), 0), P.encodeRequest(P.OP.STATS, 2, repo.adminToken, 0)], 2000)
+  t.equal(clear.received.length, 0, 'a clear-text client receives nothing')
+  t.ok(clear.closedByServer, 'and is disconnected')
+  t.ok(await until(() => refusals().length === 1), 'one refusal')
+  t.match(refusals()[0], /TLS handshake refused: not a TLS client \(clear text is not accepted\)/)
+  const c = await RepositoryClient.connect({ host: '127.0.0.1', port })
+  await t.rejects(c.ping(), { code: 'SC_REPOSITORY_UNREACHABLE' }, 'the protocol client in clear text gets no answer either')
+  // TLS, but without a pre-shared key (a certificate client, accepting any server).
+  const noKey = await new Promise<{ error?: string, data: number }>(resolve => {
+    let data = 0
+    const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
+    s.on('data', d => { data += d.length })
+    s.on('secureConnect', () => { resolve({ data }); s.destroy() })
+    s.on('error', e => { resolve({ error: (e as Error & { code?: string }).code ?? e.message, data }) })
+  })
+  t.ok(noKey.error !== undefined && noKey.data === 0, `a TLS client without the key fails the handshake (${noKey.error})`)
+  t.ok(await until(() => refusals().some(r => /presented no pre-shared key/.test(r))), 'reported: no pre-shared key')
+  // Another repository's credential (the "wrong CA" of a PSK), then the right identity with a wrong key.
+  const other = newRepositoryTls()
+  await t.rejects(RepositoryClient.connect({ host: '127.0.0.1', port }, { connector: pskConnector(() => other) }), { code: 'SC_REPOSITORY_TLS', message: new RegExp(`refused the TLS handshake for identity '${other.identity}'`) })
+  t.ok(await until(() => refusals().some(r => r.includes(`presented identity '${other.identity}', this repository is '${tls.identity}'`))), 'reported: which identity was presented')
+  await t.rejects(RepositoryClient.connect({ host: '127.0.0.1', port }, { connector: pskConnector(() => ({ identity: tls.identity, key: other.key })) }), { code: 'SC_REPOSITORY_TLS' })
+  t.ok(await until(() => refusals().some(r => r.includes(`presented identity '${tls.identity}' with a wrong key`))), 'reported: a wrong key')
+  await t.rejects(RepositoryClient.connect({ host: '127.0.0.1', port }, { connector: pskConnector(() => undefined) }), { code: 'SC_REPOSITORY_TLS', message: /no TLS credentials for repository .* \(clear text is not offered\)/ }, 'a client holding no credential does not try in clear')
+  t.equal(repo.stats().requests.rejected, refusals().length, 'every refusal counted')
+  t.same(repo.stats().requests, { put: 0, get: 0, del: 0, rejected: refusals().length }, 'and not one request was served')
+})
+
+t.test('over TLS-PSK, the right client: pages written through cooperative swap are in the repository and read back intact; a repository without the key gets none', async t => {
+  const tls = newRepositoryTls()
+  const { repo, port } = await listeningRepository(t, { capacityPages: 64, listener: pskListener(tls) })
+  const cap = repo.issue('web1')
+  const events: Array<{ type: string }> = []
+  const { svc, c } = await swapUsing(t, 'tls', port, e => { events.push(e) }, { capability: cap, connector: pskConnector(() => tls) })
+  const pages = 32
+  await Promise.all(Array.from({ length: pages }, async (_, p) => { await c.write(p * 4096, pattern(p)) }))
+  await svc.path.settle()
+  t.equal(repo.stats().usedPages, pages, 'the repository holds every page')
+  let bad = 0
+  for (let p = 0; p < pages; p++) if (!(await c.read(p * 4096, 4096)).equals(pattern(p))) bad++
+  t.equal(bad, 0, 'every page reads back as written')
+  t.equal(svc.path.stats().repositoryReads, pages, 'all of them from the repository, over TLS')
+  t.same(events.filter(e => e.type === 'coopswap.repository-down' || e.type === 'coopswap.read-fallback'), [], 'no fallback')
+  // A repository at the grant's address that does not hold the key (an impostor): the handshake fails, it gets no page.
+  const impostor = await listeningRepository(t, { capacityPages: 64, listener: pskListener(newRepositoryTls()) })
+  const ev2: Array<{ type: string, reason?: string }> = []
+  const w = await swapUsing(t, 'tls-impostor', impostor.port, e => { ev2.push(e) }, { capability: impostor.repo.issue('web1'), connector: pskConnector(() => tls) })
+  for (let p = 0; p < 8; p++) await w.c.write(p * 4096, pattern(p, 1))
+  await w.svc.path.settle()
+  t.equal(impostor.repo.stats().usedPages, 0, 'the impostor received no page')
+  t.match(ev2.find(e => e.type === 'coopswap.repository-down')?.reason, /refused the TLS handshake/, 'the swap export says why it does not use it')
+  for (let p = 0; p < 8; p++) bad += (await w.c.read(p * 4096, 4096)).equals(pattern(p, 1)) ? 0 : 1
+  t.equal(bad, 0, 'the guest\'s pages read back from its disk')
+})
+
+t.test('the agent: its repository speaks TLS-PSK only and logs refusals; a swap export whose grant holds a wrong key says so and swaps to disk', async t => {
+  const dir = tempDir(t, 'agent-tls')
+  const repoHost = new AgentOverdriver(join(dir, 'r'), { autoTick: false })
+  t.teardown(async () => { await repoHost.stop() })
+  const info = await repoHost.startRepository({ host: '127.0.0.1', port: 0, capacityBytes: 4 * MiB })
+  const vm = `${prefix}t1`
+  const grant = repoHost.issue({ vm })
+  t.match(grant.tls, { identity: /^repository-[0-9a-f]{12}$/, key: /^[0-9a-f]{64}$/ }, 'the grant carries the repository\'s credential')
+  const clear = await poke({ port: info.port }, [P.encodeRequest(P.OP.GET, 1, Buffer.from(grant.capability, 'hex'), 0)], 2000)
+  t.equal(clear.received.length, 0, 'a clear-text GET with a valid capability gets nothing')
+  const log = (): string[] => (repoHost.stats() as { repositoryLog: string[] }).repositoryLog
+  t.ok(await until(() => log().length > 0), 'the refusal is logged')
+  t.match(log()[0], /refused 127\.0\.0\.1:\d+: TLS handshake refused: not a TLS client/)
+  const user = new AgentOverdriver(join(dir, 'u'), { autoTick: false })
+  t.teardown(async () => { await user.stop() })
+  await mkdir(join(dir, 'u', vm), { recursive: true })
+  const wrong = { ...grant, tls: { ...grant.tls, key: 'ab'.repeat(32) } }
+  const sock = await user.startSwap({ name: vm, cpus: 1, memory: { requestedBytes: 256 * MiB, allocatedBytes: 128 * MiB }, image: { kind: 'kernel', kernel: '/nonexistent' }, disks: [], nics: [], swap: { sizeBytes: 4 * MiB, repositories: [wrong] }, bootTimeoutMs: 1000 })
+  user.swapService(vm)?.setCooperative(true)
+  const c = await NbdClient.connect({ path: sock }, 'swap')
+  t.teardown(async () => { await c.close().catch(() => {}) })
+  await c.write(0, pattern(0))
+  await user.swapService(vm)?.path.settle()
+  t.ok((await c.read(0, 4096)).equals(pattern(0)), 'the page reads back (from the disk)')
+  const notes = (user.stats() as { tableLog: string[] }).tableLog
+  t.match(notes.join('\n'), /repository 127\.0\.0\.1:\d+ is not used \(reads from the disk\): .*refused the TLS handshake/, 'the swap export\'s host says why')
+  t.ok(await until(() => log().some(l => /with a wrong key/.test(l))), 'and the repository\'s host logs the wrong key')
+  t.equal((repoHost.stats() as { repository: { usedPages: number } }).repository.usedPages, 0, 'no page reached the repository')
+})

@@ -19,7 +19,7 @@ const launch: VmLaunch = {
   disks: [{ name: 'data', sizeBytes: 64 * MiB }],
   nics: [{ name: 'eth0', mac: '52:54:00:12:34:56', tap: 'sct1ab2t0a1b2c', address: '198.18.0.10/24', bridge: 'sct1ab2-br', mtu: 1450 }],
   firewall: { between: ['eth0', 'eth1'], rules: [{ action: 'drop', match: 'arp' }], default: 'allow' },
-  swap: { sizeBytes: 64 * MiB, repositories: [{ address: { host: '198.18.0.2', port: 7709 }, capability: '00112233445566778899aabbccddeeff' }] },
+  swap: { sizeBytes: 64 * MiB, repositories: [{ address: { host: '198.18.0.2', port: 7709 }, capability: '00112233445566778899aabbccddeeff', tls: { identity: 'repository-0a1b2c3d4e5f', key: 'ab'.repeat(32) } }] },
   bootTimeoutMs: 60000
 }
 const table: SectorTableJson = { version: 2, pageSize: 4096, repositories: [{ address: '198.18.0.2:7709', capability: '00112233445566778899aabbccddeeff' }], entries: [[0, 0, 1, 0], [8, 0, 2, 4096]], sums: Buffer.alloc(16, 1).toString('base64') }
@@ -67,7 +67,7 @@ const GOOD: { [M in AgentMethod]: AgentParams<M> } = {
 const BAD: Partial<Record<AgentMethod, Array<[string, unknown]>>> = {
   'host.watch': [['host', 'aws 1'], ['host', 7]],
   'host.probe': [['want', 'fast'], ['kernel', 'vmlinuz'], ['timeoutMs', -1]],
-  'vm.create': [['name', 'Web1'], ['cpus', 0], ['memory.requestedBytes', '1G'], ['image.kind', 'iso'], ['image.kernel', '/a/../../etc/passwd'], ['disks.0.name', '../../etc'], ['nics.0.tap', 'tap/0'], ['nics.0.bridge', 'br 0'], ['nics.0.mac', 'zz:00:00:00:00:00'], ['swap.repositories.0.capability', 'xyz'], ['firewall.between', ['eth0']], ['bootTimeoutMs', 'soon']],
+  'vm.create': [['name', 'Web1'], ['cpus', 0], ['memory.requestedBytes', '1G'], ['image.kind', 'iso'], ['image.kernel', '/a/../../etc/passwd'], ['disks.0.name', '../../etc'], ['nics.0.tap', 'tap/0'], ['nics.0.bridge', 'br 0'], ['nics.0.mac', 'zz:00:00:00:00:00'], ['swap.repositories.0.capability', 'xyz'], ['swap.repositories.0.tls', undefined], ['swap.repositories.0.tls', { identity: 'r1', key: 'ab'.repeat(16) }], ['swap.repositories.0.tls', { identity: 'a:b', key: 'ab'.repeat(32) }], ['firewall.between', ['eth0']], ['bootTimeoutMs', 'soon']],
   'vm.destroy': [['name', '../web1'], ['nics.0.tap', '..'], ['keep', '../../x']],
   'vm.status': [['name', 'web 1']],
   'vm.stats': [['name', 42]],
