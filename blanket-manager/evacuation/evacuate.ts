@@ -6,6 +6,11 @@
  * make the deadline or have no host with room. After each move the rest is planned again with
  * the bandwidth that move measured, and a VM that became late is said then, still before the
  * deadline. Progress goes to `onProgress` (the operation's progress in the event stream).
+ *
+ * Unhurried (a rebalance recommendation: `urgency` without a deadline): every VM moves by
+ * pre-copy with no deadline, one at a time. When the caller sets `urgency.deadline` meanwhile (an
+ * interruption notice came), the move in flight finishes as it started and the rest is planned
+ * against the deadline, in the deadline's modes.
  */
 import { CancelledError, NotFoundError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
 import type { ProgressEvent } from '../../core/progress.ts'
@@ -28,9 +33,14 @@ export const DEFAULT_WAN_BANDWIDTH = 200_000_000 / 8
 /** An evacuation without a deadline (by hand, a rebalance recommendation) plans against this much time. */
 export const UNHURRIED_MS = 3_600_000
 
+/** A deadline that may come while the evacuation runs (serve sets it on an interruption notice). */
+export interface EvacuationUrgency { deadline?: number }
+
 export interface EvacuateOptions {
   /** Epoch ms the host goes away; default none (planned against an hour). */
   deadline?: number
+  /** Instead of `deadline`: unhurried (pre-copy, no deadline) until its `deadline` is set. */
+  urgency?: EvacuationUrgency
   /** Other hosts that are going away too: not targets. */
   avoid?: ReadonlySet<string>
   /** Bytes/s assumed until measured; default DEFAULT_SITE_BANDWIDTH within the site, DEFAULT_WAN_BANDWIDTH across. */
@@ -67,7 +77,10 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
   const src = spec.hosts[host]
   if (src === undefined || !c.store.hosts().some(h => h.name === host)) throw new NotFoundError('host', host)
   const say = (message: string, fraction?: number): void => opts.onProgress?.({ subject: `host ${host}`, phase: 'evacuate', message, ...(fraction !== undefined ? { fraction } : {}) })
-  const deadline = opts.deadline ?? now() + UNHURRIED_MS
+  const started = now()
+  const deadlineNow = (): number | undefined => opts.urgency !== undefined ? opts.urgency.deadline : opts.deadline
+  const unhurried = (): boolean => opts.urgency !== undefined && opts.urgency.deadline === undefined
+  let deadline = deadlineNow() ?? started + UNHURRIED_MS
   const measured = new Map<string, number>()
   const siteOf = (h: string): string => spec.hosts[h]?.site ?? ''
   const bandwidth = (t: EvacuationTarget): number => measured.get(t.site) ?? opts.bandwidth ?? (t.site === src.site ? DEFAULT_SITE_BANDWIDTH : DEFAULT_WAN_BANDWIDTH)
@@ -98,27 +111,37 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
   }
 
   const first = planNow()
-  const result: EvacuationResult = { host, ...(opts.deadline !== undefined ? { deadline: new Date(deadline).toISOString() } : {}), plan: first, moved: [], failed: [], stranded: first.stranded }
+  const result: EvacuationResult = { host, ...(deadlineNow() !== undefined ? { deadline: new Date(deadline).toISOString() } : {}), plan: first, moved: [], failed: [], stranded: first.stranded }
   const total = first.moves.length + first.stranded.length
   if (total === 0) { say('no VMs on the host: nothing to move', 1); return result }
-  say(`plan${opts.deadline !== undefined ? ` (deadline ${new Date(deadline).toISOString()}, ${Math.round((deadline - now()) / 1000)} s from now)` : ''}: ${describeEvacuation(first, deadline).join('; ')}`, 0)
+  say(`plan${deadlineNow() !== undefined ? ` (deadline ${new Date(deadline).toISOString()}, ${Math.round((deadline - now()) / 1000)} s from now)` : unhurried() ? ' (unhurried: pre-copy, one at a time)' : ''}: ${describeEvacuation(first, deadline).join('; ')}`, 0)
   const saidLate = new Set(first.late)
   let plan = first
   const tried = new Set<string>()
   for (;;) {
+    // A deadline that came meanwhile (an interruption notice during an unhurried evacuation, or a new time).
+    const d = deadlineNow()
+    if (d !== undefined && (result.deadline === undefined || d !== deadline)) {
+      deadline = d
+      result.deadline = new Date(d).toISOString()
+      plan = planNow()
+      say(`hurried: the host goes away at ${result.deadline} (${Math.round((d - now()) / 1000)} s from now); the rest: ${describeEvacuation({ ...plan, moves: plan.moves.filter(m => !tried.has(m.vm)) }, deadline).join('; ')}`)
+      for (const m of plan.moves) if (!tried.has(m.vm) && !m.inTime) saidLate.add(m.vm)
+    }
     const move = plan.moves.find(m => !tried.has(m.vm))
     if (move === undefined) break
     tried.add(move.vm)
     throwIfAborted(opts.signal, `evacuation of ${host}`)
+    const calm = unhurried()
     const left = deadline - now()
-    if (left <= 0) {
+    if (!calm && left <= 0) {
       result.failed.push({ vm: move.vm, to: move.to, error: `the deadline ${new Date(deadline).toISOString()} passed before its turn` })
       continue
     }
-    say(`${move.vm} -> ${move.to} (${move.mode}, about ${(move.estimateMs / 1000).toFixed(1)} s; ${Math.round(left / 1000)} s to the deadline)`, result.moved.length / total)
+    say(`${move.vm} -> ${move.to} (${calm ? 'precopy' : move.mode}, about ${(move.estimateMs / 1000).toFixed(1)} s${calm ? '' : `; ${Math.round(left / 1000)} s to the deadline`})`, result.moved.length / total)
     try {
-      const mode = src.hypervisor.backend === 'xen' ? 'auto' : move.mode
-      const r = await c.migrate(spec, move.vm, move.to, { mode, deadlineMs: Math.max(1000, left), ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
+      const mode = src.hypervisor.backend === 'xen' ? 'auto' : calm ? 'precopy' : move.mode
+      const r = await c.migrate(spec, move.vm, move.to, { mode, ...(calm ? {} : { deadlineMs: Math.max(1000, left) }), ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
       const ended = now()
       if (r.totalMs > 0 && r.sentBytes > 0) measured.set(siteOf(move.to), r.sentBytes / (r.totalMs / 1000))
       result.moved.push({ vm: move.vm, to: move.to, totalMs: r.totalMs, downtimeMs: r.downtimeMs, endedAt: new Date(ended).toISOString(), beforeDeadline: ended <= deadline })
@@ -138,6 +161,6 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
   if (result.stranded.length > 0 || result.failed.length > 0) throw new EvacuationIncompleteError(result)
   const after = result.moved.filter(m => !m.beforeDeadline).map(m => m.vm)
   const lastEnd = Date.parse(result.moved[result.moved.length - 1]?.endedAt ?? '')
-  say(`all ${result.moved.length} VM(s) moved${opts.deadline === undefined ? '' : after.length > 0 ? `; after the deadline: ${after.join(', ')}` : `, the last ${Math.round((deadline - lastEnd) / 1000)} s before the deadline`}`, 1)
+  say(`all ${result.moved.length} VM(s) moved${result.deadline === undefined ? '' : after.length > 0 ? `; after the deadline: ${after.join(', ')}` : `, the last ${Math.round((deadline - lastEnd) / 1000)} s before the deadline`}`, 1)
   return result
 }

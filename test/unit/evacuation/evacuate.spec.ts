@@ -3,7 +3,8 @@
  * controller (state rows, and a migrate that moves the row and reports a transfer): the plan is
  * said before anything moves, VMs without room are named, a VM made late by the measured
  * bandwidth is said before its turn, the extender rule is kept, and VMs left end in
- * SC_EVACUATION_INCOMPLETE.
+ * SC_EVACUATION_INCOMPLETE; unhurried (a rebalance recommendation) every VM moves by pre-copy
+ * without a deadline until an interruption notice hurries the rest.
  */
 import t from 'tap'
 import type { ProgressEvent } from '../../../core/progress.ts'
@@ -36,7 +37,7 @@ network:
 }
 
 /** The in-memory controller: rows from the spec, migrations that take `secondsPerMiB` each MiB. */
-function controller (spec: ReturnType<typeof parseSpec>, clock: { now: number }, secondsPerMiB: number): EvacuationController & { moves: string[] } {
+function controller (spec: ReturnType<typeof parseSpec>, clock: { now: number }, secondsPerMiB: number, onMoved?: (vm: string) => void): EvacuationController & { moves: string[] } {
   const hosts: HostRow[] = Object.values(spec.hosts).map(h => ({ name: h.name, site: h.site, driver: 'local', specHash: '', status: 'ready', bootstrapped: true }))
   const vms: VmRow[] = Object.values(spec.vms).map(v => ({ name: v.name, host: v.host ?? '', specHash: '', status: 'ready', record: { memory: v.memory } as unknown as VmRow['record'] }))
   const moves: string[] = []
@@ -52,7 +53,8 @@ function controller (spec: ReturnType<typeof parseSpec>, clock: { now: number },
       // As a real migration does, it gives up at its deadline (the VM stays on the source).
       if (opts.deadlineMs !== undefined && ms > opts.deadlineMs) { clock.now += opts.deadlineMs; throw new Error(`not done within ${opts.deadlineMs} ms`) }
       clock.now += ms
-      moves.push(`${vm}->${to} ${opts.mode ?? ''}`)
+      moves.push(`${vm}->${to} ${opts.mode ?? ''}${opts.deadlineMs === undefined ? ' no-deadline' : ''}`)
+      onMoved?.(vm)
       const from = row.host
       row.host = to
       return { from, to, mode: 'auto', postcopy: false, totalMs: ms, downtimeMs: 20, sentBytes: bytes, iterations: 2, diskSentBytes: 0, diskSizeBytes: 0, diskReused: false }
@@ -66,7 +68,7 @@ t.test('all VMs moved within the site, smallest first, the plan said before the 
   const c = controller(spec, clock, 0.01)
   const said: ProgressEvent[] = []
   const r = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, onProgress: ev => said.push(ev) })
-  t.same(c.moves, ['a->aws2 auto', 'b->aws2 auto', 'c->aws2 auto'])
+  t.same(c.moves, ['a->aws2 auto', 'b->aws2 auto', 'c->aws2 auto'], 'with the deadline: the plan\'s modes')
   t.same(r.moved.map(m => [m.vm, m.to, m.beforeDeadline]), [['a', 'aws2', true], ['b', 'aws2', true], ['c', 'aws2', true]])
   t.match(said[0]?.message, /^plan \(deadline 2026-12-07T14:02:00.000Z, 120 s from now\): a -> aws2 .*; b -> aws2 .*; c -> aws2 /)
   t.match(said[said.length - 1]?.message, /all 3 VM\(s\) moved, the last 1\d\d s before the deadline/)
@@ -109,4 +111,32 @@ t.test('a slower link than assumed: the VM that will miss the deadline is said a
   t.ok(late > 0 && late < said.findIndex(m => /^b -> aws2/.test(m)) + 2 && (cStarts < 0 || late < cStarts), `said after a's move measured the link, before c's turn:\n${said.join('\n')}`)
   t.match(err, { code: 'SC_EVACUATION_INCOMPLETE' }, 'c ran out of time')
   t.match((err as Error).message, /left 1 VM\(s\) on it: c \(migration to aws2 failed: not done within \d+ ms\); moved a to aws2, b to aws2/)
+})
+
+t.test('unhurried (a rebalance recommendation): every VM by pre-copy, one at a time, no deadline', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const c = controller(spec, clock, 0.01)
+  const said: string[] = []
+  const r = await evacuateHost(c, spec, 'spot1', { urgency: {}, now: () => clock.now, onProgress: ev => said.push(ev.message) })
+  t.same(c.moves, ['a->aws2 precopy no-deadline', 'b->aws2 precopy no-deadline', 'c->aws2 precopy no-deadline'])
+  t.equal(r.deadline, undefined)
+  t.match(said[0], /^plan \(unhurried: pre-copy, one at a time\): a -> aws2/)
+  t.match(said[said.length - 1], /^all 3 VM\(s\) moved$/)
+})
+
+t.test('an interruption notice during an unhurried evacuation: the rest is planned against its deadline, in its modes', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const urgency: { deadline?: number } = {}
+  // The notice comes while a moves (0.2 s per MiB: a 19 s, b 40 s, c 60 s); 70 s left after a.
+  const c = controller(spec, clock, 0.2, vm => { if (vm === 'a') urgency.deadline = clock.now + 70_000 })
+  const said: string[] = []
+  const err = await evacuateHost(c, spec, 'spot1', { urgency, now: () => clock.now, onProgress: ev => said.push(ev.message), bandwidth: 5 * 1024 * 1024 }).catch((e: unknown) => e)
+  t.same(c.moves, ['a->aws2 precopy no-deadline', 'b->aws2 auto'], 'a by pre-copy as it started; b with the deadline')
+  const hurried = said.findIndex(m => /^hurried: the host goes away at 2026-12-07T14:01:29.200Z/.test(m))
+  t.ok(hurried > 0 && hurried < said.findIndex(m => /^b -> aws2 \(auto/.test(m)), `said before b's move:\n${said.join('\n')}`)
+  t.match(said[hurried], /c -> aws2 .*AFTER THE DEADLINE/, 'c named late then, before its turn')
+  t.match(err, { code: 'SC_EVACUATION_INCOMPLETE' })
+  t.match((err as Error).message, /c \(migration to aws2 failed: not done within \d+ ms\); moved a to aws2, b to aws2/)
 })
