@@ -11,20 +11,30 @@
  * pre-copy with no deadline, one at a time. When the caller sets `urgency.deadline` meanwhile (an
  * interruption notice came), the move in flight finishes as it started and the rest is planned
  * against the deadline, in the deadline's modes.
+ *
+ * Replacement capacity: when no host has room for some VMs and the controller can add hosts,
+ * a replacement host is launched for them (replacement.ts: the source's spot pool, then
+ * on-demand) while the other VMs move; once it is ready the rest is planned again with it. When
+ * it is not ready in time for their moves to end before the deadline, those VMs are said to be
+ * lost and the evacuation ends then (SC_EVACUATION_INCOMPLETE), before the deadline, not after.
  */
 import { CancelledError, NotFoundError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
 import type { ProgressEvent } from '../../core/progress.ts'
-import type { Spec, WireSpec } from '../../core/spec.ts'
+import type { HostSpec, Spec, WireSpec } from '../../core/spec.ts'
 import type { MigrateOptions, MigrateResult } from '../controller/types.ts'
 import { crossSiteMoveProblems } from '../migration/cross-site.ts'
 import type { HostRow, VmRow } from '../state/store.ts'
-import { describeEvacuation, planEvacuation, type EvacuationPlan, type EvacuationTarget } from './plan.ts'
+import { DEFAULT_MARGIN_MS, describeEvacuation, estimateMove, planEvacuation, type EvacuationPlan, type EvacuationTarget } from './plan.ts'
+import { ReplacementLaunch, type AddHost, type ReplacementRecord } from './replace-host.ts'
+import { replacementCandidates } from './replacement.ts'
 
 /** What an evacuation needs of the controller (Controller has these). */
 export interface EvacuationController {
   store: { vms: () => VmRow[], hosts: () => HostRow[] }
   wires: (spec: Spec) => WireSpec[]
   migrate: (spec: Spec, vm: string, to: string, opts: MigrateOptions) => Promise<MigrateResult>
+  /** Launches replacement capacity; without it, VMs with no host with room stay stranded. */
+  addHost?: AddHost
 }
 
 /** Bandwidth assumed before a migration measured one: within a site, and between sites (200 Mbit/s). */
@@ -48,6 +58,8 @@ export interface EvacuateOptions {
   signal?: AbortSignal
   onProgress?: (ev: ProgressEvent) => void
   now?: () => number
+  /** Waits (the replacement's launch against the deadline); default a timer. */
+  sleep?: (ms: number) => Promise<void>
 }
 
 export interface EvacuationResult {
@@ -59,6 +71,8 @@ export interface EvacuationResult {
   failed: Array<{ vm: string, to: string, error: string, code?: string }>
   /** VMs no host could take. */
   stranded: Array<{ vm: string, reason: string }>
+  /** Replacement hosts tried, in order (the last ready one took the stranded VMs). */
+  replacements?: ReplacementRecord[]
 }
 
 /** VMs were left on a host being evacuated (no room, or their migration failed). */
@@ -85,12 +99,14 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
   const siteOf = (h: string): string => spec.hosts[h]?.site ?? ''
   const bandwidth = (t: EvacuationTarget): number => measured.get(t.site) ?? opts.bandwidth ?? (t.site === src.site ? DEFAULT_SITE_BANDWIDTH : DEFAULT_WAN_BANDWIDTH)
   const wires = c.wires(spec)
+  // The spec with the replacement host once it is ready.
+  let cur = spec
 
   const planNow = (): EvacuationPlan => {
     const vms = c.store.vms()
     const ready = new Set(c.store.hosts().filter(h => h.status === 'ready').map(h => h.name))
     const used = (h: string): number => vms.filter(v => v.host === h).reduce((a, v) => a + (v.record?.memory.allocatedBytes ?? 0), 0)
-    const targets = Object.values(spec.hosts)
+    const targets = Object.values(cur.hosts)
       .filter(h => h.name !== host && ready.has(h.name) && opts.avoid?.has(h.name) !== true)
       .map(h => ({ name: h.name, site: h.site, freeBytes: Math.max(0, h.memoryBytes - used(h.name)) }))
     const placement = Object.fromEntries(vms.map(v => [v.name, v.host]))
@@ -100,9 +116,9 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
       targets,
       bandwidth,
       refuse: (vm, to) => {
-        const kind = spec.hosts[to]?.hypervisor.backend ?? 'qemu'
+        const kind = cur.hosts[to]?.hypervisor.backend ?? 'qemu'
         if (kind !== src.hypervisor.backend) return `runs ${kind}, ${host} runs ${src.hypervisor.backend}`
-        const crossing = crossSiteMoveProblems(spec, wires, placement, vm, to)
+        const crossing = crossSiteMoveProblems(cur, wires, placement, vm, to)
         return crossing.length > 0 ? `the extender rule (${crossing.join('; ')})` : undefined
       },
       now: now(),
@@ -118,7 +134,50 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
   const saidLate = new Set(first.late)
   let plan = first
   const tried = new Set<string>()
+  let launch: ReplacementLaunch | undefined
+  let replacement: HostSpec | undefined
+  const startReplacement = (): void => {
+    if (launch !== undefined || c.addHost === undefined || plan.stranded.length === 0) return
+    const taken = new Set([...Object.keys(cur.hosts), ...c.store.hosts().map(h => h.name)])
+    if (replacementCandidates(src, taken).length === 0) return
+    say(`no host has room for ${plan.stranded.map(s => s.vm).join(', ')}: launching a replacement host while the others move`)
+    launch = new ReplacementLaunch(c.addHost, cur, src, taken, m => { say(m) }, { ...(opts.signal !== undefined ? { signal: opts.signal } : {}), ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}) })
+    result.replacements = launch.tried
+    void launch.done.then(h => { replacement = h })
+  }
+  /** Waits for the replacement while its VMs can still make the deadline; false when they cannot (said then). */
+  const awaitReplacement = async (l: ReplacementLaunch): Promise<boolean> => {
+    const memOf = (vm: string): number => c.store.vms().find(v => v.name === vm)?.record?.memory.allocatedBytes ?? spec.vms[vm]?.memory.allocatedBytes ?? 0
+    const need = plan.stranded.reduce((a, s) => a + estimateMove({ name: s.vm, memoryBytes: memOf(s.vm) }, measured.get(src.site) ?? opts.bandwidth ?? DEFAULT_SITE_BANDWIDTH).ms, 0)
+    const lastStart = deadline - DEFAULT_MARGIN_MS - need
+    const sleep = opts.sleep ?? (async (ms: number) => { await new Promise(resolve => setTimeout(resolve, ms).unref()) })
+    const ready = unhurried() ? await l.done : await Promise.race([l.done, sleep(Math.max(0, lastStart - now())).then(() => 'late' as const)])
+    if (ready !== 'late') return true
+    l.giveUp()
+    const host = l.tried[l.tried.length - 1]?.host ?? 'the replacement host'
+    for (const s of plan.stranded) {
+      const reason = `no host has room and ${host} was not ready ${Math.round((deadline - now()) / 1000)} s before the deadline (its moves need about ${Math.round(need / 1000)} s)`
+      const known = result.stranded.find(x => x.vm === s.vm)
+      if (known !== undefined) known.reason = reason; else result.stranded.push({ vm: s.vm, reason })
+      say(`${s.vm} cannot make it before the deadline ${new Date(deadline).toISOString()}: ${reason}`)
+    }
+    return false
+  }
+  /** Takes the replacement host as a target once it is ready (or its failure into the reasons); true when the plan changed. */
+  const takeReplacement = (): boolean => {
+    if (launch === undefined || launch.pending || result.replacements === undefined || cur.hosts[replacement?.name ?? ''] !== undefined) return false
+    if (replacement === undefined) {
+      if (launch.tried.some(r => r.ready)) return false
+      for (const s of result.stranded) if (!s.reason.includes('no replacement host')) s.reason += `; no replacement host could be launched (${launch.tried.map(r => `${r.what}: ${r.error ?? '?'}`).join('; ')})`
+      return false
+    }
+    cur = { ...cur, hosts: { ...cur.hosts, [replacement.name]: replacement } }
+    plan = planNow()
+    return true
+  }
+  startReplacement()
   for (;;) {
+    if (takeReplacement()) say(`the rest, with ${replacement?.name ?? '?'}: ${describeEvacuation({ ...plan, moves: plan.moves.filter(m => !tried.has(m.vm)) }, deadline).join('; ')}`)
     // A deadline that came meanwhile (an interruption notice during an unhurried evacuation, or a new time).
     const d = deadlineNow()
     if (d !== undefined && (result.deadline === undefined || d !== deadline)) {
@@ -129,7 +188,11 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
       for (const m of plan.moves) if (!tried.has(m.vm) && !m.inTime) saidLate.add(m.vm)
     }
     const move = plan.moves.find(m => !tried.has(m.vm))
-    if (move === undefined) break
+    if (move === undefined) {
+      // Only VMs without room are left: wait for the replacement while they can still make it.
+      if (launch?.pending !== true || plan.stranded.length === 0 || !await awaitReplacement(launch)) break
+      continue
+    }
     tried.add(move.vm)
     throwIfAborted(opts.signal, `evacuation of ${host}`)
     const calm = unhurried()
@@ -141,7 +204,7 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
     say(`${move.vm} -> ${move.to} (${calm ? 'precopy' : move.mode}, about ${(move.estimateMs / 1000).toFixed(1)} s${calm ? '' : `; ${Math.round(left / 1000)} s to the deadline`})`, result.moved.length / total)
     try {
       const mode = src.hypervisor.backend === 'xen' ? 'auto' : calm ? 'precopy' : move.mode
-      const r = await c.migrate(spec, move.vm, move.to, { mode, ...(calm ? {} : { deadlineMs: Math.max(1000, left) }), ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
+      const r = await c.migrate(cur, move.vm, move.to, { mode, ...(calm ? {} : { deadlineMs: Math.max(1000, left) }), ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
       const ended = now()
       if (r.totalMs > 0 && r.sentBytes > 0) measured.set(siteOf(move.to), r.sentBytes / (r.totalMs / 1000))
       result.moved.push({ vm: move.vm, to: move.to, totalMs: r.totalMs, downtimeMs: r.downtimeMs, endedAt: new Date(ended).toISOString(), beforeDeadline: ended <= deadline })
@@ -157,7 +220,12 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
     const late = plan.moves.filter(m => !tried.has(m.vm) && !m.inTime && !saidLate.has(m.vm))
     for (const m of late) { saidLate.add(m.vm); say(`${m.vm} is not expected to make the deadline (about ${(m.estimateMs / 1000).toFixed(1)} s, done by ${new Date(m.endsAt).toISOString()})`) }
     for (const s of plan.stranded) if (!result.stranded.some(x => x.vm === s.vm) && !tried.has(s.vm)) { result.stranded.push(s); say(`${s.vm}: no host can take it (${s.reason})`) }
+    startReplacement()
   }
+  // A launch nobody waits for any more (its VMs went elsewhere or failed) is given up.
+  if (launch?.pending === true) launch.giveUp()
+  // VMs that found a host after all (the replacement) are not stranded.
+  result.stranded = result.stranded.filter(s => !tried.has(s.vm))
   if (result.stranded.length > 0 || result.failed.length > 0) throw new EvacuationIncompleteError(result)
   const after = result.moved.filter(m => !m.beforeDeadline).map(m => m.vm)
   const lastEnd = Date.parse(result.moved[result.moved.length - 1]?.endedAt ?? '')

@@ -9,11 +9,9 @@
 import t from 'tap'
 import type { ProgressEvent } from '../../../core/progress.ts'
 import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
-import { evacuateHost, type EvacuationController } from '../../../blanket-manager/evacuation/evacuate.ts'
-import type { HostRow, VmRow } from '../../../blanket-manager/state/store.ts'
-import type { MigrateOptions, MigrateResult } from '../../../blanket-manager/controller/types.ts'
+import { evacuateHost } from '../../../blanket-manager/evacuation/evacuate.ts'
+import { controller } from './in-memory-controller.ts'
 
-const M = 1024 * 1024
 
 function bed (aws2Memory: string): ReturnType<typeof parseSpec> {
   return parseSpec(`name: evac
@@ -34,32 +32,6 @@ vms:
 network:
   wires: [ a.eth0 -- w.eth0 ]
 `, 'supercloud.yaml')
-}
-
-/** The in-memory controller: rows from the spec, migrations that take `secondsPerMiB` each MiB. */
-function controller (spec: ReturnType<typeof parseSpec>, clock: { now: number }, secondsPerMiB: number, onMoved?: (vm: string) => void): EvacuationController & { moves: string[] } {
-  const hosts: HostRow[] = Object.values(spec.hosts).map(h => ({ name: h.name, site: h.site, driver: 'local', specHash: '', status: 'ready', bootstrapped: true }))
-  const vms: VmRow[] = Object.values(spec.vms).map(v => ({ name: v.name, host: v.host ?? '', specHash: '', status: 'ready', record: { memory: v.memory } as unknown as VmRow['record'] }))
-  const moves: string[] = []
-  return {
-    moves,
-    store: { vms: () => vms.map(v => ({ ...v })), hosts: () => hosts },
-    wires: s => s.network.wires,
-    migrate: async (_s, vm, to, opts: MigrateOptions): Promise<MigrateResult> => {
-      const row = vms.find(v => v.name === vm)
-      if (row === undefined) throw new Error(`no ${vm}`)
-      const bytes = row.record?.memory.allocatedBytes ?? 0
-      const ms = (bytes / M) * secondsPerMiB * 1000
-      // As a real migration does, it gives up at its deadline (the VM stays on the source).
-      if (opts.deadlineMs !== undefined && ms > opts.deadlineMs) { clock.now += opts.deadlineMs; throw new Error(`not done within ${opts.deadlineMs} ms`) }
-      clock.now += ms
-      moves.push(`${vm}->${to} ${opts.mode ?? ''}${opts.deadlineMs === undefined ? ' no-deadline' : ''}`)
-      onMoved?.(vm)
-      const from = row.host
-      row.host = to
-      return { from, to, mode: 'auto', postcopy: false, totalMs: ms, downtimeMs: 20, sentBytes: bytes, iterations: 2, diskSentBytes: 0, diskSizeBytes: 0, diskReused: false }
-    }
-  }
 }
 
 t.test('all VMs moved within the site, smallest first, the plan said before the first move', async t => {
