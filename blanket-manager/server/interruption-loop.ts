@@ -17,6 +17,25 @@ import { afterNotice, decideOnNotice, type HostNotice, type HostNoticeState } fr
 import type { Spec } from '../../core/spec.ts'
 import type { StatsPoller } from './poller.ts'
 import { repeatWithoutOverlap } from '../../core/concurrency.ts'
+import { watchReclaim } from './reclaim-watch.ts'
+
+/** One reclaim watch per host (the latest deadline), all stopped with the loop. */
+function reclaimWatcher (c: Controller, log: (line: string) => void): { watch: (host: string, deadline: number) => void, stop: () => void } {
+  const stop = new AbortController()
+  const watching = new Map<string, AbortController>()
+  return {
+    watch: (host, deadline) => {
+      watching.get(host)?.abort()
+      const one = new AbortController()
+      stop.signal.addEventListener('abort', () => { one.abort() }, { once: true })
+      watching.set(host, one)
+      void watchReclaim({ hostHealth: async h => await c.hostHealth(h), forgetHost: (h, why) => c.forgetHost(h, why) }, host, deadline, one.signal, log)
+        .catch(err => { log(`interruptions: ${host}: ${(err as Error).message}`) })
+        .finally(() => { if (watching.get(host) === one) watching.delete(host) })
+    },
+    stop: () => { stop.abort() }
+  }
+}
 
 export interface InterruptionLoop {
   stop: () => void
@@ -62,6 +81,7 @@ export async function startInterruptionLoop (c: Controller, spec: Spec, hub: Eve
   const notices = new Map<string, HostNoticeState>()
   const urgency = new Map<string, EvacuationUrgency>()
   const running = new Map<string, Promise<void>>()
+  const reclaims = reclaimWatcher(c, log)
   const untap = hub.tap(ev => {
     if (stopped) return
     if (ev.type !== 'host.rebalance' && ev.type !== 'host.interruption') return
@@ -71,6 +91,7 @@ export async function startInterruptionLoop (c: Controller, spec: Spec, hub: Eve
     const action = decideOnNotice(host, state, notice)
     notices.set(host, afterNotice(state, notice, action))
     if (action.act === 'ignore') { log(`interruptions: ${action.reason}`); return }
+    if (ev.type === 'host.interruption') reclaims.watch(host, action.deadline ?? Date.parse(ev.data.deadline))
     if (ev.type === 'host.interruption') log(`interruptions: ${host} will be reclaimed (${ev.data.action}) at ${ev.data.deadline}: ${action.act === 'hurry' ? 'hurrying its evacuation' : 'evacuating it'}`)
     else log(`interruptions: ${action.reason}`)
     if (action.act === 'hurry') { const u = urgency.get(host); if (u !== undefined) u.deadline = action.deadline; return }
@@ -91,5 +112,5 @@ export async function startInterruptionLoop (c: Controller, spec: Spec, hub: Eve
     running.set(host, work)
   })
   log(`interruptions: watching ${ec2().length} ec2 host(s)`)
-  return { running, stop: () => { stopped = true; rewatch.stop(); untap() } }
+  return { running, stop: () => { stopped = true; rewatch.stop(); untap(); reclaims.stop() } }
 }
