@@ -209,7 +209,10 @@ network:
     const doneAt = Date.now()
     t.match(done?.[1], /^aws2 evacuated: cloud2 -> aws1, cloud3 -> aws1$/, `both VMs moved (same size: by name)\n${log}`)
     t.ok(doneAt < deadline, `done ${Math.round((deadline - doneAt) / 1000)} s before the termination time`)
-    t.match(log, /interruptions: aws2 will be reclaimed \(terminate\) at /)
+    // EC2 puts a rebalance recommendation with the notice (never after it): serve starts the
+    // unhurried evacuation on it and the notice, a moment later, hurries that one: one operation.
+    t.match(log, /interruptions: aws2 has a rebalance recommendation .*pre-copy, one at a time/)
+    t.match(log, /interruptions: aws2 will be reclaimed \(terminate\) at \S+: hurrying its evacuation/)
 
     const s = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
     t.same(s.vms.filter(v => v.name.startsWith('cloud')).map(v => [v.name, v.host, v.state]).sort(), [['cloud1', 'aws1', 'running'], ['cloud2', 'aws1', 'running'], ['cloud3', 'aws1', 'running']])
@@ -222,6 +225,7 @@ network:
     const ev = (await sb.run(['events', '--json', '--limit', '500'])).stdout.trim().split('\n').map(l => JSON.parse(l) as { type: string, host?: string, data: Record<string, unknown> })
     t.ok(ev.some(e => e.type === 'host.interruption' && e.host === 'aws2' && e.data.deadline === new Date(time).toISOString()), 'host.interruption with the termination time in the event stream')
     t.ok(ev.some(e => e.type === 'operation.completed' && e.data.kind === 'evacuate'), 'the evacuation is an operation that completed')
+    t.equal(ev.filter(e => e.type === 'operation.started' && e.data.kind === 'evacuate').length, 1, 'one evacuation: the notice hurried the one the recommendation started')
     t.ok(ev.some(e => e.type === 'operation.progress' && /plan.*cloud2 -> aws1.*cloud3 -> aws1/.test(String(e.data.message))), 'its plan said first')
 
     // EC2 reclaims the instance at the stated time: its namespace and every process in it go.
@@ -235,6 +239,10 @@ network:
     t.same(leftovers(ns), { namespaces: [], links: [], processes: [] }, 'its namespace and processes are gone')
     const after = await sb.run(['console', 'cloud2', '--run', 'echo ok', '--timeout', '60'])
     t.match(after.stdout, /^ok$/m, 'cloud2 runs on after the reclaim')
+    // serve sees the instance gone (its driver) and forgets the host: status no longer lists it.
+    t.ok(await seen(/interruptions: aws2 was reclaimed: removed from the state/, 30000), `serve forgot aws2\n${log}`)
+    const s2 = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
+    t.same(s2.hosts.map(h => h.name).sort(), ['aws1', 'local1'], 'aws2 is no longer a host of the state')
   })
 
   t.test('down leaves nothing', async t => {
