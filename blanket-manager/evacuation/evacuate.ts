@@ -18,7 +18,7 @@
  * it is not ready in time for their moves to end before the deadline, those VMs are said to be
  * lost and the evacuation ends then (SC_EVACUATION_INCOMPLETE), before the deadline, not after.
  */
-import { CancelledError, NotFoundError, SupercloudError, throwIfAborted } from '../../core/errors.ts'
+import { CancelledError, NotFoundError, SupercloudError, throwIfAborted, VmMovingError } from '../../core/errors.ts'
 import type { ProgressEvent } from '../../core/progress.ts'
 import type { HostSpec, Spec, WireSpec } from '../../core/spec.ts'
 import type { MigrateOptions, MigrateResult } from '../controller/types.ts'
@@ -42,6 +42,8 @@ export const DEFAULT_SITE_BANDWIDTH = 1_000_000_000 / 8
 export const DEFAULT_WAN_BANDWIDTH = 200_000_000 / 8
 /** An evacuation without a deadline (by hand, a rebalance recommendation) plans against this much time. */
 export const UNHURRIED_MS = 3_600_000
+/** How long to wait before trying again a VM another process is moving. */
+export const BUSY_RETRY_MS = 1000
 
 /** A deadline that may come while the evacuation runs (serve sets it on an interruption notice). */
 export interface EvacuationUrgency { deadline?: number }
@@ -51,8 +53,8 @@ export interface EvacuateOptions {
   deadline?: number
   /** Instead of `deadline`: unhurried (pre-copy, no deadline) until its `deadline` is set. */
   urgency?: EvacuationUrgency
-  /** Other hosts that are going away too: not targets. */
-  avoid?: ReadonlySet<string>
+  /** Other hosts that are going away too: not targets (asked at every plan: a notice may come meanwhile). */
+  avoid?: { has: (host: string) => boolean }
   /** Bytes/s assumed until measured; default DEFAULT_SITE_BANDWIDTH within the site, DEFAULT_WAN_BANDWIDTH across. */
   bandwidth?: number
   signal?: AbortSignal
@@ -71,6 +73,8 @@ export interface EvacuationResult {
   failed: Array<{ vm: string, to: string, error: string, code?: string }>
   /** VMs no host could take. */
   stranded: Array<{ vm: string, reason: string }>
+  /** VMs another process (a `migrate`, serve's Overdriver) moved off the host meanwhile. */
+  movedByOthers?: Array<{ vm: string, to: string }>
   /** Replacement hosts tried, in order (the last ready one took the stranded VMs). */
   replacements?: ReplacementRecord[]
 }
@@ -135,6 +139,9 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
   let plan = first
   const tried = new Set<string>()
   let launch: ReplacementLaunch | undefined
+  // VMs another process is moving: tried again after the other moves (they may leave by that move).
+  const busy = new Set<string>()
+  const sleep = opts.sleep ?? (async (ms: number) => { await new Promise(resolve => setTimeout(resolve, ms).unref()) })
   let replacement: HostSpec | undefined
   const startReplacement = (): void => {
     if (launch !== undefined || c.addHost === undefined || plan.stranded.length === 0) return
@@ -150,7 +157,6 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
     const memOf = (vm: string): number => c.store.vms().find(v => v.name === vm)?.record?.memory.allocatedBytes ?? spec.vms[vm]?.memory.allocatedBytes ?? 0
     const need = plan.stranded.reduce((a, s) => a + estimateMove({ name: s.vm, memoryBytes: memOf(s.vm) }, measured.get(src.site) ?? opts.bandwidth ?? DEFAULT_SITE_BANDWIDTH).ms, 0)
     const lastStart = deadline - DEFAULT_MARGIN_MS - need
-    const sleep = opts.sleep ?? (async (ms: number) => { await new Promise(resolve => setTimeout(resolve, ms).unref()) })
     const ready = unhurried() ? await l.done : await Promise.race([l.done, sleep(Math.max(0, lastStart - now())).then(() => 'late' as const)])
     if (ready !== 'late') return true
     l.giveUp()
@@ -187,7 +193,14 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
       say(`hurried: the host goes away at ${result.deadline} (${Math.round((d - now()) / 1000)} s from now); the rest: ${describeEvacuation({ ...plan, moves: plan.moves.filter(m => !tried.has(m.vm)) }, deadline).join('; ')}`)
       for (const m of plan.moves) if (!tried.has(m.vm) && !m.inTime) saidLate.add(m.vm)
     }
-    const move = plan.moves.find(m => !tried.has(m.vm))
+    let move = plan.moves.find(m => !tried.has(m.vm) && !busy.has(m.vm))
+    if (move === undefined && busy.size > 0 && (unhurried() || now() < deadline - DEFAULT_MARGIN_MS)) {
+      await sleep(BUSY_RETRY_MS)
+      busy.clear()
+      plan = planNow()
+      continue
+    }
+    if (move === undefined) move = plan.moves.find(m => !tried.has(m.vm))
     if (move === undefined) {
       // Only VMs without room are left: wait for the replacement while they can still make it.
       if (launch?.pending !== true || plan.stranded.length === 0 || !await awaitReplacement(launch)) break
@@ -211,6 +224,13 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
       say(`${move.vm} runs on ${move.to} (${(r.totalMs / 1000).toFixed(1)} s, downtime ${r.downtimeMs} ms)`, result.moved.length / total)
     } catch (err) {
       if (err instanceof CancelledError || opts.signal?.aborted === true) throw err
+      if (err instanceof VmMovingError && (calm || deadline - now() > DEFAULT_MARGIN_MS)) {
+        tried.delete(move.vm)
+        busy.add(move.vm)
+        say(`${move.vm} is being moved by another process (pid ${err.pid}): looked at again after the other moves`)
+        plan = planNow()
+        continue
+      }
       const e = err as Error
       result.failed.push({ vm: move.vm, to: move.to, error: e.message, ...(err instanceof SupercloudError ? { code: err.code } : {}) })
       say(`${move.vm} could not move to ${move.to}: ${e.message}`)
@@ -224,8 +244,14 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
   }
   // A launch nobody waits for any more (its VMs went elsewhere or failed) is given up.
   if (launch?.pending === true) launch.giveUp()
-  // VMs that found a host after all (the replacement) are not stranded.
-  result.stranded = result.stranded.filter(s => !tried.has(s.vm))
+  // VMs another move took off the host meanwhile.
+  const rows = c.store.vms()
+  const others = first.moves.map(m => m.vm).concat(first.stranded.map(x => x.vm))
+    .filter(vm => !result.moved.some(m => m.vm === vm) && !result.failed.some(f => f.vm === vm))
+    .flatMap(vm => { const r = rows.find(v => v.name === vm); return r !== undefined && r.host !== host ? [{ vm, to: r.host }] : [] })
+  if (others.length > 0) { result.movedByOthers = others; for (const o of others) say(`${o.vm} left by another move (now on ${o.to})`) }
+  // VMs that found a host after all (the replacement, another move) are not stranded.
+  result.stranded = result.stranded.filter(s => !tried.has(s.vm) && !others.some(o => o.vm === s.vm))
   if (result.stranded.length > 0 || result.failed.length > 0) throw new EvacuationIncompleteError(result)
   const after = result.moved.filter(m => !m.beforeDeadline).map(m => m.vm)
   const lastEnd = Date.parse(result.moved[result.moved.length - 1]?.endedAt ?? '')

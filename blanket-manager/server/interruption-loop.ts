@@ -100,7 +100,7 @@ export async function startInterruptionLoop (c: Controller, spec: Spec, hub: Eve
     const why = ev.type === 'host.interruption' ? 'interrupted' : 'rebalance recommendation'
     // Hosts with a notice of either kind are at risk: not targets.
     const work = runOperation({ store: c.store, publish: e => { hub.publish(e) }, who: `serve (${host} ${why})` }, { kind: 'evacuate', subject: host }, async op =>
-      await evacuateHost(c, spec, host, { urgency: u, avoid: new Set(notices.keys()), signal: op.signal, onProgress: op.onProgress }))
+      await evacuateHost(c, spec, host, { urgency: u, avoid: { has: h => notices.has(h) }, signal: op.signal, onProgress: op.onProgress }))
       .then(r => { log(`interruptions: ${host} evacuated: ${r.moved.map(m => `${m.vm} -> ${m.to}`).join(', ') || 'nothing to move'}`) })
       .catch(err => { log(`interruptions: ${(err as Error).message}`) })
       .finally(() => {

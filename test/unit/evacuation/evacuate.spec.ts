@@ -9,6 +9,7 @@
 import t from 'tap'
 import type { ProgressEvent } from '../../../core/progress.ts'
 import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
+import { VmMovingError } from '../../../core/errors.ts'
 import { evacuateHost } from '../../../blanket-manager/evacuation/evacuate.ts'
 import { controller } from './in-memory-controller.ts'
 
@@ -111,4 +112,48 @@ t.test('an interruption notice during an unhurried evacuation: the rest is plann
   t.match(said[hurried], /c -> aws2 .*AFTER THE DEADLINE/, 'c named late then, before its turn')
   t.match(err, { code: 'SC_EVACUATION_INCOMPLETE' })
   t.match((err as Error).message, /c \(migration to aws2 failed: not done within \d+ ms\); moved a to aws2, b to aws2/)
+})
+
+t.test('an interruption while another process migrates a VM of the host: the others first, then that VM again; it left by the other move', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const c = controller(spec, clock, 0.01)
+  const migrate = c.migrate
+  let refusals = 0
+  c.migrate = async (s, vm, to, o) => {
+    if (vm !== 'b') return await migrate(s, vm, to, o)
+    refusals++
+    // The other process (a `supercloud migrate b --to lab1`) holds b's move lock; it ends during the wait.
+    if (refusals === 2) await migrate(s, 'b', 'lab1', {})
+    throw new VmMovingError('b', 4242, { purpose: 'migrate' })
+  }
+  const said: string[] = []
+  const r = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, onProgress: ev => said.push(ev.message), sleep: async ms => { clock.now += ms } })
+  t.same(c.moves, ['a->aws2 auto', 'c->aws2 auto', 'b->lab1  no-deadline'], 'a and c moved while b was busy; b moved by the other process')
+  t.same(r.failed, [])
+  t.same(r.movedByOthers, [{ vm: 'b', to: 'lab1' }])
+  t.match(said.join('\n'), /b is being moved by another process \(pid 4242\): looked at again after the other moves[\s\S]*c -> aws2[\s\S]*b left by another move \(now on lab1\)/)
+})
+
+t.test('a VM another process keeps moving until the deadline is reported failed, before the deadline', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const deadline = clock.now + 60_000
+  const c = controller(spec, clock, 0.01)
+  const migrate = c.migrate
+  c.migrate = async (s, vm, to, o) => { if (vm === 'b') throw new VmMovingError('b', 4242); return await migrate(s, vm, to, o) }
+  const err = await evacuateHost(c, spec, 'spot1', { deadline, now: () => clock.now, sleep: async ms => { clock.now += ms } }).catch((e: unknown) => e)
+  t.match((err as Error).message, /left 1 VM\(s\) on it: b \(migration to aws2 failed: vm b is being moved by running process 4242/)
+  t.ok(clock.now < deadline, 'given up before the deadline')
+})
+
+t.test('a second interruption, for the target host, during an evacuation: the rest goes elsewhere', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const noticed = new Set(['spot1'])
+  // aws2 gets its own notice while a moves to it.
+  const c = controller(spec, clock, 0.01, vm => { if (vm === 'a') noticed.add('aws2') })
+  const r = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, avoid: { has: h => noticed.has(h) } })
+  t.same(c.moves, ['a->aws2 auto', 'b->lab1 auto', 'c->lab1 auto'], 'b and c, without wires, to the other site; not to aws2 any more')
+  t.same(r.moved.map(m => m.to), ['aws2', 'lab1', 'lab1'])
 })
