@@ -144,11 +144,12 @@ export async function evacuateHost (c: EvacuationController, spec: Spec, host: s
   const sleep = opts.sleep ?? (async (ms: number) => { await new Promise(resolve => setTimeout(resolve, ms).unref()) })
   let replacement: HostSpec | undefined
   const startReplacement = (): void => {
-    if (launch !== undefined || c.addHost === undefined || plan.stranded.length === 0) return
+    const addHost = c.addHost?.bind(c)
+    if (launch !== undefined || addHost === undefined || plan.stranded.length === 0) return
     const taken = new Set([...Object.keys(cur.hosts), ...c.store.hosts().map(h => h.name)])
     if (replacementCandidates(src, taken).length === 0) return
     say(`no host has room for ${plan.stranded.map(s => s.vm).join(', ')}: launching a replacement host while the others move`)
-    launch = new ReplacementLaunch(c.addHost, cur, src, taken, m => { say(m) }, { ...(opts.signal !== undefined ? { signal: opts.signal } : {}), ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}) })
+    launch = new ReplacementLaunch(addHost, cur, src, taken, m => { say(m) }, { ...(opts.signal !== undefined ? { signal: opts.signal } : {}), ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}) })
     result.replacements = launch.tried
     void launch.done.then(h => { replacement = h })
   }
