@@ -5,7 +5,9 @@
  * its console, a VirtualWire wire between guests of two ec2 hosts, a wire between a guest of
  * the local site and a guest of the ec2 site through the extenders, `cost` (the spot host at
  * the fake's spot price), a spot interruption of aws2 that `serve` evacuates before the
- * reclaim (the VMs keep their memory and wires), `down` leaving
+ * reclaim (the rebalance recommendation starts it, the notice hurries it; cloud2 to aws1,
+ * cloud3, with no room left, to an on-demand replacement host serve launches; the VMs keep
+ * their memory and wires; aws2 forgotten once reclaimed), `down` leaving
  * nothing in the fake server or on this machine; and `down` after an `up` killed (-9) while
  * its instance was being created.
  *
