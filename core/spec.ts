@@ -86,6 +86,12 @@ export interface Ec2HostOptions {
   instanceType: string
   /** Launch as a spot instance (one-time, terminate on interruption). */
   spot?: boolean
+  /**
+   * The spot pool (`spot: { maxPrice, instanceTypes }`, which also means `spot: true`): the most
+   * to pay per hour (USD; default EC2's, the on-demand price), and other instance types a
+   * replacement host of this one may be launched as when its VMs have nowhere else to go.
+   */
+  spotPool?: Ec2SpotPool
   /** CIDR allowed to SSH in; default the operator's address as seen from outside (/32). */
   sshFrom?: string
   subnetId?: string
@@ -93,6 +99,13 @@ export interface Ec2HostOptions {
   endpoint?: string
   /** SSH user; default root (the user-data authorizes the supercloud key for root). */
   user?: string
+}
+
+export interface Ec2SpotPool {
+  /** USD per hour. */
+  maxPrice?: number
+  /** Instance types to choose from for replacements (the host's own first is not repeated here). */
+  instanceTypes: string[]
 }
 
 export type ImageSpec =

@@ -5,9 +5,9 @@
  * come in as one ControllerComponents object (createController in index.ts wires the real ones).
  */
 import type { ClientChannel } from 'ssh2'
-import type { DriverContext, HostRecord } from '../../drivers/cloud.ts'
+import type { DriverContext, HostHealth, HostRecord } from '../../drivers/cloud.ts'
 import type { OperationOptions } from '../../core/progress.ts'
-import type { Spec } from '../../core/spec.ts'
+import type { HostSpec, Spec } from '../../core/spec.ts'
 import type { SshConnection } from '../../core/ssh.ts'
 import type { EndpointWrite, Topology } from '../../virtualwire/topology/compile.ts'
 import type { EndpointConfig, WireSpec } from '../../virtualwire/types.ts'
@@ -123,6 +123,8 @@ export class Controller<A extends HostAgent = AgentClient> {
    * moves it, StateLockedError while an `up` or `down` runs. Returns its release.
    */
   async lockVm (vm: string, signal?: AbortSignal): Promise<() => void> { return await this.migrations.lockVm(vm, signal) }
+  /** Creates, bootstraps and records a host that is not in the spec file (an evacuation's replacement capacity). */
+  async addHost (spec: Spec, host: HostSpec, opts: OperationOptions = {}): Promise<void> { await this.reconciler.addHost(spec, host, opts) }
   /** Finishes migrations whose controller died; one line per VM on what it did. */
   async recoverMigrations (spec: Spec): Promise<string[]> { return await this.migrations.recover(spec) }
   /** Asks the source host to cancel a running migration (from another process, e.g. a second terminal). */
@@ -152,6 +154,30 @@ export class Controller<A extends HostAgent = AgentClient> {
   async status (): Promise<StatusReport> {
     const obs = await this.observe()
     return statusReport(this.name, this.store, obs, this.state.prefix())
+  }
+
+  /** What the host's driver says of it now (undefined: no such host in the state). */
+  async hostHealth (name: string): Promise<HostHealth | undefined> {
+    const row = this.store.host(name)
+    if (row?.record === undefined) return undefined
+    return await this.c.driver(row.driver).describeHost(await this.c.context(), row.record)
+  }
+
+  /**
+   * Forgets a host its provider took away (a reclaimed spot instance): with no VM left on it, its
+   * row is deleted (`status` no longer lists it; the next `up` creates it again when the spec
+   * still has it); with VMs left (they were lost with it), the row stays, marked failed.
+   */
+  forgetHost (name: string, reason: string): 'deleted' | 'failed' {
+    const row = this.store.host(name)
+    if (row === undefined) return 'deleted'
+    this.c.sessions.drop(name)
+    const left = this.store.vms().filter(v => v.host === name).map(v => v.name)
+    if (left.length === 0) this.store.deleteHost(name)
+    else this.store.putHost({ ...row, status: 'failed' })
+    this.store.journal('host.gone', name, { reason, ...(left.length > 0 ? { lostVms: left } : {}) })
+    this.c.emit({ type: 'host.gone', host: name, data: { reason: left.length > 0 ? `${reason}; its VMs ${left.join(', ')} were lost with it` : reason } })
+    return left.length === 0 ? 'deleted' : 'failed'
   }
 
   /** The host record of a host, for `supercloud ssh`. */

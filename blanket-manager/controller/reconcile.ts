@@ -8,7 +8,8 @@ import { rm } from 'node:fs/promises'
 import type { DriverContext } from '../../drivers/cloud.ts'
 import { HostKeyMismatchError, NotFoundError, throwIfAborted } from '../../core/errors.ts'
 import type { OperationOptions, ProgressEvent } from '../../core/progress.ts'
-import type { Spec } from '../../core/spec.ts'
+import type { HostSpec, Spec } from '../../core/spec.ts'
+import { hashHost } from '../specfile/hash.ts'
 import type { GuestImageFiles } from '../bootstrap/blanket.ts'
 import { assertCrossSite, type Topology } from '../../virtualwire/topology/compile.ts'
 import { assertKeepsNetwork } from '../migration/site-network.ts'
@@ -190,7 +191,19 @@ export class Reconciler<A extends HostAgent> {
     }
   }
 
-  private async createHost (run: Run, a: ActionOf<'host.create'>): Promise<void> {
+  /**
+   * Creates, bootstraps and records one host that is not in the spec file (an evacuation's
+   * replacement capacity, evacuation/replace-host.ts), as `up` creates the spec's hosts.
+   */
+  async addHost (spec: Spec, host: HostSpec, opts: OperationOptions): Promise<void> {
+    const withHost = { ...spec, hosts: { ...spec.hosts, [host.name]: host } }
+    const progress: Progress = ev => { this.c.progress(ev); opts.onProgress?.(ev) }
+    const signal = opts.signal
+    const run = { ctx: await this.c.context(withHost), progress, ...(signal !== undefined ? { signal } : {}), tiny: await this.c.images.tiny({ signal, onProgress: progress }) }
+    await this.createHost(run, { kind: 'host.create', host, specHash: hashHost(host), reason: 'replacement capacity' })
+  }
+
+  private async createHost (run: Pick<Run, 'ctx' | 'progress' | 'signal' | 'tiny'>, a: ActionOf<'host.create'>): Promise<void> {
     const h = a.host
     const prev = this.c.store.host(h.name)
     const row: HostRow = { name: h.name, site: h.site, driver: h.driver, specHash: a.specHash, status: 'creating', bootstrapped: false }

@@ -4,17 +4,38 @@
  * interruption-watch.ts), so `host.interruption` and `host.rebalance` reach the event stream,
  * and answers a `host.interruption` by evacuating the host before its deadline (evacuation/
  * evacuate.ts) as an `evacuate` operation: its plan, each move and the VMs that will not make
- * it are its progress in the event stream. Hosts with a notice are not targets of other
- * evacuations. Every few seconds it looks for ec2 hosts whose agent connection is new.
+ * it are its progress in the event stream. A `host.rebalance` starts the same evacuation
+ * earlier and unhurried (pre-copy, one at a time), which a later interruption notice hurries
+ * (evacuation/notices.ts decides). Hosts with a notice are not targets of other evacuations. Every few seconds it looks for ec2 hosts whose agent connection is new.
  */
 import type { AgentClient } from '../agent/client.ts'
 import type { Controller } from '../controller/index.ts'
 import type { EventHub } from '../events/hub.ts'
 import { runOperation } from '../operations/operation.ts'
-import { evacuateHost } from '../evacuation/evacuate.ts'
+import { evacuateHost, type EvacuationUrgency } from '../evacuation/evacuate.ts'
+import { afterNotice, decideOnNotice, type HostNotice, type HostNoticeState } from '../evacuation/notices.ts'
 import type { Spec } from '../../core/spec.ts'
 import type { StatsPoller } from './poller.ts'
 import { repeatWithoutOverlap } from '../../core/concurrency.ts'
+import { watchReclaim } from './reclaim-watch.ts'
+
+/** One reclaim watch per host (the latest deadline), all stopped with the loop. */
+function reclaimWatcher (c: Controller, log: (line: string) => void): { watch: (host: string, deadline: number) => void, stop: () => void } {
+  const stop = new AbortController()
+  const watching = new Map<string, AbortController>()
+  return {
+    watch: (host, deadline) => {
+      watching.get(host)?.abort()
+      const one = new AbortController()
+      stop.signal.addEventListener('abort', () => { one.abort() }, { once: true })
+      watching.set(host, one)
+      void watchReclaim({ hostHealth: async h => await c.hostHealth(h), forgetHost: (h, why) => c.forgetHost(h, why) }, host, deadline, one.signal, log)
+        .catch(err => { log(`interruptions: ${host}: ${(err as Error).message}`) })
+        .finally(() => { if (watching.get(host) === one) watching.delete(host) })
+    },
+    stop: () => { stop.abort() }
+  }
+}
 
 export interface InterruptionLoop {
   stop: () => void
@@ -56,25 +77,40 @@ export async function startInterruptionLoop (c: Controller, spec: Spec, hub: Eve
   let stopped = false
   const rewatch = repeatWithoutOverlap(watchAll, WATCH_CHECK_MS)
 
-  const noticed = new Map<string, string>()
+  // Per host: the notices acted on and its evacuation (evacuation/notices.ts decides).
+  const notices = new Map<string, HostNoticeState>()
+  const urgency = new Map<string, EvacuationUrgency>()
   const running = new Map<string, Promise<void>>()
+  const reclaims = reclaimWatcher(c, log)
   const untap = hub.tap(ev => {
     if (stopped) return
-    if (ev.type === 'host.rebalance') { log(`interruptions: ${ev.host} has a rebalance recommendation (${ev.data.noticeTime})`); return }
-    if (ev.type !== 'host.interruption') return
+    if (ev.type !== 'host.rebalance' && ev.type !== 'host.interruption') return
     const host = ev.host
-    if (noticed.get(host) === ev.data.deadline) return
-    noticed.set(host, ev.data.deadline)
-    if (running.has(host)) { log(`interruptions: ${host}: a new notice (${ev.data.deadline}) while its evacuation runs`); return }
-    const deadline = Date.parse(ev.data.deadline)
-    log(`interruptions: ${host} will be reclaimed (${ev.data.action}) at ${ev.data.deadline}: evacuating it`)
-    const work = runOperation({ store: c.store, publish: e => { hub.publish(e) }, who: `serve (${host} interrupted)` }, { kind: 'evacuate', subject: host }, async op =>
-      await evacuateHost(c, spec, host, { deadline, avoid: new Set(noticed.keys()), signal: op.signal, onProgress: op.onProgress }))
+    const notice: HostNotice = ev.type === 'host.rebalance' ? { kind: 'rebalance', noticeTime: ev.data.noticeTime } : { kind: 'interruption', deadline: ev.data.deadline }
+    const state = notices.get(host) ?? {}
+    const action = decideOnNotice(host, state, notice)
+    notices.set(host, afterNotice(state, notice, action))
+    if (action.act === 'ignore') { log(`interruptions: ${action.reason}`); return }
+    if (ev.type === 'host.interruption') reclaims.watch(host, action.deadline ?? Date.parse(ev.data.deadline))
+    if (ev.type === 'host.interruption') log(`interruptions: ${host} will be reclaimed (${ev.data.action}) at ${ev.data.deadline}: ${action.act === 'hurry' ? 'hurrying its evacuation' : 'evacuating it'}`)
+    else log(`interruptions: ${action.reason}`)
+    if (action.act === 'hurry') { const u = urgency.get(host); if (u !== undefined) u.deadline = action.deadline; return }
+    const u: EvacuationUrgency = action.deadline !== undefined ? { deadline: action.deadline } : {}
+    urgency.set(host, u)
+    const why = ev.type === 'host.interruption' ? 'interrupted' : 'rebalance recommendation'
+    // Hosts with a notice of either kind are at risk: not targets.
+    const work = runOperation({ store: c.store, publish: e => { hub.publish(e) }, who: `serve (${host} ${why})` }, { kind: 'evacuate', subject: host }, async op =>
+      await evacuateHost(c, spec, host, { urgency: u, avoid: { has: h => notices.has(h) }, signal: op.signal, onProgress: op.onProgress }))
       .then(r => { log(`interruptions: ${host} evacuated: ${r.moved.map(m => `${m.vm} -> ${m.to}`).join(', ') || 'nothing to move'}`) })
       .catch(err => { log(`interruptions: ${(err as Error).message}`) })
-      .finally(() => { running.delete(host) })
+      .finally(() => {
+        running.delete(host)
+        urgency.delete(host)
+        const st = notices.get(host)
+        if (st !== undefined) { const { running: _, ...rest } = st; notices.set(host, rest) }
+      })
     running.set(host, work)
   })
   log(`interruptions: watching ${ec2().length} ec2 host(s)`)
-  return { running, stop: () => { stopped = true; rewatch.stop(); untap() } }
+  return { running, stop: () => { stopped = true; rewatch.stop(); untap(); reclaims.stop() } }
 }

@@ -122,7 +122,8 @@ const host: Schema = {
         region: str,
         ami: str,
         instanceType: str,
-        spot: { type: 'boolean' },
+        // true/false, or the spot pool { maxPrice, instanceTypes }: checked in sections/ec2.ts.
+        spot: {},
         sshFrom: str,
         subnetId: str,
         endpoint: str,

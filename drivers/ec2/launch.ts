@@ -81,9 +81,9 @@ async function launch (env: Ec2Env, c: EC2Client, ctx: DriverContext, spec: Host
     TagSpecifications: [tagSpec('instance', id, spec.name), tagSpec('volume', id, spec.name), tagSpec('network-interface', id, spec.name),
       ...(o.spot === true ? [tagSpec('spot-instances-request', id, spec.name)] : [])],
     ...(o.subnetId !== undefined ? { SubnetId: o.subnetId } : {}),
-    ...(o.spot === true ? { InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } } : {})
+    ...(o.spot === true ? { InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate', ...(o.spotPool?.maxPrice !== undefined ? { MaxPrice: o.spotPool.maxPrice.toFixed(6) } : {}) } } } : {})
   }
-  say('launch', `launching ${o.spot === true ? 'spot ' : ''}${o.instanceType} from ${o.ami} in ${region}`)
+  say('launch', `launching ${o.spot === true ? 'spot ' : ''}${o.instanceType}${o.spotPool?.maxPrice !== undefined ? ` (at most $${o.spotPool.maxPrice}/h)` : ''} from ${o.ami} in ${region}`)
   const out = await call(c, region, `launching host ${spec.name}`, async c => await c.send(new RunInstancesCommand(input)), o.ami)
   return out.Instances?.[0]
 }

@@ -9,6 +9,7 @@ import { matchFilters } from './filters.ts'
 import { keysOf } from './key-pairs.ts'
 import { group } from './security-groups.ts'
 import { provision, terminate } from './instance-host.ts'
+import { spotPriceOf } from './spot.ts'
 
 export function runInstances (s: FakeEc2State, region: string, q: QueryObject): Array<XmlNode | undefined> {
   const token = str(q.ClientToken)
@@ -36,6 +37,12 @@ export function runInstances (s: FakeEc2State, region: string, q: QueryObject): 
   }
   const market = obj(q.InstanceMarketOptions)
   const spot = str(market.MarketType) === 'spot'
+  const maxPrice = str(obj(market.SpotOptions).MaxPrice)
+  const price = spot ? spotPriceOf(s, region, instanceType) : undefined
+  if (maxPrice !== undefined && price !== undefined && Number(maxPrice) < price) {
+    throw new Ec2ApiError('SpotMaxPriceTooLow', `Your Spot request price of ${maxPrice} is lower than the minimum required Spot request fulfillment price of ${price.toFixed(6)}.`)
+  }
+  if (spot && s.spotCapacityOut.has(`${region}/${instanceType}`)) throw new Ec2ApiError('InsufficientInstanceCapacity', `There is no Spot capacity available that matches your request (${instanceType}).`)
   const userData = str(q.UserData)
   const tags = tagSpecs(q, 'instance')
   const reservationId = `r-${hex(17)}`

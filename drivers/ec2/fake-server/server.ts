@@ -65,7 +65,8 @@ export class FakeEc2Server {
       throttles: [],
       quotaFailures: 0,
       unreachableLaunches: 0,
-      spotPrices: new Map()
+      spotPrices: new Map(),
+      spotCapacityOut: new Set()
     }
     this.opts = opts
     this.requests = this.s.requests
@@ -146,6 +147,8 @@ export class FakeEc2Server {
     rebalance: (instanceId: string): void => { recommendRebalance(this.s, instanceId) },
     /** The spot price DescribeSpotPriceHistory answers for a type (USD per hour). */
     spotPrice: (region: string, instanceType: string, usdPerHour: number): void => { this.s.spotPrices.set(`${region}/${instanceType}`, usdPerHour) },
+    /** Whether the spot pool of a type has capacity (default yes): without, a spot launch of it fails as EC2's does. */
+    spotCapacity: (region: string, instanceType: string, available: boolean): void => { if (available) this.s.spotCapacityOut.delete(`${region}/${instanceType}`); else this.s.spotCapacityOut.add(`${region}/${instanceType}`) },
     /** Drops pending throttling, quota and unreachable injections. */
     clear: (): void => { this.s.throttles = []; this.s.quotaFailures = 0; this.s.unreachableLaunches = 0 }
   }

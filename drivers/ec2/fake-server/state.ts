@@ -100,6 +100,8 @@ export interface FakeEc2State {
   unreachableLaunches: number
   /** Spot prices set by tests (`region/instanceType` → USD per hour); otherwise a fixed share of on-demand. */
   spotPrices: Map<string, number>
+  /** Spot pools (`region/instanceType`) with no capacity (tests): RunInstances answers InsufficientInstanceCapacity. */
+  spotCapacityOut: Set<string>
 }
 
 export function hex (n: number): string {

@@ -5,7 +5,9 @@
  * its console, a VirtualWire wire between guests of two ec2 hosts, a wire between a guest of
  * the local site and a guest of the ec2 site through the extenders, `cost` (the spot host at
  * the fake's spot price), a spot interruption of aws2 that `serve` evacuates before the
- * reclaim (the VMs keep their memory and wires), `down` leaving
+ * reclaim (the rebalance recommendation starts it, the notice hurries it; cloud2 to aws1,
+ * cloud3, with no room left, to an on-demand replacement host serve launches; the VMs keep
+ * their memory and wires; aws2 forgotten once reclaimed), `down` leaving
  * nothing in the fake server or on this machine; and `down` after an `up` killed (-9) while
  * its instance was being created.
  *
@@ -68,14 +70,14 @@ function fakeHostLeftovers (): { namespaces: string[], processes: string[] } {
   return { namespaces: l.namespaces, processes: l.processes }
 }
 
-const ec2Host = (cpus: number, memory: string, spot = false): string =>
-  `{ site: aws, driver: ec2, cpus: ${cpus}, memory: ${memory}, hypervisor: { accel: tcg }, ec2: { region: us-east-1, ami: ${FAKE_AMI}, instanceType: t3.small, endpoint: "${fake.endpoint}"${spot ? ', spot: true' : ''} } }`
+const ec2Host = (cpus: number, memory: string, spot = ''): string =>
+  `{ site: aws, driver: ec2, cpus: ${cpus}, memory: ${memory}, hypervisor: { accel: tcg }, ec2: { region: us-east-1, ami: ${FAKE_AMI}, instanceType: t3.small, endpoint: "${fake.endpoint}"${spot !== '' ? `, spot: ${spot}` : ''} } }`
 
 /**
  * The spot reclaim, scaled down (test knobs): EC2 gives 120 s of notice, this test NOTICE_S; the
  * agents poll the instance metadata every second (SUPERCLOUD_IMDS_INTERVAL_MS) instead of every 5 s.
  */
-const NOTICE_S = 45
+const NOTICE_S = 90
 const IMDS_POLL_MS = '1000'
 
 /** Runs `curl` in an instance's namespace against its metadata service (IMDSv2): body and status (not blocking: the fake server runs in this process). */
@@ -91,9 +93,9 @@ sites:
   lab: { subnet: 198.18.60.0/24 }
   aws: { subnet: 198.18.200.0/24 }
 hosts:
-  local1: { site: lab, cpus: 1, memory: 384M, hypervisor: { accel: tcg } }
-  aws1: ${ec2Host(1, '384M')}
-  aws2: ${ec2Host(1, '384M', true)}
+  local1: { site: lab, cpus: 1, memory: 160M, hypervisor: { accel: tcg } }
+  aws1: ${ec2Host(1, '256M')}
+  aws2: ${ec2Host(1, '384M', '{ instanceTypes: [t3a.small] }')}
 images:
   tiny: { builtin: tiny }
 vms:
@@ -169,7 +171,7 @@ network:
       [[['aws1', 'aws2'], 'encapsulated'], [['aws1', 'local1'], 'encapsulated']])
   })
 
-  t.test(`a spot interruption (${NOTICE_S} s notice): serve moves both VMs of aws2 to aws1 before EC2 reclaims it`, async t => {
+  t.test(`a spot interruption (${NOTICE_S} s notice): serve moves cloud2 to aws1, and cloud3, with no room left, to a replacement host it launches, before EC2 reclaims aws2`, async t => {
     const inGuest = async (vm: string, cmd: string): Promise<string> => {
       const r = await sb.run(['console', vm, '--run', cmd, '--timeout', '60'])
       t.equal(r.code, 0, `${vm}: ${cmd}\n${r.stdout}${r.stderr}`)
@@ -202,17 +204,24 @@ network:
     t.teardown(async () => { serve.kill('SIGTERM'); await exited })
     t.ok(await seen(/interruptions: watching 2 ec2 host\(s\)/, 60000), `serve watches both ec2 hosts\n${log}`)
 
+    // aws2's spot pool's other type has no capacity now: the replacement falls back to on-demand.
+    fake.inject.spotCapacity('us-east-1', 't3a.small', false)
     const time = fake.inject.interrupt(inst?.id ?? '', NOTICE_S)
     const deadline = Date.parse(time)
     t.match(await imdsFrom(ns, 'spot/instance-action'), new RegExp(`^\\{"action":"terminate","time":"${time}"\\} 200$`), 'the notice in its metadata')
     const done = await seen(/interruptions: (aws2 evacuated: .*|evacuation of aws2 left .*)/, NOTICE_S * 1000 + 15000)
     const doneAt = Date.now()
-    t.match(done?.[1], /^aws2 evacuated: cloud2 -> aws1, cloud3 -> aws1$/, `both VMs moved (same size: by name)\n${log}`)
+    t.match(done?.[1], /^aws2 evacuated: cloud2 -> aws1, cloud3 -> aws2-r1$/, `cloud2 to aws1 (same size: by name), cloud3 to the replacement\n${log}`)
     t.ok(doneAt < deadline, `done ${Math.round((deadline - doneAt) / 1000)} s before the termination time`)
-    t.match(log, /interruptions: aws2 will be reclaimed \(terminate\) at /)
+    // EC2 puts a rebalance recommendation with the notice (never after it): serve starts the
+    // unhurried evacuation on it and the notice, a moment later, hurries that one: one operation.
+    t.match(log, /interruptions: aws2 has a rebalance recommendation .*pre-copy, one at a time/)
+    t.match(log, /interruptions: aws2 will be reclaimed \(terminate\) at \S+: hurrying its evacuation/)
 
     const s = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
-    t.same(s.vms.filter(v => v.name.startsWith('cloud')).map(v => [v.name, v.host, v.state]).sort(), [['cloud1', 'aws1', 'running'], ['cloud2', 'aws1', 'running'], ['cloud3', 'aws1', 'running']])
+    t.same(s.vms.filter(v => v.name.startsWith('cloud')).map(v => [v.name, v.host, v.state]).sort(), [['cloud1', 'aws1', 'running'], ['cloud2', 'aws1', 'running'], ['cloud3', 'aws2-r1', 'running']])
+    const r1 = fake.instances().find(i => i.tags['supercloud:prefix'] === p && i.tags['supercloud:host'] === 'aws2-r1' && i.state === 'running')
+    t.same([r1?.spot, r1?.instanceType], [false, 't3.small'], 'the replacement is an on-demand t3.small (the pool\'s t3a.small had no spot capacity)')
     for (const vm of ['cloud2', 'cloud3']) {
       const out = await inGuest(vm, 'md5sum /tmp/blob')
       t.equal(/^([0-9a-f]{32})\s+\/tmp\/blob/m.exec(out)?.[1], sums[vm], `${vm}: its memory arrived intact (checksum inside the guest)`)
@@ -222,7 +231,10 @@ network:
     const ev = (await sb.run(['events', '--json', '--limit', '500'])).stdout.trim().split('\n').map(l => JSON.parse(l) as { type: string, host?: string, data: Record<string, unknown> })
     t.ok(ev.some(e => e.type === 'host.interruption' && e.host === 'aws2' && e.data.deadline === new Date(time).toISOString()), 'host.interruption with the termination time in the event stream')
     t.ok(ev.some(e => e.type === 'operation.completed' && e.data.kind === 'evacuate'), 'the evacuation is an operation that completed')
-    t.ok(ev.some(e => e.type === 'operation.progress' && /plan.*cloud2 -> aws1.*cloud3 -> aws1/.test(String(e.data.message))), 'its plan said first')
+    t.equal(ev.filter(e => e.type === 'operation.started' && e.data.kind === 'evacuate').length, 1, 'one evacuation: the notice hurried the one the recommendation started')
+    t.ok(ev.some(e => e.type === 'operation.progress' && /plan.*cloud2 -> aws1.*cloud3: no host can take it/.test(String(e.data.message))), 'its plan said first, with cloud3 without room')
+    const said = ev.filter(e => e.type === 'operation.progress').map(e => String(e.data.message)).join('\n')
+    t.match(said, /launching replacement host aws2-r1 \(spot t3a\.small\)[\s\S]*aws2-r1 \(spot t3a\.small\) could not be launched: EC2 has no capacity[\s\S]*replacement host aws2-r1 \(on-demand t3\.small\) is ready[\s\S]*cloud3 -> aws2-r1/, 'the spot pool first, then on-demand')
 
     // EC2 reclaims the instance at the stated time: its namespace and every process in it go.
     const gone = await new Promise<boolean>(resolve => {
@@ -235,6 +247,10 @@ network:
     t.same(leftovers(ns), { namespaces: [], links: [], processes: [] }, 'its namespace and processes are gone')
     const after = await sb.run(['console', 'cloud2', '--run', 'echo ok', '--timeout', '60'])
     t.match(after.stdout, /^ok$/m, 'cloud2 runs on after the reclaim')
+    // serve sees the instance gone (its driver) and forgets the host: status no longer lists it.
+    t.ok(await seen(/interruptions: aws2 was reclaimed: removed from the state/, 30000), `serve forgot aws2\n${log}`)
+    const s2 = JSON.parse((await sb.run(['status', '--json'])).stdout) as StatusReport
+    t.same(s2.hosts.map(h => h.name).sort(), ['aws1', 'aws2-r1', 'local1'], 'aws2 is no longer a host of the state; its replacement is')
   })
 
   t.test('down leaves nothing', async t => {

@@ -3,16 +3,16 @@
  * controller (state rows, and a migrate that moves the row and reports a transfer): the plan is
  * said before anything moves, VMs without room are named, a VM made late by the measured
  * bandwidth is said before its turn, the extender and site-network rules are kept, and VMs left end in
- * SC_EVACUATION_INCOMPLETE.
+ * SC_EVACUATION_INCOMPLETE; unhurried (a rebalance recommendation) every VM moves by pre-copy
+ * without a deadline until an interruption notice hurries the rest.
  */
 import t from 'tap'
 import type { ProgressEvent } from '../../../core/progress.ts'
 import { parseSpec } from '../../../blanket-manager/specfile/load.ts'
-import { evacuateHost, type EvacuationController } from '../../../blanket-manager/evacuation/evacuate.ts'
-import type { HostRow, VmRow } from '../../../blanket-manager/state/store.ts'
-import type { MigrateOptions, MigrateResult } from '../../../blanket-manager/controller/types.ts'
+import { VmMovingError } from '../../../core/errors.ts'
+import { evacuateHost } from '../../../blanket-manager/evacuation/evacuate.ts'
+import { controller } from './in-memory-controller.ts'
 
-const M = 1024 * 1024
 
 function bed (aws2Memory: string): ReturnType<typeof parseSpec> {
   return parseSpec(`name: evac
@@ -35,38 +35,13 @@ network:
 `, 'supercloud.yaml')
 }
 
-/** The in-memory controller: rows from the spec, migrations that take `secondsPerMiB` each MiB. */
-function controller (spec: ReturnType<typeof parseSpec>, clock: { now: number }, secondsPerMiB: number): EvacuationController & { moves: string[] } {
-  const hosts: HostRow[] = Object.values(spec.hosts).map(h => ({ name: h.name, site: h.site, driver: 'local', specHash: '', status: 'ready', bootstrapped: true }))
-  const vms: VmRow[] = Object.values(spec.vms).map(v => ({ name: v.name, host: v.host ?? '', specHash: '', status: 'ready', record: { memory: v.memory } as unknown as VmRow['record'] }))
-  const moves: string[] = []
-  return {
-    moves,
-    store: { vms: () => vms.map(v => ({ ...v })), hosts: () => hosts },
-    wires: s => s.network.wires,
-    migrate: async (_s, vm, to, opts: MigrateOptions): Promise<MigrateResult> => {
-      const row = vms.find(v => v.name === vm)
-      if (row === undefined) throw new Error(`no ${vm}`)
-      const bytes = row.record?.memory.allocatedBytes ?? 0
-      const ms = (bytes / M) * secondsPerMiB * 1000
-      // As a real migration does, it gives up at its deadline (the VM stays on the source).
-      if (opts.deadlineMs !== undefined && ms > opts.deadlineMs) { clock.now += opts.deadlineMs; throw new Error(`not done within ${opts.deadlineMs} ms`) }
-      clock.now += ms
-      moves.push(`${vm}->${to} ${opts.mode ?? ''}`)
-      const from = row.host
-      row.host = to
-      return { from, to, mode: 'auto', postcopy: false, totalMs: ms, downtimeMs: 20, sentBytes: bytes, iterations: 2, diskSentBytes: 0, diskSizeBytes: 0, diskReused: false }
-    }
-  }
-}
-
 t.test('all VMs moved within the site, smallest first, the plan said before the first move', async t => {
   const spec = bed('1G')
   const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
   const c = controller(spec, clock, 0.01)
   const said: ProgressEvent[] = []
   const r = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, onProgress: ev => said.push(ev) })
-  t.same(c.moves, ['a->aws2 auto', 'b->aws2 auto', 'c->aws2 auto'])
+  t.same(c.moves, ['a->aws2 auto', 'b->aws2 auto', 'c->aws2 auto'], 'with the deadline: the plan\'s modes')
   t.same(r.moved.map(m => [m.vm, m.to, m.beforeDeadline]), [['a', 'aws2', true], ['b', 'aws2', true], ['c', 'aws2', true]])
   t.match(said[0]?.message, /^plan \(deadline 2026-12-07T14:02:00.000Z, 120 s from now\): a -> aws2 .*; b -> aws2 .*; c -> aws2 /)
   t.match(said[said.length - 1]?.message, /all 3 VM\(s\) moved, the last 1\d\d s before the deadline/)
@@ -115,3 +90,74 @@ t.test('a slower link than assumed: the VM that will miss the deadline is said a
   t.match((err as Error).message, /left 1 VM\(s\) on it: c \(migration to aws2 failed: not done within \d+ ms\); moved a to aws2, b to aws2/)
 })
 
+t.test('unhurried (a rebalance recommendation): every VM by pre-copy, one at a time, no deadline', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const c = controller(spec, clock, 0.01)
+  const said: string[] = []
+  const r = await evacuateHost(c, spec, 'spot1', { urgency: {}, now: () => clock.now, onProgress: ev => said.push(ev.message) })
+  t.same(c.moves, ['a->aws2 precopy no-deadline', 'b->aws2 precopy no-deadline', 'c->aws2 precopy no-deadline'])
+  t.equal(r.deadline, undefined)
+  t.match(said[0], /^plan \(unhurried: pre-copy, one at a time\): a -> aws2/)
+  t.match(said[said.length - 1], /^all 3 VM\(s\) moved$/)
+})
+
+t.test('an interruption notice during an unhurried evacuation: the rest is planned against its deadline, in its modes', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const urgency: { deadline?: number } = {}
+  // The notice comes while a moves (0.2 s per MiB: a 19 s, b 40 s, c 60 s); 70 s left after a.
+  const c = controller(spec, clock, 0.2, vm => { if (vm === 'a') urgency.deadline = clock.now + 70_000 })
+  const said: string[] = []
+  const err = await evacuateHost(c, spec, 'spot1', { urgency, now: () => clock.now, onProgress: ev => said.push(ev.message), bandwidth: 5 * 1024 * 1024 }).catch((e: unknown) => e)
+  t.same(c.moves, ['a->aws2 precopy no-deadline', 'b->aws2 auto'], 'a by pre-copy as it started; b with the deadline')
+  const hurried = said.findIndex(m => /^hurried: the host goes away at 2026-12-07T14:01:29.200Z/.test(m))
+  t.ok(hurried > 0 && hurried < said.findIndex(m => /^b -> aws2 \(auto/.test(m)), `said before b's move:\n${said.join('\n')}`)
+  t.match(said[hurried], /c -> aws2 .*AFTER THE DEADLINE/, 'c named late then, before its turn')
+  t.match(err, { code: 'SC_EVACUATION_INCOMPLETE' })
+  t.match((err as Error).message, /c \(migration to aws2 failed: not done within \d+ ms\); moved a to aws2, b to aws2/)
+})
+
+t.test('an interruption while another process migrates a VM of the host: the others first, then that VM again; it left by the other move', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const c = controller(spec, clock, 0.01)
+  const migrate = c.migrate
+  let refusals = 0
+  c.migrate = async (s, vm, to, o) => {
+    if (vm !== 'b') return await migrate(s, vm, to, o)
+    refusals++
+    // The other process (a `supercloud migrate b --to lab1`) holds b's move lock; it ends during the wait.
+    if (refusals === 2) await migrate(s, 'b', 'lab1', {})
+    throw new VmMovingError('b', 4242, { purpose: 'migrate' })
+  }
+  const said: string[] = []
+  const r = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, onProgress: ev => said.push(ev.message), sleep: async ms => { clock.now += ms } })
+  t.same(c.moves, ['a->aws2 auto', 'c->aws2 auto', 'b->lab1  no-deadline'], 'a and c moved while b was busy; b moved by the other process')
+  t.same(r.failed, [])
+  t.same(r.movedByOthers, [{ vm: 'b', to: 'lab1' }])
+  t.match(said.join('\n'), /b is being moved by another process \(pid 4242\): looked at again after the other moves[\s\S]*c -> aws2[\s\S]*b left by another move \(now on lab1\)/)
+})
+
+t.test('a VM another process keeps moving until the deadline is reported failed, before the deadline', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const deadline = clock.now + 60_000
+  const c = controller(spec, clock, 0.01)
+  const migrate = c.migrate
+  c.migrate = async (s, vm, to, o) => { if (vm === 'b') throw new VmMovingError('b', 4242); return await migrate(s, vm, to, o) }
+  const err = await evacuateHost(c, spec, 'spot1', { deadline, now: () => clock.now, sleep: async ms => { clock.now += ms } }).catch((e: unknown) => e)
+  t.match((err as Error).message, /left 1 VM\(s\) on it: b \(migration to aws2 failed: vm b is being moved by running process 4242/)
+  t.ok(clock.now < deadline, 'given up before the deadline')
+})
+
+t.test('a second interruption, for the target host, during an evacuation: the rest goes elsewhere', async t => {
+  const spec = bed('1G')
+  const clock = { now: Date.parse('2026-12-07T14:00:00Z') }
+  const noticed = new Set(['spot1'])
+  // aws2 gets its own notice while a moves to it.
+  const c = controller(spec, clock, 0.01, vm => { if (vm === 'a') noticed.add('aws2') })
+  const r = await evacuateHost(c, spec, 'spot1', { deadline: clock.now + 120_000, now: () => clock.now, avoid: { has: h => noticed.has(h) } })
+  t.same(c.moves, ['a->aws2 auto', 'b->lab1 auto', 'c->lab1 auto'], 'b and c, without wires, to the other site; not to aws2 any more')
+  t.same(r.moved.map(m => m.to), ['aws2', 'lab1', 'lab1'])
+})

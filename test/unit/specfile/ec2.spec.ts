@@ -148,7 +148,7 @@ t.test('bad values, each at its own position', async t => {
     [8, col('eu-west'), 'hosts.aws1.ec2.region', "'eu-west' is not an AWS region name (e.g. eu-west-1)"],
     [8, col('ami-12'), 'hosts.aws1.ec2.ami', "'ami-12' is not an AMI id (ami- and 8 or 17 hex digits, e.g. ami-0123456789abcdef0)"],
     [8, col('large'), 'hosts.aws1.ec2.instanceType', "'large' is not an instance type (e.g. m5.large)"],
-    [8, col('yes'), 'hosts.aws1.ec2.spot', "expected true or false, got 'yes'"],
+    [8, col('yes'), 'hosts.aws1.ec2.spot', "expected true or false, or a spot pool like { maxPrice: 0.05, instanceTypes: [t3.small, t3a.small] }, got 'yes'"],
     [8, col('203.0.113.7/24'), 'hosts.aws1.ec2.sshFrom', '203.0.113.7/24 has host bits set; did you mean 203.0.113.0/24, or 203.0.113.7/32?'],
     [8, col('subnet-0abc'), 'hosts.aws1.ec2.subnetId', "'subnet-0abc' is not a subnet id (subnet- and 8 or 17 hex digits)"],
     [8, col('ec2.local'), 'hosts.aws1.ec2.endpoint', "'ec2.local' is not an http(s) URL (e.g. https://ec2.eu-west-1.amazonaws.com)"],
@@ -157,6 +157,37 @@ t.test('bad values, each at its own position', async t => {
   const bad = 'ec2: { region: eu-west-1, ami: ami-0123456789abcdef0, instanceType: m5.large, sshFrom: anywhere }'
   t.same(brief(issuesOf(withHost(bad))),
     [[8, 5 + bad.indexOf('anywhere'), 'hosts.aws1.ec2.sshFrom', "expected an IPv4 address or CIDR (who may SSH in) like 203.0.113.7/32, got 'anywhere'"]])
+})
+
+t.test('spot: a pool of other instance types and a maximum price (spot implied)', async t => {
+  const spec = parseSpec(withHost('ec2: { region: us-east-1, ami: ami-0d5eb1a2, instanceType: t3.small, spot: { maxPrice: 0.01, instanceTypes: [t3a.small, m5.large] } }'), '/specs/s.yaml')
+  t.strictSame(spec.hosts.aws1?.ec2, { region: 'us-east-1', ami: 'ami-0d5eb1a2', instanceType: 't3.small', spot: true, spotPool: { maxPrice: 0.01, instanceTypes: ['t3a.small', 'm5.large'] } })
+  t.strictSame(parseSpec(withHost('ec2: { region: us-east-1, ami: ami-0d5eb1a2, instanceType: t3.small, spot: { maxPrice: "$0.02" } }'), '/specs/s.yaml').hosts.aws1?.ec2?.spotPool, { maxPrice: 0.02, instanceTypes: [] })
+  const block = `sites: { aws: }
+hosts:
+  aws1:
+    site: aws
+    driver: ec2
+    ec2:
+      region: us-east-1
+      ami: ami-0d5eb1a2
+      instanceType: t3.small
+      spot:
+        maxPrice: cheap
+        instanceTypes: [t3a.small, large, t3.small, t3a.small]
+        zone: a
+`
+  t.same(brief(issuesOf(block)), [
+    [11, 19, 'hosts.aws1.ec2.spot.maxPrice', "expected a price in USD per hour above 0 like 0.05, got 'cheap'"],
+    [12, 36, 'hosts.aws1.ec2.spot.instanceTypes[1]', "'large' is not an instance type (e.g. m5.large)"],
+    [12, 43, 'hosts.aws1.ec2.spot.instanceTypes[2]', "t3.small is the host's own instanceType; list the other types a replacement may be"],
+    [12, 53, 'hosts.aws1.ec2.spot.instanceTypes[3]', 't3a.small is listed twice'],
+    [13, 9, 'hosts.aws1.ec2.spot.zone', "unknown key 'zone'; known keys: maxPrice, instanceTypes"]
+  ].sort((a, b) => (a[0] as number) - (b[0] as number) || (a[1] as number) - (b[1] as number)))
+  t.same(brief(issuesOf(withHost('ec2: { region: us-east-1, ami: ami-0d5eb1a2, instanceType: t3.small, spot: { maxPrice: -1, instanceTypes: t3a.small } }'))).map(i => [i[2], i[3]]), [
+    ['hosts.aws1.ec2.spot.maxPrice', 'expected a price in USD per hour above 0 like 0.05, got -1'],
+    ['hosts.aws1.ec2.spot.instanceTypes', "expected a list of instance types like [t3.small, t3a.small], got 't3a.small'"]
+  ])
 })
 
 t.test('ec2 hosts: no address, no ssh section, no site shared with local hosts', async t => {
