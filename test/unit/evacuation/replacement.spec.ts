@@ -26,10 +26,11 @@ hosts:
   lab1: { site: lab, memory: 128M }
 images:
   tiny: { builtin: tiny }
+# No NICs: the site-network rule would keep the VMs in site aws; these cases are about capacity.
 vms:
-  a: { image: tiny, host: spot1, memory: 96M }
-  b: { image: tiny, host: spot1, memory: 200M }
-  c: { image: tiny, host: spot1, memory: 200M }
+  a: { image: tiny, host: spot1, memory: 96M, nics: [] }
+  b: { image: tiny, host: spot1, memory: 200M, nics: [] }
+  c: { image: tiny, host: spot1, memory: 200M, nics: [] }
 `, '/specs/supercloud.yaml')
 }
 
