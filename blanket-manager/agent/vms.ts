@@ -53,15 +53,12 @@ export class VmManager {
     try {
       const st = await this.backend.start(def, signal !== undefined ? { signal } : {})
       if (l.image.kind === 'kernel' && l.image.readyMarker !== undefined) {
-        // The guest's init prints READY, or FAILED with its reasons; a kernel that panics (with
-        // panic=-1 it reboots into the same panic) will not get there either: no point waiting.
+        // The guest's init prints READY, or FAILED with its reasons (then there is no point waiting).
         const failed = `${l.image.readyMarker.replace(/READY$/, 'FAILED')} ${l.name}`
-        await this.backend.waitForConsole(l.name, def.runDir, new RegExp(`(${escapeRe(`${l.image.readyMarker} ${l.name}`)}|${escapeRe(failed)})\\b|${KERNEL_PANIC}`), Math.max(0, deadline - Date.now()), signal)
+        await this.backend.waitForConsole(l.name, def.runDir, new RegExp(`(${escapeRe(`${l.image.readyMarker} ${l.name}`)}|${escapeRe(failed)})\\b`), Math.max(0, deadline - Date.now()), signal)
         const tail = await this.backend.consoleTail(def.runDir, 40)
         const line = tail.split('\n').find(x => x.includes(failed))
         if (line !== undefined) throw new GuestBootError(l.name, `its init reported: ${line.slice(line.indexOf(failed) + failed.length).trim()}`, tail)
-        const panic = tail.split('\n').find(x => x.includes(KERNEL_PANIC))
-        if (panic !== undefined && !tail.includes(`${l.image.readyMarker} ${l.name}`)) throw new GuestBootError(l.name, `its kernel panicked: ${panic.slice(panic.indexOf(KERNEL_PANIC)).trim()}`, tail)
       }
       return { ...st, accel: def.accel }
     } catch (err) {
@@ -502,9 +499,6 @@ export async function freeMigrationPort (ip: string, avoid: number[] = []): Prom
   }
   throw new SupercloudError('SC_MIGRATION_NO_PORT', `no free port in ${MIGRATION_PORTS.first}-${MIGRATION_PORTS.last} on ${ip}`)
 }
-
-/** What Linux prints when it panics (then, with the guest's panic=-1, it reboots into the same panic). */
-const KERNEL_PANIC = 'Kernel panic - not syncing'
 
 function escapeRe (s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
