@@ -99,6 +99,7 @@ export interface ControllerCore<A extends HostAgent = AgentClient> extends Contr
 
 export function controllerCore<A extends HostAgent> (c: ControllerComponents<A>): ControllerCore<A> {
   const state = controllerState(c.store)
+  const bootMs = bootTimeoutMs(c.env)
   const core: ControllerCore<A> = {
     ...c,
     state,
@@ -115,17 +116,17 @@ export function controllerCore<A extends HostAgent> (c: ControllerComponents<A>)
       if (spec !== undefined) {
         const ctx: DriverContext = { name: c.name, prefix, dir: c.dir, keyPath, sites: spec.sites, wan: spec.wan, hosts: spec.hosts }
         state.setContext(ctx)
-        return { ...ctx, hostKeys: c.store.hostKeyPins, bootTimeoutMs: bootTimeoutMs(c.env) }
+        return { ...ctx, hostKeys: c.store.hostKeyPins, bootTimeoutMs: bootMs }
       }
       const saved = state.context() ?? { sites: {}, wan: { delayMs: 0 } }
-      return { name: c.name, prefix, dir: c.dir, keyPath, ...saved, hostKeys: c.store.hostKeyPins, bootTimeoutMs: bootTimeoutMs(c.env) }
+      return { name: c.name, prefix, dir: c.dir, keyPath, ...saved, hostKeys: c.store.hostKeyPins, bootTimeoutMs: bootMs }
     },
     record: host => {
       const r = c.store.host(host)?.record
       if (r === undefined) throw new NotFoundError('host', host)
       return r
     },
-    bootTimeoutMs: bootTimeoutMs(c.env),
+    bootTimeoutMs: bootMs,
     hostConcurrency: hostConcurrency(c.env)
   }
   return core

@@ -38,14 +38,15 @@ export async function readEndpoints (ssh: SshConnection, root: string): Promise<
  * configuration, re-pointed to that address, or gone (pure).
  */
 export function writeTookEffect (w: EndpointWrite, endpoints: EndpointConfig[]): boolean {
-  const words = w.line.trim().split(/\s+/)
-  if (w.file === 'destroy') return !endpoints.some(e => e.id === Number(words[0]))
+  const first = w.line.trim().split(/\s+/)[0]
+  if (w.file === 'destroy') return !endpoints.some(e => e.id === Number(first))
   if (w.file === 'create') {
-    const e = endpoints.find(x => x.id === Number(words[0]))
-    return e !== undefined && parseEndpointLines(w.line).some(x => x.id === e.id && sameAddress(x.local, e.local) && sameAddress(x.remote, e.remote))
+    const [want] = parseEndpointLines(w.line)
+    const e = endpoints.find(x => x.id === want?.id)
+    return want !== undefined && e !== undefined && sameAddress(want.local, e.local) && sameAddress(want.remote, e.remote)
   }
   const e = endpoints.find(x => x.id === Number(w.file))
-  const to = words[0] !== undefined ? parseEndpointAddress(words[0]) : undefined
+  const to = first !== undefined ? parseEndpointAddress(first) : undefined
   return e !== undefined && to !== undefined && sameAddress(e.remote, to)
 }
 

@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { OperationOptions } from '../../core/progress.ts'
 import { buildXenHostImage } from '../../images/xen-host/build.ts'
-import { startXenHost } from './xen-host.ts'
+import { startXenHost, XEN_HOST_BOOT_MS } from './xen-host.ts'
 import { nsPids } from './netns.ts'
 import { isAlive, killPids, nsRun, processCmdline, readPidFile, sleep, sshBanner } from './sh.ts'
 
@@ -21,8 +21,6 @@ export const XEN_HOST_GUEST_BRIDGE = 'xenbr0'
 export const XEN_DOM0_MIB = 768
 /** CPUs of the Xen machine: one for dom0, one for guests. */
 export const XEN_HOST_CPUS = 2
-/** The least time a Xen machine gets to boot Xen and its dom0 under TCG (startXenHost's default). */
-const XEN_HOST_BOOT_MS = 240_000
 /** Xen's own share of the machine beyond dom0 and guests (hypervisor heap, page tables). */
 const XEN_OVERHEAD_MIB = 64
 

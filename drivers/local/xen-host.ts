@@ -77,6 +77,9 @@ async function consoleTail (path: string, lines = 30): Promise<string> {
 }
 
 
+/** How long a Xen machine gets by default to boot Xen and its dom0 under TCG (bootTimeoutMs). */
+export const XEN_HOST_BOOT_MS = 240_000
+
 export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost> {
   const what = `Xen host ${opts.name}`
   const progress = (phase: ProgressPhase, message: string): void => opts.onProgress?.({ subject: `host ${opts.name}`, phase, message })
@@ -135,7 +138,7 @@ export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost>
     progress('boot', `QEMU (TCG) with Xen ${image.xenVersion} and dom0 ${image.kernelVersion}`)
     const started = Date.now()
     pid = startDaemon(['ip', 'netns', 'exec', opts.ns, 'qemu-system-x86_64', ...args], join(opts.dir, 'qemu.log'))
-    const deadline = started + (opts.bootTimeoutMs ?? 240_000)
+    const deadline = started + (opts.bootTimeoutMs ?? XEN_HOST_BOOT_MS)
     let readyMs = 0
     for (;;) {
       throwIfAborted(opts.signal, what)
@@ -146,7 +149,7 @@ export async function startXenHost (opts: StartXenHostOptions): Promise<XenHost>
         const qemuLog = (await readFile(join(opts.dir, 'qemu.log'), 'utf8').catch(() => '')).trim()
         throw new XenHostBootError(opts.name, `QEMU exited${qemuLog !== '' ? `: ${qemuLog}` : ''}`, await consoleTail(consoleLog))
       }
-      if (Date.now() > deadline) throw new XenHostBootError(opts.name, `no ready line after ${opts.bootTimeoutMs ?? 240_000} ms`, await consoleTail(consoleLog))
+      if (Date.now() > deadline) throw new XenHostBootError(opts.name, `no ready line after ${opts.bootTimeoutMs ?? XEN_HOST_BOOT_MS} ms`, await consoleTail(consoleLog))
       await sleep(250)
     }
     progress('ssh', `waiting for sshd on ${ip}`)
