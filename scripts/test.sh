@@ -9,6 +9,12 @@ log=$(mktemp)
 # tap runs the files two at a time in path order: end-to-end, integration, then unit tests.
 if (($# > 0)); then files=("$@"); else mapfile -t files < <(find test/unit test/integration test/e2e -name '*.spec.ts' | sort); fi
 export SC_TEST_RUN="${SC_TEST_RUN:-$$}"
+# CPU seconds per file (test/helpers/cpu-account.mjs): a cpuacct cgroup per file, where the kernel has one.
+cpu=""
+for d in /sys/fs/cgroup/cpuacct /sys/fs/cgroup/cpu,cpuacct; do
+  if [[ -f $d/cpuacct.usage ]] && mkdir -p "$d/supercloud-test-$SC_TEST_RUN" 2>/dev/null; then cpu="$d/supercloud-test-$SC_TEST_RUN"; break; fi
+done
+export SC_TEST_CPU_CGROUP="$cpu"
 npx tap --reporter=tap "${files[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
@@ -29,6 +35,12 @@ fi
 echo "slowest files (s):"
 grep -E '^(not )?ok [0-9]+ - test/' "$log" | sed -nE 's/^(not )?ok [0-9]+ - (test\/[^ ]+) # time=([0-9.]+)ms.*/\3 \2/p' |
   sort -rn | head -n 15 | awk '{printf "  %6.0f %s\n", $1 / 1000, $2}'
+if [[ -n $cpu ]]; then
+  echo "most CPU (s, the file's processes and everything they started):"
+  for f in "$cpu"/*/; do [[ -f $f/cpuacct.usage ]] && echo "$(cat "$f/cpuacct.usage") ${f%/}"; done |
+    sort -rn | awk -v root="$cpu/" '{ t += $1; n = substr($2, length(root) + 1); gsub(":", "/", n); if (NR <= 15) printf "  %6.0f %s\n", $1 / 1e9, n } END { printf "  %6.0f all files\n", t / 1e9 }'
+  rmdir "$cpu"/*/ "$cpu" 2>/dev/null
+fi
 rm -f "$log"
 echo "tests: ${pass:-0} passed, ${fail:-0} failed, ${skip:-0} skipped"
 if [[ -z "$total" ]]; then exit 1; fi
