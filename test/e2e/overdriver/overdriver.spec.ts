@@ -35,10 +35,30 @@ async function events (): Promise<Ev[]> {
   const r = await sb.run(['events', '--json', '--since', '0'])
   return r.stdout.trim().split('\n').filter(Boolean).map(l => JSON.parse(l) as Ev)
 }
+/**
+ * Events as they are stored, until `pred` holds or `ms` pass: one `events --follow` process for
+ * the whole wait. (A fresh `events --since 0` every second re-read the whole history each time:
+ * a few hundred CLI runs per wait, CPU the guest's paging needed.)
+ */
 async function waitFor (pred: (evs: Ev[]) => boolean, ms: number): Promise<Ev[]> {
-  const until = Date.now() + ms
-  let evs = await events()
-  while (!pred(evs) && Date.now() < until) { await new Promise(resolve => setTimeout(resolve, 1000)); evs = await events() }
+  const child = sb.start(['events', '--follow', '--json', '--since', '0'])
+  child.stdin?.end()
+  const evs: Ev[] = []
+  let buf = ''
+  const exited = new Promise(resolve => child.on('exit', resolve))
+  await new Promise<void>(resolve => {
+    const timer = setTimeout(resolve, ms)
+    child.on('exit', () => { clearTimeout(timer); resolve() })
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString()
+      const lines = buf.split('\n')
+      buf = lines.pop() ?? ''
+      for (const l of lines) if (l.trim() !== '') evs.push(JSON.parse(l) as Ev)
+      if (pred(evs)) { clearTimeout(timer); resolve() }
+    })
+  })
+  child.kill('SIGTERM')
+  await exited
   return evs
 }
 
