@@ -96,7 +96,9 @@ t.test('under serve: a transient burst is absorbed by cooperative swap, a sustai
   const result = async (file: string, ms: number): Promise<string> => {
     const until = Date.now() + ms
     for (;;) {
-      const r = await sb.run(['console', 'v1', '--run', `cat ${file} 2>/dev/null | tail -n 2`, '--timeout', '30']).catch(() => ({ stdout: '' }))
+      // The guest waits for its verdict itself (one console session, not one every few seconds).
+      const wait = `i=0; while ! grep -qE 'v[e]rify (ok|FAILED)' ${file} 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; tail -n 2 ${file}`
+      const r = await sb.run(['console', 'v1', '--run', wait, '--timeout', '90']).catch(() => ({ stdout: '' }))
       if (/verify (ok|FAILED)/.test(r.stdout) || Date.now() > until) return r.stdout
       await new Promise(resolve => setTimeout(resolve, 3000))
     }
