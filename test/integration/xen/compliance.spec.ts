@@ -79,6 +79,11 @@ await c.exec(`mkdir -p ${imgDir}`)
 await c.writeFile(`${imgDir}/vmlinuz`, readFileSync(tiny.kernel))
 await c.writeFile(`${imgDir}/initrd.img`, await xenGuestInitrd(tiny))
 
+/**
+ * `quiet` as the host agent's guests have it (images/guest guestCmdline): without it, every
+ * kernel message crosses the emulated dom0's xenconsoled, and a guest boot took ~69 s instead
+ * of ~35 s (measured under TCG, one guest alone on a Xen host).
+ */
 function xenGuest (name: string, over: Partial<GuestDefinition> = {}): GuestDefinition {
   return {
     name,
@@ -86,7 +91,7 @@ function xenGuest (name: string, over: Partial<GuestDefinition> = {}): GuestDefi
     // The tiny image runs from its initramfs: half of 256 MiB is the lowest the compliance balloon goes.
     memoryBytes: 256 * MiB,
     accel: 'xen',
-    boot: { kind: 'kernel', kernel: `${imgDir}/vmlinuz`, initrd: `${imgDir}/initrd.img`, append: `console=ttyS0 sc.name=${name}` },
+    boot: { kind: 'kernel', kernel: `${imgDir}/vmlinuz`, initrd: `${imgDir}/initrd.img`, append: `console=ttyS0 quiet sc.name=${name}` },
     disks: [],
     nics: [],
     runDir: `/run/sc/${name}`,
@@ -123,7 +128,7 @@ t.test('a NIC: the vif takes the tap\'s name and bridge, the guest answers ping;
   const def = xenGuest(name, {
     nics: [{ id: 'eth0', tap, mac: '02:fc:00:00:01:0a' }],
     balloonTargetBytes: 192 * MiB,
-    boot: { kind: 'kernel', kernel: `${imgDir}/vmlinuz`, initrd: `${imgDir}/initrd.img`, append: `console=ttyS0 sc.name=${name} sc.net=eth0:198.18.240.10/24` }
+    boot: { kind: 'kernel', kernel: `${imgDir}/vmlinuz`, initrd: `${imgDir}/initrd.img`, append: `console=ttyS0 quiet sc.name=${name} sc.net=eth0:198.18.240.10/24` }
   })
   t.teardown(async () => { await strict.destroy(name, def.runDir).catch(() => {}) })
   const st = await strict.start(def)

@@ -16,7 +16,7 @@ t.test('xl config for a PVH guest: memory = maxmem, hvc0 console, native TSC', a
     'type = "pvh"',
     'kernel = "/img/vmlinuz"',
     'ramdisk = "/img/initrd.img"',
-    'cmdline = "console=hvc0 sc.name=g1 sc.net=eth0:198.18.0.5/24"',
+    'cmdline = "console=hvc0 sc.name=g1 sc.net=eth0:198.18.0.5/24 pci=off"',
     'memory = 256',
     'maxmem = 256',
     'vcpus = 2',
@@ -71,8 +71,9 @@ t.test('raw disks as xvdX through blkback, the swap disk after them on its NBD l
 })
 
 t.test('console words', async t => {
-  t.equal(xenCmdline('console=ttyS0,115200 quiet  sc.name=a'), 'console=hvc0 quiet sc.name=a')
-  t.equal(xenCmdline(''), 'console=hvc0')
+  t.equal(xenCmdline('console=ttyS0,115200 quiet  sc.name=a'), 'console=hvc0 quiet sc.name=a pci=off')
+  t.equal(xenCmdline(''), 'console=hvc0 pci=off')
+  t.equal(xenCmdline('pci=noearly sc.name=a'), 'console=hvc0 pci=noearly sc.name=a', 'a pci= word of the definition stands')
 })
 
 t.test('xl list, xl list -l, xl info', async t => {
