@@ -216,7 +216,7 @@ export interface DestroyParams {
  * in-process signal and callbacks (the agent cancels on vm.migrate.cancel, reports progress as
  * pushed events, and holds at the switchover until vm.migrate.continue).
  */
-export type OutgoingParams = { name: string } & Omit<OutgoingMigration, 'signal' | 'onProgress' | 'onSwitchover'>
+export type OutgoingParams = { name: string } & Omit<OutgoingMigration, 'signal' | 'onProgress' | 'onSwitchover' | 'recover' | 'recoveryBoundMs'>
 
 /** The Domain-0 switches a host should have (VirtualWire); others carrying the prefix are removed. */
 export interface SwitchesParams {

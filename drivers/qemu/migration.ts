@@ -23,6 +23,7 @@ import type { MigrationSummary } from '../hypervisor.ts'
 import type { MigrationSecurity } from '../../core/migration.ts'
 import { migrationTlsParams, nbdServerArgs, nbdTargetArgs } from './migration-tls.ts'
 import { dropCreds, installCreds } from './migration-tls-creds.ts'
+import { PostcopyRecovery, type SaidProgress } from './postcopy-resume.ts'
 export type { MigrationSummary } from '../hypervisor.ts'
 
 export class MigrationError extends SupercloudError {
@@ -136,6 +137,8 @@ export async function finishIncoming (runDir: string, diskNodes: string[]): Prom
 
 export interface OutgoingOptions {
   runDir: string
+  /** The guest's name, for messages (default: its run dir). */
+  name?: string
   destIp: string
   migrationPort: number
   nbdPort: number
@@ -150,7 +153,16 @@ export interface OutgoingOptions {
   /** The migration's TLS credentials (this side presents their identity), or 'off'. */
   security: MigrationSecurity
   signal?: AbortSignal
-  onProgress?: (p: MigrationProgress) => void
+  onProgress?: (p: SaidProgress) => void
+  /**
+   * Postcopy recovery (postcopy-resume.ts): has the destination listen again (recoverIncoming
+   * there) and resolves with its new port. Without it a broken postcopy stream is only reported.
+   */
+  recover?: () => Promise<number>
+  /** How long a postcopy stream may stay broken before SC_MIGRATION_POSTCOPY_STRANDED (default 3 min); neither QEMU is killed then. */
+  recoveryBoundMs?: number
+  /** Time without a byte sent in postcopy before the stream counts as broken (default 4 s). */
+  recoveryStallMs?: number
   /** Runs while both sides are paused, after disks are synchronised and before the switch. */
   onSwitchover?: () => Promise<void>
   /**
@@ -325,6 +337,14 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
     await q.execute('migrate-set-parameters', params)
     await q.execute('migrate', { uri: `tcp:${o.destIp}:${o.migrationPort}` })
     const policy = { mode: o.mode, deadlineMs: o.deadlineMs, startedAt: Date.now() }
+    const recovery = new PostcopyRecovery({
+      guest: o.name ?? o.runDir,
+      destIp: o.destIp,
+      ...(o.recover !== undefined ? { recover: o.recover } : {}),
+      ...(o.recoveryBoundMs !== undefined ? { boundMs: o.recoveryBoundMs } : {}),
+      ...(o.recoveryStallMs !== undefined ? { stallMs: o.recoveryStallMs } : {}),
+      say: message => { if (progress !== undefined) o.onProgress?.({ ...progress, message }) }
+    })
     for (;;) {
       if (aborted() && !switched) throw new CancelledError('migration')
       const info = await q.execute<QueryMigrate>('query-migrate')
@@ -378,6 +398,9 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
           diskReused: incs.length > 0,
           ...(holdMs !== undefined ? { switchoverHoldMs: holdMs } : {})
         }
+      } else if (info.status?.startsWith('postcopy-') === true) {
+        // The guest runs on the destination: a broken stream is paused and resumed, never cancelled.
+        await recovery.step(q, info.status, info.ram?.transferred ?? 0)
       } else if (!postcopy && shouldStartPostcopy(policy, Date.now(), p, history)) {
         await q.execute('migrate-start-postcopy')
         postcopy = true
