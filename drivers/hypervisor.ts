@@ -220,6 +220,11 @@ export interface OutgoingMigration {
    * switch (its recoverIncoming) and resolves with the new port; retried until the bound.
    */
   recover?: () => Promise<number>
+  /**
+   * Postcopy recovery through a caller elsewhere (the controller): the stream broke; have the
+   * destination listen again and call `resume(name, port)` (each attempt waits 20 s for it).
+   */
+  onRecover?: () => void
   /** How long a broken postcopy stream is retried before SC_MIGRATION_POSTCOPY_STRANDED (default 3 min). */
   recoveryBoundMs?: number
 }
@@ -270,6 +275,8 @@ export interface BackendMigration {
   migrateOut (guest: MigratingGuest, p: OutgoingMigration): Promise<MigrationSummary>
   /** Destination (QEMU): a postcopy migration whose stream broke listens again on `port` (postcopy recovery). */
   recoverIncoming?: (guest: MigratingGuest, p: { listenIp: string, port: number }) => Promise<void>
+  /** Source (QEMU): the destination of `name`'s broken postcopy migration listens again on `port` (OutgoingMigration.onRecover). */
+  resume?: (name: string, port: number) => void
   /** Lets a migration held at the switchover go on; SC_MIGRATION_NOT_HELD when `name` is not held. */
   continue (name: string): void
   /** Cancels the outgoing migration of `name`; SC_MIGRATION_NOT_RUNNING when there is none. */

@@ -141,6 +141,10 @@ export class AgentClient {
   async prepareIncoming (p: IncomingParams): Promise<IncomingResult> { return await this.call('vm.migrate.incoming', p, { timeoutMs: 120000 }) }
   async migrateOut (p: OutgoingParams): Promise<MigrationSummary> { return await this.call('vm.migrate.outgoing', p, { timeoutMs: p.deadlineMs + 120000 }) }
   async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }
+  /** Destination, postcopy recovery: the broken migration of `name` listens again; its port. */
+  async recoverIncoming (name: string, listenIp: string): Promise<{ port: number }> { return await this.call('vm.migrate.recover', { name, listenIp }) }
+  /** Source, postcopy recovery: resume `name`'s migration to the destination's new port. */
+  async resumeMigration (name: string, port: number): Promise<void> { await this.call('vm.migrate.resume', { name, port }) }
   async migrationActive (name: string): Promise<boolean> { return (await this.call('vm.migrate.active', { name })).active }
   async cancelMigration (name: string): Promise<void> { await this.call('vm.migrate.cancel', { name }) }
   /** Destination, at the switchover hold: start recording the guest's disk writes under migration `id`. */

@@ -56,7 +56,7 @@ export class QemuMigration implements BackendMigration {
       deadlineMs: p.deadlineMs,
       security,
       ...(p.incremental !== undefined ? { incremental: p.incremental } : {}),
-      ...(p.recover !== undefined ? { recover: p.recover } : {}),
+      ...(p.recover !== undefined ? { recover: p.recover } : p.onRecover !== undefined ? { recover: async () => { p.onRecover?.(); return await s.awaitResume(20_000) } } : {}),
       ...(p.recoveryBoundMs !== undefined ? { recoveryBoundMs: p.recoveryBoundMs } : {}),
       signal: s.signal,
       ...(p.onProgress !== undefined ? { onProgress: p.onProgress } : {}),
@@ -69,6 +69,7 @@ export class QemuMigration implements BackendMigration {
   }
 
   continue (name: string): void { this.sessions.continue(name) }
+  resume (name: string, port: number): void { this.sessions.resume(name, port) }
   cancel (name: string): void { this.sessions.cancel(name) }
   active (name: string): boolean { return this.sessions.active(name) }
 

@@ -34,8 +34,8 @@ export class MigrationError extends SupercloudError {
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-async function migrationQmp (runDir: string): Promise<QmpClient> {
-  return await QmpClient.connect(runPaths(runDir).qmpMigration, { timeoutMs: 10000, commandTimeoutMs: 30000 })
+async function migrationQmp (runDir: string, oob = false): Promise<QmpClient> {
+  return await QmpClient.connect(runPaths(runDir).qmpMigration, { timeoutMs: 10000, commandTimeoutMs: 30000, oob })
 }
 
 export interface IncomingOptions {
@@ -192,7 +192,8 @@ interface IncrementalDisk {
 /** On the source: mirrors disks, migrates RAM, completes. Cleans up on failure. */
 export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary> {
   const t0 = Date.now()
-  const q = await migrationQmp(o.runDir)
+  // Out of band: postcopy recovery pauses a stream whose writer holds QEMU's main loop (postcopy-resume.ts).
+  const q = await migrationQmp(o.runDir, true)
   const incNodes = new Set(o.incremental?.nodes ?? [])
   const mirrors = o.diskNodes.filter(n => !incNodes.has(n)).map(n => ({ node: n, target: `mig-${n}`.slice(0, 31), job: `mirror-${n}`.slice(0, 31), offset: 0 }))
   const incs: IncrementalDisk[] = o.diskNodes.filter(n => incNodes.has(n))
@@ -337,6 +338,8 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
     await q.execute('migrate-set-parameters', params)
     await q.execute('migrate', { uri: `tcp:${o.destIp}:${o.migrationPort}` })
     const policy = { mode: o.mode, deadlineMs: o.deadlineMs, startedAt: Date.now() }
+    let lastInfo: QueryMigrate | undefined
+    let lastDisks: { sent: number, total: number, ready: boolean } | undefined
     const recovery = new PostcopyRecovery({
       guest: o.name ?? o.runDir,
       destIp: o.destIp,
@@ -347,8 +350,14 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
     })
     for (;;) {
       if (aborted() && !switched) throw new CancelledError('migration')
-      const info = await q.execute<QueryMigrate>('query-migrate')
-      const d = await diskTotal()
+      // In postcopy a stream blocked while QEMU's migration thread holds the main loop leaves QMP
+      // unanswered: such a sample counts as one with nothing sent (the recovery sees the stall).
+      const info = postcopy
+        ? await q.execute<QueryMigrate>('query-migrate', undefined, { timeoutMs: 1000 }).catch((err: unknown) => { if (lastInfo === undefined || q.closed) throw err; return lastInfo })
+        : await q.execute<QueryMigrate>('query-migrate')
+      lastInfo = info
+      const d = switched && lastDisks !== undefined ? lastDisks : await diskTotal()
+      lastDisks = d
       const p = foldProgress(progress, info, d.sent, d.total, o.ramBytes)
       report(p)
       if (info.status === 'failed') throw new MigrationError(`QEMU reports the migration failed: ${info['error-desc'] ?? 'no reason given'}`)

@@ -18,8 +18,8 @@ import { decideRecovery, initialRecovery, POSTCOPY_RECOVERY_BOUND_MS, POSTCOPY_S
 
 /** The postcopy stream stayed broken past the bound: the guest is split between the two hosts, both QEMUs left running. */
 export class PostcopyStrandedError extends SupercloudError {
-  constructor (guest: string, destIp: string, brokenMs: number, attempts: number, boundMs: number) {
-    super('SC_MIGRATION_POSTCOPY_STRANDED', `migration of ${guest} is stranded in postcopy: its stream to ${destIp} broke ${Math.round(brokenMs / 1000)} s ago and ${attempts} attempt(s) to resume it failed within the bound (${Math.round(boundMs / 1000)} s). ` +
+  constructor (guest: string, destIp: string, brokenMs: number, attempts: number, boundMs: number, lastProblem?: string) {
+    super('SC_MIGRATION_POSTCOPY_STRANDED', `migration of ${guest} is stranded in postcopy: its stream to ${destIp} broke ${Math.round(brokenMs / 1000)} s ago and ${attempts} attempt(s) to resume it failed within the bound (${Math.round(boundMs / 1000)} s)${lastProblem !== undefined ? ` (last: ${lastProblem})` : ''}. ` +
       `The guest runs on the destination (${destIp}) but still needs memory pages that only the source QEMU on this host holds: both QEMUs are left running and paused in postcopy (killing either loses the guest). ` +
       'Once the path is back, resume it: on the destination QMP `migrate-recover` with a new tcp URI, then on the source `migrate` with that URI and `resume: true`')
   }
@@ -31,18 +31,23 @@ export class PostcopyStrandedError extends SupercloudError {
  * by the source's stall detector long before TCP gives up here).
  */
 export async function recoverIncoming (runDir: string, listenIp: string, port: number): Promise<void> {
-  const q = await QmpClient.connect(runPaths(runDir).qmpMigration, { timeoutMs: 5000, commandTimeoutMs: 5000 })
+  // Out of band: the destination's main loop may be blocked on a page the broken stream owes it.
+  const q = await QmpClient.connect(runPaths(runDir).qmpMigration, { timeoutMs: 5000, commandTimeoutMs: 5000, oob: true })
   try {
-    let status = (await q.execute<{ status?: string }>('query-migrate')).status
-    if (status === 'postcopy-active') {
-      await q.execute('migrate-pause')
-      for (let i = 0; i < 50 && status === 'postcopy-active'; i++) {
-        await new Promise(resolve => setTimeout(resolve, 100))
-        status = (await q.execute<{ status?: string }>('query-migrate')).status
+    // Refused unless postcopy-active (QEMU saw the break already, or never switched): ignored.
+    await q.execute('migrate-pause', undefined, { oob: true }).catch(() => {})
+    for (let i = 0; ; i++) {
+      try {
+        await q.execute('migrate-recover', { uri: `tcp:${listenIp}:${port}` }, { oob: true })
+        return
+      } catch (err) {
+        if (i >= 25 || !/only be run when postcopy is paused/.test(err instanceof Error ? err.message : '')) {
+          const status = await q.execute<{ status?: string }>('query-migrate', undefined, { timeoutMs: 1000 }).then(r => r.status, () => 'not answering')
+          throw new SupercloudError('SC_MIGRATION_FAILED', `the destination cannot resume the migration (its migration is ${status ?? 'none'}): ${err instanceof Error ? err.message : String(err)}`)
+        }
+        await new Promise(resolve => setTimeout(resolve, 200))
       }
     }
-    if (status !== 'postcopy-paused') throw new SupercloudError('SC_MIGRATION_FAILED', `the destination cannot resume the migration: it is ${status ?? 'in no migration'}, not postcopy-paused`)
-    await q.execute('migrate-recover', { uri: `tcp:${listenIp}:${port}` })
   } finally {
     await q.close()
   }
@@ -62,6 +67,8 @@ export interface PostcopyRecoveryOptions {
 /** The source side of one postcopy migration's recovery (stateful across samples). */
 export class PostcopyRecovery {
   private state: RecoveryState | undefined
+  /** Why the last resume attempt failed. */
+  private lastProblem: string | undefined
   private readonly policy: { boundMs: number, stallMs: number }
 
   constructor (private readonly o: PostcopyRecoveryOptions) {
@@ -77,11 +84,11 @@ export class PostcopyRecovery {
       case 'none': return
       case 'pause':
         this.o.say(`paused: stream broke, retrying (${action.reason})`)
-        await q.execute('migrate-pause').catch(() => {})
+        await q.execute('migrate-pause', undefined, { oob: true, timeoutMs: 5000 }).catch(() => {})
         return
       case 'unstick':
         this.o.say(`paused: stream broke, retrying (${action.reason})`)
-        await q.execute('yank', { instances: [{ type: 'migration' }] }).catch(() => {})
+        await q.execute('yank', { instances: [{ type: 'migration' }] }, { oob: true, timeoutMs: 5000 }).catch(() => {})
         return
       case 'resume': {
         if (action.attempt === 1 && status === 'postcopy-paused') this.o.say('paused: stream broke, retrying')
@@ -90,7 +97,8 @@ export class PostcopyRecovery {
           const port = await this.o.recover()
           await q.execute('migrate', { uri: `tcp:${this.o.destIp}:${port}`, resume: true })
         } catch (err) {
-          this.o.say(`paused: stream broke, retrying (attempt ${action.attempt}: ${err instanceof Error ? err.message : String(err)})`)
+          this.lastProblem = err instanceof Error ? err.message : String(err)
+          this.o.say(`paused: stream broke, retrying (attempt ${action.attempt}: ${this.lastProblem})`)
         }
         return
       }
@@ -98,7 +106,7 @@ export class PostcopyRecovery {
         this.o.say(`resumed after ${(action.brokenMs / 1000).toFixed(1)} s (${action.attempts} attempt(s))`)
         return
       case 'give-up':
-        throw new PostcopyStrandedError(this.o.guest, this.o.destIp, action.brokenMs, action.attempts, this.policy.boundMs)
+        throw new PostcopyStrandedError(this.o.guest, this.o.destIp, action.brokenMs, action.attempts, this.policy.boundMs, this.lastProblem)
     }
   }
 }

@@ -43,6 +43,8 @@ const GOOD: { [M in AgentMethod]: AgentParams<M> } = {
   'vm.migrate.incoming': { launch, listenIp: '198.18.0.3', mode: 'auto', tls: { identity: 'h1.0123456789ab', key: 'ab'.repeat(32) }, reuse: id },
   'vm.migrate.outgoing': { name: 'web1', destIp: '198.18.0.3', migrationPort: 49152, nbdPort: 49153, mode: 'precopy', maxDowntimeMs: 100, deadlineMs: 120000, holdAtSwitchover: true, tls: 'off', incremental: { id, nodes: ['drv-disk-data'] } },
   'vm.migrate.continue': { name: 'web1' },
+  'vm.migrate.recover': { name: 'web1', listenIp: '198.18.0.2' },
+  'vm.migrate.resume': { name: 'web1', port: 49160 },
   'vm.migrate.cancel': { name: 'web1' },
   'vm.migrate.finish': { name: 'web1' },
   'vm.migrate.active': { name: 'web1' },
