@@ -3,7 +3,8 @@
  * migration's source and destination, sharing one switch. Cut, every open connection stops
  * carrying bytes in either direction (nothing is closed or reset: the peers see a silent drop, as
  * behind a firewall dropping packets) and new connections are refused (the route is gone);
- * restored, the held bytes flow again and new connections are carried.
+ * restored, new connections are carried and the connections held across the cut are reset (their
+ * state did not survive the outage, as after a TCP timeout or a middlebox losing its table).
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 
@@ -23,7 +24,7 @@ export class CutLink {
 
   restore (): void {
     this.down = false
-    for (const l of this.legs) l.release()
+    for (const l of this.legs) l.reset()
   }
 
   /** A relay port on 127.0.0.1 leading to `targetPort` over this link. */
@@ -69,7 +70,7 @@ class Leg {
   }
 
   hold (): void { for (const s of this.sockets) s.pause() }
-  release (): void { for (const s of this.sockets) s.resume() }
+  reset (): void { for (const s of this.sockets) s.resetAndDestroy() }
 
   async close (): Promise<void> {
     for (const s of this.sockets) s.destroy()

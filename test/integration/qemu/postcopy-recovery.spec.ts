@@ -1,7 +1,8 @@
 /**
  * Postcopy recovery (drivers/qemu/postcopy-resume.ts), as an outsider sees it. A tiny guest running
  * a verifying memory writer (memload --verify) moves in postcopy between two QEMU backends on this
- * machine, over TLS, through a link that can be cut (cut-relay.ts: a silent drop):
+ * machine, over TLS, through a link that can be cut (cut-relay.ts: a silent drop; the connections
+ * it held are reset when it comes back, so without recovery the stream is lost for good):
  *   - cut right after the guest started on the destination, restored 10 s later: the migration
  *     says "paused: stream broke, retrying", then "resumed", completes, and every page verifies;
  *   - on the way back the cut outlasts the bound: SC_MIGRATION_POSTCOPY_STRANDED names where the
@@ -108,7 +109,7 @@ t.test('setup: the guest boots at A with a verifying memory writer', async t => 
   t.match(out, /verify ok/, 'memload filled and verified its 48 MiB')
 })
 
-t.test('link cut right after the switch to postcopy, back 10 s later: the migration resumes and completes, memory intact', async t => {
+t.test('link cut right after the switch to postcopy, back 10 s later: the migration resumes and completes, memory intact', { timeout: 120_000 }, async t => {
   const { result, messages, cutAt } = await move(a, b, 10_000)
   if (result instanceof Error) throw result
   t.ok(cutAt > 0, 'the link was cut while the guest ran on the destination')
@@ -123,7 +124,7 @@ t.test('link cut right after the switch to postcopy, back 10 s later: the migrat
   await verifyAt(t, b, 'B')
 })
 
-t.test('a cut that outlasts the bound: SC_MIGRATION_POSTCOPY_STRANDED, both QEMUs alive; resumed by hand once the link is back', async t => {
+t.test('a cut that outlasts the bound: SC_MIGRATION_POSTCOPY_STRANDED, both QEMUs alive; resumed by hand once the link is back', { timeout: 120_000 }, async t => {
   const { result, link } = await move(b, a, undefined, 12_000)
   t.ok(result instanceof Error, 'the migration gave up')
   t.match(result, { code: 'SC_MIGRATION_POSTCOPY_STRANDED', message: /runs on the destination \(127\.0\.0\.1\).*only the source QEMU on this host holds.*killing either loses the guest/ })
