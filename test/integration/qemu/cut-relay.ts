@@ -7,6 +7,7 @@
  * state did not survive the outage, as after a TCP timeout or a middlebox losing its table).
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
+import { listenLocal } from './tls-probes.ts'
 
 export class CutLink {
   private down = false
@@ -46,10 +47,7 @@ class Leg {
 
   static async open (link: CutLink, targetPort: number): Promise<Leg> {
     const server = createServer()
-    const port = await new Promise<number>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(0, '127.0.0.1', () => { const a = server.address(); resolve(typeof a === 'object' && a !== null ? a.port : 0) })
-    })
+    const port = await listenLocal(server)
     const leg = new Leg(link, server, port)
     server.on('connection', c => {
       if (link.cut) { c.destroy(); return }
