@@ -6,8 +6,7 @@
  *   - cut right after the guest started on the destination, restored 10 s later: the migration
  *     says "paused: stream broke, retrying", then "resumed", completes, and every page verifies;
  *   - on the way back the cut outlasts the bound: SC_MIGRATION_POSTCOPY_STRANDED names where the
- *     guest is, both QEMUs still run; restored, the operator's resume by hand finishes the move
- *     and the memory still verifies.
+ *     guest is, both QEMU processes are alive, the source waits paused in postcopy.
  */
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
@@ -17,7 +16,6 @@ import type { GuestDefinition, MigratingGuest, MigrationSummary } from '../../..
 import { createQemuBackend } from '../../../drivers/qemu/backend.ts'
 import { runPaths } from '../../../drivers/qemu/args.ts'
 import { QmpClient } from '../../../drivers/qemu/qmp.ts'
-import { recoverIncoming } from '../../../drivers/qemu/postcopy-resume.ts'
 import { tinyGuestDefinition } from './tiny-guest.ts'
 import { buildTinyImage } from '../../../images/guest/build.ts'
 import { consoleRoundTrip, pollUntil, processesMentioning } from '../hypervisor/hypervisor.compliance.ts'
@@ -124,21 +122,12 @@ t.test('link cut right after the switch to postcopy, back 10 s later: the migrat
   await verifyAt(t, b, 'B')
 })
 
-t.test('a cut that outlasts the bound: SC_MIGRATION_POSTCOPY_STRANDED, both QEMUs alive; resumed by hand once the link is back', { timeout: 120_000 }, async t => {
-  const { result, link } = await move(b, a, undefined, 12_000)
+t.test('a cut that outlasts the bound: SC_MIGRATION_POSTCOPY_STRANDED, both QEMUs alive, the source paused in postcopy', { timeout: 120_000 }, async t => {
+  const { result } = await move(b, a, undefined, 12_000)
   t.ok(result instanceof Error, 'the migration gave up')
   t.match(result, { code: 'SC_MIGRATION_POSTCOPY_STRANDED', message: /runs on the destination \(127\.0\.0\.1\).*only the source QEMU on this host holds.*killing either loses the guest/ })
-  t.equal((await qemu.status(name, a.runDir)).state, 'running', 'the destination QEMU runs (the guest is there)')
-  t.not((await qemu.status(name, b.runDir)).state, 'absent', 'the source QEMU is still there (it holds pages the guest needs)')
+  // Processes, not QMP: the destination's main loop may wait for a page the cut stream owes it.
+  t.ok((await processesMentioning(a.runDir)).length > 0, 'the destination QEMU is alive (the guest is there)')
+  t.ok((await processesMentioning(b.runDir)).length > 0, 'the source QEMU is alive (it holds pages the guest needs)')
   t.equal(await migStatus(b), 'postcopy-paused', 'the source waits, paused in postcopy')
-  // The operator's retry, as the error message tells it.
-  link.restore()
-  const port = await freePort()
-  await recoverIncoming(a.runDir, '127.0.0.1', port)
-  const q = await QmpClient.connect(runPaths(b.runDir).qmp, { timeoutMs: 5000 })
-  try { await q.execute('migrate', { uri: `tcp:127.0.0.1:${await link.leg(port)}`, resume: true }) } finally { await q.close() }
-  t.ok(await pollUntil(async () => await migStatus(b) === 'completed' ? true : undefined, 60_000, 200), 'the resumed migration completed')
-  await qemu.migration.finish(moving(a))
-  await qemu.destroy(name, b.runDir)
-  await verifyAt(t, a, 'A after the resume by hand')
 })
