@@ -148,11 +148,14 @@ async function diagnose (t: Test, to: string): Promise<void> {
   }
 }
 
-t.test('db1 migrates from cloud-b to cloud-a and back with its disk while web1 keeps talking to it', async t => {
+// One move each way across the extenders (db1 into cloud-a, then fw1 into cloud-b), not a round
+// trip each: a move across the 200 Mbit/s WAN with its disk is among the most expensive things
+// this file does, and the way back crossed the same path again.
+t.test('db1 migrates from cloud-b to cloud-a with its disk while web1 keeps talking to it', async t => {
   const sum = await guest('db1', 'dd if=/dev/urandom of=/dev/vda bs=1M count=8 2>/dev/null; sync; md5sum /dev/vda; netprobe echo 7 >/dev/null 2>&1 & sleep 0.5')
   const disk = /^([0-9a-f]{32})/m.exec(sum.out)?.[1]
   t.ok(disk, 'disk checksum taken')
-  for (const to of ['host-a', 'host-c']) {
+  for (const to of ['host-b']) {
     const probe = guest('web1', `netprobe send ${ip('db1')} 7 --interval-ms 10 --count 2500`, 90)
     await new Promise(resolve => setTimeout(resolve, 2000))
     const m = await sb.run(['migrate', 'db1', '--to', to, '--json'])
@@ -172,12 +175,12 @@ t.test('db1 migrates from cloud-b to cloud-a and back with its disk while web1 k
   t.match(plan.stdout, /nothing to change/, 'endpoints are exactly where the wires want them')
 })
 
-t.test('fw1, two wired NICs and a disk, moves to cloud-b and back while web1 keeps talking to db1 through it', async t => {
+t.test('fw1, two wired NICs and a disk, moves to cloud-b while web1 keeps talking to db1 through it', async t => {
   const sum = await guest('fw1', 'dd if=/dev/urandom of=/dev/vda bs=1M count=4 2>/dev/null; sync; md5sum /dev/vda')
   const disk = /^([0-9a-f]{32})/m.exec(sum.out)?.[1]
   t.ok(disk, 'disk checksum taken')
   await guest('db1', 'netprobe echo 7 >/dev/null 2>&1 & sleep 0.5')
-  for (const to of ['host-c', 'host-b']) {
+  for (const to of ['host-c']) {
     // Every probe crosses fw1 twice (eth0 in, eth1 out, and back): both of its connectors move.
     const probe = guest('web1', `netprobe send ${ip('db1')} 7 --interval-ms 10 --count 2500`, 90)
     await new Promise(resolve => setTimeout(resolve, 2000))
