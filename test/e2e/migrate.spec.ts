@@ -37,10 +37,17 @@ async function status (): Promise<StatusReport> {
 let memSum = ''
 let diskSum = ''
 
+/**
+ * In the guest: memload verifies every page and prints its checksum again (SIGUSR1: two lines,
+ * waited for rather than a fixed few seconds, which a loaded machine can outlast), then the disk's md5.
+ */
+const VERIFY = 'n=$(wc -l < /tmp/ml.out); kill -USR1 $(pidof memload); i=0; while [ $(wc -l < /tmp/ml.out) -lt $((n + 2)) ] && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done; tail -n 2 /tmp/ml.out; md5sum /dev/vda'
+
 t.test('up, and fill guest memory and disk with known contents', async t => {
   const r = await sb.run(['up'])
   t.equal(r.code, 0, r.stderr)
-  const out = await inGuest('db1', 'memload --mb 48 --hold > /tmp/ml.out 2>&1 & sleep 4; cat /tmp/ml.out; dd if=/dev/urandom of=/dev/vda bs=1M count=16 2>/dev/null; sync; md5sum /dev/vda')
+  // Waits for memload's checksum line (a fixed 4 s was too short for a loaded machine to fill 48 MiB).
+  const out = await inGuest('db1', 'memload --mb 48 --hold > /tmp/ml.out 2>&1 & i=0; while ! grep -q "c[h]ecksum" /tmp/ml.out && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done; cat /tmp/ml.out; dd if=/dev/urandom of=/dev/vda bs=1M count=16 2>/dev/null; sync; md5sum /dev/vda')
   memSum = /checksum ([0-9a-f]{16})/.exec(out)?.[1] ?? ''
   diskSum = /^([0-9a-f]{32})\s+\/dev\/vda/m.exec(out)?.[1] ?? ''
   t.match(memSum, /^[0-9a-f]{16}$/)
@@ -59,7 +66,7 @@ for (const [mode, to] of moves) {
     const s = await status()
     t.equal(s.vms.find(v => v.name === 'db1')?.host, to)
     t.equal(s.vms.find(v => v.name === 'db1')?.state, 'running')
-    const out = await inGuest('db1', 'kill -USR1 $(pidof memload); sleep 3; tail -n 2 /tmp/ml.out; md5sum /dev/vda')
+    const out = await inGuest('db1', VERIFY)
     t.match(out, /verify ok/, 'every page verified inside the guest')
     t.equal(/checksum ([0-9a-f]{16})/.exec(out)?.[1], memSum, 'memory checksum unchanged')
     t.equal(/^([0-9a-f]{32})\s+\/dev\/vda/m.exec(out)?.[1], diskSum, 'disk checksum unchanged')
@@ -126,7 +133,7 @@ t.test('destination killed mid-transfer: the VM keeps running on the source with
   const s = await status()
   t.equal(s.vms.find(v => v.name === 'db1')?.host, 'h1')
   t.equal(s.vms.find(v => v.name === 'db1')?.state, 'running')
-  const out = await inGuest('db1', 'kill -USR1 $(pidof memload); sleep 3; tail -n 2 /tmp/ml.out; md5sum /dev/vda')
+  const out = await inGuest('db1', VERIFY)
   t.equal(/checksum ([0-9a-f]{16})/.exec(out)?.[1], memSum)
   t.equal(/^([0-9a-f]{32})\s+\/dev\/vda/m.exec(out)?.[1], diskSum)
   // And it can still migrate afterwards.
@@ -155,7 +162,7 @@ t.test('migration link cut mid-transfer: it fails by its deadline and the VM kee
   const s = await status()
   t.equal(s.vms.find(v => v.name === 'db1')?.host, from)
   t.equal(s.vms.find(v => v.name === 'db1')?.state, 'running')
-  const out = await inGuest('db1', 'kill -USR1 $(pidof memload); sleep 3; tail -n 2 /tmp/ml.out; md5sum /dev/vda')
+  const out = await inGuest('db1', VERIFY)
   t.equal(/checksum ([0-9a-f]{16})/.exec(out)?.[1], memSum)
   t.equal(/^([0-9a-f]{32})\s+\/dev\/vda/m.exec(out)?.[1], diskSum)
 })
@@ -182,7 +189,7 @@ t.test('controller killed mid-migration: the next command finishes or rolls back
   t.equal(vm?.status, 'ready')
   t.equal(vm?.state, 'running')
   t.ok(vm?.host === from || vm?.host === to)
-  const out = await inGuest('db1', 'kill -USR1 $(pidof memload); sleep 3; tail -n 2 /tmp/ml.out; md5sum /dev/vda')
+  const out = await inGuest('db1', VERIFY)
   t.equal(/checksum ([0-9a-f]{16})/.exec(out)?.[1], memSum, 'memory intact')
   t.equal(/^([0-9a-f]{32})\s+\/dev\/vda/m.exec(out)?.[1], diskSum, 'disk intact')
   // Exactly one copy runs.
