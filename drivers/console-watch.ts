@@ -15,20 +15,6 @@ export interface ConsoleLogReader {
   read: (offset: number) => Promise<{ text: string, next: number, restarted: boolean } | undefined>
   /** When the guest's process exited (it prints no more): what exited (e.g. 'QEMU') and a note for the message; undefined while it runs. */
   exited?: () => Promise<{ what: string, note: string } | undefined>
-  /**
-   * What the machine's firmware prints on the console each time it starts (QEMU: SeaBIOS'
-   * banner). Seen twice before the pattern, the guest was reset during its boot (a kernel
-   * panic with panic=-1, a triple fault): it would go round the same boot until the deadline,
-   * a CPU's worth of emulation for nothing, so the wait ends there.
-   */
-  firmwareBanner?: string
-}
-
-/** How many times `needle` occurs in `text`. */
-function occurrences (text: string, needle: string): number {
-  let n = 0
-  for (let i = text.indexOf(needle); i !== -1; i = text.indexOf(needle, i + needle.length)) n++
-  return n
 }
 
 /** ConsoleLogReader.read of a log file on this machine. */
@@ -53,8 +39,7 @@ const WINDOW = 1024 * 1024
 
 /**
  * Watches the console log until `pattern` appears (anywhere in the log of the current boot).
- * On timeout, or when the guest exits or is reset (`firmwareBanner`) first, throws
- * GuestBootError with the console tail.
+ * On timeout, or when the guest exits first, throws GuestBootError with the console tail.
  * Honours `signal` (CancelledError).
  */
 export async function watchConsole (log: ConsoleLogReader, vm: string, pattern: string | RegExp, timeoutMs: number, signal?: AbortSignal, intervalMs = 250): Promise<void> {
@@ -73,9 +58,6 @@ export async function watchConsole (log: ConsoleLogReader, vm: string, pattern: 
       if (text.length > WINDOW) text = text.slice(text.length - WINDOW)
     }
     if (matches(text)) return
-    if (log.firmwareBanner !== undefined && occurrences(text, log.firmwareBanner) >= 2) {
-      throw new GuestBootError(vm, `the guest was reset before ${what} appeared on the console (its kernel panicked or its CPU reset during boot; it would only start over)`, lastLines(text, 30))
-    }
     const exited = await log.exited?.()
     if (exited !== undefined) throw new GuestBootError(vm, `${exited.what} exited before ${what} appeared on the console${exited.note}`, lastLines(text, 30))
     if (Date.now() >= deadline) {

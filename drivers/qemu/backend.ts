@@ -113,9 +113,6 @@ export async function readConsoleTail (runDir: string, lines: number): Promise<s
 
 // ---------------------------------------------------------------- console
 
-/** SeaBIOS' first console line (QEMU's x86 firmware prints it on the serial port at every start). */
-export const SEABIOS_BANNER = 'SeaBIOS (version'
-
 /**
  * Watches the guest's console.log until `pattern` appears (anywhere in the log
  * of the current boot). On timeout, or when the guest's QEMU exits first, throws
@@ -127,7 +124,6 @@ export async function waitForConsole (runDir: string, pattern: string | RegExp, 
   const vm = name ?? (pid !== undefined ? await guestNameOf(pid) : undefined) ?? runDir
   await watchConsole({
     read: localLogRead(p.consoleLog),
-    firmwareBanner: SEABIOS_BANNER,
     exited: async () => {
       if (pid === undefined || await isQemuFor(pid, p.pidfile)) return undefined
       const qemuLog = (await tailFile(p.qemuLog, 4096)).trim()

@@ -58,8 +58,6 @@ t.test('a guest that fails to boot: error with its console tail, no orphaned QEM
   const r = await sb.run(['up'])
   t.not(r.code, 0)
   t.match(r.stderr, /error\[SC_GUEST_BOOT\]: h1: guest starved failed to boot/, 'names the host and the guest')
-  // Its kernel panics and QEMU resets it: the firmware starting again ends the wait (not the 40 s deadline).
-  t.match(r.stderr, /the guest was reset before .* appeared on the console/, 'says the guest was reset during boot')
   t.match(r.stderr, /last console lines ---\n\S/, 'shows the console tail (or says it was empty)')
   const prefix = sb.prefix('noboot') ?? ''
   const ns = leftovers(prefix).namespaces.find(n => n.includes('h1'))
