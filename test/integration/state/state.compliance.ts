@@ -171,7 +171,15 @@ export function stateCompliance (t: Test, store: StoreUnderTest): void {
     const died = await contender(sc, 'die')
     await died.done
     t.match(died.line, /^got \d+$/, 'a holder took the lock and was killed with SIGKILL')
-    t.doesNotThrow(() => { a.lock('up') }, 'a holder killed with SIGKILL leaves it free')
+    // PostgreSQL frees a session's locks when its backend sees the connection gone: at once on a
+    // quiet machine, after a moment on a loaded one (a test run under load 10 saw it still held).
+    let freed: unknown
+    for (const until = Date.now() + 15_000; ;) {
+      try { a.lock('up'); freed = undefined; break } catch (e) { freed = e }
+      if (!(freed instanceof StateLockedError) || Date.now() > until) break
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    t.equal(freed, undefined, 'a holder killed with SIGKILL leaves it free (within seconds)')
     a.unlock()
     a.close()
     b.close()
