@@ -215,18 +215,6 @@ export interface OutgoingMigration {
   onProgress?: (p: MigrationProgress & { message?: string }) => void
   /** The switchover is reached (both copies paused, or the guest paused at the destination); before the hold. */
   onSwitchover?: () => void
-  /**
-   * Postcopy recovery (QEMU): has the destination listen again after the stream broke past the
-   * switch (its recoverIncoming) and resolves with the new port; retried until the bound.
-   */
-  recover?: () => Promise<number>
-  /**
-   * Postcopy recovery through a caller elsewhere (the controller): the stream broke; have the
-   * destination listen again and call `resume(name, port)` (each attempt waits 20 s for it).
-   */
-  onRecover?: () => void
-  /** How long a broken postcopy stream is retried before SC_MIGRATION_POSTCOPY_STRANDED (default 3 min). */
-  recoveryBoundMs?: number
 }
 
 /** Dirty-bitmap state of a guest's disks (disks capability). */
@@ -273,10 +261,6 @@ export interface BackendMigration {
   prepareIncoming (def: GuestDefinition, p: IncomingMigration): Promise<IncomingEndpoint>
   /** Source: moves the running guest to the destination; resolves after the switch (the guest runs, or is let run by `finish`, there). */
   migrateOut (guest: MigratingGuest, p: OutgoingMigration): Promise<MigrationSummary>
-  /** Destination (QEMU): a postcopy migration whose stream broke listens again on `port` (postcopy recovery). */
-  recoverIncoming?: (guest: MigratingGuest, p: { listenIp: string, port: number }) => Promise<void>
-  /** Source (QEMU): the destination of `name`'s broken postcopy migration listens again on `port` (OutgoingMigration.onRecover). */
-  resume?: (name: string, port: number) => void
   /** Lets a migration held at the switchover go on; SC_MIGRATION_NOT_HELD when `name` is not held. */
   continue (name: string): void
   /** Cancels the outgoing migration of `name`; SC_MIGRATION_NOT_RUNNING when there is none. */

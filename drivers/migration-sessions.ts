@@ -16,14 +16,11 @@ export interface OutgoingSession {
    * `continue(name)` (rejects with SC_MIGRATION_FAILED after holdMs).
    */
   switchover: (p: { hold: boolean, onSwitchover?: () => void }) => Promise<void>
-  /** Postcopy recovery: waits for `resume(name, port)` (the destination listens again on `port`), at most `ms`. */
-  awaitResume: (ms: number) => Promise<number>
 }
 
 interface Entry {
   ac: AbortController
   release?: () => void
-  resume?: (port: number) => void
 }
 
 export class OutgoingSessions {
@@ -48,11 +45,7 @@ export class OutgoingSessions {
         switchover: async p => {
           p.onSwitchover?.()
           if (p.hold) await this.hold(entry)
-        },
-        awaitResume: async ms => await new Promise<number>((resolve, reject) => {
-          const timer = setTimeout(() => { entry.resume = undefined; reject(new SupercloudError('SC_MIGRATION_FAILED', `the destination did not listen again within ${Math.round(ms / 1000)} s`)) }, ms)
-          entry.resume = port => { clearTimeout(timer); entry.resume = undefined; resolve(port) }
-        })
+        }
       })
     } finally {
       signal?.removeEventListener('abort', onAbort)
@@ -74,13 +67,6 @@ export class OutgoingSessions {
     const e = this.sessions.get(name)
     if (e?.release === undefined) throw new SupercloudError('SC_MIGRATION_NOT_HELD', `${name} is not waiting at switchover`)
     e.release()
-  }
-
-  /** Postcopy recovery: the destination of `name`'s broken migration listens again on `port`. */
-  resume (name: string, port: number): void {
-    const e = this.sessions.get(name)
-    if (e?.resume === undefined) throw new SupercloudError('SC_MIGRATION_NOT_HELD', `${name} is not waiting to resume a postcopy migration`)
-    e.resume(port)
   }
 
   /** Waits at the switchover until the controller calls vm.migrate.continue (entry.release), at most holdMs. */

@@ -5,7 +5,6 @@ import { encode, LineSplitter, type AccelChoice, type AdoptTableResult, type Att
 import { parseAgentMessage, parseResult, type AgentParams, type AgentResult } from './schema.ts'
 import { FieldError } from './validate.ts'
 import type { MigrationSummary } from '../../drivers/qemu/migration.ts'
-import { POSTCOPY_RECOVERY_BOUND_MS } from '../../drivers/qemu/postcopy-recovery.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import type { SshConnection } from '../../core/ssh.ts'
 import type { SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
@@ -140,13 +139,8 @@ export class AgentClient {
   /** Changes the running guest live to `l` (hot-plug); the new plugged layout. */
   async updateVm (l: VmLaunch): Promise<UpdateResult> { return await this.call('vm.update', { launch: l }, { timeoutMs: 120000 }) }
   async prepareIncoming (p: IncomingParams): Promise<IncomingResult> { return await this.call('vm.migrate.incoming', p, { timeoutMs: 120000 }) }
-  /** A postcopy migration may wait out a broken stream up to the recovery bound after the deadline. */
-  async migrateOut (p: OutgoingParams): Promise<MigrationSummary> { return await this.call('vm.migrate.outgoing', p, { timeoutMs: p.deadlineMs + 120000 + POSTCOPY_RECOVERY_BOUND_MS }) }
+  async migrateOut (p: OutgoingParams): Promise<MigrationSummary> { return await this.call('vm.migrate.outgoing', p, { timeoutMs: p.deadlineMs + 120000 }) }
   async continueMigration (name: string): Promise<void> { await this.call('vm.migrate.continue', { name }) }
-  /** Destination, postcopy recovery: the broken migration of `name` listens again; its port. */
-  async recoverIncoming (name: string, listenIp: string): Promise<{ port: number }> { return await this.call('vm.migrate.recover', { name, listenIp }) }
-  /** Source, postcopy recovery: resume `name`'s migration to the destination's new port. */
-  async resumeMigration (name: string, port: number): Promise<void> { await this.call('vm.migrate.resume', { name, port }) }
   async migrationActive (name: string): Promise<boolean> { return (await this.call('vm.migrate.active', { name })).active }
   async cancelMigration (name: string): Promise<void> { await this.call('vm.migrate.cancel', { name }) }
   /** Destination, at the switchover hold: start recording the guest's disk writes under migration `id`. */

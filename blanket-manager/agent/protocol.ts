@@ -41,8 +41,6 @@ export type AgentMethod =
   | 'vm.migrate.incoming'
   | 'vm.migrate.outgoing'
   | 'vm.migrate.continue'
-  | 'vm.migrate.recover'
-  | 'vm.migrate.resume'
   | 'vm.migrate.cancel'
   | 'vm.migrate.finish'
   | 'vm.migrate.active'
@@ -218,12 +216,7 @@ export interface DestroyParams {
  * in-process signal and callbacks (the agent cancels on vm.migrate.cancel, reports progress as
  * pushed events, and holds at the switchover until vm.migrate.continue).
  */
-export type OutgoingParams = { name: string } & Omit<OutgoingMigration, 'signal' | 'onProgress' | 'onSwitchover' | 'recover' | 'onRecover' | 'recoveryBoundMs'>
-
-/** Destination, postcopy recovery: listen again for the VM's broken migration on `listenIp`. */
-export interface RecoverParams { name: string, listenIp: string }
-/** Source, postcopy recovery: the destination listens again on `port`. */
-export interface ResumeParams { name: string, port: number }
+export type OutgoingParams = { name: string } & Omit<OutgoingMigration, 'signal' | 'onProgress' | 'onSwitchover'>
 
 /** The Domain-0 switches a host should have (VirtualWire); others carrying the prefix are removed. */
 export interface SwitchesParams {

@@ -15,7 +15,7 @@ import type { ControllerPolicy, HostView } from '../../overdriver/decision/decid
 import type { RepositoryRef, SectorTableJson } from '../../overdriver/coopswap/sector-table.ts'
 import type { DirtyStatus } from '../migration/disk-reuse.ts'
 import { validateEventInput } from '../events/schema.ts'
-import type { AccelChoice, AdoptTableParams, AdoptTableResult, AgentMethod, AttachParams, BalloonParams, StopParams, BitmapParams, ConfigureParams, DestroyParams, HandoverParams, HelloResult, IncomingParams, IncomingResult, IssueParams, MigratedParams, NameParams, OutgoingParams, RecoverParams, ResumeParams, ProbeParams, RepositoryGrantJson, RepositoryInfo, RepositoryParams, SwapLaunch, SwitchesParams, UpdateParams, UpdateResult, VmImage, VmInfo, VmLaunch, VmStats } from './protocol.ts'
+import type { AccelChoice, AdoptTableParams, AdoptTableResult, AgentMethod, AttachParams, BalloonParams, StopParams, BitmapParams, ConfigureParams, DestroyParams, HandoverParams, HelloResult, IncomingParams, IncomingResult, IssueParams, MigratedParams, NameParams, OutgoingParams, ProbeParams, RepositoryGrantJson, RepositoryInfo, RepositoryParams, SwapLaunch, SwitchesParams, UpdateParams, UpdateResult, VmImage, VmInfo, VmLaunch, VmStats } from './protocol.ts'
 import type { GuestPlugged } from '../../drivers/hypervisor.ts'
 import { FieldError, absPath, anyObject, arr, bool, byKind, check, count, deviceName, devicePrefix, guard, hex, listenPort, mac, migrationId, none, nonEmpty, num, obj, oneOf, opt, port, nonNegative, specName, isAbsPath, str, tuple, vmName, type Schema } from './validate.ts'
 
@@ -38,8 +38,6 @@ export interface AgentMethods {
   'vm.migrate.incoming': { params: IncomingParams, result: IncomingResult }
   'vm.migrate.outgoing': { params: OutgoingParams, result: MigrationSummary }
   'vm.migrate.continue': { params: NameParams, result: null }
-  'vm.migrate.recover': { params: RecoverParams, result: { port: number } }
-  'vm.migrate.resume': { params: ResumeParams, result: null }
   'vm.migrate.cancel': { params: NameParams, result: null }
   'vm.migrate.finish': { params: NameParams, result: VmInfo }
   'vm.migrate.active': { params: NameParams, result: { active: boolean } }
@@ -191,8 +189,6 @@ export const AGENT_SCHEMAS: { [M in AgentMethod]: { params: Schema<AgentParams<M
     })
   },
   'vm.migrate.continue': { params: nameParams, result: none },
-  'vm.migrate.recover': { params: obj<RecoverParams>({ name: vmName, listenIp: address }), result: obj<{ port: number }>({ port }) },
-  'vm.migrate.resume': { params: obj<ResumeParams>({ name: vmName, port }), result: none },
   'vm.migrate.cancel': { params: nameParams, result: none },
   'vm.migrate.finish': { params: nameParams, result: vmInfo },
   'vm.migrate.active': { params: nameParams, result: obj<{ active: boolean }>({ active: bool }) },

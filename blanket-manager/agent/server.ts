@@ -129,8 +129,6 @@ export class Agent {
     'vm.migrate.incoming': async p => await this.vms.prepareIncoming(p),
     'vm.migrate.outgoing': async (p, c) => await this.vms.migrateOut(p, c.push),
     'vm.migrate.continue': p => { this.vms.continueMigration(p.name); return null },
-    'vm.migrate.recover': async p => await this.vms.recoverIncoming(p.name, p.listenIp),
-    'vm.migrate.resume': p => { this.vms.resumeMigration(p.name, p.port); return null },
     'vm.migrate.cancel': p => { this.vms.cancelMigration(p.name); return null },
     'vm.migrate.finish': async p => await this.vms.finishIncoming(p.name),
     'vm.migrate.active': p => ({ active: this.vms.migrationActive(p.name) }),

@@ -315,8 +315,7 @@ export class VmManager {
         ...(p.incremental !== undefined ? { incremental: p.incremental } : {}),
         ...(p.selfConfig !== undefined ? { selfConfig: p.selfConfig } : {}),
         onProgress: pr => push({ type: 'migration.progress', vm: p.name, ...pr }),
-        onSwitchover: () => push({ type: 'migration.switchover', vm: p.name }),
-        onRecover: () => push({ type: 'migration.recover', vm: p.name })
+        onSwitchover: () => push({ type: 'migration.switchover', vm: p.name })
       })
     } catch (err) {
       // Still running here (the switch did not happen): the sector table stays this copy's. (A
@@ -330,22 +329,6 @@ export class VmManager {
   /** Lets a migration held at switchover continue. */
   continueMigration (name: string): void {
     this.backend.migration.continue(name)
-  }
-
-  /** Destination, postcopy recovery: the broken migration of `name` listens again on a free port. */
-  async recoverIncoming (name: string, listenIp: string): Promise<{ port: number }> {
-    const recover = this.backend.migration.recoverIncoming
-    if (recover === undefined) throw new SupercloudError('SC_MIGRATION_FAILED', `this host's hypervisor cannot resume a migration of ${name}`)
-    const port = await freeMigrationPort(listenIp, [])
-    await recover(this.migrating(await this.launchOf(name)), { listenIp, port })
-    return { port }
-  }
-
-  /** Source, postcopy recovery: the destination listens again on `port`. */
-  resumeMigration (name: string, port: number): void {
-    const resume = this.backend.migration.resume
-    if (resume === undefined) throw new SupercloudError('SC_MIGRATION_NOT_HELD', `${name} is not waiting to resume a postcopy migration`)
-    resume(name, port)
   }
 
   /** Whether an outgoing migration of `name` is running in this agent. */

@@ -358,12 +358,6 @@ class MigrationRun<A extends HostAgent> {
         switchover.begin(async () => { await source.continueMigration(vm) })
           .catch(() => { void source.cancelMigration(vm).catch(() => {}) })
       }
-      if (ev.type === 'migration.recover') {
-        // Postcopy recovery: the destination listens again, the source resumes to it (drivers/qemu/postcopy-resume.ts).
-        void this.atTarget(async a => await a.recoverIncoming(vm, this.i.dest.record.address))
-          .then(async ({ port }) => { await source.resumeMigration(vm, port) })
-          .catch((err: unknown) => { this.say(`postcopy recovery: ${err instanceof Error ? err.message : String(err)}`) })
-      }
     })
     const onAbort = (): void => { void source.cancelMigration(vm).catch(() => {}) }
     opts.signal?.addEventListener('abort', onAbort, { once: true })

@@ -15,7 +15,7 @@ import { withOwnKey } from '../access/own-key.ts'
  */
 export type HostAgent = Pick<AgentClient,
   'host' | 'hello' | 'listVms' | 'createVm' | 'destroyVm' | 'stopVm' | 'updateVm' | 'vmStatus' | 'balloon' |
-  'prepareIncoming' | 'migrateOut' | 'continueMigration' | 'recoverIncoming' | 'resumeMigration' | 'migrationActive' | 'cancelMigration' | 'finishIncoming' |
+  'prepareIncoming' | 'migrateOut' | 'continueMigration' | 'migrationActive' | 'cancelMigration' | 'finishIncoming' |
   'markArrival' | 'dirtyStatus' | 'dropDeparted' | 'onEvent' |
   'ensureSwitches' | 'attach' | 'consoleSocket' |
   'overdriverRepository' | 'overdriverIssue' | 'overdriverExportTable' | 'overdriverAdoptTable' | 'overdriverHandover' |

@@ -9,7 +9,6 @@ import { OutgoingSessions } from '../migration-sessions.ts'
 import { SWAP_ID } from './args.ts'
 import { dirtyStatus, finishIncoming, markArrival, runOutgoing, startIncoming } from './migration.ts'
 import { requireSecurity } from './migration-tls.ts'
-import { recoverIncoming } from './postcopy-resume.ts'
 
 /** QEMU's block node of the guest disk with device id `id` (args.ts names them so). */
 const node = (id: string): string => `drv-${id}`
@@ -44,7 +43,6 @@ export class QemuMigration implements BackendMigration {
     const security = requireSecurity(g.name, 'outgoing', p.tls)
     return await this.sessions.run(g.name, p.signal, async s => await runOutgoing({
       runDir: g.runDir,
-      name: g.name,
       destIp: p.destIp,
       migrationPort: p.migrationPort,
       nbdPort: p.nbdPort,
@@ -56,20 +54,13 @@ export class QemuMigration implements BackendMigration {
       deadlineMs: p.deadlineMs,
       security,
       ...(p.incremental !== undefined ? { incremental: p.incremental } : {}),
-      ...(p.recover !== undefined ? { recover: p.recover } : p.onRecover !== undefined ? { recover: async () => { p.onRecover?.(); return await s.awaitResume(20_000) } } : {}),
-      ...(p.recoveryBoundMs !== undefined ? { recoveryBoundMs: p.recoveryBoundMs } : {}),
       signal: s.signal,
       ...(p.onProgress !== undefined ? { onProgress: p.onProgress } : {}),
       onSwitchover: async () => { await s.switchover({ hold: p.holdAtSwitchover, ...(p.onSwitchover !== undefined ? { onSwitchover: p.onSwitchover } : {}) }) }
     }))
   }
 
-  async recoverIncoming (g: MigratingGuest, p: { listenIp: string, port: number }): Promise<void> {
-    await recoverIncoming(g.runDir, p.listenIp, p.port)
-  }
-
   continue (name: string): void { this.sessions.continue(name) }
-  resume (name: string, port: number): void { this.sessions.resume(name, port) }
   cancel (name: string): void { this.sessions.cancel(name) }
   active (name: string): boolean { return this.sessions.active(name) }
 

@@ -23,7 +23,6 @@ import type { MigrationSummary } from '../hypervisor.ts'
 import type { MigrationSecurity } from '../../core/migration.ts'
 import { migrationTlsParams, nbdServerArgs, nbdTargetArgs } from './migration-tls.ts'
 import { dropCreds, installCreds } from './migration-tls-creds.ts'
-import { PostcopyRecovery, type SaidProgress } from './postcopy-resume.ts'
 export type { MigrationSummary } from '../hypervisor.ts'
 
 export class MigrationError extends SupercloudError {
@@ -34,8 +33,8 @@ export class MigrationError extends SupercloudError {
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-async function migrationQmp (runDir: string, oob = false): Promise<QmpClient> {
-  return await QmpClient.connect(runPaths(runDir).qmpMigration, { timeoutMs: 10000, commandTimeoutMs: 30000, oob })
+async function migrationQmp (runDir: string): Promise<QmpClient> {
+  return await QmpClient.connect(runPaths(runDir).qmpMigration, { timeoutMs: 10000, commandTimeoutMs: 30000 })
 }
 
 export interface IncomingOptions {
@@ -137,8 +136,6 @@ export async function finishIncoming (runDir: string, diskNodes: string[]): Prom
 
 export interface OutgoingOptions {
   runDir: string
-  /** The guest's name, for messages (default: its run dir). */
-  name?: string
   destIp: string
   migrationPort: number
   nbdPort: number
@@ -153,16 +150,7 @@ export interface OutgoingOptions {
   /** The migration's TLS credentials (this side presents their identity), or 'off'. */
   security: MigrationSecurity
   signal?: AbortSignal
-  onProgress?: (p: SaidProgress) => void
-  /**
-   * Postcopy recovery (postcopy-resume.ts): has the destination listen again (recoverIncoming
-   * there) and resolves with its new port. Without it a broken postcopy stream is only reported.
-   */
-  recover?: () => Promise<number>
-  /** How long a postcopy stream may stay broken before SC_MIGRATION_POSTCOPY_STRANDED (default 3 min); neither QEMU is killed then. */
-  recoveryBoundMs?: number
-  /** Time without a byte sent in postcopy before the stream counts as broken (default 4 s). */
-  recoveryStallMs?: number
+  onProgress?: (p: MigrationProgress) => void
   /** Runs while both sides are paused, after disks are synchronised and before the switch. */
   onSwitchover?: () => Promise<void>
   /**
@@ -192,8 +180,7 @@ interface IncrementalDisk {
 /** On the source: mirrors disks, migrates RAM, completes. Cleans up on failure. */
 export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary> {
   const t0 = Date.now()
-  // Out of band: postcopy recovery pauses a stream whose writer holds QEMU's main loop (postcopy-resume.ts).
-  const q = await migrationQmp(o.runDir, true)
+  const q = await migrationQmp(o.runDir)
   const incNodes = new Set(o.incremental?.nodes ?? [])
   const mirrors = o.diskNodes.filter(n => !incNodes.has(n)).map(n => ({ node: n, target: `mig-${n}`.slice(0, 31), job: `mirror-${n}`.slice(0, 31), offset: 0 }))
   const incs: IncrementalDisk[] = o.diskNodes.filter(n => incNodes.has(n))
@@ -338,26 +325,10 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
     await q.execute('migrate-set-parameters', params)
     await q.execute('migrate', { uri: `tcp:${o.destIp}:${o.migrationPort}` })
     const policy = { mode: o.mode, deadlineMs: o.deadlineMs, startedAt: Date.now() }
-    let lastInfo: QueryMigrate | undefined
-    let lastDisks: { sent: number, total: number, ready: boolean } | undefined
-    const recovery = new PostcopyRecovery({
-      guest: o.name ?? o.runDir,
-      destIp: o.destIp,
-      ...(o.recover !== undefined ? { recover: o.recover } : {}),
-      ...(o.recoveryBoundMs !== undefined ? { boundMs: o.recoveryBoundMs } : {}),
-      ...(o.recoveryStallMs !== undefined ? { stallMs: o.recoveryStallMs } : {}),
-      say: message => { if (progress !== undefined) o.onProgress?.({ ...progress, message }) }
-    })
     for (;;) {
       if (aborted() && !switched) throw new CancelledError('migration')
-      // In postcopy a stream blocked while QEMU's migration thread holds the main loop leaves QMP
-      // unanswered: such a sample counts as one with nothing sent (the recovery sees the stall).
-      const info = postcopy
-        ? await q.execute<QueryMigrate>('query-migrate', undefined, { timeoutMs: 1000 }).catch((err: unknown) => { if (lastInfo === undefined || q.closed) throw err; return lastInfo })
-        : await q.execute<QueryMigrate>('query-migrate')
-      lastInfo = info
-      const d = switched && lastDisks !== undefined ? lastDisks : await diskTotal()
-      lastDisks = d
+      const info = await q.execute<QueryMigrate>('query-migrate')
+      const d = await diskTotal()
       const p = foldProgress(progress, info, d.sent, d.total, o.ramBytes)
       report(p)
       if (info.status === 'failed') throw new MigrationError(`QEMU reports the migration failed: ${info['error-desc'] ?? 'no reason given'}`)
@@ -407,9 +378,6 @@ export async function runOutgoing (o: OutgoingOptions): Promise<MigrationSummary
           diskReused: incs.length > 0,
           ...(holdMs !== undefined ? { switchoverHoldMs: holdMs } : {})
         }
-      } else if (info.status?.startsWith('postcopy-') === true) {
-        // The guest runs on the destination: a broken stream is paused and resumed, never cancelled.
-        await recovery.step(q, info.status, info.ram?.transferred ?? 0)
       } else if (!postcopy && shouldStartPostcopy(policy, Date.now(), p, history)) {
         await q.execute('migrate-start-postcopy')
         postcopy = true

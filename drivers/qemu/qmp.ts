@@ -32,12 +32,6 @@ export interface QmpCallOptions {
   /** Reject with QmpError when no answer arrives within this many ms. Default: the client's default (30 s). */
   timeoutMs?: number
   signal?: AbortSignal
-  /**
-   * Out of band (`exec-oob`): answered by the monitor's own thread while the main loop is blocked
-   * (only commands QEMU allows OOB, e.g. migrate-pause, migrate-recover, yank; the client must
-   * have connected with `oob`).
-   */
-  oob?: boolean
 }
 
 export interface QmpConnectOptions {
@@ -46,8 +40,6 @@ export interface QmpConnectOptions {
   /** Default per-command timeout. Default 30 s. */
   commandTimeoutMs?: number
   signal?: AbortSignal
-  /** Enable out-of-band execution when the monitor offers it (see QmpCallOptions.oob). */
-  oob?: boolean
 }
 
 /**
@@ -143,8 +135,7 @@ export class QmpClient extends EventEmitter {
     const client = new QmpClient(sock, path, greeting, opts.commandTimeoutMs ?? 30_000)
     client.attach(rest, partial)
     try {
-      const caps = opts.oob === true && greeting.capabilities.includes('oob') ? { enable: ['oob'] } : undefined
-      await client.execute('qmp_capabilities', caps, { timeoutMs, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
+      await client.execute('qmp_capabilities', undefined, { timeoutMs, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
     } catch (err) {
       client.destroy()
       throw err
@@ -238,7 +229,7 @@ export class QmpClient extends EventEmitter {
       const cleanup = (): void => { clearTimeout(timer); opts.signal?.removeEventListener('abort', onAbort) }
       opts.signal?.addEventListener('abort', onAbort, { once: true })
       this.pending.set(id, { command, resolve: v => resolve(v as T), reject, cleanup })
-      const msg: Record<string, unknown> = { [opts.oob === true ? 'exec-oob' : 'execute']: command, id }
+      const msg: Record<string, unknown> = { execute: command, id }
       if (args !== undefined) msg.arguments = args
       if (qmpDiagnostics.hasSubscribers) qmpDiagnostics.publish({ socket: this.path, dir: 'out', command, id })
       this.sock.write(JSON.stringify(msg) + '\n')

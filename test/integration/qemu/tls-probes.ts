@@ -90,14 +90,6 @@ export async function nbdInfo (port: number, name: string, creds?: { dir: string
  * A relay on a port of its own forwarding to `targetPort`, counting the bytes it carries both
  * ways and whether `needle` appeared in them (searched across chunk boundaries).
  */
-/** Listens on a free port of 127.0.0.1; resolves with it. */
-export async function listenLocal (server: Server): Promise<number> {
-  return await new Promise<number>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => { const a = server.address(); resolve(typeof a === 'object' && a !== null ? a.port : 0) })
-  })
-}
-
 export class RecordingRelay {
   bytes = 0
   seen = false
@@ -106,7 +98,10 @@ export class RecordingRelay {
 
   static async open (targetPort: number, needle: Buffer): Promise<RecordingRelay> {
     const server = createServer()
-    const port = await listenLocal(server)
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(0, '127.0.0.1', () => { const a = server.address(); resolve(typeof a === 'object' && a !== null ? a.port : 0) })
+    })
     const r = new RecordingRelay(server, port, needle)
     server.on('connection', c => {
       const u = connect(targetPort, '127.0.0.1')

@@ -232,8 +232,6 @@ export class MemAgent implements HostAgent {
   }
 
   async continueMigration (name: string): Promise<void> { this.call(`continueMigration ${name}`) }
-  async recoverIncoming (name: string, _listenIp: string): Promise<{ port: number }> { this.call(`recoverIncoming ${name}`); return { port: 49153 } }
-  async resumeMigration (name: string, port: number): Promise<void> { this.call(`resumeMigration ${name} ${port}`) }
   async migrationActive (name: string): Promise<boolean> { this.call(`migrationActive ${name}`); return this.h.outgoing.has(name) }
   async cancelMigration (name: string): Promise<void> { this.call(`cancelMigration ${name}`); this.h.outgoing.get(name)?.() }
 
