@@ -9,6 +9,7 @@
 import t from 'tap'
 import { sandbox } from '../helpers/cli.ts'
 import { tinyVm, twoHostSpec } from '../helpers/specs.ts'
+import { waitInGuest } from '../helpers/guest-shell.ts'
 
 const spec = twoHostSpec({
   name: 'migw',
@@ -38,7 +39,7 @@ t.test('a guest rewriting its memory through three moves finds every page as it 
   let verdict = ''
   // The guest waits for the writer's verdict itself: one console session, not one every 3 s.
   for (let i = 0; i < 4 && !/done pages_written|verify FAILED/.test(verdict); i++) {
-    verdict = (await inGuest('i=0; while ! grep -qE "d[o]ne pages_written|v[e]rify FAILED" /tmp/w.out && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; tail -n 3 /tmp/w.out', 90)).out
+    verdict = (await inGuest(`${waitInGuest('/tmp/w.out', 'd[o]ne pages_written|v[e]rify FAILED', 60)}; tail -n 3 /tmp/w.out`, 90)).out
   }
   t.match(verdict, /verify ok pages=\d+\s+done pages_written/, `every page holds its last generation after the moves: ${verdict.trim()}`)
   // (The bracketed letters keep the pattern from matching its own echo.)

@@ -10,6 +10,7 @@ import { sandbox } from '../helpers/cli.ts'
 import { leftovers } from '../helpers/sweep-lib.ts'
 import { tcgSpec, tinyVm } from '../helpers/specs.ts'
 import type { StatusReport } from '../../blanket-manager/controller/index.ts'
+import { waitInGuest } from '../helpers/guest-shell.ts'
 
 const spec = tcgSpec({
   name: 'mig',
@@ -47,7 +48,7 @@ t.test('up, and fill guest memory and disk with known contents', async t => {
   const r = await sb.run(['up'])
   t.equal(r.code, 0, r.stderr)
   // Waits for memload's checksum line (a fixed 4 s was too short for a loaded machine to fill 48 MiB).
-  const out = await inGuest('db1', 'memload --mb 48 --hold > /tmp/ml.out 2>&1 & i=0; while ! grep -q "c[h]ecksum" /tmp/ml.out && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done; cat /tmp/ml.out; dd if=/dev/urandom of=/dev/vda bs=1M count=16 2>/dev/null; sync; md5sum /dev/vda')
+  const out = await inGuest('db1', `memload --mb 48 --hold > /tmp/ml.out 2>&1 & ${waitInGuest('/tmp/ml.out', 'c[h]ecksum', 60)}; cat /tmp/ml.out; dd if=/dev/urandom of=/dev/vda bs=1M count=16 2>/dev/null; sync; md5sum /dev/vda`)
   memSum = /checksum ([0-9a-f]{16})/.exec(out)?.[1] ?? ''
   diskSum = /^([0-9a-f]{32})\s+\/dev\/vda/m.exec(out)?.[1] ?? ''
   t.match(memSum, /^[0-9a-f]{16}$/)

@@ -5,23 +5,10 @@
  */
 import t from 'tap'
 import type { ChildProcess } from 'node:child_process'
-import { sandbox } from '../helpers/cli.ts'
+import { jsonLines, sandbox } from '../helpers/cli.ts'
 import { oneHostSpec, tinyVmLine } from '../helpers/specs.ts'
 
 interface Ev { seq: number, type: string, data: Record<string, unknown> }
-
-/** Collects the JSON lines a child prints on stdout. */
-function jsonLines (child: ChildProcess): Ev[] {
-  const out: Ev[] = []
-  let buf = ''
-  child.stdout?.on('data', (d: Buffer) => {
-    buf += d.toString()
-    const lines = buf.split('\n')
-    buf = lines.pop() ?? ''
-    for (const l of lines) if (l.trim() !== '') out.push(JSON.parse(l) as Ev)
-  })
-  return out
-}
 
 async function until<T> (what: string, f: () => T | undefined, ms = 300_000): Promise<T> {
   const end = Date.now() + ms
@@ -49,7 +36,7 @@ t.test('another terminal follows an up step by step and cancels it; the next up 
   // Terminal 2 follows the event stream from its start (the supercloud exists once up said its
   // operation id; `events --follow` refuses one that does not exist yet).
   const follower = sb.start(['events', '--follow', '--json', '--since', '0'])
-  const events = jsonLines(follower)
+  const events = jsonLines<Ev>(follower)
   t.teardown(() => { follower.kill('SIGTERM') })
   await until('two progress steps in the other terminal', () => events.filter(e => e.type === 'operation.progress' && e.data.operation === id1).length >= 2 ? true : undefined)
   const listed = await sb.run(['operations'])

@@ -13,6 +13,19 @@ export const CLI = join(ROOT, 'bin', 'supercloud')
 
 export interface CliResult { code: number, stdout: string, stderr: string }
 
+/** Collects the JSON lines a child (e.g. `events --follow --json`) prints on stdout, as they come. */
+export function jsonLines<T> (child: import('node:child_process').ChildProcess): T[] {
+  const out: T[] = []
+  let buf = ''
+  child.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString()
+    const lines = buf.split('\n')
+    buf = lines.pop() ?? ''
+    for (const l of lines) if (l.trim() !== '') out.push(JSON.parse(l) as T)
+  })
+  return out
+}
+
 export interface Sandbox {
   dir: string
   stateRoot: string

@@ -1,6 +1,6 @@
 /**
- * Loaded into every test file's process by scripts/test.sh (tap's --node-arg=--import): when
- * SC_TEST_CPU_CGROUP names a cpuacct cgroup directory the suite made, the process moves into a
+ * Loaded into every test file's process by tap (.taprc's node-arg): when scripts/test.sh sets
+ * SC_TEST_CPU_CGROUP to a cpuacct cgroup directory it made, the process moves into a
  * child cgroup named after its test file. Everything it starts (CLI processes, QEMU, Xen
  * machines, sshd, daemons that detach) stays in that cgroup, so scripts/test.sh can say how much
  * CPU each file used in all. On 2 cores the suite is CPU-bound: a file's CPU time, not its wall

@@ -6,8 +6,9 @@
  */
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
-import { sandbox } from '../../helpers/cli.ts'
+import { jsonLines, sandbox } from '../../helpers/cli.ts'
 import type { StatusReport } from '../../../blanket-manager/controller/index.ts'
+import { waitInGuest } from '../../helpers/guest-shell.ts'
 
 const spec = `
 name: od
@@ -43,20 +44,9 @@ async function events (): Promise<Ev[]> {
 async function waitFor (pred: (evs: Ev[]) => boolean, ms: number): Promise<Ev[]> {
   const child = sb.start(['events', '--follow', '--json', '--since', '0'])
   child.stdin?.end()
-  const evs: Ev[] = []
-  let buf = ''
+  const evs = jsonLines<Ev>(child)
   const exited = new Promise(resolve => child.on('exit', resolve))
-  await new Promise<void>(resolve => {
-    const timer = setTimeout(resolve, ms)
-    child.on('exit', () => { clearTimeout(timer); resolve() })
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString()
-      const lines = buf.split('\n')
-      buf = lines.pop() ?? ''
-      for (const l of lines) if (l.trim() !== '') evs.push(JSON.parse(l) as Ev)
-      if (pred(evs)) { clearTimeout(timer); resolve() }
-    })
-  })
+  for (const until = Date.now() + ms; !pred(evs) && child.exitCode === null && Date.now() < until;) await new Promise(resolve => setTimeout(resolve, 200))
   child.kill('SIGTERM')
   await exited
   return evs
@@ -97,7 +87,7 @@ t.test('under serve: a transient burst is absorbed by cooperative swap, a sustai
     const until = Date.now() + ms
     for (;;) {
       // The guest waits for its verdict itself (one console session, not one every few seconds).
-      const wait = `i=0; while ! grep -qE 'v[e]rify (ok|FAILED)' ${file} 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; tail -n 2 ${file}`
+      const wait = `${waitInGuest(file, 'v[e]rify (ok|FAILED)', 60)}; tail -n 2 ${file}`
       const r = await sb.run(['console', 'v1', '--run', wait, '--timeout', '90']).catch(() => ({ stdout: '' }))
       if (/verify (ok|FAILED)/.test(r.stdout) || Date.now() > until) return r.stdout
       await new Promise(resolve => setTimeout(resolve, 3000))
