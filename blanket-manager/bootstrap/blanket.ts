@@ -47,7 +47,7 @@ export interface BootstrapOptions extends OperationOptions {
   install?: boolean
   /** QEMU binary on the host (default qemu-system-x86_64 from PATH). */
   qemuBinary?: string
-  /** The builtin guest image, uploaded to the host (also used by the KVM probe). */
+  /** The builtin guest image, uploaded to a QEMU host (also used by the KVM probe); a Xen host gets it with its first guest. */
   image?: GuestImageFiles
   /** How long the KVM probe waits for the probe guest (default 20 s). */
   probeTimeoutMs?: number
@@ -154,9 +154,10 @@ export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts:
     const hello = await agent.hello()
     if (hello.build !== bundle.hash) throw new BootstrapError(host.name, `agent build ${hello.build} answered, expected ${bundle.hash}`)
 
-    // Guest image (also the KVM probe's guest).
+    // Guest image (also the KVM probe's guest). A Xen host's probe asks xl, not a guest: its
+    // guests get their files when they are launched (in a TCG dom0 this upload cost ~5 s a host).
     let image: BootstrapResult['image']
-    if (opts.image !== undefined) {
+    if (opts.image !== undefined && !xen) {
       const files = await ensureImageOnHost(ssh, dir, opts.image.id, { vmlinuz: opts.image.kernel, 'initrd.img': opts.image.initrd }, opts)
       image = { kernel: files.vmlinuz ?? '', initrd: files['initrd.img'] ?? '' }
     }
