@@ -167,7 +167,7 @@ export async function bootstrapHost (host: HostRecord, ssh: SshConnection, opts:
     // A cached choice is reused when it answers the same question: a probe for 'auto', the mode itself otherwise.
     const reusable = accel !== undefined && (opts.accel === 'auto' ? accel.probed : opts.accel === accel.mode)
     if (!reusable) {
-      if (opts.accel !== 'tcg' && image === undefined) throw new BootstrapError(host.name, 'the KVM probe needs the builtin guest image')
+      if (!xen && opts.accel !== 'tcg' && image === undefined) throw new BootstrapError(host.name, 'the KVM probe needs the builtin guest image')
       say('probe', xen ? 'asking Xen what it offers (xl info)' : opts.accel === 'tcg' ? 'using TCG (forced by spec)' : 'probing KVM with a test guest')
       accel = await agent.probe({ kernel: image?.kernel ?? '', initrd: image?.initrd ?? '', timeoutMs: opts.probeTimeoutMs ?? 20000, want: opts.accel }, opts.signal)
     }

@@ -70,19 +70,16 @@ export class HostFirewalls<A extends HostAgent> {
   /** Whether hosts get firewalls here (the host setup has a firewall port). */
   enabled (): boolean { return this.c.hosts.firewall !== undefined }
 
-  /** Hosts that get a firewall: ready, recorded, not a Xen dom0 (its image has no nft yet). */
-  private hosts (ctx: DriverContext): { yes: HostRecord[], xen: string[] } {
-    const ready = this.c.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined)
-    const xen = ready.filter(h => ctx.hosts?.[h.name]?.hypervisor.backend === 'xen').map(h => h.name)
-    return { yes: ready.filter(h => !xen.includes(h.name)).map(h => h.record as HostRecord), xen }
+  /** Hosts that get a firewall: ready and recorded (a Xen dom0 too: its image ships nft). */
+  private hosts (): HostRecord[] {
+    return this.c.store.hosts().filter(h => h.status === 'ready' && h.record !== undefined).map(h => h.record as HostRecord)
   }
 
   /** Installs every host's firewall; `endpoints`: the topologies whose peers are admitted (each host -> its endpoints). */
   async sync (ctx: DriverContext, endpoints: Array<Record<string, EndpointConfig[]>>, progress: (ev: ProgressEvent) => void): Promise<void> {
     const port = this.c.hosts.firewall
     if (port === undefined) return
-    const { yes, xen } = this.hosts(ctx)
-    for (const h of xen) progress({ subject: `host ${h}`, phase: 'firewall', message: 'no host firewall: the Xen dom0 image has no nft (issue 14)' })
+    const yes = this.hosts()
     const all = this.c.store.hosts().flatMap(h => h.record !== undefined ? [h.record] : [])
     await mapLimited(yes, this.c.hostConcurrency, async self => {
       const facts = firewallFacts({

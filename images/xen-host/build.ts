@@ -43,7 +43,10 @@ export const DOM0_MODULES = [
   // VirtualWire on a Xen host: connectors (kernel VXLAN) and the endpoint interface (FUSE).
   'vxlan', 'fuse',
   // Guest disks: raw images through loop devices, the Overdriver swap export through NBD (nbd-client).
-  'loop', 'nbd'
+  'loop', 'nbd',
+  // The host firewall (blanket-manager/firewall: an inet and a bridge table, conntrack state,
+  // the guest mark set on frames from vifs in the bridge family).
+  'nf_tables', 'nft_ct', 'nft_meta_bridge'
 ]
 
 const XEN_BIN = `/usr/lib/xen-${XEN_TOOLS_VERSION}/bin`
@@ -61,13 +64,17 @@ export const DOM0_BINARIES = [
   // sets VXLAN forwarding entries with `bridge fdb`).
   '/usr/bin/ip', '/usr/sbin/bridge',
   // The Blanket bootstrap starts its daemons with `setsid nohup` (busybox has no nohup).
-  '/usr/bin/nohup'
+  '/usr/bin/nohup',
+  // The host firewall, installed with `nft -f` as on every other host.
+  '/usr/sbin/nft'
 ]
 /**
  * Libraries loaded with dlopen (so not in any ldd closure): glibc needs libgcc_s for
  * pthread_cancel (xl create); the VirtualWire endpoint manager's fuse-native addon links libfuse 2.
  */
 export const DOM0_DLOPENED = ['/lib/x86_64-linux-gnu/libgcc_s.so.1', '/lib/x86_64-linux-gnu/libfuse.so.2']
+/** The protocol names nft needs (netbase's /etc/protocols, the lines the firewall's rules name). */
+export const DOM0_PROTOCOLS = 'icmp\t1\tICMP\ntcp\t6\tTCP\nudp\t17\tUDP\nipv6-icmp\t58\tIPv6-ICMP\n'
 /** xl's configuration: dom0 has fixed memory (dom0_mem=...,max:...), so xl never balloons it. */
 export const XL_CONF = 'autoballoon="off"\n'
 /** Convenience names on PATH, as symlinks (Debian's own are a version-selecting wrapper script). */
@@ -182,7 +189,7 @@ async function gatherInputs (signal?: AbortSignal, withNode = false): Promise<In
   const closures: string[][] = []
   const binaries = withNode ? [...DOM0_BINARIES, await findNode()] : DOM0_BINARIES
   for (const bin of binaries) {
-    if (!(await kit.exists(bin))) throw new XenImageBuildError(`${bin} is missing (install xen-utils-${XEN_TOOLS_VERSION}, openssh-server and nbd-client: scripts/setup.sh)`)
+    if (!(await kit.exists(bin))) throw new XenImageBuildError(`${bin} is missing (install xen-utils-${XEN_TOOLS_VERSION}, openssh-server, nbd-client and nftables: scripts/setup.sh)`)
     const text = (await kit.run('ldd', [bin], { signal }).catch(() => Buffer.from(''))).toString()
     try {
       closures.push([bin, ...parseLdd(text)])
@@ -229,7 +236,8 @@ function inputDigests (inp: Inputs): Record<string, string> {
     block: sha256(inp.blockScript),
     guest_cpuid: sha256(XEN_GUEST_CPUID),
     sshd_config: sha256(SSHD_CONFIG),
-    xl_conf: sha256(XL_CONF)
+    xl_conf: sha256(XL_CONF),
+    protocols: sha256(DOM0_PROTOCOLS)
   }
   for (const m of inp.modules) d[`module:${m.path}`] = sha256(m.data)
   for (const m of inp.guestModules) d[`guest-module:${m.path}`] = sha256(m.data)
@@ -273,6 +281,8 @@ export function dom0Entries (inp: Pick<Inputs, 'modules' | 'busybox' | 'init' | 
       { type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\nnogroup:x:65534:\n') },
       { type: 'file', path: 'etc/ssh/sshd_config', data: Buffer.from(SSHD_CONFIG) },
       { type: 'file', path: 'etc/xen/xl.conf', data: Buffer.from(XL_CONF) },
+      // nft resolves the protocol names of the firewall's rules (icmp, ipv6-icmp) here.
+      { type: 'file', path: 'etc/protocols', data: Buffer.from(DOM0_PROTOCOLS) },
       { type: 'file', path: 'etc/xen/scripts/vif-bridge', data: inp.vifScript, mode: 0o755 },
       { type: 'file', path: 'etc/xen/scripts/block', data: inp.blockScript, mode: 0o755 },
       // Guests of this emulated Xen host do not see XSAVE (drivers/xen GUEST_CPUID_FILE):

@@ -2,7 +2,7 @@
  * Xen hosts through the real CLI: `supercloud up` of two `hypervisor: xen` hosts (each a QEMU
  * machine running Xen 4.17 with the dom0 of images/xen-host) runs two guests as Xen domains:
  * web1 on xen-a, on the site network and joined to db1 on xen-b by a VirtualWire connector
- * between the dom0s; web1 has a data disk (raw image, loop + blkback) and a swap disk (the
+ * between the dom0s (and reaching nothing of its own dom0: the dom0s run the host firewall); web1 has a data disk (raw image, loop + blkback) and a swap disk (the
  * agent's NBD export through the dom0's nbd device). A migration that fails midway leaves db1
  * running where it was; `supercloud migrate` then moves it between the Xen hosts (xl migrate)
  * with its endpoint re-pointed, also when the receiver reports an error after the domain
@@ -99,9 +99,14 @@ t.test('up runs the guests as Xen domains on two Xen hosts', async t => {
   t.same(await domains('xen-b'), ['db1'], 'xl list on xen-b shows db1')
 })
 
-t.test('guests reach the site network and each other through a connector between the dom0s', async t => {
-  const gw = await inGuest('web1', 'ping -c 2 -W 5 198.18.61.1')
-  t.equal(gw.code, 0, `web1 reaches the site gateway through xenbr0: ${gw.out}`)
+t.test('guests reach the site network and each other through a connector between the dom0s, and nothing of their dom0', async t => {
+  // One console session: the gateway, then the dom0's SSH (its firewall drops what comes from a vif).
+  const gw = await inGuest('web1', 'ping -c 2 -W 5 198.18.61.1 >/dev/null && echo gateway-ok; echo "== ssh"; nc -w 3 198.18.61.10 22 </dev/null; echo "== end"')
+  t.match(gw.out, /gateway-ok/, `web1 reaches the site gateway through xenbr0: ${gw.out}`)
+  const ssh = gw.out.split('== ssh')[1]?.split('== end')[0] ?? 'missing'
+  t.notMatch(ssh, /SSH-2\.0|missing/, `web1 gets nothing from its dom0's SSH: ${ssh.trim()}`)
+  const table = `supercloud_${sb.prefix('xen') ?? ''}`
+  for (const h of ['xen-a', 'xen-b']) t.match(await onHost(h, `nft list table inet ${table}`), /policy drop/, `${h}'s dom0 has the host firewall`)
   const vw = await inGuest('web1', 'ping -c 3 -W 5 198.19.61.3')
   t.equal(vw.code, 0, `web1 on xen-a reaches db1 on xen-b over VirtualWire: ${vw.out}`)
   const ep = await onHost('xen-b', 'cat /var/lib/supercloud/vw/1')
