@@ -45,8 +45,9 @@ export const DOM0_MODULES = [
   // Guest disks: raw images through loop devices, the Overdriver swap export through NBD (nbd-client).
   'loop', 'nbd',
   // The host firewall (blanket-manager/firewall: an inet and a bridge table, conntrack state,
-  // the guest mark set on frames from vifs in the bridge family).
-  'nf_tables', 'nft_ct', 'nft_meta_bridge'
+  // the guest mark set on frames from vifs in the bridge family). crc32c_generic first: libcrc32c
+  // (which nf_tables needs) asks the crypto API for crc32c, a soft dependency modules.dep omits.
+  'crc32c_generic', 'nf_tables', 'nft_ct', 'nft_meta_bridge'
 ]
 
 const XEN_BIN = `/usr/lib/xen-${XEN_TOOLS_VERSION}/bin`
