@@ -31,6 +31,25 @@ export interface MigrationProgress {
 export interface MigrationTls {
   identity: string
   key: string
+  /**
+   * Between Xen hosts, whose stream is socat's OPENSSL (x509 only, no PSK): a self-signed
+   * certificate and key per end, drawn with the PSK for this migration alone. Each end pins the
+   * other's certificate (its only trust anchor), so nobody without these keys completes the
+   * handshake. Both ends get both keys, as both get the PSK: the same trust, another handshake.
+   */
+  x509?: MigrationX509
+}
+
+/** A PEM certificate and its PEM (PKCS#8) private key. */
+export interface CertifiedKey {
+  cert: string
+  key: string
+}
+
+/** The two ends of a Xen migration's TLS stream (MigrationTls.x509). */
+export interface MigrationX509 {
+  server: CertifiedKey
+  client: CertifiedKey
 }
 
 /** What a migration's streams run over: TLS with these credentials, or, asked for explicitly, clear text (benchmarks). */
@@ -43,9 +62,32 @@ const TLS_KEY_RE = /^[0-9a-f]{64}$/
 export function migrationTlsProblem (v: unknown): string | undefined {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object'
   const o = v as Record<string, unknown>
-  if (Object.keys(o).some(k => k !== 'identity' && k !== 'key')) return 'unknown fields (only identity and key)'
+  if (Object.keys(o).some(k => k !== 'identity' && k !== 'key' && k !== 'x509')) return 'unknown fields (only identity, key and x509)'
   if (typeof o.identity !== 'string' || !TLS_IDENTITY_RE.test(o.identity)) return 'identity must be 1-64 of A-Z a-z 0-9 . _ - (a letter or digit first)'
   if (typeof o.key !== 'string' || !TLS_KEY_RE.test(o.key)) return 'key must be 64 lowercase hex digits (32 bytes)'
+  if (o.x509 !== undefined) {
+    const x = o.x509 as Record<string, unknown>
+    if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'x509 is not an object'
+    if (Object.keys(x).some(k => k !== 'server' && k !== 'client')) return 'x509: unknown fields (only server and client)'
+    for (const end of ['server', 'client'] as const) {
+      const problem = certifiedKeyProblem(x[end])
+      if (problem !== undefined) return `x509.${end}: ${problem}`
+    }
+  }
+  return undefined
+}
+
+const PEM_CERT_RE = /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/
+const PEM_KEY_RE = /^-----BEGIN PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END PRIVATE KEY-----\n?$/
+/** PEM text longer than this is refused (an RSA-4096 key is ~3.3 KB). */
+const PEM_MAX = 8192
+
+function certifiedKeyProblem (v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object'
+  const o = v as Record<string, unknown>
+  if (Object.keys(o).some(k => k !== 'cert' && k !== 'key')) return 'unknown fields (only cert and key)'
+  if (typeof o.cert !== 'string' || o.cert.length > PEM_MAX || !PEM_CERT_RE.test(o.cert)) return 'cert must be one PEM certificate'
+  if (typeof o.key !== 'string' || o.key.length > PEM_MAX || !PEM_KEY_RE.test(o.key)) return 'key must be one PEM (PKCS#8) private key'
   return undefined
 }
 

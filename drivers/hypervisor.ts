@@ -3,7 +3,7 @@
  * (blanket-manager/agent), never directly by the controller.
  */
 import type { OperationOptions } from '../core/progress.ts'
-import type { MigrationMode, MigrationProgress, MigrationSecurity } from '../core/migration.ts'
+import type { CertifiedKey, MigrationMode, MigrationProgress, MigrationSecurity } from '../core/migration.ts'
 
 /** 'xen': guests are Xen domains (PVH) of the host's Xen (drivers/xen). */
 export type AccelMode = 'kvm' | 'tcg' | 'xen'
@@ -113,9 +113,18 @@ export interface SelfMigrationResult {
 }
 
 /**
+ * One end of a SelfMigration's TLS stream: its own certificate and key, and the other end's
+ * certificate, pinned (the only one it accepts). Absent: the stream is clear text.
+ */
+export interface StreamEnd {
+  self: CertifiedKey
+  peerCert: string
+}
+
+/**
  * Live migration run by a toolstack itself (Xen: `xl migrate` / `xl migrate-receive`), under
  * the Xen backend's BackendMigration. The stream runs over TCP from the source host to
- * `listenIp:port` on the destination. The guest arrives **paused**: it runs at the
+ * `listenIp:port` on the destination, in TLS when `tls` is given to both ends. The guest arrives **paused**: it runs at the
  * destination only after `resume`, so the caller can re-point the network in between.
  */
 export interface SelfMigration {
@@ -125,12 +134,12 @@ export interface SelfMigration {
    * must send (so the guest lands in this host's bridges and paths), and `arrived`, which
    * resolves once the guest is here, paused, and rejects when the stream failed, or on `signal`.
    */
-  receive (def: GuestDefinition, p: { listenIp: string, port: number, signal?: AbortSignal }): Promise<{ config: string, arrived: Promise<void> }>
+  receive (def: GuestDefinition, p: { listenIp: string, port: number, signal?: AbortSignal, tls?: StreamEnd }): Promise<{ config: string, arrived: Promise<void> }>
   /**
    * Source: send the running guest to destIp:port with `config`. Resolves when the destination
    * holds it (paused) and the guest is gone here. On failure or abort the guest keeps running here.
    */
-  send (name: string, runDir: string, p: { destIp: string, port: number, config: string, signal?: AbortSignal, onProgress?: (p: SelfMigrationProgress) => void }): Promise<SelfMigrationResult>
+  send (name: string, runDir: string, p: { destIp: string, port: number, config: string, signal?: AbortSignal, onProgress?: (p: SelfMigrationProgress) => void, tls?: StreamEnd }): Promise<SelfMigrationResult>
   /** Destination: let the arrived guest run. Idempotent. */
   resume (name: string, runDir: string): Promise<void>
 }

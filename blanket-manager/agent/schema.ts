@@ -70,7 +70,7 @@ const positive = guard('a whole number > 0', (v): v is number => typeof v === 'n
 const migrationMode = oneOf('auto', 'precopy', 'postcopy', 'hybrid')
 /** An address the agent listens on or connects to (IPv4, IPv6 or a host name), not a path. */
 /** A migration's TLS credentials ({ identity, key: 64 hex }) or 'off' (clear text, asked explicitly). */
-const migrationSecurity = guard('TLS credentials { identity, key } or \'off\'', isMigrationSecurity)
+const migrationSecurity = guard('TLS credentials { identity, key, x509? } or \'off\'', isMigrationSecurity)
 const address = guard('an address (IPv4, IPv6 or host name)', (v): v is string => typeof v === 'string' && /^[A-Za-z0-9.:-]{1,253}$/.test(v))
 
 /** A probe without a test guest image (accel forced) sends ''. */

@@ -234,8 +234,8 @@ class MigrationRun<A extends HostAgent> {
   private readonly mode: NonNullable<MigrateOptions['mode']>
   /** The migration's id: the source keeps its disk images under it, the destination's bitmaps carry it. */
   private readonly id = randomBytes(6).toString('hex')
-  /** The streams' credentials: a key for this migration alone, given to both agents over SSH, never stored (docs/security.md). */
-  private readonly tls: MigrationSecurity
+  /** The streams' credentials: a key for this migration alone (and, between Xen hosts, an x509 pair), given to both agents over SSH, never stored (docs/security.md). */
+  private tls: MigrationSecurity
   private readonly startedAt = new Date().toISOString()
   private readonly prevReuse: DiskReuse | undefined
   private report!: MigrationReporter
@@ -275,6 +275,9 @@ class MigrationRun<A extends HostAgent> {
     this.source = await this.c.sessions.agent(from)
     this.target = await this.c.sessions.agent(to)
     try {
+      // Xen's stream goes through socat, which speaks x509 TLS only: a pair drawn for this migration
+      // (loaded here: node-forge stays off the CLI's start-up path).
+      if (this.tls !== 'off' && [from, to].some(h => this.i.spec.hosts[h]?.hypervisor.backend === 'xen')) this.tls = { ...this.tls, x509: await (await import('../../core/tls-cert.ts')).migrationX509() }
       await this.prepareWires()
       const { launch, reuse, inc } = await this.prepareDestination()
       const summary = await this.stream(launch, reuse, inc)

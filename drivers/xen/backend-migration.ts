@@ -8,14 +8,31 @@
  * away at the switch) runs anyway after `unclaimedResumeMs`.
  */
 import { SupercloudError } from '../../core/errors.ts'
-import type { MigrationMode } from '../../core/migration.ts'
-import type { BackendMigration, GuestDefinition, IncomingEndpoint, MigratingGuest, MigrationSummary, OutgoingMigration, SelfMigration } from '../hypervisor.ts'
+import { migrationTlsProblem, type MigrationMode, type MigrationSecurity } from '../../core/migration.ts'
+import type { BackendMigration, GuestDefinition, IncomingEndpoint, MigratingGuest, MigrationSummary, OutgoingMigration, SelfMigration, StreamEnd } from '../hypervisor.ts'
 import { OutgoingSessions } from '../migration-sessions.ts'
 
 interface Arrival {
   ac: AbortController
   arrived: Promise<void>
   timer?: NodeJS.Timeout
+}
+
+/**
+ * This end of the stream from the migration's credentials: the destination is the TLS server,
+ * the source its client, each pinning the other's certificate. 'off' (asked explicitly): clear
+ * text. Anything else is refused before anything starts (SC_MIGRATION_TLS_MISSING).
+ */
+export function streamEnd (guest: string, side: 'incoming' | 'outgoing', sec: MigrationSecurity | undefined): StreamEnd | undefined {
+  if (sec === 'off') return undefined
+  const refuse = (detail: string): never => {
+    throw new SupercloudError('SC_MIGRATION_TLS_MISSING', `migration of ${guest} (${side}) refused: ${detail}. A Xen migration's stream runs over TLS with the certificates the controller draws for it; ask through the controller (supercloud migrate), or pass tls: 'off' explicitly for clear text`, { exitCode: 2 })
+  }
+  if (sec === undefined) return refuse('no TLS credentials were given')
+  const problem = migrationTlsProblem(sec)
+  if (problem !== undefined) return refuse(`the TLS credentials are malformed (${problem})`)
+  if (sec.x509 === undefined) return refuse('the TLS credentials carry no x509 pair (xl\'s stream goes through socat, which has no PSK)')
+  return side === 'incoming' ? { self: sec.x509.server, peerCert: sec.x509.client.cert } : { self: sec.x509.client, peerCert: sec.x509.server.cert }
 }
 
 export class XenMigration implements BackendMigration {
@@ -30,15 +47,16 @@ export class XenMigration implements BackendMigration {
     if (mode !== 'auto' && mode !== 'precopy') throw new SupercloudError('SC_MIGRATION_MODE_UNSUPPORTED', `xen migrates by pre-copy only (xl migrate); mode ${mode} is not available on this host`)
   }
 
-  /** Destination: one listener for the stream. */
-  async prepareIncoming (def: GuestDefinition, p: { listenIp: string, mode: MigrationMode, port: (avoid: number[]) => Promise<number> }): Promise<IncomingEndpoint> {
+  /** Destination: one listener for the stream (TLS: the server end of the migration's x509 pair). */
+  async prepareIncoming (def: GuestDefinition, p: { listenIp: string, mode: MigrationMode, port: (avoid: number[]) => Promise<number>, tls?: MigrationSecurity }): Promise<IncomingEndpoint> {
     this.checkMode(p.mode)
+    const tls = streamEnd(def.name, 'incoming', p.tls)
     const name = def.name
     this.forget(name)
     const port = await p.port([])
     const ac = new AbortController()
     try {
-      const r = await this.self.receive({ ...def, incoming: true }, { listenIp: p.listenIp, port, signal: ac.signal })
+      const r = await this.self.receive({ ...def, incoming: true }, { listenIp: p.listenIp, port, signal: ac.signal, ...(tls !== undefined ? { tls } : {}) })
       const entry: Arrival = { ac, arrived: r.arrived }
       r.arrived.catch(() => {})
       r.arrived.then(() => {
@@ -71,6 +89,7 @@ export class XenMigration implements BackendMigration {
     return await this.sessions.run(g.name, p.signal, async s => {
       if (p.selfConfig === undefined) throw new SupercloudError('SC_AGENT_BAD_REQUEST', 'a Xen migration needs the destination\'s guest configuration (selfConfig)')
       this.checkMode(p.mode)
+      const tls = streamEnd(g.name, 'outgoing', p.tls)
       const total = g.memoryBytes
       let sent = 0
       let iteration = 0
@@ -81,6 +100,7 @@ export class XenMigration implements BackendMigration {
         port: p.migrationPort,
         config: p.selfConfig,
         signal: s.signal,
+        ...(tls !== undefined ? { tls } : {}),
         onProgress: pr => {
           sent = Math.max(sent, pr.sentBytes ?? sent)
           iteration = Math.max(iteration, pr.iteration ?? iteration)

@@ -4,11 +4,12 @@
  * files, so it survives a dropped SSH connection and can be polled), and parsers of what
  * those leave behind (`xl migrate`'s log, /proc/net/tcp).
  *
- * The stream: the destination runs `socat TCP-LISTEN:<port>,bind=<ip> EXEC:'xl
- * migrate-receive -p',nofork` (one connection; with nofork xl's stdin/stdout are the socket
- * itself). The source runs `xl -vvv migrate -s '' -C <config> <name> '<rune>'`: with an empty
+ * The stream: the destination runs `socat OPENSSL-LISTEN:<port>,bind=<ip>,<tls> EXEC:'xl
+ * migrate-receive -p'` (one connection, TLS with the migration's pinned certificates: see
+ * StreamTlsFiles; in clear text, asked for explicitly, `TCP-LISTEN` with nofork, xl's
+ * stdin/stdout then being the socket itself). The source runs `xl -vvv migrate -s '' -C <config> <name> '<rune>'`: with an empty
  * `-s`, xl runs the rune with `sh -c` as the transport (its stdin is the stream, its stdout
- * the receiver's replies). The rune is `echo $$ > <pid>; exec socat -b 262144 - TCP:<ip>:<port>`:
+ * the receiver's replies). The rune is `echo $$ > <pid>; exec socat -b 262144 - OPENSSL:<ip>:<port>,<tls>`:
  * the socat's pid lets us read its /proc/<pid>/io while it runs (xl prints no byte counts: it
  * hides libxc's progress while it migrates) and kill it to cancel (xl then takes its own
  * failure path and resumes the guest). `-b 262144`: socat's default 8 KiB reads cost a
@@ -66,24 +67,60 @@ export function checkEndpoint (ip: string, port: number): 4 | 6 {
   return v
 }
 
-/** socat address of the destination's listener. */
-function listenAddress (ip: string, port: number): string {
-  return checkEndpoint(ip, port) === 4 ? `TCP4-LISTEN:${port},bind=${ip},reuseaddr` : `TCP6-LISTEN:${port},bind=[${ip}],reuseaddr,ipv6only=1`
+/**
+ * One end's TLS files in the dom0 (written by migration.ts, mode 0600 in a 0700 directory):
+ * `self` holds this end's private key and certificate (PEM, key first), `peer` the other end's
+ * certificate, its only trust anchor (pinned); `peerName` is the common name it must carry.
+ */
+export interface StreamTlsFiles {
+  self: string
+  peer: string
+  peerName: string
 }
 
-/** Destination: one connection on listenIp:port, handed to `xl migrate-receive -p` (the guest stays paused). */
-export function receiverArgv (p: { xl: string, listenIp: string, port: number }): string[] {
+/** The directory of a migration's TLS files under the guest's runDir, and the two files each end writes. */
+export function streamTlsPaths (runDir: string, end: 'server' | 'client'): { dir: string, self: string, peer: string } {
+  const dir = `${runDir}/mig-tls`
+  return { dir, self: `${dir}/${end}.pem`, peer: `${dir}/${end === 'server' ? 'client' : 'server'}.crt` }
+}
+
+/** socat OPENSSL options: our certificate, the peer's pinned, verified, with its name checked. */
+function tlsOptions (t: StreamTlsFiles): string {
+  for (const v of [t.self, t.peer, t.peerName]) {
+    if (/[\s,:!'"\\]/.test(v) || v === '') throw new Error(`'${v}' cannot be used inside a socat address`)
+  }
+  return `cert=${t.self},cafile=${t.peer},verify=1,commonname=${t.peerName}`
+}
+
+/** socat address of the destination's listener (TLS when `tls` is given). */
+function listenAddress (ip: string, port: number, tls: StreamTlsFiles | undefined): string {
+  const v = checkEndpoint(ip, port)
+  if (tls !== undefined) return `OPENSSL-LISTEN:${port},${v === 4 ? `bind=${ip},pf=ip4` : `bind=[${ip}],pf=ip6,ipv6only=1`},reuseaddr,${tlsOptions(tls)}`
+  return v === 4 ? `TCP4-LISTEN:${port},bind=${ip},reuseaddr` : `TCP6-LISTEN:${port},bind=[${ip}],reuseaddr,ipv6only=1`
+}
+
+/**
+ * Destination: one connection on listenIp:port, handed to `xl migrate-receive -p` (the guest
+ * stays paused). In clear text xl gets the socket itself (`nofork`); over TLS socat relays
+ * between the TLS session and xl's stdin/stdout, and a client without the pinned certificate
+ * fails the handshake before xl sees a byte.
+ */
+export function receiverArgv (p: { xl: string, listenIp: string, port: number, tls?: StreamTlsFiles }): string[] {
   if (/[\s,:!]/.test(p.xl)) throw new Error(`xl path '${p.xl}' cannot be used inside a socat EXEC address`)
-  return ['socat', listenAddress(p.listenIp, p.port), `EXEC:${p.xl} migrate-receive -p,nofork`]
+  if (p.tls !== undefined) return ['socat', '-b', String(STREAM_BUFFER_BYTES), listenAddress(p.listenIp, p.port, p.tls), `EXEC:${p.xl} migrate-receive -p`]
+  return ['socat', listenAddress(p.listenIp, p.port, undefined), `EXEC:${p.xl} migrate-receive -p,nofork`]
 }
 
 /** socat's buffer: one read/write per 256 KiB instead of 8 KiB (syscalls are dear under TCG). */
 export const STREAM_BUFFER_BYTES = 262144
 
 /** Source: the transport command xl runs (`sh -c <rune>`): socat to the destination, its pid recorded. */
-export function senderRune (p: { destIp: string, port: number, streamPidFile: string }): string {
-  const target = checkEndpoint(p.destIp, p.port) === 4 ? `TCP4:${p.destIp}:${p.port}` : `TCP6:[${p.destIp}]:${p.port}`
-  return `echo $$ > ${shq(p.streamPidFile)}; exec socat -b ${STREAM_BUFFER_BYTES} - ${target}`
+export function senderRune (p: { destIp: string, port: number, streamPidFile: string, tls?: StreamTlsFiles }): string {
+  const v = checkEndpoint(p.destIp, p.port)
+  const target = p.tls !== undefined
+    ? `OPENSSL:${v === 4 ? p.destIp : `[${p.destIp}]`}:${p.port},pf=ip${v},${tlsOptions(p.tls)}`
+    : v === 4 ? `TCP4:${p.destIp}:${p.port}` : `TCP6:[${p.destIp}]:${p.port}`
+  return `echo $$ > ${shq(p.streamPidFile)}; exec socat -b ${STREAM_BUFFER_BYTES} - ${p.tls !== undefined ? shq(target) : target}`
 }
 
 /** Source: `xl -vvv migrate -s '' -C <config> <name> <rune>` (-vvv: libxl's suspend lines mark the switchover). */

@@ -17,15 +17,17 @@
  * resolves, since the guest is at the destination.
  */
 import { CancelledError, throwIfAborted } from '../../core/errors.ts'
-import type { GuestDefinition, SelfMigration, SelfMigrationProgress, SelfMigrationResult } from '../hypervisor.ts'
+import type { GuestDefinition, SelfMigration, SelfMigrationProgress, SelfMigrationResult, StreamEnd } from '../hypervisor.ts'
 import type { XenDomainPlan, XlListRow } from './config.ts'
 import { xlState } from './config.ts'
 import { XenGuestNotRunningError, XenMigrationError } from './errors.ts'
 import type { ExecOutcome } from './exec.ts'
 import {
   checkEndpoint, detachedArgv, incomingName, isListening, killGroupArgv, migratedAwayName, operatorLog, parsePoll, pastPointOfNoReturn,
-  pollArgv, receiverArgv, receiverStartedDomain, receiveLogTail, sendOutcome, sendProgressOf, senderArgv, senderRune, xenMigrationPaths, type DetachedPoll
+  pollArgv, receiverArgv, receiverStartedDomain, receiveLogTail, sendOutcome, sendProgressOf, senderArgv, senderRune, streamTlsPaths, xenMigrationPaths,
+  type DetachedPoll, type StreamTlsFiles
 } from './migration-plan.ts'
+import { MIGRATION_CLIENT_CN, MIGRATION_SERVER_CN } from '../../core/tls-cert.ts'
 
 const MiB = 1024 * 1024
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
@@ -71,6 +73,8 @@ export interface XenMigrationOptions {
   /** After a cancel, how long xl may take to resume the guest before its process group is killed. Default 120 s. */
   cancelGraceMs?: number
 }
+
+type SendParams = Parameters<SelfMigration['send']>[2]
 
 export class XenSelfMigration implements SelfMigration {
   private readonly pollMs: number
@@ -120,7 +124,7 @@ export class XenSelfMigration implements SelfMigration {
 
   // ---------------------------------------------------------------- destination
 
-  async receive (def: GuestDefinition, p: { listenIp: string, port: number, signal?: AbortSignal }): Promise<{ config: string, arrived: Promise<void> }> {
+  async receive (def: GuestDefinition, p: { listenIp: string, port: number, signal?: AbortSignal, tls?: StreamEnd }): Promise<{ config: string, arrived: Promise<void> }> {
     const name = def.name
     try {
       checkEndpoint(p.listenIp, p.port)
@@ -141,11 +145,13 @@ export class XenSelfMigration implements SelfMigration {
       const prepared = await this.host.prepareDomain(def, { incoming: true, ...(p.signal !== undefined ? { signal: p.signal } : {}) })
       const undo = async (): Promise<void> => {
         await this.host.run(killGroupArgv(files.recvPid)).catch(() => undefined)
+        await this.dropTls(def.runDir)
         await this.destroyIfPresent(incomingName(name)).catch(() => undefined)
         await this.host.restoreTaps(prepared.nics).catch(() => undefined)
       }
       try {
-        const argv = receiverArgv({ xl: this.host.xl, listenIp: p.listenIp, port: p.port })
+        const tls = p.tls !== undefined ? await this.writeTls(name, 'receive', def.runDir, p.tls) : undefined
+        const argv = receiverArgv({ xl: this.host.xl, listenIp: p.listenIp, port: p.port, ...(tls !== undefined ? { tls } : {}) })
         const started = await this.host.run(detachedArgv({ argv, log: files.recvLog, pid: files.recvPid, rc: files.recvRc }))
         if (started.code !== 0) throw new XenMigrationError({ guest: name, side: 'receive', reason: 'listen', detail: `cannot start the listener: ${started.stderr.trim()}` })
         await this.waitListening(name, p.listenIp, p.port, files, p.signal)
@@ -154,9 +160,32 @@ export class XenSelfMigration implements SelfMigration {
         throw err
       }
       const arrived = this.watchReceive(def, prepared, files, p.signal, undo)
+      // The keys leave the dom0 with the stream, however it ended.
+      arrived.then(async () => { await this.dropTls(def.runDir) }, () => {}).catch(() => {})
       arrived.catch(() => { /* the caller awaits it; no unhandled rejection meanwhile */ })
       return { config: prepared.plan.config, arrived }
     })
+  }
+
+  /**
+   * Writes this end's TLS files (streamTlsPaths; 0600 in a 0700 directory) for the stream:
+   * the receiving end is the TLS server, the sending end its client.
+   */
+  private async writeTls (name: string, side: 'receive' | 'send', runDir: string, tls: StreamEnd): Promise<StreamTlsFiles> {
+    const end = side === 'receive' ? 'server' : 'client'
+    const f = streamTlsPaths(runDir, end)
+    const pem = `${tls.self.key.trimEnd()}\n${tls.self.cert.trimEnd()}\n`
+    const a = await this.sh('umask 077 && mkdir -p "$1" && chmod 700 "$1" && cat > "$2"', [f.dir, f.self], { stdin: pem })
+    const b = a.code === 0 ? await this.sh('umask 077 && cat > "$1"', [f.peer], { stdin: `${tls.peerCert.trimEnd()}\n` }) : a
+    if (b.code !== 0) {
+      await this.dropTls(runDir)
+      throw new XenMigrationError({ guest: name, side, reason: side === 'receive' ? 'listen' : 'prepare', detail: `cannot write the stream's TLS files in ${f.dir}: ${b.stderr.trim()}`, ...(side === 'send' ? { guestRunningHere: true } : {}) })
+    }
+    return { self: f.self, peer: f.peer, peerName: end === 'server' ? MIGRATION_CLIENT_CN : MIGRATION_SERVER_CN }
+  }
+
+  private async dropTls (runDir: string): Promise<void> {
+    await this.sh('rm -rf "$1"', [streamTlsPaths(runDir, 'server').dir]).catch(() => undefined)
   }
 
   private async waitListening (name: string, ip: string, port: number, files: ReturnType<typeof xenMigrationPaths>, signal: AbortSignal | undefined): Promise<void> {
@@ -238,7 +267,7 @@ export class XenSelfMigration implements SelfMigration {
 
   // ---------------------------------------------------------------- source
 
-  async send (name: string, runDir: string, p: { destIp: string, port: number, config: string, signal?: AbortSignal, onProgress?: (p: SelfMigrationProgress) => void }): Promise<SelfMigrationResult> {
+  async send (name: string, runDir: string, p: SendParams): Promise<SelfMigrationResult> {
     const started = Date.now()
     try {
       checkEndpoint(p.destIp, p.port)
@@ -247,18 +276,29 @@ export class XenSelfMigration implements SelfMigration {
     }
     throwIfAborted(p.signal, `migration of guest ${name}`)
     const files = xenMigrationPaths(runDir)
-    const memMiB = await this.host.serialize(name, async () => {
-      const d = await this.host.domain(name)
-      if (d === undefined) throw new XenGuestNotRunningError(name)
-      const w = await this.sh('mkdir -p "$1" && cat > "$2" && rm -f "$3"', [runDir, files.sendConfig, files.sendStreamPid], { stdin: p.config })
-      if (w.code !== 0) throw new XenMigrationError({ guest: name, side: 'send', reason: 'prepare', detail: `cannot write ${files.sendConfig}: ${w.stderr.trim()}`, guestRunningHere: true })
-      const rune = senderRune({ destIp: p.destIp, port: p.port, streamPidFile: files.sendStreamPid })
-      const argv = senderArgv({ xl: this.host.xl, name, configFile: files.sendConfig, rune })
-      const r = await this.host.run(detachedArgv({ argv, log: files.sendLog, pid: files.sendPid, rc: files.sendRc }))
-      if (r.code !== 0) throw new XenMigrationError({ guest: name, side: 'send', reason: 'start', detail: `cannot start xl migrate: ${r.stderr.trim()}`, guestRunningHere: true })
-      return d.memMiB
+    const memMiB = await this.host.serialize(name, async () => await this.startSend(name, runDir, files, p)).catch(async (err: unknown) => {
+      if (p.tls !== undefined) await this.dropTls(runDir)
+      throw err
     })
+    return await this.watchSend(name, runDir, files, memMiB, started, p)
+  }
 
+  /** Source: writes the config and TLS files, starts `xl migrate` detached; the guest's memory in MiB. */
+  private async startSend (name: string, runDir: string, files: ReturnType<typeof xenMigrationPaths>, p: SendParams): Promise<number> {
+    const d = await this.host.domain(name)
+    if (d === undefined) throw new XenGuestNotRunningError(name)
+    const w = await this.sh('mkdir -p "$1" && cat > "$2" && rm -f "$3"', [runDir, files.sendConfig, files.sendStreamPid], { stdin: p.config })
+    if (w.code !== 0) throw new XenMigrationError({ guest: name, side: 'send', reason: 'prepare', detail: `cannot write ${files.sendConfig}: ${w.stderr.trim()}`, guestRunningHere: true })
+    const tls = p.tls !== undefined ? await this.writeTls(name, 'send', runDir, p.tls) : undefined
+    const rune = senderRune({ destIp: p.destIp, port: p.port, streamPidFile: files.sendStreamPid, ...(tls !== undefined ? { tls } : {}) })
+    const argv = senderArgv({ xl: this.host.xl, name, configFile: files.sendConfig, rune })
+    const r = await this.host.run(detachedArgv({ argv, log: files.sendLog, pid: files.sendPid, rc: files.sendRc }))
+    if (r.code !== 0) throw new XenMigrationError({ guest: name, side: 'send', reason: 'start', detail: `cannot start xl migrate: ${r.stderr.trim()}`, guestRunningHere: true })
+    return d.memMiB
+  }
+
+  /** Source: follows the detached `xl migrate` to its end (progress, cancel), then says how it ended. */
+  private async watchSend (name: string, runDir: string, files: ReturnType<typeof xenMigrationPaths>, memMiB: number, started: number, p: SendParams): Promise<SelfMigrationResult> {
     const emit = (ev: SelfMigrationProgress): void => { try { p.onProgress?.(ev) } catch { /* a listener's failure is not the migration's */ } }
     let aborted = p.signal?.aborted === true
     let cancelSent = false
@@ -325,6 +365,7 @@ export class XenSelfMigration implements SelfMigration {
       })
     } finally {
       p.signal?.removeEventListener('abort', onAbort)
+      if (p.tls !== undefined) await this.dropTls(runDir)
     }
   }
 

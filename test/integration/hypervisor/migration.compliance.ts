@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
 import type { GuestDefinition, HypervisorBackend, MigratingGuest, OutgoingMigration } from '../../../drivers/hypervisor.ts'
 import type { MigrationProgress } from '../../../core/migration.ts'
+import { migrationX509 } from '../../../core/tls-cert.ts'
 
 export interface MigrationComplianceOptions {
   /** Another instance of the backend (another run dir or another host): the destination. */
@@ -93,8 +94,9 @@ export async function runMigrationCompliance (t: Test, c: MigrationComplianceCon
   /** Prepares the destination and starts migrateOut; resolves with the outcome promise once the memory copy runs. */
   const startMove = async (p: Partial<OutgoingMigration>): Promise<{ outcome: Promise<unknown>, progress: MigrationProgress[] }> => {
     const mode = p.mode ?? 'auto'
-    // Each move with its own TLS credentials, as the controller draws them (QEMU requires them).
-    const tls = { identity: `src.${randomBytes(6).toString('hex')}`, key: randomBytes(32).toString('hex') }
+    // Each move with its own TLS credentials, as the controller draws them (both backends require
+    // them; Xen's stream needs the x509 pair, QEMU ignores it).
+    const tls = { identity: `src.${randomBytes(6).toString('hex')}`, key: randomBytes(32).toString('hex'), x509: await migrationX509() }
     const at = await target.migration.prepareIncoming(tdef, { listenIp: m.listenIp, mode, port, tls })
     const progress: MigrationProgress[] = []
     let copying = (): void => {}
