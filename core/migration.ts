@@ -46,6 +46,10 @@ export interface CertifiedKey {
   key: string
 }
 
+/** Common names of a Xen migration's two ends (socat checks the peer's against them; core/tls-cert.ts draws them). */
+export const MIGRATION_SERVER_CN = 'supercloud-migration-server'
+export const MIGRATION_CLIENT_CN = 'supercloud-migration-client'
+
 /** The two ends of a Xen migration's TLS stream (MigrationTls.x509). */
 export interface MigrationX509 {
   server: CertifiedKey

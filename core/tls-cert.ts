@@ -7,7 +7,9 @@
 import { generateKeyPair, randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import forge from 'node-forge'
-import type { CertifiedKey, MigrationX509 } from './migration.ts'
+import { MIGRATION_CLIENT_CN, MIGRATION_SERVER_CN, type CertifiedKey, type MigrationX509 } from './migration.ts'
+
+export { MIGRATION_CLIENT_CN, MIGRATION_SERVER_CN }
 
 const generateKeyPairAsync = promisify(generateKeyPair)
 
@@ -31,10 +33,6 @@ export async function selfSignedCertificate (commonName: string, days = 1): Prom
   cert.sign(forge.pki.privateKeyFromPem(privateKey), forge.md.sha256.create())
   return { cert: forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n'), key: privateKey }
 }
-
-/** Common names of a Xen migration's two ends (socat checks the peer's against them). */
-export const MIGRATION_SERVER_CN = 'supercloud-migration-server'
-export const MIGRATION_CLIENT_CN = 'supercloud-migration-client'
 
 /** A fresh pair of ends for one migration's TLS stream (MigrationTls.x509). */
 export async function migrationX509 (): Promise<MigrationX509> {

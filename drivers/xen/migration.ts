@@ -27,7 +27,7 @@ import {
   pollArgv, receiverArgv, receiverStartedDomain, receiveLogTail, sendOutcome, sendProgressOf, senderArgv, senderRune, streamTlsPaths, xenMigrationPaths,
   type DetachedPoll, type StreamTlsFiles
 } from './migration-plan.ts'
-import { MIGRATION_CLIENT_CN, MIGRATION_SERVER_CN } from '../../core/tls-cert.ts'
+import { MIGRATION_CLIENT_CN, MIGRATION_SERVER_CN } from '../../core/migration.ts'
 
 const MiB = 1024 * 1024
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
