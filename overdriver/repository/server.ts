@@ -7,7 +7,7 @@
  *
  * Hostile or broken peers cannot grow its memory without bound: connections are capped (in all
  * and per peer address; one over the cap gets a BAD_REQUEST reply with the reason and is
- * closed), and replies are written with backpressure: while more than `replyBufferBytes` of
+ * closed; before that, TCP connections still in their TLS handshake are capped too), and replies are written with backpressure: while more than `replyBufferBytes` of
  * replies wait for a peer that does not read them, no further request of that connection is
  * read (its requests then wait in the kernel, and TCP stops the peer); a peer that reads
  * nothing for `stalledMs` is disconnected with a reason.
@@ -25,6 +25,8 @@ import * as P from './protocol.ts'
 import { clearListener, type RepositoryListener } from './transport.ts'
 
 export const REPOSITORY_CHANNEL = 'supercloud:overdriver:repository'
+/** TCP connections allowed beyond `maxConnections` while their handshake runs (more are closed unread). */
+export const HANDSHAKE_ROOM = 16
 const diag = channel(REPOSITORY_CHANNEL)
 
 export type RepositoryEvent =
@@ -89,6 +91,11 @@ export class PageRepository {
       this.counts.rejected++
       this.emit({ type: 'repository.rejected', remote, reason })
     })
+    // Before any handshake: TCP connections beyond the protocol's cap plus room for handshakes in
+    // flight are closed by the kernel-facing layer at once (Node's maxConnections), so peers that
+    // open connections and never finish a TLS handshake hold a bounded number of sockets, each for
+    // at most the handshake timeout. Within it, `accept` applies the caps with their reasons.
+    server.maxConnections = (this.opts.maxConnections ?? 256) + HANDSHAKE_ROOM
     server.on('connection', (s: Socket) => { this.raw.add(s); s.once('close', () => this.raw.delete(s)) })
     this.server = server
     await new Promise<void>((resolve, reject) => {

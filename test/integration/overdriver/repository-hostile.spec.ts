@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import { AgentOverdriver } from '../../../blanket-manager/agent/overdriver-host.ts'
 import { newRepositoryTls, pskConnector, pskListener, type RepositoryConnector } from '../../../overdriver/repository/transport.ts'
 import * as P from '../../../overdriver/repository/protocol.ts'
+import { HANDSHAKE_ROOM } from '../../../overdriver/repository/server.ts'
 import { StreamReader, StreamClosedError } from '../../../overdriver/stream-reader.ts'
 import { RepositoryClient } from '../../../overdriver/repository/client.ts'
 import { NbdClient } from '../../../overdriver/nbd/client.ts'
@@ -275,6 +276,31 @@ t.test('over TLS-PSK, a client without the repository\'s key gets nothing: clear
   await t.rejects(RepositoryClient.connect({ host: '127.0.0.1', port }, { connector: pskConnector(() => undefined) }), { code: 'SC_REPOSITORY_TLS', message: /no TLS credentials for repository .* \(clear text is not offered\)/ }, 'a client holding no credential does not try in clear')
   t.equal(repo.stats().requests.rejected, refusals().length, 'every refusal counted')
   t.same(repo.stats().requests, { put: 0, get: 0, del: 0, rejected: refusals().length }, 'and not one request was served')
+})
+
+t.test('over TLS-PSK, connections that never finish a handshake are capped: the ones beyond it are closed at once, and the repository serves again as soon as they go', async t => {
+  const tls = newRepositoryTls()
+  const { port } = await listeningRepository(t, { capacityPages: 16, maxConnections: 2, listener: pskListener(tls) })
+  const cap = 2 + HANDSHAKE_ROOM
+  // A peer opens 3x the cap and sends nothing (each would otherwise hold a socket for the 10 s handshake timeout).
+  const flood: Socket[] = []
+  const closedEarly = new Set<Socket>()
+  for (let i = 0; i < 3 * cap; i++) {
+    const s = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' })
+    s.on('error', () => {})
+    s.on('close', () => closedEarly.add(s))
+    flood.push(s)
+  }
+  t.teardown(() => { for (const s of flood) s.destroy() })
+  t.ok(await until(() => closedEarly.size >= 2 * cap, 3000), `the repository closed the connections beyond its cap at once (${closedEarly.size} of ${3 * cap} closed, cap ${cap})`)
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.equal(flood.length - closedEarly.size, cap, 'exactly the cap is held open, waiting for handshakes')
+  for (const s of flood) s.destroy()
+  await new Promise(resolve => setTimeout(resolve, 200))
+  const c = await RepositoryClient.connect({ host: '127.0.0.1', port }, { connector: pskConnector(() => tls) })
+  t.teardown(() => c.close())
+  await c.ping()
+  t.pass('once the flood is gone, the right client is served')
 })
 
 t.test('over TLS-PSK, the right client: pages written through cooperative swap are in the repository and read back intact; a repository without the key gets none', async t => {

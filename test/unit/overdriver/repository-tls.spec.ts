@@ -23,4 +23,5 @@ t.test('a key file is identity:hexkey, one line; anything else is refused with t
     [`r:${key}\nr2:${key}\n`, /not an object/]
   ] as const) t.throws(() => parsePskFile(text), why, JSON.stringify(text))
   t.throws(() => checkRepositoryTls({ identity: 'r', key, extra: 1 }), /unknown fields/)
+  t.throws(() => checkRepositoryTls({ identity: 'r', key, x509: {} }), /x509 is not used by a repository/, 'a migration\'s x509 pair means nothing here')
 })
