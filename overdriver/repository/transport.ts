@@ -55,7 +55,8 @@ export function newRepositoryTls (): RepositoryTls {
 
 /** Throws a RangeError naming the problem unless `v` is a well-formed credential. */
 export function checkRepositoryTls (v: unknown): RepositoryTls {
-  const problem = migrationTlsProblem(v) ?? ((v as { x509?: unknown }).x509 !== undefined ? 'x509 is not used by a repository (TLS-PSK only)' : undefined)
+  const x509 = typeof v === 'object' && v !== null && (v as { x509?: unknown }).x509 !== undefined
+  const problem = x509 ? 'x509 is not used by a repository (TLS-PSK only)' : migrationTlsProblem(v)
   if (problem !== undefined) throw new RangeError(`repository TLS credentials: ${problem}`)
   return v as RepositoryTls
 }
