@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { SupercloudError } from '../../core/errors.ts'
 import { projectPath } from '../../core/root.ts'
 import { mountEndpointFs } from './fs.ts'
+import { fastPathUnsupported, tcVersion } from './kernel.ts'
 import { DEFAULT_ENDPOINT_MTU, EndpointManager, type EndpointLog } from './manager.ts'
 
 export interface EndpointManagerProcessOptions {
@@ -77,7 +78,17 @@ export async function startEndpointManager (opts: EndpointManagerProcessOptions)
     const cmd = (await readFile(`/proc/${old}/cmdline`, 'utf8').catch(() => '')).split('\0').join(' ')
     if (cmd.includes(opts.statePath)) throw new EndpointManagerRunningError(`endpoint manager ${old} already serves ${opts.statePath}`)
   }
-  const manager = await EndpointManager.open({ prefix: opts.prefix, statePath: opts.statePath, mtu: opts.mtu ?? DEFAULT_ENDPOINT_MTU, log, fastPath: opts.fastPath ?? true })
+  // The fast path only where tc can do it: elsewhere connectors keep their bridge, and no link
+  // watch or periodic resync runs for steps that would all fail (a TCG dom0 paid ~3% of its CPU).
+  let fastPath = opts.fastPath ?? true
+  if (fastPath) {
+    const why = fastPathUnsupported(await tcVersion())
+    if (why !== undefined) {
+      log('info', `fast path off: ${why}`)
+      fastPath = false
+    }
+  }
+  const manager = await EndpointManager.open({ prefix: opts.prefix, statePath: opts.statePath, mtu: opts.mtu ?? DEFAULT_ENDPOINT_MTU, log, fastPath })
   const fs = await mountEndpointFs(manager, opts.root, log)
   await writeFile(pidFile, `${process.pid}\n`)
   let stopped: Promise<void> | undefined

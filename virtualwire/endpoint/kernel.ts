@@ -162,6 +162,28 @@ export function stepCommands (s: KernelStep): string[][] {
 }
 
 /** The real kernel, through iproute2. */
+/**
+ * Why this host cannot run the connector fast path (tc clsact + mirred), from `tc -V`'s output
+ * (undefined: it can). BusyBox's tc, the one a minimal image such as the Xen dom0's has, knows
+ * no clsact: every fast-path step would fail and be retried on each sync.
+ */
+export function fastPathUnsupported (tcVersion: string | undefined): string | undefined {
+  if (tcVersion === undefined) return 'tc is not installed (Debian package iproute2)'
+  if (!/iproute2/.test(tcVersion)) return 'tc is not iproute2\'s (`tc -V` does not name it; BusyBox\'s tc, say): the fast path needs its clsact and mirred'
+  return undefined
+}
+
+/** `tc -V` of this host, or undefined when tc cannot be run. */
+export async function tcVersion (): Promise<string | undefined> {
+  try {
+    return await runCmd(['tc', '-V'])
+  } catch (err) {
+    // BusyBox's tc does not know -V: it prints its usage and exits non-zero.
+    const msg = (err as Error).message
+    return /ENOENT|not found/.test(msg) ? undefined : msg
+  }
+}
+
 export class IpKernel implements EndpointKernel {
   async observe (prefix: string): Promise<ObservedLink[]> {
     const [links, fdb, qdiscs] = await Promise.all([

@@ -2,7 +2,10 @@ import t from 'tap'
 import {
   FAST_PATH_PREF, describeShape, endpointShape, isSwitchPortLink, planFastPath, planFastPaths, type FastPathStep
 } from '../../../../virtualwire/endpoint/fastpath.ts'
-import { parseClsactDevices, parseFastPathRedirect, parseObservedLinks, stepCommands } from '../../../../virtualwire/endpoint/kernel.ts'
+import { fastPathUnsupported, parseClsactDevices, parseFastPathRedirect, parseObservedLinks, stepCommands, tcVersion } from '../../../../virtualwire/endpoint/kernel.ts'
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { ObservedLink } from '../../../../virtualwire/endpoint/plan.ts'
 import type { EndpointConfig } from '../../../../virtualwire/types.ts'
 
@@ -115,4 +118,23 @@ t.test('tc commands and output parsing', async t => {
   // Links enslaved to our bridges are observed whatever their name.
   const linkJson = JSON.stringify([{ ifname: 'vif3.0', mtu: 1450, flags: ['UP'], master: 'sc12b7', linkinfo: { info_kind: 'veth' } }, { ifname: 'eth0', mtu: 1500, flags: [] }])
   t.same(parseObservedLinks(linkJson, '[]', P).map(l => l.name), ['vif3.0'])
+})
+
+t.test('the fast path is turned off where tc cannot do it, with the reason', async t => {
+  t.equal(fastPathUnsupported('tc utility, iproute2-6.1.0, libbpf 1.1.2\n'), undefined, 'iproute2\'s tc: on')
+  t.match(fastPathUnsupported(undefined), /tc is not installed \(Debian package iproute2\)/)
+  // What BusyBox's tc (the Xen dom0's) answers to -V: its usage, through a failed command.
+  t.match(fastPathUnsupported('`tc -V` failed: \t[root|classid CLASSID] [handle FILTERID] | filter show [dev STRING] [root|parent CLASSID]'), /tc is not iproute2's .*clsact and mirred/)
+  // And the version probe itself, against this machine's tc and a BusyBox one first on PATH.
+  t.equal(fastPathUnsupported(await tcVersion()), undefined, 'this machine has iproute2\'s tc')
+  const dir = mkdtempSync(join(tmpdir(), 'sc-bbtc-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  symlinkSync('/bin/busybox', join(dir, 'tc'))
+  const path = process.env.PATH
+  process.env.PATH = `${dir}:${path ?? ''}`
+  try {
+    t.match(fastPathUnsupported(await tcVersion()), /not iproute2's/, 'BusyBox\'s tc: off')
+  } finally {
+    process.env.PATH = path
+  }
 })
