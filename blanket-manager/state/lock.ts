@@ -3,8 +3,8 @@
  * SQLite takes a POSIX fcntl write lock on the file), kept open while the lock is held. The
  * kernel drops the lock the moment its holder dies (kill -9 included), so a lock left by a dead
  * process is simply free: there is no stale-lock takeover (check, unlink, create) that two
- * controllers could both win. Beside each lock file a pid file carries the holder's pid, for
- * the message only; it decides nothing. Lock files are never removed while the supercloud
+ * controllers could both win. Beside each lock file a pid file names the holder (pid, user@machine,
+ * since when, what for: holderText), for the message only; it decides nothing. Lock files are never removed while the supercloud
  * exists (removing one could let two processes lock two different files of one name).
  *
  * The supercloud's exclusive lock (one mutating command at a time) is `<dir>/lock.db`; the
@@ -16,6 +16,8 @@ import Database from 'better-sqlite3'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { StateLockedError } from '../../core/errors.ts'
+import { operatorName } from './common.ts'
+import type { LockHolder } from './types.ts'
 
 interface Held { db: Database.Database, count: number }
 
@@ -33,8 +35,8 @@ function isBusy (err: unknown): boolean {
   return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED'
 }
 
-/** Takes the kernel lock of `files` (throws `busy(holder pid)` when another process holds it); returns its release. */
-export function takeKernelLock (files: LockFiles, busy: (pid: number) => Error): () => void {
+/** Takes the kernel lock of `files` (throws `busy(holder)` when another process holds it); returns its release. */
+export function takeKernelLock (files: LockFiles, busy: (holder: LockHolder) => Error, purpose?: string): () => void {
   let h = held.get(files.lock)
   if (h === undefined) {
     const db = new Database(files.lock, { timeout: 0 })
@@ -43,9 +45,9 @@ export function takeKernelLock (files: LockFiles, busy: (pid: number) => Error):
     } catch (err) {
       db.close()
       if (!isBusy(err)) throw err
-      throw busy(holderPid(files.pid))
+      throw busy(readHolder(files.pid))
     }
-    writeFileSync(files.pid, String(process.pid), { mode: 0o600 })
+    writeFileSync(files.pid, holderText({ pid: process.pid, who: operatorName(), since: new Date().toISOString(), ...(purpose !== undefined ? { purpose } : {}) }), { mode: 0o600 })
     h = { db, count: 0 }
     held.set(files.lock, h)
   }
@@ -68,7 +70,7 @@ export function otherHolder (files: LockFiles): number | undefined {
   if (held.has(files.lock)) return undefined
   let pid: number | undefined
   try {
-    takeKernelLock(files, p => { pid = p; return new Error('held') })()
+    takeKernelLock(files, h => { pid = h.pid; return new Error('held') })()
   } catch (err) {
     if (pid === undefined) throw err
   }
@@ -81,15 +83,34 @@ export function stateLockFiles (dir: string): LockFiles {
 }
 
 /** Takes the lock of the state in `dir` (throws StateLockedError when another process holds it); returns its release. */
-export function takeStateLock (dir: string, statePath: string): () => void {
-  return takeKernelLock(stateLockFiles(dir), pid => new StateLockedError(statePath, pid))
+export function takeStateLock (dir: string, statePath: string, purpose?: string): () => void {
+  return takeKernelLock(stateLockFiles(dir), h => new StateLockedError(statePath, h.pid, h), purpose)
 }
 
-function holderPid (pidFile: string): number {
+/**
+ * The pid file's text: the pid on the first line (what older versions wrote, and all they
+ * read), then who holds the lock, since when and what for, one `key value` per line.
+ */
+export function holderText (h: LockHolder): string {
+  return [String(h.pid), ...(h.who !== undefined ? [`who ${h.who}`] : []), ...(h.since !== undefined ? [`since ${h.since}`] : []), ...(h.purpose !== undefined ? [`purpose ${h.purpose.replace(/\s+/g, ' ')}`] : [])].join('\n') + '\n'
+}
+
+/** Reads holderText back (pid -1: none readable; a bare pid from an older version gives the pid alone). */
+export function parseHolder (text: string): LockHolder {
+  const [first = '', ...rest] = text.split('\n')
+  const pid = Number(first.trim())
+  const h: LockHolder = { pid: Number.isInteger(pid) && pid > 0 ? pid : -1 }
+  for (const line of rest) {
+    const m = /^(who|since|purpose) (.+)$/.exec(line.trim())
+    if (m?.[1] !== undefined && m[2] !== undefined) h[m[1] as 'who' | 'since' | 'purpose'] = m[2].slice(0, 200)
+  }
+  return h
+}
+
+function readHolder (pidFile: string): LockHolder {
   try {
-    const pid = Number(readFileSync(pidFile, 'utf8').trim())
-    return Number.isInteger(pid) && pid > 0 ? pid : -1
+    return parseHolder(readFileSync(pidFile, 'utf8'))
   } catch {
-    return -1
+    return { pid: -1 }
   }
 }

@@ -94,12 +94,12 @@ export function movesInProgress (dir: string): MoveInProgress[] {
 /** The kernel locks of the SQLite store of the supercloud at `dir` (state file `statePath`). */
 export function fileLocks (dir: string, statePath: string): StateLocks {
   return {
-    takeState: () => takeStateLock(dir, statePath),
-    takeMove: vm => {
+    takeState: purpose => takeStateLock(dir, statePath, purpose),
+    takeMove: (vm, purpose) => {
       mkdirSync(join(dir, MOVES), { recursive: true, mode: 0o700 })
-      return takeKernelLock(moveLockFiles(dir, vm), pid => new VmMovingError(vm, pid))
+      return takeKernelLock(moveLockFiles(dir, vm), h => new VmMovingError(vm, h.pid, h), purpose)
     },
     moves: () => movesInProgress(dir),
-    takeLeader: () => takeKernelLock({ lock: join(dir, 'leader.db'), pid: join(dir, 'leader') }, pid => new StateLockedError(`${statePath} (serve leadership)`, pid))
+    takeLeader: () => takeKernelLock({ lock: join(dir, 'leader.db'), pid: join(dir, 'leader') }, h => new StateLockedError(`${statePath} (serve leadership)`, h.pid, h), 'serve')
   }
 }

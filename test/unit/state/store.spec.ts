@@ -1,10 +1,11 @@
 import t from 'tap'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { StateStore } from '../../../blanket-manager/state/store.ts'
 import { StateLockedError } from '../../../core/errors.ts'
+import { holderText, parseHolder } from '../../../blanket-manager/state/lock.ts'
 
 t.test('records survive reopening the file', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'sc-state-'))
@@ -69,7 +70,7 @@ t.test('lock: another process holding it refuses with its pid; released when it 
   t.match(out, /^got \d+$/, 'the other process holds the lock')
   const err = (() => { try { s.lock(); return undefined } catch (e) { return e } })()
   t.ok(err instanceof StateLockedError, 'refused while the other process holds it')
-  t.match((err as Error | undefined)?.message, new RegExp(`locked by running process ${out.split(' ')[1] ?? 'x'}`), 'names the holder')
+  t.match((err as Error | undefined)?.message, new RegExp(`locked by running process ${out.split(' ')[1] ?? 'x'} \\(${userInfo().username}@${hostname()} since \\d\\d:\\d\\d:\\d\\d, a command\\)`), 'names the holder: its pid, user@machine, since when, what for')
   writeFileSync(join(dir, 'release'), '')
   await exited
   t.doesNotThrow(() => { s.lock() }, 'free once the holder exited')
@@ -80,7 +81,7 @@ t.test('lock: a holder killed with SIGKILL leaves it free, and of processes raci
   const dir = mkdtempSync(join(tmpdir(), 'sc-state-'))
   const [died] = await contenders(dir, 1, 100, 'die')
   t.match(died, /^got \d+$/, 'the first holder took the lock, then was killed holding it')
-  t.equal(readFileSync(join(dir, 'lock'), 'utf8').trim(), (died ?? '').split(' ')[1], 'its pid is still in the lock file: a stale lock')
+  t.equal(readFileSync(join(dir, 'lock'), 'utf8').split('\n')[0], (died ?? '').split(' ')[1], 'its pid is still in the lock file: a stale lock')
   for (let round = 0; round < 3; round++) {
     const outs = await contenders(dir, 4, 200)
     const winners = outs.filter(o => o.startsWith('got '))
@@ -132,4 +133,13 @@ t.test('a version 1 state file is brought to the newest version at open, its row
   t.equal(s.hostKey('h1')?.fingerprint, 'SHA256:aaa', 'the pinned key is kept')
   s.putOperator({ name: 'bob', publicKey: 'ssh-ed25519 BBBB', added: 'now', by: 'a@b' })
   t.strictSame(s.operators().map(o => o.name), ['bob'])
+})
+
+t.test('lock file: the holder\'s pid first (what older versions read), then who, since when, what for', async t => {
+  const h = { pid: 4242, who: 'alice@laptop-7', since: '2026-12-08T02:10:11.000Z', purpose: 'migrate web1' }
+  t.same(parseHolder(holderText(h)), h, 'read back as written')
+  t.equal(holderText(h).split('\n')[0], '4242')
+  t.same(parseHolder('4242\n'), { pid: 4242 }, 'a bare pid (an older holder) gives the pid alone')
+  t.same(parseHolder('garbage'), { pid: -1 }, 'nothing readable: no pid')
+  t.same(parseHolder(holderText({ pid: 1, purpose: 'up\nwho mallory' })), { pid: 1, purpose: 'up who mallory' }, 'a purpose cannot add a line')
 })
