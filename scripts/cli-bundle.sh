@@ -32,6 +32,10 @@ cli_bundle_build () (
   cli_bundle_stale "$root" || return 0
   dir=$(mktemp -d "$dist/cli-XXXXXX") || return 1
   chmod 755 "$dir" && touch "$dir/stamp"
+  # From the checkout's root, whoever runs the launcher from where: esbuild writes the
+  # metafile's paths relative to its working directory (test/unit/agent/import-graph.spec.ts
+  # reads them; built from another directory they were ../../<root>/dist/...).
+  cd "$root" || return 1
   if ! "$root/node_modules/.bin/esbuild" "$root/blanket-manager/cli/main.ts" --bundle --splitting \
       --format=esm --platform=node --target=node20 --packages=external \
       --define:SUPERCLOUD_CLI_BUNDLE=true --outdir="$dir" --metafile="$dir/meta.json" --log-level=warning >"$dist/cli-build.log" 2>&1; then
