@@ -3,9 +3,10 @@
  * SQLite takes a POSIX fcntl write lock on the file), kept open while the lock is held. The
  * kernel drops the lock the moment its holder dies (kill -9 included), so a lock left by a dead
  * process is simply free: there is no stale-lock takeover (check, unlink, create) that two
- * controllers could both win. Beside each lock file a pid file names the holder (pid, user@machine,
- * since when, what for: holderText), for the message only; it decides nothing. Lock files are never removed while the supercloud
- * exists (removing one could let two processes lock two different files of one name).
+ * controllers could both win. Beside each lock file a pid file names the holder (pid,
+ * user@machine, since when, what for: holderText), for the message only; it decides nothing.
+ * Lock files are never removed while the supercloud exists (removing one could let two
+ * processes lock two different files of one name).
  *
  * The supercloud's exclusive lock (one mutating command at a time) is `<dir>/lock.db`; the
  * per-VM move locks (vm-lock.ts) use the same mechanism. Within one process a lock is
@@ -65,16 +66,16 @@ export function takeKernelLock (files: LockFiles, busy: (holder: LockHolder) => 
   }
 }
 
-/** The pid of another process holding the lock of `files`, or undefined when it is free (or held by this process). */
-export function otherHolder (files: LockFiles): number | undefined {
+/** Another process holding the lock of `files`, or undefined when it is free (or held by this process). */
+export function otherHolder (files: LockFiles): LockHolder | undefined {
   if (held.has(files.lock)) return undefined
-  let pid: number | undefined
+  let holder: LockHolder | undefined
   try {
-    takeKernelLock(files, h => { pid = h.pid; return new Error('held') })()
+    takeKernelLock(files, h => { holder = h; return new Error('held') })()
   } catch (err) {
-    if (pid === undefined) throw err
+    if (holder === undefined) throw err
   }
-  return pid
+  return holder
 }
 
 /** The files of the supercloud's exclusive lock in `dir`. */

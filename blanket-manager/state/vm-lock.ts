@@ -85,8 +85,8 @@ export function movesInProgress (dir: string): MoveInProgress[] {
   const out: MoveInProgress[] = []
   for (const f of names.filter(n => n.endsWith('.db')).sort()) {
     const vm = decodeURIComponent(f.slice(0, -3))
-    const pid = otherHolder(moveLockFiles(dir, vm))
-    if (pid !== undefined) out.push({ vm, pid })
+    const holder = otherHolder(moveLockFiles(dir, vm))
+    if (holder !== undefined) out.push({ vm, pid: holder.pid, holder })
   }
   return out
 }

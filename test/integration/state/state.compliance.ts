@@ -194,6 +194,7 @@ export function stateCompliance (t: Test, store: StoreUnderTest): void {
     t.ok(err instanceof VmMovingError, 'up refused while web1 moves')
     t.equal((err as VmMovingError).vm, 'web1')
     t.equal((err as VmMovingError).pid, Number(mover.line.split(' ')[1]))
+    t.match((err as VmMovingError).message, /being moved by running process \d+ \(\S+@\S+ since \d\d:\d\d:\d\d, migrate web1\)/, 'naming who moves it, since when and why')
     t.throws(() => s.locks.takeMove('web1', 'migrate web1'), VmMovingError, 'a second move of web1 is refused')
     const release = s.locks.takeMove('db1', 'migrate db1')
     t.pass('another VM moves at once')
