@@ -62,19 +62,25 @@ export type MigrationSecurity = MigrationTls | 'off'
 const TLS_IDENTITY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const TLS_KEY_RE = /^[0-9a-f]{64}$/
 
+/** Why `v` is no object of only the `allowed` fields ('not an object', 'unknown fields (only a, b and c)'), or undefined. */
+function fieldsProblem (v: unknown, allowed: readonly string[]): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object'
+  if (Object.keys(v).some(k => !allowed.includes(k))) return `unknown fields (only ${allowed.slice(0, -1).join(', ')} and ${allowed.at(-1) ?? ''})`
+  return undefined
+}
+
 /** Why `v` is no MigrationTls (undefined when it is one): a PSK identity may not carry ':' or spaces (the key file's syntax). */
 export function migrationTlsProblem (v: unknown): string | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object'
+  const shape = fieldsProblem(v, ['identity', 'key', 'x509'])
+  if (shape !== undefined) return shape
   const o = v as Record<string, unknown>
-  if (Object.keys(o).some(k => k !== 'identity' && k !== 'key' && k !== 'x509')) return 'unknown fields (only identity, key and x509)'
   if (typeof o.identity !== 'string' || !TLS_IDENTITY_RE.test(o.identity)) return 'identity must be 1-64 of A-Z a-z 0-9 . _ - (a letter or digit first)'
   if (typeof o.key !== 'string' || !TLS_KEY_RE.test(o.key)) return 'key must be 64 lowercase hex digits (32 bytes)'
   if (o.x509 !== undefined) {
-    const x = o.x509 as Record<string, unknown>
-    if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'x509 is not an object'
-    if (Object.keys(x).some(k => k !== 'server' && k !== 'client')) return 'x509: unknown fields (only server and client)'
+    const x509 = fieldsProblem(o.x509, ['server', 'client'])
+    if (x509 !== undefined) return `x509: ${x509}`
     for (const end of ['server', 'client'] as const) {
-      const problem = certifiedKeyProblem(x[end])
+      const problem = certifiedKeyProblem((o.x509 as Record<string, unknown>)[end])
       if (problem !== undefined) return `x509.${end}: ${problem}`
     }
   }
@@ -87,9 +93,9 @@ const PEM_KEY_RE = /^-----BEGIN PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END PRIV
 const PEM_MAX = 8192
 
 function certifiedKeyProblem (v: unknown): string | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object'
+  const shape = fieldsProblem(v, ['cert', 'key'])
+  if (shape !== undefined) return shape
   const o = v as Record<string, unknown>
-  if (Object.keys(o).some(k => k !== 'cert' && k !== 'key')) return 'unknown fields (only cert and key)'
   if (typeof o.cert !== 'string' || o.cert.length > PEM_MAX || !PEM_CERT_RE.test(o.cert)) return 'cert must be one PEM certificate'
   if (typeof o.key !== 'string' || o.key.length > PEM_MAX || !PEM_KEY_RE.test(o.key)) return 'key must be one PEM (PKCS#8) private key'
   return undefined

@@ -7,10 +7,10 @@
  * The stream: the destination runs `socat OPENSSL-LISTEN:<port>,bind=<ip>,<tls> EXEC:'xl
  * migrate-receive -p'` (one connection, TLS with the migration's pinned certificates: see
  * StreamTlsFiles; in clear text, asked for explicitly, `TCP-LISTEN` with nofork, xl's
- * stdin/stdout then being the socket itself). The source runs `xl -vvv migrate -s '' -C <config> <name> '<rune>'`: with an empty
- * `-s`, xl runs the rune with `sh -c` as the transport (its stdin is the stream, its stdout
- * the receiver's replies). The rune is `echo $$ > <pid>; exec socat -b 262144 - OPENSSL:<ip>:<port>,<tls>`:
- * the socat's pid lets us read its /proc/<pid>/io while it runs (xl prints no byte counts: it
+ * stdin/stdout then being the socket itself). The source runs `xl -vvv migrate -s '' -C
+ * <config> <name> '<rune>'`: with an empty `-s`, xl runs the rune with `sh -c` as the transport
+ * (its stdin is the stream, its stdout the receiver's replies). The rune is `echo $$ > <pid>;
+ * exec socat -b 262144 - OPENSSL:<ip>:<port>,<tls>`: the socat's pid lets us read its /proc/<pid>/io while it runs (xl prints no byte counts: it
  * hides libxc's progress while it migrates) and kill it to cancel (xl then takes its own
  * failure path and resumes the guest). `-b 262144`: socat's default 8 KiB reads cost a
  * syscall per 8 KiB, which a TCG dom0 pays dearly (measured on a 96 MiB guest: busybox nc
