@@ -7,10 +7,11 @@
  *
  * Hostile or broken peers cannot grow its memory without bound: connections are capped (in all
  * and per peer address; one over the cap gets a BAD_REQUEST reply with the reason and is
- * closed; before that, TCP connections still in their TLS handshake are capped too), and replies are written with backpressure: while more than `replyBufferBytes` of
- * replies wait for a peer that does not read them, no further request of that connection is
- * read (its requests then wait in the kernel, and TCP stops the peer); a peer that reads
- * nothing for `stalledMs` is disconnected with a reason.
+ * closed; before that, TCP connections still in their TLS handshake are capped too), and
+ * replies are written with backpressure: while more than `replyBufferBytes` of replies wait for
+ * a peer that does not read them, no further request of that connection is read (its requests
+ * then wait in the kernel, and TCP stops the peer); a peer that reads nothing for `stalledMs`
+ * is disconnected with a reason.
  *
  * The socket layer is the `listener` passed in (./transport.ts): hosts run it with TLS-PSK (a
  * peer without the repository's key fails the handshake: 'repository.rejected' with the
