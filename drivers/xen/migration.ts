@@ -175,8 +175,8 @@ export class XenSelfMigration implements SelfMigration {
     const end = side === 'receive' ? 'server' : 'client'
     const f = streamTlsPaths(runDir, end)
     const pem = `${tls.self.key.trimEnd()}\n${tls.self.cert.trimEnd()}\n`
-    // One command for both files (every process costs a TCG dom0 dearly): the key on stdin, the peer's certificate as an argument.
-    const w = await this.sh('umask 077 && mkdir -p "$1" && chmod 700 "$1" && cat > "$2" && printf \'%s\\n\' "$3" > "$4"', [f.dir, f.self, tls.peerCert.trimEnd(), f.peer], { stdin: pem })
+    const a = await this.sh('umask 077 && mkdir -p "$1" && chmod 700 "$1" && cat > "$2"', [f.dir, f.self], { stdin: pem })
+    const w = a.code === 0 ? await this.sh('umask 077 && cat > "$1"', [f.peer], { stdin: `${tls.peerCert.trimEnd()}\n` }) : a
     if (w.code !== 0) {
       await this.dropTls(runDir)
       throw new XenMigrationError({ guest: name, side, reason: side === 'receive' ? 'listen' : 'prepare', detail: `cannot write the stream's TLS files in ${f.dir}: ${w.stderr.trim()}`, ...(side === 'send' ? { guestRunningHere: true } : {}) })
